@@ -1,0 +1,271 @@
+"""The `tthc-monitor` command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
+
+from monitor import __version__
+from monitor.config import Config, ConfigError, load_config
+from monitor.durations import format_duration, parse_duration
+
+__all__ = ["build_parser", "main"]
+
+DEFAULT_CONFIG = Path("/etc/tthc-monitor/config.yaml")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tthc-monitor",
+        description="Monitoring and alerting for Vietnamese one-stop offices (bộ phận một cửa).",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="run the daemon")
+    run.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="config file (default: %(default)s)")
+
+    demo = commands.add_parser(
+        "demo", help="run the built-in dossier-system simulator and the daemon against it"
+    )
+    demo.add_argument("--listen", default="127.0.0.1:9464", help="daemon address (default: %(default)s)")
+    demo.add_argument("--data", type=Path, default=Path("data"), help="store folder (default: ./data)")
+    demo.add_argument("--sim-port", type=int, default=9480, help="simulator port (default: %(default)s)")
+    demo.add_argument("--sim-admin-port", type=int, default=9481, help="simulator fault switch port")
+    demo.add_argument("--sim-tls-port", type=int, default=9443, help="simulator HTTPS port")
+
+    sim = commands.add_parser("simulator", help="run only the built-in dossier-system simulator")
+    sim.add_argument("--port", type=int, default=9480)
+    sim.add_argument("--admin-port", type=int, default=9481)
+    sim.add_argument("--tls-port", type=int, default=9443)
+    sim.add_argument("--dossiers", type=int, default=300, help="open dossiers to generate")
+    sim.add_argument("--data", type=Path, default=Path("data"), help="where the simulator's CA is written")
+
+    check = commands.add_parser("check-config", help="validate a config file; print every error")
+    check.add_argument("file", type=Path)
+
+    uptime = commands.add_parser("uptime", help="uptime, incidents and latency per target, from the store")
+    uptime.add_argument("--config", type=Path, default=None, help="config file, to find the store")
+    uptime.add_argument("--store", type=Path, default=None, help="store file (instead of --config)")
+    uptime.add_argument("--target", default=None, help="only this target")
+    uptime.add_argument("--since", default="30d", help="window, e.g. 1d, 7d, 30d (default: %(default)s)")
+
+    commands.add_parser("version", help="print the version")
+
+    from monitor import cli_calendar
+
+    cli_calendar.add_parser(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler = {
+        "run": _run,
+        "demo": _demo,
+        "simulator": _simulator,
+        "check-config": _check_config,
+        "uptime": _uptime,
+        "version": lambda _args: _print(f"tthc-monitor {__version__}"),
+    }.get(args.command)
+    if handler is None:
+        from monitor import cli_calendar
+
+        return cli_calendar.run(args)
+    try:
+        return handler(args)
+    except KeyboardInterrupt:
+        return 130
+
+
+def _print(text: str) -> int:
+    print(text)
+    return 0
+
+
+def _fail(message: str, code: int = 1) -> int:
+    print(f"tthc-monitor: {message}", file=sys.stderr)
+    return code
+
+
+def _load(path: Path) -> Config | None:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        print(f"{path}: invalid configuration:", file=sys.stderr)
+        for error in exc.errors:
+            print(f"  {error}", file=sys.stderr)
+        return None
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    config = _load(args.file)
+    if config is None:
+        return 1
+    print(f"{args.file}: ok ({len(config.targets)} targets)")
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    if config is None:
+        return 1
+    return asyncio.run(_serve(config, args.config))
+
+
+async def _serve(config: Config, path: Path | None) -> int:
+    from monitor.daemon import Daemon
+    from monitor.logging import configure_logging
+
+    configure_logging(config.logging.level, config.logging.format)
+    daemon = Daemon(config, config_path=path)
+    try:
+        await daemon.run()
+    except OSError as exc:
+        return _fail(f"cannot start: {exc}")
+    return 0
+
+
+def demo_config_path() -> Path:
+    return Path(str(resources.files("monitor") / "demo" / "demo.yaml"))
+
+
+def _demo(args: argparse.Namespace) -> int:
+    return asyncio.run(_run_demo(args))
+
+
+async def _run_demo(args: argparse.Namespace) -> int:
+    from monitor.daemon import Daemon
+    from monitor.logging import configure_logging
+    from monitor.simulator import Simulator
+
+    data = args.data.resolve()
+    data.mkdir(parents=True, exist_ok=True)
+    simulator = Simulator(state_dir=data)
+    await simulator.start(port=args.sim_port, admin_port=args.sim_admin_port, tls_port=args.sim_tls_port)
+    # demo.yaml reads the simulator's addresses from these, so any free ports work.
+    os.environ.update(
+        TTHC_SIM_PORTAL_URL=simulator.portal_url,
+        TTHC_SIM_APP_URL=simulator.app_url,
+        TTHC_SIM_API_BASE=simulator.api_base,
+        TTHC_SIM_HTTPS_URL=simulator.https_url,
+        TTHC_SIM_CA_FILE=str(simulator.ca_file),
+        TTHC_SIM_HOST=simulator.host,
+        TTHC_SIM_PORT=str(simulator.port),
+    )
+    path = demo_config_path()
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        await simulator.stop()
+        return _fail(f"the shipped demo config is invalid: {exc}")
+    config = config.model_copy(
+        update={
+            "listen": args.listen,
+            "store": config.store.model_copy(update={"path": data / "tthc-monitor-demo.db"}),
+        }
+    )
+    configure_logging(config.logging.level, config.logging.format)
+    daemon = Daemon(config, config_path=None)
+    try:
+        await daemon.start()
+    except OSError as exc:
+        await simulator.stop()
+        return _fail(f"cannot start: {exc}")
+    base = daemon.base_url
+    print(
+        "\n".join(
+            [
+                "tthc-monitor demo is running (Ctrl-C to stop)",
+                f"  metrics:      {base}/metrics",
+                f"  API:          {base}/api/v1/targets",
+                f"  incidents:    {base}/api/v1/incidents",
+                f"  simulator:    {simulator.portal_url}",
+                f"  fault switch: {simulator.admin_url}/faults"
+                "   e.g. curl -X POST -d '{\"fault\": \"down\", \"scope\": \"all\"}' <that URL>",
+            ]
+        ),
+        flush=True,
+    )
+    import signal
+
+    loop = asyncio.get_running_loop()
+    done = asyncio.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, done.set)
+    await done.wait()
+    await daemon.stop()
+    await simulator.stop()
+    return 0
+
+
+def _simulator(args: argparse.Namespace) -> int:
+    async def serve() -> int:
+        import signal
+
+        from monitor.simulator import Simulator
+
+        args.data.mkdir(parents=True, exist_ok=True)
+        simulator = Simulator(state_dir=args.data.resolve(), dossier_count=args.dossiers)
+        await simulator.start(port=args.port, admin_port=args.admin_port, tls_port=args.tls_port)
+        print(f"portal: {simulator.portal_url}\napi: {simulator.api_base}\nadmin: {simulator.admin_url}",
+              flush=True)
+        loop = asyncio.get_running_loop()
+        done = asyncio.Event()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, done.set)
+        await done.wait()
+        await simulator.stop()
+        return 0
+
+    return asyncio.run(serve())
+
+
+def _uptime(args: argparse.Namespace) -> int:
+    try:
+        window = parse_duration(args.since)
+    except ValueError as exc:
+        return _fail(f"--since: {exc}", 2)
+    if args.store is not None:
+        store_path = args.store
+    else:
+        config = _load(args.config or DEFAULT_CONFIG)
+        if config is None:
+            return 1
+        store_path = config.store.path
+    if not store_path.exists():
+        return _fail(f"no store at {store_path}")
+    return asyncio.run(_print_uptime(store_path, window, args.target))
+
+
+async def _print_uptime(store_path: Path, window, target: str | None) -> int:  # noqa: ANN001
+    from monitor.store import SqliteStore
+
+    store = SqliteStore(store_path, readonly=True)
+    await store.open()
+    try:
+        now = datetime.now(UTC)
+        reports = await store.uptime_all(now - window, now)
+    finally:
+        await store.close()
+    if target is not None:
+        reports = [report for report in reports if report.target == target]
+        if not reports:
+            return _fail(f"no data for target {target!r}")
+    header = f"{'TARGET':<28} {'UPTIME %':>9} {'INCIDENTS':>9} {'DOWNTIME':>10} {'P50 ms':>8} {'P95 ms':>8}"
+    print(f"since {format_duration(window)} ago")
+    print(header)
+    for report in reports:
+        uptime = "-" if report.uptime_ratio is None else f"{report.uptime_ratio * 100:.3f}"
+        p50 = "-" if report.latency_p50 is None else f"{report.latency_p50 * 1000:.0f}"
+        p95 = "-" if report.latency_p95 is None else f"{report.latency_p95 * 1000:.0f}"
+        print(
+            f"{report.target:<28} {uptime:>9} {report.incidents:>9} "
+            f"{format_duration(report.downtime_seconds):>10} {p50:>8} {p95:>8}"
+        )
+    return 0

@@ -1,0 +1,395 @@
+"""Configuration: strict pydantic models, `${ENV}` interpolation, `*_file` secrets, precise errors.
+
+Every model forbids unknown keys and carries its defaults. `load_config` returns a `Config` or raises
+`ConfigError` holding every problem at once, each prefixed with its YAML path
+(`targets[2].expect.status: ...`).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from datetime import datetime, time, timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+
+from monitor.calendar import CalendarsConfig
+from monitor.configtypes import (
+    ConfigError,
+    Duration,
+    PositiveDuration,
+    StrictModel,
+    format_validation_error,
+    join_path,
+    register_union_tags,
+    secret_file_fields,
+)
+
+__all__ = [
+    "ApiConfig",
+    "Config",
+    "ConfigError",
+    "Duration",
+    "HttpExpect",
+    "HttpTarget",
+    "LoggingConfig",
+    "MaintenanceWindow",
+    "PositiveDuration",
+    "SchedulerConfig",
+    "StoreConfig",
+    "StrictModel",
+    "Target",
+    "TcpTarget",
+    "TlsConfig",
+    "load_config",
+    "load_config_text",
+    "register_union_tags",
+    "secret_file_fields",
+]
+
+
+class TlsConfig(StrictModel):
+    """TLS settings of a probe. Vietnamese government CAs are often missing from default bundles."""
+
+    verify: bool = True
+    ca_file: Path | None = None
+    server_name: str | None = None
+    # A certificate with fewer days left than this makes the target DEGRADED (cert_expiring); 0 = off.
+    min_cert_days: int = Field(default=14, ge=0)
+
+    @field_validator("ca_file")
+    @classmethod
+    def _ca_file_exists(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"file not found: {value}")
+        return value
+
+
+_STATUS_CLASS = re.compile(r"^[1-5]xx$")
+
+
+class HttpExpect(StrictModel):
+    """What a healthy reply looks like. A maintenance page served with 200 must fail these."""
+
+    status: list[int | str] = Field(default_factory=lambda: ["2xx"])
+    body_contains: list[str] = Field(default_factory=list)
+    body_not_contains: list[str] = Field(default_factory=list)
+    body_matches: list[str] = Field(default_factory=list)
+    body_not_matches: list[str] = Field(default_factory=list)
+
+    @field_validator("status")
+    @classmethod
+    def _valid_status(cls, values: list[int | str]) -> list[int | str]:
+        if not values:
+            raise ValueError("must list at least one status code")
+        for value in values:
+            if isinstance(value, int) and not 100 <= value <= 599:
+                raise ValueError(f"{value} is not an HTTP status code (100-599)")
+            if isinstance(value, str) and not _STATUS_CLASS.match(value):
+                raise ValueError(f"{value!r} is not a status code or a class like 2xx")
+        return values
+
+    @field_validator("body_matches", "body_not_matches")
+    @classmethod
+    def _valid_regex(cls, patterns: list[str]) -> list[str]:
+        for pattern in patterns:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"invalid regular expression {pattern!r}: {exc}") from exc
+        return patterns
+
+    def status_ok(self, status: int) -> bool:
+        return any(
+            status == value if isinstance(value, int) else status // 100 == int(value[0])
+            for value in self.status
+        )
+
+
+_WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+class MaintenanceWindow(StrictModel):
+    """A planned outage: one-off (`start: 2026-12-05 22:00`) or weekly (`days: [sun]`, `start: "22:00"`).
+
+    Results inside a window are stored and marked but open no incident and do not count against uptime.
+    Times are in the window's `timezone`, else the config's.
+    """
+
+    start: str
+    duration: PositiveDuration
+    days: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] | None = None
+    timezone: str | None = None
+    reason: str = ""
+
+    @model_validator(mode="after")
+    def _valid_start(self) -> MaintenanceWindow:
+        if self.days is not None:
+            if not self.days:
+                raise ValueError("days must list at least one weekday")
+            try:
+                time.fromisoformat(self.start)
+            except ValueError as exc:
+                raise ValueError(f"start {self.start!r} must be a time of day like 22:00") from exc
+        else:
+            try:
+                datetime.fromisoformat(self.start)
+            except ValueError as exc:
+                raise ValueError(
+                    f"start {self.start!r} must be a date and time like 2026-12-05 22:00"
+                ) from exc
+        if self.timezone is not None:
+            _zone(self.timezone)
+        return self
+
+    @property
+    def weekday_numbers(self) -> frozenset[int]:
+        return frozenset(_WEEKDAYS.index(day) for day in self.days or ())
+
+
+_TARGET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+
+
+class _TargetBase(StrictModel):
+    name: str
+    interval: PositiveDuration = timedelta(seconds=30)
+    timeout: PositiveDuration = timedelta(seconds=10)
+    failure_threshold: int = Field(default=3, ge=1)
+    success_threshold: int = Field(default=2, ge=1)
+    # Above this the target is DEGRADED (reason slow) even though the probe succeeded.
+    max_latency: PositiveDuration | None = None
+    maintenance: list[MaintenanceWindow] = Field(default_factory=list)
+    # Part of the provincial dossier system: its incidents count when a dossier turns overdue.
+    dossier_system: bool = True
+
+    @field_validator("name")
+    @classmethod
+    def _valid_name(cls, value: str) -> str:
+        if not _TARGET_NAME.match(value):
+            raise ValueError(
+                f"{value!r} is not a valid target name (letters, digits, '_', '.', '-'; at most 63)"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _timeout_within_interval(self) -> _TargetBase:
+        if self.timeout > self.interval:
+            raise ValueError("timeout must not be longer than interval")
+        return self
+
+
+class HttpTarget(_TargetBase):
+    """An HTTP(S) check: status, body content, latency, certificate expiry, per-phase timings."""
+
+    type: Literal["http"]
+    url: str
+    method: Literal["GET", "HEAD", "POST", "PUT", "OPTIONS"] = "GET"
+    headers: dict[str, str] = Field(default_factory=dict)
+    body: str | None = None
+    max_redirects: int = Field(default=5, ge=0, le=30)
+    expect: HttpExpect = HttpExpect()
+    tls: TlsConfig = TlsConfig()
+
+    @field_validator("url")
+    @classmethod
+    def _valid_url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError(f"{value!r} is not an http:// or https:// URL")
+        return value
+
+
+class TcpTarget(_TargetBase):
+    """A TCP connect check (optionally TLS), e.g. the dossier system's database port."""
+
+    type: Literal["tcp"]
+    host: str
+    port: int = Field(ge=1, le=65535)
+    # Present = connect with TLS and check the certificate.
+    tls: TlsConfig | None = None
+
+
+Target = Annotated[HttpTarget | TcpTarget, Field(discriminator="type")]
+TARGET_TYPES = ("http", "tcp")
+register_union_tags(*TARGET_TYPES)
+
+
+class ApiConfig(StrictModel):
+    """The HTTP API under /api/v1. With a token set, requests need `Authorization: Bearer <token>`."""
+
+    token: SecretStr | None = None
+    _files = secret_file_fields("token")
+
+
+class StoreConfig(StrictModel):
+    """The embedded SQLite store and how long each kind of history is kept."""
+
+    path: Path = Path("data/tthc-monitor.db")
+    raw_retention: PositiveDuration = timedelta(days=7)
+    minute_retention: PositiveDuration = timedelta(days=90)
+    hour_retention: PositiveDuration = timedelta(days=730)
+    flush_interval: PositiveDuration = timedelta(seconds=1)
+    # Successful results that change nothing are folded into rollups, but one is still written this
+    # often per target so the raw table shows the target was being watched.
+    success_sample_interval: PositiveDuration = timedelta(minutes=5)
+
+
+class SchedulerConfig(StrictModel):
+    max_concurrency: int = Field(default=256, ge=1)
+    shutdown_grace: Duration = timedelta(seconds=10)
+    # Spread first runs over this fraction of each interval so targets do not fire together.
+    start_jitter: float = Field(default=1.0, ge=0, le=1)
+
+
+class LoggingConfig(StrictModel):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    # auto = JSON when stdout is not a terminal.
+    format: Literal["auto", "json", "console"] = "auto"
+
+
+class Config(StrictModel):
+    """The whole configuration file."""
+
+    timezone: str = "Asia/Ho_Chi_Minh"
+    listen: str = "127.0.0.1:9464"
+    api: ApiConfig = ApiConfig()
+    store: StoreConfig = StoreConfig()
+    scheduler: SchedulerConfig = SchedulerConfig()
+    logging: LoggingConfig = LoggingConfig()
+    targets: list[Target] = Field(default_factory=list)
+    calendars: CalendarsConfig = CalendarsConfig()
+
+    @field_validator("timezone")
+    @classmethod
+    def _valid_timezone(cls, value: str) -> str:
+        _zone(value)
+        return value
+
+    @field_validator("listen")
+    @classmethod
+    def _valid_listen(cls, value: str) -> str:
+        split_listen(value)
+        return value
+
+    @field_validator("targets")
+    @classmethod
+    def _unique_names(cls, targets: list[HttpTarget | TcpTarget]) -> list[HttpTarget | TcpTarget]:
+        seen: set[str] = set()
+        for target in targets:
+            if target.name in seen:
+                raise ValueError(f"duplicate target name {target.name!r}")
+            seen.add(target.name)
+        return targets
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+def _zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown timezone {name!r}") from exc
+
+
+def split_listen(value: str) -> tuple[str, int]:
+    """`host:port` (IPv6 as `[::1]:9464`) into its parts, with a clear error."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"{value!r} is not host:port")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+# --- loading --------------------------------------------------------------------------------------
+
+_ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+def _interpolate(node: Any, path: str, errors: list[str], environ: dict[str, str]) -> Any:
+    if isinstance(node, dict):
+        return {
+            key: _interpolate(value, join_path(path, key), errors, environ) for key, value in node.items()
+        }
+    if isinstance(node, list):
+        return [_interpolate(value, f"{path}[{index}]", errors, environ) for index, value in enumerate(node)]
+    if isinstance(node, str) and "${" in node:
+
+        def substitute(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            if name in environ:
+                return environ[name]
+            if default is not None:
+                return default
+            errors.append(f"{path or '<root>'}: environment variable {name} is not set")
+            return ""
+
+        return _ENV_REFERENCE.sub(substitute, node)
+    return node
+
+
+def _make_paths_relative_to(data: Any, base_dir: Path) -> None:
+    """Relative `*_file`, `ca_file` and `path` values are read relative to the config file."""
+    if isinstance(data, dict):
+        for key, value in data.items():
+            if isinstance(value, str) and (key.endswith("_file") or key in ("path", "ca_file", "folder")):
+                candidate = Path(value).expanduser()
+                if not candidate.is_absolute():
+                    data[key] = str(base_dir / candidate)
+            elif key.endswith("_files") and isinstance(value, list):
+                data[key] = [
+                    str(base_dir / Path(item).expanduser())
+                    if isinstance(item, str) and not Path(item).expanduser().is_absolute()
+                    else item
+                    for item in value
+                ]
+            else:
+                _make_paths_relative_to(value, base_dir)
+    elif isinstance(data, list):
+        for value in data:
+            _make_paths_relative_to(value, base_dir)
+
+
+def load_config_text(
+    text: str,
+    *,
+    source: str = "<config>",
+    base_dir: Path | None = None,
+    environ: dict[str, str] | None = None,
+) -> Config:
+    """Parse and validate YAML text; raise ConfigError listing every problem."""
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError([f"<yaml>: {where}{problem}"], source) from exc
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(["<root>: the file must be a mapping of settings"], source)
+    errors: list[str] = []
+    raw = _interpolate(raw, "", errors, dict(os.environ if environ is None else environ))
+    if base_dir is not None:
+        _make_paths_relative_to(raw, base_dir)
+    try:
+        config = Config.model_validate(raw)
+    except ValidationError as exc:
+        errors.extend(format_validation_error(exc))
+        raise ConfigError(errors, source) from None
+    if errors:
+        raise ConfigError(errors, source)
+    return config
+
+
+def load_config(path: str | Path, environ: dict[str, str] | None = None) -> Config:
+    """Read, interpolate and validate a config file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"cannot read {path}: {exc.strerror or exc}"], str(path)) from exc
+    return load_config_text(text, source=str(path), base_dir=path.resolve().parent, environ=environ)

@@ -1,0 +1,46 @@
+"""Durations as written in config and on the command line: `90s`, `5m`, `2h`, `14d`, `1h30m`."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+__all__ = ["format_duration", "parse_duration"]
+
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 365 * 86400}
+_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w|y)")
+
+
+def parse_duration(text: str | int | float | timedelta) -> timedelta:
+    """Parse `30s`, `5m`, `2h`, `14d`, `2w`, `1y`, `1h30m` or a bare number of seconds."""
+    if isinstance(text, timedelta):
+        return text
+    if isinstance(text, bool):
+        raise ValueError(f"invalid duration {text!r}")
+    if isinstance(text, int | float):
+        if text < 0:
+            raise ValueError(f"invalid duration {text!r}: must not be negative")
+        return timedelta(seconds=text)
+    compact = text.strip().replace(" ", "")
+    if not compact or _PART.sub("", compact):
+        raise ValueError(f"invalid duration {text!r}: use a number and a unit, e.g. 30s, 5m, 2h, 14d")
+    seconds = sum(float(number) * _UNITS[unit] for number, unit in _PART.findall(compact))
+    return timedelta(seconds=seconds)
+
+
+def format_duration(value: timedelta | float) -> str:
+    """A short human form: `1d 2h`, `4h 30m`, `45s`."""
+    seconds = int(value.total_seconds() if isinstance(value, timedelta) else value)
+    if seconds < 60:
+        return f"{seconds}s"
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    parts = [f"{days}d"] if days else []
+    if hours:
+        parts.append(f"{hours}h")
+    if minutes and not days:
+        parts.append(f"{minutes}m")
+    if secs and not days and not hours:
+        parts.append(f"{secs}s")
+    return " ".join(parts) or "0s"

@@ -1,0 +1,77 @@
+"""structlog set-up: JSON when not on a terminal, one event name per line, secrets redacted.
+
+Two guards keep secrets out of logs: keys that name a secret are masked whatever their value, and the
+values of every configured secret are scrubbed from any string that would be written.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import Iterable, MutableMapping
+from typing import Any
+
+import structlog
+
+__all__ = ["configure_logging", "redact_secrets", "register_secrets"]
+
+_SECRET_KEY = re.compile(r"(token|secret|password|passwd|api_?key|authorization|cookie)", re.IGNORECASE)
+_MASK = "[redacted]"
+_secret_values: set[str] = set()
+
+
+def register_secrets(values: Iterable[str]) -> None:
+    """Remember secret values so they are scrubbed from every log line from now on."""
+    # Very short values would mask ordinary words; no real token is this short.
+    _secret_values.update(value for value in values if value and len(value) >= 6)
+
+
+def _scrub(value: Any) -> Any:
+    if isinstance(value, str):
+        for secret in _secret_values:
+            if secret in value:
+                value = value.replace(secret, _MASK)
+        return value
+    if isinstance(value, dict):
+        return {key: _MASK if _SECRET_KEY.search(str(key)) else _scrub(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_scrub(item) for item in value)
+    return value
+
+
+def redact_secrets(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """structlog processor: mask secret-named keys and scrub known secret values."""
+    for key, value in list(event_dict.items()):
+        if _SECRET_KEY.search(key) and key != "event":
+            event_dict[key] = _MASK
+        else:
+            event_dict[key] = _scrub(value)
+    return event_dict
+
+
+def configure_logging(level: str = "info", fmt: str = "auto") -> None:
+    """Configure structlog and route stdlib logging (aiohttp's) through the same renderer."""
+    as_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
+    renderer: Any = (
+        structlog.processors.JSONRenderer() if as_json else structlog.dev.ConsoleRenderer(colors=False)
+    )
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        redact_secrets,
+    ]
+    structlog.configure(
+        processors=[*shared, structlog.processors.format_exc_info, renderer],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=False,
+    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(processors=[*shared[1:], renderer], foreign_pre_chain=[])
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING)

@@ -1,0 +1,278 @@
+"""Runs every target on its own interval, never overlapping itself, under a global concurrency limit.
+
+The probe path does no I/O besides the probe: results go to the store's in-memory buffer, state
+changes to the event bus, and incidents to a single writer task (which keeps their order and gives
+them store ids before IncidentOpened/IncidentClosed are published).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+import structlog
+
+from monitor.config import HttpTarget, TcpTarget
+from monitor.events import EventBus, IncidentClosed, IncidentOpened, TargetStateChanged
+from monitor.maintenance import in_maintenance
+from monitor.model import FailureReason, Health, ProbeOutcome
+from monitor.state import TargetTracker
+from monitor.store.base import ProbeResult, Store
+from probes import ProbeContext, run_probe
+
+__all__ = ["Scheduler"]
+
+log = structlog.get_logger("monitor.scheduler")
+
+Target = HttpTarget | TcpTarget
+
+
+@dataclass(slots=True)
+class _IncidentHandle:
+    """One incident from the moment it opens; the store id arrives once the writer has inserted it."""
+
+    target: str
+    started_at: datetime
+    id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _IncidentWork:
+    handle: _IncidentHandle
+    opening: bool
+    at: datetime
+    reason: FailureReason | None
+    detail: str
+
+
+class Scheduler:
+    """Owns the per-target loops, their trackers, and probe_success / probe_duration_seconds."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        bus: EventBus,
+        zone: ZoneInfo,
+        max_concurrency: int = 256,
+        start_jitter: float = 1.0,
+        observe_lateness: Callable[[float], None] = lambda _seconds: None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.store = store
+        self.bus = bus
+        self.zone = zone
+        self.start_jitter = start_jitter
+        self.trackers: dict[str, TargetTracker] = {}
+        self.targets: dict[str, Target] = {}
+        self.running = False
+        self._observe_lateness = observe_lateness
+        self._clock = clock
+        self._semaphore = asyncio.Semaphore(max_concurrency)
+        self._loops: dict[str, asyncio.Task[None]] = {}
+        self._in_flight: set[str] = set()
+        self._context = ProbeContext()
+        self._incident_queue: asyncio.Queue[_IncidentWork | None] = asyncio.Queue()
+        self._incident_writer: asyncio.Task[None] | None = None
+        self._open_incidents: dict[str, _IncidentHandle] = {}
+
+    async def start(self, targets: Sequence[Target]) -> None:
+        """Resume health and open incidents from the store, then start one loop per target."""
+        latest = await self.store.latest_health()
+        open_incidents = {incident.target: incident for incident in await self.store.open_incidents()}
+        self._incident_writer = asyncio.create_task(self._write_incidents(), name="incident-writer")
+        self.running = True
+        for target in targets:
+            tracker = self._tracker_for(target)
+            incident = open_incidents.get(target.name)
+            health = latest.get(target.name, Health.UNKNOWN)
+            if incident is not None:
+                self._open_incidents[target.name] = _IncidentHandle(
+                    target.name, incident.started_at, incident.id
+                )
+            if incident is not None or health is not Health.UNKNOWN:
+                tracker.resume(health, incident.started_at if incident else None)
+            self._start_loop(target)
+
+    def _tracker_for(self, target: Target) -> TargetTracker:
+        tracker = self.trackers.get(target.name)
+        if tracker is None:
+            tracker = TargetTracker(target.name)
+            self.trackers[target.name] = tracker
+        tracker.failure_threshold = target.failure_threshold
+        tracker.success_threshold = target.success_threshold
+        self.targets[target.name] = target
+        return tracker
+
+    def _start_loop(self, target: Target) -> None:
+        delay = random.uniform(0, target.interval.total_seconds() * self.start_jitter)
+        self._loops[target.name] = asyncio.create_task(self._loop(target, delay), name=f"probe:{target.name}")
+
+    async def reload(self, targets: Sequence[Target]) -> None:
+        """Apply a new target list: stop removed ones, restart changed ones, keep their health."""
+        wanted = {target.name: target for target in targets}
+        for name in list(self._loops):
+            if name not in wanted or wanted[name] != self.targets.get(name):
+                await self._stop_loop(name)
+        for name in list(self.trackers):
+            if name not in wanted:
+                tracker = self.trackers.pop(name)
+                self.targets.pop(name, None)
+                if tracker.incident_open:
+                    # A removed target's outage is over as far as this monitor can tell.
+                    self._queue_incident(tracker, opening=False, at=self._clock(), outcome=None)
+        for name, target in wanted.items():
+            if name not in self._loops:
+                self._tracker_for(target)
+                self._start_loop(target)
+
+    async def _stop_loop(self, name: str) -> None:
+        task = self._loops.pop(name, None)
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    async def _loop(self, target: Target, first_delay: float) -> None:
+        loop = asyncio.get_running_loop()
+        interval = target.interval.total_seconds()
+        due = loop.time() + first_delay
+        while self.running:
+            await asyncio.sleep(max(0.0, due - loop.time()))
+            if not self.running:
+                return
+            async with self._semaphore:
+                lateness = loop.time() - due
+                self._observe_lateness(max(0.0, lateness))
+                self._in_flight.add(target.name)
+                try:
+                    await self._probe_once(target)
+                finally:
+                    self._in_flight.discard(target.name)
+            due += interval
+            now = loop.time()
+            if due < now:
+                # Never burst to catch up: skip the missed runs and keep the original phase.
+                due += ((now - due) // interval + 1) * interval
+
+    async def _probe_once(self, target: Target) -> None:
+        started = time.perf_counter()
+        try:
+            # The prober enforces target.timeout; this outer bound only guards against a prober bug.
+            async with asyncio.timeout(target.timeout.total_seconds() + 5):
+                outcome = await run_probe(target, self._context)
+        except TimeoutError:
+            outcome = ProbeOutcome(success=False, reason=FailureReason.TIMEOUT, detail="probe overran")
+        duration = time.perf_counter() - started
+        self.observe(target, outcome, duration, self._clock())
+
+    def observe(self, target: Target, outcome: ProbeOutcome, duration: float, at: datetime) -> None:
+        """Apply one outcome: tracker, store buffer, events. Synchronous: nothing here may wait."""
+        tracker = self.trackers.get(target.name)
+        if tracker is None:
+            return
+        maintenance = in_maintenance(target.maintenance, at, self.zone)
+        transition = tracker.observe(outcome, at, duration, maintenance)
+        self.store.record(
+            ProbeResult(
+                target=target.name,
+                at=at,
+                duration=duration,
+                outcome=outcome,
+                health=tracker.health,
+                in_maintenance=maintenance,
+                changed=transition.changed,
+            )
+        )
+        if transition.changed:
+            log.info(
+                "target_state_changed",
+                target=target.name,
+                previous=transition.previous.value,
+                current=transition.current.value,
+                reason=outcome.reason.value if outcome.reason else None,
+                detail=outcome.detail,
+                in_maintenance=maintenance,
+            )
+            self.bus.publish(
+                TargetStateChanged(
+                    at=at,
+                    target=target.name,
+                    previous=transition.previous,
+                    current=transition.current,
+                    reason=outcome.reason,
+                    detail=outcome.detail,
+                )
+            )
+        if transition.open_incident:
+            self._queue_incident(tracker, opening=True, at=at, outcome=outcome)
+        elif transition.close_incident:
+            self._queue_incident(tracker, opening=False, at=at, outcome=outcome)
+
+    def _queue_incident(
+        self, tracker: TargetTracker, *, opening: bool, at: datetime, outcome: ProbeOutcome | None
+    ) -> None:
+        if opening:
+            handle = _IncidentHandle(tracker.name, at)
+            self._open_incidents[tracker.name] = handle
+        else:
+            handle = self._open_incidents.pop(tracker.name, None)
+            if handle is None:
+                return
+        reason = outcome.reason if outcome else None
+        detail = outcome.detail if outcome else ""
+        self._incident_queue.put_nowait(_IncidentWork(handle, opening, at, reason, detail))
+
+    def open_incident_id(self, target: str) -> int | None:
+        handle = self._open_incidents.get(target)
+        return handle.id if handle else None
+
+    async def _write_incidents(self) -> None:
+        while (work := await self._incident_queue.get()) is not None:
+            try:
+                await self._write_incident(work)
+            except Exception:
+                # The store is unhappy; health is still right in memory and the outage shows in the results.
+                log.exception("incident_write_failed", target=work.handle.target)
+
+    async def _write_incident(self, work: _IncidentWork) -> None:
+        handle = work.handle
+        reason = work.reason.value if work.reason else None
+        if work.opening:
+            handle.id = await self.store.open_incident(handle.target, work.at, reason, work.detail)
+            log.warning("incident_opened", target=handle.target, incident_id=handle.id, reason=reason)
+            self.bus.publish(IncidentOpened(work.at, handle.id, handle.target, work.reason, work.detail))
+            return
+        if handle.id is None:
+            return
+        await self.store.close_incident(handle.id, work.at)
+        duration = (work.at - handle.started_at).total_seconds()
+        log.info("incident_closed", target=handle.target, incident_id=handle.id, duration_seconds=duration)
+        self.bus.publish(IncidentClosed(work.at, handle.id, handle.target, handle.started_at, duration))
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._in_flight)
+
+    async def stop(self, grace: float) -> None:
+        """Stop taking work, let in-flight probes finish for up to `grace` seconds, cancel the rest."""
+        self.running = False
+        waiting = {name: task for name, task in self._loops.items() if name in self._in_flight}
+        for name, task in self._loops.items():
+            if name not in waiting:
+                task.cancel()
+        if waiting:
+            _done, pending = await asyncio.wait(waiting.values(), timeout=grace)
+            for task in pending:
+                log.warning("probe_cancelled_at_shutdown", target=task.get_name().removeprefix("probe:"))
+                task.cancel()
+        await asyncio.gather(*self._loops.values(), return_exceptions=True)
+        self._loops.clear()
+        self._incident_queue.put_nowait(None)
+        if self._incident_writer is not None:
+            await self._incident_writer
+        await self._context.close()

@@ -1,0 +1,8 @@
+"""Durable history of probe results, rollups, incidents and uptime, behind the `Store` protocol."""
+
+from __future__ import annotations
+
+from monitor.store.base import Incident, ProbeResult, Store, StoreError, UptimeReport
+from monitor.store.sqlite import SqliteStore
+
+__all__ = ["Incident", "ProbeResult", "SqliteStore", "Store", "StoreError", "UptimeReport"]

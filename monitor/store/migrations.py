@@ -1,0 +1,201 @@
+"""Schema migrations of the SQLite store: an ordered list, each applied once in its own transaction.
+
+To add tables (dossiers, alert outbox), append a `Migration` with the next version number; never edit
+or reorder one that has shipped. A step is an SQL script (no BEGIN/COMMIT inside) or an async callable
+taking the connection (use `execute`, not `executescript`, so it stays inside the transaction).
+
+Layout choices, because the probe history is the bulk of the file (see bench/store_growth.py):
+- times are integers (ms for results and incidents, epoch seconds for rollup buckets), targets are ids;
+- rollup tables are keyed time first, so the writer's upserts land on the last few pages of the b-tree
+  instead of one page per target, and retention deletes from the front;
+- `probe_results` only holds rows that say something (failures, degraded, changes, maintenance, samples).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+import aiosqlite
+
+from monitor.store.base import StoreError
+
+__all__ = ["LATEST_VERSION", "MIGRATIONS", "Migration", "apply_migrations", "schema_version"]
+
+MigrationStep = str | Callable[[aiosqlite.Connection], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    """One schema change; `version` numbers start at 1 and increase by one."""
+
+    version: int
+    description: str
+    step: MigrationStep
+
+
+_CORE = """
+CREATE TABLE targets (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    first_seen INTEGER NOT NULL,          -- ms since epoch of the first stored result or incident
+    health INTEGER                        -- last stored health code (see sqlite.py HEALTH_CODES)
+);
+
+CREATE TABLE probe_results (
+    target_id INTEGER NOT NULL,
+    at INTEGER NOT NULL,                  -- ms since epoch
+    duration_us INTEGER NOT NULL,
+    health INTEGER NOT NULL,
+    success INTEGER NOT NULL,
+    degraded INTEGER NOT NULL,
+    in_maintenance INTEGER NOT NULL,
+    changed INTEGER NOT NULL,
+    reason INTEGER,                       -- short code (see sqlite.py REASON_CODES)
+    status_code INTEGER,
+    PRIMARY KEY (target_id, at)
+) WITHOUT ROWID;
+
+CREATE TABLE rollup_minute (
+    bucket INTEGER NOT NULL,              -- epoch seconds of the bucket start
+    target_id INTEGER NOT NULL,
+    probes INTEGER NOT NULL,
+    failures INTEGER NOT NULL,            -- outside maintenance
+    degraded INTEGER NOT NULL,            -- outside maintenance
+    maintenance INTEGER NOT NULL,
+    latency_sum_us INTEGER NOT NULL,      -- successful probes only
+    latency_max_us INTEGER NOT NULL,
+    histogram BLOB NOT NULL,              -- monitor.store.latency encoding
+    PRIMARY KEY (bucket, target_id)
+) WITHOUT ROWID;
+
+CREATE TABLE rollup_hour (
+    bucket INTEGER NOT NULL,
+    target_id INTEGER NOT NULL,
+    probes INTEGER NOT NULL,
+    failures INTEGER NOT NULL,
+    degraded INTEGER NOT NULL,
+    maintenance INTEGER NOT NULL,
+    latency_sum_us INTEGER NOT NULL,
+    latency_max_us INTEGER NOT NULL,
+    histogram BLOB NOT NULL,
+    PRIMARY KEY (bucket, target_id)
+) WITHOUT ROWID;
+-- One target over months of hours without scanning every target.
+CREATE INDEX rollup_hour_target ON rollup_hour (target_id, bucket);
+
+CREATE TABLE incidents (
+    id INTEGER PRIMARY KEY,
+    target_id INTEGER NOT NULL REFERENCES targets (id),
+    started_at INTEGER NOT NULL,          -- ms since epoch
+    ended_at INTEGER,                     -- NULL while open
+    reason TEXT,
+    detail TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX incidents_started ON incidents (started_at);
+CREATE INDEX incidents_target ON incidents (target_id, started_at);
+CREATE INDEX incidents_open ON incidents (target_id) WHERE ended_at IS NULL;
+
+CREATE TABLE kv (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL,
+    updated_at INTEGER NOT NULL
+) WITHOUT ROWID;
+
+-- For IT poking at the file with the sqlite3 shell.
+CREATE VIEW probe_results_readable AS
+SELECT t.name AS target,
+       strftime('%Y-%m-%dT%H:%M:%fZ', r.at / 1000.0, 'unixepoch') AS at,
+       r.duration_us / 1e6 AS duration,
+       r.health, r.success, r.degraded, r.in_maintenance, r.changed, r.reason, r.status_code
+FROM probe_results AS r JOIN targets AS t ON t.id = r.target_id;
+"""
+
+MIGRATIONS: tuple[Migration, ...] = (Migration(1, "targets, probe results, rollups, incidents, kv", _CORE),)
+
+LATEST_VERSION = MIGRATIONS[-1].version
+
+_VERSION_TABLE = """
+CREATE TABLE IF NOT EXISTS schema_version (
+    version INTEGER PRIMARY KEY,
+    description TEXT NOT NULL,
+    applied_at INTEGER NOT NULL
+)
+"""
+
+
+async def schema_version(conn: aiosqlite.Connection) -> int | None:
+    """The highest applied version, or None when the file has no schema_version table."""
+    rows = await conn.execute_fetchall(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
+    )
+    if not rows:
+        return None
+    rows = await conn.execute_fetchall("SELECT max(version) FROM schema_version")
+    return int(rows[0][0]) if rows and rows[0][0] is not None else 0
+
+
+def _check_order(migrations: Sequence[Migration]) -> None:
+    for expected, migration in enumerate(migrations, start=1):
+        if migration.version != expected:
+            raise StoreError(
+                f"migration versions must be 1, 2, 3...; found {migration.version} at {expected}"
+            )
+
+
+async def apply_migrations(
+    conn: aiosqlite.Connection, migrations: Sequence[Migration] = MIGRATIONS
+) -> list[int]:
+    """Apply every migration not yet recorded, each in one transaction; return the versions applied.
+
+    The connection must be in autocommit mode (isolation_level=None). Safe against a second process
+    migrating at the same time: the version is re-read under the write lock.
+    """
+    _check_order(migrations)
+    await conn.execute(_VERSION_TABLE)
+    applied: list[int] = []
+    latest = migrations[-1].version if migrations else 0
+    for migration in migrations:
+        await conn.execute("BEGIN IMMEDIATE")
+        try:
+            current = await schema_version(conn) or 0
+            if current > latest:
+                raise StoreError(f"store schema version {current} is newer than this program ({latest})")
+            if current >= migration.version:
+                await conn.execute("ROLLBACK")
+                continue
+            if isinstance(migration.step, str):
+                await _run_script(conn, migration.step)
+            else:
+                await migration.step(conn)
+            await conn.execute(
+                "INSERT INTO schema_version (version, description, applied_at) VALUES (?, ?, ?)",
+                (migration.version, migration.description, int(time.time())),
+            )
+            await conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                await conn.execute("ROLLBACK")
+            raise
+        applied.append(migration.version)
+    if not migrations:
+        return applied
+    current = await schema_version(conn) or 0
+    if current > latest:
+        raise StoreError(f"store schema version {current} is newer than this program ({latest})")
+    return applied
+
+
+async def _run_script(conn: aiosqlite.Connection, script: str) -> None:
+    # executescript would commit the open transaction first, so run the statements one by one.
+    statement = ""
+    for line in script.splitlines(keepends=True):
+        statement += line
+        if sqlite3.complete_statement(statement):
+            if statement.strip():
+                await conn.execute(statement)
+            statement = ""
+    if statement.strip() and not statement.strip().startswith("--"):
+        await conn.execute(statement)

@@ -1,0 +1,858 @@
+"""The SQLite store: buffered writes off the probe path, compact history, rollup-based uptime.
+
+Why it looks like this (Uptime Kuma's heartbeat table grew to GBs and DB work caused false downtime):
+- `record()` only appends to memory; a background writer commits one transaction per `flush_interval`.
+  A slow or locked database makes the buffer grow (`pending_writes`), never a probe wait.
+- Successes that change nothing are folded into per-minute and per-hour rollups; the raw table keeps
+  failures, degraded and maintenance results, state changes and one sample per target per
+  `success_sample_interval`.
+- Two connections: the writer (all writes, serialised by `transaction()`) and a reader, so reads never
+  see half a batch and never queue behind a flush. WAL lets another process (the CLI) read meanwhile.
+
+Other modules extend the store with their own tables (added in migrations.py) and methods that write
+through `async with store.transaction() as conn:` and read through `store.reader`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+import structlog
+
+from monitor.config import StoreConfig
+from monitor.model import FailureReason, Health
+from monitor.store import latency
+from monitor.store.base import Incident, ProbeResult, StoreError, UptimeReport
+from monitor.store.migrations import MIGRATIONS, Migration, apply_migrations, schema_version
+
+__all__ = ["HEALTH_CODES", "REASON_CODES", "SqliteStore"]
+
+log = structlog.get_logger(__name__)
+
+# Stable codes stored in probe_results; append new ones, never renumber.
+HEALTH_CODES: dict[Health, int] = {Health.UNKNOWN: 0, Health.UP: 1, Health.DEGRADED: 2, Health.DOWN: 3}
+REASON_CODES: dict[FailureReason, int] = {
+    FailureReason.TIMEOUT: 1,
+    FailureReason.REFUSED: 2,
+    FailureReason.DNS: 3,
+    FailureReason.TLS: 4,
+    FailureReason.CERT_EXPIRING: 5,
+    FailureReason.STATUS: 6,
+    FailureReason.BODY_MISMATCH: 7,
+    FailureReason.SLOW: 8,
+    FailureReason.ERROR: 9,
+}
+_HEALTH_BY_CODE = {code: health for health, code in HEALTH_CODES.items()}
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+_MINUTE = 60
+_HOUR = 3600
+_ROLLUP_COLUMNS = "probes, failures, degraded, maintenance, latency_sum_us, latency_max_us, histogram"
+
+
+def _to_ms(value: datetime) -> int:
+    if value.tzinfo is None:
+        raise ValueError("datetime must be timezone aware")
+    return (value - _EPOCH) // _MS
+
+
+def _from_ms(value: int) -> datetime:
+    return _EPOCH + timedelta(milliseconds=value)
+
+
+def _floor(value: int, size: int) -> int:
+    return value - value % size
+
+
+class _Rollup:
+    """Running totals of one target over one minute or hour (mutable: updated on every record)."""
+
+    __slots__ = (
+        "degraded",
+        "failures",
+        "histogram",
+        "latency_max_us",
+        "latency_sum_us",
+        "maintenance",
+        "probes",
+    )
+
+    def __init__(self) -> None:
+        self.probes = 0
+        self.failures = 0
+        self.degraded = 0
+        self.maintenance = 0
+        self.latency_sum_us = 0
+        self.latency_max_us = 0
+        self.histogram: dict[int, int] = {}
+
+    def add(self, result: ProbeResult, duration_us: int, bucket: int) -> None:
+        self.probes += 1
+        outcome = result.outcome
+        if result.in_maintenance:
+            self.maintenance += 1
+        elif not outcome.success:
+            self.failures += 1
+        elif outcome.degraded:
+            self.degraded += 1
+        if outcome.success:
+            # A timeout's "latency" is the timeout itself; it would only blur the percentiles.
+            self.latency_sum_us += duration_us
+            self.latency_max_us = max(self.latency_max_us, duration_us)
+            self.histogram[bucket] = self.histogram.get(bucket, 0) + 1
+
+    def merge(self, other: _Rollup) -> None:
+        self.probes += other.probes
+        self.failures += other.failures
+        self.degraded += other.degraded
+        self.maintenance += other.maintenance
+        self.latency_sum_us += other.latency_sum_us
+        self.latency_max_us = max(self.latency_max_us, other.latency_max_us)
+        for index, count in other.histogram.items():
+            self.histogram[index] = self.histogram.get(index, 0) + count
+
+
+_RawRow = tuple[str, int, int, int, int, int, int, int, int | None, int | None]
+
+
+@dataclass(slots=True)
+class _Batch:
+    """What one flush takes out of memory; put back as a whole if the transaction fails."""
+
+    raw: list[_RawRow]
+    minutes: dict[tuple[str, int], _Rollup]
+    hours: dict[tuple[str, int], _Rollup]
+    health: dict[str, int]
+    first_seen: dict[str, int]
+    count: int
+
+
+@dataclass(slots=True)
+class _Totals:
+    """Rollup sums of one target over a report window."""
+
+    probes: int = 0
+    failures: int = 0
+    degraded: int = 0
+    maintenance: int = 0
+    latency_max_us: int = 0
+    histogram: dict[int, int] | None = None
+
+
+def _merge_histograms(first: bytes | None, second: bytes | None) -> bytes:
+    return latency.merge_encoded(first, second)
+
+
+class SqliteStore:
+    """The `Store` on one SQLite file. Use `async with SqliteStore(path) as store:` or open()/close()."""
+
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        raw_retention: timedelta = timedelta(days=7),
+        minute_retention: timedelta = timedelta(days=90),
+        hour_retention: timedelta = timedelta(days=730),
+        flush_interval: float | timedelta = 1.0,
+        success_sample_interval: timedelta = timedelta(minutes=5),
+        retention_interval: timedelta = timedelta(hours=1),
+        busy_timeout: float | timedelta = 5.0,
+        clock: Callable[[], datetime] | None = None,
+        readonly: bool = False,
+        migrations: Sequence[Migration] = MIGRATIONS,
+    ) -> None:
+        self.path = Path(path)
+        self.raw_retention = raw_retention
+        self.minute_retention = minute_retention
+        self.hour_retention = hour_retention
+        self.flush_interval = _seconds(flush_interval)
+        self.success_sample_interval = success_sample_interval
+        self.retention_interval = retention_interval
+        self.busy_timeout = _seconds(busy_timeout)
+        self.readonly = readonly
+        self._clock = clock or (lambda: datetime.now(UTC))
+        self._migrations = tuple(migrations)
+        self._writer: aiosqlite.Connection | None = None
+        self._reader: aiosqlite.Connection | None = None
+        self._write_lock = asyncio.Lock()
+        self._flush_lock = asyncio.Lock()
+        self._stop = asyncio.Event()
+        self._writer_task: asyncio.Task[None] | None = None
+        self._sample_ms = int(success_sample_interval / _MS)
+        # In-memory side of the buffer.
+        self._raw: list[_RawRow] = []
+        self._minutes: dict[tuple[str, int], _Rollup] = {}
+        self._hours: dict[tuple[str, int], _Rollup] = {}
+        self._dirty_health: dict[str, int] = {}
+        self._first_seen: dict[str, int] = {}
+        self._pending = 0
+        self._inflight = 0
+        self._last_row_ms: dict[str, int] = {}
+        self._last_health: dict[str, Health] = {}
+        # name -> (id, first_seen ms, stored health code); only what is committed.
+        self._targets: dict[str, tuple[int, int, int | None]] = {}
+
+    @classmethod
+    def from_config(cls, config: StoreConfig, *, clock: Callable[[], datetime] | None = None) -> SqliteStore:
+        """A store set up from the `store:` section of the config."""
+        return cls(
+            config.path,
+            raw_retention=config.raw_retention,
+            minute_retention=config.minute_retention,
+            hour_retention=config.hour_retention,
+            flush_interval=config.flush_interval,
+            success_sample_interval=config.success_sample_interval,
+            clock=clock,
+        )
+
+    @classmethod
+    async def open_readonly(
+        cls, path: Path | str, *, clock: Callable[[], datetime] | None = None
+    ) -> SqliteStore:
+        """An opened read-only store (no writer, no migrations), for the CLI while the daemon runs."""
+        store = cls(path, clock=clock, readonly=True)
+        await store.open()
+        return store
+
+    async def __aenter__(self) -> SqliteStore:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    # --- lifecycle ------------------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Create the file if needed, migrate, tune, start the background writer."""
+        if self._reader is not None:
+            return
+        if self.readonly:
+            await self._open_readonly()
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        writer = await aiosqlite.connect(self.path, isolation_level=None)
+        try:
+            await writer.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
+            rows = await writer.execute_fetchall("PRAGMA page_count")
+            if rows[0][0] == 0:
+                # Only settable before the first table; lets retention hand pages back to the disk.
+                await writer.execute("PRAGMA auto_vacuum = INCREMENTAL")
+            await writer.execute("PRAGMA journal_mode = WAL")
+            await writer.execute("PRAGMA synchronous = NORMAL")
+            await writer.execute("PRAGMA journal_size_limit = 67108864")
+            await writer.create_function("hist_merge", 2, _merge_histograms, deterministic=True)
+            applied = await apply_migrations(writer, self._migrations)
+            if applied:
+                log.info("store_migrated", path=str(self.path), versions=applied)
+            reader = await self._connect_reader(self.path.resolve().as_uri())
+        except BaseException:
+            await writer.close()
+            raise
+        self._writer, self._reader = writer, reader
+        for target_id, name, first_seen, health in await reader.execute_fetchall(
+            "SELECT id, name, first_seen, health FROM targets"
+        ):
+            self._targets[name] = (target_id, first_seen, health)
+        self._stop.clear()
+        self._writer_task = asyncio.create_task(self._run_writer(), name="store-writer")
+
+    async def _open_readonly(self) -> None:
+        if not self.path.is_file():
+            raise StoreError(f"no store at {self.path}")
+        reader = await self._connect_reader(self.path.resolve().as_uri() + "?mode=ro")
+        try:
+            try:
+                version = await schema_version(reader)
+            except sqlite3.DatabaseError as exc:
+                raise StoreError(f"{self.path} is not a readable store: {exc}") from exc
+            latest = self._migrations[-1].version if self._migrations else 0
+            if not version:
+                raise StoreError(f"{self.path} has no store schema: start the daemon once to create it")
+            if version > latest:
+                raise StoreError(f"store schema version {version} is newer than this program ({latest})")
+            if version < latest:
+                raise StoreError(f"store schema version {version} is older than this program ({latest})")
+        except BaseException:
+            await reader.close()
+            raise
+        self._reader = reader
+
+    async def _connect_reader(self, uri: str) -> aiosqlite.Connection:
+        reader = await aiosqlite.connect(uri, uri=True, isolation_level=None)
+        try:
+            await reader.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
+            await reader.execute("PRAGMA query_only = 1")
+        except BaseException:
+            await reader.close()
+            raise
+        return reader
+
+    async def close(self) -> None:
+        """Flush everything pending, stop the writer, close both connections."""
+        try:
+            if self._writer_task is not None:
+                self._stop.set()
+                task, self._writer_task = self._writer_task, None
+                await task
+                if self._pending:
+                    await self.flush()
+        finally:
+            for conn in (self._writer, self._reader):
+                if conn is not None:
+                    await conn.close()
+            self._writer = self._reader = None
+
+    # --- extension points -----------------------------------------------------------------------------
+
+    @property
+    def connection(self) -> aiosqlite.Connection:
+        """The writer connection. Write only inside `transaction()`; read through `reader`."""
+        if self._writer is None:
+            raise StoreError("store is read-only" if self.readonly else "store is not open")
+        return self._writer
+
+    @property
+    def reader(self) -> aiosqlite.Connection:
+        """The read connection: sees committed data only, never waits for the writer."""
+        if self._reader is None:
+            raise StoreError("store is not open")
+        return self._reader
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        """BEGIN IMMEDIATE ... COMMIT on the writer, serialised with the batch writer; rolls back on error."""
+        conn = self.connection
+        async with self._write_lock:
+            await conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+                await conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    await conn.execute("ROLLBACK")
+                raise
+
+    # --- the probe path -------------------------------------------------------------------------------
+
+    @property
+    def pending_writes(self) -> int:
+        """Results recorded but not yet committed (grows while the database is slow or locked)."""
+        return self._pending + self._inflight
+
+    def record(self, result: ProbeResult) -> None:
+        """Buffer one result. Synchronous and cheap: the probe path must never wait on the disk."""
+        if self.readonly:
+            raise StoreError("store is read-only")
+        name = result.target
+        at_ms = _to_ms(result.at)
+        at_s = at_ms // 1000
+        duration_us = max(0, round(result.duration * 1_000_000))
+        latency_bucket = latency.bucket_index(result.duration)
+        for table, size in ((self._minutes, _MINUTE), (self._hours, _HOUR)):
+            key = (name, _floor(at_s, size))
+            rollup = table.get(key)
+            if rollup is None:
+                rollup = table[key] = _Rollup()
+            rollup.add(result, duration_us, latency_bucket)
+        outcome = result.outcome
+        health_code = HEALTH_CODES[result.health]
+        last_row = self._last_row_ms.get(name)
+        interesting = not outcome.success or outcome.degraded or result.changed or result.in_maintenance
+        if interesting or last_row is None or at_ms - last_row >= self._sample_ms:
+            self._raw.append(
+                (
+                    name,
+                    at_ms,
+                    duration_us,
+                    health_code,
+                    int(outcome.success),
+                    int(outcome.degraded),
+                    int(result.in_maintenance),
+                    int(result.changed),
+                    _reason_code(outcome.reason),
+                    outcome.status_code,
+                )
+            )
+            self._last_row_ms[name] = at_ms
+        self._last_health[name] = result.health
+        self._dirty_health[name] = health_code
+        first = self._first_seen.get(name)
+        if first is None or at_ms < first:
+            self._first_seen[name] = at_ms
+        self._pending += 1
+
+    # --- the writer -----------------------------------------------------------------------------------
+
+    async def flush(self) -> None:
+        """Commit everything buffered so far in one transaction (put back in memory if it fails)."""
+        async with self._flush_lock:
+            if not self._pending:
+                return
+            batch = self._take()
+            try:
+                async with self.transaction() as conn:
+                    added = await self._write_batch(conn, batch)
+            except BaseException:
+                self._put_back(batch)
+                raise
+            finally:
+                self._inflight = 0
+            self._targets.update(added)
+
+    def _take(self) -> _Batch:
+        batch = _Batch(
+            self._raw, self._minutes, self._hours, self._dirty_health, self._first_seen, self._pending
+        )
+        self._raw, self._minutes, self._hours = [], {}, {}
+        self._dirty_health, self._first_seen = {}, {}
+        self._inflight, self._pending = self._pending, 0
+        return batch
+
+    def _put_back(self, batch: _Batch) -> None:
+        self._raw = batch.raw + self._raw
+        for old, new in ((batch.minutes, self._minutes), (batch.hours, self._hours)):
+            for key, rollup in new.items():
+                if key in old:
+                    old[key].merge(rollup)
+                else:
+                    old[key] = rollup
+        self._minutes, self._hours = batch.minutes, batch.hours
+        self._dirty_health = batch.health | self._dirty_health
+        for name, first in batch.first_seen.items():
+            self._first_seen[name] = min(first, self._first_seen.get(name, first))
+        self._pending += batch.count
+
+    async def _write_batch(
+        self, conn: aiosqlite.Connection, batch: _Batch
+    ) -> dict[str, tuple[int, int, int | None]]:
+        ids, added = await self._resolve_targets(conn, batch.first_seen)
+        await conn.executemany(
+            "INSERT OR IGNORE INTO probe_results (target_id, at, duration_us, health, success, degraded,"
+            " in_maintenance, changed, reason, status_code) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [(ids[row[0]], *row[1:]) for row in batch.raw],
+        )
+        for table, rollups in (("rollup_minute", batch.minutes), ("rollup_hour", batch.hours)):
+            await conn.executemany(
+                f"INSERT INTO {table} (bucket, target_id, {_ROLLUP_COLUMNS})"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (bucket, target_id) DO UPDATE SET probes = probes + excluded.probes,"
+                " failures = failures + excluded.failures, degraded = degraded + excluded.degraded,"
+                " maintenance = maintenance + excluded.maintenance,"
+                " latency_sum_us = latency_sum_us + excluded.latency_sum_us,"
+                " latency_max_us = max(latency_max_us, excluded.latency_max_us),"
+                " histogram = hist_merge(histogram, excluded.histogram)",
+                [
+                    (
+                        bucket,
+                        ids[name],
+                        r.probes,
+                        r.failures,
+                        r.degraded,
+                        r.maintenance,
+                        r.latency_sum_us,
+                        r.latency_max_us,
+                        latency.encode(r.histogram),
+                    )
+                    for (name, bucket), r in sorted(rollups.items(), key=lambda item: item[0][1])
+                ],
+            )
+        changed_health = []
+        for name, code in batch.health.items():
+            known = added.get(name) or self._targets.get(name)
+            if known is not None and known[2] != code:
+                changed_health.append((code, ids[name]))
+                added[name] = (known[0], known[1], code)
+        await conn.executemany("UPDATE targets SET health = ? WHERE id = ?", changed_health)
+        return added
+
+    async def _resolve_targets(
+        self, conn: aiosqlite.Connection, first_seen: dict[str, int]
+    ) -> tuple[dict[str, int], dict[str, tuple[int, int, int | None]]]:
+        """Target ids for this batch, inserting new targets; `added` is applied to the cache after commit."""
+        ids: dict[str, int] = {}
+        added: dict[str, tuple[int, int, int | None]] = {}
+        for name, first in first_seen.items():
+            known = self._targets.get(name)
+            if known is not None and known[1] <= first:
+                ids[name] = known[0]
+                continue
+            rows = await conn.execute_fetchall(
+                "INSERT INTO targets (name, first_seen) VALUES (?, ?) ON CONFLICT (name) DO UPDATE"
+                " SET first_seen = min(first_seen, excluded.first_seen) RETURNING id, first_seen, health",
+                (name, first),
+            )
+            target_id, stored_first, health = rows[0]
+            ids[name] = target_id
+            added[name] = (target_id, stored_first, health)
+        return ids, added
+
+    async def _run_writer(self) -> None:
+        loop = asyncio.get_running_loop()
+        # The first pass waits a little so start-up is not spent deleting old history.
+        next_retention = loop.time() + min(self.retention_interval.total_seconds(), 60.0)
+        while True:
+            with suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), timeout=self.flush_interval)
+            stopping = self._stop.is_set()
+            try:
+                await self.flush()
+            except Exception as exc:
+                # Keep going: the batch is back in memory and the next pass retries it.
+                log.warning("store_flush_failed", error=str(exc), pending_writes=self.pending_writes)
+            if stopping:
+                return
+            if loop.time() >= next_retention:
+                next_retention = loop.time() + self.retention_interval.total_seconds()
+                try:
+                    deleted = await self.run_retention()
+                except Exception as exc:
+                    log.warning("store_retention_failed", error=str(exc))
+                else:
+                    if deleted:
+                        log.info("store_retention", deleted=deleted)
+
+    # --- incidents ------------------------------------------------------------------------------------
+
+    async def open_incident(self, target: str, started_at: datetime, reason: str | None, detail: str) -> int:
+        """Insert an open incident and return its id (committed before returning)."""
+        started_ms = _to_ms(started_at)
+        async with self.transaction() as conn:
+            ids, added = await self._resolve_targets(conn, {target: started_ms})
+            rows = await conn.execute_fetchall(
+                "INSERT INTO incidents (target_id, started_at, reason, detail) VALUES (?, ?, ?, ?)"
+                " RETURNING id",
+                (ids[target], started_ms, reason, detail),
+            )
+        self._targets.update(added)
+        return int(rows[0][0])
+
+    async def close_incident(self, incident_id: int, ended_at: datetime) -> None:
+        """Set the end of an open incident; closing one already closed changes nothing."""
+        async with self.transaction() as conn:
+            rows = await conn.execute_fetchall(
+                "UPDATE incidents SET ended_at = max(started_at, ?) WHERE id = ? AND ended_at IS NULL"
+                " RETURNING id",
+                (_to_ms(ended_at), incident_id),
+            )
+            if not rows:
+                exists = await conn.execute_fetchall("SELECT 1 FROM incidents WHERE id = ?", (incident_id,))
+                if not exists:
+                    raise StoreError(f"no incident {incident_id}")
+
+    async def open_incidents(self) -> list[Incident]:
+        """Incidents still open (to resume after a restart), oldest first."""
+        rows = await self.reader.execute_fetchall(
+            "SELECT i.id, t.name, i.started_at, i.ended_at, i.reason, i.detail FROM incidents AS i"
+            " JOIN targets AS t ON t.id = i.target_id WHERE i.ended_at IS NULL ORDER BY i.started_at, i.id"
+        )
+        return [_incident(row) for row in rows]
+
+    async def incidents(
+        self, since: datetime, until: datetime | None = None, target: str | None = None
+    ) -> list[Incident]:
+        """Incidents overlapping [since, until) (an open one overlaps all after its start), newest first."""
+        sql = (
+            "SELECT i.id, t.name, i.started_at, i.ended_at, i.reason, i.detail FROM incidents AS i"
+            " JOIN targets AS t ON t.id = i.target_id WHERE (i.ended_at IS NULL OR i.ended_at > ?)"
+        )
+        params: list[Any] = [_to_ms(since)]
+        if until is not None:
+            sql += " AND i.started_at < ?"
+            params.append(_to_ms(until))
+        if target is not None:
+            sql += " AND t.name = ?"
+            params.append(target)
+        rows = await self.reader.execute_fetchall(sql + " ORDER BY i.started_at DESC, i.id DESC", params)
+        return [_incident(row) for row in rows]
+
+    # --- uptime ---------------------------------------------------------------------------------------
+
+    async def uptime(self, target: str, start: datetime, end: datetime) -> UptimeReport:
+        """Uptime of one target over [start, end) clipped to [first data seen, now]."""
+        reports = await self._reports(start, end, target)
+        if reports:
+            return reports[0]
+        clipped = min(end, self._clock())
+        return UptimeReport(target, clipped, clipped, None, 0.0, 0, 0, 0, 0, None, None)
+
+    async def uptime_all(self, start: datetime, end: datetime) -> list[UptimeReport]:
+        """`uptime` for every known target, in a handful of queries whatever the number of targets."""
+        return await self._reports(start, end, None)
+
+    async def _reports(self, start: datetime, end: datetime, target: str | None) -> list[UptimeReport]:
+        if self._writer is not None:
+            await self.flush()
+        now = self._clock()
+        end_ms = _to_ms(min(end, now))
+        start_ms = _to_ms(start)
+        reader = self.reader
+        if target is None:
+            rows = await reader.execute_fetchall("SELECT id, name, first_seen FROM targets ORDER BY name")
+        else:
+            rows = await reader.execute_fetchall(
+                "SELECT id, name, first_seen FROM targets WHERE name = ?", (target,)
+            )
+        if not rows:
+            return []
+        target_id = rows[0][0] if target is not None else None
+        totals = await self._rollup_totals(start_ms, end_ms, _to_ms(now - self.minute_retention), target_id)
+        downtime = await self._downtime(start_ms, end_ms, target_id)
+        reports = []
+        for tid, name, first_seen in rows:
+            window_start = min(max(start_ms, first_seen), end_ms)
+            monitored = (end_ms - window_start) / 1000
+            down_seconds = _clipped_downtime(downtime.get(tid), window_start, end_ms)
+            count = _overlapping(downtime.get(tid), window_start, end_ms)
+            total = totals.get(tid, _Totals())
+            histogram = total.histogram or {}
+            max_latency = total.latency_max_us / 1_000_000 if total.latency_max_us else None
+            reports.append(
+                UptimeReport(
+                    target=name,
+                    start=_from_ms(window_start),
+                    end=_from_ms(end_ms),
+                    uptime_ratio=(1 - down_seconds / monitored) if monitored > 0 else None,
+                    downtime_seconds=down_seconds,
+                    incidents=count,
+                    probes=total.probes,
+                    failures=total.failures,
+                    degraded=total.degraded,
+                    latency_p50=latency.percentile(histogram, 0.50, max_latency),
+                    latency_p95=latency.percentile(histogram, 0.95, max_latency),
+                    maintenance=total.maintenance,
+                )
+            )
+        return reports
+
+    async def _rollup_totals(
+        self, start_ms: int, end_ms: int, minute_cutoff_ms: int, target_id: int | None
+    ) -> dict[int, _Totals]:
+        """Sums per target: whole hours from hour rollups, partial hours from minute rollups if retained.
+
+        Both tables are fed by the same results, so this is exact to the minute where minute rollups
+        exist and to the hour elsewhere, while a 30-day report reads hours rather than 43,200 minutes.
+        """
+        totals: dict[int, _Totals] = {}
+        if end_ms <= start_ms:
+            return totals
+        start_s = start_ms // 1000
+        end_s = -(-end_ms // 1000)
+        minute_cutoff = _floor(minute_cutoff_ms // 1000, _MINUTE) + _MINUTE
+        first_hour = -(-start_s // _HOUR) * _HOUR
+        last_hour = _floor(end_s, _HOUR)
+        ranges: list[tuple[str, int, int]] = []  # table, first bucket, bucket limit (exclusive)
+        if first_hour <= last_hour:
+            segments = [(start_s, first_hour), (last_hour, end_s)]
+            if first_hour < last_hour:
+                ranges.append(("rollup_hour", first_hour, last_hour))
+        else:
+            segments = [(start_s, end_s)]
+        for low, high in segments:
+            if low >= high:
+                continue
+            if _floor(low, _MINUTE) >= minute_cutoff:
+                ranges.append(("rollup_minute", _floor(low, _MINUTE), high))
+            else:
+                # Minute detail is gone here: count the whole hour the segment falls in.
+                ranges.append(("rollup_hour", _floor(low, _HOUR), _floor(low, _HOUR) + 1))
+        for table, low, high in ranges:
+            sql = (
+                f"SELECT target_id, sum(probes), sum(failures), sum(degraded), sum(maintenance),"
+                f" max(latency_max_us), group_concat(hex(histogram), '') FROM {table}"
+                " WHERE bucket >= ? AND bucket < ?"
+            )
+            params: list[Any] = [low, high]
+            if target_id is not None:
+                sql += " AND target_id = ?"
+                params.append(target_id)
+            for (
+                tid,
+                probes,
+                failures,
+                degraded,
+                maintenance,
+                max_us,
+                hist_hex,
+            ) in await self.reader.execute_fetchall(sql + " GROUP BY target_id", params):
+                total = totals.setdefault(tid, _Totals())
+                total.probes += probes
+                total.failures += failures
+                total.degraded += degraded
+                total.maintenance += maintenance
+                total.latency_max_us = max(total.latency_max_us, max_us or 0)
+                if hist_hex:
+                    total.histogram = latency.decode(bytes.fromhex(hist_hex), total.histogram)
+        return totals
+
+    async def _downtime(
+        self, start_ms: int, end_ms: int, target_id: int | None
+    ) -> dict[int, list[tuple[int, int]]]:
+        """Incident intervals per target overlapping the window; open ones end at the window end."""
+        sql = (
+            "SELECT target_id, started_at, ended_at FROM incidents"
+            " WHERE started_at < ? AND (ended_at IS NULL OR ended_at > ?)"
+        )
+        params: list[Any] = [end_ms, start_ms]
+        if target_id is not None:
+            sql += " AND target_id = ?"
+            params.append(target_id)
+        intervals: dict[int, list[tuple[int, int]]] = {}
+        for tid, started, ended in await self.reader.execute_fetchall(sql, params):
+            intervals.setdefault(tid, []).append((started, end_ms if ended is None else ended))
+        return intervals
+
+    # --- health, retention, readiness, key/value ------------------------------------------------------
+
+    async def latest_health(self) -> dict[str, Health]:
+        """Last known health per target: what is committed, overlaid with what is still buffered."""
+        rows = await self.reader.execute_fetchall("SELECT name, health FROM targets WHERE health IS NOT NULL")
+        health = {name: _HEALTH_BY_CODE.get(code, Health.UNKNOWN) for name, code in rows}
+        health.update(self._last_health)
+        return health
+
+    async def run_retention(self, now: datetime | None = None, batch: int = 5000) -> int:
+        """Delete expired history in transactions of at most `batch` rows; return how many rows went."""
+        if batch < 1:
+            raise ValueError("batch must be at least 1")
+        # Buffered results may already be expired (e.g. after a long lock); let them go in this pass.
+        await self.flush()
+        now = now or self._clock()
+        now_ms = _to_ms(now)
+        raw_cutoff = _to_ms(now - self.raw_retention)
+        minute_cutoff = _to_ms(now - self.minute_retention) // 1000
+        hour_cutoff = _to_ms(now - self.hour_retention) // 1000
+        incident_cutoff = now_ms - int(self.hour_retention / _MS)
+        statements = [
+            # Walk targets so each one costs an index seek, not a scan of the whole raw table.
+            "DELETE FROM probe_results WHERE (target_id, at) IN (SELECT r.target_id, r.at FROM targets AS t"
+            " CROSS JOIN probe_results AS r ON r.target_id = t.id AND r.at < ?1 LIMIT ?2)",
+            "DELETE FROM rollup_minute WHERE (bucket, target_id) IN"
+            " (SELECT bucket, target_id FROM rollup_minute WHERE bucket < ?1 LIMIT ?2)",
+            "DELETE FROM rollup_hour WHERE (bucket, target_id) IN"
+            " (SELECT bucket, target_id FROM rollup_hour WHERE bucket < ?1 LIMIT ?2)",
+            "DELETE FROM incidents WHERE id IN (SELECT id FROM incidents"
+            " WHERE ended_at IS NOT NULL AND ended_at < ?1 LIMIT ?2)",
+        ]
+        cutoffs = [raw_cutoff, minute_cutoff, hour_cutoff, incident_cutoff]
+        deleted = 0
+        for sql, cutoff in zip(statements, cutoffs, strict=True):
+            while True:
+                async with self.transaction() as conn:
+                    cursor = await conn.execute(sql, (cutoff, batch))
+                    count = cursor.rowcount
+                    await cursor.close()
+                deleted += count
+                # Let flushes and incident writes in between batches.
+                await asyncio.sleep(0)
+                if count < batch:
+                    break
+        if deleted:
+            async with self._write_lock:
+                await self.connection.execute("PRAGMA incremental_vacuum(1000)")
+        return deleted
+
+    async def writable(self) -> bool:
+        """Whether a write transaction can start right now (for /readyz); never waits long."""
+        if self._writer is None:
+            return False
+        conn = self._writer
+        try:
+            async with self._write_lock:
+                await conn.execute("PRAGMA busy_timeout = 200")
+                try:
+                    await conn.execute("BEGIN IMMEDIATE")
+                    await conn.execute("ROLLBACK")
+                finally:
+                    await conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
+        except sqlite3.Error:
+            return False
+        return True
+
+    async def get_value(self, key: str) -> str | None:
+        """A value from the durable key/value table, or None."""
+        rows = await self.reader.execute_fetchall("SELECT value FROM kv WHERE key = ?", (key,))
+        return rows[0][0] if rows else None
+
+    async def set_value(self, key: str, value: str) -> None:
+        """Store a value and make it survive a power cut before returning (e.g. a single-use token)."""
+        conn = self.connection
+        async with self._write_lock:
+            # synchronous=NORMAL may lose the last commits on power loss; this one must not be lost.
+            await conn.execute("PRAGMA synchronous = FULL")
+            try:
+                await conn.execute("BEGIN IMMEDIATE")
+                try:
+                    await conn.execute(
+                        "INSERT INTO kv (key, value, updated_at) VALUES (?, ?, ?) ON CONFLICT (key)"
+                        " DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+                        (key, value, _to_ms(self._clock())),
+                    )
+                    await conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        await conn.execute("ROLLBACK")
+                    raise
+            finally:
+                await conn.execute("PRAGMA synchronous = NORMAL")
+
+    def __repr__(self) -> str:
+        mode = "readonly" if self.readonly else "readwrite"
+        return f"SqliteStore({str(self.path)!r}, {mode}, pending_writes={self.pending_writes})"
+
+
+def _seconds(value: float | timedelta) -> float:
+    return value.total_seconds() if isinstance(value, timedelta) else float(value)
+
+
+def _reason_code(reason: FailureReason | None) -> int | None:
+    if reason is None:
+        return None
+    # A reason added to the model without a code here is still stored, as the generic one.
+    return REASON_CODES.get(reason, REASON_CODES[FailureReason.ERROR])
+
+
+def _incident(row: Sequence[Any]) -> Incident:
+    incident_id, name, started, ended, reason, detail = row
+    return Incident(
+        id=incident_id,
+        target=name,
+        started_at=_from_ms(started),
+        ended_at=None if ended is None else _from_ms(ended),
+        reason=reason,
+        detail=detail or "",
+    )
+
+
+def _merged(intervals: Iterable[tuple[int, int]], low: int, high: int) -> list[tuple[int, int]]:
+    """Intervals clipped to [low, high] and merged, so overlapping incidents count once."""
+    clipped = sorted((max(a, low), min(b, high)) for a, b in intervals if a < high and b > low)
+    merged: list[tuple[int, int]] = []
+    for a, b in clipped:
+        if merged and a <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], b))
+        else:
+            merged.append((a, b))
+    return merged
+
+
+def _clipped_downtime(intervals: list[tuple[int, int]] | None, low: int, high: int) -> float:
+    if not intervals:
+        return 0.0
+    return sum(b - a for a, b in _merged(intervals, low, high)) / 1000
+
+
+def _overlapping(intervals: list[tuple[int, int]] | None, low: int, high: int) -> int:
+    if not intervals:
+        return 0
+    # A zero-length incident inside the window still happened.
+    return sum(1 for a, b in intervals if a < high and (b > low or (a == b and a >= low)))

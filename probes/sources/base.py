@@ -1,0 +1,554 @@
+"""The dossier source contract and the HTTP machinery the API sources share.
+
+A fetch either returns a complete `SyncBatch` or raises `SyncError`: never a partial batch, because the
+sync manager would take every dossier missing from a partial listing as gone. Each page request is
+retried a few times (tenacity, exponential backoff with jitter) before the whole fetch fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Annotated, Any, Literal, Protocol, runtime_checkable
+from urllib.parse import urljoin
+from zoneinfo import ZoneInfo
+
+import aiohttp
+import structlog
+from pydantic import Field, SecretStr, field_validator, model_validator
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential,
+    wait_random,
+)
+
+from monitor.config import Duration, PositiveDuration, StrictModel, secret_file_fields
+from monitor.dossiers import SyncBatch, SyncError, SyncFailure
+
+from .mapping import Path, get_path, split_path
+
+__all__ = [
+    "ApiKeyAuth",
+    "AuthConfig",
+    "BasicAuth",
+    "BearerAuth",
+    "CursorPaging",
+    "DossierSource",
+    "HttpFetcher",
+    "LoginAuth",
+    "NextLinkPaging",
+    "NoAuth",
+    "NoPaging",
+    "OffsetPaging",
+    "Page",
+    "PageNumberPaging",
+    "PagingConfig",
+    "SourceConfigBase",
+    "StartEndPaging",
+    "format_since",
+]
+
+log = structlog.get_logger("tthc.sources")
+
+
+@runtime_checkable
+class DossierSource(Protocol):
+    """Where dossiers come from. `fetch(since=None)` is a full listing (`batch.full`)."""
+
+    name: str
+    type: str
+    supports_incremental: bool
+
+    async def fetch(self, *, since: datetime | None) -> SyncBatch: ...
+
+    async def close(self) -> None: ...
+
+
+class SourceConfigBase(StrictModel):
+    """Settings every dossier source has."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+    # Incremental sync (modified since the last one) and full reconcile periods.
+    interval: PositiveDuration = timedelta(minutes=2)
+    full_interval: PositiveDuration = timedelta(minutes=30)
+    # Per request (one page), not for the whole listing.
+    timeout: PositiveDuration = timedelta(seconds=30)
+    page_size: int = Field(default=500, ge=1, le=10_000)
+    timezone: str = "Asia/Ho_Chi_Minh"
+    # Attempts per page before the sync fails, and the first backoff delay (doubles, with jitter).
+    attempts: int = Field(default=3, ge=1, le=10)
+    retry_wait: Duration = timedelta(seconds=0.5)
+
+    @field_validator("timezone")
+    @classmethod
+    def _valid_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except Exception as exc:
+            raise ValueError(f"unknown timezone {value!r}") from exc
+        return value
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+# --- auth -------------------------------------------------------------------------------------------
+
+
+class NoAuth(StrictModel):
+    kind: Literal["none"] = "none"
+
+
+class BasicAuth(StrictModel):
+    kind: Literal["basic"]
+    username: str
+    password: SecretStr
+    _files = secret_file_fields("password")
+
+
+class BearerAuth(StrictModel):
+    kind: Literal["bearer"]
+    token: SecretStr
+    _files = secret_file_fields("token")
+
+
+class ApiKeyAuth(StrictModel):
+    kind: Literal["api_key"]
+    header: str = "X-API-Key"
+    key: SecretStr
+    _files = secret_file_fields("key")
+
+
+class LoginAuth(StrictModel):
+    """Log in once, reuse the token, log in again when a request answers 401 (once per request).
+
+    `{username}` and `{password}` inside string values of `body` (JSON) or `form` are replaced with
+    the credentials, so a vendor's login shape is written as a template.
+    """
+
+    kind: Literal["login"]
+    url: str
+    method: Literal["POST", "GET", "PUT"] = "POST"
+    username: str = ""
+    password: SecretStr = SecretStr("")
+    body: dict[str, Any] | None = None
+    form: dict[str, str] | None = None
+    token_path: str = "access_token"
+    header: str = "Authorization"
+    # Joined to the token with one space ("Bearer" -> "Bearer <token>"); "" sends the bare token. Config
+    # strings are whitespace-stripped, so the space cannot live in the prefix itself.
+    prefix: str = "Bearer"
+    _files = secret_file_fields("password")
+
+    @model_validator(mode="after")
+    def _one_body(self) -> LoginAuth:
+        if self.body is not None and self.form is not None:
+            raise ValueError("give either body or form, not both")
+        return self
+
+
+AuthConfig = Annotated[NoAuth | BasicAuth | BearerAuth | ApiKeyAuth | LoginAuth, Field(discriminator="kind")]
+
+
+# --- paging -----------------------------------------------------------------------------------------
+
+
+class NoPaging(StrictModel):
+    """One request returns everything (small vendor APIs only)."""
+
+    kind: Literal["none"] = "none"
+
+
+class PageNumberPaging(StrictModel):
+    kind: Literal["page"]
+    page_param: str = "page"
+    size_param: str = "size"
+    first_page: Literal[0, 1] = 1
+
+
+class OffsetPaging(StrictModel):
+    kind: Literal["offset"]
+    offset_param: str = "offset"
+    limit_param: str = "limit"
+
+
+class StartEndPaging(StrictModel):
+    """Liferay style positions, `end` exclusive. OpenCPS returns everything without `end`."""
+
+    kind: Literal["start_end"]
+    start_param: str = "start"
+    end_param: str = "end"
+
+
+class NextLinkPaging(StrictModel):
+    kind: Literal["next_link"]
+    next_path: str = "next"
+    # Sent on the first request only; the next links carry their own.
+    size_param: str | None = None
+
+
+class CursorPaging(StrictModel):
+    kind: Literal["cursor"]
+    cursor_path: str = "next_cursor"
+    cursor_param: str = "cursor"
+    size_param: str | None = None
+
+
+PagingConfig = Annotated[
+    NoPaging | PageNumberPaging | OffsetPaging | StartEndPaging | NextLinkPaging | CursorPaging,
+    Field(discriminator="kind"),
+]
+
+
+def format_since(value: datetime, pattern: str, zone: ZoneInfo) -> str:
+    """A modified-since filter value: `epoch_s`, `epoch_ms`, `iso` or a strftime pattern in local time."""
+    if pattern == "epoch_s":
+        return str(int(value.timestamp()))
+    if pattern == "epoch_ms":
+        return str(int(value.timestamp() * 1000))
+    local = value.astimezone(zone)
+    if pattern == "iso":
+        return local.isoformat()
+    return local.strftime(pattern)
+
+
+# --- HTTP -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One decoded page: its items and the source's own total when it reports one."""
+
+    items: list[Any]
+    total: int | None
+
+
+class _Retryable(SyncError):
+    """A page failure worth another attempt (timeouts, 5xx, connection errors, garbled bodies)."""
+
+
+def _retryable(exc: BaseException) -> bool:
+    return isinstance(exc, _Retryable)
+
+
+class HttpFetcher:
+    """One source's HTTP side: a lazily created session, auth, retries, and paging over a listing.
+
+    `session` may be injected (tests, a shared connector); an injected session is not closed here.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        timeout: timedelta,
+        attempts: int,
+        retry_wait: timedelta,
+        auth: NoAuth | BasicAuth | BearerAuth | ApiKeyAuth | LoginAuth | None = None,
+        headers: Mapping[str, str] | None = None,
+        session: aiohttp.ClientSession | None = None,
+    ) -> None:
+        self.name = name
+        self._timeout = aiohttp.ClientTimeout(total=timeout.total_seconds())
+        self._attempts = attempts
+        self._retry_wait = retry_wait.total_seconds()
+        self._auth = auth or NoAuth()
+        self._headers = dict(headers or {})
+        self._session = session
+        self._owns_session = session is None
+        self._token: str | None = None
+        self._login_lock = asyncio.Lock()
+        self.requests = 0
+        self.logins = 0
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(timeout=self._timeout)
+            self._owns_session = True
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None and self._owns_session and not self._session.closed:
+            await self._session.close()
+        self._session = None
+
+    # -- auth --
+
+    def _static_auth_headers(self) -> dict[str, str]:
+        auth = self._auth
+        if isinstance(auth, BasicAuth):
+            raw = f"{auth.username}:{auth.password.get_secret_value()}".encode()
+            return {"Authorization": "Basic " + base64.b64encode(raw).decode("ascii")}
+        if isinstance(auth, BearerAuth):
+            return {"Authorization": "Bearer " + auth.token.get_secret_value()}
+        if isinstance(auth, ApiKeyAuth):
+            return {auth.header: auth.key.get_secret_value()}
+        return {}
+
+    async def _login(self, stale: str | None) -> str:
+        auth = self._auth
+        assert isinstance(auth, LoginAuth)
+        async with self._login_lock:
+            # Another page may have renewed the token while this one waited.
+            if self._token is not None and self._token != stale:
+                return self._token
+            replacements = {"{username}": auth.username, "{password}": auth.password.get_secret_value()}
+
+            def fill(value: Any) -> Any:
+                if isinstance(value, str):
+                    for key, secret in replacements.items():
+                        value = value.replace(key, secret)
+                    return value
+                if isinstance(value, dict):
+                    return {k: fill(v) for k, v in value.items()}
+                if isinstance(value, list):
+                    return [fill(v) for v in value]
+                return value
+
+            kwargs: dict[str, Any] = {}
+            if auth.body is not None:
+                kwargs["json"] = fill(auth.body)
+            elif auth.form is not None:
+                kwargs["data"] = fill(auth.form)
+            self.logins += 1
+            try:
+                async with self.session.request(auth.method, auth.url, **kwargs) as response:
+                    body = await response.read()
+                    status = response.status
+            except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+                raise _Retryable(SyncFailure.TIMEOUT, f"{self.name}: login timed out") from exc
+            except aiohttp.ClientError as exc:
+                raise _Retryable(SyncFailure.ERROR, f"{self.name}: login failed: {_brief(exc)}") from exc
+            if status != 200:
+                raise SyncError(SyncFailure.AUTH, f"{self.name}: login answered HTTP {status}")
+            try:
+                document = json.loads(body)
+            except ValueError:
+                raise SyncError(SyncFailure.AUTH, f"{self.name}: login reply is not JSON") from None
+            token = get_path(document, split_path(auth.token_path))
+            if not isinstance(token, str) or not token:
+                raise SyncError(
+                    SyncFailure.AUTH, f"{self.name}: login reply has no token at {auth.token_path}"
+                )
+            self._token = token
+            return token
+
+    async def _auth_headers(self) -> dict[str, str]:
+        if isinstance(self._auth, LoginAuth):
+            token = self._token or await self._login(None)
+            prefix = self._auth.prefix
+            return {self._auth.header: f"{prefix} {token}" if prefix else token}
+        return self._static_auth_headers()
+
+    # -- one request --
+
+    async def get_json(
+        self,
+        url: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        method: str = "GET",
+        body: Any = None,
+    ) -> Any:
+        """One page as JSON, retried; SyncError with the failure reason once attempts are spent."""
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self._attempts),
+            # Exponential with jitter, spelled so it works on tenacity 8.2 through 9.x.
+            wait=wait_exponential(multiplier=self._retry_wait, max=self._retry_wait * 8)
+            + wait_random(0, self._retry_wait),
+            retry=retry_if_exception(_retryable),
+            reraise=True,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    return await self._request_once(url, params, method, body)
+        except _Retryable as exc:
+            # Strip the internal subclass: callers and tests see a plain SyncError.
+            raise SyncError(exc.reason, str(exc)) from exc.__cause__
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _request_once(self, url: str, params: Mapping[str, str] | None, method: str, body: Any) -> Any:
+        renewed = False
+        while True:
+            headers = {"Accept": "application/json", **self._headers, **await self._auth_headers()}
+            self.requests += 1
+            try:
+                async with self.session.request(
+                    method, url, params=params, headers=headers, json=body, timeout=self._timeout
+                ) as response:
+                    status = response.status
+                    content_type = response.content_type
+                    payload = await response.read()
+            except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+                raise _Retryable(SyncFailure.TIMEOUT, f"{self.name}: {_where(url)} timed out") from exc
+            except aiohttp.ClientError as exc:
+                raise _Retryable(SyncFailure.ERROR, f"{self.name}: {_where(url)}: {_brief(exc)}") from exc
+            if status == 401 and isinstance(self._auth, LoginAuth) and not renewed:
+                # The token expired: log in again once for this request.
+                renewed = True
+                await self._login(self._token)
+                continue
+            break
+        if status in (401, 403):
+            raise SyncError(SyncFailure.AUTH, f"{self.name}: {_where(url)} answered HTTP {status}")
+        if status >= 500 or status == 429:
+            raise _Retryable(SyncFailure.STATUS, f"{self.name}: {_where(url)} answered HTTP {status}")
+        if status >= 300:
+            raise SyncError(SyncFailure.STATUS, f"{self.name}: {_where(url)} answered HTTP {status}")
+        stripped = payload.lstrip()
+        # A maintenance or login page served with 200 must not read as an empty listing.
+        if content_type == "text/html" or stripped[:1] == b"<":
+            raise _Retryable(SyncFailure.HTML, f"{self.name}: {_where(url)} returned an HTML page")
+        if not stripped:
+            raise _Retryable(SyncFailure.NOT_JSON, f"{self.name}: {_where(url)} returned an empty body")
+        try:
+            return json.loads(payload)
+        except ValueError as exc:
+            raise _Retryable(
+                SyncFailure.NOT_JSON, f"{self.name}: {_where(url)} did not return JSON ({exc.msg})"
+            ) from None
+
+    # -- a whole listing --
+
+    async def pages(
+        self,
+        url: str,
+        *,
+        paging: NoPaging | PageNumberPaging | OffsetPaging | StartEndPaging | NextLinkPaging | CursorPaging,
+        page_size: int,
+        items_path: Path,
+        total_path: Path | None,
+        params: Mapping[str, str] | None = None,
+        method: str = "GET",
+        body: Any = None,
+        max_pages: int = 100_000,
+    ) -> AsyncIterator[Page]:
+        """Every page of a listing, in order. Raises SyncError(truncated) when the listing comes up short
+        of its own total, SyncError(parse) when a page has no item list."""
+        base_params = dict(params or {})
+        seen = 0
+        total: int | None = None
+        offset = 0
+        page_number = paging.first_page if isinstance(paging, PageNumberPaging) else 0
+        next_url: str | None = url
+        cursor: str | None = None
+        visited: set[str] = set()
+        for page_index in range(max_pages):
+            request_url = url
+            query = dict(base_params)
+            if isinstance(paging, PageNumberPaging):
+                query[paging.page_param] = str(page_number)
+                query[paging.size_param] = str(page_size)
+            elif isinstance(paging, OffsetPaging):
+                query[paging.offset_param] = str(offset)
+                query[paging.limit_param] = str(page_size)
+            elif isinstance(paging, StartEndPaging):
+                query[paging.start_param] = str(offset)
+                query[paging.end_param] = str(offset + page_size)
+            elif isinstance(paging, NextLinkPaging):
+                assert next_url is not None
+                request_url = next_url
+                if page_index > 0:
+                    query = {}  # the link carries its own query
+                elif paging.size_param:
+                    query[paging.size_param] = str(page_size)
+            elif isinstance(paging, CursorPaging):
+                if paging.size_param:
+                    query[paging.size_param] = str(page_size)
+                if cursor is not None:
+                    query[paging.cursor_param] = cursor
+            document = await self.get_json(request_url, params=query or None, method=method, body=body)
+            page = _decode_page(document, items_path, total_path, self.name, page_index)
+            if page.total is not None:
+                total = page.total
+            seen += len(page.items)
+            yield page
+            count = len(page.items)
+            if isinstance(paging, NoPaging):
+                break
+            if isinstance(paging, NextLinkPaging):
+                link = get_path(document, split_path(paging.next_path))
+                if not link or not isinstance(link, str):
+                    break
+                next_url = urljoin(request_url, link)
+                if next_url in visited:
+                    raise SyncError(
+                        SyncFailure.PARSE, f"{self.name}: next link loops back to {_where(next_url)}"
+                    )
+                visited.add(next_url)
+                continue
+            if isinstance(paging, CursorPaging):
+                value = get_path(document, split_path(paging.cursor_path))
+                if value in (None, "") or count == 0:
+                    break
+                cursor = str(value)
+                if cursor in visited:
+                    raise SyncError(SyncFailure.PARSE, f"{self.name}: cursor {cursor!r} repeats")
+                visited.add(cursor)
+                continue
+            # Numbered kinds: with a total, page until it is reached (a server that caps the page size
+            # below ours still gets read whole); without one, a short page is the last.
+            if total is not None:
+                if seen >= total or count == 0:
+                    break
+            elif count < page_size:
+                break
+            offset += count
+            page_number += 1
+        else:
+            raise SyncError(SyncFailure.PARSE, f"{self.name}: more than {max_pages} pages, giving up")
+        if total is not None and seen < total:
+            raise SyncError(
+                SyncFailure.TRUNCATED, f"{self.name}: listing returned {seen} items but reports {total}"
+            )
+
+    async def listing(self, url: str, **kwargs: Any) -> tuple[list[Any], int | None]:
+        """Every item of a listing, and the reported total (None when the source reports none)."""
+        items: list[Any] = []
+        total: int | None = None
+        async for page in self.pages(url, **kwargs):
+            items.extend(page.items)
+            if page.total is not None:
+                total = page.total
+        return items, total
+
+
+def _decode_page(document: Any, items_path: Path, total_path: Path | None, name: str, index: int) -> Page:
+    items = get_path(document, items_path) if items_path else document
+    if items is None and isinstance(document, dict) and items_path:
+        # OpenCPS and others omit the list entirely when nothing matches; only accept that with total 0.
+        total_value = get_path(document, total_path) if total_path else None
+        if total_value in (0, "0"):
+            return Page([], 0)
+    if not isinstance(items, list):
+        where = ".".join(map(str, items_path)) or "<root>"
+        raise SyncError(SyncFailure.PARSE, f"{name}: page {index + 1} has no item list at {where}")
+    total: int | None = None
+    if total_path:
+        raw = get_path(document, total_path)
+        if raw is not None:
+            try:
+                total = int(raw)
+            except (TypeError, ValueError):
+                raise SyncError(
+                    SyncFailure.PARSE, f"{name}: page {index + 1} total {str(raw)[:20]!r} is not a number"
+                ) from None
+    return Page(items, total)
+
+
+def _where(url: str) -> str:
+    # Never log query strings: some vendors put API keys there.
+    return url.split("?", 1)[0]
+
+
+def _brief(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:200]

@@ -1,0 +1,109 @@
+"""Fake gateway servers that behave like the real APIs: real aiohttp servers on 127.0.0.1, port 0.
+
+Each fake is a `FakeServer`: `base_url = await fake.start()`, `await fake.stop()` (also usable as
+`async with Fake() as fake`), `fake.requests` (every request received, in order) and switches to make it
+misbehave. Run one standalone with `python -m tests.fakes.esms --port 8081` (likewise zalo, speedsms,
+webhook) for end-to-end tests in other processes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import time
+from dataclasses import dataclass
+from typing import Any, Self
+
+from aiohttp import web
+
+__all__ = ["FakeServer", "RecordedRequest", "run_standalone"]
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedRequest:
+    """One request a fake received; `received_ns` is time.monotonic_ns() on arrival."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    received_ns: int
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+    def header(self, name: str) -> str | None:
+        lowered = name.lower()
+        return next((value for key, value in self.headers.items() if key.lower() == lowered), None)
+
+
+class FakeServer:
+    """Base of the fakes: an aiohttp app on 127.0.0.1 that records every request before handling it."""
+
+    def __init__(self, *, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.host = host
+        self.port = port
+        self.requests: list[RecordedRequest] = []
+        self._runner: web.AppRunner | None = None
+        self.base_url = ""
+
+    def routes(self, app: web.Application) -> None:
+        raise TypeError(f"{type(self).__name__} must define routes")
+
+    @web.middleware
+    async def _record(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        body = await request.read()
+        self.requests.append(
+            RecordedRequest(request.method, request.path_qs, dict(request.headers), body, time.monotonic_ns())
+        )
+        return await handler(request)
+
+    async def start(self) -> str:
+        app = web.Application(middlewares=[self._record])
+        self.routes(app)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port)
+        await site.start()
+        server = site._server
+        assert server is not None and server.sockets
+        self.port = server.sockets[0].getsockname()[1]
+        self.base_url = f"http://{self.host}:{self.port}"
+        return self.base_url
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+
+def run_standalone(fake_factory: Any, description: str) -> None:
+    """`python -m tests.fakes.<name> --port N`: serve until interrupted, printing the base URL first."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args()
+
+    async def serve() -> None:
+        fake = fake_factory(host=args.host, port=args.port)
+        url = await fake.start()
+        print(url, flush=True)
+        banner = getattr(fake, "banner", None)
+        if banner is not None:
+            print(banner(), flush=True)
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await fake.stop()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve())
