@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import os
 import sys
 from collections.abc import Sequence
@@ -18,6 +19,7 @@ from monitor.durations import format_duration, parse_duration
 __all__ = ["build_parser", "main"]
 
 DEFAULT_CONFIG = Path("/etc/tthc-monitor/config.yaml")
+DEMO_USERNAME = "admin"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,14 +39,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--data", type=Path, default=Path("data"), help="store folder (default: ./data)")
     demo.add_argument("--sim-port", type=int, default=9480, help="simulator port (default: %(default)s)")
     demo.add_argument("--sim-admin-port", type=int, default=9481, help="simulator fault switch port")
-    demo.add_argument("--sim-tls-port", type=int, default=9443, help="simulator HTTPS port")
+    demo.add_argument("--sim-tls-port", type=int, default=9482, help="simulator HTTPS port")
 
     sim = commands.add_parser("simulator", help="run only the built-in dossier-system simulator")
-    sim.add_argument("--port", type=int, default=9480)
-    sim.add_argument("--admin-port", type=int, default=9481)
-    sim.add_argument("--tls-port", type=int, default=9443)
-    sim.add_argument("--dossiers", type=int, default=300, help="open dossiers to generate")
-    sim.add_argument("--data", type=Path, default=Path("data"), help="where the simulator's CA is written")
+    from monitor.simulator.runner import add_arguments as add_simulator_arguments
+
+    add_simulator_arguments(sim)
 
     check = commands.add_parser("check-config", help="validate a config file; print every error")
     check.add_argument("file", type=Path)
@@ -143,11 +143,13 @@ async def _run_demo(args: argparse.Namespace) -> int:
     from monitor.daemon import Daemon
     from monitor.logging import configure_logging
     from monitor.simulator import Simulator
+    from monitor.simulator.server import DEFAULT_PASSWORD
 
+    configure_logging()
     data = args.data.resolve()
     data.mkdir(parents=True, exist_ok=True)
     simulator = Simulator(state_dir=data)
-    await simulator.start(port=args.sim_port, admin_port=args.sim_admin_port, tls_port=args.sim_tls_port)
+    await simulator.start(host="127.0.0.1", port=args.sim_port, admin_port=args.sim_admin_port, tls_port=args.sim_tls_port)
     # demo.yaml reads the simulator's addresses from these, so any free ports work.
     os.environ.update(
         TTHC_SIM_PORTAL_URL=simulator.portal_url,
@@ -155,8 +157,9 @@ async def _run_demo(args: argparse.Namespace) -> int:
         TTHC_SIM_API_BASE=simulator.api_base,
         TTHC_SIM_HTTPS_URL=simulator.https_url,
         TTHC_SIM_CA_FILE=str(simulator.ca_file),
-        TTHC_SIM_HOST=simulator.host,
+        TTHC_SIM_HOST="127.0.0.1",
         TTHC_SIM_PORT=str(simulator.port),
+        TTHC_SIM_BASIC=base64.b64encode(f"{DEMO_USERNAME}:{DEFAULT_PASSWORD}".encode()).decode(),
     )
     path = demo_config_path()
     try:
@@ -170,7 +173,6 @@ async def _run_demo(args: argparse.Namespace) -> int:
             "store": config.store.model_copy(update={"path": data / "tthc-monitor-demo.db"}),
         }
     )
-    configure_logging(config.logging.level, config.logging.format)
     daemon = Daemon(config, config_path=None)
     try:
         await daemon.start()
@@ -205,25 +207,9 @@ async def _run_demo(args: argparse.Namespace) -> int:
 
 
 def _simulator(args: argparse.Namespace) -> int:
-    async def serve() -> int:
-        import signal
+    from monitor.simulator.runner import run_from_args
 
-        from monitor.simulator import Simulator
-
-        args.data.mkdir(parents=True, exist_ok=True)
-        simulator = Simulator(state_dir=args.data.resolve(), dossier_count=args.dossiers)
-        await simulator.start(port=args.port, admin_port=args.admin_port, tls_port=args.tls_port)
-        print(f"portal: {simulator.portal_url}\napi: {simulator.api_base}\nadmin: {simulator.admin_url}",
-              flush=True)
-        loop = asyncio.get_running_loop()
-        done = asyncio.Event()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, done.set)
-        await done.wait()
-        await simulator.stop()
-        return 0
-
-    return asyncio.run(serve())
+    return run_from_args(args)
 
 
 def _uptime(args: argparse.Namespace) -> int:

@@ -703,6 +703,9 @@ class World:
             previous_due = dossier.due_at
             # OpenCPS pushes dueDate forward by the working time spent paused.
             dossier.due_at = from_line(round_up_quarter(to_line(previous_due) + max(paused, 900)))
+            if dossier.extend_at is not None:
+                # An extension counts in working time too, so the pause moves it as well.
+                dossier.extend_at = from_line(round_up_quarter(to_line(dossier.extend_at) + max(paused, 900)))
             dossier.supplements.append(Supplement(dossier.paused_at, at, previous_due, dossier.due_at))
             dossier.paused_at = None
             dossier.status = "processing"

@@ -113,7 +113,107 @@ SELECT t.name AS target,
 FROM probe_results AS r JOIN targets AS t ON t.id = r.target_id;
 """
 
-MIGRATIONS: tuple[Migration, ...] = (Migration(1, "targets, probe results, rollups, incidents, kv", _CORE),)
+# The durable alert outbox (alerts/outbox.py). Times are ms since epoch; `channel` is the current channel of
+# the plan (channels[channel_index]), NULL once the plan is used up. Partial indexes keep the hot path (due
+# pending rows, in-flight rows) small however many sent rows accumulate.
+_ALERT_OUTBOX = """
+CREATE TABLE alert_outbox (
+    id INTEGER PRIMARY KEY,
+    dedupe_key TEXT NOT NULL UNIQUE,
+    kind TEXT NOT NULL,
+    severity TEXT NOT NULL,
+    person_id TEXT NOT NULL,
+    channels TEXT NOT NULL,               -- JSON list of channel names, in fallback order
+    channel_index INTEGER NOT NULL DEFAULT 0,
+    channel TEXT,                         -- channels[channel_index], NULL when none is left
+    text TEXT NOT NULL,
+    template_params TEXT NOT NULL DEFAULT '{}',
+    phone TEXT,
+    zalo_user_id TEXT,
+    subject TEXT NOT NULL DEFAULT '',
+    keep TEXT NOT NULL DEFAULT '[]',
+    status TEXT NOT NULL,                 -- pending, in_flight, sent, failed
+    attempts INTEGER NOT NULL DEFAULT 0,
+    channel_attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    event_at INTEGER NOT NULL,
+    not_before INTEGER NOT NULL,
+    sent_at INTEGER,
+    channel_used TEXT,
+    provider_message_id TEXT,
+    segments INTEGER,
+    last_error TEXT,
+    duplicate_hint INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX alert_outbox_due ON alert_outbox (next_attempt_at) WHERE status = 'pending';
+CREATE INDEX alert_outbox_in_flight ON alert_outbox (id) WHERE status = 'in_flight';
+CREATE INDEX alert_outbox_created ON alert_outbox (created_at);
+"""
+
+_DOSSIERS = """
+-- Dossiers as last synced (monitor/dossier_store.py). No applicant data: the sources never map it.
+CREATE TABLE dossiers (
+    code TEXT PRIMARY KEY,
+    source TEXT NOT NULL,
+    status TEXT NOT NULL,                 -- open, paused, finished, cancelled, vanished
+    source_status TEXT NOT NULL,          -- the source's normalized status (kept while vanished)
+    raw_status TEXT NOT NULL DEFAULT '',
+    unit_code TEXT NOT NULL,
+    unit_name TEXT NOT NULL DEFAULT '',
+    procedure_code TEXT NOT NULL DEFAULT '',
+    procedure_name TEXT NOT NULL DEFAULT '',
+    assignee_id TEXT NOT NULL DEFAULT '',
+    assignee_name TEXT NOT NULL DEFAULT '',
+    received_at INTEGER,                  -- epoch seconds, like every time in these tables
+    due_at INTEGER,
+    extended_due_at INTEGER,
+    duration_days REAL,
+    duration_hours REAL,
+    released_at INTEGER,
+    finished_at INTEGER,
+    modified_at INTEGER,
+    via_postal INTEGER NOT NULL DEFAULT 0,
+    online INTEGER,
+    -- The deadline state is a function of now: these instants make it one CASE in SQL (API, CLI).
+    deadline_at INTEGER,                  -- the effective due time (extension or computed one included)
+    soon_at INTEGER,                      -- working time left reaches the largest threshold
+    due_day_at INTEGER,                   -- local midnight of the due date
+    missed_full_syncs INTEGER NOT NULL DEFAULT 0,
+    first_seen INTEGER NOT NULL,
+    last_seen INTEGER NOT NULL,
+    returned_at INTEGER,
+    timeliness TEXT,                      -- early, on_time, late; none when cancelled or undated
+    finished_seen_at INTEGER,
+    overdue_outage INTEGER,               -- 1/0 once overdue: a dossier-system incident overlapped
+    outage_incident_ids TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX dossiers_status ON dossiers (status, code);
+CREATE INDEX dossiers_unit ON dossiers (unit_code, status, code);
+CREATE INDEX dossiers_source ON dossiers (source, status);
+CREATE INDEX dossiers_returned ON dossiers (returned_at) WHERE returned_at IS NOT NULL;
+
+CREATE TABLE dossier_crossings (
+    id INTEGER PRIMARY KEY,
+    code TEXT NOT NULL,
+    unit_code TEXT NOT NULL,
+    threshold TEXT NOT NULL,              -- the configured key (2d, 4h) or overdue
+    due_at INTEGER NOT NULL,
+    crossed_at INTEGER NOT NULL,
+    working_seconds_left INTEGER NOT NULL,
+    outage_overlap INTEGER,
+    outage_incident_ids TEXT NOT NULL DEFAULT '',
+    -- A shallower threshold skipped because the dossier was first seen past a deeper one: never published.
+    suppressed INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (code, threshold, due_at)
+);
+CREATE INDEX dossier_crossings_time ON dossier_crossings (crossed_at);
+"""
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "targets, probe results, rollups, incidents, kv", _CORE),
+    Migration(2, "dossiers", _DOSSIERS),
+)
 
 LATEST_VERSION = MIGRATIONS[-1].version
 

@@ -104,13 +104,13 @@ def map_dvcqg_record(
     code = text(get("MaHoSo"))
     if not code:
         raise Rejected(RejectReason.NO_CODE, "MaHoSo", "missing MaHoSo")
-    received_at = parse_date_field(dates, "NgayTiepNhan", get("NgayTiepNhan"))
-    due_at = parse_date_field(dates, "NgayHenTra", get("NgayHenTra"))
-    released_at = parse_date_field(dates, "NgayKetThucXuLy", get("NgayKetThucXuLy"))
-    finished_at = parse_date_field(dates, "NgayTra", get("NgayTra"))
-    modified_at = parse_date_field(dates, "NgayCapNhat", get("NgayCapNhat"))
+    received_at = parse_date_field(dates, "received_at", get("NgayTiepNhan"))
+    due_at = parse_date_field(dates, "due_at", get("NgayHenTra"))
+    released_at = parse_date_field(dates, "released_at", get("NgayKetThucXuLy"))
+    finished_at = parse_date_field(dates, "finished_at", get("NgayTra"))
+    modified_at = parse_date_field(dates, "modified_at", get("NgayCapNhat"))
     # The latest new appointment (extension or resume after supplement) is the one that counts.
-    extended_due_at = parse_date_field(dates, "NgayGiaHan", get("NgayGiaHan"))
+    extended_due_at = parse_date_field(dates, "extended_due_at", get("NgayGiaHan"))
     for list_name in ("DanhSachHoSoBoSung", "DanhSachGiaHanXuLy"):
         rounds = get(list_name)
         if not isinstance(rounds, list):

@@ -10,6 +10,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from operator import itemgetter
 from typing import Any, Final
 from zoneinfo import ZoneInfo
 
@@ -98,32 +99,19 @@ class Rejected(Exception):
 
 # --- dates ------------------------------------------------------------------------------------------
 
-# Fixed layouts with a slicing fast path: (length, separator positions, slices of y, m, d, H, M, S).
-_FAST_LAYOUTS: dict[str, tuple[int, tuple[tuple[int, str], ...], tuple[tuple[int, int], ...]]] = {
-    "%d/%m/%Y %H:%M:%S": (
-        19,
-        ((2, "/"), (5, "/"), (10, " "), (13, ":"), (16, ":")),
-        ((6, 10), (3, 5), (0, 2), (11, 13), (14, 16), (17, 19)),
-    ),
-    "%d/%m/%Y %H:%M": (
-        16,
-        ((2, "/"), (5, "/"), (10, " "), (13, ":")),
-        ((6, 10), (3, 5), (0, 2), (11, 13), (14, 16)),
-    ),
-    "%d/%m/%Y": (10, ((2, "/"), (5, "/")), ((6, 10), (3, 5), (0, 2))),
-    "%Y%m%d%H%M%S": (14, (), ((0, 4), (4, 6), (6, 8), (8, 10), (10, 12), (12, 14))),
-    "%Y%m%d": (8, (), ((0, 4), (4, 6), (6, 8))),
-    "%Y-%m-%d %H:%M:%S": (
-        19,
-        ((4, "-"), (7, "-"), (10, " "), (13, ":"), (16, ":")),
-        ((0, 4), (5, 7), (8, 10), (11, 13), (14, 16), (17, 19)),
-    ),
-    "%Y-%m-%dT%H:%M:%S": (
-        19,
-        ((4, "-"), (7, "-"), (10, "T"), (13, ":"), (16, ":")),
-        ((0, 4), (5, 7), (8, 10), (11, 13), (14, 16), (17, 19)),
-    ),
-    "%Y-%m-%d": (10, ((4, "-"), (7, "-")), ((0, 4), (5, 7), (8, 10))),
+# Fixed layouts with a fast path: the text with every ASCII digit turned into "0" must equal the
+# template (one C-level translate checks digits and separators at once), then fixed slices give
+# y, m, d, H, M, S. About 5x faster than strptime, which matters at 100,000 dossiers x 6 dates.
+_TO_ZERO: Final = str.maketrans("123456789", "000000000")
+_FAST_LAYOUTS: dict[str, tuple[str, tuple[tuple[int, int], ...]]] = {
+    "%d/%m/%Y %H:%M:%S": ("00/00/0000 00:00:00", ((6, 10), (3, 5), (0, 2), (11, 13), (14, 16), (17, 19))),
+    "%d/%m/%Y %H:%M": ("00/00/0000 00:00", ((6, 10), (3, 5), (0, 2), (11, 13), (14, 16))),
+    "%d/%m/%Y": ("00/00/0000", ((6, 10), (3, 5), (0, 2))),
+    "%Y%m%d%H%M%S": ("00000000000000", ((0, 4), (4, 6), (6, 8), (8, 10), (10, 12), (12, 14))),
+    "%Y%m%d": ("00000000", ((0, 4), (4, 6), (6, 8))),
+    "%Y-%m-%d %H:%M:%S": ("0000-00-00 00:00:00", ((0, 4), (5, 7), (8, 10), (11, 13), (14, 16), (17, 19))),
+    "%Y-%m-%dT%H:%M:%S": ("0000-00-00T00:00:00", ((0, 4), (5, 7), (8, 10), (11, 13), (14, 16), (17, 19))),
+    "%Y-%m-%d": ("0000-00-00", ((0, 4), (5, 7), (8, 10))),
 }
 
 # Special format names besides strftime patterns.
@@ -137,20 +125,13 @@ def _fast_parser(pattern: str, zone: ZoneInfo) -> Callable[[str], datetime | Non
     layout = _FAST_LAYOUTS.get(pattern)
     if layout is None:
         return None
-    length, separators, slices = layout
+    template, slices = layout
+    pick = itemgetter(*(slice(start, end) for start, end in slices))
 
     def parse(text: str) -> datetime | None:
-        if len(text) != length:
+        if text.translate(_TO_ZERO) != template:
             return None
-        for position, char in separators:
-            if text[position] != char:
-                return None
-        chunks = [text[start:end] for start, end in slices]
-        joined = "".join(chunks)
-        # int() alone would accept signs, spaces and underscores; a fixed layout holds ASCII digits only.
-        if not (joined.isascii() and joined.isdigit()):
-            return None
-        return datetime(*map(int, chunks), tzinfo=zone)  # type: ignore[misc]
+        return datetime(*map(int, pick(text)), tzinfo=zone)
 
     return parse
 

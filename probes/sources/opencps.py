@@ -58,6 +58,15 @@ _PAUSED_STATUSES: Final = frozenset({"waiting", "pausing"})
 _PAUSED_LOCKS: Final = frozenset({"PAUSE", "PAUSE_OVERDUE"})
 _CANCELLED_STATUSES: Final = frozenset({"denied", "cancelled"})
 _FINISHED_STATUSES: Final = frozenset({"done", "releasing", "unresolved"})
+# Normalized field <- OpenCPS key; errors name the normalized field, like every other source.
+_DATE_KEYS: Final = (
+    ("received_at", "receiveDate"),
+    ("due_at", "dueDate"),
+    ("extended_due_at", "extendDate"),
+    ("released_at", "releaseDate"),
+    ("finished_at", "finishDate"),
+    ("modified_at", "modifiedDate"),
+)
 _DATE_FORMATS: Final = ("%d/%m/%Y %H:%M:%S", "%d/%m/%Y %H:%M", "%d/%m/%Y", "epoch_ms")
 
 
@@ -132,12 +141,12 @@ def map_opencps_item(
     code = text(get("dossierNo"))
     if not code:
         raise Rejected(RejectReason.NO_CODE, "dossierNo", "missing dossierNo")
-    received_at = parse_date_field(dates, "receiveDate", get("receiveDate"))
-    due_at = parse_date_field(dates, "dueDate", get("dueDate"))
-    extended_due_at = parse_date_field(dates, "extendDate", get("extendDate"))
-    released_at = parse_date_field(dates, "releaseDate", get("releaseDate"))
-    finished_at = parse_date_field(dates, "finishDate", get("finishDate"))
-    modified_at = parse_date_field(dates, "modifiedDate", get("modifiedDate"))
+    moments: dict[str, datetime | None] = {}
+    for name, key in _DATE_KEYS:
+        raw = get(key)
+        # Most of the six are "" (none): skip the parser call for them.
+        moments[name] = parse_date_field(dates, name, raw) if raw else None
+    released_at, finished_at = moments["released_at"], moments["finished_at"]
     lock_state = text(get("lockState")).upper()
     status = (overrides or {}).get(raw_status) or opencps_status(
         raw_status, lock_state, released_at is not None, finished_at is not None
@@ -159,16 +168,11 @@ def map_opencps_item(
             procedure_name=text(get("serviceName")),
             assignee_id="" if assignee_id == "0" else assignee_id,
             assignee_name=text(get("currentActionUser")),
-            received_at=received_at,
-            due_at=due_at,
             duration_days=None if hours else duration,
             duration_hours=duration if hours else None,
-            extended_due_at=extended_due_at,
-            released_at=released_at,
-            finished_at=finished_at,
+            **moments,
             via_postal=_postal(get("viaPostal")),
             online=parse_bool(get("online")) if get("online") not in (None, "") else None,
-            modified_at=modified_at,
         )
     )
 

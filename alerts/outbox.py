@@ -1,0 +1,495 @@
+"""The durable alert outbox: every alert is a row in SQLite before anything is sent.
+
+Life of a row: `pending` → (claim) `in_flight` → `sent` | back to `pending` (rescheduled, maybe on the next
+channel of its plan) | `failed`. A claim is committed before the send, so after a crash or `kill -9` the
+rows left `in_flight` are exactly the sends that may or may not have reached a gateway; `recover()` puts
+them back to `pending` and they go out again with the same idempotency key (`alert_id`: eSMS RequestId,
+ZNS tracking_id), which lets the gateway drop the repeat.
+
+Phone numbers, Zalo ids and the text are stored because sending needs them; `OutboxRow.public()` (what
+the API and CLI show) and `repr` leave them out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from alerts.model import AlertStatus, NewAlert
+from monitor.store import SqliteStore
+
+__all__ = [
+    "Outbox",
+    "OutboxChange",
+    "OutboxRow",
+    "SentMark",
+    "alert_id_for",
+    "failed_change",
+    "reschedule_change",
+]
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+# Errors come from gateways: keep a bounded amount in the row and in API output.
+_MAX_ERROR = 300
+
+_COLUMNS = (
+    "id, dedupe_key, kind, severity, person_id, channels, channel_index, channel, text, template_params,"
+    " phone, zalo_user_id, subject, keep, status, attempts, channel_attempts, next_attempt_at, created_at,"
+    " event_at, not_before, sent_at, channel_used, provider_message_id, segments, last_error, duplicate_hint"
+)
+_INSERT = (
+    "INSERT OR IGNORE INTO alert_outbox (dedupe_key, kind, severity, person_id, channels, channel_index,"
+    " channel, text, template_params, phone, zalo_user_id, subject, keep, status, attempts, next_attempt_at,"
+    " created_at, event_at, not_before) VALUES (?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def _to_ms(value: datetime) -> int:
+    if value.tzinfo is None:
+        raise ValueError("datetime must be timezone aware")
+    return (value - _EPOCH) // _MS
+
+
+def _from_ms(value: int | None) -> datetime | None:
+    return None if value is None else _EPOCH + timedelta(milliseconds=value)
+
+
+def alert_id_for(dedupe_key: str) -> str:
+    """The idempotency key sent to gateways: stable for a dedupe_key, short enough for eSMS (≤ 50)."""
+    return "a" + hashlib.sha256(dedupe_key.encode()).hexdigest()[:32]
+
+
+def _error_text(error: str | None) -> str | None:
+    return None if error is None else error[:_MAX_ERROR]
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    """One stored alert. `channel` is the current channel of the plan (None once it is used up)."""
+
+    id: int
+    dedupe_key: str
+    kind: str
+    severity: str
+    person_id: str
+    channels: tuple[str, ...]
+    channel_index: int
+    channel: str | None
+    text: str
+    template_params: Mapping[str, str]
+    phone: str | None
+    zalo_user_id: str | None
+    subject: str
+    keep: tuple[str, ...]
+    status: AlertStatus
+    attempts: int
+    channel_attempts: int
+    next_attempt_at: datetime
+    created_at: datetime
+    event_at: datetime
+    not_before: datetime
+    sent_at: datetime | None
+    channel_used: str | None
+    provider_message_id: str | None
+    segments: int | None
+    last_error: str | None
+    duplicate_hint: bool
+
+    @property
+    def alert_id(self) -> str:
+        return alert_id_for(self.dedupe_key)
+
+    @property
+    def next_channel(self) -> str | None:
+        """The channel after the current one in the plan, if any."""
+        index = self.channel_index + 1
+        return self.channels[index] if index < len(self.channels) else None
+
+    def public(self) -> dict[str, Any]:
+        """What the API and CLI may show: no phone, no Zalo id, no text (personal data)."""
+        return {
+            "id": self.id,
+            "alert_id": self.alert_id,
+            "kind": self.kind,
+            "severity": self.severity,
+            "person_id": self.person_id,
+            "subject": self.subject,
+            "status": self.status.value,
+            "channel": self.channel_used or self.channel,
+            "channels": list(self.channels),
+            "attempts": self.attempts,
+            "created_at": self.created_at,
+            "event_at": self.event_at,
+            "not_before": self.not_before,
+            "next_attempt_at": self.next_attempt_at if self.status is AlertStatus.PENDING else None,
+            "sent_at": self.sent_at,
+            "last_error": self.last_error,
+            "duplicate": self.duplicate_hint,
+        }
+
+    def __repr__(self) -> str:
+        return (
+            f"OutboxRow(id={self.id}, kind={self.kind!r}, person_id={self.person_id!r},"
+            f" status={self.status.value!r}, channel={self.channel!r}, attempts={self.attempts})"
+        )
+
+
+def _row(values: Sequence[Any]) -> OutboxRow:
+    (
+        row_id, dedupe_key, kind, severity, person_id, channels, channel_index, channel, text, params,
+        phone, zalo_user_id, subject, keep, status, attempts, channel_attempts, next_attempt_at,
+        created_at, event_at, not_before, sent_at, channel_used, provider_message_id, segments,
+        last_error, duplicate_hint,
+    ) = values  # fmt: skip
+    return OutboxRow(
+        id=row_id,
+        dedupe_key=dedupe_key,
+        kind=kind,
+        severity=severity,
+        person_id=person_id,
+        channels=tuple(json.loads(channels)),
+        channel_index=channel_index,
+        channel=channel,
+        text=text,
+        template_params=json.loads(params),
+        phone=phone,
+        zalo_user_id=zalo_user_id,
+        subject=subject,
+        keep=tuple(json.loads(keep)),
+        status=AlertStatus(status),
+        attempts=attempts,
+        channel_attempts=channel_attempts,
+        next_attempt_at=_from_ms(next_attempt_at),  # type: ignore[arg-type]
+        created_at=_from_ms(created_at),  # type: ignore[arg-type]
+        event_at=_from_ms(event_at),  # type: ignore[arg-type]
+        not_before=_from_ms(not_before),  # type: ignore[arg-type]
+        sent_at=_from_ms(sent_at),
+        channel_used=channel_used,
+        provider_message_id=provider_message_id,
+        segments=segments,
+        last_error=last_error,
+        duplicate_hint=bool(duplicate_hint),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class SentMark:
+    """A gateway accepted row `id`: what `mark_sent_many` records."""
+
+    id: int
+    channel: str
+    provider_message_id: str | None
+    segments: int
+    duplicate: bool = False
+
+
+class Outbox:
+    """The `AlertSink` on the store's `alert_outbox` table (migration "alert outbox").
+
+    `wakeup` is set whenever new rows are stored, so a delivery worker in the same process starts at once
+    instead of waiting for its next poll. Reads go through the store's reader connection, writes through
+    `store.transaction()` (serialised with the store's own batch writer).
+    """
+
+    def __init__(self, store: SqliteStore, clock: Callable[[], datetime] | None = None) -> None:
+        self.store = store
+        self._clock = clock or (lambda: datetime.now(UTC))
+        self.wakeup = asyncio.Event()
+
+    def now(self) -> datetime:
+        return self._clock()
+
+    # --- writes ---------------------------------------------------------------------------------------
+
+    async def enqueue(self, alerts: Sequence[NewAlert]) -> int:
+        """Store alerts in one transaction (committed on return); a known dedupe_key is ignored.
+
+        Returns how many rows were new.
+        """
+        if not alerts:
+            return 0
+        created = _to_ms(self._clock())
+        rows = [self._insert_values(alert, created) for alert in alerts]
+        async with self.store.transaction() as conn:
+            cursor = await conn.executemany(_INSERT, rows)
+            added = max(0, cursor.rowcount)
+            await cursor.close()
+        if added:
+            self.wakeup.set()
+        return added
+
+    async def enqueue_claimed(self, alert: NewAlert) -> OutboxRow:
+        """Store one alert already `in_flight` (attempt 1), for a send made right now by the caller.
+
+        A running delivery worker, even in another process, can then never pick it up as well.
+        """
+        created = _to_ms(self._clock())
+        values = list(self._insert_values(alert, created))
+        values[12], values[13] = AlertStatus.IN_FLIGHT.value, 1
+        async with self.store.transaction() as conn:
+            cursor = await conn.execute(_INSERT.replace("INSERT OR IGNORE", "INSERT"), values)
+            row_id = cursor.lastrowid
+            await cursor.close()
+            await conn.execute(
+                "UPDATE alert_outbox SET channel_attempts = 1 WHERE id = ?", (row_id,)
+            )
+            rows = await conn.execute_fetchall(f"SELECT {_COLUMNS} FROM alert_outbox WHERE id = ?", (row_id,))
+        return _row(next(iter(rows)))
+
+    @staticmethod
+    def _insert_values(alert: NewAlert, created: int) -> tuple[Any, ...]:
+        if not alert.dedupe_key:
+            raise ValueError("dedupe_key must not be empty")
+        not_before = _to_ms(alert.not_before)
+        return (
+            alert.dedupe_key,
+            str(alert.kind),
+            str(alert.severity),
+            alert.person_id,
+            json.dumps(list(alert.channels)),
+            alert.channels[0] if alert.channels else None,
+            alert.text,
+            json.dumps(dict(alert.template_params), ensure_ascii=False),
+            alert.phone,
+            alert.zalo_user_id,
+            alert.subject,
+            json.dumps(list(alert.keep), ensure_ascii=False),
+            # A plan with no channel at all can never be sent: the worker fails it with that reason.
+            AlertStatus.PENDING.value,
+            0,
+            not_before,
+            created,
+            _to_ms(alert.event_at),
+            not_before,
+        )
+
+    async def claim(
+        self,
+        now: datetime,
+        limit: int,
+        channel: str | None = None,
+        *,
+        other_than: Collection[str] | None = None,
+    ) -> list[OutboxRow]:
+        """Move up to `limit` due pending rows to `in_flight` and count the attempt, durably, in one go.
+
+        `channel` restricts to rows whose current channel is that one; `other_than` to rows whose current
+        channel is none of those (or none at all), which is how a worker finds rows it cannot send.
+        """
+        if limit <= 0:
+            return []
+        at = _to_ms(now)
+        where = "status = 'pending' AND next_attempt_at <= ? AND not_before <= ?"
+        params: list[Any] = [at, at]
+        if channel is not None:
+            where += " AND channel = ?"
+            params.append(channel)
+        if other_than is not None:
+            names = sorted(other_than)
+            marks = ", ".join("?" * len(names))
+            where += f" AND (channel IS NULL OR channel NOT IN ({marks}))" if names else ""
+            params.extend(names)
+        params.append(limit)
+        async with self.store.transaction() as conn:
+            rows = await conn.execute_fetchall(
+                "UPDATE alert_outbox SET status = 'in_flight', attempts = attempts + 1,"
+                " channel_attempts = channel_attempts + 1 WHERE id IN (SELECT id FROM alert_outbox"
+                f" WHERE {where} ORDER BY next_attempt_at, id LIMIT ?) RETURNING {_COLUMNS}",
+                params,
+            )
+        claimed = [_row(values) for values in rows]
+        claimed.sort(key=lambda row: (row.next_attempt_at, row.id))
+        return claimed
+
+    async def mark_sent(
+        self,
+        row_id: int,
+        channel: str,
+        provider_message_id: str | None,
+        segments: int = 1,
+        *,
+        duplicate: bool = False,
+        at: datetime | None = None,
+    ) -> None:
+        """The gateway accepted the alert on `channel`."""
+        await self.mark_sent_many([SentMark(row_id, channel, provider_message_id, segments, duplicate)], at)
+
+    async def mark_sent_many(self, marks: Iterable[SentMark], at: datetime | None = None) -> None:
+        """Record several accepted sends in one transaction."""
+        await self.apply(marks, at)
+
+    async def reschedule(self, row_id: int, at: datetime, error: str, next_channel: bool = False) -> None:
+        """Back to `pending`, due at `at`; with `next_channel`, on the next channel of the plan.
+
+        Moving past the last channel leaves `channel` NULL: fail the row instead when none is left.
+        """
+        await self.apply([reschedule_change(row_id, at, error, next_channel)])
+
+    async def mark_failed(self, row_id: int, error: str) -> None:
+        """No channel can deliver it (or it is too old): `failed` with the last error, never retried."""
+        await self.apply([failed_change(row_id, error)])
+
+    async def apply(self, changes: Iterable[OutboxChange], at: datetime | None = None) -> None:
+        """Several outcomes (sent, rescheduled, failed) in one transaction: one commit per batch of sends."""
+        sent: list[tuple[Any, ...]] = []
+        moved: list[tuple[Any, ...]] = []
+        failed: list[tuple[Any, ...]] = []
+        sent_at = _to_ms(at or self._clock())
+        for change in changes:
+            if isinstance(change, SentMark):
+                sent.append(
+                    (sent_at, change.channel, change.provider_message_id, change.segments,
+                     int(change.duplicate), change.id)
+                )  # fmt: skip
+            elif isinstance(change, _Reschedule):
+                moved.append((change.at, change.error, int(change.next_channel), change.id))
+            else:
+                failed.append((change.error, change.id))
+        if not (sent or moved or failed):
+            return
+        async with self.store.transaction() as conn:
+            if sent:
+                await conn.executemany(
+                    "UPDATE alert_outbox SET status = 'sent', sent_at = ?, channel_used = ?,"
+                    " provider_message_id = ?, segments = ?, duplicate_hint = ? WHERE id = ?",
+                    sent,
+                )
+            if moved:
+                # json_extract past the end of the list is NULL: "no channel left".
+                await conn.executemany(
+                    "UPDATE alert_outbox SET status = 'pending', next_attempt_at = ?1, last_error = ?2,"
+                    " channel = CASE WHEN ?3 THEN json_extract(channels, '$[' || (channel_index + 1) || ']')"
+                    " ELSE channel END, channel_index = channel_index + ?3,"
+                    " channel_attempts = CASE WHEN ?3 THEN 0 ELSE channel_attempts END WHERE id = ?4",
+                    moved,
+                )
+            if failed:
+                await conn.executemany(
+                    "UPDATE alert_outbox SET status = 'failed', last_error = coalesce(?, last_error)"
+                    " WHERE id = ?",
+                    failed,
+                )
+
+    async def recover(self) -> int:
+        """At start-up, before any worker runs: every `in_flight` row goes back to `pending`, due now.
+
+        Such a row may or may not have reached its gateway; it is resent with the same alert_id.
+        """
+        now = _to_ms(self._clock())
+        async with self.store.transaction() as conn:
+            cursor = await conn.execute(
+                "UPDATE alert_outbox SET status = 'pending', next_attempt_at = min(next_attempt_at, ?),"
+                " last_error = coalesce(last_error, 'interrupted: resent after restart')"
+                " WHERE status = 'in_flight'",
+                (now,),
+            )
+            count = max(0, cursor.rowcount)
+            await cursor.close()
+        if count:
+            self.wakeup.set()
+        return count
+
+    # --- reads ----------------------------------------------------------------------------------------
+
+    async def get(self, row_id: int) -> OutboxRow | None:
+        rows = await self.store.reader.execute_fetchall(
+            f"SELECT {_COLUMNS} FROM alert_outbox WHERE id = ?", (row_id,)
+        )
+        return _row(rows[0]) if rows else None
+
+    async def get_by_key(self, dedupe_key: str) -> OutboxRow | None:
+        rows = await self.store.reader.execute_fetchall(
+            f"SELECT {_COLUMNS} FROM alert_outbox WHERE dedupe_key = ?", (dedupe_key,)
+        )
+        return _row(rows[0]) if rows else None
+
+    async def list(
+        self,
+        since: datetime | None = None,
+        status: AlertStatus | str | None = None,
+        limit: int = 100,
+    ) -> list[OutboxRow]:
+        """Newest first: rows created at or after `since`, optionally of one status."""
+        where, params = ["1"], []
+        if since is not None:
+            where.append("created_at >= ?")
+            params.append(_to_ms(since))
+        if status is not None:
+            where.append("status = ?")
+            params.append(AlertStatus(status).value)
+        params.append(max(0, limit))
+        rows = await self.store.reader.execute_fetchall(
+            f"SELECT {_COLUMNS} FROM alert_outbox WHERE {' AND '.join(where)}"
+            " ORDER BY created_at DESC, id DESC LIMIT ?",
+            params,
+        )
+        return [_row(values) for values in rows]
+
+    async def counts(self) -> dict[AlertStatus, int]:
+        """Rows per status."""
+        rows = await self.store.reader.execute_fetchall(
+            "SELECT status, count(*) FROM alert_outbox GROUP BY status"
+        )
+        found = {AlertStatus(status): count for status, count in rows}
+        return {status: found.get(status, 0) for status in AlertStatus}
+
+    async def pending_by_channel(self) -> dict[str, int]:
+        """Rows waiting to be sent (pending or in flight), by current channel ("" = none left)."""
+        rows = await self.store.reader.execute_fetchall(
+            "SELECT coalesce(channel, ''), count(*) FROM alert_outbox"
+            " WHERE status IN ('pending', 'in_flight') GROUP BY 1"
+        )
+        return dict(rows)
+
+    async def oldest_pending_age(self, now: datetime) -> float:
+        """Seconds since the oldest unsent alert became sendable (0 when none waits)."""
+        rows = await self.store.reader.execute_fetchall(
+            "SELECT min(max(created_at, not_before)) FROM alert_outbox"
+            " WHERE status IN ('pending', 'in_flight') AND not_before <= ?",
+            (_to_ms(now),),
+        )
+        oldest = rows[0][0] if rows else None
+        return 0.0 if oldest is None else max(0.0, (_to_ms(now) - oldest) / 1000)
+
+    async def next_due(self) -> datetime | None:
+        """When the earliest pending row becomes due (may be in the past)."""
+        rows = await self.store.reader.execute_fetchall(
+            "SELECT min(max(next_attempt_at, not_before)) FROM alert_outbox WHERE status = 'pending'"
+        )
+        return _from_ms(rows[0][0]) if rows and rows[0][0] is not None else None
+
+    def __repr__(self) -> str:
+        return f"Outbox({self.store!r})"
+
+
+@dataclass(frozen=True, slots=True)
+class _Reschedule:
+    id: int
+    at: int
+    error: str | None
+    next_channel: bool
+
+
+@dataclass(frozen=True, slots=True)
+class _Fail:
+    id: int
+    error: str | None
+
+
+OutboxChange = SentMark | _Reschedule | _Fail
+
+
+def reschedule_change(row_id: int, at: datetime, error: str, next_channel: bool = False) -> OutboxChange:
+    """A pending `reschedule` for `Outbox.apply`."""
+    return _Reschedule(row_id, _to_ms(at), _error_text(error), next_channel)
+
+
+def failed_change(row_id: int, error: str) -> OutboxChange:
+    """A pending `mark_failed` for `Outbox.apply`."""
+    return _Fail(row_id, _error_text(error))
