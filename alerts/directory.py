@@ -97,7 +97,9 @@ class PersonConfig(StrictModel):
     @classmethod
     def _valid_id(cls, value: str) -> str:
         if not _PERSON_ID.match(value):
-            raise ValueError(f"{value!r} is not a valid person id (letters, digits, '_', '.', '-'; at most 40)")
+            raise ValueError(
+                f"{value!r} is not a valid person id (letters, digits, '_', '.', '-'; at most 40)"
+            )
         return value
 
     @field_validator("phone", mode="before")
@@ -123,7 +125,7 @@ class PersonConfig(StrictModel):
 
 
 def _phone_message(message: str) -> str:
-    """normalize_phone's reason rephrased around the value: `'0123' is not a vietnamese mobile number: ...`."""
+    """normalize_phone's reason around the value: `'0123' is not a vietnamese mobile number: ...`."""
     match = _PHONE_MESSAGE.match(message)
     if match is None:
         return message

@@ -236,9 +236,7 @@ class Outbox:
             cursor = await conn.execute(_INSERT.replace("INSERT OR IGNORE", "INSERT"), values)
             row_id = cursor.lastrowid
             await cursor.close()
-            await conn.execute(
-                "UPDATE alert_outbox SET channel_attempts = 1 WHERE id = ?", (row_id,)
-            )
+            await conn.execute("UPDATE alert_outbox SET channel_attempts = 1 WHERE id = ?", (row_id,))
             rows = await conn.execute_fetchall(f"SELECT {_COLUMNS} FROM alert_outbox WHERE id = ?", (row_id,))
         return _row(next(iter(rows)))
 
@@ -276,11 +274,13 @@ class Outbox:
         channel: str | None = None,
         *,
         other_than: Collection[str] | None = None,
+        fallback_only: bool = False,
     ) -> list[OutboxRow]:
         """Move up to `limit` due pending rows to `in_flight` and count the attempt, durably, in one go.
 
         `channel` restricts to rows whose current channel is that one; `other_than` to rows whose current
-        channel is none of those (or none at all), which is how a worker finds rows it cannot send.
+        channel is none of those (or none at all), which is how a worker finds rows it cannot send;
+        `fallback_only` to rows with a further channel in their plan.
         """
         if limit <= 0:
             return []
@@ -295,6 +295,8 @@ class Outbox:
             marks = ", ".join("?" * len(names))
             where += f" AND (channel IS NULL OR channel NOT IN ({marks}))" if names else ""
             params.extend(names)
+        if fallback_only:
+            where += " AND json_array_length(channels) > channel_index + 1"
         params.append(limit)
         async with self.store.transaction() as conn:
             rows = await conn.execute_fetchall(
@@ -459,8 +461,9 @@ class Outbox:
 
     async def next_due(self) -> datetime | None:
         """When the earliest pending row becomes due (may be in the past)."""
+        # next_attempt_at starts at not_before and only moves later, so it alone answers (from the index).
         rows = await self.store.reader.execute_fetchall(
-            "SELECT min(max(next_attempt_at, not_before)) FROM alert_outbox WHERE status = 'pending'"
+            "SELECT min(next_attempt_at) FROM alert_outbox WHERE status = 'pending'"
         )
         return _from_ms(rows[0][0]) if rows and rows[0][0] is not None else None
 

@@ -146,7 +146,9 @@ def default_rules() -> list[RuleConfig]:
             working_hours_only=True,
         ),
         # The last warning also escalates to the unit head (the apology slip is due a working day ahead).
-        RuleConfig(name="last-warning-escalation", on=["last_warning"], to=["unit_head"], working_hours_only=True),
+        RuleConfig(
+            name="last-warning-escalation", on=["last_warning"], to=["unit_head"], working_hours_only=True
+        ),
         RuleConfig(name="overdue", on=["overdue"], to=["unit_head", "leader"]),
         RuleConfig(name="outage", on=["target_down", "target_recovered"], to=["it_oncall"]),
         RuleConfig(name="degraded", on=["target_degraded"], to=["it_oncall"], after=timedelta(minutes=15)),

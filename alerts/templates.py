@@ -164,7 +164,7 @@ def validate_template(kind: AlertKind, text: str) -> None:
     try:
         parsed = list(string.Formatter().parse(text))
     except ValueError as exc:
-        raise ValueError(f"template {kind.value}: {exc}") from None
+        raise ValueError(f"template {kind.value}: {_lower(exc)}") from None
     for _literal, field_name, _spec, _conversion in parsed:
         if field_name is None:
             continue
@@ -178,7 +178,12 @@ def validate_template(kind: AlertKind, text: str) -> None:
     try:
         text.format(**{name: _SAMPLES[name] for name in allowed})
     except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
-        raise ValueError(f"template {kind.value}: {exc}") from None
+        raise ValueError(f"template {kind.value}: {_lower(exc)}") from None
+
+
+def _lower(exc: Exception) -> str:
+    message = str(exc)
+    return message[:1].lower() + message[1:]
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,7 @@ import asyncio
 import base64
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
@@ -20,6 +20,9 @@ __all__ = ["build_parser", "main"]
 
 DEFAULT_CONFIG = Path("/etc/tthc-monitor/config.yaml")
 DEMO_USERNAME = "admin"
+
+# Commands whose parser and handler live in their own module (calendar, dossiers, alerts, notify-test).
+_EXTERNAL_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,9 +60,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser("version", help="print the version")
 
-    from monitor import cli_calendar
+    from monitor import cli_alerts, cli_calendar, cli_dossiers
 
-    cli_calendar.add_parser(commands)
+    for module in (cli_calendar, cli_dossiers, cli_alerts):
+        before = set(commands.choices)
+        module.add_parser(commands)
+        for name in set(commands.choices) - before:
+            _EXTERNAL_COMMANDS[name] = module.run
     return parser
 
 
@@ -72,11 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "check-config": _check_config,
         "uptime": _uptime,
         "version": lambda _args: _print(f"tthc-monitor {__version__}"),
-    }.get(args.command)
-    if handler is None:
-        from monitor import cli_calendar
-
-        return cli_calendar.run(args)
+    }.get(args.command) or _EXTERNAL_COMMANDS[args.command]
     try:
         return handler(args)
     except KeyboardInterrupt:
@@ -149,7 +152,9 @@ async def _run_demo(args: argparse.Namespace) -> int:
     data = args.data.resolve()
     data.mkdir(parents=True, exist_ok=True)
     simulator = Simulator(state_dir=data)
-    await simulator.start(host="127.0.0.1", port=args.sim_port, admin_port=args.sim_admin_port, tls_port=args.sim_tls_port)
+    await simulator.start(
+        host="127.0.0.1", port=args.sim_port, admin_port=args.sim_admin_port, tls_port=args.sim_tls_port
+    )
     # demo.yaml reads the simulator's addresses from these, so any free ports work.
     os.environ.update(
         TTHC_SIM_PORTAL_URL=simulator.portal_url,
@@ -189,7 +194,7 @@ async def _run_demo(args: argparse.Namespace) -> int:
                 f"  incidents:    {base}/api/v1/incidents",
                 f"  simulator:    {simulator.portal_url}",
                 f"  fault switch: {simulator.admin_url}/faults"
-                "   e.g. curl -X POST -d '{\"fault\": \"down\", \"scope\": \"all\"}' <that URL>",
+                '   e.g. curl -X POST -d \'{"fault": "down", "scope": "all"}\' <that URL>',
             ]
         ),
         flush=True,
@@ -229,7 +234,7 @@ def _uptime(args: argparse.Namespace) -> int:
     return asyncio.run(_print_uptime(store_path, window, args.target))
 
 
-async def _print_uptime(store_path: Path, window, target: str | None) -> int:  # noqa: ANN001
+async def _print_uptime(store_path: Path, window, target: str | None) -> int:
     from monitor.store import SqliteStore
 
     store = SqliteStore(store_path, readonly=True)

@@ -9,14 +9,17 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import structlog
 from aiohttp import web
 
+from alerts.alert_metrics import AlertMetrics
+from alerts.service import AlertService
 from monitor.config import Config, ConfigError, load_config, split_listen
+from monitor.dossier_service import DossierService
 from monitor.events import EventBus
 from monitor.logging import register_secrets
 from monitor.metrics import UPTIME_WINDOWS, Metrics, TargetCollector
@@ -29,6 +32,9 @@ __all__ = ["Daemon", "config_secrets"]
 log = structlog.get_logger("monitor.daemon")
 
 UPTIME_REFRESH_SECONDS = 60.0
+
+# Sections a reload does not apply (it logs that a restart is needed): targets reload live.
+_RESTART_ONLY = ("listen", "store", "timezone", "calendars", "dossiers", "alerts")
 
 
 def config_secrets(config: Config) -> list[str]:
@@ -89,6 +95,18 @@ class Daemon:
         )
         self.uptime: Mapping[tuple[str, str], float] = {}
         self.metrics.register(TargetCollector(self.scheduler, lambda: self.uptime))
+        self.dossiers = DossierService(config, self.store, self.bus, clock)
+        self.metrics.register(self.dossiers.collector)
+        self.calendars = self.dossiers.calendars
+        self.alerts = AlertService(
+            config,
+            self.store,
+            self.bus,
+            self.calendars,
+            clock,
+            metrics=AlertMetrics(self.metrics.registry),
+            cert_expiry=self._cert_expiry,
+        )
         self._runner: web.AppRunner | None = None
         self._background: list[asyncio.Task[None]] = []
         self._stopped = asyncio.Event()
@@ -97,9 +115,17 @@ class Daemon:
     def now(self) -> datetime:
         return self._clock()
 
+    def _cert_expiry(self, target: str) -> float | None:
+        tracker = self.scheduler.trackers.get(target)
+        outcome = tracker.last_outcome if tracker else None
+        return outcome.cert_expiry if outcome else None
+
     async def start(self) -> None:
         register_secrets(config_secrets(self.config))
         await self.store.open()
+        # Alerts subscribe to the bus before anything can publish, so no event is missed.
+        await self.alerts.start()
+        await self.dossiers.start()
         await self.scheduler.start(self.config.targets)
         self.metrics.config_reload_successful.set(1)
         self.metrics.config_reload_timestamp.set(time.time())
@@ -109,8 +135,8 @@ class Daemon:
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port)
         await site.start()
-        sockets = site._server.sockets if site._server else []  # noqa: SLF001 - the real bound port for port 0
-        bound = sockets[0].getsockname() if sockets else (host, port)
+        # The bound address, which differs from the configured one for port 0.
+        bound = self._runner.addresses[0]
         self.listen_address = (bound[0], bound[1])
         log.info(
             "daemon_started",
@@ -149,14 +175,13 @@ class Daemon:
             self.metrics.config_reload_successful.set(0)
             log.error("config_reload_failed", path=str(self.config_path), errors=exc.errors)
             return False
-        for field in ("listen", "store", "timezone"):
-            if getattr(new, field) != getattr(self.config, field):
+        kept = {field: getattr(self.config, field) for field in _RESTART_ONLY}
+        for field, value in kept.items():
+            if getattr(new, field) != value:
                 log.warning("config_change_needs_restart", field=field)
         register_secrets(config_secrets(new))
         await self.scheduler.reload(new.targets)
-        self.config = new.model_copy(
-            update={"listen": self.config.listen, "store": self.config.store, "timezone": self.config.timezone}
-        )
+        self.config = new.model_copy(update=kept)
         self.metrics.config_reload_successful.set(1)
         self.metrics.config_reload_timestamp.set(time.time())
         log.info("config_reloaded", path=str(self.config_path), targets=len(new.targets))
@@ -167,7 +192,11 @@ class Daemon:
         if self._stopped.is_set():
             return
         log.info("daemon_stopping", in_flight=self.scheduler.in_flight)
-        await self.scheduler.stop(self.config.scheduler.shutdown_grace.total_seconds())
+        grace = self.config.scheduler.shutdown_grace.total_seconds()
+        await self.scheduler.stop(grace)
+        await self.dossiers.stop(grace)
+        # Last: alerts route what the others published while stopping, then the worker stops.
+        await self.alerts.stop(grace)
         for task in self._background:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
@@ -184,11 +213,18 @@ class Daemon:
     async def run(self) -> None:
         """Start, then serve until SIGTERM/SIGINT; SIGHUP reloads the config."""
         loop = asyncio.get_running_loop()
-        stopping: list[asyncio.Task[None]] = []
+        # Keep references: the loop holds tasks only weakly.
+        signal_tasks: set[asyncio.Task[object]] = set()
+
+        def spawn(action: Callable[[], Awaitable[object]]) -> None:
+            task = asyncio.create_task(action())
+            signal_tasks.add(task)
+            task.add_done_callback(signal_tasks.discard)
+
         await self.start()
-        loop.add_signal_handler(signal.SIGTERM, lambda: stopping.append(asyncio.create_task(self.stop())))
-        loop.add_signal_handler(signal.SIGINT, lambda: stopping.append(asyncio.create_task(self.stop())))
-        loop.add_signal_handler(signal.SIGHUP, lambda: stopping.append(asyncio.create_task(self.reload())))
+        loop.add_signal_handler(signal.SIGTERM, spawn, self.stop)
+        loop.add_signal_handler(signal.SIGINT, spawn, self.stop)
+        loop.add_signal_handler(signal.SIGHUP, spawn, self.reload)
         try:
             await self.wait()
         finally:

@@ -13,9 +13,9 @@ from datetime import timedelta
 from pydantic import Field, field_validator
 
 from monitor.configtypes import Duration, PositiveDuration, StrictModel
-from probes.sources import SourceConfig
+from probes.sources import SOURCE_TYPES, SourceConfig
 
-__all__ = ["DossiersConfig", "WorkingAmount", "parse_working_amount"]
+__all__ = ["SOURCE_TYPES", "DossiersConfig", "WorkingAmount", "parse_working_amount"]
 
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _HOURS = {"ms": 1 / 3_600_000, "s": 1 / 3600, "m": 1 / 60, "h": 1.0}
@@ -77,8 +77,6 @@ class DossiersConfig(StrictModel):
         keys = [parse_working_amount(value).key for value in values]
         if len(set(keys)) != len(keys):
             raise ValueError("thresholds must not repeat")
-        if "overdue" in keys:
-            raise ValueError("overdue is always tracked; do not list it as a threshold")
         return keys
 
     @field_validator("outage_window")

@@ -11,7 +11,7 @@ The deadline state is a function of the clock, so rows carry the instants where 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -74,6 +74,7 @@ _UPSERT = (
     " finished_seen_at = coalesce(dossiers.finished_seen_at, excluded.finished_seen_at)"
 )
 _CLOSED = (DossierStatus.FINISHED, DossierStatus.CANCELLED)
+_CHUNK = 2000
 
 
 def epoch(value: datetime | None) -> int | None:
@@ -206,7 +207,9 @@ class UnitSummary:
     @property
     def on_time_ratio(self) -> float | None:
         total = self.returned_total
-        return None if not total else (self.returned.get("early", 0) + self.returned.get("on_time", 0)) / total
+        return (
+            None if not total else (self.returned.get("early", 0) + self.returned.get("on_time", 0)) / total
+        )
 
     @property
     def postal_ratio(self) -> float | None:
@@ -332,8 +335,10 @@ class DossierStore:
         """Apply one successful sync in a single transaction."""
         now = epoch(write.now) or 0
         async with self.store.transaction() as conn:
-            if write.upserts:
-                await conn.executemany(_UPSERT, [_upsert_params(upsert, now) for upsert in write.upserts])
+            # In chunks: 100,000 rows of parameters at once would double the daemon's peak memory.
+            for start in range(0, len(write.upserts), _CHUNK):
+                chunk = write.upserts[start : start + _CHUNK]
+                await conn.executemany(_UPSERT, [_upsert_params(upsert, now) for upsert in chunk])
             if write.missed:
                 await conn.executemany(
                     "UPDATE dossiers SET missed_full_syncs = ? WHERE code = ?",
@@ -341,7 +346,8 @@ class DossierStore:
                 )
             if write.vanished:
                 await conn.executemany(
-                    "UPDATE dossiers SET status = 'vanished' WHERE code = ?", [(code,) for code in write.vanished]
+                    "UPDATE dossiers SET status = 'vanished' WHERE code = ?",
+                    [(code,) for code in write.vanished],
                 )
             if write.full_source is not None:
                 await conn.execute(
@@ -352,39 +358,53 @@ class DossierStore:
 
     async def record_crossings(self, crossings: Sequence[NewCrossing]) -> list[int | None]:
         """Insert each crossing unless already recorded; its new row id, or None when it was not new."""
-        ids: list[int | None] = []
         if not crossings:
-            return ids
+            return []
         async with self.store.transaction() as conn:
-            for crossing in crossings:
-                rows = await conn.execute_fetchall(
-                    "INSERT INTO dossier_crossings (code, unit_code, threshold, due_at, crossed_at,"
-                    " working_seconds_left, outage_overlap, outage_incident_ids, suppressed)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (code, threshold, due_at) DO NOTHING"
-                    " RETURNING id",
+            # Inside this write transaction nobody else inserts, and INTEGER PRIMARY KEY ids only grow:
+            # the rows above the current maximum afterwards are exactly the new ones (no per-row round trip).
+            rows = await conn.execute_fetchall("SELECT coalesce(max(id), 0) FROM dossier_crossings")
+            before = rows[0][0]
+            await conn.executemany(
+                "INSERT INTO dossier_crossings (code, unit_code, threshold, due_at, crossed_at,"
+                " working_seconds_left, outage_overlap, outage_incident_ids, suppressed)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (code, threshold, due_at) DO NOTHING",
+                [
                     (
-                        crossing.code,
-                        crossing.unit_code,
-                        crossing.threshold,
-                        crossing.due_at,
-                        crossing.crossed_at,
-                        crossing.working_seconds_left,
-                        None if crossing.outage_overlap is None else int(crossing.outage_overlap),
-                        ",".join(map(str, crossing.outage_incident_ids)),
-                        int(crossing.suppressed),
-                    ),
-                )
-                new_id = int(rows[0][0]) if rows else None
-                ids.append(new_id)
-                if new_id is not None and crossing.threshold == "overdue" and not crossing.suppressed:
-                    await conn.execute(
-                        "UPDATE dossiers SET overdue_outage = ?, outage_incident_ids = ? WHERE code = ?",
-                        (
-                            None if crossing.outage_overlap is None else int(crossing.outage_overlap),
-                            ",".join(map(str, crossing.outage_incident_ids)),
-                            crossing.code,
-                        ),
+                        c.code,
+                        c.unit_code,
+                        c.threshold,
+                        c.due_at,
+                        c.crossed_at,
+                        c.working_seconds_left,
+                        None if c.outage_overlap is None else int(c.outage_overlap),
+                        ",".join(map(str, c.outage_incident_ids)),
+                        int(c.suppressed),
                     )
+                    for c in crossings
+                ],
+            )
+            rows = await conn.execute_fetchall(
+                "SELECT id, code, threshold, due_at FROM dossier_crossings WHERE id > ?", (before,)
+            )
+            new = {(code, threshold, due_at): row_id for row_id, code, threshold, due_at in rows}
+            overdue = [
+                (
+                    None if c.outage_overlap is None else int(c.outage_overlap),
+                    ",".join(map(str, c.outage_incident_ids)),
+                    c.code,
+                )
+                for c in crossings
+                if c.threshold == "overdue" and not c.suppressed and (c.code, c.threshold, c.due_at) in new
+            ]
+            if overdue:
+                await conn.executemany(
+                    "UPDATE dossiers SET overdue_outage = ?, outage_incident_ids = ? WHERE code = ?", overdue
+                )
+        # A crossing listed twice in one call is new only once.
+        ids: list[int | None] = []
+        for c in crossings:
+            ids.append(new.pop((c.code, c.threshold, c.due_at), None))
         return ids
 
     # --- queries ------------------------------------------------------------------------------------
@@ -499,7 +519,9 @@ class DossierStore:
         )
         return {unit: count for unit, count in rows}
 
-    async def overdue_during_outage(self, since: datetime, limit: int = 1000) -> list[tuple[CrossingRecord, str]]:
+    async def overdue_during_outage(
+        self, since: datetime, limit: int = 1000
+    ) -> list[tuple[CrossingRecord, str]]:
         """Overdue crossings since `since` that an outage overlapped, newest first, with their codes."""
         rows = await self.store.reader.execute_fetchall(
             "SELECT id, threshold, due_at, crossed_at, working_seconds_left, suppressed, outage_overlap,"
@@ -523,17 +545,6 @@ class DossierStore:
             )
             for row in rows
         ]
-
-    async def units(self, codes: Iterable[str]) -> dict[str, tuple[str, str]]:
-        """(unit_code, unit_name) of some dossiers."""
-        found: dict[str, tuple[str, str]] = {}
-        for code in codes:
-            rows = await self.store.reader.execute_fetchall(
-                "SELECT unit_code, unit_name FROM dossiers WHERE code = ?", (code,)
-            )
-            if rows:
-                found[code] = (rows[0][0], rows[0][1])
-        return found
 
     @staticmethod
     def _row(row: Sequence[Any]) -> DossierRow:

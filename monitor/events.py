@@ -45,6 +45,8 @@ class TargetStateChanged(Event):
     current: Health
     reason: FailureReason | None
     detail: str = ""
+    # Epoch seconds of the earliest certificate expiry the last probe saw, when TLS was used.
+    cert_expiry: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,7 +40,9 @@ def _scrub(value: Any) -> Any:
     return value
 
 
-def redact_secrets(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+def redact_secrets(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
     """structlog processor: mask secret-named keys and scrub known secret values."""
     for key, value in list(event_dict.items()):
         if _SECRET_KEY.search(key) and key != "event":

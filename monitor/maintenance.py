@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from monitor.config import MaintenanceWindow
+from monitor.targets import MaintenanceWindow
 
 __all__ = ["active_window", "in_maintenance"]
 

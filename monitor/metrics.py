@@ -54,7 +54,9 @@ class TargetCollector(Collector):
             labels=["target"],
         )
         up = GaugeMetricFamily("tthc_target_up", "1 when the target is UP or DEGRADED.", labels=["target"])
-        degraded = GaugeMetricFamily("tthc_target_degraded", "1 when the target is DEGRADED.", labels=["target"])
+        degraded = GaugeMetricFamily(
+            "tthc_target_degraded", "1 when the target is DEGRADED.", labels=["target"]
+        )
         incidents = CounterMetricFamily(
             "tthc_target_incidents", "Incidents opened since the daemon started.", labels=["target"]
         )

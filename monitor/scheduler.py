@@ -17,12 +17,12 @@ from zoneinfo import ZoneInfo
 
 import structlog
 
-from monitor.config import HttpTarget, TcpTarget
 from monitor.events import EventBus, IncidentClosed, IncidentOpened, TargetStateChanged
 from monitor.maintenance import in_maintenance
 from monitor.model import FailureReason, Health, ProbeOutcome
 from monitor.state import TargetTracker
 from monitor.store.base import ProbeResult, Store
+from monitor.targets import HttpTarget, TcpTarget
 from probes import ProbeContext, run_probe
 
 __all__ = ["Scheduler"]
@@ -206,6 +206,7 @@ class Scheduler:
                     current=transition.current,
                     reason=outcome.reason,
                     detail=outcome.detail,
+                    cert_expiry=outcome.cert_expiry,
                 )
             )
         if transition.open_incident:

@@ -11,7 +11,7 @@ from datetime import datetime
 
 from monitor.model import FailureReason, Health, ProbeOutcome
 
-__all__ = ["Transition", "TargetTracker"]
+__all__ = ["TargetTracker", "Transition"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,9 +48,13 @@ class TargetTracker:
     incident_open: bool = False
     incident_started_at: datetime | None = None
     incidents_total: int = 0
-    probes_by_result: dict[str, int] = field(default_factory=lambda: {"success": 0, "degraded": 0, "failure": 0})
+    probes_by_result: dict[str, int] = field(
+        default_factory=lambda: {"success": 0, "degraded": 0, "failure": 0}
+    )
 
-    def observe(self, outcome: ProbeOutcome, at: datetime, duration: float, in_maintenance: bool) -> Transition:
+    def observe(
+        self, outcome: ProbeOutcome, at: datetime, duration: float, in_maintenance: bool
+    ) -> Transition:
         """Apply one outcome; return the transition (possibly no change)."""
         self.last_outcome = outcome
         self.last_probe_at = at

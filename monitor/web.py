@@ -7,6 +7,7 @@ authentication rule.
 from __future__ import annotations
 
 import hmac
+import json
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -35,8 +36,6 @@ class ApiError(web.HTTPBadRequest):
 
 
 def _json_text(payload: Any) -> str:
-    import json
-
     return json.dumps(payload, ensure_ascii=False)
 
 
@@ -137,7 +136,9 @@ async def _target_uptime(request: web.Request) -> web.Response:
     daemon = request.app[DAEMON]
     name = request.match_info["name"]
     if name not in daemon.scheduler.targets:
-        raise web.HTTPNotFound(text=_json_text({"error": f"unknown target {name!r}"}), content_type="application/json")
+        raise web.HTTPNotFound(
+            text=_json_text({"error": f"unknown target {name!r}"}), content_type="application/json"
+        )
     now = daemon.now()
     start = parse_time_param(request, "from", now - timedelta(days=30))
     end = parse_time_param(request, "to", now)
@@ -187,6 +188,10 @@ async def _incidents(request: web.Request) -> web.Response:
 
 
 def create_web_app(daemon: Daemon) -> web.Application:
+    # Imported here: those modules build on this one's helpers (DAEMON, ApiError, iso).
+    from alerts.web import add_routes as add_alert_routes
+    from monitor.web_dossiers import add_routes as add_dossier_routes
+
     app = web.Application(middlewares=[_auth])
     app[DAEMON] = daemon
     app.router.add_get("/healthz", _healthz)
@@ -195,4 +200,6 @@ def create_web_app(daemon: Daemon) -> web.Application:
     app.router.add_get("/api/v1/targets", _targets)
     app.router.add_get("/api/v1/targets/{name}/uptime", _target_uptime)
     app.router.add_get("/api/v1/incidents", _incidents)
+    add_dossier_routes(app)
+    add_alert_routes(app)
     return app

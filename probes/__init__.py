@@ -6,8 +6,8 @@ import asyncio
 
 import structlog
 
-from monitor.config import HttpTarget, TcpTarget
 from monitor.model import FailureReason, ProbeOutcome
+from monitor.targets import HttpTarget, TcpTarget
 from probes.base import ProbeContext, Prober
 from probes.http import probe_http
 from probes.tcp import probe_tcp

@@ -13,8 +13,8 @@ from typing import Any
 
 import aiohttp
 
-from monitor.config import Target, TlsConfig
 from monitor.model import FailureReason, ProbeOutcome
+from monitor.targets import Target, TlsConfig
 from probes.tls import build_ssl_context, cert_expiry_problem, peer_certificates
 
 __all__ = [

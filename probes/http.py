@@ -16,8 +16,8 @@ from functools import lru_cache
 
 import aiohttp
 
-from monitor.config import HttpExpect, HttpTarget
 from monitor.model import FailureReason, ProbeOutcome
+from monitor.targets import HttpExpect, HttpTarget
 from probes.base import PhaseTimer, ProbeContext, ProbeResponse, success_outcome
 from probes.tls import earliest_expiry, handshake_listener, tls_error_detail
 

@@ -12,8 +12,8 @@ import ssl
 import time
 from typing import Any
 
-from monitor.config import TcpTarget
 from monitor.model import FailureReason, ProbeOutcome
+from monitor.targets import TcpTarget
 from probes.base import ProbeContext, success_outcome
 from probes.tls import earliest_expiry, peer_certificates, tls_error_detail
 

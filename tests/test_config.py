@@ -15,7 +15,11 @@ REPO = Path(__file__).parent.parent
 
 
 def _expected_errors(path: Path) -> list[str]:
-    return [line.removeprefix("# error: ") for line in path.read_text().splitlines() if line.startswith("# error: ")]
+    return [
+        line.removeprefix("# error: ")
+        for line in path.read_text().splitlines()
+        if line.startswith("# error: ")
+    ]
 
 
 @pytest.mark.parametrize("fixture", sorted(FIXTURES.glob("*.yaml")), ids=lambda path: path.stem)
@@ -52,7 +56,9 @@ def test_defaults_are_on_the_models() -> None:
     assert config.listen == "127.0.0.1:9464"
     assert (target.interval, target.timeout) == (timedelta(seconds=30), timedelta(seconds=10))
     assert (target.failure_threshold, target.success_threshold) == (3, 2)
-    assert target.expect.status == ["2xx"] and target.expect.status_ok(204) and not target.expect.status_ok(301)
+    assert (
+        target.expect.status == ["2xx"] and target.expect.status_ok(204) and not target.expect.status_ok(301)
+    )
     assert config.store.raw_retention == timedelta(days=7)
     assert config.store.minute_retention == timedelta(days=90)
 
@@ -86,7 +92,9 @@ def test_shipped_example_config_is_valid(tmp_path: Path) -> None:
     ca.write_text("placeholder")
     token = tmp_path / "token"
     token.write_text("example-token")
-    text = text.replace("/etc/tthc-monitor/ca/vn-gov-ca.pem", str(ca)).replace("/run/secrets/tthc-api-token", str(token))
+    text = text.replace("/etc/tthc-monitor/ca/vn-gov-ca.pem", str(ca)).replace(
+        "/run/secrets/tthc-api-token", str(token)
+    )
     config = load_config_text(text, environ={"TTHC_OPENCPS_BASIC": "YWRtaW46eA=="})
     assert [target.name for target in config.targets] == ["portal", "motcua-app", "dossier-api", "motcua-db"]
 

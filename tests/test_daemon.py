@@ -59,7 +59,7 @@ def _config_text(backend: Backend, tmp_path: Path, token: str = "") -> str:
     api = f"api: {{token: {token}}}\n" if token else ""
     return f"""
 listen: 127.0.0.1:0
-{api}store: {{path: {tmp_path / 'store.db'}, flush_interval: 0.05s}}
+{api}store: {{path: {tmp_path / "store.db"}, flush_interval: 0.05s}}
 scheduler: {{start_jitter: 0, shutdown_grace: 2s}}
 logging: {{format: json}}
 targets:
@@ -94,8 +94,8 @@ async def _get_json(url: str, **kwargs: object) -> tuple[int, dict]:
         return response.status, await response.json()
 
 
-async def _wait_for(predicate, timeout: float = 5.0) -> None:  # noqa: ANN001
-    deadline = asyncio.get_running_loop().time() + timeout
+async def _wait_for(predicate, within: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + within
     while not await predicate():
         assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
         await asyncio.sleep(0.05)
@@ -146,7 +146,9 @@ async def test_metrics_pass_promtool(daemon: Daemon) -> None:
     promtool = shutil.which("promtool")
     if promtool is None:
         pytest.skip("promtool not installed (Debian package prometheus; .ci/run installs it)")
-    checked = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True)
+    checked = await asyncio.to_thread(
+        subprocess.run, [promtool, "check", "metrics"], input=text, capture_output=True, text=True
+    )
     assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
@@ -158,7 +160,11 @@ async def test_health_and_readiness(daemon: Daemon) -> None:
         async with session.get(f"{daemon.base_url}/readyz") as response:
             body = await response.json()
             assert response.status == 200
-            assert body["checks"] == {"config_loaded": True, "store_writable": True, "scheduler_running": True}
+            assert body["checks"] == {
+                "config_loaded": True,
+                "store_writable": True,
+                "scheduler_running": True,
+            }
 
 
 async def test_api_token_is_required_when_configured(backend: Backend, tmp_path: Path) -> None:
@@ -199,7 +205,7 @@ async def test_reload_keeps_old_config_when_new_is_invalid(backend: Backend, tmp
         path.write_text("targets: [{name: broken, type: http}]")
         assert await running.reload() is False
         assert set(running.scheduler.targets) == {"portal", "portal-tcp"}
-        assert running.metrics.config_reload_successful._value.get() == 0  # noqa: SLF001
+        assert running.metrics.config_reload_successful._value.get() == 0
         path.write_text(_config_text(backend, tmp_path).replace("name: portal-tcp", "name: db"))
         assert await running.reload() is True
         assert set(running.scheduler.targets) == {"portal", "db"}
@@ -214,8 +220,10 @@ async def test_reload_keeps_old_config_when_new_is_invalid(backend: Backend, tmp
 async def test_graceful_shutdown_waits_for_in_flight_probe(backend: Backend, tmp_path: Path) -> None:
     """stop() lets an in-flight probe finish within the grace period and flushes its result."""
     backend.delay = 0.3
-    text = _config_text(backend, tmp_path).replace("timeout: 0.1s", "timeout: 1s").replace(
-        "interval: 0.1s", "interval: 1s"
+    text = (
+        _config_text(backend, tmp_path)
+        .replace("timeout: 0.1s", "timeout: 1s")
+        .replace("interval: 0.1s", "interval: 1s")
     )
     running = Daemon(load_config_text(text, environ={}))
     await running.start()

@@ -26,7 +26,7 @@ async def _read_urls(process: asyncio.subprocess.Process) -> dict[str, str]:
     return urls
 
 
-async def _poll(session: aiohttp.ClientSession, url: str, predicate, what: str) -> dict:  # noqa: ANN001
+async def _poll(session: aiohttp.ClientSession, url: str, predicate, what: str) -> dict:
     deadline = asyncio.get_running_loop().time() + DEMO_TIMEOUT
     while True:
         async with session.get(url) as response:
@@ -44,8 +44,20 @@ def _healths(body: dict) -> dict[str, str]:
 async def test_demo_detects_a_fault_and_opens_an_incident(tmp_path: Path) -> None:
     """The demo's targets come UP; switching the simulator down makes them DOWN with an incident."""
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "monitor", "demo", "--listen", "127.0.0.1:0", "--data", str(tmp_path / "data"),
-        "--sim-port", "0", "--sim-admin-port", "0", "--sim-tls-port", "0",
+        sys.executable,
+        "-m",
+        "monitor",
+        "demo",
+        "--listen",
+        "127.0.0.1:0",
+        "--data",
+        str(tmp_path / "data"),
+        "--sim-port",
+        "0",
+        "--sim-admin-port",
+        "0",
+        "--sim-tls-port",
+        "0",
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.DEVNULL,
         cwd=tmp_path,
@@ -59,9 +71,7 @@ async def test_demo_detects_a_fault_and_opens_an_incident(tmp_path: Path) -> Non
             await _poll(session, api, lambda body: set(_healths(body).values()) == {"up"}, "all targets UP")
             async with session.post(urls["fault switch"], json={"fault": "down", "scope": "all"}) as response:
                 assert response.status in (200, 201)
-            body = await _poll(
-                session, api, lambda body: _healths(body)["portal"] == "down", "portal DOWN"
-            )
+            body = await _poll(session, api, lambda body: _healths(body)["portal"] == "down", "portal DOWN")
             assert next(item for item in body["targets"] if item["name"] == "portal")["reason"] == "refused"
             incidents = await _poll(
                 session,

@@ -59,7 +59,11 @@ def test_degraded_uses_thresholds_too() -> None:
     """Slow results make the target DEGRADED after failure_threshold, and clean ones bring it back."""
     tracker = TargetTracker("portal", failure_threshold=2, success_threshold=2)
     assert _feed(tracker, [OK, SLOW, SLOW, OK, OK]) == [
-        Health.UP, Health.UP, Health.DEGRADED, Health.DEGRADED, Health.UP,
+        Health.UP,
+        Health.UP,
+        Health.DEGRADED,
+        Health.DEGRADED,
+        Health.UP,
     ]
     assert tracker.incidents_total == 0
 

@@ -17,11 +17,13 @@ from hypothesis import strategies as st
 
 from monitor.config import StoreConfig
 from monitor.model import FailureReason, Health, ProbeOutcome
-from monitor.store import Incident, ProbeResult, SqliteStore, Store, StoreError, latency
+from monitor.store import Incident, ProbeResult, SqliteStore, Store, StoreError, latency, packed
 from monitor.store.migrations import MIGRATIONS, Migration
 from monitor.store.sqlite import REASON_CODES
 
 T0 = datetime(2026, 3, 2, 0, 0, tzinfo=UTC)
+# Other modules add their own migrations; test ones go after whatever ships.
+NEXT = MIGRATIONS[-1].version + 1
 OK = ProbeOutcome(success=True)
 SLOW = ProbeOutcome(success=True, degraded=True, reason=FailureReason.SLOW)
 TIMEOUT = ProbeOutcome(success=False, reason=FailureReason.TIMEOUT, detail="timed out")
@@ -108,25 +110,28 @@ async def test_later_migrations_apply_only_the_new_steps(tmp_path: Path) -> None
         pass
 
     async def seed(conn: aiosqlite.Connection) -> None:
-        await conn.execute("INSERT INTO outbox (body) VALUES ('first')")
+        await conn.execute("INSERT INTO test_outbox (body) VALUES ('first')")
 
     extended = (
         *MIGRATIONS,
-        Migration(2, "outbox", "CREATE TABLE outbox (id INTEGER PRIMARY KEY, body TEXT NOT NULL);"),
-        Migration(3, "seed outbox", seed),
+        Migration(NEXT, "outbox", "CREATE TABLE test_outbox (id INTEGER PRIMARY KEY, body TEXT NOT NULL);"),
+        Migration(NEXT + 1, "seed outbox", seed),
     )
     async with make_store(path, clock, migrations=extended) as store:
-        rows = await store.reader.execute_fetchall("SELECT body FROM outbox")
+        rows = await store.reader.execute_fetchall("SELECT body FROM test_outbox")
         assert [row[0] for row in rows] == ["first"]
     async with make_store(path, clock, migrations=extended) as store:
-        rows = await store.reader.execute_fetchall("SELECT body FROM outbox")
+        rows = await store.reader.execute_fetchall("SELECT body FROM test_outbox")
         assert [row[0] for row in rows] == ["first"], "the callable ran twice"
 
-    broken = (*extended, Migration(4, "broken", "CREATE TABLE half (x);\nINSERT INTO missing VALUES (1);"))
+    broken = (
+        *extended,
+        Migration(NEXT + 2, "broken", "CREATE TABLE half (x);\nINSERT INTO missing VALUES (1);"),
+    )
     with pytest.raises(sqlite3.OperationalError):
         await make_store(path, clock, migrations=broken).open()
     with sqlite3.connect(path) as conn:
-        assert conn.execute("SELECT max(version) FROM schema_version").fetchone()[0] == 3
+        assert conn.execute("SELECT max(version) FROM schema_version").fetchone()[0] == NEXT + 1
         assert conn.execute("SELECT name FROM sqlite_master WHERE name = 'half'").fetchone() is None
     conn.close()
 
@@ -313,13 +318,24 @@ async def test_uptime_arithmetic_on_a_known_series(tmp_path: Path) -> None:
         for value, quantile in ((report.latency_p50, 0.5), (report.latency_p95, 0.95)):
             assert value == pytest.approx(nearest_rank(latencies, quantile), rel=0.045)
 
-        assert await count(store, "rollup_minute") == 180
-        assert await count(store, "rollup_hour") == 3
-        sums = await store.reader.execute_fetchall(
-            "SELECT sum(probes), sum(failures) FROM rollup_minute UNION ALL"
-            " SELECT sum(probes), sum(failures) FROM rollup_hour"
+        # Packed: one row per target per hour of minutes, one per day of hours.
+        assert await count(store, "rollup_minute") == 3
+        assert await count(store, "rollup_hour") == 1
+        minutes = [
+            entry
+            for (blob,) in await store.reader.execute_fetchall("SELECT minutes FROM rollup_minute")
+            for entry in packed.decode(blob, 1000, False).values()
+        ]
+        assert len(minutes) == 180
+        assert (sum(e.probes for e in minutes), sum(e.failures for e in minutes)) == (1080, 100)
+        [(probes, failures, blob)] = await store.reader.execute_fetchall(
+            "SELECT probes, failures, hours FROM rollup_hour"
         )
-        assert [tuple(row) for row in sums] == [(1080, 100), (1080, 100)]
+        hours = packed.decode(blob, 100, True)
+        assert sorted(hours) == [0, 1, 2]
+        assert (sum(e.probes for e in hours.values()), sum(e.failures for e in hours.values())) == (1080, 100)
+        assert (probes, failures) == (1080, 100)
+        assert packed.day_histogram(blob) == latency.histogram_of(latencies)
 
 
 async def test_uptime_windows_clip_incidents_across_minute_and_hour_boundaries(tmp_path: Path) -> None:
@@ -408,7 +424,7 @@ async def test_old_windows_fall_back_to_hour_rollups(tmp_path: Path) -> None:
         await record_known_series(store)
         clock.now = T0 + timedelta(hours=4)
         deleted = await store.run_retention()
-        assert deleted == 180  # every minute rollup of the series is older than one hour
+        assert deleted == 3  # every packed hour of minutes of the series is older than one hour
         report = await store.uptime("portal", T0 + timedelta(minutes=30), T0 + timedelta(hours=1))
         # The whole first hour is counted: minute detail is gone.
         assert report.probes == 360
@@ -431,7 +447,7 @@ async def test_retention_deletes_exactly_the_expired_rows_in_batches(tmp_path: P
             timedelta(hours=1),
         ):
             store.record(result("portal", now - age, TIMEOUT, 10.0))
-        for i in range(20):  # 200 s from a minute boundary: 20 raw rows, 4 minute and 1 hour rollup
+        for i in range(20):  # 200 s from a minute boundary: 20 raw rows, 1 packed hour and 1 packed day
             store.record(
                 result("portal", now - timedelta(days=10) + timedelta(seconds=10 * i), TIMEOUT, 10.0)
             )
@@ -443,7 +459,7 @@ async def test_retention_deletes_exactly_the_expired_rows_in_batches(tmp_path: P
         await store.flush()
         assert [await count(store, t) for t in ("probe_results", "rollup_minute", "rollup_hour")] == [
             25,
-            9,
+            6,
             6,
         ]
 
@@ -453,7 +469,7 @@ async def test_retention_deletes_exactly_the_expired_rows_in_batches(tmp_path: P
         await store.connection.set_trace_callback(None)
 
         assert deleted == 23 + 3 + 1 + 1
-        assert [await count(store, t) for t in ("probe_results", "rollup_minute", "rollup_hour")] == [2, 6, 5]
+        assert [await count(store, t) for t in ("probe_results", "rollup_minute", "rollup_hour")] == [2, 3, 5]
         assert sorted(i.id for i in await store.incidents(now - timedelta(days=3000))) == sorted(
             [recent, ongoing]
         )
@@ -558,15 +574,15 @@ async def test_record_never_waits_while_another_process_holds_the_write_lock(tmp
 
 async def test_transaction_commits_or_rolls_back_for_extensions(tmp_path: Path) -> None:
     """Other modules write their own tables through transaction(); an error rolls the whole block back."""
-    extended = (*MIGRATIONS, Migration(2, "outbox", "CREATE TABLE outbox (body TEXT NOT NULL);"))
+    extended = (*MIGRATIONS, Migration(NEXT, "outbox", "CREATE TABLE test_outbox (body TEXT NOT NULL);"))
     async with make_store(tmp_path / "store.db", Clock(T0), migrations=extended) as store:
         async with store.transaction() as conn:
-            await conn.execute("INSERT INTO outbox VALUES ('kept')")
+            await conn.execute("INSERT INTO test_outbox VALUES ('kept')")
         with pytest.raises(RuntimeError):
             async with store.transaction() as conn:
-                await conn.execute("INSERT INTO outbox VALUES ('dropped')")
+                await conn.execute("INSERT INTO test_outbox VALUES ('dropped')")
                 raise RuntimeError("boom")
-        rows = await store.reader.execute_fetchall("SELECT body FROM outbox")
+        rows = await store.reader.execute_fetchall("SELECT body FROM test_outbox")
         assert [row[0] for row in rows] == ["kept"]
 
 
@@ -614,3 +630,55 @@ def test_histogram_encodings_concatenate_and_merge() -> None:
     assert latency.decode(latency.merge_encoded(latency.encode(first), latency.encode(second))) == total
     assert latency.percentile({}, 0.5) is None
     assert latency.bucket_index(10_000) == latency.BUCKETS - 1
+
+
+# --- packed rollups -------------------------------------------------------------------------------------
+
+
+async def test_restart_merges_into_the_packed_rows_without_double_counting(tmp_path: Path) -> None:
+    """Results after a reopen join the same packed hour and day rows; nothing is lost or counted twice."""
+    path = tmp_path / "store.db"
+    clock = Clock(T0 + timedelta(hours=2))
+    async with make_store(path, clock) as store:
+        for i in range(90):  # 00:00-00:15, with every 10th a timeout
+            store.record(result("portal", T0 + timedelta(seconds=10 * i), TIMEOUT if i % 10 == 0 else OK))
+        await store.flush()
+        for i in range(90, 180):  # flushed again: the cached rows are rewritten, not added twice
+            store.record(result("portal", T0 + timedelta(seconds=10 * i), OK, 0.2))
+    async with make_store(path, clock) as store:
+        # The same minute as the last result before the restart, then the next hour.
+        for i in range(179, 540):
+            store.record(result("portal", T0 + timedelta(seconds=10 * i), OK, 0.02))
+        report = await store.uptime("portal", T0, T0 + timedelta(hours=2))
+        assert (report.probes, report.failures) == (90 + 90 + 361, 9)
+        assert report.latency_p95 == pytest.approx(0.2, rel=0.045)
+        edge = await store.uptime("portal", T0 + timedelta(minutes=29), T0 + timedelta(minutes=31))
+        assert edge.probes == 13
+        assert [await count(store, t) for t in ("rollup_minute", "rollup_hour")] == [2, 1]
+
+
+def test_packs_round_trip_with_wide_values_and_round_maxima_up() -> None:
+    """Every field survives packing, counts of any size included; maxima round up to the unit."""
+    entries: dict[int, packed.Counts] = {}
+    for offset, (probes, big) in enumerate([(6, 0), (300, 70_000), (1, 5_000_000_000)]):
+        counts = packed.Counts()
+        counts.probes, counts.failures, counts.degraded, counts.maintenance = probes, 1, 2, 3
+        counts.latency_sum_us, counts.latency_max_us = 1000 * big, 1001 + big * 100
+        counts.histogram = {0: 1, 7: big + 1, 143: 2} if big else {}
+        entries[offset * 7] = counts
+    back = packed.decode(packed.encode(entries, 100, True), 100, True)
+    assert sorted(back) == [0, 7, 14]
+    for offset, counts in entries.items():
+        got = back[offset]
+        assert (got.probes, got.failures, got.degraded, got.maintenance, got.latency_sum_us) == (
+            counts.probes,
+            1,
+            2,
+            3,
+            counts.latency_sum_us,
+        )
+        assert got.latency_max_us == -(-counts.latency_max_us // 100) * 100 >= counts.latency_max_us
+        assert got.histogram == counts.histogram
+    assert packed.day_histogram(packed.encode(entries, 100, True)) == packed.histogram_total(entries.values())
+    with pytest.raises(ValueError, match="unknown rollup pack version"):
+        packed.decode(b"\x09", 100, True)

@@ -28,7 +28,7 @@ from pydantic import Field, field_validator
 from alerts.errors import AlertError, ChannelError, ContentRejected, GatewayUnavailable, RateLimited
 from alerts.text import count_segments, fit_segments, is_gsm7, unaccent
 from alerts.transport import AiohttpTransport, Transport, TransportResponse
-from monitor.config import PositiveDuration, StrictModel
+from monitor.configtypes import PositiveDuration, StrictModel
 
 if TYPE_CHECKING:
     from alerts.channels.zalo_token import ZaloTokenManager

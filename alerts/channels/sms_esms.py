@@ -20,7 +20,7 @@ from alerts.errors import (
     TransientError,
     mask_phone,
 )
-from monitor.config import secret_file_fields
+from monitor.configtypes import secret_file_fields
 
 __all__ = ["DEFAULT_ESMS_URL", "EsmsChannel", "EsmsConfig"]
 

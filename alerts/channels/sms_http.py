@@ -15,7 +15,7 @@ from pydantic import Field, SecretStr, model_validator
 
 from alerts.channels.base import BaseChannel, DeliveryReceipt, OutgoingMessage, SmsConfigBase, SmsText
 from alerts.errors import AuthError, InvalidRecipient, PermanentError
-from monitor.config import StrictModel, secret_file_fields
+from monitor.configtypes import StrictModel, secret_file_fields
 
 __all__ = ["HttpSmsChannel", "HttpSmsConfig", "HttpSuccess", "json_path_get"]
 

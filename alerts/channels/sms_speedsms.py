@@ -22,7 +22,7 @@ from alerts.errors import (
     QuotaExceeded,
     mask_phone,
 )
-from monitor.config import secret_file_fields
+from monitor.configtypes import secret_file_fields
 
 __all__ = ["DEFAULT_SPEEDSMS_URL", "SpeedSmsChannel", "SpeedSmsConfig"]
 

@@ -16,7 +16,7 @@ from pydantic import Field, SecretStr
 
 from alerts.channels.base import BaseChannel, ChannelConfigBase, DeliveryReceipt, OutgoingMessage
 from alerts.errors import AuthError, PermanentError
-from monitor.config import secret_file_fields
+from monitor.configtypes import secret_file_fields
 
 __all__ = [
     "ALERT_ID_HEADER",

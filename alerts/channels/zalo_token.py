@@ -28,7 +28,7 @@ from pydantic import SecretStr
 from alerts.channels.base import BaseChannel, ChannelConfigBase, ChannelDeps, KeyValueStore
 from alerts.errors import AuthError, GatewayUnavailable, TransientError
 from alerts.transport import Transport
-from monitor.config import PositiveDuration, secret_file_fields
+from monitor.configtypes import PositiveDuration, secret_file_fields
 
 __all__ = [
     "DEFAULT_OAUTH_URL",

@@ -24,7 +24,7 @@ from alerts.errors import (
     TransientError,
     mask_phone,
 )
-from monitor.config import StrictModel
+from monitor.configtypes import StrictModel
 
 __all__ = ["DEFAULT_ZNS_URL", "ZaloZnsChannel", "ZaloZnsConfig", "ZnsTemplate"]
 

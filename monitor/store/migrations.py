@@ -8,6 +8,7 @@ Layout choices, because the probe history is the bulk of the file (see bench/sto
 - times are integers (ms for results and incidents, epoch seconds for rollup buckets), targets are ids;
 - rollup tables are keyed time first, so the writer's upserts land on the last few pages of the b-tree
   instead of one page per target, and retention deletes from the front;
+- rollups are packed: one row per target per hour of minutes and per day of hours (packed.py);
 - `probe_results` only holds rows that say something (failures, degraded, changes, maintenance, samples).
 """
 
@@ -59,31 +60,25 @@ CREATE TABLE probe_results (
 ) WITHOUT ROWID;
 
 CREATE TABLE rollup_minute (
-    bucket INTEGER NOT NULL,              -- epoch seconds of the bucket start
+    bucket INTEGER NOT NULL,              -- epoch seconds of the hour this row packs
     target_id INTEGER NOT NULL,
-    probes INTEGER NOT NULL,
-    failures INTEGER NOT NULL,            -- outside maintenance
-    degraded INTEGER NOT NULL,            -- outside maintenance
-    maintenance INTEGER NOT NULL,
-    latency_sum_us INTEGER NOT NULL,      -- successful probes only
-    latency_max_us INTEGER NOT NULL,
-    histogram BLOB NOT NULL,              -- monitor.store.latency encoding
+    minutes BLOB NOT NULL,                -- the hour's non-empty minutes (monitor/store/packed.py)
     PRIMARY KEY (bucket, target_id)
 ) WITHOUT ROWID;
 
+-- A rowid table: a packed day can pass the ~1 KB a WITHOUT ROWID row keeps on its page.
 CREATE TABLE rollup_hour (
-    bucket INTEGER NOT NULL,
+    bucket INTEGER NOT NULL,              -- epoch seconds of the UTC day this row packs
     target_id INTEGER NOT NULL,
-    probes INTEGER NOT NULL,
-    failures INTEGER NOT NULL,
-    degraded INTEGER NOT NULL,
+    probes INTEGER NOT NULL,              -- day totals, so whole days add up in SQL
+    failures INTEGER NOT NULL,            -- outside maintenance
+    degraded INTEGER NOT NULL,            -- outside maintenance
     maintenance INTEGER NOT NULL,
-    latency_sum_us INTEGER NOT NULL,
     latency_max_us INTEGER NOT NULL,
-    histogram BLOB NOT NULL,
+    hours BLOB NOT NULL,                  -- day histogram and the non-empty hours (packed.py)
     PRIMARY KEY (bucket, target_id)
-) WITHOUT ROWID;
--- One target over months of hours without scanning every target.
+);
+-- One target over months of days without scanning every target.
 CREATE INDEX rollup_hour_target ON rollup_hour (target_id, bucket);
 
 CREATE TABLE incidents (
@@ -147,6 +142,7 @@ CREATE TABLE alert_outbox (
     duplicate_hint INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX alert_outbox_due ON alert_outbox (next_attempt_at) WHERE status = 'pending';
+CREATE INDEX alert_outbox_channel_due ON alert_outbox (channel, next_attempt_at) WHERE status = 'pending';
 CREATE INDEX alert_outbox_in_flight ON alert_outbox (id) WHERE status = 'in_flight';
 CREATE INDEX alert_outbox_created ON alert_outbox (created_at);
 """
@@ -210,9 +206,38 @@ CREATE TABLE dossier_crossings (
 CREATE INDEX dossier_crossings_time ON dossier_crossings (crossed_at);
 """
 
+_ALERT_ROUTING = """
+-- Due-soon alerts waiting for a person's morning digest (alerts/digest.py). Times are epoch seconds.
+CREATE TABLE alert_digest_items (
+    dedupe_key TEXT PRIMARY KEY,          -- the alert the digest replaces: crossing:<id>:<person>
+    person_id TEXT NOT NULL,
+    code TEXT NOT NULL,                   -- dossier code (never applicant data)
+    due_at INTEGER NOT NULL,
+    event_at INTEGER NOT NULL,
+    channels TEXT NOT NULL,               -- JSON list, fallback order
+    digest_key TEXT,                      -- digest:<person>:<date> once assigned to a digest
+    enqueued INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+CREATE INDEX alert_digest_items_person ON alert_digest_items (person_id, digest_key);
+
+-- "Longer than" timers (DEGRADED, sync failing) and later certificate warnings (alerts/router.py).
+CREATE TABLE alert_timers (
+    key TEXT PRIMARY KEY,                 -- <kind>:<target or source>:<rule>
+    kind TEXT NOT NULL,
+    name TEXT NOT NULL,                   -- target or dossier source
+    rule TEXT NOT NULL,
+    since INTEGER NOT NULL,
+    fire_at INTEGER NOT NULL,
+    data TEXT NOT NULL DEFAULT '{}'
+) WITHOUT ROWID;
+CREATE INDEX alert_timers_fire ON alert_timers (fire_at);
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "targets, probe results, rollups, incidents, kv", _CORE),
     Migration(2, "dossiers", _DOSSIERS),
+    Migration(3, "alert outbox", _ALERT_OUTBOX),
+    Migration(4, "alert routing state", _ALERT_ROUTING),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -6,6 +6,13 @@ Why it looks like this (Uptime Kuma's heartbeat table grew to GBs and DB work ca
 - Successes that change nothing are folded into per-minute and per-hour rollups; the raw table keeps
   failures, degraded and maintenance results, state changes and one sample per target per
   `success_sample_interval`.
+- Rollups are packed (packed.py): one row per target per hour holding its minutes, one per target per
+  UTC day holding its hours (with day totals as columns), ~7 GB -> well under 1 GB at 1,000 targets x
+  10 s with the default retention. The writer keeps the current rows in memory and rewrites each touched
+  row once per flush; after a restart it reads them back before merging, so nothing counts twice.
+- Uptime precision: counts are exact to the minute while minute rollups are kept (to the hour after);
+  latency percentiles and the maximum come from hour histograms, so a window edge inside an hour brings
+  that whole hour's latencies (within about 4.5 % per bucket otherwise).
 - Two connections: the writer (all writes, serialised by `transaction()`) and a reader, so reads never
   see half a batch and never queue behind a flush. WAL lets another process (the CLI) read meanwhile.
 
@@ -22,16 +29,18 @@ from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiosqlite
 import structlog
 
-from monitor.config import StoreConfig
 from monitor.model import FailureReason, Health
-from monitor.store import latency
+from monitor.store import latency, packed
 from monitor.store.base import Incident, ProbeResult, StoreError, UptimeReport
 from monitor.store.migrations import MIGRATIONS, Migration, apply_migrations, schema_version
+
+if TYPE_CHECKING:
+    from monitor.config import StoreConfig
 
 __all__ = ["HEALTH_CODES", "REASON_CODES", "SqliteStore"]
 
@@ -56,7 +65,7 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
 _MINUTE = 60
 _HOUR = 3600
-_ROLLUP_COLUMNS = "probes, failures, degraded, maintenance, latency_sum_us, latency_max_us, histogram"
+_DAY = 86400
 
 
 def _to_ms(value: datetime) -> int:
@@ -73,27 +82,10 @@ def _floor(value: int, size: int) -> int:
     return value - value % size
 
 
-class _Rollup:
+class _Rollup(packed.Counts):
     """Running totals of one target over one minute or hour (mutable: updated on every record)."""
 
-    __slots__ = (
-        "degraded",
-        "failures",
-        "histogram",
-        "latency_max_us",
-        "latency_sum_us",
-        "maintenance",
-        "probes",
-    )
-
-    def __init__(self) -> None:
-        self.probes = 0
-        self.failures = 0
-        self.degraded = 0
-        self.maintenance = 0
-        self.latency_sum_us = 0
-        self.latency_max_us = 0
-        self.histogram: dict[int, int] = {}
+    __slots__ = ()
 
     def add(self, result: ProbeResult, duration_us: int, bucket: int) -> None:
         self.probes += 1
@@ -110,15 +102,24 @@ class _Rollup:
             self.latency_max_us = max(self.latency_max_us, duration_us)
             self.histogram[bucket] = self.histogram.get(bucket, 0) + 1
 
-    def merge(self, other: _Rollup) -> None:
-        self.probes += other.probes
-        self.failures += other.failures
-        self.degraded += other.degraded
-        self.maintenance += other.maintenance
-        self.latency_sum_us += other.latency_sum_us
-        self.latency_max_us = max(self.latency_max_us, other.latency_max_us)
-        for index, count in other.histogram.items():
-            self.histogram[index] = self.histogram.get(index, 0) + count
+
+@dataclass(frozen=True, slots=True)
+class _PackSpec:
+    """One packed rollup table: rows of `row_size` seconds holding entries of `entry_size` seconds."""
+
+    table: str
+    blob: str
+    row_size: int
+    entry_size: int
+    unit_us: int
+    histograms: bool
+
+
+# Minute sums and maxima in ms (percentiles come from the hours), hour maxima in 0.1 ms (they cap them).
+_MINUTES = _PackSpec("rollup_minute", "minutes", 3600, 60, 1000, False)
+_HOURS = _PackSpec("rollup_hour", "hours", 86400, 3600, 100, True)
+_PackKey = tuple[int, int]  # row bucket, target id
+_Pack = dict[int, packed.Counts]  # entry offset -> counts
 
 
 _RawRow = tuple[str, int, int, int, int, int, int, int, int | None, int | None]
@@ -147,9 +148,19 @@ class _Totals:
     latency_max_us: int = 0
     histogram: dict[int, int] | None = None
 
-
-def _merge_histograms(first: bytes | None, second: bytes | None) -> bytes:
-    return latency.merge_encoded(first, second)
+    def add(
+        self, probes: int, failures: int, degraded: int, maintenance: int, max_us: int, hist: dict[int, int]
+    ) -> None:
+        self.probes += probes
+        self.failures += failures
+        self.degraded += degraded
+        self.maintenance += maintenance
+        self.latency_max_us = max(self.latency_max_us, max_us or 0)
+        if hist:
+            if self.histogram is None:
+                self.histogram = {}
+            for index, count in hist.items():
+                self.histogram[index] = self.histogram.get(index, 0) + count
 
 
 class SqliteStore:
@@ -198,6 +209,8 @@ class SqliteStore:
         self._inflight = 0
         self._last_row_ms: dict[str, int] = {}
         self._last_health: dict[str, Health] = {}
+        # Committed packed rollup rows of the current buckets, so a flush rewrites them without reading.
+        self._packs: dict[str, dict[_PackKey, _Pack]] = {_MINUTES.table: {}, _HOURS.table: {}}
         # name -> (id, first_seen ms, stored health code); only what is committed.
         self._targets: dict[str, tuple[int, int, int | None]] = {}
 
@@ -250,7 +263,6 @@ class SqliteStore:
             await writer.execute("PRAGMA journal_mode = WAL")
             await writer.execute("PRAGMA synchronous = NORMAL")
             await writer.execute("PRAGMA journal_size_limit = 67108864")
-            await writer.create_function("hist_merge", 2, _merge_histograms, deterministic=True)
             applied = await apply_migrations(writer, self._migrations)
             if applied:
                 log.info("store_migrated", path=str(self.path), versions=applied)
@@ -401,13 +413,21 @@ class SqliteStore:
             batch = self._take()
             try:
                 async with self.transaction() as conn:
-                    added = await self._write_batch(conn, batch)
+                    added, packs = await self._write_batch(conn, batch)
             except BaseException:
                 self._put_back(batch)
                 raise
             finally:
                 self._inflight = 0
             self._targets.update(added)
+            for table, rows in packs.items():
+                cache = self._packs[table]
+                cache.update(rows)
+                if len(cache) > len(rows):
+                    # Keep the two newest buckets: results arrive in time order, give or take a timeout.
+                    keep = sorted({bucket for bucket, _ in cache})[-2:]
+                    for key in [key for key in cache if key[0] < keep[0]]:
+                        del cache[key]
 
     def _take(self) -> _Batch:
         batch = _Batch(
@@ -434,38 +454,17 @@ class SqliteStore:
 
     async def _write_batch(
         self, conn: aiosqlite.Connection, batch: _Batch
-    ) -> dict[str, tuple[int, int, int | None]]:
+    ) -> tuple[dict[str, tuple[int, int, int | None]], dict[str, dict[_PackKey, _Pack]]]:
         ids, added = await self._resolve_targets(conn, batch.first_seen)
         await conn.executemany(
             "INSERT OR IGNORE INTO probe_results (target_id, at, duration_us, health, success, degraded,"
             " in_maintenance, changed, reason, status_code) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [(ids[row[0]], *row[1:]) for row in batch.raw],
         )
-        for table, rollups in (("rollup_minute", batch.minutes), ("rollup_hour", batch.hours)):
-            await conn.executemany(
-                f"INSERT INTO {table} (bucket, target_id, {_ROLLUP_COLUMNS})"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (bucket, target_id) DO UPDATE SET probes = probes + excluded.probes,"
-                " failures = failures + excluded.failures, degraded = degraded + excluded.degraded,"
-                " maintenance = maintenance + excluded.maintenance,"
-                " latency_sum_us = latency_sum_us + excluded.latency_sum_us,"
-                " latency_max_us = max(latency_max_us, excluded.latency_max_us),"
-                " histogram = hist_merge(histogram, excluded.histogram)",
-                [
-                    (
-                        bucket,
-                        ids[name],
-                        r.probes,
-                        r.failures,
-                        r.degraded,
-                        r.maintenance,
-                        r.latency_sum_us,
-                        r.latency_max_us,
-                        latency.encode(r.histogram),
-                    )
-                    for (name, bucket), r in sorted(rollups.items(), key=lambda item: item[0][1])
-                ],
-            )
+        packs = {
+            spec.table: await self._write_packs(conn, spec, rollups, ids)
+            for spec, rollups in ((_MINUTES, batch.minutes), (_HOURS, batch.hours))
+        }
         changed_health = []
         for name, code in batch.health.items():
             known = added.get(name) or self._targets.get(name)
@@ -473,7 +472,71 @@ class SqliteStore:
                 changed_health.append((code, ids[name]))
                 added[name] = (known[0], known[1], code)
         await conn.executemany("UPDATE targets SET health = ? WHERE id = ?", changed_health)
-        return added
+        return added, packs
+
+    async def _write_packs(
+        self,
+        conn: aiosqlite.Connection,
+        spec: _PackSpec,
+        rollups: dict[tuple[str, int], _Rollup],
+        ids: dict[str, int],
+    ) -> dict[_PackKey, _Pack]:
+        """Merge the batch into the packed rows it touches and rewrite each once; return the new rows."""
+        deltas: dict[_PackKey, list[tuple[int, _Rollup]]] = {}
+        for (name, bucket), rollup in rollups.items():
+            row = _floor(bucket, spec.row_size)
+            deltas.setdefault((row, ids[name]), []).append(((bucket - row) // spec.entry_size, rollup))
+        cache = self._packs[spec.table]
+        missing = [key for key in deltas if key not in cache]
+        stored: dict[_PackKey, _Pack] = {}
+        for bucket in sorted({key[0] for key in missing}):
+            # After a restart (or late results for an evicted row) merge into what is committed.
+            wanted = {key[1] for key in missing if key[0] == bucket}
+            for target_id, blob in await conn.execute_fetchall(
+                f"SELECT target_id, {spec.blob} FROM {spec.table} WHERE bucket = ?", (bucket,)
+            ):
+                if target_id in wanted:
+                    stored[(bucket, target_id)] = packed.decode(blob, spec.unit_us, spec.histograms)
+        updated: dict[_PackKey, _Pack] = {}
+        params = []
+        for key in sorted(deltas):
+            pack = dict(cache.get(key) or stored.get(key) or {})
+            for offset, rollup in deltas[key]:
+                old = pack.get(offset)
+                pack[offset] = old.merged(rollup) if old is not None else rollup
+            updated[key] = pack
+            blob = packed.encode(pack, spec.unit_us, spec.histograms)
+            if spec.histograms:
+                entries = pack.values()
+                params.append(
+                    (
+                        *key,
+                        sum(e.probes for e in entries),
+                        sum(e.failures for e in entries),
+                        sum(e.degraded for e in entries),
+                        sum(e.maintenance for e in entries),
+                        -(-max(e.latency_max_us for e in entries) // spec.unit_us) * spec.unit_us,
+                        blob,
+                    )
+                )
+            else:
+                params.append((*key, blob))
+        if spec.histograms:
+            await conn.executemany(
+                "INSERT INTO rollup_hour (bucket, target_id, probes, failures, degraded, maintenance,"
+                " latency_max_us, hours) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (bucket, target_id)"
+                " DO UPDATE SET probes = excluded.probes, failures = excluded.failures,"
+                " degraded = excluded.degraded, maintenance = excluded.maintenance,"
+                " latency_max_us = excluded.latency_max_us, hours = excluded.hours",
+                params,
+            )
+        else:
+            await conn.executemany(
+                "INSERT INTO rollup_minute (bucket, target_id, minutes) VALUES (?, ?, ?)"
+                " ON CONFLICT (bucket, target_id) DO UPDATE SET minutes = excluded.minutes",
+                params,
+            )
+        return updated
 
     async def _resolve_targets(
         self, conn: aiosqlite.Connection, first_seen: dict[str, int]
@@ -637,10 +700,12 @@ class SqliteStore:
     async def _rollup_totals(
         self, start_ms: int, end_ms: int, minute_cutoff_ms: int, target_id: int | None
     ) -> dict[int, _Totals]:
-        """Sums per target: whole hours from hour rollups, partial hours from minute rollups if retained.
+        """Sums per target: whole days from day totals, whole hours from the packed hours, partial hours
+        from the packed minutes while retained (else the whole hour).
 
-        Both tables are fed by the same results, so this is exact to the minute where minute rollups
-        exist and to the hour elsewhere, while a 30-day report reads hours rather than 43,200 minutes.
+        Counts are exact to the minute where minute rollups exist and to the hour elsewhere. Latency
+        percentiles and the maximum always take whole hours: a partial hour at a window edge brings its
+        whole hour's histogram (there are no per-minute histograms).
         """
         totals: dict[int, _Totals] = {}
         if end_ms <= start_ms:
@@ -648,50 +713,61 @@ class SqliteStore:
         start_s = start_ms // 1000
         end_s = -(-end_ms // 1000)
         minute_cutoff = _floor(minute_cutoff_ms // 1000, _MINUTE) + _MINUTE
-        first_hour = -(-start_s // _HOUR) * _HOUR
-        last_hour = _floor(end_s, _HOUR)
-        ranges: list[tuple[str, int, int]] = []  # table, first bucket, bucket limit (exclusive)
-        if first_hour <= last_hour:
-            segments = [(start_s, first_hour), (last_hour, end_s)]
-            if first_hour < last_hour:
-                ranges.append(("rollup_hour", first_hour, last_hour))
-        else:
-            segments = [(start_s, end_s)]
-        for low, high in segments:
+        first_day, last_day = -(-start_s // _DAY) * _DAY, _floor(end_s, _DAY)
+        edges = [(start_s, first_day), (last_day, end_s)] if first_day <= last_day else [(start_s, end_s)]
+        whole_hours: set[int] = set()
+        partial: dict[int, tuple[int, int]] = {}  # hour -> minute range [low, high) read from minutes
+        for low, high in edges:
             if low >= high:
                 continue
-            if _floor(low, _MINUTE) >= minute_cutoff:
-                ranges.append(("rollup_minute", _floor(low, _MINUTE), high))
-            else:
-                # Minute detail is gone here: count the whole hour the segment falls in.
-                ranges.append(("rollup_hour", _floor(low, _HOUR), _floor(low, _HOUR) + 1))
-        for table, low, high in ranges:
-            sql = (
-                f"SELECT target_id, sum(probes), sum(failures), sum(degraded), sum(maintenance),"
-                f" max(latency_max_us), group_concat(hex(histogram), '') FROM {table}"
-                " WHERE bucket >= ? AND bucket < ?"
+            first_hour, last_hour = -(-low // _HOUR) * _HOUR, _floor(high, _HOUR)
+            pieces = [(low, first_hour), (last_hour, high)] if first_hour <= last_hour else [(low, high)]
+            whole_hours.update(range(first_hour, last_hour, _HOUR))
+            for piece_low, piece_high in pieces:
+                if piece_low >= piece_high:
+                    continue
+                if _floor(piece_low, _MINUTE) >= minute_cutoff:
+                    partial[_floor(piece_low, _HOUR)] = (_floor(piece_low, _MINUTE), piece_high)
+                else:
+                    # Minute detail is gone here: count the whole hour the piece falls in.
+                    whole_hours.add(_floor(piece_low, _HOUR))
+        target_sql, target_params = ("", []) if target_id is None else (" AND target_id = ?", [target_id])
+        reader = self.reader
+        if first_day < last_day:
+            rows = await reader.execute_fetchall(
+                "SELECT target_id, probes, failures, degraded, maintenance, latency_max_us, hours"
+                f" FROM rollup_hour WHERE bucket >= ? AND bucket < ?{target_sql}",
+                [first_day, last_day, *target_params],
             )
-            params: list[Any] = [low, high]
-            if target_id is not None:
-                sql += " AND target_id = ?"
-                params.append(target_id)
-            for (
-                tid,
-                probes,
-                failures,
-                degraded,
-                maintenance,
-                max_us,
-                hist_hex,
-            ) in await self.reader.execute_fetchall(sql + " GROUP BY target_id", params):
+            for tid, probes, failures, degraded, maintenance, max_us, blob in rows:
                 total = totals.setdefault(tid, _Totals())
-                total.probes += probes
-                total.failures += failures
-                total.degraded += degraded
-                total.maintenance += maintenance
-                total.latency_max_us = max(total.latency_max_us, max_us or 0)
-                if hist_hex:
-                    total.histogram = latency.decode(bytes.fromhex(hist_hex), total.histogram)
+                total.add(probes, failures, degraded, maintenance, max_us, packed.day_histogram(blob))
+        hour_histograms = whole_hours | set(partial)
+        days = sorted({_floor(hour, _DAY) for hour in hour_histograms})
+        for day in days:
+            rows = await reader.execute_fetchall(
+                f"SELECT target_id, hours FROM rollup_hour WHERE bucket = ?{target_sql}",
+                [day, *target_params],
+            )
+            for tid, blob in rows:
+                total = totals.setdefault(tid, _Totals())
+                for offset, entry in packed.decode(blob, _HOURS.unit_us, True).items():
+                    hour = day + offset * _HOUR
+                    if hour not in hour_histograms:
+                        continue
+                    if hour in whole_hours:
+                        total.add(entry.probes, entry.failures, entry.degraded, entry.maintenance, 0, {})
+                    total.add(0, 0, 0, 0, entry.latency_max_us, entry.histogram)
+        for hour, (low, high) in sorted(partial.items()):
+            rows = await reader.execute_fetchall(
+                f"SELECT target_id, minutes FROM rollup_minute WHERE bucket = ?{target_sql}",
+                [hour, *target_params],
+            )
+            for tid, blob in rows:
+                total = totals.setdefault(tid, _Totals())
+                for offset, entry in packed.decode(blob, _MINUTES.unit_us, False).items():
+                    if low <= hour + offset * _MINUTE < high:
+                        total.add(entry.probes, entry.failures, entry.degraded, entry.maintenance, 0, {})
         return totals
 
     async def _downtime(
@@ -736,14 +812,20 @@ class SqliteStore:
             # Walk targets so each one costs an index seek, not a scan of the whole raw table.
             "DELETE FROM probe_results WHERE (target_id, at) IN (SELECT r.target_id, r.at FROM targets AS t"
             " CROSS JOIN probe_results AS r ON r.target_id = t.id AND r.at < ?1 LIMIT ?2)",
+            # A packed row goes once all of it is expired: its bucket ends at or before the cutoff.
             "DELETE FROM rollup_minute WHERE (bucket, target_id) IN"
-            " (SELECT bucket, target_id FROM rollup_minute WHERE bucket < ?1 LIMIT ?2)",
-            "DELETE FROM rollup_hour WHERE (bucket, target_id) IN"
-            " (SELECT bucket, target_id FROM rollup_hour WHERE bucket < ?1 LIMIT ?2)",
+            " (SELECT bucket, target_id FROM rollup_minute WHERE bucket <= ?1 LIMIT ?2)",
+            "DELETE FROM rollup_hour WHERE rowid IN"
+            " (SELECT rowid FROM rollup_hour WHERE bucket <= ?1 LIMIT ?2)",
             "DELETE FROM incidents WHERE id IN (SELECT id FROM incidents"
             " WHERE ended_at IS NOT NULL AND ended_at < ?1 LIMIT ?2)",
         ]
-        cutoffs = [raw_cutoff, minute_cutoff, hour_cutoff, incident_cutoff]
+        cutoffs = [raw_cutoff, minute_cutoff - _HOUR, hour_cutoff - _DAY, incident_cutoff]
+        # Cached packs must not bring deleted rows back on the next flush.
+        for spec, cutoff in ((_MINUTES, minute_cutoff - _HOUR), (_HOURS, hour_cutoff - _DAY)):
+            cache = self._packs[spec.table]
+            for key in [key for key in cache if key[0] <= cutoff]:
+                del cache[key]
         deleted = 0
         for sql, cutoff in zip(statements, cutoffs, strict=True):
             while True:

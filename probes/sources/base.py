@@ -28,7 +28,7 @@ from tenacity import (
     wait_random,
 )
 
-from monitor.config import Duration, PositiveDuration, StrictModel, secret_file_fields
+from monitor.configtypes import Duration, PositiveDuration, StrictModel, secret_file_fields
 from monitor.dossiers import SyncBatch, SyncError, SyncFailure
 
 from .mapping import Path, get_path, split_path

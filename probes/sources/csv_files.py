@@ -20,7 +20,7 @@ from typing import Literal
 import structlog
 from pydantic import Field, field_validator
 
-from monitor.config import Duration
+from monitor.configtypes import Duration
 from monitor.dossiers import SyncBatch, SyncError, SyncFailure
 
 from .json_api import _MappedConfig

@@ -119,6 +119,7 @@ EPOCH_S: Final = "epoch_s"
 EPOCH_MS: Final = "epoch_ms"
 ISO: Final = "iso"
 _EPOCH_FLOOR: Final = 946_684_800  # 2000-01-01T00:00:00Z
+_CACHE_SIZE: Final = 50_000
 
 
 def _fast_parser(pattern: str, zone: ZoneInfo) -> Callable[[str], datetime | None] | None:
@@ -143,7 +144,7 @@ class DateParser:
     Empty values (None, "", "0" for epochs) mean no date; anything else that fails raises ValueError.
     """
 
-    __slots__ = ("_steps", "formats", "zone")
+    __slots__ = ("_cache", "_steps", "formats", "zone")
 
     def __init__(self, formats: Sequence[str], zone: ZoneInfo | str) -> None:
         if not formats:
@@ -151,6 +152,9 @@ class DateParser:
         self.formats = tuple(formats)
         self.zone = ZoneInfo(zone) if isinstance(zone, str) else zone
         self._steps = tuple(self._step(pattern) for pattern in self.formats)
+        # Text -> parsed value. Due dates cluster on quarter hours and a reconcile re-reads the same
+        # dates every 30 minutes, so most lookups hit; datetimes are immutable, so sharing is safe.
+        self._cache: dict[str, datetime] = {}
 
     def _step(self, pattern: str) -> Callable[[Any], datetime | None]:
         zone = self.zone
@@ -214,12 +218,22 @@ class DateParser:
         if value is None or value == "":
             return None
         if isinstance(value, str):
+            cached = self._cache.get(value)
+            if cached is not None:
+                return cached
+            key = value
             value = value.strip()
             if not value:
                 return None
+        else:
+            key = None
         for step in self._steps:
             parsed = step(value)
             if parsed is not None:
+                if key is not None:
+                    if len(self._cache) >= _CACHE_SIZE:
+                        self._cache.clear()  # crude but bounded; refilled within one sync
+                    self._cache[key] = parsed
                 return parsed
         if value in (0, "0"):  # epoch sources write 0 for "no date"
             return None

@@ -20,7 +20,7 @@ from typing import Any, Final, Literal
 import aiohttp
 from pydantic import Field, SecretStr, field_validator
 
-from monitor.config import secret_file_fields
+from monitor.configtypes import secret_file_fields
 from monitor.dossiers import Dossier, DossierStatus, SyncBatch
 
 from .base import BasicAuth, HttpFetcher, SourceConfigBase, StartEndPaging, format_since

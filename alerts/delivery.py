@@ -1,0 +1,650 @@
+"""The delivery worker: takes due alerts from the outbox and sends them through their channel plan.
+
+What happens to one attempt (the exception class alone decides, see alerts/errors.py):
+
+    accepted (incl. a gateway duplicate)  → sent
+    TransientError                         → same channel later (exponential backoff with jitter, or the
+                                             gateway's retry_after when longer); after `fallback_after`
+                                             failures on one channel, the next channel at once
+    PermanentError                         → the next channel at once
+    AuthError, QuotaExceeded               → the channel is unavailable (its circuit opens for
+                                             `unavailable_cooldown`) and the alert moves to the next channel
+    no channel left, or older than max_age → failed, with the last error
+
+Each channel has a circuit breaker: `circuit_failures` transient failures in a row open it for
+`circuit_cooldown`; then one alert is let through (half-open) and its outcome closes or re-opens it. While
+a circuit is open, alerts with a further channel in their plan move on to it; alerts for which it is the
+last channel wait. A 429 pauses the whole channel for its Retry-After.
+
+At most `concurrency` alerts of a channel are claimed (in_flight in the store) at a time, so a `kill -9`
+can cause at most that many repeats per channel, each carrying the same idempotency key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+import structlog
+from pydantic import Field
+from tenacity import RetryCallState, wait_exponential, wait_random
+
+from alerts.channels.base import Channel, DeliveryReceipt, OutgoingMessage
+from alerts.errors import AuthError, ChannelError, PermanentError, QuotaExceeded, RateLimited, TransientError
+from alerts.model import AlertKind, NewAlert, Severity
+from alerts.outbox import Outbox, OutboxChange, OutboxRow, SentMark, failed_change, reschedule_change
+from monitor.configtypes import Duration, PositiveDuration, StrictModel
+from monitor.durations import format_duration
+
+if TYPE_CHECKING:
+    from alerts.alert_metrics import AlertMetrics
+
+__all__ = [
+    "TEST_TEXT",
+    "CircuitBreaker",
+    "CircuitState",
+    "DeliveryConfig",
+    "DeliveryWorker",
+    "OnSent",
+]
+
+log = structlog.get_logger(__name__)
+
+TEST_TEXT = "[TTHC] Tin nhan thu nghiem tu tthc-monitor: kenh canh bao hoat dong. Khong can tra loi."
+
+# What a recipient must have for a channel type to reach them.
+_NEEDS: Mapping[str, str] = {
+    "zalo_oa": "zalo_user_id",
+    "zalo_zns": "phone",
+    "sms_esms": "phone",
+    "sms_speedsms": "phone",
+    "sms_http": "phone",
+}
+# Rows moved off an open channel per loop; more follow on the next turn.
+_FALLBACK_BATCH = 200
+# Seconds between re-reads of the outbox backlog gauges.
+_METRICS_REFRESH = 1.0
+
+OnSent = Callable[[OutboxRow, DeliveryReceipt], Awaitable[None] | None]
+
+
+class DeliveryConfig(StrictModel):
+    """`alerts.delivery:` in the config."""
+
+    # An alert not delivered this long after it became sendable is marked failed.
+    max_age: PositiveDuration = timedelta(hours=24)
+    # Transient failures on one channel before the alert moves to the next channel of its plan.
+    fallback_after: int = Field(default=3, ge=1, le=100)
+    backoff_base: PositiveDuration = timedelta(seconds=5)
+    backoff_max: PositiveDuration = timedelta(minutes=10)
+    # Consecutive transient failures (any alert) that open a channel's circuit, and for how long.
+    circuit_failures: int = Field(default=5, ge=1, le=1000)
+    circuit_cooldown: PositiveDuration = timedelta(seconds=60)
+    # How long a channel that refused our credentials or quota is left alone.
+    unavailable_cooldown: PositiveDuration = timedelta(minutes=15)
+    poll_interval: PositiveDuration = timedelta(seconds=5)
+    # In-flight cap for a channel object that has no `config.concurrency` of its own.
+    default_concurrency: int = Field(default=4, ge=1, le=256)
+    shutdown_grace: Duration = timedelta(seconds=10)
+
+
+class CircuitState(StrEnum):
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half_open"
+
+
+class CircuitBreaker:
+    """Per-channel breaker on the worker's clock (epoch seconds). Not thread-safe; one event loop."""
+
+    def __init__(self, name: str, threshold: int, cooldown: float) -> None:
+        self.name = name
+        self.threshold = threshold
+        self.cooldown = cooldown
+        self.failures = 0
+        self.open_until: float | None = None
+        self.paused_until = 0.0
+        self.reason = ""
+        self.opened = 0
+
+    def state(self, now: float) -> CircuitState:
+        if self.open_until is None:
+            return CircuitState.CLOSED
+        return CircuitState.OPEN if now < self.open_until else CircuitState.HALF_OPEN
+
+    def paused(self, now: float) -> bool:
+        return now < self.paused_until
+
+    @property
+    def up(self) -> bool:
+        """Closed: what tthc_channel_up reports."""
+        return self.open_until is None
+
+    def success(self) -> None:
+        """The gateway answered (accepted, or refused this message for good): it is reachable."""
+        if self.open_until is not None:
+            log.info("channel_circuit_closed", channel=self.name)
+        self.failures = 0
+        self.open_until = None
+        self.reason = ""
+
+    def failure(self, now: float, reason: str) -> None:
+        """A transient failure; opens after `threshold` in a row, or at once when half-open."""
+        self.failures += 1
+        half_open = self.state(now) is CircuitState.HALF_OPEN
+        if half_open or (self.open_until is None and self.failures >= self.threshold):
+            self.trip(now, self.cooldown, reason)
+
+    def trip(self, now: float, cooldown: float, reason: str) -> None:
+        """Open now for `cooldown` seconds (also used when the channel refuses credentials or quota)."""
+        self.open_until = now + cooldown
+        self.reason = reason
+        self.opened += 1
+        log.warning("channel_circuit_open", channel=self.name, seconds=round(cooldown, 3), reason=reason)
+
+    def pause(self, until: float) -> None:
+        """The gateway asked us to slow down: no new sends before `until` (the channel stays up)."""
+        self.paused_until = max(self.paused_until, until)
+
+    def __repr__(self) -> str:
+        return f"CircuitBreaker({self.name!r}, failures={self.failures}, open_until={self.open_until})"
+
+
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    """What one claimed row came to: the store change, and what metrics/callbacks need."""
+
+    row: OutboxRow
+    change: OutboxChange
+    result: str  # sent, duplicate, retried, fallback, failed, skipped
+    channel: str
+    receipt: DeliveryReceipt | None = None
+    channel_type: str = ""
+    sent_at: datetime | None = None
+
+
+def _epoch(value: datetime) -> float:
+    return value.timestamp()
+
+
+def _short(exc: BaseException) -> str:
+    return str(exc)[:300] or type(exc).__name__
+
+
+class DeliveryWorker:
+    """Sends due outbox rows; `start()` recovers interrupted rows and runs the loop, `stop()` drains it.
+
+    Tests drive it deterministically with `run_once()` and an injected clock instead of `start()`.
+    """
+
+    def __init__(
+        self,
+        outbox: Outbox,
+        channels: Mapping[str, Channel],
+        config: DeliveryConfig | None = None,
+        clock: Callable[[], datetime] | None = None,
+        on_sent: OnSent | None = None,
+        *,
+        metrics: AlertMetrics | None = None,
+    ) -> None:
+        self.outbox = outbox
+        self.channels = dict(channels)
+        self.config = config or DeliveryConfig()
+        self._clock = clock or (lambda: datetime.now(UTC))
+        self.on_sent = on_sent
+        self.metrics = metrics
+        self.circuits = {
+            name: CircuitBreaker(
+                name, self.config.circuit_failures, self.config.circuit_cooldown.total_seconds()
+            )
+            for name in self.channels
+        }
+        self._in_flight: dict[str, int] = dict.fromkeys(self.channels, 0)
+        self._tasks: set[asyncio.Task[_Outcome]] = set()
+        # Outcomes not yet committed, and whether each holds an in-flight slot of its channel.
+        self._uncommitted: list[tuple[_Outcome, bool]] = []
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._stop_event = asyncio.Event()
+        self.sent = 0
+        self.failed = 0
+        self._refreshed = 0.0
+        self._swept = float("-inf")
+        # base · 2^(n-1) plus up to one base of jitter, so retries of a burst spread out (tenacity's
+        # wait_exponential_jitter minus its `initial` argument, deprecated in tenacity 9).
+        base = self.config.backoff_base.total_seconds()
+        self._wait = wait_exponential(
+            multiplier=base, max=self.config.backoff_max.total_seconds()
+        ) + wait_random(0, base)
+        if metrics is not None:
+            metrics.bind(self)
+
+    def now(self) -> datetime:
+        return self._clock()
+
+    def capacity(self, name: str) -> int:
+        """How many alerts of this channel may be claimed (in flight) at once."""
+        config = getattr(self.channels[name], "config", None)
+        concurrency = getattr(config, "concurrency", None)
+        return int(concurrency) if isinstance(concurrency, int) else self.config.default_concurrency
+
+    @property
+    def in_flight(self) -> int:
+        return sum(self._in_flight.values())
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    # --- lifecycle ------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Put rows interrupted by a crash back to pending, then run the loop in the background."""
+        recovered = await self.outbox.recover()
+        if recovered:
+            log.warning("alerts_recovered", count=recovered)
+        self._stopping = False
+        self._stop_event.clear()
+        self._tasks = set()
+        self._uncommitted = []
+        self._in_flight = dict.fromkeys(self.channels, 0)
+        self._task = asyncio.create_task(self._run(), name="alert-delivery")
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Stop claiming, let in-flight sends finish within `grace` seconds, cancel the rest.
+
+        Cancelled sends stay in_flight in the store and go out again after `recover()` on restart.
+        """
+        if self._task is None:
+            return
+        self._stopping = True
+        self._grace = self.config.shutdown_grace.total_seconds() if grace is None else grace
+        self._stop_event.set()
+        task, self._task = self._task, None
+        await task
+
+    async def _run(self) -> None:
+        wakeup = self.outbox.wakeup
+        poll = self.config.poll_interval.total_seconds()
+        try:
+            while not self._stopping:
+                # Cleared before claiming: an enqueue after this point sets it again and ends the wait.
+                wakeup.clear()
+                timeout = poll
+                try:
+                    now = self.now()
+                    await self._fill(now)
+                    timeout = await self._idle_timeout(now)
+                except Exception:
+                    # A locked or full disk: keep the claimed rows' outcomes in memory and try again.
+                    log.exception("alert_delivery_round_failed")
+                    timeout = min(poll, 1.0)
+                waiters = {
+                    asyncio.ensure_future(wakeup.wait()),
+                    asyncio.ensure_future(self._stop_event.wait()),
+                }
+                try:
+                    await asyncio.wait(
+                        self._tasks | waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+                    )
+                finally:
+                    for waiter in waiters:
+                        waiter.cancel()
+                    await asyncio.gather(*waiters, return_exceptions=True)
+                try:
+                    await self._collect()
+                except Exception:
+                    log.exception("alert_delivery_round_failed")
+                await self._refresh_metrics()
+        finally:
+            await self._drain(getattr(self, "_grace", self.config.shutdown_grace.total_seconds()))
+
+    async def _drain(self, grace: float) -> None:
+        if self._tasks and grace > 0:
+            await asyncio.wait(self._tasks, timeout=grace)
+        finished = {task for task in self._tasks if task.done()}
+        rest = self._tasks - finished
+        for task in rest:
+            task.cancel()
+        await asyncio.gather(*rest, return_exceptions=True)
+        self._tasks = finished
+        with contextlib.suppress(Exception):
+            await self._collect()
+        if rest:
+            log.warning("alert_sends_cancelled", count=len(rest))
+
+    async def _refresh_metrics(self) -> None:
+        now = time.monotonic()
+        if self.metrics is None or now - self._refreshed < _METRICS_REFRESH:
+            return
+        self._refreshed = now
+        try:
+            await self.metrics.refresh()
+        except Exception:
+            log.exception("alert_metrics_refresh_failed")
+
+    async def _idle_timeout(self, now: datetime) -> float:
+        poll = self.config.poll_interval.total_seconds()
+        due = await self.outbox.next_due()
+        if due is None:
+            return poll
+        wait = (due - now).total_seconds()
+        if wait > 0:
+            return min(poll, wait)
+        # Something is due but was not claimed: its channel is full (a completion wakes us), paused or
+        # open (wake when that ends).
+        at = _epoch(now)
+        ends = [
+            until
+            for circuit in self.circuits.values()
+            for until in (circuit.open_until, circuit.paused_until)
+            if until is not None and until > at
+        ]
+        return min([poll, *(until - at for until in ends)]) if ends else poll
+
+    # --- one round ------------------------------------------------------------------------------------
+
+    async def run_once(self, now: datetime | None = None) -> int:
+        """Send everything due at `now` (following fallbacks made at `now`); return rows processed."""
+        total = 0
+        while True:
+            at = now or self.now()
+            started = await self._fill(at, sweep=True)
+            if self._tasks:
+                await asyncio.wait(self._tasks)
+            await self._collect()
+            total += started
+            if not started:
+                return total
+
+    async def _fill(self, now: datetime, *, sweep: bool = False) -> int:
+        """Claim what each channel can take now; start the sends. Returns rows claimed."""
+        at = _epoch(now)
+        direct: list[_Outcome] = []
+        claimed = 0
+        for name in self.channels:
+            circuit = self.circuits[name]
+            state = circuit.state(at)
+            if state is CircuitState.OPEN:
+                rows = await self.outbox.claim(now, _FALLBACK_BATCH, name, fallback_only=True)
+                direct.extend(self._unavailable(row, now, circuit) for row in rows)
+                claimed += len(rows)
+                continue
+            if circuit.paused(at):
+                continue
+            free = self.capacity(name) - self._in_flight[name]
+            if state is CircuitState.HALF_OPEN:
+                free = min(free, 1 - self._in_flight[name])
+            if free <= 0:
+                continue
+            rows = await self.outbox.claim(now, free, name)
+            claimed += len(rows)
+            for row in rows:
+                outcome = self._precheck(row, now)
+                if outcome is not None:
+                    direct.append(outcome)
+                    continue
+                self._in_flight[name] += 1
+                task = asyncio.create_task(self._send(row), name=f"alert-send-{row.id}")
+                self._tasks.add(task)
+        # Rows whose current channel is not configured (or none is left) cannot be sent by anyone here.
+        # Rare (a config change), and the query walks every due row: once per poll interval is enough.
+        if sweep or at - self._swept >= self.config.poll_interval.total_seconds():
+            self._swept = at
+            rows = await self.outbox.claim(now, _FALLBACK_BATCH, other_than=self.channels.keys())
+            direct.extend(self._no_channel(row, now) for row in rows)
+            claimed += len(rows)
+        if direct:
+            self._uncommitted.extend((outcome, False) for outcome in direct)
+            await self._flush()
+        return claimed
+
+    async def _collect(self) -> None:
+        """Take the finished sends' outcomes and commit them (with anything left from a failed commit)."""
+        done = {task for task in self._tasks if task.done()}
+        self._tasks -= done
+        self._uncommitted.extend((task.result(), True) for task in done if not task.cancelled())
+        await self._flush()
+
+    async def _flush(self) -> None:
+        """Commit every outcome waiting in memory in one transaction; on failure keep them for next time."""
+        if not self._uncommitted:
+            return
+        batch = self._uncommitted
+        await self.outbox.apply([outcome.change for outcome, _slot in batch], self.now())
+        self._uncommitted = []
+        for outcome, slot in batch:
+            # Slots free up only once the outcome is committed: in_flight rows never exceed capacity.
+            if slot and outcome.channel in self._in_flight:
+                self._in_flight[outcome.channel] -= 1
+            self._observe(outcome)
+        if self.on_sent is not None:
+            for outcome, _slot in batch:
+                if outcome.receipt is not None:
+                    await self._notify(outcome)
+
+    async def _notify(self, outcome: _Outcome) -> None:
+        assert self.on_sent is not None and outcome.receipt is not None
+        try:
+            result = self.on_sent(outcome.row, outcome.receipt)
+            if inspect.isawaitable(result):
+                await result
+        except Exception:
+            log.exception("alert_on_sent_failed", alert=outcome.row.id)
+
+    def _observe(self, outcome: _Outcome) -> None:
+        row = outcome.row
+        if outcome.result in ("sent", "duplicate"):
+            self.sent += 1
+        elif outcome.result == "failed":
+            self.failed += 1
+            log.error(
+                "alert_failed", alert=row.id, kind=row.kind, person_id=row.person_id, error=row_error(outcome)
+            )
+        if self.metrics is None or outcome.result == "skipped":
+            return
+        self.metrics.alert(row.kind, outcome.channel or "none", outcome.result)
+        if outcome.receipt is not None and outcome.sent_at is not None:
+            self.metrics.delivered((outcome.sent_at - row.event_at).total_seconds())
+            if outcome.channel_type.startswith("sms"):
+                self.metrics.sms_segments(outcome.channel, outcome.receipt.segments)
+
+    # --- decisions ------------------------------------------------------------------------------------
+
+    def _deadline(self, row: OutboxRow) -> datetime:
+        return max(row.created_at, row.not_before) + self.config.max_age
+
+    def _expired_error(self, row: OutboxRow) -> str:
+        age = format_duration(self.config.max_age)
+        return (
+            f"not delivered within {age}: {row.last_error}"
+            if row.last_error
+            else f"not delivered within {age}"
+        )
+
+    def _precheck(self, row: OutboxRow, now: datetime) -> _Outcome | None:
+        """Decide without sending when the row is too old or the recipient cannot use its channel."""
+        name = row.channel or ""
+        if now >= self._deadline(row):
+            return _Outcome(row, failed_change(row.id, self._expired_error(row)), "failed", name)
+        channel = self.channels[name]
+        needed = _NEEDS.get(getattr(channel, "type", ""))
+        if needed and not getattr(row, needed):
+            error = f"{name}: recipient has no {needed.replace('_', ' ')}"
+            return self._move_on(row, now, error, "skipped")
+        return None
+
+    def _no_channel(self, row: OutboxRow, now: datetime) -> _Outcome:
+        if row.channel is None:
+            error = row.last_error or "no channel in the alert's plan"
+            return _Outcome(row, failed_change(row.id, error), "failed", "")
+        return self._move_on(row, now, f"{row.channel}: channel is not configured", "fallback")
+
+    def _unavailable(self, row: OutboxRow, now: datetime, circuit: CircuitBreaker) -> _Outcome:
+        if now >= self._deadline(row):
+            return _Outcome(row, failed_change(row.id, self._expired_error(row)), "failed", circuit.name)
+        return self._move_on(row, now, f"{circuit.name}: channel unavailable ({circuit.reason})", "fallback")
+
+    def _move_on(self, row: OutboxRow, now: datetime, error: str, result: str) -> _Outcome:
+        """To the next channel of the plan at once, or failed when there is none."""
+        name = row.channel or ""
+        if row.next_channel is None:
+            return _Outcome(row, failed_change(row.id, error), "failed", name)
+        return _Outcome(row, reschedule_change(row.id, now, error, next_channel=True), result, name)
+
+    def backoff(self, channel_attempts: int) -> float:
+        """Seconds before retrying a channel after its n-th failure: exponential with jitter, capped."""
+        state = RetryCallState(retry_object=None, fn=None, args=(), kwargs={})  # type: ignore[arg-type]
+        state.attempt_number = max(1, channel_attempts)
+        return min(float(self._wait(state)), self.config.backoff_max.total_seconds())
+
+    async def _send(self, row: OutboxRow) -> _Outcome:
+        name = row.channel or ""
+        channel = self.channels[name]
+        message = _message(row)
+        try:
+            receipt = await channel.send(message)
+        except ChannelError as exc:
+            return self._failure(row, exc)
+        except Exception as exc:
+            # The channel contract says this cannot happen; never let one bad send stop the worker.
+            log.exception("alert_channel_bug", channel=name, alert=row.id)
+            return self._failure(row, TransientError(f"unexpected {type(exc).__name__}", channel=name))
+        self.circuits[name].success()
+        now = self.now()
+        mark = SentMark(row.id, name, receipt.provider_message_id, receipt.segments, receipt.duplicate)
+        result = "duplicate" if receipt.duplicate else "sent"
+        log.info("alert_sent", alert=row.id, kind=row.kind, channel=name, duplicate=receipt.duplicate)
+        return _Outcome(row, mark, result, name, receipt, getattr(channel, "type", ""), now)
+
+    def _failure(self, row: OutboxRow, exc: ChannelError) -> _Outcome:
+        name = row.channel or ""
+        circuit = self.circuits[name]
+        now = self.now()
+        at = _epoch(now)
+        error = _short(exc)
+        if isinstance(exc, AuthError | QuotaExceeded):
+            circuit.trip(at, self.config.unavailable_cooldown.total_seconds(), type(exc).__name__)
+            if row.next_channel is not None:
+                return self._move_on(row, now, error, "fallback")
+            return self._retry(row, now, error, circuit.open_until - at if circuit.open_until else 0.0)
+        if isinstance(exc, PermanentError):
+            circuit.success()
+            return self._move_on(row, now, error, "fallback")
+        # Transient (the default for any other ChannelError).
+        retry_after = exc.retry_after if isinstance(exc, TransientError) else None
+        circuit.failure(at, type(exc).__name__)
+        if isinstance(exc, RateLimited) and retry_after:
+            circuit.pause(at + retry_after)
+        if row.channel_attempts >= self.config.fallback_after and row.next_channel is not None:
+            return self._move_on(row, now, error, "fallback")
+        delay = max(self.backoff(row.channel_attempts), retry_after or 0.0)
+        return self._retry(row, now, error, delay)
+
+    def _retry(self, row: OutboxRow, now: datetime, error: str, delay: float) -> _Outcome:
+        at = now + timedelta(seconds=delay)
+        name = row.channel or ""
+        if at >= self._deadline(row):
+            age = format_duration(self.config.max_age)
+            return _Outcome(
+                row, failed_change(row.id, f"not delivered within {age}: {error}"), "failed", name
+            )
+        log.info("alert_retry", alert=row.id, channel=name, seconds=round(delay, 3), error=error)
+        return _Outcome(row, reschedule_change(row.id, at, error), "retried", name)
+
+    # --- notify-test ----------------------------------------------------------------------------------
+
+    async def send_test(
+        self,
+        person_id: str,
+        *,
+        phone: str | None,
+        zalo_user_id: str | None,
+        channels: Sequence[str],
+        text: str = TEST_TEXT,
+    ) -> OutboxRow:
+        """Send one test alert now through `channels` in order (each tried once), recorded in the outbox.
+
+        Returns the stored row: `sent` (with the channel used) or `failed` with the last error.
+        """
+        now = self.now()
+        alert = NewAlert(
+            dedupe_key=f"test:{person_id}:{uuid.uuid4().hex}",
+            kind=AlertKind.TEST,
+            severity=Severity.INFO,
+            person_id=person_id,
+            channels=tuple(channels),
+            text=text,
+            event_at=now,
+            not_before=now,
+            phone=phone,
+            zalo_user_id=zalo_user_id,
+            subject="test",
+        )
+        row = await self.outbox.enqueue_claimed(alert)
+        errors: list[str] = []
+        for index, name in enumerate(row.channels):
+            channel = self.channels.get(name)
+            if channel is None:
+                errors.append(f"{name}: channel is not configured")
+                continue
+            needed = _NEEDS.get(getattr(channel, "type", ""))
+            if needed and not getattr(row, needed):
+                errors.append(f"{name}: recipient has no {needed.replace('_', ' ')}")
+                continue
+            try:
+                receipt = await channel.send(_message(row))
+            except ChannelError as exc:
+                errors.append(_short(exc))
+                if self.metrics is not None:
+                    self.metrics.alert(
+                        row.kind, name, "fallback" if index + 1 < len(row.channels) else "failed"
+                    )
+                continue
+            sent_at = self.now()
+            await self.outbox.apply(
+                [SentMark(row.id, name, receipt.provider_message_id, receipt.segments, receipt.duplicate)],
+                sent_at,
+            )
+            outcome = _Outcome(row, SentMark(row.id, name, None, 0), "sent", name, receipt,
+                               getattr(channel, "type", ""), sent_at)  # fmt: skip
+            self._observe(outcome)
+            break
+        else:
+            await self.outbox.mark_failed(row.id, "; ".join(errors) or "no channel in the alert's plan")
+        stored = await self.outbox.get(row.id)
+        assert stored is not None
+        return stored
+
+    def circuit_states(self) -> dict[str, bool]:
+        """Channel name → up (circuit closed), for metrics."""
+        return {name: circuit.up for name, circuit in self.circuits.items()}
+
+    def __repr__(self) -> str:
+        return f"DeliveryWorker(channels={sorted(self.channels)}, in_flight={self.in_flight})"
+
+
+def row_error(outcome: _Outcome) -> str | None:
+    change: Any = outcome.change
+    return getattr(change, "error", None)
+
+
+def _message(row: OutboxRow) -> OutgoingMessage:
+    return OutgoingMessage(
+        alert_id=row.alert_id,
+        kind=row.kind,
+        person_id=row.person_id,
+        text=row.text,
+        phone=row.phone,
+        zalo_user_id=row.zalo_user_id,
+        template_params=row.template_params,
+        keep=row.keep,
+    )

@@ -1,0 +1,203 @@
+"""Dossier tracking at scale: 100,000 open dossiers from the simulator, synced, evaluated and watched.
+
+    python bench/dossiers.py                 # 100,000 dossiers (about a minute)
+    python bench/dossiers.py --dossiers 20000
+
+Prints: full sync time (fetch in pages of 500 + parse + one transaction + engine), evaluation and
+scheduling time of a fresh engine over every dossier (CPU), time per published crossing, steady-state
+CPU with nothing changing (timer + incremental syncs every --interval seconds), and peak RSS. The
+simulator runs in a child process (`python -m monitor.simulator`), so CPU and RSS are the monitor's own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+# Run as `python bench/dossiers.py`, this folder comes first on sys.path and bench/probes.py would shadow
+# the `probes` package.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+from monitor.calendar import Calendars  # noqa: E402
+from monitor.deadlines import DeadlineEngine  # noqa: E402
+from monitor.dossier_store import DossierStore  # noqa: E402
+from monitor.events import EventBus  # noqa: E402
+from monitor.simulator import DEFAULT_PASSWORD  # noqa: E402
+from monitor.store import SqliteStore  # noqa: E402
+from monitor.sync import SourceTiming, SyncManager  # noqa: E402
+from probes.sources import OpenCpsSource, OpenCpsSourceConfig  # noqa: E402
+
+HCM = ZoneInfo("Asia/Ho_Chi_Minh")
+
+
+class Clock:
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+async def main(count: int, steady_seconds: float, interval: float) -> None:
+    clock = Clock(datetime.now(HCM))
+    folder_sim = tempfile.mkdtemp(prefix="tthc-bench-sim-")
+    started = time.perf_counter()
+    child = subprocess.Popen(  # noqa: ASYNC220 - once, before anything is measured
+        [
+            sys.executable,
+            "-m",
+            "monitor.simulator",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-port",
+            "0",
+            "--tls-port",
+            "0",
+            "--seed",
+            "3",
+            "--dossiers",
+            str(count),
+            "--state-dir",
+            folder_sim,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    assert child.stdout is not None
+    api_base = ""
+    for line in child.stdout:
+        if line.strip().startswith("api_base"):
+            api_base = line.split()[1]
+            break
+    print(
+        f"simulator (child process): {count:,} dossiers ready in {time.perf_counter() - started:.1f} s"
+    )
+    try:
+        await _measure(clock, api_base, steady_seconds, interval)
+    finally:
+        child.terminate()
+        child.wait(10)
+
+
+async def _measure(clock: Clock, api_base: str, steady_seconds: float, interval: float) -> None:
+    rss_before = rss_mb()
+    with tempfile.TemporaryDirectory() as folder:
+        store = SqliteStore(Path(folder) / "bench.db", clock=clock)
+        await store.open()
+        bus = EventBus()
+        events = bus.subscribe("bench")
+        dossiers = DossierStore(store)
+        await dossiers.load()
+        engine = DeadlineEngine(Calendars(), ["2d", "4h"], dossiers, store, bus, clock)
+        config = OpenCpsSourceConfig.model_validate(
+            {
+                "name": "sim",
+                "type": "opencps",
+                "base_url": api_base,
+                "group_id": "35402",
+                "username": "admin",
+                "password": DEFAULT_PASSWORD,
+                "page_size": 500,
+                "timeout": "60s",
+            }
+        )
+        manager = SyncManager(
+            [OpenCpsSource(config)],
+            {"sim": SourceTiming(timedelta(seconds=interval), timedelta(hours=1))},
+            dossiers,
+            engine,
+            bus,
+            clock,
+        )
+        wall, cpu = time.perf_counter(), time.process_time()
+        outcome = await manager.sync_once("sim", full=True)
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        assert outcome.ok, outcome
+        print(
+            f"full sync: {outcome.listed:,} listed, {engine.tracked:,} tracked,"
+            f" {outcome.published:,} published"
+            f" in {wall:.2f} s wall, {cpu:.2f} s CPU"
+        )
+
+        # A fresh engine with its own calendars: year tables and timeline cache start empty.
+        fresh = DeadlineEngine(Calendars(), ["2d", "4h"], DossierStore(store), store, EventBus(), clock)
+        tracked = [t.dossier for t in dossiers.tracked.values()]
+        cpu = time.process_time()
+        fresh_pending: list = []
+        for d in tracked:
+            # The same work update() does per dossier, minus recording (measured below).
+            fresh._entries[d.code] = entry = _entry(fresh, d)
+            fresh._evaluate(entry, clock.now.timestamp(), fresh_pending)
+        cpu = time.process_time() - cpu
+        again = time.process_time()
+        for entry in list(fresh._entries.values()):
+            fresh._count(entry, -1)
+            fresh._evaluate(entry, clock.now.timestamp(), [])
+        again = time.process_time() - again
+        print(f"re-evaluation of every tracked dossier (warm): {again:.3f} s CPU")
+        print(
+            f"evaluation + scheduling of {len(tracked):,} dossiers (fresh engine, cold caches):"
+            f" {cpu:.3f} s CPU ({cpu / max(1, len(tracked)) * 1e6:.1f} us each); heap {len(fresh._heap):,}"
+        )
+
+        while events.backlog:
+            events._queue.get_nowait()
+        # Three days on (the real date may be a weekend, when no working time passes).
+        clock.now += timedelta(days=3)
+        wall, cpu = time.perf_counter(), time.process_time()
+        published = await engine.run_due(clock.now)
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        per = cpu / published * 1e6 if published else float("nan")
+        print(
+            f"three days later: {published:,} crossings published in {wall:.2f} s wall,"
+            f" {cpu:.2f} s CPU ({per:.0f} us CPU per crossing)"
+        )
+
+        # Steady state: data frozen, the timer and incremental syncs running on their schedule.
+        clock.now += timedelta(minutes=1)
+        engine.start()
+        manager.start()
+        # The manager reconciles in full at start: wait for that, then measure the quiet part.
+        while manager.stats["sim"].syncs < 2:  # noqa: ASYNC110 - polling a counter, once
+            await asyncio.sleep(0.2)
+        cpu, wall = time.process_time(), time.perf_counter()
+        await asyncio.sleep(steady_seconds)
+        cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+        print(
+            f"steady state over {wall:.0f} s (incremental sync every {interval:g} s, timer armed):"
+            f" {cpu / wall * 100:.2f} % of one core"
+        )
+        await manager.stop(5)
+        await engine.stop()
+        await store.close()
+    print(f"peak RSS: {rss_mb():.0f} MB (before the first sync: {rss_before:.0f} MB)")
+
+
+def _entry(engine: DeadlineEngine, dossier):
+    from monitor.deadlines import _Entry
+
+    calendar = engine.calendar_for(dossier.unit_code, dossier.procedure_code)
+    due = engine.due_at(dossier, calendar)
+    return _Entry(dossier, calendar, None if due is None else engine._timeline(calendar, due), "")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--dossiers", type=int, default=100_000)
+    parser.add_argument("--steady", type=float, default=20.0, help="seconds of steady state to measure")
+    parser.add_argument("--interval", type=float, default=120.0, help="incremental sync interval, seconds")
+    args = parser.parse_args()
+    asyncio.run(main(args.dossiers, args.steady, args.interval))

@@ -1,0 +1,224 @@
+"""`tthc-monitor alerts` (what the outbox holds, read-only) and `tthc-monitor notify-test` (a test alert).
+
+`alerts` opens the store read-only, so it is safe while the daemon runs. `notify-test` writes its alert to
+the outbox like any other (so it is recorded and shows up in `alerts`) and sends it at once, trying the
+person's channels (or `--channel`) in order, each once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol, TextIO
+from zoneinfo import ZoneInfo
+
+from monitor.config import ConfigError, load_config
+from monitor.durations import parse_duration
+
+__all__ = ["DEFAULT_CONFIG", "PersonLike", "add_parser", "list_alerts", "notify_test", "run"]
+
+DEFAULT_CONFIG = Path("/etc/tthc-monitor/config.yaml")
+_COMMANDS = ("alerts", "notify-test")
+_DEFAULT_ZONE = "Asia/Ho_Chi_Minh"
+
+
+class PersonLike(Protocol):
+    """What notify-test needs of a directory entry (alerts.directory.PersonConfig has it)."""
+
+    id: str
+    phone: str | None
+    zalo_user_id: str | None
+    channels: Sequence[str]
+
+
+def add_parser(subparsers: Any) -> None:
+    """Add `alerts` and `notify-test` to the `tthc-monitor` subcommands."""
+    alerts = subparsers.add_parser("alerts", help="alerts in the outbox: status, channel, attempts, errors")
+    alerts.add_argument("--config", type=Path, default=None, help="config file, to find the store")
+    alerts.add_argument("--store", type=Path, default=None, help="store file (instead of --config)")
+    alerts.add_argument("--since", default="1d", help="how far back, e.g. 1h, 1d, 7d (default: %(default)s)")
+    alerts.add_argument("--status", choices=("pending", "in_flight", "sent", "failed"), default=None)
+    alerts.add_argument(
+        "--limit", type=int, default=200, help="at most this many rows (default: %(default)s)"
+    )
+
+    test = subparsers.add_parser(
+        "notify-test", help="send one test alert to a person now, through the outbox"
+    )
+    test.add_argument("--person", required=True, help="person id from alerts.directory.people")
+    test.add_argument("--channel", default=None, help="only this channel (default: the person's channels)")
+    test.add_argument(
+        "--config", type=Path, default=DEFAULT_CONFIG, help="config file (default: %(default)s)"
+    )
+
+
+def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    """Run `alerts` or `notify-test`; returns the exit code."""
+    out = out or sys.stdout
+    if args.command == "alerts":
+        return _alerts(args, out)
+    if args.command == "notify-test":
+        return _notify_test(args, out)
+    raise ValueError(f"not an alerts command: {args.command!r}")
+
+
+def _fail(message: str, code: int = 1) -> int:
+    print(f"tthc-monitor: {message}", file=sys.stderr)
+    return code
+
+
+def _load(path: Path) -> Any | None:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        print(f"{path}: invalid configuration:", file=sys.stderr)
+        for error in exc.errors:
+            print(f"  {error}", file=sys.stderr)
+        return None
+    except OSError as exc:
+        print(f"tthc-monitor: cannot read {path}: {exc.strerror or exc}", file=sys.stderr)
+        return None
+
+
+def _alerts(args: argparse.Namespace, out: TextIO) -> int:
+    try:
+        window = parse_duration(args.since)
+    except ValueError as exc:
+        return _fail(f"--since: {exc}", 2)
+    zone = ZoneInfo(_DEFAULT_ZONE)
+    if args.store is not None:
+        store_path = args.store
+    else:
+        config = _load(args.config or DEFAULT_CONFIG)
+        if config is None:
+            return 1
+        store_path, zone = config.store.path, config.zone
+    if not Path(store_path).exists():
+        return _fail(f"no store at {store_path}")
+    since = datetime.now(UTC) - window
+    return asyncio.run(list_alerts(Path(store_path), since, args.status, args.limit, out, zone))
+
+
+async def list_alerts(
+    store_path: Path,
+    since: datetime,
+    status: str | None,
+    limit: int,
+    out: TextIO,
+    zone: ZoneInfo | None = None,
+) -> int:
+    """Print the outbox rows created since `since` (newest first) from a read-only store."""
+    from alerts.outbox import Outbox
+    from monitor.store import SqliteStore, StoreError
+
+    zone = zone or ZoneInfo(_DEFAULT_ZONE)
+    try:
+        store = await SqliteStore.open_readonly(store_path)
+    except StoreError as exc:
+        return _fail(str(exc))
+    try:
+        outbox = Outbox(store)
+        rows = await outbox.list(since=since, status=status, limit=limit)
+        counts = await outbox.counts()
+    finally:
+        await store.close()
+    summary = ", ".join(f"{key.value} {value}" for key, value in counts.items())
+    print(f"outbox: {summary}", file=out)
+    header = (
+        f"{'ID':>6} {'CREATED':<16} {'KIND':<16} {'PERSON':<16} {'SUBJECT':<30} {'STATUS':<9} "
+        f"{'CHANNEL':<12} {'TRIES':>5}  LAST ERROR"
+    )
+    print(header, file=out)
+    for row in rows:
+        created = row.created_at.astimezone(zone).strftime("%Y-%m-%d %H:%M")
+        channel = row.channel_used or row.channel or "-"
+        error = "" if row.status.value == "sent" else (row.last_error or "")
+        print(
+            f"{row.id:>6} {created:<16} {row.kind:<16} {row.person_id[:16]:<16} {row.subject[:30]:<30} "
+            f"{row.status.value:<9} {channel[:12]:<12} {row.attempts:>5}  {error[:120]}",
+            file=out,
+        )
+    if not rows:
+        print("(no alerts in that window)", file=out)
+    return 0
+
+
+def _notify_test(args: argparse.Namespace, out: TextIO) -> int:
+    config = _load(args.config)
+    if config is None:
+        return 1
+    alerts = getattr(config, "alerts", None)
+    if alerts is None:
+        return _fail(f"{args.config}: no alerts section (channels and directory) in this config")
+    from monitor.daemon import config_secrets
+    from monitor.logging import register_secrets
+
+    register_secrets(config_secrets(config))
+    delivery = getattr(alerts, "delivery", None)
+    return asyncio.run(
+        notify_test(config.store.path, alerts, args.person, args.channel, out, delivery=delivery)
+    )
+
+
+async def notify_test(
+    store_path: Path,
+    alerts: Any,
+    person_id: str,
+    channel: str | None,
+    out: TextIO,
+    *,
+    delivery: Any = None,
+) -> int:
+    """Send one test alert to `person_id` through `channel` (or the person's channels, else all).
+
+    `alerts` is an `alerts.config.AlertsConfig` (channels, directory.people). Prints the outcome; returns
+    0 when a gateway accepted it.
+    """
+    from alerts.channels import ChannelDeps, build_channels
+    from alerts.delivery import DeliveryWorker
+    from alerts.outbox import Outbox
+    from monitor.store import SqliteStore
+
+    people = {person.id: person for person in alerts.directory.people}
+    person: PersonLike | None = people.get(person_id)
+    if person is None:
+        return _fail(f"unknown person {person_id!r} (not in alerts.directory.people)")
+    configured = [config.name for config in alerts.channels]
+    if channel is not None:
+        if channel not in configured:
+            return _fail(f"unknown channel {channel!r} (configured: {', '.join(configured) or 'none'})")
+        plan = [channel]
+    else:
+        plan = list(person.channels) or configured
+    if not plan:
+        return _fail("no channel is configured")
+    store = SqliteStore(store_path)
+    await store.open()
+    deps = ChannelDeps(kv=store)
+    channels: dict[str, Any] = {}
+    try:
+        channels = build_channels([config for config in alerts.channels if config.name in plan], deps)
+        worker = DeliveryWorker(Outbox(store), channels, delivery)
+        row = await worker.send_test(
+            person.id, phone=person.phone, zalo_user_id=person.zalo_user_id, channels=plan
+        )
+    finally:
+        for item in channels.values():
+            await item.close()
+        await deps.aclose()
+        await store.close()
+    if row.status.value == "sent":
+        duplicate = " (gateway saw this id before)" if row.duplicate_hint else ""
+        message_id = row.provider_message_id or "-"
+        print(
+            f"sent test alert {row.id} to {person.id} via {row.channel_used}: message id {message_id}"
+            f"{duplicate}",
+            file=out,
+        )
+        return 0
+    print(f"test alert {row.id} to {person.id} failed: {row.last_error}", file=out)
+    return 1

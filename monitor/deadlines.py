@@ -1,0 +1,463 @@
+"""The deadline engine: working time left, deadline state and threshold crossings of every open dossier.
+
+Crossings are scheduled, not searched for: each tracked dossier has one entry in a timer heap keyed on
+the next instant its state changes (a threshold crossing, the start of its due day, its due time). One
+timer task sleeps until the earliest entry. A dossier that changes (new due date, pause, resume) gets a
+new `version`; its older heap entries are skipped when popped (lazy invalidation), so nothing is ever
+rescanned per tick.
+
+Each crossing is recorded with INSERT OR IGNORE on (code, threshold, due_at) and published only when the
+row is new, so restarts and overlapping evaluations never publish one twice. A dossier first seen past
+several thresholds publishes the deepest one and records the shallower ones as suppressed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import suppress
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import structlog
+
+from monitor.calendar import Calendars, WorkingCalendar
+from monitor.dossier_config import WorkingAmount, parse_working_amount
+from monitor.dossier_store import DossierStore, NewCrossing, Timeline
+from monitor.dossiers import Dossier, DossierStatus
+from monitor.events import DossierFinished, DossierThresholdCrossed, EventBus
+from monitor.store.sqlite import SqliteStore
+
+__all__ = ["DeadlineEngine", "deadline_state"]
+
+log = structlog.get_logger("monitor.deadlines")
+
+# The timer re-reads the clock at least this often, so a clock that jumps (suspend, tests) is noticed.
+_MAX_SLEEP = 30.0
+_TIMELINE_CACHE = 200_000
+
+
+def deadline_state(timeline: Timeline, now: float) -> str:
+    """on_track, due_soon, due_today or overdue at epoch second `now` (due_today beats due_soon)."""
+    if now >= timeline.deadline:
+        return "overdue"
+    if now >= timeline.due_day:
+        return "due_today"
+    if now >= timeline.soon:
+        return "due_soon"
+    return "on_track"
+
+
+# Mutable on purpose: one per tracked dossier, updated in place on every evaluation.
+@dataclass(slots=True, eq=False)
+class _Entry:
+    dossier: Dossier
+    calendar: WorkingCalendar
+    timeline: Timeline | None
+    state: str
+    # (threshold, due_at epoch seconds) already recorded for this dossier.
+    recorded: set[tuple[str, int]] = field(default_factory=set)
+    version: int = 0
+    next_at: float | None = None
+
+
+class DeadlineEngine:
+    """Tracks open dossiers against their due time in working time; publishes crossings as they happen.
+
+    Drive it with `update()` (changed dossiers from a sync), `finished()`, `drop()`, and either the
+    background timer (`start()`/`stop()`) or `await run_due(now)` in tests.
+    """
+
+    def __init__(
+        self,
+        calendars: Calendars,
+        thresholds: Sequence[str | WorkingAmount],
+        dossier_store: DossierStore,
+        store: SqliteStore,
+        bus: EventBus,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        dossier_system_targets: Sequence[str] | Callable[[], Sequence[str]] = (),
+        *,
+        outage_window: str | WorkingAmount = "1d",
+    ) -> None:
+        self.calendars = calendars
+        self.thresholds = tuple(
+            value if isinstance(value, WorkingAmount) else parse_working_amount(value) for value in thresholds
+        )
+        self.dossier_store = dossier_store
+        self.store = store
+        self.bus = bus
+        self.clock = clock
+        self._targets = dossier_system_targets
+        self.outage_window = (
+            outage_window if isinstance(outage_window, WorkingAmount) else parse_working_amount(outage_window)
+        )
+        self._entries: dict[str, _Entry] = {}
+        self._heap: list[tuple[float, int, str, int]] = []
+        self._seq = itertools.count()
+        self._calendar_by_key: dict[tuple[str, str], WorkingCalendar] = {}
+        self._amounts: dict[str, tuple[tuple[str, float], ...]] = {}
+        self._timelines: dict[tuple[str, float], Timeline] = {}
+        self._lock = asyncio.Lock()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        # (unit, procedure, state) -> tracked dossiers; kept current on every evaluation.
+        self.state_counts: Counter[tuple[str, str, str]] = Counter()
+        self.crossings_published: Counter[str] = Counter()
+        self.crossings_suppressed = 0
+
+    # --- calendars and timelines ---------------------------------------------------------------------
+
+    def calendar_for(self, unit_code: str, procedure_code: str) -> WorkingCalendar:
+        key = (unit_code, procedure_code)
+        calendar = self._calendar_by_key.get(key)
+        if calendar is None:
+            calendar = self._calendar_by_key[key] = self.calendars.for_dossier(unit_code, procedure_code)
+        return calendar
+
+    def _amounts_for(self, calendar: WorkingCalendar) -> tuple[tuple[str, float], ...]:
+        amounts = self._amounts.get(calendar.name)
+        if amounts is None:
+            per_day = calendar.hours_per_day
+            # Largest first: that is the order in which a dossier crosses them.
+            amounts = tuple(
+                sorted(((a.key, a.hours_in(per_day)) for a in self.thresholds), key=lambda kv: -kv[1])
+            )
+            self._amounts[calendar.name] = amounts
+        return amounts
+
+    def due_at(self, dossier: Dossier, calendar: WorkingCalendar | None = None) -> datetime | None:
+        """The effective due time, computed in working time when the source gives only a duration."""
+        due = dossier.effective_due_at
+        if due is not None or dossier.received_at is None:
+            return due
+        if not (dossier.duration_days or dossier.duration_hours):
+            return None
+        calendar = calendar or self.calendar_for(dossier.unit_code, dossier.procedure_code)
+        return calendar.due_date(
+            dossier.received_at, days=dossier.duration_days or 0, hours=dossier.duration_hours or 0
+        )
+
+    def timeline(self, dossier: Dossier) -> Timeline | None:
+        """When the dossier's state changes (shared by every dossier with the same calendar and due time)."""
+        calendar = self.calendar_for(dossier.unit_code, dossier.procedure_code)
+        due = self.due_at(dossier, calendar)
+        return None if due is None else self._timeline(calendar, due)
+
+    def _timeline(self, calendar: WorkingCalendar, due: datetime) -> Timeline:
+        due_ts = due.timestamp()
+        key = (calendar.name, due_ts)
+        timeline = self._timelines.get(key)
+        if timeline is None:
+            crossings = tuple(
+                (name, calendar.add_working_time(due, hours=-hours).timestamp())
+                for name, hours in self._amounts_for(calendar)
+            )
+            local = due.astimezone(calendar.zone)
+            midnight = datetime(local.year, local.month, local.day, tzinfo=calendar.zone).timestamp()
+            timeline = Timeline(due_ts, (*crossings, ("overdue", due_ts)), midnight)
+            if len(self._timelines) >= _TIMELINE_CACHE:
+                self._timelines.clear()
+            self._timelines[key] = timeline
+        return timeline
+
+    def working_time_left(self, dossier: Dossier, now: datetime | None = None) -> timedelta | None:
+        calendar = self.calendar_for(dossier.unit_code, dossier.procedure_code)
+        due = self.due_at(dossier, calendar)
+        return None if due is None else calendar.working_time_between(now or self.clock(), due)
+
+    def classify(self, dossier: Dossier) -> str | None:
+        """early / on_time / late for a returned dossier (OpenCPS half-day rule); None when it cannot be."""
+        returned = dossier.returned_at
+        if dossier.status is not DossierStatus.FINISHED or returned is None:
+            return None
+        calendar = self.calendar_for(dossier.unit_code, dossier.procedure_code)
+        due = self.due_at(dossier, calendar)
+        return None if due is None else calendar.classify_return(due, returned).value
+
+    # --- tracking ------------------------------------------------------------------------------------
+
+    @property
+    def tracked(self) -> int:
+        return len(self._entries)
+
+    def state_of(self, code: str) -> str | None:
+        entry = self._entries.get(code)
+        return None if entry is None else entry.state
+
+    def next_wakeup(self) -> datetime | None:
+        """The instant of the earliest live heap entry (after lazily dropping stale ones)."""
+        heap = self._heap
+        while heap:
+            ts, _, code, version = heap[0]
+            entry = self._entries.get(code)
+            if entry is not None and entry.version == version:
+                return datetime.fromtimestamp(ts, UTC)
+            heapq.heappop(heap)
+        return None
+
+    async def load(self, now: datetime | None = None) -> int:
+        """Resume from the store: track its open dossiers, publish what was crossed while stopped."""
+        recorded = await self.dossier_store.recorded_crossings()
+        dossiers = [t.dossier for t in self.dossier_store.tracked.values() if not t.vanished]
+        return await self.update(dossiers, now, recorded=recorded)
+
+    async def update(
+        self,
+        dossiers: Iterable[Dossier],
+        now: datetime | None = None,
+        *,
+        recorded: dict[str, set[tuple[str, int]]] | None = None,
+    ) -> int:
+        """(Re)evaluate new or changed open/paused dossiers; returns how many crossings were published."""
+        now = now or self.clock()
+        now_ts = now.timestamp()
+        async with self._lock:
+            pending: list[tuple[_Entry, str, int, bool]] = []
+            entries = self._entries
+            for dossier in dossiers:
+                if dossier.status not in (DossierStatus.OPEN, DossierStatus.PAUSED):
+                    self._remove(dossier.code)
+                    continue
+                entry = entries.get(dossier.code)
+                calendar = self.calendar_for(dossier.unit_code, dossier.procedure_code)
+                due = self.due_at(dossier, calendar)
+                timeline = None if due is None else self._timeline(calendar, due)
+                if entry is None:
+                    known = recorded.get(dossier.code) if recorded is not None else None
+                    entry = entries[dossier.code] = _Entry(dossier, calendar, timeline, "", known or set())
+                else:
+                    self._count(entry, -1)
+                    entry.dossier, entry.calendar, entry.timeline = dossier, calendar, timeline
+                self._evaluate(entry, now_ts, pending)
+            self._maybe_compact()
+            return await self._commit(pending, now)
+
+    def drop(self, codes: Iterable[str]) -> None:
+        """Stop tracking (vanished dossiers): their heap entries become stale."""
+        for code in codes:
+            self._remove(code)
+
+    def finished(self, dossiers: Iterable[tuple[Dossier, str | None]], now: datetime | None = None) -> None:
+        """Stop tracking returned or cancelled dossiers and publish DossierFinished for each."""
+        now = now or self.clock()
+        for dossier, timeliness in dossiers:
+            self._remove(dossier.code)
+            self.bus.publish(
+                DossierFinished(
+                    at=now,
+                    code=dossier.code,
+                    unit_code=dossier.unit_code,
+                    timeliness=timeliness or "none",
+                    via_postal=dossier.via_postal,
+                )
+            )
+
+    def _remove(self, code: str) -> None:
+        entry = self._entries.pop(code, None)
+        if entry is not None:
+            self._count(entry, -1)
+            entry.version += 1
+
+    def _count(self, entry: _Entry, delta: int) -> None:
+        if entry.state:
+            key = (entry.dossier.unit_code, entry.dossier.procedure_code, entry.state)
+            counts = self.state_counts
+            counts[key] += delta
+            if not counts[key]:
+                del counts[key]
+
+    def _evaluate(self, entry: _Entry, now_ts: float, pending: list[tuple[_Entry, str, int, bool]]) -> None:
+        """New state, crossings to record, next wake-up. Pure bookkeeping: no I/O."""
+        entry.version += 1
+        timeline = entry.timeline
+        dossier = entry.dossier
+        if timeline is None or dossier.status is DossierStatus.PAUSED:
+            # Frozen while paused: no state changes, no crossings, nothing scheduled.
+            entry.state = "paused" if dossier.status is DossierStatus.PAUSED else "on_track"
+            entry.next_at = None
+            self._count(entry, 1)
+            return
+        # deadline_state() inlined: this runs once per dossier on every full evaluation.
+        deadline = timeline.deadline
+        if now_ts >= deadline:
+            entry.state = "overdue"
+        elif now_ts >= timeline.due_day:
+            entry.state = "due_today"
+        elif now_ts >= timeline.soon:
+            entry.state = "due_soon"
+        else:
+            entry.state = "on_track"
+        self._count(entry, 1)
+        next_at = None
+        passed = None
+        for name, ts in timeline.crossings:
+            if ts > now_ts:
+                next_at = ts
+                break
+            if passed is None:
+                passed = [name]
+            else:
+                passed.append(name)
+        if passed is not None:
+            due_key = round(deadline)
+            recorded = entry.recorded
+            fresh = [name for name in passed if (name, due_key) not in recorded]
+            last = len(fresh) - 1
+            for index, name in enumerate(fresh):
+                recorded.add((name, due_key))
+                pending.append((entry, name, due_key, index != last))
+        if now_ts < timeline.due_day and (next_at is None or timeline.due_day < next_at):
+            next_at = timeline.due_day
+        entry.next_at = next_at
+        if next_at is not None:
+            heap = self._heap
+            if not heap or next_at < heap[0][0]:
+                self._wake.set()
+            heapq.heappush(heap, (next_at, next(self._seq), dossier.code, entry.version))
+
+    def _maybe_compact(self) -> None:
+        # Stale entries pile up when dossiers change often; rebuild once they dominate the heap.
+        if len(self._heap) > 2 * len(self._entries) + 1024:
+            self._heap = [
+                (entry.next_at, next(self._seq), code, entry.version)
+                for code, entry in self._entries.items()
+                if entry.next_at is not None
+            ]
+            heapq.heapify(self._heap)
+
+    # --- the timer -----------------------------------------------------------------------------------
+
+    async def run_due(self, now: datetime | None = None) -> int:
+        """Process every heap entry due by `now`; returns how many crossings were published."""
+        now = now or self.clock()
+        now_ts = now.timestamp()
+        async with self._lock:
+            heap = self._heap
+            pending: list[tuple[_Entry, str, int, bool]] = []
+            while heap and heap[0][0] <= now_ts:
+                _, _, code, version = heapq.heappop(heap)
+                entry = self._entries.get(code)
+                if entry is None or entry.version != version:
+                    continue
+                self._count(entry, -1)
+                self._evaluate(entry, now_ts, pending)
+            return await self._commit(pending, now)
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run_timer(), name="deadline-timer")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with suppress(asyncio.CancelledError):
+                await task
+
+    def wake(self) -> None:
+        """Make the timer re-read the clock now (tests moving an injected clock)."""
+        self._wake.set()
+
+    async def _run_timer(self) -> None:
+        while True:
+            self._wake.clear()
+            now = self.clock()
+            wakeup = self.next_wakeup()
+            # Compare epoch floats, as run_due does: a datetime rounded to microseconds could look due
+            # while the heap's float is not, and the loop would spin.
+            if wakeup is not None and self._heap[0][0] <= now.timestamp():
+                try:
+                    await self.run_due(now)
+                except Exception:
+                    log.exception("deadline_timer_failed")
+                    await asyncio.sleep(1.0)
+                continue
+            delay = _MAX_SLEEP if wakeup is None else min(_MAX_SLEEP, self._heap[0][0] - now.timestamp())
+            with suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=max(delay, 0.001))
+
+    # --- recording and publishing --------------------------------------------------------------------
+
+    async def _commit(self, pending: list[tuple[_Entry, str, int, bool]], now: datetime) -> int:
+        if not pending:
+            return 0
+        crossings: list[NewCrossing] = []
+        lefts: list[timedelta] = []
+        for entry, name, due_key, suppressed in pending:
+            left = timedelta(0)
+            overlap: bool | None = None
+            incident_ids: tuple[int, ...] = ()
+            crossed_at = next(ts for key, ts in entry.timeline.crossings if key == name)  # type: ignore[union-attr]
+            if not suppressed:
+                left = entry.calendar.working_time_between(now, datetime.fromtimestamp(due_key, UTC))
+                if name == "overdue":
+                    overlap, incident_ids = await self._outage(entry, due_key)
+            crossings.append(
+                NewCrossing(
+                    entry.dossier.code,
+                    entry.dossier.unit_code,
+                    name,
+                    due_key,
+                    round(crossed_at),
+                    int(left.total_seconds()),
+                    suppressed,
+                    overlap,
+                    incident_ids,
+                )
+            )
+            lefts.append(left)
+        ids = await self.dossier_store.record_crossings(crossings)
+        published = 0
+        for (entry, *_), crossing, left, crossing_id in zip(pending, crossings, lefts, ids, strict=True):
+            if crossing_id is None:
+                continue
+            if crossing.suppressed:
+                self.crossings_suppressed += 1
+                continue
+            dossier = entry.dossier
+            self.bus.publish(
+                DossierThresholdCrossed(
+                    at=now,
+                    crossing_id=crossing_id,
+                    code=dossier.code,
+                    unit_code=dossier.unit_code,
+                    unit_name=dossier.unit_name,
+                    procedure_code=dossier.procedure_code,
+                    procedure_name=dossier.procedure_name,
+                    assignee_id=dossier.assignee_id,
+                    assignee_name=dossier.assignee_name,
+                    threshold=crossing.threshold,
+                    due_at=datetime.fromtimestamp(crossing.due_at, UTC),
+                    working_time_left=left,
+                    # The smallest threshold in this dossier's calendar (last in crossing order).
+                    is_last_warning=len(entry.timeline.crossings) > 1  # type: ignore[union-attr]
+                    and crossing.threshold == entry.timeline.crossings[-2][0],  # type: ignore[union-attr]
+                    outage_overlap=crossing.outage_overlap,
+                    outage_incident_ids=crossing.outage_incident_ids,
+                )
+            )
+            self.crossings_published[crossing.threshold] += 1
+            published += 1
+        if published:
+            log.info("dossier_crossings_published", count=published)
+        return published
+
+    def _target_names(self) -> set[str]:
+        targets = self._targets() if callable(self._targets) else self._targets
+        return set(targets)
+
+    async def _outage(self, entry: _Entry, due_ts: int) -> tuple[bool, tuple[int, ...]]:
+        """Whether a dossier-system incident overlapped the working window before the due time."""
+        names = self._target_names()
+        if not names:
+            return False, ()
+        due = datetime.fromtimestamp(due_ts, UTC)
+        window = self.outage_window.hours_in(entry.calendar.hours_per_day)
+        start = entry.calendar.add_working_time(due, hours=-window)
+        incidents = await self.store.incidents(start, due)
+        ids = tuple(sorted(incident.id for incident in incidents if incident.target in names))
+        return bool(ids), ids

@@ -1,0 +1,198 @@
+"""Dossier endpoints of the JSON API: listing with keyset pagination, one dossier, units, outage evidence.
+
+Registered on the daemon's app with `add_routes(app)`; the daemon has a `dossiers: DossierService`.
+States are computed in SQL for the request's `now` (see monitor/dossier_store.py), so a page is one query.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from monitor.dossier_store import STATES, DossierRow
+from monitor.web import DAEMON, ApiError, iso, parse_time_param
+
+if TYPE_CHECKING:
+    from monitor.dossier_service import DossierService
+
+__all__ = ["MAX_LIMIT", "add_routes", "decode_cursor", "encode_cursor"]
+
+MAX_LIMIT = 500
+_DEFAULT_LIMIT = 100
+
+
+def encode_cursor(code: str) -> str:
+    """An opaque cursor: clients pass it back, never build it."""
+    raw = json.dumps({"after": code}, ensure_ascii=False).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> str:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        after = json.loads(raw)["after"]
+    except (binascii.Error, ValueError, KeyError, TypeError, UnicodeDecodeError):
+        raise ApiError("cursor: not a cursor returned by this API") from None
+    if not isinstance(after, str):
+        raise ApiError("cursor: not a cursor returned by this API")
+    return after
+
+
+def _service(request: web.Request) -> DossierService:
+    service = getattr(request.app[DAEMON], "dossiers", None)
+    if service is None:
+        raise web.HTTPServiceUnavailable(
+            text=json.dumps({"error": "dossier tracking is not running"}), content_type="application/json"
+        )
+    return service
+
+
+def _limit(request: web.Request) -> int:
+    raw = request.query.get("limit")
+    if raw is None or raw == "":
+        return _DEFAULT_LIMIT
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= MAX_LIMIT:
+        raise ApiError(f"limit: must be an integer from 1 to {MAX_LIMIT}")
+    return value
+
+
+def _left(service: DossierService, row: DossierRow, now: datetime) -> float | None:
+    if row.deadline_at is None or row.status != "open":
+        return None
+    calendar = service.engine.calendar_for(row.unit_code, row.procedure_code)
+    return calendar.working_time_between(now, row.deadline_at).total_seconds()
+
+
+def _dossier_json(service: DossierService, row: DossierRow, now: datetime) -> dict[str, Any]:
+    return {
+        "code": row.code,
+        "source": row.source,
+        "status": row.status,
+        "state": row.state,
+        "unit": {"code": row.unit_code, "name": row.unit_name},
+        "procedure": {"code": row.procedure_code, "name": row.procedure_name},
+        "assignee": {"id": row.assignee_id, "name": row.assignee_name},
+        "received_at": iso(row.received_at),
+        "due_at": iso(row.deadline_at),
+        "working_seconds_left": _left(service, row, now),
+        "released_at": iso(row.released_at),
+        "finished_at": iso(row.finished_at),
+        "via_postal": row.via_postal,
+        "timeliness": row.timeliness,
+        "missed_full_syncs": row.missed_full_syncs,
+        "first_seen": iso(row.first_seen),
+        "last_seen": iso(row.last_seen),
+        "overdue_outage": row.overdue_outage,
+        "outage_incident_ids": list(row.outage_incident_ids),
+    }
+
+
+async def _list_dossiers(request: web.Request) -> web.Response:
+    service = _service(request)
+    now = request.app[DAEMON].now()
+    state = request.query.get("state") or None
+    if state is not None and state not in STATES:
+        raise ApiError(f"state: must be one of {', '.join(STATES)}")
+    unit = request.query.get("unit") or None
+    limit = _limit(request)
+    cursor = request.query.get("cursor") or None
+    after = decode_cursor(cursor) if cursor else None
+    rows = await service.dossier_store.list_dossiers(
+        now, state=state, unit=unit, after=after, limit=limit + 1
+    )
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return web.json_response(
+        {
+            "dossiers": [_dossier_json(service, row, now) for row in rows],
+            "next_cursor": encode_cursor(rows[-1].code) if more and rows else None,
+        }
+    )
+
+
+async def _get_dossier(request: web.Request) -> web.Response:
+    service = _service(request)
+    now = request.app[DAEMON].now()
+    code = request.match_info["code"]
+    row = await service.dossier_store.get(code, now)
+    if row is None:
+        raise web.HTTPNotFound(
+            text=json.dumps({"error": f"unknown dossier {code!r}"}, ensure_ascii=False),
+            content_type="application/json",
+        )
+    body = _dossier_json(service, row, now)
+    body["crossings"] = [
+        {
+            "id": crossing.id,
+            "threshold": crossing.threshold,
+            "due_at": iso(crossing.due_at),
+            "crossed_at": iso(crossing.crossed_at),
+            "working_seconds_left": crossing.working_seconds_left,
+            "suppressed": crossing.suppressed,
+            "outage_overlap": crossing.outage_overlap,
+            "outage_incident_ids": list(crossing.outage_incident_ids),
+        }
+        for crossing in await service.dossier_store.crossings(code)
+    ]
+    return web.json_response(body)
+
+
+async def _units(request: web.Request) -> web.Response:
+    service = _service(request)
+    now = request.app[DAEMON].now()
+    since = parse_time_param(request, "since", now - service.settings.on_time_window)
+    summaries = await service.dossier_store.unit_summaries(now, since)
+    return web.json_response(
+        {
+            "since": iso(since),
+            "units": [
+                {
+                    "code": summary.unit_code,
+                    "name": summary.unit_name,
+                    "states": summary.states,
+                    "returned": summary.returned,
+                    "on_time_ratio": summary.on_time_ratio,
+                    "via_postal_ratio": summary.postal_ratio,
+                }
+                for summary in summaries
+            ],
+        }
+    )
+
+
+async def _overdue_during_outage(request: web.Request) -> web.Response:
+    service = _service(request)
+    now = request.app[DAEMON].now()
+    since = parse_time_param(request, "since", now - timedelta(days=30))
+    items = []
+    for crossing, code in await service.dossier_store.overdue_during_outage(since):
+        row = await service.dossier_store.get(code, now)
+        items.append(
+            {
+                "code": code,
+                "unit": {"code": row.unit_code, "name": row.unit_name} if row else None,
+                "procedure": {"code": row.procedure_code, "name": row.procedure_name} if row else None,
+                "due_at": iso(crossing.due_at),
+                "crossing_id": crossing.id,
+                "outage_incident_ids": list(crossing.outage_incident_ids),
+                "timeliness": row.timeliness if row else None,
+            }
+        )
+    return web.json_response({"since": iso(since), "dossiers": items})
+
+
+def add_routes(app: web.Application) -> None:
+    """Register the dossier endpoints under /api/v1 (the app's bearer-token middleware applies)."""
+    app.router.add_get("/api/v1/dossiers", _list_dossiers)
+    app.router.add_get("/api/v1/dossiers/{code}", _get_dossier)
+    app.router.add_get("/api/v1/units", _units)
+    app.router.add_get("/api/v1/overdue-during-outage", _overdue_during_outage)
