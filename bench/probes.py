@@ -69,7 +69,6 @@ TABLES = ("probe_results", "rollup_minute", "rollup_hour", "targets", "incidents
 # Goals from issue 2, for a 2-core machine.
 RATIO_GOAL = 0.75
 STORE_DAY_GOAL = 100e6
-STEADY_GOAL = 1e9
 
 
 def lateness_goal(targets: int) -> float:
@@ -237,7 +236,7 @@ class Ours:
     store_file_delta: int = 0
     store_end: int = 0
     rows_added: dict[str, int] = field(default_factory=dict)
-    bytes_per_row: dict[str, float] = field(default_factory=dict)
+    table_bytes: dict[str, int] = field(default_factory=dict)
     pending_writes_end: int = 0
     scrape: dict[str, object] = field(default_factory=dict)
     profile: str = ""
@@ -299,7 +298,7 @@ async def run_ours(args: argparse.Namespace, page_port: int, workdir: Path) -> O
     profiler: subprocess.Popen[bytes] | None = None
     await daemon.start()
     if args.gc_threshold:
-        gc.set_threshold(args.gc_threshold, *gc.get_threshold()[1:])
+        gc.set_threshold(*(int(part) for part in args.gc_threshold.split(",")))
     if args.gc_freeze:
         # What a daemon could do once started: move everything alive now (config, targets, trackers,
         # tasks) out of the collector's sight, so a full collection no longer walks it.
@@ -380,9 +379,7 @@ async def run_ours(args: argparse.Namespace, page_port: int, workdir: Path) -> O
     result.store_file_delta = after.file_bytes - before.file_bytes
     result.store_end = after.logical_bytes
     result.rows_added = {table: after.rows[table] - before.rows[table] for table in TABLES}
-    result.bytes_per_row = {
-        table: after.table_bytes.get(table, 0) / after.rows[table] for table in TABLES if after.rows[table]
-    }
+    result.table_bytes = dict(after.table_bytes)
     return result
 
 
@@ -563,7 +560,8 @@ def report(args: argparse.Namespace, outcome: dict[str, object]) -> str:
         "",
         "ours (monitor.daemon.Daemon, this process)"
         + ("; experiment: gc.freeze() after start" if args.gc_freeze else "")
-        + (f"; experiment: gc threshold {args.gc_threshold}" if args.gc_threshold else ""),
+        + (f"; experiment: gc threshold {args.gc_threshold}" if args.gc_threshold else "")
+        + ("; experiment: uvloop" if args.uvloop else ""),
         f"  probes/s         {ours.rate:,.1f} of {ours.wanted_rate:,.1f} wanted"
         f" ({ours.probes:,} probes, {ours.failures:,} failed)",
         f"  CPU per probe    {_us(ours.cpu_per_probe)} (user {_us(ours.cpu_user / max(ours.probes, 1))},"
@@ -582,25 +580,19 @@ def report(args: argparse.Namespace, outcome: dict[str, object]) -> str:
         f"  [goal < 100 MB/day: {_verdict(ours.store_delta * per_day < STORE_DAY_GOAL)}];"
         f" {ours.pending_writes_end} results still buffered at the end",
         "  store rows added "
-        + ", ".join(f"{table} {count:,}" for table, count in ours.rows_added.items() if count),
+        + (", ".join(f"{table} {count:,}" for table, count in ours.rows_added.items() if count) or "none"),
     ]
-    if ours.bytes_per_row:
+    if ours.table_bytes:
         lines.append(
-            "  bytes per row    "
-            + ", ".join(f"{table} {size:.0f}" for table, size in ours.bytes_per_row.items())
-            + " (table + indexes, dbstat)"
-        )
-        # The window is too short to see the hourly rows and the 5-minute success samples arrive; this
-        # projects an all-UP day from their cadence and the bytes per row measured here.
-        raw_day = args.targets * 86400 / 300 * ours.bytes_per_row.get("probe_results", 0)
-        minute_day = args.targets * 1440 * ours.bytes_per_row.get("rollup_minute", 0)
-        hour_day = args.targets * 24 * ours.bytes_per_row.get("rollup_hour", 0)
-        steady = raw_day * 7 + minute_day * 90 + hour_day * 730
-        lines.append(
-            f"  projection       all-UP day: raw samples {_mb(raw_day)} + minute rollups {_mb(minute_day)}"
-            f" + hour rollups {_mb(hour_day)} = {_mb(raw_day + minute_day + hour_day)}/day;"
-            f" steady state (7 d / 90 d / 730 d) {steady / 1e9:.2f} GB"
-            f"  [goal < 1 GB: {_verdict(steady < STEADY_GOAL)}]"
+            "  store at the end "
+            + ", ".join(
+                f"{table} {_mb(size)}"
+                for table, size in ours.table_bytes.items()
+                if size and table.startswith(("probe_", "rollup_", "targets", "incidents"))
+            )
+            + " (table + indexes, dbstat); a 60 s window sees neither the hourly/daily rows nor the"
+            " 5-minute success samples start: bench/store_growth.py simulates whole days for the"
+            " steady state"
         )
     if ours.scrape:
         scrape = ours.scrape
@@ -656,7 +648,10 @@ def main() -> None:
         "experiments", "changes the daemon does not make (yet), to measure a proposed fix"
     )
     experiments.add_argument("--gc-freeze", action="store_true", help="gc.freeze() after the daemon starts")
-    experiments.add_argument("--gc-threshold", type=int, help="generation-0 threshold (Python's is 700)")
+    experiments.add_argument(
+        "--gc-threshold", help="gc.set_threshold() after the start, e.g. 10000,50,100 (Python: 700,10,10)"
+    )
+    experiments.add_argument("--uvloop", action="store_true", help="run on uvloop (pip install uvloop)")
     parser.add_argument("--log-level", default="warning", choices=("debug", "info", "warning", "error"))
     args = parser.parse_args()
     if args.warmup is None:
@@ -667,7 +662,12 @@ def main() -> None:
     # SIGTERM unwinds like Ctrl-C, through the finally blocks that stop the child processes.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     with tempfile.TemporaryDirectory(prefix="tthc-bench-") as directory:
-        outcome = asyncio.run(bench(args, Path(directory)))
+        if args.uvloop:
+            import uvloop
+
+            outcome = uvloop.run(bench(args, Path(directory)))
+        else:
+            outcome = asyncio.run(bench(args, Path(directory)))
     text = report(args, outcome)
     print(text)
     if args.json:

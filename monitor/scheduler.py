@@ -8,6 +8,8 @@ them store ids before IncidentOpened/IncidentClosed are published).
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -74,7 +76,14 @@ class Scheduler:
         self._observe_lateness = observe_lateness
         self._clock = clock
         self._semaphore = asyncio.Semaphore(max_concurrency)
-        self._loops: dict[str, asyncio.Task[None]] = {}
+        # One dispatcher over a heap of (due, seq, name, generation) rather than a sleeping task per
+        # target: between runs a target costs one tuple, which the garbage collector never walks.
+        self._heap: list[tuple[float, int, str, int]] = []
+        self._sequence = itertools.count()
+        self._generation: dict[str, int] = {}
+        self._dispatcher: asyncio.Task[None] | None = None
+        self._wake: asyncio.Future[None] | None = None
+        self._probes: dict[str, asyncio.Task[None]] = {}
         self._in_flight: set[str] = set()
         self._context = ProbeContext()
         self._incident_queue: asyncio.Queue[_IncidentWork | None] = asyncio.Queue()
@@ -97,7 +106,8 @@ class Scheduler:
                 )
             if incident is not None or health is not Health.UNKNOWN:
                 tracker.resume(health, incident.started_at if incident else None)
-            self._start_loop(target)
+            self._schedule_first(target)
+        self._dispatcher = asyncio.create_task(self._dispatch(), name="probe-dispatcher")
 
     def _tracker_for(self, target: Target) -> TargetTracker:
         tracker = self.trackers.get(target.name)
@@ -109,55 +119,72 @@ class Scheduler:
         self.targets[target.name] = target
         return tracker
 
-    def _start_loop(self, target: Target) -> None:
+    def _schedule_first(self, target: Target) -> None:
+        generation = self._generation.get(target.name, 0) + 1
+        self._generation[target.name] = generation
         delay = random.uniform(0, target.interval.total_seconds() * self.start_jitter)
-        self._loops[target.name] = asyncio.create_task(self._loop(target, delay), name=f"probe:{target.name}")
+        self._push(asyncio.get_running_loop().time() + delay, target.name, generation)
+
+    def _push(self, due: float, name: str, generation: int) -> None:
+        heapq.heappush(self._heap, (due, next(self._sequence), name, generation))
+        if self._heap[0][2] == name and self._wake is not None and not self._wake.done():
+            self._wake.set_result(None)
 
     async def reload(self, targets: Sequence[Target]) -> None:
-        """Apply a new target list: stop removed ones, restart changed ones, keep their health."""
+        """Apply a new target list: drop removed ones, reschedule changed ones, keep their health."""
         wanted = {target.name: target for target in targets}
-        for name in list(self._loops):
-            if name not in wanted or wanted[name] != self.targets.get(name):
-                await self._stop_loop(name)
         for name in list(self.trackers):
             if name not in wanted:
                 tracker = self.trackers.pop(name)
                 self.targets.pop(name, None)
+                # Heap entries of a removed target are skipped: their generation no longer matches.
+                self._generation.pop(name, None)
                 if tracker.incident_open:
                     # A removed target's outage is over as far as this monitor can tell.
                     self._queue_incident(tracker, opening=False, at=self._clock(), outcome=None)
         for name, target in wanted.items():
-            if name not in self._loops:
+            if target != self.targets.get(name) or name not in self._generation:
                 self._tracker_for(target)
-                self._start_loop(target)
+                self._schedule_first(target)
 
-    async def _stop_loop(self, name: str) -> None:
-        task = self._loops.pop(name, None)
-        if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-
-    async def _loop(self, target: Target, first_delay: float) -> None:
+    async def _dispatch(self) -> None:
         loop = asyncio.get_running_loop()
-        interval = target.interval.total_seconds()
-        due = loop.time() + first_delay
+        heap = self._heap
         while self.running:
-            await asyncio.sleep(max(0.0, due - loop.time()))
-            if not self.running:
-                return
-            async with self._semaphore:
-                lateness = loop.time() - due
-                self._observe_lateness(max(0.0, lateness))
-                self._in_flight.add(target.name)
-                try:
-                    await self._probe_once(target)
-                finally:
-                    self._in_flight.discard(target.name)
-            due += interval
             now = loop.time()
-            if due < now:
-                # Never burst to catch up: skip the missed runs and keep the original phase.
-                due += ((now - due) // interval + 1) * interval
+            while heap and heap[0][0] <= now:
+                due, _seq, name, generation = heapq.heappop(heap)
+                if self._generation.get(name) != generation:
+                    continue
+                target = self.targets[name]
+                interval = target.interval.total_seconds()
+                next_due = due + interval
+                if next_due <= now:
+                    # Never burst to catch up: skip the missed runs and keep the original phase.
+                    next_due += ((now - next_due) // interval + 1) * interval
+                heapq.heappush(heap, (next_due, next(self._sequence), name, generation))
+                if name in self._probes:
+                    continue  # still running: a target never overlaps itself
+                self._probes[name] = loop.create_task(self._run(target, due), name=f"probe:{name}")
+            self._wake = loop.create_future()
+            timer = loop.call_at(heap[0][0], _wake_up, self._wake) if heap else None
+            try:
+                await self._wake
+            finally:
+                if timer is not None:
+                    timer.cancel()
+                self._wake = None
+
+    async def _run(self, target: Target, due: float) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            async with self._semaphore:
+                self._observe_lateness(max(0.0, loop.time() - due))
+                self._in_flight.add(target.name)
+                await self._probe_once(target)
+        finally:
+            self._in_flight.discard(target.name)
+            self._probes.pop(target.name, None)
 
     async def _probe_once(self, target: Target) -> None:
         started = time.perf_counter()
@@ -262,18 +289,23 @@ class Scheduler:
     async def stop(self, grace: float) -> None:
         """Stop taking work, let in-flight probes finish for up to `grace` seconds, cancel the rest."""
         self.running = False
-        waiting = {name: task for name, task in self._loops.items() if name in self._in_flight}
-        for name, task in self._loops.items():
-            if name not in waiting:
-                task.cancel()
+        if self._wake is not None and not self._wake.done():
+            self._wake.set_result(None)
+        if self._dispatcher is not None:
+            await self._dispatcher
+        waiting = list(self._probes.values())
         if waiting:
-            _done, pending = await asyncio.wait(waiting.values(), timeout=grace)
+            _done, pending = await asyncio.wait(waiting, timeout=grace)
             for task in pending:
                 log.warning("probe_cancelled_at_shutdown", target=task.get_name().removeprefix("probe:"))
                 task.cancel()
-        await asyncio.gather(*self._loops.values(), return_exceptions=True)
-        self._loops.clear()
+            await asyncio.gather(*pending, return_exceptions=True)
         self._incident_queue.put_nowait(None)
         if self._incident_writer is not None:
             await self._incident_writer
         await self._context.close()
+
+
+def _wake_up(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)

@@ -6,6 +6,7 @@ authentication rule.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 from collections.abc import Awaitable, Callable
@@ -93,11 +94,18 @@ async def _readyz(request: web.Request) -> web.Response:
     return web.json_response({"ready": ready, "checks": checks}, status=200 if ready else 503)
 
 
-async def _metrics(request: web.Request) -> web.Response:
+async def _metrics(request: web.Request) -> web.StreamResponse:
     daemon = request.app[DAEMON]
     daemon.metrics.store_pending_writes.set(daemon.store.pending_writes)
-    body = generate_latest(daemon.metrics.registry)
-    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+    response = web.StreamResponse(headers={"Content-Type": CONTENT_TYPE_LATEST})
+    await response.prepare(request)
+    await response.write(generate_latest(daemon.metrics.registry))
+    for piece in daemon.target_series.render():
+        await response.write(piece.encode())
+        # Let due probes start between pieces: a scrape of thousands of targets must not delay them.
+        await asyncio.sleep(0)
+    await response.write_eof()
+    return response
 
 
 async def _targets(request: web.Request) -> web.Response:

@@ -136,9 +136,9 @@ async def test_metrics_pass_promtool(daemon: Daemon) -> None:
     for series in (
         'probe_success{target="portal"} 1.0',
         'probe_http_status_code{target="portal"} 200.0',
-        'probe_http_duration_seconds{phase="connect",target="portal"}',
+        'probe_http_duration_seconds{target="portal",phase="connect"}',
         'tthc_target_up{target="portal-tcp"} 1.0',
-        'tthc_probes_total{result="success",target="portal"}',
+        'tthc_probes_total{target="portal",result="success"}',
         "tthc_probe_lateness_seconds_bucket",
         "tthc_config_last_reload_successful 1.0",
     ):

@@ -318,9 +318,16 @@ async def test_uptime_arithmetic_on_a_known_series(tmp_path: Path) -> None:
         for value, quantile in ((report.latency_p50, 0.5), (report.latency_p95, 0.95)):
             assert value == pytest.approx(nearest_rank(latencies, quantile), rel=0.045)
 
-        # Packed: one row per target per hour of minutes, one per day of hours.
+        # Packed: one row per target per hour of minutes, one per day of hours, each written once it is
+        # over (the day's closed hours wait unpacked in rollup_open until then).
         assert await count(store, "rollup_minute") == 3
+        assert await count(store, "rollup_hour") == 0
+        clock.now = T0 + timedelta(days=1)
+        await store.flush()
         assert await count(store, "rollup_hour") == 1
+        assert await count(store, "rollup_open") == 0
+        clock.now = T0 + timedelta(hours=3)
+        assert await store.uptime("portal", T0 - timedelta(days=1), T0 + timedelta(days=1)) == report
         minutes = [
             entry
             for (blob,) in await store.reader.execute_fetchall("SELECT minutes FROM rollup_minute")
@@ -654,7 +661,11 @@ async def test_restart_merges_into_the_packed_rows_without_double_counting(tmp_p
         assert report.latency_p95 == pytest.approx(0.2, rel=0.045)
         edge = await store.uptime("portal", T0 + timedelta(minutes=29), T0 + timedelta(minutes=31))
         assert edge.probes == 13
-        assert [await count(store, t) for t in ("rollup_minute", "rollup_hour")] == [2, 1]
+        clock.now = T0 + timedelta(days=1)  # the day is over: its hours are packed too
+        await store.flush()
+        assert [await count(store, t) for t in ("rollup_minute", "rollup_hour", "rollup_open")] == [2, 1, 0]
+        clock.now = T0 + timedelta(hours=2)
+        assert await store.uptime("portal", T0, T0 + timedelta(hours=2)) == report
 
 
 def test_packs_round_trip_with_wide_values_and_round_maxima_up() -> None:
@@ -682,3 +693,30 @@ def test_packs_round_trip_with_wide_values_and_round_maxima_up() -> None:
     assert packed.day_histogram(packed.encode(entries, 100, True)) == packed.histogram_total(entries.values())
     with pytest.raises(ValueError, match="unknown rollup pack version"):
         packed.decode(b"\x09", 100, True)
+
+
+async def test_open_minutes_stay_in_memory_and_late_results_merge_into_packed_rows(tmp_path: Path) -> None:
+    """A flush writes only closed minutes; reports add the open ones; a late result joins its packed row."""
+    clock = Clock(T0 + timedelta(minutes=1, seconds=30))
+    async with make_store(tmp_path / "store.db", clock, flush_interval=3600) as store:
+        for i in range(9):  # 00:00:00 - 00:01:20: minute 00:00 is closed at 00:01:30, 00:01 is open
+            store.record(result("portal", T0 + timedelta(seconds=10 * i), TIMEOUT if i == 8 else OK))
+        await store.flush()
+        staged = await store.reader.execute_fetchall("SELECT size, bucket, probes FROM rollup_open")
+        assert staged == [(60, int(T0.timestamp()), 6)]
+        report = await store.uptime("portal", T0, T0 + timedelta(hours=1))
+        assert (report.probes, report.failures) == (9, 1)
+
+        clock.now = T0 + timedelta(hours=1)  # the hour is over: its minutes become one packed row
+        await store.flush()
+        assert [await count(store, t) for t in ("rollup_minute", "rollup_open")] == [1, 1]  # hour 0 staged
+        store.record(result("portal", T0 + timedelta(minutes=59, seconds=55), TIMEOUT))  # arrives late
+        await store.flush()
+        [(blob,)] = await store.reader.execute_fetchall("SELECT minutes FROM rollup_minute")
+        entries = packed.decode(blob, 1000, False)
+        assert sorted(entries) == [0, 1, 59]
+        assert (entries[59].probes, entries[59].failures) == (1, 1)
+        report = await store.uptime("portal", T0, T0 + timedelta(hours=1))
+        assert (report.probes, report.failures) == (10, 2)
+        partial = await store.uptime("portal", T0 + timedelta(minutes=1), T0 + timedelta(minutes=30))
+        assert (partial.probes, partial.failures) == (3, 1)

@@ -81,6 +81,22 @@ CREATE TABLE rollup_hour (
 -- One target over months of days without scanning every target.
 CREATE INDEX rollup_hour_target ON rollup_hour (target_id, bucket);
 
+-- Closed minutes (size 60) and hours (size 3600) of packed rows still open, unpacked: a packed row is
+-- written once, when its hour or day closes, so it never grows in place (growing rows fragment pages).
+CREATE TABLE rollup_open (
+    size INTEGER NOT NULL,                -- 60 or 3600 seconds
+    bucket INTEGER NOT NULL,              -- epoch seconds of the minute or hour
+    target_id INTEGER NOT NULL,
+    probes INTEGER NOT NULL,
+    failures INTEGER NOT NULL,
+    degraded INTEGER NOT NULL,
+    maintenance INTEGER NOT NULL,
+    latency_sum_us INTEGER NOT NULL,
+    latency_max_us INTEGER NOT NULL,
+    histogram BLOB NOT NULL,              -- monitor/store/latency.py encoding; empty for minutes
+    PRIMARY KEY (size, bucket, target_id)
+) WITHOUT ROWID;
+
 CREATE TABLE incidents (
     id INTEGER PRIMARY KEY,
     target_id INTEGER NOT NULL REFERENCES targets (id),

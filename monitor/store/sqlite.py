@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
@@ -118,8 +119,13 @@ class _PackSpec:
 # Minute sums and maxima in ms (percentiles come from the hours), hour maxima in 0.1 ms (they cap them).
 _MINUTES = _PackSpec("rollup_minute", "minutes", 3600, 60, 1000, False)
 _HOURS = _PackSpec("rollup_hour", "hours", 86400, 3600, 100, True)
-_PackKey = tuple[int, int]  # row bucket, target id
 _Pack = dict[int, packed.Counts]  # entry offset -> counts
+
+
+_SPECS = (_MINUTES, _HOURS)
+_MEMORY = {_MINUTES.table: "_minutes", _HOURS.table: "_hours"}
+# Longest stretch of rollup work on the event loop before letting probes run (probe lateness p99 < 20 ms).
+_SLICE_SECONDS = 0.001
 
 
 _RawRow = tuple[str, int, int, int, int, int, int, int, int | None, int | None]
@@ -127,14 +133,51 @@ _RawRow = tuple[str, int, int, int, int, int, int, int, int | None, int | None]
 
 @dataclass(slots=True)
 class _Batch:
-    """What one flush takes out of memory; put back as a whole if the transaction fails."""
+    """What one flush takes out of memory; put back as a whole if the transaction fails.
+
+    `rollups` holds, per packed table, the closed entries (minutes or hours) keyed by (target, bucket).
+    """
 
     raw: list[_RawRow]
-    minutes: dict[tuple[str, int], _Rollup]
-    hours: dict[tuple[str, int], _Rollup]
+    rollups: dict[str, dict[tuple[str, int], _Rollup]]
     health: dict[str, int]
     first_seen: dict[str, int]
     count: int
+
+
+@dataclass(slots=True)
+class _Closing:
+    """Packed rows of one table written by this flush: their row buckets and (row, target, totals, blob)."""
+
+    buckets: set[int]
+    rows: list[tuple[int, str, tuple[int, ...], bytes]]
+
+
+class _Slicer:
+    """Yields to the event loop once a slice of CPU time is used up."""
+
+    __slots__ = ("deadline",)
+
+    def __init__(self) -> None:
+        self.deadline = time.perf_counter() + _SLICE_SECONDS
+
+    async def tick(self) -> None:
+        if time.perf_counter() >= self.deadline:
+            await asyncio.sleep(0)
+            self.deadline = time.perf_counter() + _SLICE_SECONDS
+
+
+def _add_values(counts: packed.Counts, values: Sequence[int], histogram: bytes | None) -> None:
+    """Add a `rollup_open` row (probes, failures, degraded, maintenance, sum, max) into counts."""
+    probes, failures, degraded, maintenance, total, top = values
+    counts.probes += probes
+    counts.failures += failures
+    counts.degraded += degraded
+    counts.maintenance += maintenance
+    counts.latency_sum_us += total
+    counts.latency_max_us = max(counts.latency_max_us, top)
+    if histogram:
+        latency.decode(histogram, counts.histogram)
 
 
 @dataclass(slots=True)
@@ -209,8 +252,8 @@ class SqliteStore:
         self._inflight = 0
         self._last_row_ms: dict[str, int] = {}
         self._last_health: dict[str, Health] = {}
-        # Committed packed rollup rows of the current buckets, so a flush rewrites them without reading.
-        self._packs: dict[str, dict[_PackKey, _Pack]] = {_MINUTES.table: {}, _HOURS.table: {}}
+        # Row buckets (hours of minutes, days of hours) with entries waiting in `rollup_open`.
+        self._open_rows: dict[str, set[int]] = {spec.table: set() for spec in _SPECS}
         # name -> (id, first_seen ms, stored health code); only what is committed.
         self._targets: dict[str, tuple[int, int, int | None]] = {}
 
@@ -275,6 +318,12 @@ class SqliteStore:
             "SELECT id, name, first_seen, health FROM targets"
         ):
             self._targets[name] = (target_id, first_seen, health)
+        for spec in _SPECS:
+            for (bucket,) in await reader.execute_fetchall(
+                "SELECT DISTINCT bucket - bucket % ? FROM rollup_open WHERE size = ?",
+                (spec.row_size, spec.entry_size),
+            ):
+                self._open_rows[spec.table].add(bucket)
         self._stop.clear()
         self._writer_task = asyncio.create_task(self._run_writer(), name="store-writer")
 
@@ -316,8 +365,9 @@ class SqliteStore:
                 self._stop.set()
                 task, self._writer_task = self._writer_task, None
                 await task
-                if self._pending:
-                    await self.flush()
+                async with self._flush_lock:
+                    # Open minutes and hours too: they are staged, so nothing is lost over a restart.
+                    await self._flush(force=True)
         finally:
             for conn in (self._writer, self._reader):
                 if conn is not None:
@@ -406,65 +456,218 @@ class SqliteStore:
     # --- the writer -----------------------------------------------------------------------------------
 
     async def flush(self) -> None:
-        """Commit everything buffered so far in one transaction (put back in memory if it fails)."""
+        """Commit buffered results: raw rows and health at once, rollup entries once their minute or hour
+        has closed (open ones stay in memory, where reports read them); put back if the commit fails."""
         async with self._flush_lock:
-            if not self._pending:
-                return
-            batch = self._take()
-            try:
-                async with self.transaction() as conn:
-                    added, packs = await self._write_batch(conn, batch)
-            except BaseException:
-                self._put_back(batch)
-                raise
-            finally:
-                self._inflight = 0
-            self._targets.update(added)
-            for table, rows in packs.items():
-                cache = self._packs[table]
-                cache.update(rows)
-                if len(cache) > len(rows):
-                    # Keep the two newest buckets: results arrive in time order, give or take a timeout.
-                    keep = sorted({bucket for bucket, _ in cache})[-2:]
-                    for key in [key for key in cache if key[0] < keep[0]]:
-                        del cache[key]
+            await self._flush(force=False)
 
-    def _take(self) -> _Batch:
-        batch = _Batch(
-            self._raw, self._minutes, self._hours, self._dirty_health, self._first_seen, self._pending
+    async def _flush(self, force: bool) -> None:
+        """One batch; `force` also stages the open minutes and hours (on close, so nothing is lost).
+
+        The event loop is only ever busy for a slice of about a millisecond at a time: the packed rows
+        that close are read and encoded before the transaction in sliced steps, and SQLite runs in
+        aiosqlite's thread (it lets go of the GIL while stepping).
+        """
+        now_s = _to_ms(self._clock()) // 1000
+        batch = self._take(now_s, force)
+        if batch is None:
+            return
+        try:
+            closing = await self._prepare_closing(batch, now_s)
+            staged = await self._staging_params(batch, closing)
+            async with self.transaction() as conn:
+                added = await self._write_batch(conn, batch, closing, staged)
+        except BaseException:
+            self._put_back(batch)
+            raise
+        finally:
+            self._inflight = 0
+        self._targets.update(added)
+        for spec in _SPECS:
+            rows = self._open_rows[spec.table]
+            rows.update(_floor(bucket, spec.row_size) for _, bucket in batch.rollups[spec.table])
+            rows.difference_update(closing[spec.table].buckets)
+
+    def _take(self, now_s: int, force: bool) -> _Batch | None:
+        rollups: dict[str, dict[tuple[str, int], _Rollup]] = {}
+        for spec, table in ((_MINUTES, self._minutes), (_HOURS, self._hours)):
+            if force:
+                closed = table
+                setattr(self, _MEMORY[spec.table], {})
+            else:
+                closed = {key: rollup for key, rollup in table.items() if key[1] + spec.entry_size <= now_s}
+                for key in closed:
+                    del table[key]
+            rollups[spec.table] = closed
+        due = any(
+            bucket + spec.row_size <= now_s for spec in _SPECS for bucket in self._open_rows[spec.table]
         )
-        self._raw, self._minutes, self._hours = [], {}, {}
-        self._dirty_health, self._first_seen = {}, {}
+        if not (self._pending or due or any(rollups.values())):
+            return None
+        batch = _Batch(self._raw, rollups, self._dirty_health, self._first_seen, self._pending)
+        self._raw, self._dirty_health, self._first_seen = [], {}, {}
         self._inflight, self._pending = self._pending, 0
         return batch
 
     def _put_back(self, batch: _Batch) -> None:
         self._raw = batch.raw + self._raw
-        for old, new in ((batch.minutes, self._minutes), (batch.hours, self._hours)):
-            for key, rollup in new.items():
-                if key in old:
-                    old[key].merge(rollup)
-                else:
-                    old[key] = rollup
-        self._minutes, self._hours = batch.minutes, batch.hours
+        for spec in _SPECS:
+            table: dict[tuple[str, int], _Rollup] = getattr(self, _MEMORY[spec.table])
+            for key, rollup in batch.rollups[spec.table].items():
+                if key in table:
+                    rollup.merge(table[key])
+                table[key] = rollup
         self._dirty_health = batch.health | self._dirty_health
         for name, first in batch.first_seen.items():
             self._first_seen[name] = min(first, self._first_seen.get(name, first))
         self._pending += batch.count
 
+    async def _prepare_closing(self, batch: _Batch, now_s: int) -> dict[str, _Closing]:
+        """Encode every packed row whose hour (minutes) or day (hours) is over: what is staged, what this
+        batch brings, and (rarely: late results, a restart) what is already packed for the same row."""
+        closing: dict[str, _Closing] = {}
+        slicer = _Slicer()
+        id_names: dict[int, str] = {}
+        for spec in _SPECS:
+            entries = batch.rollups[spec.table]
+            buckets = {b for b in self._open_rows[spec.table] if b + spec.row_size <= now_s}
+            buckets.update(
+                row
+                for row in {_floor(bucket, spec.row_size) for _, bucket in entries}
+                if row + spec.row_size <= now_s
+            )
+            if buckets and not id_names:
+                id_names = {known[0]: name for name, known in self._targets.items()}
+            packs: dict[tuple[int, str], _Pack] = {}
+
+            def entry(
+                row: int, name: str, offset: int, packs: dict[tuple[int, str], _Pack] = packs
+            ) -> packed.Counts:
+                pack = packs.setdefault((row, name), {})
+                counts = pack.get(offset)
+                if counts is None:
+                    counts = pack[offset] = packed.Counts()
+                return counts
+
+            for row in sorted(buckets):
+                if row in self._open_rows[spec.table]:
+                    for tid, bucket, *values, hist in await self.reader.execute_fetchall(
+                        "SELECT target_id, bucket, probes, failures, degraded, maintenance, latency_sum_us,"
+                        " latency_max_us, histogram FROM rollup_open WHERE size = ? AND bucket >= ?"
+                        " AND bucket < ?",
+                        (spec.entry_size, row, row + spec.row_size),
+                    ):
+                        offset = (bucket - row) // spec.entry_size
+                        _add_values(entry(row, id_names[tid], offset), values, hist)
+                        await slicer.tick()
+                for tid, blob in await self.reader.execute_fetchall(
+                    f"SELECT target_id, {spec.blob} FROM {spec.table} WHERE bucket = ?", (row,)
+                ):
+                    # Already packed (late results, or a row closed before a restart): merge, rewrite.
+                    for offset, counts in packed.decode(blob, spec.unit_us, spec.histograms).items():
+                        entry(row, id_names[tid], offset).merge(counts)
+                    await slicer.tick()
+            for (name, bucket), rollup in entries.items():
+                row = _floor(bucket, spec.row_size)
+                if row in buckets:
+                    entry(row, name, (bucket - row) // spec.entry_size).merge(rollup)
+            rows = []
+            for (row, name), pack in sorted(packs.items()):
+                blob = packed.encode(pack, spec.unit_us, spec.histograms)
+                if spec.histograms:
+                    values = pack.values()
+                    top = max(e.latency_max_us for e in values)
+                    totals: tuple[int, ...] = (
+                        sum(e.probes for e in values),
+                        sum(e.failures for e in values),
+                        sum(e.degraded for e in values),
+                        sum(e.maintenance for e in values),
+                        -(-top // spec.unit_us) * spec.unit_us,
+                    )
+                else:
+                    totals = ()
+                rows.append((row, name, totals, blob))
+                await slicer.tick()
+            closing[spec.table] = _Closing(buckets, rows)
+        return closing
+
+    async def _staging_params(
+        self, batch: _Batch, closing: dict[str, _Closing]
+    ) -> list[tuple[int, int, str, int, int, int, int, int, int, bytes]]:
+        """Rows for `rollup_open`: closed entries of packed rows that are still open (target names)."""
+        params = []
+        slicer = _Slicer()
+        for spec in _SPECS:
+            closed_rows = closing[spec.table].buckets
+            for (name, bucket), r in batch.rollups[spec.table].items():
+                if _floor(bucket, spec.row_size) in closed_rows:
+                    continue
+                hist = latency.encode(r.histogram) if spec.histograms else b""
+                params.append(
+                    (
+                        spec.entry_size,
+                        bucket,
+                        name,
+                        r.probes,
+                        r.failures,
+                        r.degraded,
+                        r.maintenance,
+                        r.latency_sum_us,
+                        r.latency_max_us,
+                        hist,
+                    )
+                )
+                await slicer.tick()
+        return params
+
     async def _write_batch(
-        self, conn: aiosqlite.Connection, batch: _Batch
-    ) -> tuple[dict[str, tuple[int, int, int | None]], dict[str, dict[_PackKey, _Pack]]]:
+        self,
+        conn: aiosqlite.Connection,
+        batch: _Batch,
+        closing: dict[str, _Closing],
+        staged: list[tuple[int, int, str, int, int, int, int, int, int, bytes]],
+    ) -> dict[str, tuple[int, int, int | None]]:
         ids, added = await self._resolve_targets(conn, batch.first_seen)
+
+        def target_id(name: str) -> int:
+            # An entry's target is in this batch or was committed by an earlier one.
+            return ids[name] if name in ids else self._targets[name][0]
+
         await conn.executemany(
             "INSERT OR IGNORE INTO probe_results (target_id, at, duration_us, health, success, degraded,"
             " in_maintenance, changed, reason, status_code) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [(ids[row[0]], *row[1:]) for row in batch.raw],
         )
-        packs = {
-            spec.table: await self._write_packs(conn, spec, rollups, ids)
-            for spec, rollups in ((_MINUTES, batch.minutes), (_HOURS, batch.hours))
-        }
+        # Late entries for a minute or hour already staged add up (histogram encodings concatenate).
+        await conn.executemany(
+            "INSERT INTO rollup_open (size, bucket, target_id, probes, failures, degraded, maintenance,"
+            " latency_sum_us, latency_max_us, histogram) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (size, bucket, target_id) DO UPDATE SET probes = probes + excluded.probes,"
+            " failures = failures + excluded.failures, degraded = degraded + excluded.degraded,"
+            " maintenance = maintenance + excluded.maintenance,"
+            " latency_sum_us = latency_sum_us + excluded.latency_sum_us,"
+            " latency_max_us = max(latency_max_us, excluded.latency_max_us),"
+            " histogram = CAST(histogram || excluded.histogram AS BLOB)",
+            [(size, bucket, target_id(name), *rest) for size, bucket, name, *rest in staged],
+        )
+        for spec in _SPECS:
+            rows = closing[spec.table]
+            if spec.histograms:
+                await conn.executemany(
+                    "INSERT OR REPLACE INTO rollup_hour (bucket, target_id, probes, failures, degraded,"
+                    " maintenance, latency_max_us, hours) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    [(row, target_id(name), *totals, blob) for row, name, totals, blob in rows.rows],
+                )
+            else:
+                await conn.executemany(
+                    "INSERT OR REPLACE INTO rollup_minute (bucket, target_id, minutes) VALUES (?, ?, ?)",
+                    [(row, target_id(name), blob) for row, name, _, blob in rows.rows],
+                )
+            for row in sorted(rows.buckets):
+                await conn.execute(
+                    "DELETE FROM rollup_open WHERE size = ? AND bucket >= ? AND bucket < ?",
+                    (spec.entry_size, row, row + spec.row_size),
+                )
         changed_health = []
         for name, code in batch.health.items():
             known = added.get(name) or self._targets.get(name)
@@ -472,71 +675,7 @@ class SqliteStore:
                 changed_health.append((code, ids[name]))
                 added[name] = (known[0], known[1], code)
         await conn.executemany("UPDATE targets SET health = ? WHERE id = ?", changed_health)
-        return added, packs
-
-    async def _write_packs(
-        self,
-        conn: aiosqlite.Connection,
-        spec: _PackSpec,
-        rollups: dict[tuple[str, int], _Rollup],
-        ids: dict[str, int],
-    ) -> dict[_PackKey, _Pack]:
-        """Merge the batch into the packed rows it touches and rewrite each once; return the new rows."""
-        deltas: dict[_PackKey, list[tuple[int, _Rollup]]] = {}
-        for (name, bucket), rollup in rollups.items():
-            row = _floor(bucket, spec.row_size)
-            deltas.setdefault((row, ids[name]), []).append(((bucket - row) // spec.entry_size, rollup))
-        cache = self._packs[spec.table]
-        missing = [key for key in deltas if key not in cache]
-        stored: dict[_PackKey, _Pack] = {}
-        for bucket in sorted({key[0] for key in missing}):
-            # After a restart (or late results for an evicted row) merge into what is committed.
-            wanted = {key[1] for key in missing if key[0] == bucket}
-            for target_id, blob in await conn.execute_fetchall(
-                f"SELECT target_id, {spec.blob} FROM {spec.table} WHERE bucket = ?", (bucket,)
-            ):
-                if target_id in wanted:
-                    stored[(bucket, target_id)] = packed.decode(blob, spec.unit_us, spec.histograms)
-        updated: dict[_PackKey, _Pack] = {}
-        params = []
-        for key in sorted(deltas):
-            pack = dict(cache.get(key) or stored.get(key) or {})
-            for offset, rollup in deltas[key]:
-                old = pack.get(offset)
-                pack[offset] = old.merged(rollup) if old is not None else rollup
-            updated[key] = pack
-            blob = packed.encode(pack, spec.unit_us, spec.histograms)
-            if spec.histograms:
-                entries = pack.values()
-                params.append(
-                    (
-                        *key,
-                        sum(e.probes for e in entries),
-                        sum(e.failures for e in entries),
-                        sum(e.degraded for e in entries),
-                        sum(e.maintenance for e in entries),
-                        -(-max(e.latency_max_us for e in entries) // spec.unit_us) * spec.unit_us,
-                        blob,
-                    )
-                )
-            else:
-                params.append((*key, blob))
-        if spec.histograms:
-            await conn.executemany(
-                "INSERT INTO rollup_hour (bucket, target_id, probes, failures, degraded, maintenance,"
-                " latency_max_us, hours) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (bucket, target_id)"
-                " DO UPDATE SET probes = excluded.probes, failures = excluded.failures,"
-                " degraded = excluded.degraded, maintenance = excluded.maintenance,"
-                " latency_max_us = excluded.latency_max_us, hours = excluded.hours",
-                params,
-            )
-        else:
-            await conn.executemany(
-                "INSERT INTO rollup_minute (bucket, target_id, minutes) VALUES (?, ?, ?)"
-                " ON CONFLICT (bucket, target_id) DO UPDATE SET minutes = excluded.minutes",
-                params,
-            )
-        return updated
+        return added
 
     async def _resolve_targets(
         self, conn: aiosqlite.Connection, first_seen: dict[str, int]
@@ -653,8 +792,15 @@ class SqliteStore:
         return await self._reports(start, end, None)
 
     async def _reports(self, start: datetime, end: datetime, target: str | None) -> list[UptimeReport]:
-        if self._writer is not None:
-            await self.flush()
+        if self._writer is None:
+            return await self._reports_locked(start, end, target)
+        # Under the flush lock no batch is half-way between memory and the file, so the open minutes
+        # and hours still in memory add to what is committed without counting anything twice.
+        async with self._flush_lock:
+            await self._flush(force=False)
+            return await self._reports_locked(start, end, target)
+
+    async def _reports_locked(self, start: datetime, end: datetime, target: str | None) -> list[UptimeReport]:
         now = self._clock()
         end_ms = _to_ms(min(end, now))
         start_ms = _to_ms(start)
@@ -733,6 +879,23 @@ class SqliteStore:
                     whole_hours.add(_floor(piece_low, _HOUR))
         target_sql, target_params = ("", []) if target_id is None else (" AND target_id = ?", [target_id])
         reader = self.reader
+        slicer = _Slicer()
+
+        def add_hour(tid: int, hour: int, entry: packed.Counts) -> None:
+            """An hour entry not in a packed day: counts unless read from minutes, latency always."""
+            if hour not in hour_histograms and not first_day <= hour < last_day:
+                return
+            total = totals.setdefault(tid, _Totals())
+            if hour not in partial:
+                total.add(entry.probes, entry.failures, entry.degraded, entry.maintenance, 0, {})
+            total.add(0, 0, 0, 0, entry.latency_max_us, entry.histogram)
+
+        def add_minute(tid: int, minute: int, entry: packed.Counts) -> None:
+            piece = partial.get(_floor(minute, _HOUR))
+            if piece is not None and piece[0] <= minute < piece[1]:
+                total = totals.setdefault(tid, _Totals())
+                total.add(entry.probes, entry.failures, entry.degraded, entry.maintenance, 0, {})
+
         if first_day < last_day:
             rows = await reader.execute_fetchall(
                 "SELECT target_id, probes, failures, degraded, maintenance, latency_max_us, hours"
@@ -742,6 +905,7 @@ class SqliteStore:
             for tid, probes, failures, degraded, maintenance, max_us, blob in rows:
                 total = totals.setdefault(tid, _Totals())
                 total.add(probes, failures, degraded, maintenance, max_us, packed.day_histogram(blob))
+                await slicer.tick()
         hour_histograms = whole_hours | set(partial)
         days = sorted({_floor(hour, _DAY) for hour in hour_histograms})
         for day in days:
@@ -758,6 +922,7 @@ class SqliteStore:
                     if hour in whole_hours:
                         total.add(entry.probes, entry.failures, entry.degraded, entry.maintenance, 0, {})
                     total.add(0, 0, 0, 0, entry.latency_max_us, entry.histogram)
+                await slicer.tick()
         for hour, (low, high) in sorted(partial.items()):
             rows = await reader.execute_fetchall(
                 f"SELECT target_id, minutes FROM rollup_minute WHERE bucket = ?{target_sql}",
@@ -768,6 +933,29 @@ class SqliteStore:
                 for offset, entry in packed.decode(blob, _MINUTES.unit_us, False).items():
                     if low <= hour + offset * _MINUTE < high:
                         total.add(entry.probes, entry.failures, entry.degraded, entry.maintenance, 0, {})
+                await slicer.tick()
+        # Closed entries of rows still open (rollup_open), then what is still in memory (open entries).
+        rows = await reader.execute_fetchall(
+            "SELECT size, bucket, target_id, probes, failures, degraded, maintenance, latency_sum_us,"
+            " latency_max_us, histogram FROM rollup_open WHERE size IN (?, ?) AND bucket >= ?"
+            f" AND bucket < ?{target_sql}",
+            [_MINUTE, _HOUR, _floor(start_s, _HOUR), end_s, *target_params],
+        )
+        for size, bucket, tid, *values, hist in rows:
+            entry = packed.Counts()
+            _add_values(entry, values, hist)
+            (add_minute if size == _MINUTE else add_hour)(tid, bucket, entry)
+            await slicer.tick()
+        if self._writer is not None:
+            wanted = None if target_id is None else target_id
+            for memory, add in ((self._minutes, add_minute), (self._hours, add_hour)):
+                for (name, bucket), rollup in list(memory.items()):
+                    known = self._targets.get(name)
+                    if known is None or (wanted is not None and known[0] != wanted):
+                        continue
+                    if start_s - _HOUR < bucket < end_s:
+                        add(known[0], bucket, rollup)
+                    await slicer.tick()
         return totals
 
     async def _downtime(
@@ -821,11 +1009,6 @@ class SqliteStore:
             " WHERE ended_at IS NOT NULL AND ended_at < ?1 LIMIT ?2)",
         ]
         cutoffs = [raw_cutoff, minute_cutoff - _HOUR, hour_cutoff - _DAY, incident_cutoff]
-        # Cached packs must not bring deleted rows back on the next flush.
-        for spec, cutoff in ((_MINUTES, minute_cutoff - _HOUR), (_HOURS, hour_cutoff - _DAY)):
-            cache = self._packs[spec.table]
-            for key in [key for key in cache if key[0] <= cutoff]:
-                del cache[key]
         deleted = 0
         for sql, cutoff in zip(statements, cutoffs, strict=True):
             while True:
