@@ -1,4 +1,4 @@
-"""The processes of bench/probes.py that are not ours, each run as `python bench/_blackbox.py ROLE ...`.
+"""The processes of bench/probe_load.py that are not ours, each run as `python bench/_blackbox.py ROLE ...`.
 
 - `page`: an aiohttp server for the Vietnamese test page (used when nginx is not installed).
 - `drive`: drives blackbox_exporter's /probe at N targets / interval probes per second over keep-alive

@@ -22,18 +22,14 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-# Run as `python bench/dossiers.py`, this folder comes first on sys.path and bench/probes.py would shadow
-# the `probes` package.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-
-from monitor.calendar import Calendars  # noqa: E402
-from monitor.deadlines import DeadlineEngine  # noqa: E402
-from monitor.dossier_store import DossierStore  # noqa: E402
-from monitor.events import EventBus  # noqa: E402
-from monitor.simulator import DEFAULT_PASSWORD  # noqa: E402
-from monitor.store import SqliteStore  # noqa: E402
-from monitor.sync import SourceTiming, SyncManager  # noqa: E402
-from probes.sources import OpenCpsSource, OpenCpsSourceConfig  # noqa: E402
+from monitor.calendar import Calendars
+from monitor.deadlines import DeadlineEngine
+from monitor.dossier_store import DossierStore
+from monitor.events import EventBus
+from monitor.simulator import DEFAULT_PASSWORD
+from monitor.store import SqliteStore
+from monitor.sync import SourceTiming, SyncManager
+from probes.sources import OpenCpsSource, OpenCpsSourceConfig
 
 HCM = ZoneInfo("Asia/Ho_Chi_Minh")
 

@@ -164,6 +164,7 @@ async def _run_demo(args: argparse.Namespace) -> int:
         TTHC_SIM_CA_FILE=str(simulator.ca_file),
         TTHC_SIM_HOST="127.0.0.1",
         TTHC_SIM_PORT=str(simulator.port),
+        TTHC_SIM_PASSWORD=DEFAULT_PASSWORD,
         TTHC_SIM_BASIC=base64.b64encode(f"{DEMO_USERNAME}:{DEFAULT_PASSWORD}".encode()).decode(),
     )
     path = demo_config_path()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import signal
+import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
@@ -61,16 +62,20 @@ def config_secrets(config: Config) -> list[str]:
     return found
 
 
-def _settle_garbage_collector() -> None:
-    """Keep the long-lived start-up objects out of collections and collect young ones less often.
+def _tune_runtime() -> None:
+    """Keep long-lived start-up objects out of collections, collect young ones less often, and let the
+    event loop win the GIL back sooner from the store's SQLite thread.
 
     Config, trackers and the store live as long as the daemon; walking them on every full collection
     cost up to 80 ms pauses at 1,000 targets and much of the CPU at 10,000 (bench/probes.py). A larger
     first threshold lets one-interval objects die young instead of being promoted and walked again.
+    The default 5 ms switch interval showed as 5-7 ms loop stalls while the writer thread was busy
+    (bench/store_growth.py).
     """
     gc.collect()
     gc.freeze()
     gc.set_threshold(10_000, 50, 100)
+    sys.setswitchinterval(0.0005)
 
 
 class Daemon:
@@ -140,7 +145,7 @@ class Daemon:
         await self.alerts.start()
         await self.dossiers.start()
         await self.scheduler.start(self.config.targets)
-        _settle_garbage_collector()
+        _tune_runtime()
         self.metrics.config_reload_successful.set(1)
         self.metrics.config_reload_timestamp.set(time.time())
         self._background.append(asyncio.create_task(self._refresh_uptime(), name="uptime-refresh"))

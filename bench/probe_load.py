@@ -1,8 +1,8 @@
 """Probe benchmark: the real Daemon against N local HTTP targets, side by side with blackbox_exporter.
 
-    python bench/probes.py --targets 1000 --interval 10 --duration 60
-    python bench/probes.py --targets 10000 --interval 10 --duration 60
-    python bench/probes.py --targets 1000 --profile /tmp/ours.txt   # needs `pip install py-spy`
+    python bench/probe_load.py --targets 1000 --interval 10 --duration 60
+    python bench/probe_load.py --targets 10000 --interval 10 --duration 60
+    python bench/probe_load.py --targets 1000 --profile /tmp/ours.txt   # needs `pip install py-spy`
 
 One page server (nginx when installed, else aiohttp; its own process) serves a ~5 KB Vietnamese page at
 /p/<i> on 127.0.0.1. Then, one after the other (`--together` runs them at once):
@@ -24,7 +24,6 @@ import argparse
 import asyncio
 import bisect
 import gc
-import importlib.util
 import json
 import math
 import os
@@ -44,19 +43,11 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-# Run as a script, this file's folder comes first on sys.path and this file would shadow the `probes`
-# package; drop it and load the helper module by its path instead.
-_BENCH = Path(__file__).resolve().parent
-sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != _BENCH]
-_spec = importlib.util.spec_from_file_location("_blackbox", _BENCH / "_blackbox.py")
-assert _spec is not None and _spec.loader is not None
-_blackbox = importlib.util.module_from_spec(_spec)
-sys.modules["_blackbox"] = _blackbox
-_spec.loader.exec_module(_blackbox)
+import _blackbox  # the sibling module: run as a script, this folder is first on sys.path
 
-from monitor.config import Config  # noqa: E402
-from monitor.daemon import Daemon  # noqa: E402
-from monitor.logging import configure_logging  # noqa: E402
+from monitor.config import Config
+from monitor.daemon import Daemon
+from monitor.logging import configure_logging
 
 KEYWORD = _blackbox.KEYWORD
 free_port = _blackbox.free_port
