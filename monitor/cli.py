@@ -6,19 +6,18 @@ import argparse
 import asyncio
 import base64
 import os
-import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 
 from monitor import __version__
+from monitor.cli_common import DEFAULT_CONFIG, add_store_arguments, fail, load_or_report, resolve_store
 from monitor.config import Config, ConfigError, load_config
 from monitor.durations import format_duration, parse_duration
 
 __all__ = ["build_parser", "main"]
 
-DEFAULT_CONFIG = Path("/etc/tthc-monitor/config.yaml")
 DEMO_USERNAME = "admin"
 
 # Commands whose parser and handler live in their own module (calendar, dossiers, alerts, notify-test).
@@ -53,8 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("file", type=Path)
 
     uptime = commands.add_parser("uptime", help="uptime, incidents and latency per target, from the store")
-    uptime.add_argument("--config", type=Path, default=None, help="config file, to find the store")
-    uptime.add_argument("--store", type=Path, default=None, help="store file (instead of --config)")
+    add_store_arguments(uptime)
     uptime.add_argument("--target", default=None, help="only this target")
     uptime.add_argument("--since", default="30d", help="window, e.g. 1d, 7d, 30d (default: %(default)s)")
 
@@ -91,23 +89,8 @@ def _print(text: str) -> int:
     return 0
 
 
-def _fail(message: str, code: int = 1) -> int:
-    print(f"tthc-monitor: {message}", file=sys.stderr)
-    return code
-
-
-def _load(path: Path) -> Config | None:
-    try:
-        return load_config(path)
-    except ConfigError as exc:
-        print(f"{path}: invalid configuration:", file=sys.stderr)
-        for error in exc.errors:
-            print(f"  {error}", file=sys.stderr)
-        return None
-
-
 def _check_config(args: argparse.Namespace) -> int:
-    config = _load(args.file)
+    config = load_or_report(args.file)
     if config is None:
         return 1
     print(f"{args.file}: ok ({len(config.targets)} targets)")
@@ -115,7 +98,7 @@ def _check_config(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    config = _load(args.config)
+    config = load_or_report(args.config)
     if config is None:
         return 1
     return asyncio.run(_serve(config, args.config))
@@ -130,7 +113,7 @@ async def _serve(config: Config, path: Path | None) -> int:
     try:
         await daemon.run()
     except OSError as exc:
-        return _fail(f"cannot start: {exc}")
+        return fail(f"cannot start: {exc}")
     return 0
 
 
@@ -172,7 +155,7 @@ async def _run_demo(args: argparse.Namespace) -> int:
         config = load_config(path)
     except ConfigError as exc:
         await simulator.stop()
-        return _fail(f"the shipped demo config is invalid: {exc}")
+        return fail(f"the shipped demo config is invalid: {exc}")
     config = config.model_copy(
         update={
             "listen": args.listen,
@@ -184,7 +167,7 @@ async def _run_demo(args: argparse.Namespace) -> int:
         await daemon.start()
     except OSError as exc:
         await simulator.stop()
-        return _fail(f"cannot start: {exc}")
+        return fail(f"cannot start: {exc}")
     base = daemon.base_url
     print(
         "\n".join(
@@ -222,16 +205,11 @@ def _uptime(args: argparse.Namespace) -> int:
     try:
         window = parse_duration(args.since)
     except ValueError as exc:
-        return _fail(f"--since: {exc}", 2)
-    if args.store is not None:
-        store_path = args.store
-    else:
-        config = _load(args.config or DEFAULT_CONFIG)
-        if config is None:
-            return 1
-        store_path = config.store.path
-    if not store_path.exists():
-        return _fail(f"no store at {store_path}")
+        return fail(f"--since: {exc}", 2)
+    found = resolve_store(args)
+    if isinstance(found, int):
+        return found
+    store_path, _config = found
     return asyncio.run(_print_uptime(store_path, window, args.target))
 
 
@@ -248,7 +226,7 @@ async def _print_uptime(store_path: Path, window, target: str | None) -> int:
     if target is not None:
         reports = [report for report in reports if report.target == target]
         if not reports:
-            return _fail(f"no data for target {target!r}")
+            return fail(f"no data for target {target!r}")
     header = f"{'TARGET':<28} {'UPTIME %':>9} {'INCIDENTS':>9} {'DOWNTIME':>10} {'P50 ms':>8} {'P95 ms':>8}"
     print(f"since {format_duration(window)} ago")
     print(header)

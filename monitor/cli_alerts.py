@@ -16,12 +16,11 @@ from pathlib import Path
 from typing import Any, Protocol, TextIO
 from zoneinfo import ZoneInfo
 
-from monitor.config import ConfigError, load_config
+from monitor.cli_common import DEFAULT_CONFIG, add_store_arguments, fail, load_or_report, resolve_store
 from monitor.durations import parse_duration
 
-__all__ = ["DEFAULT_CONFIG", "PersonLike", "add_parser", "list_alerts", "notify_test", "run"]
+__all__ = ["PersonLike", "add_parser", "list_alerts", "notify_test", "run"]
 
-DEFAULT_CONFIG = Path("/etc/tthc-monitor/config.yaml")
 _COMMANDS = ("alerts", "notify-test")
 _DEFAULT_ZONE = "Asia/Ho_Chi_Minh"
 
@@ -38,8 +37,7 @@ class PersonLike(Protocol):
 def add_parser(subparsers: Any) -> None:
     """Add `alerts` and `notify-test` to the `tthc-monitor` subcommands."""
     alerts = subparsers.add_parser("alerts", help="alerts in the outbox: status, channel, attempts, errors")
-    alerts.add_argument("--config", type=Path, default=None, help="config file, to find the store")
-    alerts.add_argument("--store", type=Path, default=None, help="store file (instead of --config)")
+    add_store_arguments(alerts)
     alerts.add_argument("--since", default="1d", help="how far back, e.g. 1h, 1d, 7d (default: %(default)s)")
     alerts.add_argument("--status", choices=("pending", "in_flight", "sent", "failed"), default=None)
     alerts.add_argument(
@@ -66,39 +64,16 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     raise ValueError(f"not an alerts command: {args.command!r}")
 
 
-def _fail(message: str, code: int = 1) -> int:
-    print(f"tthc-monitor: {message}", file=sys.stderr)
-    return code
-
-
-def _load(path: Path) -> Any | None:
-    try:
-        return load_config(path)
-    except ConfigError as exc:
-        print(f"{path}: invalid configuration:", file=sys.stderr)
-        for error in exc.errors:
-            print(f"  {error}", file=sys.stderr)
-        return None
-    except OSError as exc:
-        print(f"tthc-monitor: cannot read {path}: {exc.strerror or exc}", file=sys.stderr)
-        return None
-
-
 def _alerts(args: argparse.Namespace, out: TextIO) -> int:
     try:
         window = parse_duration(args.since)
     except ValueError as exc:
-        return _fail(f"--since: {exc}", 2)
-    zone = ZoneInfo(_DEFAULT_ZONE)
-    if args.store is not None:
-        store_path = args.store
-    else:
-        config = _load(args.config or DEFAULT_CONFIG)
-        if config is None:
-            return 1
-        store_path, zone = config.store.path, config.zone
-    if not Path(store_path).exists():
-        return _fail(f"no store at {store_path}")
+        return fail(f"--since: {exc}", 2)
+    found = resolve_store(args)
+    if isinstance(found, int):
+        return found
+    store_path, config = found
+    zone = config.zone if config else ZoneInfo(_DEFAULT_ZONE)
     since = datetime.now(UTC) - window
     return asyncio.run(list_alerts(Path(store_path), since, args.status, args.limit, out, zone))
 
@@ -119,7 +94,7 @@ async def list_alerts(
     try:
         store = await SqliteStore.open_readonly(store_path)
     except StoreError as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
     try:
         outbox = Outbox(store)
         rows = await outbox.list(since=since, status=status, limit=limit)
@@ -148,12 +123,12 @@ async def list_alerts(
 
 
 def _notify_test(args: argparse.Namespace, out: TextIO) -> int:
-    config = _load(args.config)
+    config = load_or_report(args.config)
     if config is None:
         return 1
     alerts = getattr(config, "alerts", None)
     if alerts is None:
-        return _fail(f"{args.config}: no alerts section (channels and directory) in this config")
+        return fail(f"{args.config}: no alerts section (channels and directory) in this config")
     from monitor.daemon import config_secrets
     from monitor.logging import register_secrets
 
@@ -186,16 +161,16 @@ async def notify_test(
     people = {person.id: person for person in alerts.directory.people}
     person: PersonLike | None = people.get(person_id)
     if person is None:
-        return _fail(f"unknown person {person_id!r} (not in alerts.directory.people)")
+        return fail(f"unknown person {person_id!r} (not in alerts.directory.people)")
     configured = [config.name for config in alerts.channels]
     if channel is not None:
         if channel not in configured:
-            return _fail(f"unknown channel {channel!r} (configured: {', '.join(configured) or 'none'})")
+            return fail(f"unknown channel {channel!r} (configured: {', '.join(configured) or 'none'})")
         plan = [channel]
     else:
         plan = list(person.channels) or configured
     if not plan:
-        return _fail("no channel is configured")
+        return fail("no channel is configured")
     store = SqliteStore(store_path)
     await store.open()
     deps = ChannelDeps(kv=store)

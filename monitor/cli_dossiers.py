@@ -13,6 +13,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from monitor.calendar import Calendars
+from monitor.cli_common import add_store_arguments, fail, resolve_store
 from monitor.dossier_store import STATES, DossierRow, DossierStore
 from monitor.durations import format_duration
 
@@ -26,34 +27,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument(
         "--limit", type=int, default=1000, help="at most this many rows (default: %(default)s)"
     )
-    source = parser.add_mutually_exclusive_group()
-    source.add_argument(
-        "--config", type=Path, default=None, help="config file, to find the store and calendars"
-    )
-    source.add_argument("--store", type=Path, default=None, help="store file (instead of --config)")
+    add_store_arguments(parser, "config file, to find the store and calendars")
     return parser
 
 
 def run(args: argparse.Namespace, *, now: datetime | None = None) -> int:
-    from monitor.cli import DEFAULT_CONFIG, _load
-
     if args.limit < 1:
-        print("tthc-monitor: --limit: must be at least 1", file=sys.stderr)
-        return 2
-    if args.store is not None:
-        store_path: Path = args.store
-        calendars = Calendars()
-        zone = ZoneInfo("Asia/Ho_Chi_Minh")
-    else:
-        config = _load(args.config or DEFAULT_CONFIG)
-        if config is None:
-            return 1
-        store_path = config.store.path
-        calendars = Calendars(config.calendars, config.zone)
-        zone = config.zone
-    if not store_path.exists():
-        print(f"tthc-monitor: no store at {store_path}", file=sys.stderr)
-        return 1
+        return fail("--limit: must be at least 1", 2)
+    found = resolve_store(args)
+    if isinstance(found, int):
+        return found
+    store_path, config = found
+    calendars = Calendars(config.calendars, config.zone) if config else Calendars()
+    zone = config.zone if config else ZoneInfo("Asia/Ho_Chi_Minh")
     return asyncio.run(_print(store_path, args, calendars, zone, now or datetime.now(UTC)))
 
 
