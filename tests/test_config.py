@@ -92,11 +92,21 @@ def test_shipped_example_config_is_valid(tmp_path: Path) -> None:
     ca.write_text("placeholder")
     token = tmp_path / "token"
     token.write_text("example-token")
-    text = text.replace("/etc/tthc-monitor/ca/vn-gov-ca.pem", str(ca)).replace(
-        "/run/secrets/tthc-api-token", str(token)
-    )
+    text = text.replace("/etc/tthc-monitor/ca/vn-gov-ca.pem", str(ca))
+    for secret in (
+        "tthc-api-token",
+        "opencps-password",
+        "zalo-secret-key",
+        "zalo-refresh-token",
+        "esms-api-key",
+        "esms-secret-key",
+    ):
+        text = text.replace(f"/run/secrets/{secret}", str(token))
     config = load_config_text(text, environ={"TTHC_OPENCPS_BASIC": "YWRtaW46eA=="})
     assert [target.name for target in config.targets] == ["portal", "motcua-app", "dossier-api", "motcua-db"]
+    assert [source.name for source in config.dossiers.sources] == ["motcua"]
+    assert [channel.name for channel in config.alerts.channels] == ["zalo", "sms"]
+    assert config.alerts.directory.people[0].phone == "84912345678"
 
 
 @pytest.mark.parametrize(
