@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-from asyncio.subprocess import PIPE, STDOUT
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -32,6 +30,7 @@ from monitor.store import SqliteStore
 from monitor.sync import SourceTiming, SyncManager
 from probes.sources import OpenCpsSource, OpenCpsSourceConfig
 from tests.dossier_helpers import HCM, Clock
+from tests.promtool import assert_promtool_accepts
 
 START = datetime(2026, 3, 10, 9, 0, tzinfo=HCM)
 
@@ -248,8 +247,4 @@ async def test_metrics_pass_promtool(rig: Rig, tmp_path: Path) -> None:
     ):
         assert family in text, family
     assert "applicant" not in text and "assignee" not in text
-    promtool = await asyncio.create_subprocess_exec(
-        "/usr/bin/promtool", "check", "metrics", stdin=PIPE, stdout=PIPE, stderr=STDOUT
-    )
-    output, _ = await asyncio.wait_for(promtool.communicate(text.encode()), timeout=30)
-    assert promtool.returncode == 0, output.decode()
+    await assert_promtool_accepts(text)
