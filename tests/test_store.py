@@ -331,14 +331,14 @@ async def test_uptime_arithmetic_on_a_known_series(tmp_path: Path) -> None:
         minutes = [
             entry
             for (blob,) in await store.reader.execute_fetchall("SELECT minutes FROM rollup_minute")
-            for entry in packed.decode(blob, 1000, False).values()
+            for entry in packed.decode(blob, False).values()
         ]
         assert len(minutes) == 180
         assert (sum(e.probes for e in minutes), sum(e.failures for e in minutes)) == (1080, 100)
         [(probes, failures, blob)] = await store.reader.execute_fetchall(
             "SELECT probes, failures, hours FROM rollup_hour"
         )
-        hours = packed.decode(blob, 100, True)
+        hours = packed.decode(blob, True)
         assert sorted(hours) == [0, 1, 2]
         assert (sum(e.probes for e in hours.values()), sum(e.failures for e in hours.values())) == (1080, 100)
         assert (probes, failures) == (1080, 100)
@@ -669,7 +669,7 @@ async def test_restart_merges_into_the_packed_rows_without_double_counting(tmp_p
 
 
 def test_packs_round_trip_with_wide_values_and_round_maxima_up() -> None:
-    """Every field survives packing, counts of any size included; maxima round up to the unit."""
+    """Counts and histograms survive packing exactly at any size; sums within 2.2 %, maxima rounded up."""
     entries: dict[int, packed.Counts] = {}
     for offset, (probes, big) in enumerate([(6, 0), (300, 70_000), (1, 5_000_000_000)]):
         counts = packed.Counts()
@@ -677,22 +677,56 @@ def test_packs_round_trip_with_wide_values_and_round_maxima_up() -> None:
         counts.latency_sum_us, counts.latency_max_us = 1000 * big, 1001 + big * 100
         counts.histogram = {0: 1, 7: big + 1, 143: 2} if big else {}
         entries[offset * 7] = counts
-    back = packed.decode(packed.encode(entries, 100, True), 100, True)
+    blob = packed.encode(entries, True)
+    back = packed.decode(blob, True)
     assert sorted(back) == [0, 7, 14]
     for offset, counts in entries.items():
         got = back[offset]
-        assert (got.probes, got.failures, got.degraded, got.maintenance, got.latency_sum_us) == (
-            counts.probes,
-            1,
-            2,
-            3,
-            counts.latency_sum_us,
-        )
-        assert got.latency_max_us == -(-counts.latency_max_us // 100) * 100 >= counts.latency_max_us
+        assert (got.probes, got.failures, got.degraded, got.maintenance) == (counts.probes, 1, 2, 3)
+        assert got.latency_sum_us == pytest.approx(counts.latency_sum_us, rel=0.022)
+        assert counts.latency_max_us <= got.latency_max_us <= counts.latency_max_us * 1.044
+        assert got.latency_max_us == packed.ceil_latency(counts.latency_max_us)
         assert got.histogram == counts.histogram
-    assert packed.day_histogram(packed.encode(entries, 100, True)) == packed.histogram_total(entries.values())
+    assert packed.day_histogram(blob) == packed.histogram_total(entries.values())
+    # Packing what was read back changes nothing (late results re-pack a row), and no histogram is fine.
+    assert packed.encode(back, True) == blob
+    assert packed.decode(packed.encode(entries, False), False)[7].histogram == {}
     with pytest.raises(ValueError, match="unknown rollup pack version"):
-        packed.decode(b"\x09", 100, True)
+        packed.decode(b"\x09", True)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.dictionaries(
+        st.integers(0, 23),
+        st.dictionaries(st.integers(0, latency.BUCKETS - 1), st.integers(1, 100_000), max_size=12),
+        min_size=1,
+    )
+)
+def test_hour_histograms_pack_losslessly(histograms: dict[int, dict[int, int]]) -> None:
+    """Histograms coded as differences from the day's total come back exactly, whatever their shape."""
+    entries = {}
+    for offset, histogram in histograms.items():
+        counts = entries[offset] = packed.Counts()
+        counts.probes = sum(histogram.values())
+        counts.histogram = histogram
+    blob = packed.encode(entries, True)
+    assert {offset: c.histogram for offset, c in packed.decode(blob, True).items()} == histograms
+    assert packed.day_histogram(blob) == packed.histogram_total(entries.values())
+
+
+def test_version_1_packs_still_read() -> None:
+    """Rows packed by the first format (plain offsets, fixed latency units) decode as before."""
+    blob = bytes.fromhex(
+        "01636264609cc0c4c880099841041388d061a03360c22fcd486ff7006d646562cb6060646404590e444c9797b2703229"
+        "2a3233338a3030b24d608284167e970db6701ca8d00400"
+    )
+    entries = packed.decode(blob, True, 100)
+    assert sorted(entries) == [0, 5]
+    assert (entries[5].probes, entries[5].failures, entries[5].latency_sum_us) == (360, 0, 246_900)
+    assert entries[0].latency_max_us == 80_100
+    assert entries[5].histogram == {0: 1, 30: 300, 143: 2}
+    assert packed.day_histogram(blob) == {0: 1, 20: 3, 25: 2, 30: 300, 143: 2}
 
 
 async def test_open_minutes_stay_in_memory_and_late_results_merge_into_packed_rows(tmp_path: Path) -> None:
@@ -713,7 +747,7 @@ async def test_open_minutes_stay_in_memory_and_late_results_merge_into_packed_ro
         store.record(result("portal", T0 + timedelta(minutes=59, seconds=55), TIMEOUT))  # arrives late
         await store.flush()
         [(blob,)] = await store.reader.execute_fetchall("SELECT minutes FROM rollup_minute")
-        entries = packed.decode(blob, 1000, False)
+        entries = packed.decode(blob, False)
         assert sorted(entries) == [0, 1, 59]
         assert (entries[59].probes, entries[59].failures) == (1, 1)
         report = await store.uptime("portal", T0, T0 + timedelta(hours=1))

@@ -74,7 +74,7 @@ CREATE TABLE rollup_hour (
     failures INTEGER NOT NULL,            -- outside maintenance
     degraded INTEGER NOT NULL,            -- outside maintenance
     maintenance INTEGER NOT NULL,
-    latency_max_us INTEGER NOT NULL,
+    latency_max_us INTEGER NOT NULL,      -- rounded up to a 4.4 % level (packed.ceil_latency)
     hours BLOB NOT NULL,                  -- day histogram and the non-empty hours (packed.py)
     PRIMARY KEY (bucket, target_id)
 );
