@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import heapq
-import itertools
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import structlog
@@ -27,7 +26,7 @@ import structlog
 from monitor.calendar import Calendars, WorkingCalendar
 from monitor.dossier_config import WorkingAmount, parse_working_amount
 from monitor.dossier_store import DossierStore, NewCrossing, Timeline
-from monitor.dossiers import Dossier, DossierStatus
+from monitor.dossiers import Dossier, DossierStatus, collector_paused
 from monitor.events import DossierFinished, DossierThresholdCrossed, EventBus
 from monitor.store.sqlite import SqliteStore
 
@@ -58,10 +57,20 @@ class _Entry:
     calendar: WorkingCalendar
     timeline: Timeline | None
     state: str
-    # (threshold, due_at epoch seconds) already recorded for this dossier.
-    recorded: set[tuple[str, int]] = field(default_factory=set)
+    # (threshold, due_at epoch seconds) already recorded for this dossier. None until the first one:
+    # most dossiers never cross anything, and an empty set costs 216 bytes each at 100,000 dossiers.
+    recorded: set[tuple[str, int]] | None = None
     version: int = 0
     next_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Verdict:
+    timeline: Timeline
+    state: str
+    # (threshold, due_at epoch seconds) of every crossing at or before now, in crossing order.
+    passed: tuple[tuple[str, int], ...]
+    next_at: float | None
 
 
 class DeadlineEngine:
@@ -96,11 +105,14 @@ class DeadlineEngine:
             outage_window if isinstance(outage_window, WorkingAmount) else parse_working_amount(outage_window)
         )
         self._entries: dict[str, _Entry] = {}
-        self._heap: list[tuple[float, int, str, int]] = []
-        self._seq = itertools.count()
+        # (instant, code, version): codes are unique among live entries, so ties need no sequence number.
+        self._heap: list[tuple[float, str, int]] = []
         self._calendar_by_key: dict[tuple[str, str], WorkingCalendar] = {}
         self._amounts: dict[str, tuple[tuple[str, float], ...]] = {}
-        self._timelines: dict[tuple[str, float], Timeline] = {}
+        # calendar name -> due time -> timeline. Keyed on the datetime itself: its hash is cached on the
+        # object and sources share one object per due-date text, so a hit costs no timestamp() call.
+        self._timelines: dict[str, dict[datetime, Timeline]] = {}
+        self._timeline_count = 0
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -148,10 +160,12 @@ class DeadlineEngine:
         return None if due is None else self._timeline(calendar, due)
 
     def _timeline(self, calendar: WorkingCalendar, due: datetime) -> Timeline:
-        due_ts = due.timestamp()
-        key = (calendar.name, due_ts)
-        timeline = self._timelines.get(key)
+        by_due = self._timelines.get(calendar.name)
+        if by_due is None:
+            by_due = self._timelines[calendar.name] = {}
+        timeline = by_due.get(due)
         if timeline is None:
+            due_ts = due.timestamp()
             crossings = tuple(
                 (name, calendar.add_working_time(due, hours=-hours).timestamp())
                 for name, hours in self._amounts_for(calendar)
@@ -159,9 +173,12 @@ class DeadlineEngine:
             local = due.astimezone(calendar.zone)
             midnight = datetime(local.year, local.month, local.day, tzinfo=calendar.zone).timestamp()
             timeline = Timeline(due_ts, (*crossings, ("overdue", due_ts)), midnight)
-            if len(self._timelines) >= _TIMELINE_CACHE:
+            if self._timeline_count >= _TIMELINE_CACHE:
                 self._timelines.clear()
-            self._timelines[key] = timeline
+                self._timeline_count = 0
+                by_due = self._timelines[calendar.name] = {}
+            by_due[due] = timeline
+            self._timeline_count += 1
         return timeline
 
     def working_time_left(self, dossier: Dossier, now: datetime | None = None) -> timedelta | None:
@@ -192,7 +209,7 @@ class DeadlineEngine:
         """The instant of the earliest live heap entry (after lazily dropping stale ones)."""
         heap = self._heap
         while heap:
-            ts, _, code, version = heap[0]
+            ts, code, version = heap[0]
             entry = self._entries.get(code)
             if entry is not None and entry.version == version:
                 return datetime.fromtimestamp(ts, UTC)
@@ -214,27 +231,55 @@ class DeadlineEngine:
     ) -> int:
         """(Re)evaluate new or changed open/paused dossiers; returns how many crossings were published."""
         now = now or self.clock()
-        now_ts = now.timestamp()
         async with self._lock:
-            pending: list[tuple[_Entry, str, int, bool]] = []
-            entries = self._entries
-            for dossier in dossiers:
-                if dossier.status not in (DossierStatus.OPEN, DossierStatus.PAUSED):
-                    self._remove(dossier.code)
-                    continue
-                entry = entries.get(dossier.code)
-                calendar = self.calendar_for(dossier.unit_code, dossier.procedure_code)
-                due = self.due_at(dossier, calendar)
-                timeline = None if due is None else self._timeline(calendar, due)
-                if entry is None:
-                    known = recorded.get(dossier.code) if recorded is not None else None
-                    entry = entries[dossier.code] = _Entry(dossier, calendar, timeline, "", known or set())
-                else:
-                    self._count(entry, -1)
-                    entry.dossier, entry.calendar, entry.timeline = dossier, calendar, timeline
-                self._evaluate(entry, now_ts, pending)
-            self._maybe_compact()
+            pending = self.track(dossiers, now.timestamp(), recorded=recorded)
             return await self._commit(pending, now)
+
+    def track(
+        self,
+        dossiers: Iterable[Dossier],
+        now_ts: float,
+        *,
+        recorded: dict[str, set[tuple[str, int]]] | None = None,
+    ) -> list[tuple[_Entry, str, int, bool]]:
+        """The evaluation and scheduling half of `update()`: no I/O; returns the crossings to record.
+
+        Public so the benchmark can time exactly this part; callers other than update() must hold no
+        expectation that the returned crossings get recorded.
+        """
+        with collector_paused():
+            return self._track(dossiers, now_ts, recorded)
+
+    def _track(
+        self, dossiers: Iterable[Dossier], now_ts: float, recorded: dict[str, set[tuple[str, int]]] | None
+    ) -> list[tuple[_Entry, str, int, bool]]:
+        pending: list[tuple[_Entry, str, int, bool]] = []
+        memo: dict[int, _Verdict] = {}
+        entries = self._entries
+        live = (DossierStatus.OPEN, DossierStatus.PAUSED)
+        calendars = self._calendar_by_key
+        for dossier in dossiers:
+            code = dossier.code
+            if dossier.status not in live:
+                self._remove(code)
+                continue
+            entry = entries.get(code)
+            calendar = calendars.get((dossier.unit_code, dossier.procedure_code))
+            if calendar is None:
+                calendar = self.calendar_for(dossier.unit_code, dossier.procedure_code)
+            due = dossier.effective_due_at
+            if due is None:
+                due = self.due_at(dossier, calendar)
+            timeline = None if due is None else self._timeline(calendar, due)
+            if entry is None:
+                known = recorded.get(code) if recorded is not None else None
+                entry = entries[code] = _Entry(dossier, calendar, timeline, "", known or None)
+            else:
+                self._count(entry, -1)
+                entry.dossier, entry.calendar, entry.timeline = dossier, calendar, timeline
+            self._evaluate(entry, now_ts, pending, memo)
+        self._maybe_compact()
+        return pending
 
     def drop(self, codes: Iterable[str]) -> None:
         """Stop tracking (vanished dossiers): their heap entries become stale."""
@@ -270,8 +315,44 @@ class DeadlineEngine:
             if not counts[key]:
                 del counts[key]
 
-    def _evaluate(self, entry: _Entry, now_ts: float, pending: list[tuple[_Entry, str, int, bool]]) -> None:
-        """New state, crossings to record, next wake-up. Pure bookkeeping: no I/O."""
+    @staticmethod
+    def _verdict(timeline: Timeline, now_ts: float) -> _Verdict:
+        """What a timeline means at `now_ts`: the same for every dossier sharing it."""
+        # deadline_state() inlined: this runs once per timeline on every evaluation pass.
+        deadline = timeline.deadline
+        if now_ts >= deadline:
+            state = "overdue"
+        elif now_ts >= timeline.due_day:
+            state = "due_today"
+        elif now_ts >= timeline.soon:
+            state = "due_soon"
+        else:
+            state = "on_track"
+        next_at = None
+        passed: list[str] = []
+        for name, ts in timeline.crossings:
+            if ts > now_ts:
+                next_at = ts
+                break
+            passed.append(name)
+        if now_ts < timeline.due_day and (next_at is None or timeline.due_day < next_at):
+            next_at = timeline.due_day
+        due_key = round(deadline)
+        # Shared key tuples: every dossier's `recorded` set then points at the same few objects.
+        return _Verdict(timeline, state, tuple((name, due_key) for name in passed), next_at)
+
+    def _evaluate(
+        self,
+        entry: _Entry,
+        now_ts: float,
+        pending: list[tuple[_Entry, str, int, bool]],
+        memo: dict[int, _Verdict] | None = None,
+    ) -> None:
+        """New state, crossings to record, next wake-up. Pure bookkeeping: no I/O.
+
+        `memo` (id of a timeline -> verdict at this `now_ts`) lets one pass over many dossiers compute
+        each shared timeline once; 100,000 dossiers typically share about a thousand.
+        """
         entry.version += 1
         timeline = entry.timeline
         dossier = entry.dossier
@@ -281,49 +362,42 @@ class DeadlineEngine:
             entry.next_at = None
             self._count(entry, 1)
             return
-        # deadline_state() inlined: this runs once per dossier on every full evaluation.
-        deadline = timeline.deadline
-        if now_ts >= deadline:
-            entry.state = "overdue"
-        elif now_ts >= timeline.due_day:
-            entry.state = "due_today"
-        elif now_ts >= timeline.soon:
-            entry.state = "due_soon"
+        if memo is None:
+            verdict = self._verdict(timeline, now_ts)
         else:
-            entry.state = "on_track"
-        self._count(entry, 1)
-        next_at = None
-        passed = None
-        for name, ts in timeline.crossings:
-            if ts > now_ts:
-                next_at = ts
-                break
-            if passed is None:
-                passed = [name]
-            else:
-                passed.append(name)
-        if passed is not None:
-            due_key = round(deadline)
+            verdict = memo.get(id(timeline))  # type: ignore[assignment]
+            # The identity check guards against an id reused by a timeline freed during the pass.
+            if verdict is None or verdict.timeline is not timeline:
+                verdict = memo[id(timeline)] = self._verdict(timeline, now_ts)
+        state = entry.state = verdict.state
+        # _count() inlined, for the same reason.
+        key = (dossier.unit_code, dossier.procedure_code, state)
+        counts = self.state_counts
+        counts[key] = counts.get(key, 0) + 1
+        keys = verdict.passed
+        if keys:
             recorded = entry.recorded
-            fresh = [name for name in passed if (name, due_key) not in recorded]
+            if recorded is None:
+                recorded = entry.recorded = set(keys)
+                fresh: Sequence[tuple[str, int]] = keys
+            else:
+                fresh = [key for key in keys if key not in recorded]
+                recorded.update(fresh)
             last = len(fresh) - 1
-            for index, name in enumerate(fresh):
-                recorded.add((name, due_key))
+            for index, (name, due_key) in enumerate(fresh):
                 pending.append((entry, name, due_key, index != last))
-        if now_ts < timeline.due_day and (next_at is None or timeline.due_day < next_at):
-            next_at = timeline.due_day
-        entry.next_at = next_at
+        next_at = entry.next_at = verdict.next_at
         if next_at is not None:
             heap = self._heap
             if not heap or next_at < heap[0][0]:
                 self._wake.set()
-            heapq.heappush(heap, (next_at, next(self._seq), dossier.code, entry.version))
+            heapq.heappush(heap, (next_at, dossier.code, entry.version))
 
     def _maybe_compact(self) -> None:
         # Stale entries pile up when dossiers change often; rebuild once they dominate the heap.
         if len(self._heap) > 2 * len(self._entries) + 1024:
             self._heap = [
-                (entry.next_at, next(self._seq), code, entry.version)
+                (entry.next_at, code, entry.version)
                 for code, entry in self._entries.items()
                 if entry.next_at is not None
             ]
@@ -338,13 +412,15 @@ class DeadlineEngine:
         async with self._lock:
             heap = self._heap
             pending: list[tuple[_Entry, str, int, bool]] = []
-            while heap and heap[0][0] <= now_ts:
-                _, _, code, version = heapq.heappop(heap)
-                entry = self._entries.get(code)
-                if entry is None or entry.version != version:
-                    continue
-                self._count(entry, -1)
-                self._evaluate(entry, now_ts, pending)
+            memo: dict[int, _Verdict] = {}
+            with collector_paused():
+                while heap and heap[0][0] <= now_ts:
+                    _, code, version = heapq.heappop(heap)
+                    entry = self._entries.get(code)
+                    if entry is None or entry.version != version:
+                        continue
+                    self._count(entry, -1)
+                    self._evaluate(entry, now_ts, pending, memo)
             return await self._commit(pending, now)
 
     def start(self) -> None:

@@ -11,7 +11,8 @@ The deadline state is a function of the clock, so rows carry the instants where 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -225,32 +226,51 @@ def _bool(value: int | None) -> bool | None:
     return None if value is None else bool(value)
 
 
-def _dossier_from_row(row: Sequence[Any]) -> Dossier:
+def _dossier_from_row(
+    row: Sequence[Any], moment: Callable[[int | None], datetime | None] = from_epoch
+) -> Dossier:
     (code, source, _status, source_status, raw_status, unit_code, unit_name, procedure_code, procedure_name,
      assignee_id, assignee_name, received_at, due_at, extended_due_at, duration_days, duration_hours,
      released_at, finished_at, modified_at, via_postal, online) = row[:21]  # fmt: skip
+    intern = sys.intern
+    # SQLite hands out a fresh copy of every string per row: share the repeated ones, as sources do.
     return Dossier(
         code=code,
-        source=source,
-        unit_code=unit_code,
+        source=intern(source),
+        unit_code=intern(unit_code),
         status=DossierStatus(source_status),
-        raw_status=raw_status,
-        unit_name=unit_name,
-        procedure_code=procedure_code,
-        procedure_name=procedure_name,
-        assignee_id=assignee_id,
-        assignee_name=assignee_name,
-        received_at=from_epoch(received_at),
-        due_at=from_epoch(due_at),
+        raw_status=intern(raw_status),
+        unit_name=intern(unit_name),
+        procedure_code=intern(procedure_code),
+        procedure_name=intern(procedure_name),
+        assignee_id=intern(assignee_id),
+        assignee_name=intern(assignee_name),
+        received_at=moment(received_at),
+        due_at=moment(due_at),
         duration_days=duration_days,
         duration_hours=duration_hours,
-        extended_due_at=from_epoch(extended_due_at),
-        released_at=from_epoch(released_at),
-        finished_at=from_epoch(finished_at),
+        extended_due_at=moment(extended_due_at),
+        released_at=moment(released_at),
+        finished_at=moment(finished_at),
         via_postal=bool(via_postal),
         online=_bool(online),
-        modified_at=from_epoch(modified_at),
+        modified_at=moment(modified_at),
     )
+
+
+def _shared_moments() -> Callable[[int | None], datetime | None]:
+    """from_epoch with one datetime per distinct instant (due dates cluster on quarter hours)."""
+    seen: dict[int, datetime] = {}
+
+    def moment(value: int | None) -> datetime | None:
+        if value is None:
+            return None
+        found = seen.get(value)
+        if found is None:
+            found = seen[value] = datetime.fromtimestamp(value, UTC)
+        return found
+
+    return moment
 
 
 def _upsert_params(upsert: Upsert, now: int) -> tuple[Any, ...]:
@@ -307,9 +327,10 @@ class DossierStore:
         tracked: dict[str, TrackedDossier] = {}
         closed: dict[str, int] = {}
         reader = self.store.reader
+        moment = _shared_moments()
         async with reader.execute(f"SELECT {_COLUMNS} FROM dossiers") as cursor:
             async for row in cursor:
-                dossier = _dossier_from_row(row)
+                dossier = _dossier_from_row(row, moment)
                 status = row[2]
                 if status in ("finished", "cancelled"):
                     closed[dossier.code] = hash(dossier)

@@ -6,7 +6,10 @@ never reach the store, an alert or a metric.
 
 from __future__ import annotations
 
+import gc
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -17,6 +20,7 @@ __all__ = [
     "SyncBatch",
     "SyncError",
     "SyncFailure",
+    "collector_paused",
 ]
 
 
@@ -104,3 +108,23 @@ class SyncError(Exception):
     def __init__(self, reason: SyncFailure, message: str) -> None:
         super().__init__(message)
         self.reason = reason
+
+
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """Hold off the cyclic garbage collector during a synchronous bulk pass (no await inside!).
+
+    Mapping a page of records or evaluating 100,000 dossiers allocates hundreds of thousands of
+    container objects that all live on; every 700 allocations the collector would walk the young ones,
+    and the growing old generation is walked again and again. That was half the CPU of a cold
+    evaluation. Nothing in such a pass is cyclic garbage, so the walk is deferred to one collection
+    afterwards. Nested use is harmless: only the outermost one re-enables.
+    """
+    enabled = gc.isenabled()
+    if enabled:
+        gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()

@@ -32,6 +32,7 @@ from .mapping import (
     RejectReason,
     parse_date_field,
     parse_status,
+    shared,
     split_path,
     text,
     validate_dossier,
@@ -97,7 +98,7 @@ def map_dvcqg_record(
     if not isinstance(record, dict):
         raise Rejected(RejectReason.NO_CODE, "", f"record is a {type(record).__name__}, not an object")
     get = record.get
-    raw_status = text(get("TrangThaiHoSo"))
+    raw_status = shared(get("TrangThaiHoSo"))
     if raw_status == "1" and not get("NgayTiepNhan") and not get("NgayHenTra"):
         # 1 = registered online, not yet received: no clock runs until the desk receives it.
         raise Rejected(RejectReason.NOT_RECEIVED, "NgayTiepNhan", "registered online, not received yet")
@@ -124,18 +125,18 @@ def map_dvcqg_record(
             if new_due is not None and (extended_due_at is None or new_due > extended_due_at):
                 extended_due_at = new_due
     status = parse_status(raw_status, status_map, default_status)
-    unit_name = text(get("DonViXuLy"))
+    unit_name = shared(get("DonViXuLy"))
     channel = text(get("KenhThucHien"))
     return validate_dossier(
         Dossier(
             code=code,
             source=source,
-            unit_code=text(get("MaDonViXuLy")) or unit_name,
+            unit_code=shared(get("MaDonViXuLy")) or unit_name,
             unit_name=unit_name,
             status=status,
             raw_status=raw_status,
-            procedure_code=text(get("MaTTHC")),
-            procedure_name=text(get("TenTTHC")),
+            procedure_code=shared(get("MaTTHC")),
+            procedure_name=shared(get("TenTTHC")),
             received_at=received_at,
             due_at=due_at,
             extended_due_at=extended_due_at,

@@ -14,6 +14,7 @@ Personal data (`applicantName`, addresses, phones, emails) is never read.
 
 from __future__ import annotations
 
+import sys
 from datetime import datetime
 from typing import Any, Final, Literal
 
@@ -32,6 +33,7 @@ from .mapping import (
     parse_bool,
     parse_date_field,
     parse_float,
+    shared,
     split_path,
     text,
     validate_dossier,
@@ -134,7 +136,7 @@ def map_opencps_item(
     if not isinstance(item, dict):
         raise Rejected(RejectReason.NO_CODE, "", f"item is a {type(item).__name__}, not an object")
     get = item.get
-    raw_status = text(get("dossierStatus")).lower()
+    raw_status = sys.intern(text(get("dossierStatus")).lower())
     if raw_status == "new" and not get("receiveDate") and not get("dueDate"):
         # Online submissions get their number and due date at the desk; until then no clock runs.
         raise Rejected(RejectReason.NOT_RECEIVED, "receiveDate", "submitted online, not received yet")
@@ -147,7 +149,7 @@ def map_opencps_item(
         # Most of the six are "" (none): skip the parser call for them.
         moments[name] = parse_date_field(dates, name, raw) if raw else None
     released_at, finished_at = moments["released_at"], moments["finished_at"]
-    lock_state = text(get("lockState")).upper()
+    lock_state = sys.intern(text(get("lockState")).upper())
     status = (overrides or {}).get(raw_status) or opencps_status(
         raw_status, lock_state, released_at is not None, finished_at is not None
     )
@@ -155,19 +157,19 @@ def map_opencps_item(
     if duration is not None and duration <= 0:
         duration = None  # 0 = no legal deadline configured, not "due immediately"
     hours = text(get("durationUnit")) == "1"
-    assignee_id = text(get("lastActionUserId"))
+    assignee_id = shared(get("lastActionUserId"))
     return validate_dossier(
         Dossier(
             code=code,
             source=source,
-            unit_code=text(get("govAgencyCode")),
-            unit_name=text(get("govAgencyName")),
+            unit_code=shared(get("govAgencyCode")),
+            unit_name=shared(get("govAgencyName")),
             status=status,
-            raw_status=f"{raw_status}:{lock_state}" if lock_state else raw_status,
-            procedure_code=text(get("serviceCode")),
-            procedure_name=text(get("serviceName")),
+            raw_status=sys.intern(f"{raw_status}:{lock_state}") if lock_state else raw_status,
+            procedure_code=shared(get("serviceCode")),
+            procedure_name=shared(get("serviceName")),
             assignee_id="" if assignee_id == "0" else assignee_id,
-            assignee_name=text(get("currentActionUser")),
+            assignee_name=shared(get("currentActionUser")),
             duration_days=None if hours else duration,
             duration_hours=duration if hours else None,
             **moments,
