@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -29,9 +30,9 @@ from tenacity import (
 )
 
 from monitor.configtypes import Duration, PositiveDuration, StrictModel, secret_file_fields
-from monitor.dossiers import SyncBatch, SyncError, SyncFailure
+from monitor.dossiers import Dossier, SyncBatch, SyncError, SyncFailure
 
-from .mapping import Path, get_path, split_path
+from .mapping import BatchBuilder, Path, get_path, split_path
 
 __all__ = [
     "ApiKeyAuth",
@@ -41,6 +42,8 @@ __all__ = [
     "CursorPaging",
     "DossierSource",
     "HttpFetcher",
+    "HttpListingConfig",
+    "HttpListingSource",
     "LoginAuth",
     "NextLinkPaging",
     "NoAuth",
@@ -264,9 +267,30 @@ class HttpFetcher:
         self._session = session
         self._owns_session = session is None
         self._token: str | None = None
+
         self._login_lock = asyncio.Lock()
         self.requests = 0
         self.logins = 0
+
+    @classmethod
+    def for_source(
+        cls,
+        config: SourceConfigBase,
+        *,
+        auth: NoAuth | BasicAuth | BearerAuth | ApiKeyAuth | LoginAuth | None = None,
+        headers: Mapping[str, str] | None = None,
+        session: aiohttp.ClientSession | None = None,
+    ) -> HttpFetcher:
+        """A fetcher with the source's own timeout and retry settings."""
+        return cls(
+            config.name,
+            timeout=config.timeout,
+            attempts=config.attempts,
+            retry_wait=config.retry_wait,
+            auth=auth,
+            headers=headers,
+            session=session,
+        )
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -552,3 +576,84 @@ def _where(url: str) -> str:
 
 def _brief(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"[:200]
+
+
+# --- configured HTTP listings (json_api, dvcqg) -----------------------------------------------------
+
+
+class HttpListingConfig(SourceConfigBase):
+    """A listing over HTTP whose URL, auth, paging and item location come from the config."""
+
+    url: str
+    method: Literal["GET", "POST"] = "GET"
+    query: dict[str, str] = Field(default_factory=dict)
+    # A JSON body for POST listings (some vendors search with POST).
+    body: dict[str, Any] | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    auth: AuthConfig = NoAuth()
+    # Where the records are in a reply ("" = the reply is the list itself).
+    items_path: str = "data"
+    total_path: str | None = None
+    pagination: PagingConfig = NoPaging()
+    # Incremental sync: the query parameter and its value format (strftime, iso, epoch_s, epoch_ms).
+    modified_since_param: str | None = None
+    modified_since_format: str = "iso"
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"{value!r} is not an http:// or https:// URL")
+        return value
+
+
+class HttpListingSource(ABC):
+    """Fetches a configured listing page by page and maps each record; subclasses say how to map."""
+
+    config: HttpListingConfig
+
+    def __init__(self, config: HttpListingConfig, *, session: aiohttp.ClientSession | None = None) -> None:
+        self.config = config
+        self.name = config.name
+        self.type: str = getattr(config, "type", "")
+        self.supports_incremental = config.modified_since_param is not None
+        self._items_path = split_path(config.items_path)
+        self._total_path = split_path(config.total_path) if config.total_path else None
+        self.http = HttpFetcher.for_source(config, auth=config.auth, headers=config.headers, session=session)
+
+    @abstractmethod
+    def map_record(self, record: Any) -> Dossier:
+        """One record as a Dossier; raises Rejected (mapping.py) for a record to skip."""
+
+    @abstractmethod
+    def code_of(self, record: Any) -> str:
+        """The record's dossier code, for messages and duplicate counting ("" when it has none)."""
+
+    async def fetch(self, *, since: datetime | None) -> SyncBatch:
+        config = self.config
+        params = dict(config.query)
+        incremental = since is not None and self.supports_incremental
+        if incremental:
+            assert since is not None and config.modified_since_param is not None
+            params[config.modified_since_param] = format_since(
+                since, config.modified_since_format, config.zone
+            )
+        builder = BatchBuilder(self.name, self.map_record, self.code_of)
+        total: int | None = None
+        async for page in self.http.pages(
+            config.url,
+            paging=config.pagination,
+            page_size=config.page_size,
+            items_path=self._items_path,
+            total_path=self._total_path,
+            params=params,
+            method=config.method,
+            body=config.body,
+        ):
+            builder.add_all(page.items)
+            if page.total is not None:
+                total = page.total
+        return builder.build(full=not incremental, total_reported=total)
+
+    async def close(self) -> None:
+        await self.http.close()

@@ -15,25 +15,22 @@ meaning is disputed the default keeps the clock running: a false alert costs les
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any, Final, Literal
 
 import aiohttp
 from pydantic import Field, field_validator
 
-from monitor.dossiers import Dossier, DossierStatus, SyncBatch
+from monitor.dossiers import Dossier, DossierStatus
 
-from .base import AuthConfig, HttpFetcher, NoAuth, NoPaging, PagingConfig, SourceConfigBase, format_since
+from .base import HttpListingConfig, HttpListingSource
 from .json_api import StatusMapField, normalize_status_map
 from .mapping import (
-    BatchBuilder,
     DateParser,
     Rejected,
     RejectReason,
     parse_date_field,
     parse_status,
     shared,
-    split_path,
     text,
     validate_dossier,
 )
@@ -59,32 +56,14 @@ DEFAULT_DVCQG_STATUS_MAP: Final[dict[str, DossierStatus]] = {
 _DATE_FORMATS: Final = ("%Y%m%d%H%M%S", "%Y%m%d", "%d/%m/%Y %H:%M:%S")
 
 
-class DvcqgSourceConfig(SourceConfigBase):
+class DvcqgSourceConfig(HttpListingConfig):
     type: Literal["dvcqg"]
-    url: str
-    method: Literal["GET", "POST"] = "GET"
-    query: dict[str, str] = Field(default_factory=dict)
-    body: dict[str, Any] | None = None
-    headers: dict[str, str] = Field(default_factory=dict)
-    auth: AuthConfig = NoAuth()
-    # Where the records are in a reply ("" = the reply is the list itself).
-    items_path: str = "data"
-    total_path: str | None = None
-    pagination: PagingConfig = NoPaging()
-    modified_since_param: str | None = None
     modified_since_format: str = "%Y%m%d%H%M%S"
     # Merged over the defaults: a province only lists the codes it reads differently.
     status_map: StatusMapField = Field(default_factory=dict)
     default_status: DossierStatus | None = None
 
     _status_keys = field_validator("status_map", mode="before")(normalize_status_map)
-
-    @field_validator("url")
-    @classmethod
-    def _http_url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError(f"{value!r} is not an http:// or https:// URL")
-        return value
 
 
 def map_dvcqg_record(
@@ -149,60 +128,18 @@ def map_dvcqg_record(
     )
 
 
-class DvcqgSource:
+class DvcqgSource(HttpListingSource):
     """National-format records from an HTTP endpoint, paged and authenticated like json_api."""
 
+    config: DvcqgSourceConfig
+
     def __init__(self, config: DvcqgSourceConfig, *, session: aiohttp.ClientSession | None = None) -> None:
-        self.config = config
-        self.name = config.name
-        self.type = config.type
-        self.supports_incremental = config.modified_since_param is not None
+        super().__init__(config, session=session)
         self._dates = DateParser(_DATE_FORMATS, config.zone)
         self._status_map = {**DEFAULT_DVCQG_STATUS_MAP, **config.status_map}
-        self._items_path = split_path(config.items_path)
-        self._total_path = split_path(config.total_path) if config.total_path else None
-        self.http = HttpFetcher(
-            config.name,
-            timeout=config.timeout,
-            attempts=config.attempts,
-            retry_wait=config.retry_wait,
-            auth=config.auth,
-            headers=config.headers,
-            session=session,
-        )
 
-    def _map(self, record: Any) -> Dossier:
+    def map_record(self, record: Any) -> Dossier:
         return map_dvcqg_record(record, self.name, self._dates, self._status_map, self.config.default_status)
 
-    async def fetch(self, *, since: datetime | None) -> SyncBatch:
-        config = self.config
-        params = dict(config.query)
-        incremental = since is not None and self.supports_incremental
-        if incremental:
-            assert since is not None and config.modified_since_param is not None
-            params[config.modified_since_param] = format_since(
-                since, config.modified_since_format, config.zone
-            )
-        builder = BatchBuilder(
-            self.name,
-            self._map,
-            lambda record: text(record.get("MaHoSo")) if isinstance(record, dict) else "",
-        )
-        total: int | None = None
-        async for page in self.http.pages(
-            config.url,
-            paging=config.pagination,
-            page_size=config.page_size,
-            items_path=self._items_path,
-            total_path=self._total_path,
-            params=params,
-            method=config.method,
-            body=config.body,
-        ):
-            builder.add_all(page.items)
-            if page.total is not None:
-                total = page.total
-        return builder.build(full=not incremental, total_reported=total)
-
-    async def close(self) -> None:
-        await self.http.close()
+    def code_of(self, record: Any) -> str:
+        return text(record.get("MaHoSo")) if isinstance(record, dict) else ""

@@ -18,16 +18,15 @@ Example:
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any, Literal
 
 import aiohttp
 from pydantic import Field, field_validator
 
-from monitor.dossiers import DossierStatus, SyncBatch
+from monitor.dossiers import Dossier, DossierStatus
 
-from .base import AuthConfig, HttpFetcher, NoAuth, NoPaging, PagingConfig, SourceConfigBase, format_since
-from .mapping import DOSSIER_FIELDS, BatchBuilder, DateParser, FieldMapper, split_path
+from .base import HttpListingConfig, HttpListingSource, SourceConfigBase
+from .mapping import DOSSIER_FIELDS, DateParser, FieldMapper
 
 __all__ = ["JsonApiSource", "JsonApiSourceConfig", "StatusMapField", "normalize_status_map"]
 
@@ -78,76 +77,21 @@ class _MappedConfig(SourceConfigBase):
         )
 
 
-class JsonApiSourceConfig(_MappedConfig):
+class JsonApiSourceConfig(_MappedConfig, HttpListingConfig):
     type: Literal["json_api"]
-    url: str
-    method: Literal["GET", "POST"] = "GET"
-    query: dict[str, str] = Field(default_factory=dict)
-    # A JSON body for POST listings (some vendors search with POST).
-    body: dict[str, Any] | None = None
-    headers: dict[str, str] = Field(default_factory=dict)
-    auth: AuthConfig = NoAuth()
-    items_path: str = "data"
-    total_path: str | None = None
-    pagination: PagingConfig = NoPaging()
-    # Incremental sync: the query parameter and its value format (strftime, iso, epoch_s, epoch_ms).
-    modified_since_param: str | None = None
-    modified_since_format: str = "iso"
-
-    @field_validator("url")
-    @classmethod
-    def _http_url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError(f"{value!r} is not an http:// or https:// URL")
-        return value
 
 
-class JsonApiSource:
+class JsonApiSource(HttpListingSource):
     """A configured JSON API; incremental when `modified_since_param` is set."""
 
+    config: JsonApiSourceConfig
+
     def __init__(self, config: JsonApiSourceConfig, *, session: aiohttp.ClientSession | None = None) -> None:
-        self.config = config
-        self.name = config.name
-        self.type = config.type
-        self.supports_incremental = config.modified_since_param is not None
+        super().__init__(config, session=session)
         self._mapper = config.mapper()
-        self._items_path = split_path(config.items_path)
-        self._total_path = split_path(config.total_path) if config.total_path else None
-        self.http = HttpFetcher(
-            config.name,
-            timeout=config.timeout,
-            attempts=config.attempts,
-            retry_wait=config.retry_wait,
-            auth=config.auth,
-            headers=config.headers,
-            session=session,
-        )
 
-    async def fetch(self, *, since: datetime | None) -> SyncBatch:
-        config = self.config
-        params = dict(config.query)
-        incremental = since is not None and self.supports_incremental
-        if incremental:
-            assert since is not None and config.modified_since_param is not None
-            params[config.modified_since_param] = format_since(
-                since, config.modified_since_format, config.zone
-            )
-        builder = BatchBuilder(self.name, self._mapper, self._mapper.code_of)
-        total: int | None = None
-        async for page in self.http.pages(
-            config.url,
-            paging=config.pagination,
-            page_size=config.page_size,
-            items_path=self._items_path,
-            total_path=self._total_path,
-            params=params,
-            method=config.method,
-            body=config.body,
-        ):
-            builder.add_all(page.items)
-            if page.total is not None:
-                total = page.total
-        return builder.build(full=not incremental, total_reported=total)
+    def map_record(self, record: Any) -> Dossier:
+        return self._mapper(record)
 
-    async def close(self) -> None:
-        await self.http.close()
+    def code_of(self, record: Any) -> str:
+        return self._mapper.code_of(record)

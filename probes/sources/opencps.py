@@ -189,11 +189,8 @@ class OpenCpsSource:
         self.supports_incremental = config.modified_since_param is not None
         self._dates = DateParser(_DATE_FORMATS, config.zone)
         self._overrides = {key.lower(): value for key, value in config.status_overrides.items()}
-        self.http = HttpFetcher(
-            config.name,
-            timeout=config.timeout,
-            attempts=config.attempts,
-            retry_wait=config.retry_wait,
+        self.http = HttpFetcher.for_source(
+            config,
             auth=BasicAuth(kind="basic", username=config.username, password=config.password),
             headers={"groupId": config.group_id},
             session=session,
