@@ -176,6 +176,8 @@ async def _run_demo(args: argparse.Namespace) -> int:
                 f"  metrics:      {base}/metrics",
                 f"  API:          {base}/api/v1/targets",
                 f"  incidents:    {base}/api/v1/incidents",
+                f"  dossiers:     {base}/api/v1/units",
+                f"  alerts:       {base}/api/v1/alerts   (sent to the log channel: a dry run)",
                 f"  simulator:    {simulator.portal_url}",
                 f"  fault switch: {simulator.admin_url}/faults"
                 '   e.g. curl -X POST -d \'{"fault": "down", "scope": "all"}\' <that URL>',

@@ -1,0 +1,172 @@
+"""Helpers for killing the real daemon mid-storm: a slowed-down fake eSMS and a daemon subprocess."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+from aiohttp import web
+
+from monitor.simulator import DEFAULT_PASSWORD, Simulator
+from monitor.simulator.catalog import UNITS
+from tests.fakes.esms import FakeEsms
+
+__all__ = ["DaemonProcess", "SlowEsms", "crash_config"]
+
+ROOT = Path(__file__).resolve().parent.parent
+_LISTEN = re.compile(r"daemon_started.*?listen\W+(127\.0\.0\.1:\d+)")
+
+
+class SlowEsms(FakeEsms):
+    """FakeEsms that holds each send for `delay` seconds, so a storm lasts long enough to be interrupted."""
+
+    def __init__(self, *, delay: float, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.delay = delay
+
+    async def _send(self, request: web.Request) -> web.Response:
+        await asyncio.sleep(self.delay)
+        return await super()._send(request)
+
+
+def crash_config(
+    tmp_path: Path, sim: Simulator, esms: FakeEsms, *, concurrency: int, sms_per_unit: int = 3
+) -> Path:
+    """A config file: the simulator as dossier source, every officer reachable by SMS, alerts at once."""
+    people = [
+        {
+            "id": f"officer-{officer.user_id}",
+            "name": officer.name,
+            # Distinct valid mobile numbers; the fake checks the format.
+            "phone": f"0912{officer.user_id:06d}",
+            "units": [unit.code],
+            "roles": ["officer"],
+            "channels": ["sms"],
+            "assignee_ids": [str(officer.user_id)],
+        }
+        for unit in UNITS
+        for officer in unit.officers[:sms_per_unit]
+    ]
+    config = {
+        "timezone": "Asia/Ho_Chi_Minh",
+        "logging": {"level": "info", "format": "json"},
+        "listen": "127.0.0.1:0",
+        "store": {"path": str(tmp_path / "monitor.db"), "flush_interval": "1s"},
+        "targets": [],
+        "dossiers": {
+            "sources": [
+                {
+                    "name": "motcua",
+                    "type": "opencps",
+                    "base_url": sim.api_base,
+                    "group_id": "35402",
+                    "username": "admin",
+                    "password": DEFAULT_PASSWORD,
+                    "interval": "1h",
+                    "full_interval": "1h",
+                }
+            ],
+            "thresholds": ["2d", "4h"],
+        },
+        "alerts": {
+            "channels": [
+                {
+                    "name": "sms",
+                    "type": "sms_esms",
+                    "url": esms.url,
+                    "api_key": esms.api_key,
+                    "secret_key": esms.secret_key,
+                    "brandname": "TTHC",
+                    "concurrency": concurrency,
+                    "timeout": "10s",
+                }
+            ],
+            "directory": {
+                "units": [{"code": unit.code, "name": unit.name} for unit in UNITS],
+                "people": people,
+            },
+            "rules": [
+                {
+                    "name": "deadlines-now",
+                    "on": ["due_soon", "last_warning", "overdue"],
+                    "to": ["assignee"],
+                    "channels": ["sms"],
+                    "working_hours_only": False,
+                    "quiet_hours": False,
+                }
+            ],
+            "quiet_hours": None,
+            "delivery": {"poll_interval": "1s"},
+        },
+    }
+    path = tmp_path / "monitor.yaml"
+    path.write_text(yaml.safe_dump(config, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    return path
+
+
+class DaemonProcess:
+    """`python -m monitor run --config FILE` with its stderr in a file; `base_url` once it has started."""
+
+    def __init__(self, config: Path, log_path: Path) -> None:
+        self.config = config
+        self.log_path = log_path
+        self.process: asyncio.subprocess.Process | None = None
+        self.base_url = ""
+
+    async def start(self, timeout: float = 20.0) -> str:
+        with self.log_path.open("wb") as log_file:
+            self.process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "monitor",
+                "run",
+                "--config",
+                str(self.config),
+                cwd=ROOT,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=log_file,
+            )
+        async with asyncio.timeout(timeout):
+            while True:
+                match = _LISTEN.search(self.log())
+                if match:
+                    self.base_url = f"http://{match.group(1)}"
+                    return self.base_url
+                assert self.process.returncode is None, f"daemon exited at start-up:\n{self.log()[-3000:]}"
+                await asyncio.sleep(0.05)
+
+    def log(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def log_events(self) -> list[dict[str, Any]]:
+        events = []
+        for line in self.log().splitlines():
+            try:
+                events.append(json.loads(line))
+            except ValueError:
+                continue
+        return events
+
+    def send_signal(self, signum: int) -> None:
+        if self.process is not None and self.process.returncode is None:
+            self.process.send_signal(signum)
+
+    async def wait(self, timeout: float) -> int:
+        assert self.process is not None
+        return await asyncio.wait_for(self.process.wait(), timeout)
+
+    async def kill(self) -> None:
+        """SIGKILL (if still running) and reap, so no process outlives the test."""
+        if self.process is None:
+            return
+        self.send_signal(signal.SIGKILL)
+        await self.process.wait()
