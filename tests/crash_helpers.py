@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import re
 import signal
 import sys
 from pathlib import Path
@@ -21,7 +20,6 @@ from tests.fakes.esms import FakeEsms
 __all__ = ["DaemonProcess", "SlowEsms", "crash_config"]
 
 ROOT = Path(__file__).resolve().parent.parent
-_LISTEN = re.compile(r"daemon_started.*?listen\W+(127\.0\.0\.1:\d+)")
 
 
 class SlowEsms(FakeEsms):
@@ -120,7 +118,7 @@ class DaemonProcess:
         self.process: asyncio.subprocess.Process | None = None
         self.base_url = ""
 
-    async def start(self, timeout: float = 20.0) -> str:
+    async def start(self, start_timeout: float = 20.0) -> str:
         with self.log_path.open("wb") as log_file:
             self.process = await asyncio.create_subprocess_exec(
                 sys.executable,
@@ -135,14 +133,18 @@ class DaemonProcess:
                 stdout=asyncio.subprocess.DEVNULL,
                 stderr=log_file,
             )
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(start_timeout):
             while True:
-                match = _LISTEN.search(self.log())
-                if match:
-                    self.base_url = f"http://{match.group(1)}"
+                started = [event for event in self.log_events() if event.get("event") == "daemon_started"]
+                if started:
+                    self.base_url = f"http://{started[0]['listen']}"
                     return self.base_url
                 assert self.process.returncode is None, f"daemon exited at start-up:\n{self.log()[-3000:]}"
                 await asyncio.sleep(0.05)
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.returncode is None
 
     def log(self) -> str:
         return self.log_path.read_text(encoding="utf-8", errors="replace")
@@ -160,9 +162,10 @@ class DaemonProcess:
         if self.process is not None and self.process.returncode is None:
             self.process.send_signal(signum)
 
-    async def wait(self, timeout: float) -> int:
+    async def wait(self, seconds: float) -> int:
+        """The exit code, within `seconds`."""
         assert self.process is not None
-        return await asyncio.wait_for(self.process.wait(), timeout)
+        return await asyncio.wait_for(self.process.wait(), seconds)
 
     async def kill(self) -> None:
         """SIGKILL (if still running) and reap, so no process outlives the test."""
