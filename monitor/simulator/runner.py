@@ -90,6 +90,8 @@ async def run_forever(
     loop = asyncio.get_running_loop()
     installed = []
     for signum in (signal.SIGINT, signal.SIGTERM):
+        # Signal handlers only work on the main thread's loop (not in a test's helper thread, not on
+        # Windows); there the caller stops the simulator through `stop` instead.
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(signum, stop.set)
             installed.append(signum)
