@@ -27,12 +27,12 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from monitor.calendar import Calendars
-from monitor.deadlines import DeadlineEngine
-from monitor.dossier_store import DossierStore
+from monitor.dossiers.engine import DeadlineEngine
+from monitor.dossiers.store import DossierStore
+from monitor.dossiers.sync import SourceTiming, SyncManager
 from monitor.events import EventBus
 from monitor.simulator import DEFAULT_PASSWORD
 from monitor.store import SqliteStore
-from monitor.sync import SourceTiming, SyncManager
 from probes.sources import OpenCpsSource, OpenCpsSourceConfig
 
 HCM = ZoneInfo("Asia/Ho_Chi_Minh")
@@ -108,9 +108,7 @@ async def main(count: int, steady_seconds: float, interval: float) -> None:
         if line.strip().startswith("api_base"):
             api_base = line.split()[1]
             break
-    print(
-        f"simulator (child process): {count:,} dossiers ready in {time.perf_counter() - started:.1f} s"
-    )
+    print(f"simulator (child process): {count:,} dossiers ready in {time.perf_counter() - started:.1f} s")
     try:
         await _measure(clock, api_base, steady_seconds, interval)
     finally:

@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 from monitor.calendar import Calendars
 from monitor.cli_common import add_store_arguments, fail, resolve_store
-from monitor.dossier_store import STATES, DossierRow, DossierStore
+from monitor.dossiers.store import STATES, DossierRow, DossierStore
 from monitor.durations import format_duration
 
 __all__ = ["add_parser", "run"]

@@ -29,7 +29,7 @@ from monitor.configtypes import (
     register_union_tags,
     secret_file_fields,
 )
-from monitor.dossier_config import SOURCE_TYPES, DossiersConfig
+from monitor.dossiers.config import SOURCE_TYPES, DossiersConfig
 from monitor.targets import (
     HttpExpect,
     HttpTarget,

@@ -21,7 +21,7 @@ from aiohttp import web
 from alerts.alert_metrics import AlertMetrics
 from alerts.service import AlertService
 from monitor.config import Config, ConfigError, load_config, split_listen
-from monitor.dossier_service import DossierService
+from monitor.dossiers.service import DossierService
 from monitor.events import EventBus
 from monitor.logging import register_secrets
 from monitor.metrics import UPTIME_WINDOWS, Metrics, TargetSeries

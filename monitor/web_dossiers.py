@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from monitor.dossier_store import STATES, DossierRow
+from monitor.dossiers.store import STATES, DossierRow
 from monitor.web import DAEMON, ApiError, iso, parse_time_param
 
 if TYPE_CHECKING:
-    from monitor.dossier_service import DossierService
+    from monitor.dossiers.service import DossierService
 
 __all__ = ["MAX_LIMIT", "add_routes", "decode_cursor", "encode_cursor"]
 

@@ -11,9 +11,9 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from monitor.calendar import Calendars
-from monitor.deadlines import DeadlineEngine
-from monitor.dossier_store import DossierStore, SyncWrite, TrackedDossier, Upsert
-from monitor.dossiers import Dossier, DossierStatus
+from monitor.dossiers.engine import DeadlineEngine
+from monitor.dossiers.model import Dossier, DossierStatus
+from monitor.dossiers.store import DossierStore, SyncWrite, TrackedDossier, Upsert
 from monitor.events import Event, EventBus, Subscription
 from monitor.store import SqliteStore
 

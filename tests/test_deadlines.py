@@ -10,8 +10,8 @@ import pytest
 from pydantic import ValidationError
 
 from monitor.calendar import Calendars, CalendarsConfig
-from monitor.dossier_config import DossiersConfig, parse_working_amount
-from monitor.dossiers import DossierStatus
+from monitor.dossiers.config import DossiersConfig, parse_working_amount
+from monitor.dossiers.model import DossierStatus
 from monitor.events import DossierThresholdCrossed
 from tests.dossier_helpers import HCM, Clock, at, dossier, hours, tracking
 

@@ -13,9 +13,9 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from monitor.cli_dossiers import add_parser, run
 from monitor.config import Config
-from monitor.dossier_service import DossierService
-from monitor.dossier_store import SyncWrite, TrackedDossier, Upsert
-from monitor.dossiers import Dossier, DossierStatus
+from monitor.dossiers.model import Dossier, DossierStatus
+from monitor.dossiers.service import DossierService
+from monitor.dossiers.store import SyncWrite, TrackedDossier, Upsert
 from monitor.events import EventBus
 from monitor.store import SqliteStore
 from monitor.web import DAEMON

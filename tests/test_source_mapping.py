@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from pydantic import TypeAdapter, ValidationError
 from structlog.testing import capture_logs
 
-from monitor.dossiers import DossierStatus
+from monitor.dossiers.model import DossierStatus
 from probes.sources import SOURCE_TYPES, SourceConfig
 from probes.sources.dvcqg import DEFAULT_DVCQG_STATUS_MAP, map_dvcqg_record
 from probes.sources.mapping import (

@@ -20,7 +20,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from monitor.dossiers import DossierStatus, SyncBatch, SyncError, SyncFailure
+from monitor.dossiers.model import DossierStatus, SyncBatch, SyncError, SyncFailure
 from monitor.simulator import DEFAULT_PASSWORD, Simulator
 from probes.sources import (
     SOURCES,

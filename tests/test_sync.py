@@ -13,9 +13,10 @@ import structlog
 from prometheus_client import CollectorRegistry, generate_latest
 
 from monitor.calendar import Calendars
-from monitor.deadlines import DeadlineEngine
-from monitor.dossier_metrics import DossierAggregates, DossierCollector
-from monitor.dossier_store import DossierStore
+from monitor.dossiers.engine import DeadlineEngine
+from monitor.dossiers.metrics import DossierAggregates, DossierCollector
+from monitor.dossiers.store import DossierStore
+from monitor.dossiers.sync import SourceTiming, SyncManager
 from monitor.events import (
     DossierFinished,
     DossierSyncFailed,
@@ -27,7 +28,6 @@ from monitor.events import (
 )
 from monitor.simulator import DEFAULT_PASSWORD, Simulator
 from monitor.store import SqliteStore
-from monitor.sync import SourceTiming, SyncManager
 from probes.sources import OpenCpsSource, OpenCpsSourceConfig
 from tests.dossier_helpers import HCM, Clock
 from tests.promtool import assert_promtool_accepts

@@ -30,7 +30,7 @@ from tenacity import (
 )
 
 from monitor.configtypes import Duration, PositiveDuration, StrictModel, secret_file_fields
-from monitor.dossiers import Dossier, SyncBatch, SyncError, SyncFailure
+from monitor.dossiers.model import Dossier, SyncBatch, SyncError, SyncFailure
 
 from .mapping import BatchBuilder, Path, get_path, split_path
 

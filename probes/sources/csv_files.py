@@ -21,7 +21,7 @@ import structlog
 from pydantic import Field, field_validator
 
 from monitor.configtypes import Duration
-from monitor.dossiers import SyncBatch, SyncError, SyncFailure
+from monitor.dossiers.model import SyncBatch, SyncError, SyncFailure
 
 from .json_api import _MappedConfig
 from .mapping import BatchBuilder

@@ -20,7 +20,7 @@ from typing import Any, Final, Literal
 import aiohttp
 from pydantic import Field, field_validator
 
-from monitor.dossiers import Dossier, DossierStatus
+from monitor.dossiers.model import Dossier, DossierStatus
 
 from .base import HttpListingConfig, HttpListingSource
 from .json_api import StatusMapField, normalize_status_map

@@ -23,7 +23,7 @@ from typing import Any, Literal
 import aiohttp
 from pydantic import Field, field_validator
 
-from monitor.dossiers import Dossier, DossierStatus
+from monitor.dossiers.model import Dossier, DossierStatus
 
 from .base import HttpListingConfig, HttpListingSource, SourceConfigBase
 from .mapping import DOSSIER_FIELDS, DateParser, FieldMapper

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 
 import structlog
 
-from monitor.dossiers import Dossier, DossierStatus, SyncBatch, collector_paused
+from monitor.dossiers.model import Dossier, DossierStatus, SyncBatch, collector_paused
 
 __all__ = [
     "DATE_FIELDS",

@@ -22,7 +22,7 @@ import aiohttp
 from pydantic import Field, SecretStr, field_validator
 
 from monitor.configtypes import secret_file_fields
-from monitor.dossiers import Dossier, DossierStatus, SyncBatch
+from monitor.dossiers.model import Dossier, DossierStatus, SyncBatch
 
 from .base import BasicAuth, HttpFetcher, SourceConfigBase, StartEndPaging, format_since
 from .mapping import (

@@ -20,15 +20,15 @@ from datetime import UTC, datetime, timedelta
 
 import structlog
 
-from monitor.deadlines import DeadlineEngine
-from monitor.dossier_store import DossierStore, SyncWrite, TrackedDossier, Upsert
-from monitor.dossiers import Dossier, DossierStatus, SyncBatch, SyncError, SyncFailure
+from monitor.dossiers.engine import DeadlineEngine
+from monitor.dossiers.model import Dossier, DossierStatus, SyncBatch, SyncError, SyncFailure
+from monitor.dossiers.store import DossierStore, SyncWrite, TrackedDossier, Upsert
 from monitor.events import DossierSyncFailed, DossierSyncRecovered, DossierVanished, EventBus
 from probes.sources import DossierSource
 
 __all__ = ["SourceStats", "SourceTiming", "SyncManager", "SyncOutcome"]
 
-log = structlog.get_logger("monitor.sync")
+log = structlog.get_logger("monitor.dossiers.sync")
 
 _CLOSED = (DossierStatus.FINISHED, DossierStatus.CANCELLED)
 # Incremental fetches ask from a little before the last successful sync began, so a change stamped

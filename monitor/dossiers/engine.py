@@ -24,15 +24,15 @@ from datetime import UTC, datetime, timedelta
 import structlog
 
 from monitor.calendar import Calendars, WorkingCalendar
-from monitor.dossier_config import WorkingAmount, parse_working_amount
-from monitor.dossier_store import DossierStore, NewCrossing, Timeline
-from monitor.dossiers import Dossier, DossierStatus, collector_paused
+from monitor.dossiers.config import WorkingAmount, parse_working_amount
+from monitor.dossiers.model import Dossier, DossierStatus, collector_paused
+from monitor.dossiers.store import DossierStore, NewCrossing, Timeline
 from monitor.events import DossierFinished, DossierThresholdCrossed, EventBus
 from monitor.store.sqlite import SqliteStore
 
 __all__ = ["DeadlineEngine", "deadline_state"]
 
-log = structlog.get_logger("monitor.deadlines")
+log = structlog.get_logger("monitor.dossiers.engine")
 
 # The timer re-reads the clock at least this often, so a clock that jumps (suspend, tests) is noticed.
 _MAX_SLEEP = 30.0

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from monitor.dossiers import Dossier, DossierStatus
+from monitor.dossiers.model import Dossier, DossierStatus
 from monitor.store.sqlite import SqliteStore
 
 __all__ = [

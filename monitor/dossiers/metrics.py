@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from monitor.dossier_store import DossierStore
+from monitor.dossiers.store import DossierStore
 
 if TYPE_CHECKING:
-    from monitor.deadlines import DeadlineEngine
-    from monitor.sync import SyncManager
+    from monitor.dossiers.engine import DeadlineEngine
+    from monitor.dossiers.sync import SyncManager
 
 __all__ = ["DossierAggregates", "DossierCollector"]
 

@@ -16,17 +16,17 @@ import structlog
 
 from monitor.calendar import Calendars
 from monitor.config import Config
-from monitor.deadlines import DeadlineEngine
-from monitor.dossier_metrics import DossierAggregates, DossierCollector
-from monitor.dossier_store import DossierStore
+from monitor.dossiers.engine import DeadlineEngine
+from monitor.dossiers.metrics import DossierAggregates, DossierCollector
+from monitor.dossiers.store import DossierStore
+from monitor.dossiers.sync import SourceTiming, SyncManager
 from monitor.events import EventBus
 from monitor.store.sqlite import SqliteStore
-from monitor.sync import SourceTiming, SyncManager
 from probes.sources import DossierSource, build_source
 
 __all__ = ["DossierService"]
 
-log = structlog.get_logger("monitor.dossiers")
+log = structlog.get_logger("monitor.dossiers.model")
 
 
 class DossierService:
