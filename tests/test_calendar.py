@@ -25,7 +25,7 @@ from monitor.calendar import (
     WorkingCalendar,
     load_override_file,
 )
-from monitor.cli_calendar import add_parser, run
+from monitor.cli.calendar import add_parser, run
 from monitor.config import format_validation_error
 
 ZONE = ZoneInfo("Asia/Ho_Chi_Minh")

@@ -22,7 +22,7 @@ from alerts.config import AlertsConfig
 from alerts.delivery import CircuitState, DeliveryConfig, DeliveryWorker
 from alerts.model import AlertStatus
 from alerts.outbox import Outbox, OutboxRow
-from monitor.cli_alerts import notify_test
+from monitor.cli.alerts import notify_test
 from monitor.store import SqliteStore
 from tests.alert_support import PHONE, Clock, esms_config, new_alert, zns_config
 from tests.fakes.esms import FakeEsms

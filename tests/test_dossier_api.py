@@ -11,7 +11,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from monitor.cli_dossiers import add_parser, run
+from monitor.cli.dossiers import add_parser, run
 from monitor.config import Config
 from monitor.dossiers.model import Dossier, DossierStatus
 from monitor.dossiers.service import DossierService

@@ -15,7 +15,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from alerts.model import AlertStatus
 from alerts.outbox import Outbox, SentMark, alert_id_for
-from monitor import cli_alerts
+from monitor.cli import alerts as cli_alerts
 from monitor.config import load_config_text
 from monitor.daemon import Daemon
 from monitor.store import SqliteStore

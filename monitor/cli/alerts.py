@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Protocol, TextIO
 from zoneinfo import ZoneInfo
 
-from monitor.cli_common import DEFAULT_CONFIG, add_store_arguments, fail, load_or_report, resolve_store
+from monitor.cli.common import DEFAULT_CONFIG, add_store_arguments, fail, load_or_report, resolve_store
 from monitor.durations import parse_duration
 
 __all__ = ["PersonLike", "add_parser", "list_alerts", "notify_test", "run"]

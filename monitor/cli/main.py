@@ -12,7 +12,7 @@ from importlib import resources
 from pathlib import Path
 
 from monitor import __version__
-from monitor.cli_common import DEFAULT_CONFIG, add_store_arguments, fail, load_or_report, resolve_store
+from monitor.cli.common import DEFAULT_CONFIG, add_store_arguments, fail, load_or_report, resolve_store
 from monitor.config import Config, ConfigError, load_config
 from monitor.durations import format_duration, parse_duration
 
@@ -58,7 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser("version", help="print the version")
 
-    from monitor import cli_alerts, cli_calendar, cli_dossiers
+    from monitor.cli import alerts as cli_alerts
+    from monitor.cli import calendar as cli_calendar
+    from monitor.cli import dossiers as cli_dossiers
 
     for module in (cli_calendar, cli_dossiers, cli_alerts):
         before = set(commands.choices)

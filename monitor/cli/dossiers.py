@@ -13,7 +13,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from monitor.calendar import Calendars
-from monitor.cli_common import add_store_arguments, fail, resolve_store
+from monitor.cli.common import add_store_arguments, fail, resolve_store
 from monitor.dossiers.store import STATES, DossierRow, DossierStore
 from monitor.durations import format_duration
 
