@@ -27,7 +27,7 @@ from monitor.logging import register_secrets
 from monitor.metrics import UPTIME_WINDOWS, Metrics, TargetSeries
 from monitor.scheduler import Scheduler
 from monitor.store import SqliteStore
-from monitor.web import create_web_app
+from monitor.web.app import create_web_app
 
 __all__ = ["Daemon", "config_secrets"]
 

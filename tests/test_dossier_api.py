@@ -18,8 +18,8 @@ from monitor.dossiers.service import DossierService
 from monitor.dossiers.store import SyncWrite, TrackedDossier, Upsert
 from monitor.events import EventBus
 from monitor.store import SqliteStore
-from monitor.web import DAEMON
-from monitor.web_dossiers import add_routes, encode_cursor
+from monitor.web.dossiers import add_routes, encode_cursor
+from monitor.web.services import SERVICES
 from tests.dossier_helpers import Clock, at, dossier
 
 NOW = at(12, 9)  # Thursday 09:00
@@ -78,7 +78,7 @@ async def api(tmp_path: Path) -> AsyncIterator[tuple[TestClient, DossierService,
     await store.close_incident(incident, at(11, 10))
     await put(service, sample(), NOW)
     app = web.Application()
-    app[DAEMON] = Host(config, service, clock)  # type: ignore[assignment]
+    app[SERVICES] = Host(config, service, clock)  # type: ignore[assignment]
     add_routes(app)
     client = TestClient(TestServer(app, host="127.0.0.1"))
     await client.start_server()

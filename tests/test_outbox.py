@@ -19,7 +19,7 @@ from monitor.cli import alerts as cli_alerts
 from monitor.config import load_config_text
 from monitor.daemon import Daemon
 from monitor.store import SqliteStore
-from monitor.web import create_web_app
+from monitor.web.app import create_web_app
 from tests.alert_support import PHONE, START, Clock, new_alert
 
 

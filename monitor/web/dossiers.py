@@ -1,7 +1,7 @@
 """Dossier endpoints of the JSON API: listing with keyset pagination, one dossier, units, outage evidence.
 
-Registered on the daemon's app with `add_routes(app)`; the daemon has a `dossiers: DossierService`.
-States are computed in SQL for the request's `now` (see monitor/dossier_store.py), so a page is one query.
+Registered with `add_routes(app)`; handlers read `app[SERVICES].dossiers` (a `DossierService`).
+States are computed in SQL for the request's `now` (see monitor/dossiers/store.py), so a page is one query.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from monitor.dossiers.store import STATES, DossierRow
-from monitor.web import DAEMON, ApiError, iso, parse_time_param
+from monitor.web.common import ApiError, iso, parse_time_param
+from monitor.web.services import SERVICES
 
 if TYPE_CHECKING:
     from monitor.dossiers.service import DossierService
@@ -44,7 +45,7 @@ def decode_cursor(cursor: str) -> str:
 
 
 def _service(request: web.Request) -> DossierService:
-    service = getattr(request.app[DAEMON], "dossiers", None)
+    service = getattr(request.app[SERVICES], "dossiers", None)
     if service is None:
         raise web.HTTPServiceUnavailable(
             text=json.dumps({"error": "dossier tracking is not running"}), content_type="application/json"
@@ -98,7 +99,7 @@ def _dossier_json(service: DossierService, row: DossierRow, now: datetime) -> di
 
 async def _list_dossiers(request: web.Request) -> web.Response:
     service = _service(request)
-    now = request.app[DAEMON].now()
+    now = request.app[SERVICES].now()
     state = request.query.get("state") or None
     if state is not None and state not in STATES:
         raise ApiError(f"state: must be one of {', '.join(STATES)}")
@@ -121,7 +122,7 @@ async def _list_dossiers(request: web.Request) -> web.Response:
 
 async def _get_dossier(request: web.Request) -> web.Response:
     service = _service(request)
-    now = request.app[DAEMON].now()
+    now = request.app[SERVICES].now()
     code = request.match_info["code"]
     row = await service.dossier_store.get(code, now)
     if row is None:
@@ -148,7 +149,7 @@ async def _get_dossier(request: web.Request) -> web.Response:
 
 async def _units(request: web.Request) -> web.Response:
     service = _service(request)
-    now = request.app[DAEMON].now()
+    now = request.app[SERVICES].now()
     since = parse_time_param(request, "since", now - service.settings.on_time_window)
     summaries = await service.dossier_store.unit_summaries(now, since)
     return web.json_response(
@@ -171,7 +172,7 @@ async def _units(request: web.Request) -> web.Response:
 
 async def _overdue_during_outage(request: web.Request) -> web.Response:
     service = _service(request)
-    now = request.app[DAEMON].now()
+    now = request.app[SERVICES].now()
     since = parse_time_param(request, "since", now - timedelta(days=30))
     items = []
     for crossing, code in await service.dossier_store.overdue_during_outage(since):

@@ -1,8 +1,7 @@
 """`GET /api/v1/alerts`: what the outbox holds, for people checking whether an alert went out.
 
-Wired by the daemon with `add_routes(app)` on the app from `monitor.web.create_web_app`, so the same bearer
-token protects it. The daemon's `alerts` attribute holds the alert service (anything with an `outbox`
-attribute, see `AlertService`); while it is None the endpoint answers 503.
+Added with `add_routes(app)` by `monitor.web.app.create_web_app`, so the same bearer token protects it.
+It reads `app[SERVICES].alerts` (an `AlertsView`); while that or its outbox is None it answers 503.
 
 Output shows who (person id), what (kind, subject), status, channel, attempts, times and the last error;
 never phone numbers, Zalo ids or the message text.
@@ -12,25 +11,18 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
-from typing import Protocol
 
 from aiohttp import web
 
 from alerts.model import AlertStatus
-from alerts.outbox import Outbox
-from monitor.web import DAEMON, ApiError, iso, parse_time_param
+from monitor.web.common import ApiError, iso, parse_time_param
+from monitor.web.services import SERVICES, AlertsView
 
-__all__ = ["DEFAULT_LIMIT", "MAX_LIMIT", "AlertService", "add_routes"]
+__all__ = ["DEFAULT_LIMIT", "MAX_LIMIT", "add_routes"]
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 _DEFAULT_SINCE = timedelta(days=1)
-
-
-class AlertService(Protocol):
-    """What the endpoint needs from `daemon.alerts`."""
-
-    outbox: Outbox
 
 
 def _json_error(status: type[web.HTTPException], message: str) -> web.HTTPException:
@@ -38,11 +30,12 @@ def _json_error(status: type[web.HTTPException], message: str) -> web.HTTPExcept
 
 
 async def _alerts(request: web.Request) -> web.Response:
-    daemon = request.app[DAEMON]
-    service: AlertService | None = getattr(daemon, "alerts", None)
-    if service is None:
+    services = request.app[SERVICES]
+    service: AlertsView | None = getattr(services, "alerts", None)
+    outbox = service.outbox if service is not None else None
+    if outbox is None:
         raise _json_error(web.HTTPServiceUnavailable, "alerts are not configured")
-    since = parse_time_param(request, "since", daemon.now() - _DEFAULT_SINCE)
+    since = parse_time_param(request, "since", services.now() - _DEFAULT_SINCE)
     raw_status = request.query.get("status") or None
     status: AlertStatus | None = None
     if raw_status is not None:
@@ -58,8 +51,8 @@ async def _alerts(request: web.Request) -> web.Response:
         raise ApiError(f"limit: {raw_limit!r} is not a number") from None
     if not 1 <= limit <= MAX_LIMIT:
         raise ApiError(f"limit: must be between 1 and {MAX_LIMIT}")
-    rows = await service.outbox.list(since=since, status=status, limit=limit)
-    counts = await service.outbox.counts()
+    rows = await outbox.list(since=since, status=status, limit=limit)
+    counts = await outbox.counts()
     items = []
     for row in rows:
         item = row.public()

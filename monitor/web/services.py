@@ -1,0 +1,58 @@
+"""What the HTTP handlers read, as one small typed interface placed on the app.
+
+The daemon satisfies `WebServices` and hands itself to `create_web_app`; handlers reach the scheduler,
+the store and the services through `request.app[SERVICES]`, so web/ never imports the daemon.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Protocol
+
+from aiohttp import web
+
+from alerts.outbox import Outbox
+from monitor.config import Config
+from monitor.dossiers.service import DossierService
+from monitor.metrics import Metrics, TargetSeries
+from monitor.scheduler import Scheduler
+from monitor.store.base import Store
+
+__all__ = ["SERVICES", "AlertsView", "WebServices"]
+
+
+class AlertsView(Protocol):
+    """What the alert endpoint reads of the alert service: its outbox (None while it is not open)."""
+
+    @property
+    def outbox(self) -> Outbox | None: ...
+
+
+class WebServices(Protocol):
+    """Everything a handler may read. Properties, so that the daemon's plain attributes satisfy it."""
+
+    @property
+    def config(self) -> Config: ...
+
+    @property
+    def store(self) -> Store: ...
+
+    @property
+    def scheduler(self) -> Scheduler: ...
+
+    @property
+    def metrics(self) -> Metrics: ...
+
+    @property
+    def target_series(self) -> TargetSeries: ...
+
+    @property
+    def dossiers(self) -> DossierService | None: ...
+
+    @property
+    def alerts(self) -> AlertsView | None: ...
+
+    def now(self) -> datetime: ...
+
+
+SERVICES: web.AppKey[WebServices] = web.AppKey("services")
