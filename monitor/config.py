@@ -1,4 +1,5 @@
-"""Configuration: strict pydantic models, `${ENV}` interpolation, `*_file` secrets, precise errors.
+"""The whole configuration, composed of each section's own settings, and its loading: `${ENV}`
+interpolation, `*_file` secrets relative to the file, and precise errors.
 
 Every model forbids unknown keys and carries its defaults. `load_config` returns a `Config` or raises
 `ConfigError` holding every problem at once, each prefixed with its YAML path
@@ -9,13 +10,12 @@ from __future__ import annotations
 
 import os
 import re
-from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import yaml
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator
 
 from alerts.config import AlertsConfig
 from monitor.calendar import CalendarsConfig
@@ -28,8 +28,12 @@ from monitor.configtypes import (
     join_path,
     register_union_tags,
     secret_file_fields,
+    split_listen,
 )
 from monitor.dossiers.config import SOURCE_TYPES, DossiersConfig
+from monitor.logging import LoggingConfig
+from monitor.scheduler import SchedulerConfig
+from monitor.store.config import StoreConfig
 from monitor.targets import (
     HttpExpect,
     HttpTarget,
@@ -39,6 +43,7 @@ from monitor.targets import (
     TlsConfig,
     zone_named,
 )
+from monitor.web.config import ApiConfig
 
 __all__ = [
     "ApiConfig",
@@ -60,40 +65,8 @@ __all__ = [
     "load_config_text",
     "register_union_tags",
     "secret_file_fields",
+    "split_listen",
 ]
-
-
-class ApiConfig(StrictModel):
-    """The HTTP API under /api/v1. With a token set, requests need `Authorization: Bearer <token>`."""
-
-    token: SecretStr | None = None
-    _files = secret_file_fields("token")
-
-
-class StoreConfig(StrictModel):
-    """The embedded SQLite store and how long each kind of history is kept."""
-
-    path: Path = Path("data/tthc-monitor.db")
-    raw_retention: PositiveDuration = timedelta(days=7)
-    minute_retention: PositiveDuration = timedelta(days=90)
-    hour_retention: PositiveDuration = timedelta(days=730)
-    flush_interval: PositiveDuration = timedelta(seconds=1)
-    # Successful results that change nothing are folded into rollups, but one is still written this
-    # often per target so the raw table shows the target was being watched.
-    success_sample_interval: PositiveDuration = timedelta(minutes=5)
-
-
-class SchedulerConfig(StrictModel):
-    max_concurrency: int = Field(default=256, ge=1)
-    shutdown_grace: Duration = timedelta(seconds=10)
-    # Spread first runs over this fraction of each interval so targets do not fire together.
-    start_jitter: float = Field(default=1.0, ge=0, le=1)
-
-
-class LoggingConfig(StrictModel):
-    level: Literal["debug", "info", "warning", "error"] = "info"
-    # auto = JSON when stdout is not a terminal.
-    format: Literal["auto", "json", "console"] = "auto"
 
 
 register_union_tags(*SOURCE_TYPES)
@@ -138,14 +111,6 @@ class Config(StrictModel):
     @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
-
-
-def split_listen(value: str) -> tuple[str, int]:
-    """`host:port` (IPv6 as `[::1]:9464`) into its parts, with a clear error."""
-    host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ValueError(f"{value!r} is not host:port")
-    return host.strip("[]") or "0.0.0.0", int(port)
 
 
 # --- loading --------------------------------------------------------------------------------------

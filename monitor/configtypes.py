@@ -24,6 +24,7 @@ __all__ = [
     "join_path",
     "register_union_tags",
     "secret_file_fields",
+    "split_listen",
 ]
 
 
@@ -139,3 +140,11 @@ def format_validation_error(exc: ValidationError) -> list[str]:
     for error in exc.errors():
         lines.append(f"{format_location(error['loc'])}: {_message(error)}")
     return lines
+
+
+def split_listen(value: str) -> tuple[str, int]:
+    """`host:port` (IPv6 as `[::1]:9464`) into its parts, with a clear error."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"{value!r} is not host:port")
+    return host.strip("[]") or "0.0.0.0", int(port)

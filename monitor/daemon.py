@@ -93,15 +93,7 @@ class Daemon:
         self._clock = clock
         self.bus = EventBus()
         self.metrics = Metrics()
-        self.store = SqliteStore(
-            config.store.path,
-            raw_retention=config.store.raw_retention,
-            minute_retention=config.store.minute_retention,
-            hour_retention=config.store.hour_retention,
-            flush_interval=config.store.flush_interval.total_seconds(),
-            success_sample_interval=config.store.success_sample_interval,
-            clock=clock,
-        )
+        self.store = SqliteStore.from_config(config.store, clock=clock)
         self.scheduler = Scheduler(
             store=self.store,
             bus=self.bus,

@@ -10,11 +10,22 @@ import logging
 import re
 import sys
 from collections.abc import Iterable, MutableMapping
-from typing import Any
+from typing import Any, Literal
 
 import structlog
 
-__all__ = ["configure_logging", "redact_secrets", "register_secrets"]
+from monitor.configtypes import StrictModel
+
+__all__ = ["LoggingConfig", "configure_logging", "redact_secrets", "register_secrets"]
+
+
+class LoggingConfig(StrictModel):
+    """The `logging:` section."""
+
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    # auto = JSON when stdout is not a terminal.
+    format: Literal["auto", "json", "console"] = "auto"
+
 
 _SECRET_KEY = re.compile(r"(token|secret|password|passwd|api_?key|authorization|cookie)", re.IGNORECASE)
 _MASK = "[redacted]"

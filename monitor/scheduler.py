@@ -14,11 +14,13 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import structlog
+from pydantic import Field
 
+from monitor.configtypes import Duration, StrictModel
 from monitor.events import EventBus, IncidentClosed, IncidentOpened, TargetStateChanged
 from monitor.maintenance import in_maintenance
 from monitor.model import FailureReason, Health, ProbeOutcome
@@ -27,7 +29,20 @@ from monitor.store.base import ProbeResult, Store
 from monitor.targets import HttpTarget, TcpTarget
 from probes import ProbeContext, run_probe
 
-__all__ = ["Scheduler"]
+__all__ = [
+    "Scheduler",
+    "SchedulerConfig",
+]
+
+
+class SchedulerConfig(StrictModel):
+    """The `scheduler:` section."""
+
+    max_concurrency: int = Field(default=256, ge=1)
+    shutdown_grace: Duration = timedelta(seconds=10)
+    # Spread first runs over this fraction of each interval so targets do not fire together.
+    start_jitter: float = Field(default=1.0, ge=0, le=1)
+
 
 log = structlog.get_logger("monitor.scheduler")
 

@@ -26,8 +26,8 @@ from monitor.simulator import (
     Simulator,
     World,
     make_ca_and_leaf,
-    run_forever,
 )
+from monitor.simulator.runner import run_forever
 from monitor.simulator.worktime import VN, add_working, from_line, sub_working, to_line, working_between
 
 START = datetime(2026, 11, 26, 9, 0, tzinfo=VN)  # a Thursday

@@ -15,9 +15,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from monitor.config import StoreConfig
 from monitor.model import FailureReason, Health, ProbeOutcome
 from monitor.store import Incident, ProbeResult, SqliteStore, Store, StoreError, latency, packed
+from monitor.store.config import StoreConfig
 from monitor.store.migrations import MIGRATIONS, Migration
 from monitor.store.sqlite import REASON_CODES
 

@@ -26,7 +26,6 @@ from monitor.simulator.certs import (
     make_leaf,
 )
 from monitor.simulator.faults import FAULTS, SCOPES, Fault, ScheduledFault
-from monitor.simulator.runner import main, run_forever
 from monitor.simulator.server import DEFAULT_PASSWORD, MAINTENANCE_MARKER, PORTAL_MARKER, Simulator
 from monitor.simulator.world import CSV_HEADERS, SimulationReport, World
 
@@ -44,9 +43,7 @@ __all__ = [
     "SimulationReport",
     "Simulator",
     "World",
-    "main",
     "make_ca",
     "make_ca_and_leaf",
     "make_leaf",
-    "run_forever",
 ]

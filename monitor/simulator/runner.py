@@ -16,7 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from monitor.config import split_listen
+from monitor.configtypes import split_listen
 from monitor.durations import parse_duration
 from monitor.simulator.faults import FAULTS, ScheduledFault
 from monitor.simulator.server import DEFAULT_PASSWORD, Simulator

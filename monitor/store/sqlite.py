@@ -42,7 +42,7 @@ from monitor.store.base import Incident, ProbeResult, StoreError, UptimeReport
 from monitor.store.migrations import MIGRATIONS, Migration, apply_migrations, schema_version
 
 if TYPE_CHECKING:
-    from monitor.config import StoreConfig
+    from monitor.store.config import StoreConfig
 
 __all__ = ["HEALTH_CODES", "REASON_CODES", "SqliteStore"]
 

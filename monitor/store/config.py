@@ -1,0 +1,23 @@
+"""The `store:` section: where the embedded SQLite store lives and how long each kind of history is kept."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+from monitor.configtypes import PositiveDuration, StrictModel
+
+__all__ = ["StoreConfig"]
+
+
+class StoreConfig(StrictModel):
+    """The embedded SQLite store and how long each kind of history is kept."""
+
+    path: Path = Path("data/tthc-monitor.db")
+    raw_retention: PositiveDuration = timedelta(days=7)
+    minute_retention: PositiveDuration = timedelta(days=90)
+    hour_retention: PositiveDuration = timedelta(days=730)
+    flush_interval: PositiveDuration = timedelta(seconds=1)
+    # Successful results that change nothing are folded into rollups, but one is still written this
+    # often per target so the raw table shows the target was being watched.
+    success_sample_interval: PositiveDuration = timedelta(minutes=5)
