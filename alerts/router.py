@@ -16,11 +16,10 @@ live in the `alert_timers` table so a restart neither loses nor repeats them.
 
 from __future__ import annotations
 
-import json
 import math
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -33,6 +32,16 @@ from alerts.directory import Directory, PersonConfig
 from alerts.model import AlertKind, AlertSink, NewAlert, Severity
 from alerts.rules import DOSSIER_KINDS, RuleConfig
 from alerts.templates import RenderedAlert, Templates, format_elapsed, format_working_left, reason_text
+from alerts.timers import (
+    OpenIncident,
+    Timer,
+    Timers,
+    cert_warning_timer,
+    degraded_timer,
+    epoch,
+    from_epoch,
+    sync_timer,
+)
 from monitor.calendar import Calendars, WorkingCalendar
 from monitor.events import (
     DossierSyncFailed,
@@ -46,7 +55,7 @@ from monitor.events import (
 from monitor.model import FailureReason, Health
 from monitor.store import SqliteStore
 
-__all__ = ["ROUTED_EVENTS", "Occurrence", "Router", "Timer", "Timers", "recorded_crossings"]
+__all__ = ["ROUTED_EVENTS", "Occurrence", "Router", "recorded_crossings"]
 
 log = structlog.get_logger("alerts.router")
 
@@ -86,126 +95,6 @@ class Occurrence:
     keep: tuple[str, ...] = ()
     code: str = ""
     due_at: datetime | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Timer:
-    """A pending "longer than" check (or a later certificate warning) for one rule."""
-
-    key: str
-    kind: AlertKind
-    name: str
-    rule: str
-    since: datetime
-    fire_at: datetime
-    data: Mapping[str, Any] = field(default_factory=dict)
-
-
-def _epoch(value: datetime) -> int:
-    return round(value.timestamp())
-
-
-def _from_epoch(value: int) -> datetime:
-    return datetime.fromtimestamp(value, UTC)
-
-
-class Timers:
-    """The `alert_timers` table with an in-memory copy; memory only without a store (tests, dry runs)."""
-
-    def __init__(self, store: SqliteStore | None = None) -> None:
-        self.store = store
-        self._timers: dict[str, Timer] = {}
-
-    async def load(self) -> None:
-        if self.store is None:
-            return
-        rows = await self.store.reader.execute_fetchall(
-            "SELECT key, kind, name, rule, since, fire_at, data FROM alert_timers"
-        )
-        self._timers = {
-            row[0]: Timer(
-                row[0],
-                AlertKind(row[1]),
-                row[2],
-                row[3],
-                _from_epoch(row[4]),
-                _from_epoch(row[5]),
-                json.loads(row[6]),
-            )
-            for row in rows
-        }
-
-    def get(self, key: str) -> Timer | None:
-        return self._timers.get(key)
-
-    def __len__(self) -> int:
-        return len(self._timers)
-
-    def all(self) -> list[Timer]:
-        return sorted(self._timers.values(), key=lambda timer: (timer.fire_at, timer.key))
-
-    async def start(self, timer: Timer, *, update_data: bool = False) -> Timer:
-        """Start `timer` unless one with its key runs already (then optionally refresh its data)."""
-        current = self._timers.get(timer.key)
-        if current is not None:
-            if not update_data or current.data == timer.data:
-                return current
-            timer = Timer(
-                current.key,
-                current.kind,
-                current.name,
-                current.rule,
-                current.since,
-                current.fire_at,
-                timer.data,
-            )
-        self._timers[timer.key] = timer
-        if self.store is not None:
-            async with self.store.transaction() as conn:
-                await conn.execute(
-                    "INSERT INTO alert_timers (key, kind, name, rule, since, fire_at, data)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?)"
-                    " ON CONFLICT (key) DO UPDATE SET data = excluded.data",
-                    (
-                        timer.key,
-                        timer.kind.value,
-                        timer.name,
-                        timer.rule,
-                        _epoch(timer.since),
-                        _epoch(timer.fire_at),
-                        json.dumps(dict(timer.data)),
-                    ),
-                )
-        return timer
-
-    async def cancel(self, kinds: Iterable[AlertKind], name: str) -> int:
-        kinds = set(kinds)
-        doomed = [key for key, timer in self._timers.items() if timer.kind in kinds and timer.name == name]
-        await self.remove(doomed)
-        return len(doomed)
-
-    async def remove(self, keys: Sequence[str]) -> None:
-        if not keys:
-            return
-        for key in keys:
-            self._timers.pop(key, None)
-        if self.store is not None:
-            async with self.store.transaction() as conn:
-                await conn.executemany("DELETE FROM alert_timers WHERE key = ?", [(key,) for key in keys])
-
-    def due(self, now: datetime) -> list[Timer]:
-        return [timer for timer in self.all() if timer.fire_at <= now]
-
-
-@dataclass(slots=True)
-class _OpenIncident:
-    incident_id: int
-    target: str
-    started_at: datetime
-    reason: str | None
-    detail: str
-    # Per rule: the last repeat number enqueued.
-    repeats: dict[str, int] = field(default_factory=dict)
 
 
 class Router:
@@ -248,7 +137,7 @@ class Router:
             if config.quiet_hours is not None
             else None
         )
-        self._open: dict[int, _OpenIncident] = {}
+        self._open: dict[int, OpenIncident] = {}
         # person id → alerts skipped because no channel could reach them.
         self.unreachable: dict[str, int] = {}
         self.enqueued = 0
@@ -261,7 +150,7 @@ class Router:
         if isinstance(event, DossierThresholdCrossed):
             return await self.route(self._crossing(event))
         if isinstance(event, IncidentOpened):
-            self._open[event.incident_id] = _OpenIncident(
+            self._open[event.incident_id] = OpenIncident(
                 event.incident_id, event.target, event.at, event.reason, event.detail
             )
             return await self.route(
@@ -389,17 +278,7 @@ class Router:
         if event.reason is FailureReason.CERT_EXPIRING:
             return await self._cert_expiring(event)
         for rule in self._rules_for(AlertKind.TARGET_DEGRADED, event.target):
-            await self.timers.start(
-                Timer(
-                    key=f"degraded:{event.target}:{rule.name}",
-                    kind=AlertKind.TARGET_DEGRADED,
-                    name=event.target,
-                    rule=rule.name,
-                    since=event.at,
-                    fire_at=event.at + rule.degraded_after,
-                    data={"reason": event.reason.value if event.reason else None, "detail": event.detail},
-                )
-            )
+            await self.timers.start(degraded_timer(event, rule))
         return 0
 
     def _expiry(self, event: TargetStateChanged) -> datetime | None:
@@ -425,17 +304,7 @@ class Router:
                 )
                 continue
             # The probe warns earlier than this rule wants to: warn when the rule's window begins.
-            await self.timers.start(
-                Timer(
-                    key=f"cert:{event.target}:{rule.name}",
-                    kind=AlertKind.CERT_EXPIRING,
-                    name=event.target,
-                    rule=rule.name,
-                    since=event.at,
-                    fire_at=warn_at,
-                    data={"expiry": _epoch(expiry), "detail": event.detail},
-                )
-            )
+            await self.timers.start(cert_warning_timer(event, rule, expiry, warn_at))
         return added
 
     def _cert(self, target: str, expiry: datetime, at: datetime, detail: str) -> Occurrence:
@@ -452,21 +321,8 @@ class Router:
         )
 
     async def _sync_failed(self, event: DossierSyncFailed) -> None:
-        # Stale since the last success, failing since the first failure seen: whichever is known.
-        since = event.last_success_at or event.at
         for rule in self._rules_for(AlertKind.SYNC_FAILING, event.source):
-            await self.timers.start(
-                Timer(
-                    key=f"sync:{event.source}:{rule.name}",
-                    kind=AlertKind.SYNC_FAILING,
-                    name=event.source,
-                    rule=rule.name,
-                    since=since,
-                    fire_at=since + rule.sync_after,
-                    data={"reason": event.reason, "failures": event.consecutive_failures},
-                ),
-                update_data=True,
-            )
+            await self.timers.start(sync_timer(event, rule), update_data=True)
 
     # --- periodic work --------------------------------------------------------------------------------
 
@@ -490,13 +346,13 @@ class Router:
         data = timer.data
         if timer.kind is AlertKind.CERT_EXPIRING:
             return self._cert(
-                timer.name, _from_epoch(int(data["expiry"])), timer.fire_at, str(data.get("detail", ""))
+                timer.name, from_epoch(int(data["expiry"])), timer.fire_at, str(data.get("detail", ""))
             )
         since = timer.since.astimezone(self.zone)
         if timer.kind is AlertKind.TARGET_DEGRADED:
             return Occurrence(
                 kind=AlertKind.TARGET_DEGRADED,
-                key=f"degraded:{timer.name}:{_epoch(timer.since)}",
+                key=f"degraded:{timer.name}:{epoch(timer.since)}",
                 subject=f"target:{timer.name}",
                 event_at=timer.fire_at,
                 fields={
@@ -511,7 +367,7 @@ class Router:
             )
         return Occurrence(
             kind=AlertKind.SYNC_FAILING,
-            key=f"sync:{timer.name}:{_epoch(timer.since)}",
+            key=f"sync:{timer.name}:{epoch(timer.since)}",
             subject=f"source:{timer.name}",
             event_at=timer.fire_at,
             fields={
@@ -533,10 +389,9 @@ class Router:
             for incident in list(self._open.values()):
                 if not rule.covers(incident.target):
                     continue
-                count = int((now - incident.started_at) / rule.repeat)
-                if count < 1 or incident.repeats.get(rule.name) == count:
+                count = incident.owed_repeat(rule.name, rule.repeat, now)
+                if not count:
                     continue
-                incident.repeats[rule.name] = count
                 occurrence = self._down(
                     incident.incident_id,
                     incident.target,
@@ -739,7 +594,7 @@ class Router:
         for incident in await store.open_incidents():
             self._open.setdefault(
                 incident.id,
-                _OpenIncident(
+                OpenIncident(
                     incident.id, incident.target, incident.started_at, incident.reason, incident.detail
                 ),
             )
@@ -788,7 +643,7 @@ async def recorded_crossings(
         " d.assignee_id, d.assignee_name FROM dossier_crossings AS c JOIN dossiers AS d ON d.code = c.code"
         " WHERE c.crossed_at >= ? AND c.suppressed = 0 AND d.status = 'open'"
         " ORDER BY c.crossed_at, c.id",
-        (_epoch(since),),
+        (epoch(since),),
     )
     amounts = [(key, _working_amount(key)) for key in thresholds]
     events = []
@@ -801,7 +656,7 @@ async def recorded_crossings(
             last = threshold == min(amounts, key=lambda item: item[1][0] * hours_per_day + item[1][1])[0]
         events.append(
             DossierThresholdCrossed(
-                at=_from_epoch(crossed_at),
+                at=from_epoch(crossed_at),
                 crossing_id=crossing_id,
                 code=code,
                 unit_code=unit_code,
@@ -811,7 +666,7 @@ async def recorded_crossings(
                 assignee_id=assignee_id,
                 assignee_name=assignee_name,
                 threshold=threshold,
-                due_at=_from_epoch(due_at),
+                due_at=from_epoch(due_at),
                 working_time_left=timedelta(seconds=left),
                 is_last_warning=last,
                 outage_overlap=None if overlap is None else bool(overlap),

@@ -21,8 +21,9 @@ from alerts.digest import Digest
 from alerts.directory import Directory
 from alerts.model import AlertSink
 from alerts.outbox import Outbox
-from alerts.router import ROUTED_EVENTS, Router, Timers
+from alerts.router import ROUTED_EVENTS, Router
 from alerts.templates import Templates
+from alerts.timers import Timers
 from monitor.calendar import Calendars
 from monitor.events import EventBus, Subscription
 from monitor.store import SqliteStore

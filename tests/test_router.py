@@ -13,9 +13,10 @@ import pytest
 from alerts.digest import Digest
 from alerts.directory import Directory
 from alerts.outbox import Outbox
-from alerts.router import Router, Timers
+from alerts.router import Router
 from alerts.service import AlertService
 from alerts.templates import Templates
+from alerts.timers import Timers
 from monitor.calendar import Calendars
 from monitor.config import Config
 from monitor.events import (
