@@ -16,12 +16,10 @@ live in the `alert_timers` table so a restart neither loses nor repeats them.
 
 from __future__ import annotations
 
-import math
 import re
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import structlog
@@ -30,11 +28,11 @@ from alerts.config import AlertsConfig, clock_time
 from alerts.digest import Digest, DigestItem
 from alerts.directory import Directory, PersonConfig
 from alerts.model import AlertKind, AlertSink, NewAlert, Severity
+from alerts.occurrences import Occurrence, OccurrenceBuilder, certificate_expiry
 from alerts.rules import DOSSIER_KINDS, RuleConfig
-from alerts.templates import RenderedAlert, Templates, format_elapsed, format_working_left, reason_text
+from alerts.templates import RenderedAlert, Templates
 from alerts.timers import (
     OpenIncident,
-    Timer,
     Timers,
     cert_warning_timer,
     degraded_timer,
@@ -55,7 +53,7 @@ from monitor.events import (
 from monitor.model import FailureReason, Health
 from monitor.store import SqliteStore
 
-__all__ = ["ROUTED_EVENTS", "Occurrence", "Router", "recorded_crossings"]
+__all__ = ["ROUTED_EVENTS", "Router", "recorded_crossings"]
 
 log = structlog.get_logger("alerts.router")
 
@@ -73,28 +71,6 @@ _NEEDS_PHONE = frozenset({"zalo_zns", "sms_esms", "sms_speedsms", "sms_http"})
 _NEEDS_ZALO_ID = frozenset({"zalo_oa"})
 _AMOUNT = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _HOURS = {"ms": 1 / 3_600_000, "s": 1 / 3600, "m": 1 / 60, "h": 1.0}
-_CERT_DAYS = re.compile(r"certificate (expires in|expired) (\d+(?:\.\d+)?) days")
-
-
-@dataclass(frozen=True, slots=True)
-class Occurrence:
-    """Something to alert about, before recipients are chosen: one event, or one timer firing."""
-
-    kind: AlertKind
-    # Dedupe key prefix; the person id (and a repeat suffix) is appended.
-    key: str
-    subject: str
-    event_at: datetime
-    fields: Mapping[str, Any]
-    # Target or source name, for the rules' `targets` filter.
-    name: str | None = None
-    unit: str | None = None
-    procedure: str | None = None
-    assignee_id: str = ""
-    assignee_name: str = ""
-    keep: tuple[str, ...] = ()
-    code: str = ""
-    due_at: datetime | None = None
 
 
 class Router:
@@ -131,6 +107,7 @@ class Router:
         self.digest = digest
         self.timers = timers if timers is not None else Timers()
         self.cert_expiry = cert_expiry
+        self.occurrences = OccurrenceBuilder(calendars, directory, zone)
         self._channel_types = {channel.name: channel.type for channel in config.channels}
         self._quiet = (
             (clock_time(config.quiet_hours.start), clock_time(config.quiet_hours.end))
@@ -148,18 +125,22 @@ class Router:
     async def handle(self, event: Event) -> int:
         """Route one event; return how many alerts were new in the sink (or new digest items)."""
         if isinstance(event, DossierThresholdCrossed):
-            return await self.route(self._crossing(event))
+            return await self.route(self.occurrences.crossing(event))
         if isinstance(event, IncidentOpened):
             self._open[event.incident_id] = OpenIncident(
                 event.incident_id, event.target, event.at, event.reason, event.detail
             )
             return await self.route(
-                self._down(event.incident_id, event.target, event.at, event.reason, event.detail)
+                self.occurrences.target_down(
+                    event.incident_id, event.target, event.at, event.reason, event.detail
+                )
             )
         if isinstance(event, IncidentClosed):
             self._open.pop(event.incident_id, None)
             return await self.route(
-                self._up(event.incident_id, event.target, event.started_at, event.at, event.duration_seconds)
+                self.occurrences.target_recovered(
+                    event.incident_id, event.target, event.started_at, event.at, event.duration_seconds
+                )
             )
         if isinstance(event, TargetStateChanged):
             return await self._state_changed(event)
@@ -170,103 +151,6 @@ class Router:
             await self.timers.cancel((AlertKind.SYNC_FAILING,), event.source)
             return 0
         return 0
-
-    def _crossing(self, event: DossierThresholdCrossed) -> Occurrence:
-        if event.overdue:
-            kind = AlertKind.OVERDUE
-        elif event.is_last_warning:
-            kind = AlertKind.LAST_WARNING
-        else:
-            kind = AlertKind.DUE_SOON
-        calendar = self.calendars.for_dossier(event.unit_code, event.procedure_code or None)
-        due = event.due_at.astimezone(self.zone)
-        apology_by = calendar.add_working_time(due, days=-1).astimezone(self.zone)
-        if event.outage_overlap is None:
-            outage = ""
-        elif event.outage_overlap:
-            ids = ", ".join(f"#{incident}" for incident in event.outage_incident_ids)
-            outage = f"Có sự cố hệ thống trước hạn{f' ({ids})' if ids else ''}. "
-        else:
-            outage = "Không có sự cố hệ thống trước hạn. "
-        fields = {
-            "code": event.code,
-            "procedure": event.procedure_name or event.procedure_code,
-            "procedure_code": event.procedure_code,
-            "unit": event.unit_name or self.directory.unit_name(event.unit_code),
-            "unit_code": event.unit_code,
-            "left": format_working_left(event.working_time_left, calendar.day_length),
-            "due": due,
-            "threshold": event.threshold,
-            "apology_by": apology_by,
-            # The apology slip is due a working day before the deadline; past that, it is due now.
-            "apology": f"trước {apology_by:%H:%M %d/%m}" if apology_by > event.at else "ngay",
-            "assignee": event.assignee_name,
-            "outage": outage,
-            "late": format_working_left(-event.working_time_left, calendar.day_length),
-        }
-        return Occurrence(
-            kind=kind,
-            key=f"crossing:{event.crossing_id}",
-            subject=f"dossier:{event.code}",
-            event_at=event.at,
-            fields=fields,
-            unit=event.unit_code,
-            procedure=event.procedure_code or None,
-            assignee_id=event.assignee_id,
-            assignee_name=event.assignee_name,
-            keep=(event.code, f"{due:%H:%M %d/%m}"),
-            code=event.code,
-            due_at=event.due_at,
-        )
-
-    def _down(
-        self,
-        incident_id: int,
-        target: str,
-        started_at: datetime,
-        reason: str | None,
-        detail: str,
-        *,
-        repeat: int = 0,
-        now: datetime | None = None,
-    ) -> Occurrence:
-        elapsed = (now - started_at) if now is not None else timedelta(0)
-        return Occurrence(
-            kind=AlertKind.TARGET_DOWN,
-            key=f"incident:{incident_id}:down",
-            subject=f"incident:{incident_id}",
-            event_at=now if repeat and now is not None else started_at,
-            fields={
-                "target": target,
-                "reason": reason_text(reason),
-                "detail": detail,
-                "since": started_at.astimezone(self.zone),
-                "incident": incident_id,
-                "duration": format_elapsed(elapsed),
-                "reminder": f" Nhắc lại: đã {format_elapsed(elapsed)}." if repeat else "",
-            },
-            name=target,
-            keep=(target,),
-        )
-
-    def _up(
-        self, incident_id: int, target: str, started_at: datetime, ended_at: datetime, duration_seconds: float
-    ) -> Occurrence:
-        return Occurrence(
-            kind=AlertKind.TARGET_RECOVERED,
-            key=f"incident:{incident_id}:up",
-            subject=f"incident:{incident_id}",
-            event_at=ended_at,
-            fields={
-                "target": target,
-                "since": started_at.astimezone(self.zone),
-                "until": ended_at.astimezone(self.zone),
-                "duration": format_elapsed(duration_seconds),
-                "incident": incident_id,
-            },
-            name=target,
-            keep=(target,),
-        )
 
     async def _state_changed(self, event: TargetStateChanged) -> int:
         if event.current is not Health.DEGRADED:
@@ -281,17 +165,8 @@ class Router:
             await self.timers.start(degraded_timer(event, rule))
         return 0
 
-    def _expiry(self, event: TargetStateChanged) -> datetime | None:
-        if self.cert_expiry is not None and (expiry := self.cert_expiry(event.target)) is not None:
-            return datetime.fromtimestamp(expiry, UTC)
-        match = _CERT_DAYS.search(event.detail)
-        if match is None:
-            return None
-        days = float(match[2]) * (1 if match[1] == "expires in" else -1)
-        return event.at + timedelta(days=days)
-
     async def _cert_expiring(self, event: TargetStateChanged) -> int:
-        expiry = self._expiry(event)
+        expiry = certificate_expiry(event, self.cert_expiry)
         if expiry is None:
             log.warning("cert_expiry_unknown", target=event.target)
             return 0
@@ -300,25 +175,12 @@ class Router:
             warn_at = expiry - timedelta(days=rule.cert_days)
             if warn_at <= event.at:
                 added += await self.route(
-                    self._cert(event.target, expiry, event.at, event.detail), rules=[rule]
+                    self.occurrences.cert_expiring(event.target, expiry, event.at, event.detail), rules=[rule]
                 )
                 continue
             # The probe warns earlier than this rule wants to: warn when the rule's window begins.
             await self.timers.start(cert_warning_timer(event, rule, expiry, warn_at))
         return added
-
-    def _cert(self, target: str, expiry: datetime, at: datetime, detail: str) -> Occurrence:
-        expiry_day = expiry.astimezone(self.zone).date()
-        days_left = max(0, math.floor((expiry - at).total_seconds() / 86400))
-        return Occurrence(
-            kind=AlertKind.CERT_EXPIRING,
-            key=f"cert:{target}:{expiry_day.isoformat()}",
-            subject=f"target:{target}",
-            event_at=at,
-            fields={"target": target, "days": days_left, "expiry": expiry_day, "detail": detail},
-            name=target,
-            keep=(target,),
-        )
 
     async def _sync_failed(self, event: DossierSyncFailed) -> None:
         for rule in self._rules_for(AlertKind.SYNC_FAILING, event.source):
@@ -335,51 +197,12 @@ class Router:
         for timer in self.timers.due(now):
             rule = rules.get(timer.rule)
             if rule is not None:
-                added += await self.route(self._timer_occurrence(timer, rule), rules=[rule], now=now)
+                added += await self.route(self.occurrences.timer_fired(timer, rule), rules=[rule], now=now)
             fired.append(timer.key)
         # Removed after the alerts are stored: a crash in between re-fires them, and the outbox ignores those.
         await self.timers.remove(fired)
         added += await self._repeats(now)
         return added
-
-    def _timer_occurrence(self, timer: Timer, rule: RuleConfig) -> Occurrence:
-        data = timer.data
-        if timer.kind is AlertKind.CERT_EXPIRING:
-            return self._cert(
-                timer.name, from_epoch(int(data["expiry"])), timer.fire_at, str(data.get("detail", ""))
-            )
-        since = timer.since.astimezone(self.zone)
-        if timer.kind is AlertKind.TARGET_DEGRADED:
-            return Occurrence(
-                kind=AlertKind.TARGET_DEGRADED,
-                key=f"degraded:{timer.name}:{epoch(timer.since)}",
-                subject=f"target:{timer.name}",
-                event_at=timer.fire_at,
-                fields={
-                    "target": timer.name,
-                    "reason": reason_text(data.get("reason")),
-                    "detail": data.get("detail", ""),
-                    "since": since,
-                    "duration": format_elapsed(rule.degraded_after),
-                },
-                name=timer.name,
-                keep=(timer.name,),
-            )
-        return Occurrence(
-            kind=AlertKind.SYNC_FAILING,
-            key=f"sync:{timer.name}:{epoch(timer.since)}",
-            subject=f"source:{timer.name}",
-            event_at=timer.fire_at,
-            fields={
-                "source": timer.name,
-                "reason": data.get("reason") or "không rõ",
-                "since": since,
-                "failures": data.get("failures", 0),
-                "duration": format_elapsed(rule.sync_after),
-            },
-            name=timer.name,
-            keep=(timer.name,),
-        )
 
     async def _repeats(self, now: datetime) -> int:
         added = 0
@@ -392,7 +215,7 @@ class Router:
                 count = incident.owed_repeat(rule.name, rule.repeat, now)
                 if not count:
                     continue
-                occurrence = self._down(
+                occurrence = self.occurrences.target_down(
                     incident.incident_id,
                     incident.target,
                     incident.started_at,
@@ -601,13 +424,13 @@ class Router:
         for incident in reversed(await store.incidents(since)):
             if incident.started_at >= since:
                 added += await self.route(
-                    self._down(
+                    self.occurrences.target_down(
                         incident.id, incident.target, incident.started_at, incident.reason, incident.detail
                     )
                 )
             if incident.ended_at is not None:
                 added += await self.route(
-                    self._up(
+                    self.occurrences.target_recovered(
                         incident.id,
                         incident.target,
                         incident.started_at,
@@ -616,7 +439,7 @@ class Router:
                     )
                 )
         for event in await recorded_crossings(store, since, self.calendars, thresholds):
-            added += await self.route(self._crossing(event))
+            added += await self.route(self.occurrences.crossing(event))
         if added:
             log.warning("alerts_rederived", since=since.isoformat(), new=added)
         return added
