@@ -1,4 +1,7 @@
-"""Events → alerts: who gets which message, on which channels, and not before when.
+"""Events → alerts: the Router turns each event into an occurrence, picks its recipients, stores the alerts.
+
+The parts: alerts/occurrences.py (what an event is about, and its text fields), alerts/recipients.py
+(who gets it, on which channels, not before when), alerts/timers.py ("longer than" timers, repeats).
 
 De-duplication is by stable keys, so that handling the same event twice, or re-deriving alerts from the
 store after a crash, stores each alert once (the outbox ignores a known key):
@@ -18,17 +21,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import structlog
 
-from alerts.config import AlertsConfig, clock_time
+from alerts.config import AlertsConfig
 from alerts.digest import Digest, DigestItem
-from alerts.directory import Directory, PersonConfig
-from alerts.model import AlertKind, AlertSink, NewAlert, Severity
+from alerts.directory import Directory
+from alerts.model import AlertKind, AlertSink, NewAlert
 from alerts.occurrences import Occurrence, OccurrenceBuilder, certificate_expiry
+from alerts.recipients import RecipientPolicy
 from alerts.rules import DOSSIER_KINDS, RuleConfig
 from alerts.templates import RenderedAlert, Templates
 from alerts.timers import (
@@ -40,7 +43,7 @@ from alerts.timers import (
     from_epoch,
     sync_timer,
 )
-from monitor.calendar import Calendars, WorkingCalendar
+from monitor.calendar import Calendars
 from monitor.events import (
     DossierSyncFailed,
     DossierSyncRecovered,
@@ -66,15 +69,14 @@ ROUTED_EVENTS: tuple[type[Event], ...] = (
     DossierSyncRecovered,
 )
 
-# Channel types and what they need to reach a person.
-_NEEDS_PHONE = frozenset({"zalo_zns", "sms_esms", "sms_speedsms", "sms_http"})
-_NEEDS_ZALO_ID = frozenset({"zalo_oa"})
 _AMOUNT = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _HOURS = {"ms": 1 / 3_600_000, "s": 1 / 3600, "m": 1 / 60, "h": 1.0}
 
 
 class Router:
     """Turns events into `NewAlert`s and puts them in the sink (see the module docstring).
+
+    `occurrences` builds what each event is about, `policy` picks recipients, channels and send times.
 
     `clock` gives the current aware time (scheduling, repeats); `zone` is the config's timezone (quiet
     hours, dates in texts). `digest` (optional) receives due-soon alerts of rules with `digest: true`;
@@ -108,12 +110,7 @@ class Router:
         self.timers = timers if timers is not None else Timers()
         self.cert_expiry = cert_expiry
         self.occurrences = OccurrenceBuilder(calendars, directory, zone)
-        self._channel_types = {channel.name: channel.type for channel in config.channels}
-        self._quiet = (
-            (clock_time(config.quiet_hours.start), clock_time(config.quiet_hours.end))
-            if config.quiet_hours is not None
-            else None
-        )
+        self.policy = RecipientPolicy(config, directory, zone)
         self._open: dict[int, OpenIncident] = {}
         # person id → alerts skipped because no channel could reach them.
         self.unreachable: dict[str, int] = {}
@@ -161,7 +158,7 @@ class Router:
             return 0
         if event.reason is FailureReason.CERT_EXPIRING:
             return await self._cert_expiring(event)
-        for rule in self._rules_for(AlertKind.TARGET_DEGRADED, event.target):
+        for rule in self.policy.rules_for(AlertKind.TARGET_DEGRADED, event.target):
             await self.timers.start(degraded_timer(event, rule))
         return 0
 
@@ -171,7 +168,7 @@ class Router:
             log.warning("cert_expiry_unknown", target=event.target)
             return 0
         added = 0
-        for rule in self._rules_for(AlertKind.CERT_EXPIRING, event.target):
+        for rule in self.policy.rules_for(AlertKind.CERT_EXPIRING, event.target):
             warn_at = expiry - timedelta(days=rule.cert_days)
             if warn_at <= event.at:
                 added += await self.route(
@@ -183,7 +180,7 @@ class Router:
         return added
 
     async def _sync_failed(self, event: DossierSyncFailed) -> None:
-        for rule in self._rules_for(AlertKind.SYNC_FAILING, event.source):
+        for rule in self.policy.rules_for(AlertKind.SYNC_FAILING, event.source):
             await self.timers.start(sync_timer(event, rule), update_data=True)
 
     # --- periodic work --------------------------------------------------------------------------------
@@ -229,85 +226,6 @@ class Router:
 
     # --- routing --------------------------------------------------------------------------------------
 
-    def _rules_for(self, kind: AlertKind, name: str | None = None) -> list[RuleConfig]:
-        return [
-            rule for rule in self.config.rules if kind in rule.kinds and (name is None or rule.covers(name))
-        ]
-
-    def recipients(self, rule: RuleConfig, occurrence: Occurrence) -> list[PersonConfig]:
-        """The people a rule names for an occurrence, in the order of its `to`."""
-        people: list[PersonConfig] = []
-        for recipient in rule.to:
-            if recipient == "assignee":
-                if occurrence.kind not in DOSSIER_KINDS:
-                    continue
-                person = self.directory.match_assignee(
-                    occurrence.assignee_id, occurrence.assignee_name, occurrence.unit
-                )
-                found = [person] if person is not None else []
-            else:
-                unit = occurrence.unit if occurrence.kind in DOSSIER_KINDS else None
-                found = self.directory.people_for([recipient], unit)
-            people.extend(person for person in found if person not in people)
-        return people
-
-    def channels_for(self, rule: RuleConfig, person: PersonConfig) -> tuple[str, ...]:
-        """The rule's channels, else the person's, else every channel; only those that can reach them."""
-        names = rule.channels or person.channels or list(self._channel_types)
-        return tuple(name for name in names if self._reaches(name, person))
-
-    def _reaches(self, channel: str, person: PersonConfig) -> bool:
-        kind = self._channel_types.get(channel)
-        if kind is None:
-            return False
-        if kind in _NEEDS_PHONE:
-            return person.phone is not None
-        if kind in _NEEDS_ZALO_ID:
-            return person.zalo_user_id is not None
-        return True
-
-    def not_before(
-        self, rule: RuleConfig, severity: Severity, base: datetime, calendar: WorkingCalendar
-    ) -> datetime:
-        """`base` pushed past the quiet hours (unless critical) and to a working moment (if asked)."""
-        moment = base
-        # Each push may land in the other's closed time (a working day that opens in quiet hours).
-        for _ in range(8):
-            pushed = moment
-            if rule.working_hours_only:
-                pushed = calendar.next_working_moment(pushed)
-            if rule.quiet_hours and severity is not Severity.CRITICAL:
-                pushed = self.quiet_end(pushed) or pushed
-            if pushed == moment:
-                break
-            moment = pushed
-        return moment
-
-    def quiet_end(self, moment: datetime) -> datetime | None:
-        """When the quiet hours around `moment` end, or None when `moment` is not in quiet hours."""
-        if self._quiet is None:
-            return None
-        start, end = self._quiet
-        local = moment.astimezone(self.zone)
-        clock = local.time().replace(tzinfo=None)
-        day = local.date()
-        if start > end:  # spans midnight, e.g. 21:00-06:30
-            if clock >= start:
-                return datetime.combine(day + timedelta(days=1), end, tzinfo=self.zone)
-            if clock < end:
-                return datetime.combine(day, end, tzinfo=self.zone)
-            return None
-        if start <= clock < end:
-            return datetime.combine(day, end, tzinfo=self.zone)
-        return None
-
-    def schedule_digest(self, alert: NewAlert) -> NewAlert:
-        """A digest's not_before past the quiet hours (the digest hour may be configured inside them)."""
-        end = self.quiet_end(alert.not_before)
-        if end is None:
-            return alert
-        return replace(alert, not_before=end)
-
     def build(
         self,
         occurrence: Occurrence,
@@ -318,7 +236,7 @@ class Router:
     ) -> tuple[list[NewAlert], list[DigestItem]]:
         """The alerts (and digest items) for one occurrence; the first rule naming a person wins."""
         now = now or self.clock()
-        rules = list(rules) if rules is not None else self._rules_for(occurrence.kind, occurrence.name)
+        rules = list(rules) if rules is not None else self.policy.rules_for(occurrence.kind, occurrence.name)
         if occurrence.kind in DOSSIER_KINDS:
             calendar = self.calendars.for_dossier(occurrence.unit, occurrence.procedure)
         else:
@@ -332,11 +250,11 @@ class Router:
             if occurrence.name is not None and not rule.covers(occurrence.name):
                 continue
             severity = rule.severity_for(occurrence.kind)
-            for person in self.recipients(rule, occurrence):
+            for person in self.policy.recipients(rule, occurrence):
                 if person.id in seen:
                     continue
                 seen.add(person.id)
-                channels = self.channels_for(rule, person)
+                channels = self.policy.channels_for(rule, person)
                 if not channels:
                     self.unreachable[person.id] = self.unreachable.get(person.id, 0) + 1
                     log.warning(
@@ -367,7 +285,7 @@ class Router:
                         channels=channels,
                         text=rendered.text,
                         event_at=occurrence.event_at,
-                        not_before=self.not_before(rule, severity, base, calendar),
+                        not_before=self.policy.not_before(rule, severity, base, calendar),
                         template_params=rendered.template_params,
                         phone=person.phone,
                         zalo_user_id=person.zalo_user_id,

@@ -92,7 +92,7 @@ class AlertService:
             calendars,
             self.templates,
             config.zone,
-            schedule=self.router.schedule_digest,
+            schedule=self.router.policy.schedule_digest,
         )
         self.router.digest = self.digest
         self._given_channels = channels
