@@ -30,31 +30,23 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 import structlog
-from pydantic import Field
 from tenacity import RetryCallState, wait_exponential, wait_random
 
 from alerts.channels.base import Channel, DeliveryReceipt, OutgoingMessage
+from alerts.circuit import CircuitBreaker, CircuitState
+from alerts.config import DeliveryConfig
 from alerts.errors import AuthError, ChannelError, PermanentError, QuotaExceeded, RateLimited, TransientError
 from alerts.model import AlertKind, NewAlert, Severity
 from alerts.outbox import Outbox, OutboxChange, OutboxRow, SentMark, failed_change, reschedule_change
-from monitor.configtypes import Duration, PositiveDuration, StrictModel
 from monitor.durations import format_duration
 
 if TYPE_CHECKING:
     from alerts.alert_metrics import AlertMetrics
 
-__all__ = [
-    "TEST_TEXT",
-    "CircuitBreaker",
-    "CircuitState",
-    "DeliveryConfig",
-    "DeliveryWorker",
-    "OnSent",
-]
+__all__ = ["TEST_TEXT", "DeliveryWorker", "OnSent"]
 
 log = structlog.get_logger(__name__)
 
@@ -74,88 +66,6 @@ _FALLBACK_BATCH = 200
 _METRICS_REFRESH = 1.0
 
 OnSent = Callable[[OutboxRow, DeliveryReceipt], Awaitable[None] | None]
-
-
-class DeliveryConfig(StrictModel):
-    """`alerts.delivery:` in the config."""
-
-    # An alert not delivered this long after it became sendable is marked failed.
-    max_age: PositiveDuration = timedelta(hours=24)
-    # Transient failures on one channel before the alert moves to the next channel of its plan.
-    fallback_after: int = Field(default=3, ge=1, le=100)
-    backoff_base: PositiveDuration = timedelta(seconds=5)
-    backoff_max: PositiveDuration = timedelta(minutes=10)
-    # Consecutive transient failures (any alert) that open a channel's circuit, and for how long.
-    circuit_failures: int = Field(default=5, ge=1, le=1000)
-    circuit_cooldown: PositiveDuration = timedelta(seconds=60)
-    # How long a channel that refused our credentials or quota is left alone.
-    unavailable_cooldown: PositiveDuration = timedelta(minutes=15)
-    poll_interval: PositiveDuration = timedelta(seconds=5)
-    # In-flight cap for a channel object that has no `config.concurrency` of its own.
-    default_concurrency: int = Field(default=4, ge=1, le=256)
-    shutdown_grace: Duration = timedelta(seconds=10)
-
-
-class CircuitState(StrEnum):
-    CLOSED = "closed"
-    OPEN = "open"
-    HALF_OPEN = "half_open"
-
-
-class CircuitBreaker:
-    """Per-channel breaker on the worker's clock (epoch seconds). Not thread-safe; one event loop."""
-
-    def __init__(self, name: str, threshold: int, cooldown: float) -> None:
-        self.name = name
-        self.threshold = threshold
-        self.cooldown = cooldown
-        self.failures = 0
-        self.open_until: float | None = None
-        self.paused_until = 0.0
-        self.reason = ""
-        self.opened = 0
-
-    def state(self, now: float) -> CircuitState:
-        if self.open_until is None:
-            return CircuitState.CLOSED
-        return CircuitState.OPEN if now < self.open_until else CircuitState.HALF_OPEN
-
-    def paused(self, now: float) -> bool:
-        return now < self.paused_until
-
-    @property
-    def up(self) -> bool:
-        """Closed: what tthc_channel_up reports."""
-        return self.open_until is None
-
-    def success(self) -> None:
-        """The gateway answered (accepted, or refused this message for good): it is reachable."""
-        if self.open_until is not None:
-            log.info("channel_circuit_closed", channel=self.name)
-        self.failures = 0
-        self.open_until = None
-        self.reason = ""
-
-    def failure(self, now: float, reason: str) -> None:
-        """A transient failure; opens after `threshold` in a row, or at once when half-open."""
-        self.failures += 1
-        half_open = self.state(now) is CircuitState.HALF_OPEN
-        if half_open or (self.open_until is None and self.failures >= self.threshold):
-            self.trip(now, self.cooldown, reason)
-
-    def trip(self, now: float, cooldown: float, reason: str) -> None:
-        """Open now for `cooldown` seconds (also used when the channel refuses credentials or quota)."""
-        self.open_until = now + cooldown
-        self.reason = reason
-        self.opened += 1
-        log.warning("channel_circuit_open", channel=self.name, seconds=round(cooldown, 3), reason=reason)
-
-    def pause(self, until: float) -> None:
-        """The gateway asked us to slow down: no new sends before `until` (the channel stays up)."""
-        self.paused_until = max(self.paused_until, until)
-
-    def __repr__(self) -> str:
-        return f"CircuitBreaker({self.name!r}, failures={self.failures}, open_until={self.open_until})"
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from alerts.channels import ChannelDeps, build_channels
-from alerts.delivery import DeliveryConfig, DeliveryWorker
+from alerts.config import DeliveryConfig
+from alerts.delivery import DeliveryWorker
 from alerts.digest import Digest
 from alerts.directory import Directory
 from alerts.model import AlertSink
