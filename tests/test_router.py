@@ -13,9 +13,10 @@ import pytest
 from alerts.digest import Digest
 from alerts.directory import Directory
 from alerts.outbox import Outbox
-from alerts.router import Router, Timers
+from alerts.router import Router
 from alerts.service import AlertService
 from alerts.templates import Templates
+from alerts.timers import Timers
 from monitor.calendar import Calendars
 from monitor.config import Config
 from monitor.events import (
@@ -52,7 +53,14 @@ def make_router(config: Config, store: SqliteStore, clock: Clock) -> Router:
         alerts, directory, calendars, outbox, clock, ZONE, templates=templates, timers=Timers(store)
     )
     router.digest = Digest(
-        alerts.digest, store, outbox, directory, calendars, templates, ZONE, schedule=router.schedule_digest
+        alerts.digest,
+        store,
+        outbox,
+        directory,
+        calendars,
+        templates,
+        ZONE,
+        schedule=router.policy.schedule_digest,
     )
     return router
 
@@ -193,8 +201,8 @@ async def test_quiet_hours_delay_non_critical_alerts_to_their_end(store: SqliteS
         ("incident:2:down:it-em", "critical", at),
         ("incident:3:down:it-em", "critical", local("2026-10-07 05:00")),
     ]
-    assert router.quiet_end(local("2026-10-07 05:59")) == local("2026-10-07 06:30")
-    assert router.quiet_end(local("2026-10-07 12:00")) is None
+    assert router.policy.quiet_end(local("2026-10-07 05:59")) == local("2026-10-07 06:30")
+    assert router.policy.quiet_end(local("2026-10-07 12:00")) is None
 
 
 async def test_working_hours_only_waits_for_the_units_next_working_moment(store: SqliteStore) -> None:
