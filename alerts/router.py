@@ -13,14 +13,17 @@ store after a crash, stores each alert once (the outbox ignores a known key):
     cert:{target}:{expiry date}:{person}           certificate expiring within the rule's `days`
     sync:{source}:{failed_since}:{person}          a dossier source failing or stale longer than `after`
 
-An outage is one message per incident (IncidentOpened), never one per failed probe. "Longer than" timers
-live in the `alert_timers` table so a restart neither loses nor repeats them.
+An outage is one message per incident (IncidentOpened), never one per failed probe, and targets that go
+down together are grouped into one message per person (alerts/grouping.py: a group keeps its first
+incident's keys, follow-ups add `:g{n}`). "Longer than" timers and pending groups live in the
+`alert_timers` table so a restart neither loses nor repeats them.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -28,12 +31,13 @@ import structlog
 
 from alerts.config import AlertsConfig
 from alerts.digest import Digest, DigestItem
-from alerts.directory import Directory
+from alerts.directory import Directory, PersonConfig
+from alerts.grouping import GROUP_PREFIX, Member, OutageGroup, OutageGroups
 from alerts.model import AlertKind, AlertSink, NewAlert
 from alerts.occurrences import Occurrence, OccurrenceBuilder, certificate_expiry
 from alerts.recipients import RecipientPolicy
 from alerts.rules import DOSSIER_KINDS, RuleConfig
-from alerts.templates import RenderedAlert, Templates
+from alerts.templates import RenderedAlert, Templates, format_elapsed, format_targets, reason_text
 from alerts.timers import (
     OpenIncident,
     Timers,
@@ -108,6 +112,7 @@ class Router:
         self.templates = templates if templates is not None else Templates(config.templates)
         self.digest = digest
         self.timers = timers if timers is not None else Timers()
+        self.groups = OutageGroups(self.timers)
         self.cert_expiry = cert_expiry
         self.occurrences = OccurrenceBuilder(calendars, directory, zone)
         self.policy = RecipientPolicy(config, directory, zone)
@@ -127,17 +132,13 @@ class Router:
             self._open[event.incident_id] = OpenIncident(
                 event.incident_id, event.target, event.at, event.reason, event.detail
             )
-            return await self.route(
-                self.occurrences.target_down(
-                    event.incident_id, event.target, event.at, event.reason, event.detail
-                )
+            return await self.incident_opened(
+                Member(event.incident_id, event.target, event.at, event.reason, event.detail)
             )
         if isinstance(event, IncidentClosed):
             self._open.pop(event.incident_id, None)
-            return await self.route(
-                self.occurrences.target_recovered(
-                    event.incident_id, event.target, event.started_at, event.at, event.duration_seconds
-                )
+            return await self.incident_closed(
+                Member(event.incident_id, event.target, event.started_at, None, "", ended_at=event.at)
             )
         if isinstance(event, TargetStateChanged):
             return await self._state_changed(event)
@@ -192,12 +193,16 @@ class Router:
         rules = {rule.name: rule for rule in self.config.rules}
         fired: list[str] = []
         for timer in self.timers.due(now):
+            if timer.key.startswith(GROUP_PREFIX):
+                continue
             rule = rules.get(timer.rule)
             if rule is not None:
                 added += await self.route(self.occurrences.timer_fired(timer, rule), rules=[rule], now=now)
             fired.append(timer.key)
         # Removed after the alerts are stored: a crash in between re-fires them, and the outbox ignores those.
         await self.timers.remove(fired)
+        added += await self.flush_groups(now)
+        await self.groups.forget(now)
         added += await self._repeats(now)
         return added
 
@@ -224,6 +229,144 @@ class Router:
                 added += await self.route(occurrence, rules=[rule], now=now, suffix=f":r{count}")
         return added
 
+    # --- outages, grouped -----------------------------------------------------------------------------
+
+    async def incident_opened(self, member: Member, now: datetime | None = None) -> int:
+        """Put an incident in the group of each person its rules name; send what is due."""
+        now = now or self.clock()
+        occurrence = self.occurrences.target_down(
+            member.incident_id, member.target, member.started_at, member.reason, member.detail
+        )
+        rules = self.policy.rules_for(AlertKind.TARGET_DOWN, member.target)
+        for rule, person, _channels in self.recipients(occurrence, rules):
+            await self.groups.join(
+                member, rule.name, person.id, wait=rule.group_wait, interval=rule.group_interval
+            )
+        return await self.flush_groups(now)
+
+    async def incident_closed(self, member: Member, now: datetime | None = None) -> int:
+        """Mark an incident back in its groups: a group all back sends its one recovered message. People
+        told of recoveries but of no outage in a group (no target_down rule) get the one-target message."""
+        now = now or self.clock()
+        assert member.ended_at is not None
+        await self.groups.end(member.incident_id, member.ended_at)
+        added = await self.flush_groups(now)
+        occurrence = self.occurrences.target_recovered(
+            member.incident_id,
+            member.target,
+            member.started_at,
+            member.ended_at,
+            (member.ended_at - member.started_at).total_seconds(),
+        )
+        alerts, _items = self.build(occurrence, now=now)
+        lone = [alert for alert in alerts if not self.groups.holds(member.incident_id, alert.person_id)]
+        if lone:
+            stored = await self.sink.enqueue(lone)
+            self.enqueued += stored
+            added += stored
+        return added
+
+    async def flush_groups(self, now: datetime) -> int:
+        """Send the groups' due down messages and owed recovered messages; return how many were new."""
+        added = 0
+        rules = {rule.name: rule for rule in self.config.rules}
+        for group in self.groups.due(now):
+            named = group.unannounced()
+            if not named:
+                await self.groups.idle(group)
+                continue
+            added += await self._send_group(group, rules.get(group.rule), AlertKind.TARGET_DOWN, named, now)
+            await self.groups.announced(group, named, now)
+        for group in self.groups.complete():
+            rule = rules.get(group.rule)
+            if rule is not None and AlertKind.TARGET_RECOVERED in rule.kinds:
+                added += await self._send_group(group, rule, AlertKind.TARGET_RECOVERED, group.members, now)
+            await self.groups.finish(group, now, self.config.rederive_window)
+        return added
+
+    async def _send_group(
+        self,
+        group: OutageGroup,
+        rule: RuleConfig | None,
+        kind: AlertKind,
+        named: Sequence[Member],
+        now: datetime,
+    ) -> int:
+        person = self.directory.person(group.person_id)
+        if person is None or rule is None:
+            # Removed from the directory or the rules by a reload: nobody to tell any more.
+            log.info("outage_group_dropped", person_id=group.person_id, rule=group.rule)
+            return 0
+        channels = self.policy.channels_for(rule, person)
+        if not channels:
+            self._unreachable(person.id, kind, rule.name)
+            return 0
+        rendered = self._group_text(group, kind, named)
+        severity = rule.severity_for(kind)
+        event_at = min(member.started_at for member in named)
+        if kind is AlertKind.TARGET_RECOVERED:
+            event_at = max(member.ended_at or event_at for member in named)
+        alert = NewAlert(
+            dedupe_key=group.down_key() if kind is AlertKind.TARGET_DOWN else group.up_key(),
+            kind=kind,
+            severity=severity,
+            person_id=person.id,
+            channels=channels,
+            text=rendered.text,
+            event_at=event_at,
+            not_before=self.policy.not_before(rule, severity, max(event_at, now), self.calendars.default),
+            template_params=rendered.template_params,
+            phone=person.phone,
+            zalo_user_id=person.zalo_user_id,
+            subject=f"incident:{group.first.incident_id}",
+            keep=rendered.keep,
+        )
+        stored = await self.sink.enqueue([alert])
+        self.enqueued += stored
+        log.info(
+            "outage_group_routed",
+            kind=kind.value,
+            subject=alert.subject,
+            targets=len(named),
+            person_id=person.id,
+            new=stored,
+        )
+        return stored
+
+    def _group_text(self, group: OutageGroup, kind: AlertKind, named: Sequence[Member]) -> RenderedAlert:
+        """One target: the kind's own text, as before grouping; several: the group texts."""
+        first = named[0]
+        if kind is AlertKind.TARGET_RECOVERED:
+            until = max(member.ended_at or first.started_at for member in named)
+            since = min(member.started_at for member in named)
+            if len(named) == 1:
+                occurrence = self.occurrences.target_recovered(
+                    first.incident_id, first.target, since, until, (until - since).total_seconds()
+                )
+                return self.templates.render(kind, occurrence.fields, occurrence.keep)
+            name = "target_recovered_group"
+        else:
+            since = min(member.started_at for member in named)
+            until = since
+            if len(named) == 1 and group.notices == 0:
+                occurrence = self.occurrences.target_down(
+                    first.incident_id, first.target, first.started_at, first.reason, first.detail
+                )
+                return self.templates.render(kind, occurrence.fields, occurrence.keep)
+            name = "target_down_group" if group.notices == 0 else "target_down_more"
+        reasons = {member.reason for member in named}
+        fields = {
+            "targets": format_targets([member.target for member in named]),
+            "count": len(named),
+            "total": len(group.members),
+            "reason": reason_text(reasons.pop()) if len(reasons) == 1 else "nhiều nguyên nhân",
+            "since": since.astimezone(self.zone),
+            "until": until.astimezone(self.zone),
+            "duration": format_elapsed(until - since),
+            "incident": group.first.incident_id,
+        }
+        return self.templates.render_group(name, fields, (first.target,))
+
     # --- routing --------------------------------------------------------------------------------------
 
     def build(
@@ -244,56 +387,65 @@ class Router:
         rendered: RenderedAlert | None = None
         alerts: list[NewAlert] = []
         items: list[DigestItem] = []
-        seen: set[str] = set()
         base = max(occurrence.event_at, now)
+        for rule, person, channels in self.recipients(occurrence, rules):
+            key = f"{occurrence.key}:{person.id}{suffix}"
+            if rule.digest and occurrence.kind is AlertKind.DUE_SOON and self.digest is not None:
+                items.append(
+                    DigestItem(
+                        key,
+                        person.id,
+                        occurrence.code,
+                        occurrence.due_at or occurrence.event_at,
+                        occurrence.event_at,
+                        channels,
+                    )
+                )
+                continue
+            if rendered is None:
+                rendered = self.templates.render(occurrence.kind, occurrence.fields, occurrence.keep)
+            severity = rule.severity_for(occurrence.kind)
+            alerts.append(
+                NewAlert(
+                    dedupe_key=key,
+                    kind=occurrence.kind,
+                    severity=severity,
+                    person_id=person.id,
+                    channels=channels,
+                    text=rendered.text,
+                    event_at=occurrence.event_at,
+                    not_before=self.policy.not_before(rule, severity, base, calendar),
+                    template_params=rendered.template_params,
+                    phone=person.phone,
+                    zalo_user_id=person.zalo_user_id,
+                    subject=occurrence.subject,
+                    keep=rendered.keep,
+                )
+            )
+        return alerts, items
+
+    def recipients(
+        self, occurrence: Occurrence, rules: Sequence[RuleConfig]
+    ) -> Iterator[tuple[RuleConfig, PersonConfig, tuple[str, ...]]]:
+        """(rule, person, channels) for each person an occurrence reaches; the first rule naming a person
+        wins, and people no channel reaches are counted in `unreachable` instead."""
+        seen: set[str] = set()
         for rule in rules:
             if occurrence.name is not None and not rule.covers(occurrence.name):
                 continue
-            severity = rule.severity_for(occurrence.kind)
             for person in self.policy.recipients(rule, occurrence):
                 if person.id in seen:
                     continue
                 seen.add(person.id)
                 channels = self.policy.channels_for(rule, person)
                 if not channels:
-                    self.unreachable[person.id] = self.unreachable.get(person.id, 0) + 1
-                    log.warning(
-                        "alert_unreachable", person_id=person.id, kind=occurrence.kind.value, rule=rule.name
-                    )
+                    self._unreachable(person.id, occurrence.kind, rule.name)
                     continue
-                key = f"{occurrence.key}:{person.id}{suffix}"
-                if rule.digest and occurrence.kind is AlertKind.DUE_SOON and self.digest is not None:
-                    items.append(
-                        DigestItem(
-                            key,
-                            person.id,
-                            occurrence.code,
-                            occurrence.due_at or occurrence.event_at,
-                            occurrence.event_at,
-                            channels,
-                        )
-                    )
-                    continue
-                if rendered is None:
-                    rendered = self.templates.render(occurrence.kind, occurrence.fields, occurrence.keep)
-                alerts.append(
-                    NewAlert(
-                        dedupe_key=key,
-                        kind=occurrence.kind,
-                        severity=severity,
-                        person_id=person.id,
-                        channels=channels,
-                        text=rendered.text,
-                        event_at=occurrence.event_at,
-                        not_before=self.policy.not_before(rule, severity, base, calendar),
-                        template_params=rendered.template_params,
-                        phone=person.phone,
-                        zalo_user_id=person.zalo_user_id,
-                        subject=occurrence.subject,
-                        keep=rendered.keep,
-                    )
-                )
-        return alerts, items
+                yield rule, person, channels
+
+    def _unreachable(self, person_id: str, kind: AlertKind, rule: str) -> None:
+        self.unreachable[person_id] = self.unreachable.get(person_id, 0) + 1
+        log.warning("alert_unreachable", person_id=person_id, kind=kind.value, rule=rule)
 
     async def route(
         self,
@@ -325,6 +477,11 @@ class Router:
 
     # --- start-up -------------------------------------------------------------------------------------
 
+    async def load(self) -> None:
+        """Read the timers and outage groups back from the store (first thing at start-up)."""
+        await self.timers.load()
+        self.groups.load()
+
     async def rederive(self, since: datetime, store: SqliteStore, *, thresholds: Sequence[str] = ()) -> int:
         """Re-create the alerts of incidents and crossings recorded since `since` (idempotent: the sink
         ignores known keys), and pick up open incidents for repeats. Returns how many alerts were new.
@@ -340,22 +497,13 @@ class Router:
                 ),
             )
         for incident in reversed(await store.incidents(since)):
+            member = Member(
+                incident.id, incident.target, incident.started_at, incident.reason, incident.detail
+            )
             if incident.started_at >= since:
-                added += await self.route(
-                    self.occurrences.target_down(
-                        incident.id, incident.target, incident.started_at, incident.reason, incident.detail
-                    )
-                )
+                added += await self.incident_opened(member)
             if incident.ended_at is not None:
-                added += await self.route(
-                    self.occurrences.target_recovered(
-                        incident.id,
-                        incident.target,
-                        incident.started_at,
-                        incident.ended_at,
-                        incident.duration_seconds(incident.ended_at),
-                    )
-                )
+                added += await self.incident_closed(replace(member, ended_at=incident.ended_at))
         for event in await recorded_crossings(store, since, self.calendars, thresholds):
             added += await self.route(self.occurrences.crossing(event))
         if added:

@@ -9,6 +9,7 @@ stable keys, so doing something twice stores it once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -103,13 +104,15 @@ class AlertService:
         self.worker: DeliveryWorker | None = None
         self._subscription: Subscription | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._group_scheduled = asyncio.Event()
+        self.router.groups.on_change = self._group_scheduled.set
 
     def now(self) -> datetime:
         return self.clock()
 
     async def start(self) -> None:
         self._subscription = self.bus.subscribe("alerts", *ROUTED_EVENTS)
-        await self.timers.load()
+        await self.router.load()
         thresholds = getattr(getattr(self.config, "dossiers", None), "thresholds", ())
         since = self.now() - self.alerts.rederive_window
         await self.router.rederive(since, self.store, thresholds=thresholds)
@@ -163,7 +166,18 @@ class AlertService:
                 await self.tick()
             except Exception:
                 log.exception("alert_tick_failed")
-            await asyncio.sleep(interval)
+            await self._sleep_until_next_tick(interval)
+
+    async def _sleep_until_next_tick(self, interval: float) -> None:
+        """Sleep `interval`, or less when an outage group's message is due sooner: a group's first
+        message goes out at its group_wait, not up to a tick later. A new group wakes the sleep."""
+        self._group_scheduled.clear()
+        due = self.router.groups.next_fire()
+        if due is not None:
+            # At least a second: a tick that keeps failing must not spin.
+            interval = min(interval, max(1.0, (due - self.now()).total_seconds()))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._group_scheduled.wait(), timeout=interval)
 
     async def stop(self, grace: float = 10.0) -> None:
         """Route the events already received (within `grace`), stop the worker, close the channels."""

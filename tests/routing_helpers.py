@@ -2,16 +2,35 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import yaml
 
+from alerts.digest import Digest
+from alerts.directory import Directory
+from alerts.outbox import Outbox
+from alerts.router import Router
+from alerts.templates import Templates
+from alerts.timers import Timers
+from monitor.calendar import Calendars
 from monitor.config import Config, load_config_text
 from monitor.events import DossierThresholdCrossed
+from monitor.store import SqliteStore
 
-__all__ = ["CODE", "UNIT", "ZONE", "Clock", "alerts_yaml", "crossing", "load", "local"]
+__all__ = [
+    "CODE",
+    "UNIT",
+    "ZONE",
+    "Clock",
+    "alerts_yaml",
+    "crossing",
+    "load",
+    "local",
+    "make_router",
+    "outbox_rows",
+]
 
 ZONE = ZoneInfo("Asia/Ho_Chi_Minh")
 UNIT = "000.00.12.H12"
@@ -114,3 +133,46 @@ def crossing(
         outage_overlap=outage,
         outage_incident_ids=(7,) if outage else (),
     )
+
+
+def make_router(config: Config, store: SqliteStore, clock: Clock) -> Router:
+    """A router as the service builds it: real outbox, timers table and digest on `store`."""
+    alerts = config.alerts
+    directory = Directory(alerts.directory)
+    calendars = Calendars(config.calendars, ZONE)
+    templates = Templates(alerts.templates)
+    outbox = Outbox(store, clock)
+    router = Router(
+        alerts, directory, calendars, outbox, clock, ZONE, templates=templates, timers=Timers(store)
+    )
+    router.digest = Digest(
+        alerts.digest,
+        store,
+        outbox,
+        directory,
+        calendars,
+        templates,
+        ZONE,
+        schedule=router.policy.schedule_digest,
+    )
+    return router
+
+
+async def outbox_rows(store: SqliteStore) -> list[dict[str, Any]]:
+    rows = await store.reader.execute_fetchall(
+        "SELECT dedupe_key, person_id, kind, severity, channels, text, not_before, phone FROM alert_outbox"
+        " ORDER BY id"
+    )
+    return [
+        {
+            "key": row[0],
+            "person": row[1],
+            "kind": row[2],
+            "severity": row[3],
+            "channels": row[4],
+            "text": row[5],
+            "not_before": datetime.fromtimestamp(row[6] / 1000, UTC).astimezone(ZONE),
+            "phone": row[7],
+        }
+        for row in rows
+    ]
