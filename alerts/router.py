@@ -122,6 +122,14 @@ class Router:
         self.enqueued = 0
         self.digested = 0
 
+    def reconfigure(self, config: AlertsConfig, directory: Directory, templates: Templates) -> None:
+        """Take a reloaded `alerts:` section (synchronous: no event is routed half with each)."""
+        self.config = config
+        self.directory = directory
+        self.templates = templates
+        self.occurrences = OccurrenceBuilder(self.calendars, directory, self.zone)
+        self.policy = RecipientPolicy(config, directory, self.zone)
+
     # --- events ---------------------------------------------------------------------------------------
 
     async def handle(self, event: Event) -> int:

@@ -157,6 +157,18 @@ async def _incidents(request: web.Request) -> web.Response:
     )
 
 
+async def _reload(request: web.Request) -> web.Response:
+    """Apply the config file now, as SIGHUP does: what changed, or the config errors and nothing changed."""
+    outcome = await request.app[SERVICES].reload()
+    if outcome.ok:
+        status = 200
+    elif outcome.no_file:
+        status = 400
+    else:
+        status = 422
+    return web.json_response(outcome.to_json(), status=status)
+
+
 def create_web_app(services: WebServices) -> web.Application:
     """The app with every route; handlers read `services` (the daemon) through `app[SERVICES]`."""
     app = web.Application(middlewares=[_auth])
@@ -167,6 +179,7 @@ def create_web_app(services: WebServices) -> web.Application:
     app.router.add_get("/api/v1/targets", _targets)
     app.router.add_get("/api/v1/targets/{name}/uptime", _target_uptime)
     app.router.add_get("/api/v1/incidents", _incidents)
+    app.router.add_post("/api/v1/reload", _reload)
     add_dossier_routes(app)
     add_alert_routes(app)
     return app
