@@ -155,16 +155,16 @@ class Office:
     def phones(self) -> list[str]:
         return [str(message["phone"]) for message in self.esms.messages]
 
-    async def outage(self) -> None:
-        """The portal goes down and comes back: one incident."""
+    async def outage(self, people: int = 1) -> None:
+        """The portal goes down and comes back (one incident): wait for each person's two messages."""
         before = len(self.esms.messages)
         self.switch.up = False
-        await wait_for(lambda: self._messages_since(before, "NGUNG"))
+        await wait_for(lambda: self._messages_since(before, "NGUNG", people))
         self.switch.up = True
-        await wait_for(lambda: self._messages_since(before, "hoat dong lai"))
+        await wait_for(lambda: self._messages_since(before, "hoat dong lai", people))
 
-    async def _messages_since(self, before: int, word: str) -> bool:
-        return any(word in str(message["content"]) for message in self.esms.messages[before:])
+    async def _messages_since(self, before: int, word: str, count: int) -> bool:
+        return sum(word in str(message["content"]) for message in self.esms.messages[before:]) >= count
 
 
 async def wait_for(predicate: Callable[[], Awaitable[bool]], within: float = 10.0) -> None:
@@ -221,7 +221,7 @@ async def test_a_person_added_and_sighup_gets_the_next_alert(office: Office) -> 
     finally:
         loop.remove_signal_handler(signal.SIGHUP)
     before = len(office.esms.messages)
-    await office.outage()
+    await office.outage(people=2)
     assert sorted(office.phones()[before:]) == ["84966666666", "84966666666", "84977777777", "84977777777"]
 
 
@@ -264,6 +264,11 @@ async def test_a_person_removed_gets_nothing_new_and_their_pending_alerts_are_no
     before = len(office.esms.messages)
     await office.outage()
     assert set(office.phones()[before:]) == {"84977777777"}
+    # Not even stored: the router no longer knows the person.
+    rows = await office.daemon.store.reader.execute_fetchall(
+        "SELECT dedupe_key FROM alert_outbox WHERE person_id = 'it-giang'"
+    )
+    assert [row[0] for row in rows] == ["test:held:it-giang"]
 
 
 async def test_a_holiday_on_a_dossiers_due_day_moves_its_pending_crossing(office: Office) -> None:
