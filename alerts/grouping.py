@@ -26,11 +26,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from alerts.model import AlertKind
+from alerts.occurrences import OccurrenceBuilder
+from alerts.templates import RenderedAlert, Templates, format_elapsed, format_targets, reason_text
 from alerts.timers import Timer, Timers, epoch, from_epoch
 
-__all__ = ["GROUP_PREFIX", "Member", "OutageGroup", "OutageGroups"]
+__all__ = ["GROUP_PREFIX", "Member", "OutageGroup", "OutageGroups", "group_text"]
 
 GROUP_PREFIX = "group:"
 # fire_at of a group with nothing to send until something changes.
@@ -294,3 +297,45 @@ class OutageGroups:
         for group in dropped:
             await self.finish(group, now, linger)
         return len(dropped)
+
+
+def group_text(
+    templates: Templates,
+    occurrences: OccurrenceBuilder,
+    zone: ZoneInfo,
+    group: OutageGroup,
+    kind: AlertKind,
+    named: Sequence[Member],
+) -> RenderedAlert:
+    """One target: the kind's own text, as before grouping; several: the group texts."""
+    first = named[0]
+    if kind is AlertKind.TARGET_RECOVERED:
+        until = max(member.ended_at or first.started_at for member in named)
+        since = min(member.started_at for member in named)
+        if len(named) == 1:
+            occurrence = occurrences.target_recovered(
+                first.incident_id, first.target, since, until, (until - since).total_seconds()
+            )
+            return templates.render(kind, occurrence.fields, occurrence.keep)
+        name = "target_recovered_group"
+    else:
+        since = min(member.started_at for member in named)
+        until = since
+        if len(named) == 1 and group.notices == 0:
+            occurrence = occurrences.target_down(
+                first.incident_id, first.target, first.started_at, first.reason, first.detail
+            )
+            return templates.render(kind, occurrence.fields, occurrence.keep)
+        name = "target_down_group" if group.notices == 0 else "target_down_more"
+    reasons = {member.reason for member in named}
+    fields = {
+        "targets": format_targets([member.target for member in named]),
+        "count": len(named),
+        "total": len(group.members),
+        "reason": reason_text(reasons.pop()) if len(reasons) == 1 else "nhiều nguyên nhân",
+        "since": since.astimezone(zone),
+        "until": until.astimezone(zone),
+        "duration": format_elapsed(until - since),
+        "incident": group.first.incident_id,
+    }
+    return templates.render_group(name, fields, (first.target,))

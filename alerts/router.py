@@ -21,7 +21,6 @@ incident's keys, follow-ups add `:g{n}`). "Longer than" timers and pending group
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -32,19 +31,18 @@ import structlog
 from alerts.config import AlertsConfig
 from alerts.digest import Digest, DigestItem
 from alerts.directory import Directory, PersonConfig
-from alerts.grouping import GROUP_PREFIX, Member, OutageGroup, OutageGroups
+from alerts.grouping import GROUP_PREFIX, Member, OutageGroup, OutageGroups, group_text
 from alerts.model import AlertKind, AlertSink, NewAlert
 from alerts.occurrences import Occurrence, OccurrenceBuilder, certificate_expiry
 from alerts.recipients import RecipientPolicy
+from alerts.recorded import recorded_crossings
 from alerts.rules import DOSSIER_KINDS, RuleConfig
-from alerts.templates import RenderedAlert, Templates, format_elapsed, format_targets, reason_text
+from alerts.templates import RenderedAlert, Templates
 from alerts.timers import (
     OpenIncident,
     Timers,
     cert_warning_timer,
     degraded_timer,
-    epoch,
-    from_epoch,
     sync_timer,
 )
 from monitor.calendar import Calendars
@@ -72,9 +70,6 @@ ROUTED_EVENTS: tuple[type[Event], ...] = (
     DossierSyncFailed,
     DossierSyncRecovered,
 )
-
-_AMOUNT = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
-_HOURS = {"ms": 1 / 3_600_000, "s": 1 / 3600, "m": 1 / 60, "h": 1.0}
 
 
 class Router:
@@ -309,7 +304,7 @@ class Router:
         if not channels:
             self._unreachable(person.id, kind, rule.name)
             return 0
-        rendered = self._group_text(group, kind, named)
+        rendered = group_text(self.templates, self.occurrences, self.zone, group, kind, named)
         severity = rule.severity_for(kind)
         event_at = min(member.started_at for member in named)
         if kind is AlertKind.TARGET_RECOVERED:
@@ -340,40 +335,6 @@ class Router:
             new=stored,
         )
         return stored
-
-    def _group_text(self, group: OutageGroup, kind: AlertKind, named: Sequence[Member]) -> RenderedAlert:
-        """One target: the kind's own text, as before grouping; several: the group texts."""
-        first = named[0]
-        if kind is AlertKind.TARGET_RECOVERED:
-            until = max(member.ended_at or first.started_at for member in named)
-            since = min(member.started_at for member in named)
-            if len(named) == 1:
-                occurrence = self.occurrences.target_recovered(
-                    first.incident_id, first.target, since, until, (until - since).total_seconds()
-                )
-                return self.templates.render(kind, occurrence.fields, occurrence.keep)
-            name = "target_recovered_group"
-        else:
-            since = min(member.started_at for member in named)
-            until = since
-            if len(named) == 1 and group.notices == 0:
-                occurrence = self.occurrences.target_down(
-                    first.incident_id, first.target, first.started_at, first.reason, first.detail
-                )
-                return self.templates.render(kind, occurrence.fields, occurrence.keep)
-            name = "target_down_group" if group.notices == 0 else "target_down_more"
-        reasons = {member.reason for member in named}
-        fields = {
-            "targets": format_targets([member.target for member in named]),
-            "count": len(named),
-            "total": len(group.members),
-            "reason": reason_text(reasons.pop()) if len(reasons) == 1 else "nhiều nguyên nhân",
-            "since": since.astimezone(self.zone),
-            "until": until.astimezone(self.zone),
-            "duration": format_elapsed(until - since),
-            "incident": group.first.incident_id,
-        }
-        return self.templates.render_group(name, fields, (first.target,))
 
     # --- routing --------------------------------------------------------------------------------------
 
@@ -517,69 +478,3 @@ class Router:
         if added:
             log.warning("alerts_rederived", since=since.isoformat(), new=added)
         return added
-
-
-async def recorded_crossings(
-    store: SqliteStore, since: datetime, calendars: Calendars, thresholds: Sequence[str] = ()
-) -> list[DossierThresholdCrossed]:
-    """Published crossings since `since` of dossiers still open (not paused, finished or vanished), rebuilt
-    as events, oldest first.
-
-    Reads `dossier_crossings` and `dossiers` (monitor/dossier_store.py) directly because DossierStore has
-    no "crossings since" query yet; replace with it once it exists. `thresholds` are the configured
-    warning keys (`dossiers.thresholds`): the smallest one in each dossier's calendar is the last warning.
-    """
-    exists = await store.reader.execute_fetchall(
-        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'dossier_crossings'"
-    )
-    if not exists:
-        return []
-    rows = await store.reader.execute_fetchall(
-        "SELECT c.id, c.code, c.unit_code, c.threshold, c.due_at, c.crossed_at, c.working_seconds_left,"
-        " c.outage_overlap, c.outage_incident_ids, d.unit_name, d.procedure_code, d.procedure_name,"
-        " d.assignee_id, d.assignee_name FROM dossier_crossings AS c JOIN dossiers AS d ON d.code = c.code"
-        " WHERE c.crossed_at >= ? AND c.suppressed = 0 AND d.status = 'open'"
-        " ORDER BY c.crossed_at, c.id",
-        (epoch(since),),
-    )
-    amounts = [(key, _working_amount(key)) for key in thresholds]
-    events = []
-    for row in rows:
-        (crossing_id, code, unit_code, threshold, due_at, crossed_at, left, overlap, incident_ids) = row[:9]
-        unit_name, procedure_code, procedure_name, assignee_id, assignee_name = row[9:]
-        last = False
-        if threshold != "overdue" and amounts:
-            hours_per_day = calendars.for_dossier(unit_code, procedure_code or None).hours_per_day
-            last = threshold == min(amounts, key=lambda item: item[1][0] * hours_per_day + item[1][1])[0]
-        events.append(
-            DossierThresholdCrossed(
-                at=from_epoch(crossed_at),
-                crossing_id=crossing_id,
-                code=code,
-                unit_code=unit_code,
-                unit_name=unit_name,
-                procedure_code=procedure_code,
-                procedure_name=procedure_name,
-                assignee_id=assignee_id,
-                assignee_name=assignee_name,
-                threshold=threshold,
-                due_at=from_epoch(due_at),
-                working_time_left=timedelta(seconds=left),
-                is_last_warning=last,
-                outage_overlap=None if overlap is None else bool(overlap),
-                outage_incident_ids=tuple(int(part) for part in incident_ids.split(",") if part),
-            )
-        )
-    return events
-
-
-def _working_amount(key: str) -> tuple[float, float]:
-    """(days, hours) of a threshold key like `2d`, `4h`, `1d4h` (as monitor/dossier_config.py writes them;
-    parsed here because that module pulls in the probes package, which alerts must not import)."""
-    days = hours = 0.0
-    for number, unit in _AMOUNT.findall(key):
-        if unit == "d":
-            days += float(number)
-        else:
-            hours += float(number) * _HOURS[unit]
-    return days, hours

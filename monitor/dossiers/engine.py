@@ -39,6 +39,12 @@ _MAX_SLEEP = 30.0
 _TIMELINE_CACHE = 200_000
 
 
+def _amounts(values: Sequence[str | WorkingAmount]) -> tuple[WorkingAmount, ...]:
+    return tuple(
+        value if isinstance(value, WorkingAmount) else parse_working_amount(value) for value in values
+    )
+
+
 def deadline_state(timeline: Timeline, now: float) -> str:
     """on_track, due_soon, due_today or overdue at epoch second `now` (due_today beats due_soon)."""
     if now >= timeline.deadline:
@@ -93,9 +99,7 @@ class DeadlineEngine:
         outage_window: str | WorkingAmount = "1d",
     ) -> None:
         self.calendars = calendars
-        self.thresholds = tuple(
-            value if isinstance(value, WorkingAmount) else parse_working_amount(value) for value in thresholds
-        )
+        self.thresholds = _amounts(thresholds)
         self.dossier_store = dossier_store
         self.store = store
         self.bus = bus
@@ -299,10 +303,7 @@ class DeadlineEngine:
             if calendars is not None:
                 self.calendars = calendars
             if thresholds is not None:
-                self.thresholds = tuple(
-                    value if isinstance(value, WorkingAmount) else parse_working_amount(value)
-                    for value in thresholds
-                )
+                self.thresholds = _amounts(thresholds)
             self._calendar_by_key.clear()
             self._amounts.clear()
             self._timelines.clear()
