@@ -178,6 +178,9 @@ class AlertService:
         if self._deps is not None and changed:
             # Zalo channels whose settings changed get their own token manager (a new app secret).
             apps = {getattr(channel, "app_id", None) for channel in changed}
+            # The copy shares the transport (created now if no channel needed one yet), so the
+            # service's own `_deps.aclose()` still closes it.
+            self._deps.get_transport()
             deps = replace(
                 self._deps,
                 token_managers={k: v for k, v in self._deps.token_managers.items() if k not in apps},
@@ -265,8 +268,9 @@ class AlertService:
         return await self.router.tick(now) + await self.digest.tick(now)
 
     async def _tick_forever(self) -> None:
-        interval = self.alerts.tick_interval.total_seconds()
         while True:
+            # Read each time: a reload may change it.
+            interval = self.alerts.tick_interval.total_seconds()
             try:
                 await self.tick()
             except Exception:

@@ -213,9 +213,16 @@ class Daemon:
             return ReloadOutcome.failed(errors)
         # Phase 2: swap. Each step keeps what it does not change running (in-flight alerts included).
         register_secrets(config_secrets(applied))
-        await self.scheduler.reload(applied.targets)
-        await self.dossiers.apply_reload(dossiers)
-        await self.alerts.apply_reload(alerts, self.config.scheduler.shutdown_grace.total_seconds())
+        try:
+            await self.scheduler.reload(applied.targets)
+            await self.dossiers.apply_reload(dossiers)
+            await self.alerts.apply_reload(alerts, self.config.scheduler.shutdown_grace.total_seconds())
+        except Exception:
+            # Every expected problem was caught while building: this is a bug. Keep serving.
+            log.exception("config_reload_apply_failed", path=str(self.config_path))
+            return ReloadOutcome.failed(
+                ["applying the new config failed part-way; see the daemon's log"], apply_failed=True
+            )
         self.config = applied
         details = {
             "people_removed": list(alerts.removed_people),

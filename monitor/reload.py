@@ -40,10 +40,23 @@ class ReloadOutcome:
     details: Mapping[str, Any] = field(default_factory=dict)
     # The daemon has no config file to read (started from a config object).
     no_file: bool = False
+    # The new config was valid but applying it failed half-way (a bug; the log has the details).
+    apply_failed: bool = False
 
     @classmethod
-    def failed(cls, errors: Sequence[str], *, no_file: bool = False) -> ReloadOutcome:
-        return cls(ok=False, errors=tuple(errors), no_file=no_file)
+    def failed(
+        cls, errors: Sequence[str], *, no_file: bool = False, apply_failed: bool = False
+    ) -> ReloadOutcome:
+        return cls(ok=False, errors=tuple(errors), no_file=no_file, apply_failed=apply_failed)
+
+    @property
+    def http_status(self) -> int:
+        """200 applied; 400 nothing to read; 422 the config has errors; 500 applying it failed."""
+        if self.ok:
+            return 200
+        if self.no_file:
+            return 400
+        return 500 if self.apply_failed else 422
 
     def to_json(self) -> dict[str, Any]:
         if not self.ok:

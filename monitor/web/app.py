@@ -160,13 +160,7 @@ async def _incidents(request: web.Request) -> web.Response:
 async def _reload(request: web.Request) -> web.Response:
     """Apply the config file now, as SIGHUP does: what changed, or the config errors and nothing changed."""
     outcome = await request.app[SERVICES].reload()
-    if outcome.ok:
-        status = 200
-    elif outcome.no_file:
-        status = 400
-    else:
-        status = 422
-    return web.json_response(outcome.to_json(), status=status)
+    return web.json_response(outcome.to_json(), status=outcome.http_status)
 
 
 def create_web_app(services: WebServices) -> web.Application:
