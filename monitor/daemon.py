@@ -182,6 +182,9 @@ class Daemon:
         `RESTART_ONLY` sections are logged as needing a restart and keep their running values."""
         async with self._reload_lock:
             outcome = await self._reload()
+        if outcome.no_file:
+            # Nothing was read: the running config is neither newer nor rejected.
+            return outcome
         self.metrics.config_reload_successful.set(1 if outcome.ok else 0)
         if outcome.ok:
             self.metrics.config_reload_timestamp.set(time.time())
