@@ -10,16 +10,24 @@ from typing import Any
 
 import pytest
 
-from alerts.service import AlertService
 from alerts.templates import format_targets
 from alerts.text import count_segments, unaccent
-from monitor.calendar import Calendars
 from monitor.config import ConfigError
-from monitor.events import EventBus, IncidentClosed, IncidentOpened
+from monitor.events import IncidentClosed, IncidentOpened
 from monitor.model import FailureReason
 from monitor.store import SqliteStore
 from tests.fakes.esms import FakeEsms
-from tests.routing_helpers import Clock, alerts_yaml, load, local, make_router, outbox_rows
+from tests.routing_helpers import (
+    Clock,
+    alerts_yaml,
+    load,
+    local,
+    make_router,
+    outbox_rows,
+    running_service,
+    to_fake_sms,
+    wait_for_sms,
+)
 
 T0 = local("2026-10-06 10:00")
 TARGETS = ("dichvucong", "motcua", "api-lienthong", "csdl", "cong-thanh-toan", "sms-gateway")
@@ -244,27 +252,35 @@ def test_target_lists_name_the_first_three_and_count_the_rest() -> None:
 async def test_the_alert_service_sends_a_group_at_its_group_wait_not_a_tick_later(tmp_path: Path) -> None:
     """With a 30 s tick, a 1 s group_wait still goes out about a second after the outage, as one SMS."""
     async with FakeEsms() as esms:
-        section = two_on_call(group_wait="1s")
-        section["channels"][1].update(
-            {"url": esms.url, "api_key": "fake-esms-api-key", "secret_key": "fake-esms-secret-key"}
-        )
-        section["directory"]["people"][5]["channels"] = ["sms"]
+        section = to_fake_sms(two_on_call(group_wait="1s"), esms)
+        section["directory"]["people"].pop()
+        async with (
+            SqliteStore(tmp_path / "service.db") as store,
+            running_service(load(section), store) as (_service, bus),
+        ):
+            now = datetime.now(UTC)
+            for index, target in enumerate(TARGETS[:3]):
+                bus.publish(IncidentOpened(now, 10 + index, target, FailureReason.TIMEOUT))
+            await wait_for_sms(esms)
+        assert len(esms.messages) == 1
+        assert "3 he thong" in str(esms.messages[0]).lower()
+
+
+async def test_an_alert_service_restarted_during_group_wait_sends_the_group_once(tmp_path: Path) -> None:
+    """Stopped 0.3 s into a 1.5 s group_wait and started again on the same store: one SMS per outage."""
+    async with FakeEsms() as esms:
+        section = to_fake_sms(two_on_call(group_wait="1.5s"), esms)
         section["directory"]["people"].pop()
         config = load(section)
-        bus = EventBus()
-        async with SqliteStore(tmp_path / "service.db") as store:
-            service = AlertService(config, store, bus, Calendars(config.calendars, config.zone))
-            await service.start()
-            try:
-                now = datetime.now(UTC)
-                for index, target in enumerate(TARGETS[:3]):
-                    bus.publish(IncidentOpened(now, 10 + index, target, FailureReason.TIMEOUT))
-                for _ in range(300):
-                    if esms.messages:
-                        break
-                    await asyncio.sleep(0.02)
-                await asyncio.sleep(0.3)
-            finally:
-                await service.stop(grace=2)
-            assert len(esms.messages) == 1
-            assert "3 he thong" in str(esms.messages[0]).lower()
+        path = tmp_path / "restart.db"
+        now = datetime.now(UTC)
+        async with SqliteStore(path) as store, running_service(config, store) as (_first, bus):
+            for target in TARGETS[:4]:
+                incident_id = await store.open_incident(target, now, "timeout", "")
+                bus.publish(IncidentOpened(now, incident_id, target, FailureReason.TIMEOUT))
+            await asyncio.sleep(0.3)
+        assert esms.messages == []
+        async with SqliteStore(path) as store, running_service(config, store):
+            await wait_for_sms(esms, settle=0.5)
+        assert len(esms.messages) == 1
+        assert "4 he thong" in str(esms.messages[0]).lower()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -10,13 +9,10 @@ from pathlib import Path
 import pytest
 
 from alerts.router import Router
-from alerts.service import AlertService
-from monitor.calendar import Calendars
 from monitor.events import (
     DossierSyncFailed,
     DossierSyncRecovered,
     Event,
-    EventBus,
     IncidentClosed,
     IncidentOpened,
     TargetStateChanged,
@@ -34,6 +30,9 @@ from tests.routing_helpers import (
     local,
     make_router,
     outbox_rows,
+    running_service,
+    to_fake_sms,
+    wait_for_sms,
 )
 
 T0 = local("2026-10-06 10:00")  # a Tuesday, a working day
@@ -409,10 +408,7 @@ async def test_alert_service_routes_bus_events_to_a_fake_sms_gateway(tmp_path: P
     """End to end: an incident on the bus is stored, then delivered to the fake eSMS by the worker."""
     async with FakeEsms() as esms:
         section = alerts_yaml()
-        section["channels"][1].update(
-            {"url": esms.url, "api_key": "fake-esms-api-key", "secret_key": "fake-esms-secret-key"}
-        )
-        section["directory"]["people"][5]["channels"] = ["sms"]
+        to_fake_sms(section, esms)
         # At once (no grouping wait), so the test need not wait the default 30 s.
         section["rules"] = [
             {
@@ -422,20 +418,10 @@ async def test_alert_service_routes_bus_events_to_a_fake_sms_gateway(tmp_path: P
                 "group_wait": "0s",
             }
         ]
-        config = load(section)
-        bus = EventBus()
         async with SqliteStore(tmp_path / "service.db") as store:
-            service = AlertService(config, store, bus, Calendars(config.calendars, config.zone))
-            await service.start()
-            try:
-                now = datetime.now(UTC)
-                bus.publish(IncidentOpened(now, 11, "dvc", FailureReason.TIMEOUT))
-                for _ in range(200):
-                    if esms.messages:
-                        break
-                    await asyncio.sleep(0.02)
-            finally:
-                await service.stop(grace=2)
+            async with running_service(load(section), store) as (_service, bus):
+                bus.publish(IncidentOpened(datetime.now(UTC), 11, "dvc", FailureReason.TIMEOUT))
+                await wait_for_sms(esms, settle=0)
             assert len(esms.messages) == 1
             assert "dvc" in str(esms.messages[0])
             rows = await store.reader.execute_fetchall("SELECT dedupe_key, status FROM alert_outbox")
