@@ -476,6 +476,18 @@ class Outbox:
             await cursor.close()
         return cancelled
 
+    async def readdress(self, person_id: str, phone: str | None, zalo_user_id: str | None) -> int:
+        """Point a person's pending alerts at their new contacts (changed by a reload); returns how many."""
+        async with self.store.transaction() as conn:
+            cursor = await conn.execute(
+                "UPDATE alert_outbox SET phone = ?, zalo_user_id = ? WHERE status = 'pending'"
+                " AND person_id = ? AND (phone IS NOT ? OR zalo_user_id IS NOT ?)",
+                (phone, zalo_user_id, person_id, phone, zalo_user_id),
+            )
+            changed = max(0, cursor.rowcount)
+            await cursor.close()
+        return changed
+
     async def next_due(self) -> datetime | None:
         """When the earliest pending row becomes due (may be in the past)."""
         # next_attempt_at starts at not_before and only moves later, so it alone answers (from the index).

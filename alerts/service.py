@@ -21,7 +21,7 @@ from alerts.channels import ChannelDeps, build_channels
 from alerts.config import DeliveryConfig
 from alerts.delivery import DeliveryWorker
 from alerts.digest import Digest
-from alerts.directory import Directory
+from alerts.directory import Directory, PersonConfig
 from alerts.model import AlertSink
 from alerts.outbox import Outbox
 from alerts.router import ROUTED_EVENTS, Router
@@ -52,6 +52,8 @@ class AlertsReload:
     directory: Directory
     templates: Templates
     removed_people: tuple[str, ...]
+    # People whose phone or Zalo id changed: their pending alerts go to the new contacts.
+    readdressed: tuple[PersonConfig, ...] = ()
     # New or changed channels, built and not yet used; removed ones by name.
     channels: Mapping[str, Channel] = field(default_factory=dict)
     removed_channels: tuple[str, ...] = ()
@@ -170,6 +172,12 @@ class AlertService:
         directory = Directory(section.directory)
         kept = {person.id for person in directory.people}
         removed_people = tuple(person.id for person in self.directory.people if person.id not in kept)
+        readdressed = tuple(
+            person
+            for person in directory.people
+            if (old_person := self.directory.person(person.id)) is not None
+            and (old_person.phone, old_person.zalo_user_id) != (person.phone, person.zalo_user_id)
+        )
         old = {channel.name: channel for channel in self.alerts.channels}
         changed = [channel for channel in section.channels if old.get(channel.name) != channel]
         names = {channel.name for channel in section.channels}
@@ -198,6 +206,7 @@ class AlertService:
             directory=directory,
             templates=Templates(section.templates),
             removed_people=removed_people,
+            readdressed=readdressed,
             channels=built,
             removed_channels=removed_channels,
             restart_worker=bool(changed or removed_channels or delivery_changed),
@@ -228,6 +237,9 @@ class AlertService:
                 [person.id for person in self.directory.people], self.now(), self.alerts.rederive_window
             )
             log.info("alerts_people_removed", people=len(prepared.removed_people), cancelled=cancelled)
+        if prepared.readdressed and self.outbox is not None:
+            for person in prepared.readdressed:
+                await self.outbox.readdress(person.id, person.phone, person.zalo_user_id)
         if prepared.restart_worker and self.worker is not None and self._given_channels is None:
             await self._restart_worker(prepared, grace)
 

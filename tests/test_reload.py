@@ -228,7 +228,8 @@ async def test_a_person_added_and_sighup_gets_the_next_alert(office: Office) -> 
 async def test_a_person_removed_gets_nothing_new_and_their_pending_alerts_are_not_sent(
     office: Office,
 ) -> None:
-    """Removing an officer cancels their pending alerts with a clear reason and stops new ones."""
+    """Removing an officer cancels their pending alerts with a clear reason and stops new ones; a changed
+    phone number re-addresses pending alerts."""
     config = office.edited()
     config["alerts"]["directory"]["people"].append(person("it-giang", GIANG_PHONE))
     office.write(config)
@@ -261,9 +262,15 @@ async def test_a_person_removed_gets_nothing_new_and_their_pending_alerts_are_no
     em = await outbox.get_by_key("test:held:it-em")
     assert giang is not None and giang.status == "failed" and giang.last_error == REMOVED_PERSON
     assert em is not None and em.status == "pending"
+    # it-em's new phone number reaches the alert still waiting for them.
+    config["alerts"]["directory"]["people"][0]["phone"] = "0911222333"
+    office.write(config)
+    assert (await office.post_reload())[0] == 200
+    em = await outbox.get_by_key("test:held:it-em")
+    assert em is not None and em.phone == "84911222333" and em.status == "pending"
     before = len(office.esms.messages)
     await office.outage()
-    assert set(office.phones()[before:]) == {"84977777777"}
+    assert set(office.phones()[before:]) == {"84911222333"}
     # Not even stored: the router no longer knows the person.
     rows = await office.daemon.store.reader.execute_fetchall(
         "SELECT dedupe_key FROM alert_outbox WHERE person_id = 'it-giang'"
