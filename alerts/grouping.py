@@ -211,22 +211,36 @@ class OutageGroups:
         *,
         wait: timedelta,
         interval: timedelta,
+        told: bool = False,
     ) -> bool:
-        """Add an incident to the person's open group of `rule`, or open one; False if already held."""
+        """Add an incident to the person's open group of `rule`, or open one; False if already held.
+
+        `told`: the person already got this incident's own down message (sent before outages were
+        grouped, found at start-up): it joins as announced, so no message names it again."""
         if self.holds(member.incident_id, person_id):
             return False
         key = self._open.get((rule, person_id))
         group = self._groups.get(key) if key is not None else None
         if group is None:
+            announced = frozenset({member.incident_id}) if told else frozenset()
             await self._save(
                 OutageGroup(
                     person_id=person_id,
                     rule=rule,
                     members=(member,),
-                    announced=frozenset(),
-                    notices=0,
-                    last_sent=None,
-                    fire_at=member.started_at + wait,
+                    announced=announced,
+                    notices=1 if told else 0,
+                    last_sent=member.started_at if told else None,
+                    fire_at=_IDLE if told else member.started_at + wait,
+                )
+            )
+            return True
+        if told:
+            await self._save(
+                replace(
+                    group,
+                    members=(*group.members, member),
+                    announced=group.announced | {member.incident_id},
                 )
             )
             return True

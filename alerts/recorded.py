@@ -1,4 +1,5 @@
-"""Crossings recorded in the store, rebuilt as events: what start-up re-derivation routes again."""
+"""What start-up re-derivation reads back from the store: recorded crossings rebuilt as events, and
+which people already got an incident's own down message."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from monitor.calendar import Calendars
 from monitor.events import DossierThresholdCrossed
 from monitor.store import SqliteStore
 
-__all__ = ["recorded_crossings"]
+__all__ = ["recorded_crossings", "told_of_incidents"]
 
 _AMOUNT = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _HOURS = {"ms": 1 / 3_600_000, "s": 1 / 3600, "m": 1 / 60, "h": 1.0}
@@ -81,3 +82,20 @@ def _working_amount(key: str) -> tuple[float, float]:
         else:
             hours += float(number) * _HOURS[unit]
     return days, hours
+
+
+async def told_of_incidents(store: SqliteStore) -> dict[int, set[str]]:
+    """incident id → people whose outbox holds its own down message (`incident:{id}:down:{person}`).
+
+    Outages sent one message per incident before they were grouped: on the first start after the upgrade
+    those incidents join their groups as already announced instead of being named again in a follow-up.
+    """
+    rows = await store.reader.execute_fetchall(
+        "SELECT dedupe_key FROM alert_outbox WHERE dedupe_key LIKE 'incident:%:down:%'"
+    )
+    told: dict[int, set[str]] = {}
+    for (key,) in rows:
+        parts = key.split(":")
+        if len(parts) == 4 and parts[1].isdigit():
+            told.setdefault(int(parts[1]), set()).add(parts[3])
+    return told

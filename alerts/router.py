@@ -21,7 +21,7 @@ incident's keys, follow-ups add `:g{n}`). "Longer than" timers and pending group
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -35,7 +35,7 @@ from alerts.grouping import GROUP_PREFIX, Member, OutageGroup, OutageGroups, gro
 from alerts.model import AlertKind, AlertSink, NewAlert
 from alerts.occurrences import Occurrence, OccurrenceBuilder, certificate_expiry
 from alerts.recipients import RecipientPolicy
-from alerts.recorded import recorded_crossings
+from alerts.recorded import recorded_crossings, told_of_incidents
 from alerts.rules import DOSSIER_KINDS, RuleConfig
 from alerts.templates import RenderedAlert, Templates
 from alerts.timers import (
@@ -234,8 +234,11 @@ class Router:
 
     # --- outages, grouped -----------------------------------------------------------------------------
 
-    async def incident_opened(self, member: Member, now: datetime | None = None) -> int:
-        """Put an incident in the group of each person its rules name; send what is due."""
+    async def incident_opened(
+        self, member: Member, now: datetime | None = None, told: Collection[str] = ()
+    ) -> int:
+        """Put an incident in the group of each person its rules name; send what is due. `told`: people
+        who already got this incident's own down message (see `OutageGroups.join`)."""
         now = now or self.clock()
         occurrence = self.occurrences.target_down(
             member.incident_id, member.target, member.started_at, member.reason, member.detail
@@ -243,7 +246,12 @@ class Router:
         rules = self.policy.rules_for(AlertKind.TARGET_DOWN, member.target)
         for rule, person, _channels in self.recipients(occurrence, rules):
             await self.groups.join(
-                member, rule.name, person.id, wait=rule.group_wait, interval=rule.group_interval
+                member,
+                rule.name,
+                person.id,
+                wait=rule.group_wait,
+                interval=rule.group_interval,
+                told=person.id in told,
             )
         return await self.flush_groups(now)
 
@@ -465,12 +473,13 @@ class Router:
                     incident.id, incident.target, incident.started_at, incident.reason, incident.detail
                 ),
             )
+        told = await told_of_incidents(store)
         for incident in reversed(await store.incidents(since)):
             member = Member(
                 incident.id, incident.target, incident.started_at, incident.reason, incident.detail
             )
             if incident.started_at >= since:
-                added += await self.incident_opened(member)
+                added += await self.incident_opened(member, told=told.get(incident.id, ()))
             if incident.ended_at is not None:
                 added += await self.incident_closed(replace(member, ended_at=incident.ended_at))
         for event in await recorded_crossings(store, since, self.calendars, thresholds):

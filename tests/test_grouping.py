@@ -284,3 +284,30 @@ async def test_an_alert_service_restarted_during_group_wait_sends_the_group_once
             await wait_for_sms(esms, settle=0.5)
         assert len(esms.messages) == 1
         assert "4 he thong" in str(esms.messages[0]).lower()
+
+
+async def test_the_first_start_after_the_upgrade_does_not_name_incidents_already_told(
+    store: SqliteStore,
+) -> None:
+    """Incidents alerted one message each before grouping are not named again in a follow-up."""
+    first = await store.open_incident("dvc", T0, "timeout", "")
+    second = await store.open_incident("motcua", T0 + timedelta(seconds=40), "timeout", "")
+    old = make_router(load(alerts_yaml()), store, Clock(T0))
+    # What the router stored before outages were grouped: one down message per incident.
+    for incident_id, target in ((first, "dvc"), (second, "motcua")):
+        alerts, _items = old.build(old.occurrences.target_down(incident_id, target, T0, "timeout", ""))
+        assert await old.sink.enqueue(alerts) == 1
+    router = make_router(load(alerts_yaml()), store, Clock(T0 + timedelta(minutes=2)))
+    await router.load()
+    assert await router.rederive(T0 - timedelta(days=2), store) == 0
+    assert await router.tick(T0 + timedelta(minutes=30)) == 0
+    back = T0 + timedelta(minutes=40)
+    await router.handle(IncidentClosed(back, first, "dvc", T0, 2400))
+    assert await router.handle(IncidentClosed(back, second, "motcua", T0, 2400)) == 1
+    rows = await outbox_rows(store)
+    assert [row["key"] for row in rows] == [
+        f"incident:{first}:down:it-em",
+        f"incident:{second}:down:it-em",
+        f"incident:{first}:up:it-em",
+    ]
+    assert rows[2]["text"].startswith("[TTHC] 2 hệ thống đã hoạt động lại lúc 10:40 06/10: dvc, motcua")
