@@ -25,7 +25,7 @@ from alerts.service import REMOVED_PERSON
 from monitor.config import load_config
 from monitor.daemon import Daemon
 from monitor.simulator import DEFAULT_PASSWORD, Simulator
-from tests.crash_helpers import SlowEsms
+from tests.crash_helpers import DaemonProcess, SlowEsms
 from tests.fakes.esms import FakeEsms
 
 TOKEN = "reload-api-token-81c3"
@@ -139,7 +139,7 @@ class Office:
 
     def write(self, config: dict[str, Any]) -> None:
         self.config = config
-        self.path.write_text(yaml.safe_dump(config, allow_unicode=True, sort_keys=False), encoding="utf-8")
+        write_yaml(self.path, config)
 
     def edited(self) -> dict[str, Any]:
         return copy.deepcopy(self.config)
@@ -165,6 +165,10 @@ class Office:
 
     async def _messages_since(self, before: int, word: str, count: int) -> bool:
         return sum(word in str(message["content"]) for message in self.esms.messages[before:]) >= count
+
+
+def write_yaml(path: Path, config: dict[str, Any]) -> None:
+    path.write_text(yaml.safe_dump(config, allow_unicode=True, sort_keys=False), encoding="utf-8")
 
 
 async def wait_for(predicate: Callable[[], Awaitable[bool]], within: float = 10.0) -> None:
@@ -413,3 +417,41 @@ async def has_counts(outbox: Outbox, **wanted: int) -> bool:
     """Whether the outbox holds exactly these numbers of rows per status (the others zero)."""
     counts = {status.value: count for status, count in (await outbox.counts()).items()}
     return all(counts[status] == wanted.get(status, 0) for status in counts)
+
+
+async def test_sighup_to_tthc_monitor_run_applies_the_file(tmp_path: Path) -> None:
+    """The real command: SIGHUP after adding a person and a holiday reloads both, and says what changed."""
+    async with FakeEsms() as esms:
+        sim = Simulator(seed=5, dossier_count=20, tls=False, tick_interval=3600)
+        await sim.start()
+        switch = Switch()
+        await switch.start()
+        daemon = DaemonProcess(tmp_path / "monitor.yaml", tmp_path / "daemon.log")
+        try:
+            config = base_config(tmp_path, sim, esms, switch)
+            write_yaml(daemon.config, config)
+            base_url = await daemon.start()
+            config["alerts"]["directory"]["people"].append(person("it-giang", GIANG_PHONE))
+            config["calendars"] = {"calendars": {"default": {"days_off": [{"date": "2026-12-31"}]}}}
+            write_yaml(daemon.config, config)
+            daemon.send_signal(signal.SIGHUP)
+
+            async def reloaded() -> bool:
+                return any(event.get("event") == "config_reloaded" for event in daemon.log_events())
+
+            await wait_for(reloaded, within=15)
+            event = next(event for event in daemon.log_events() if event.get("event") == "config_reloaded")
+            assert event["changed"] == ["calendars", "alerts"]
+            assert event["deadlines_replanned"] is True
+            async with (
+                aiohttp.ClientSession() as session,
+                session.get(f"{base_url}/metrics") as response,
+            ):
+                assert "tthc_config_last_reload_successful 1.0" in await response.text()
+            daemon.send_signal(signal.SIGTERM)
+            assert await daemon.wait(15) == 0
+            assert TOKEN not in daemon.log() and esms.secret_key not in daemon.log()
+        finally:
+            await daemon.kill()
+            await switch.stop()
+            await sim.stop()
