@@ -293,7 +293,9 @@ class OpsStack:
         now = self.clock()
         world = self.sim.world
         dossier = next(
-            d for d in reversed(world.dossiers) if d.status == "processing" and d.due_at is not None and d.due_at > now
+            d
+            for d in reversed(world.dossiers)
+            if d.status == "processing" and d.due_at is not None and d.due_at > now
         )
         dossier.due_at = now + timedelta(seconds=seconds)
         dossier.extend_at = None

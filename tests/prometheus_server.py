@@ -101,7 +101,9 @@ class PrometheusServer:
                             pass
                         await asyncio.sleep(0.1)
             except TimeoutError:
-                raise AssertionError(f"prometheus not ready in {START_TIMEOUT}s:\n{self.log()[-3000:]}") from None
+                raise AssertionError(
+                    f"prometheus not ready in {START_TIMEOUT}s:\n{self.log()[-3000:]}"
+                ) from None
 
     async def api(self, session: aiohttp.ClientSession, path: str, **params: str) -> Any:
         """`data` of a successful API reply; fails the test with Prometheus's error otherwise."""

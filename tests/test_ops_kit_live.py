@@ -84,7 +84,9 @@ async def test_every_dashboard_query_and_rule_returns_data_from_the_running_daem
         assert stack.prometheus is not None and stack.session is not None
         for path in DASHBOARDS:
             for where, metric, label in variable_queries(path):
-                values = await stack.prometheus.api(stack.session, f"label/{label}/values", **{"match[]": metric})
+                values = await stack.prometheus.api(
+                    stack.session, f"label/{label}/values", **{"match[]": metric}
+                )
                 assert values, f"{where}: label_values({metric}, {label}) is empty"
         groups = (await stack.prometheus.api(stack.session, "rules"))["groups"]
         loaded = {rule["name"]: rule for group in groups for rule in group["rules"]}
