@@ -24,6 +24,7 @@ import yaml
 import monitor.daemon
 from monitor.config import load_config_text
 from monitor.daemon import Daemon
+from monitor.model import Health
 from monitor.simulator import DEFAULT_PASSWORD, PORTAL_MARKER, Simulator
 from monitor.simulator.catalog import UNITS
 from tests.fakes.esms import FakeEsms
@@ -285,7 +286,7 @@ class OpsStack:
         await self.sim.set_fault("error_5xx", "portal")
         assert self.daemon is not None
         tracker = self.daemon.scheduler.trackers["portal"]
-        await self.until(lambda: tracker.health.value == "down", "portal DOWN")
+        await self.until(lambda: tracker.health is Health.DOWN, "portal DOWN")
 
     def dossier_due_in(self, seconds: float) -> str:
         """An officer's open dossier gets a due time `seconds` from now (a deadline set by hand in the
