@@ -214,6 +214,13 @@ class OpsStack:
         self.session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> OpsStack:
+        try:
+            return await self._start()
+        except BaseException:
+            await self.__aexit__(None, None, None)  # nothing half-started outlives the test
+            raise
+
+    async def _start(self) -> OpsStack:
         await self.sim.start()
         await self.zalo.start()
         await self.esms.start()
@@ -222,10 +229,11 @@ class OpsStack:
             self.zalo.invalid_phones |= _both_forms(_phone(index))
         self.esms.blocked_phones |= _both_forms(_phone(0))
         text = yaml.safe_dump(_config(self.tmp_path, self.sim, self.zalo, self.esms), allow_unicode=True)
-        self.daemon = Daemon(load_config_text(text, environ={}))
-        await self.daemon.start()
-        assert self.daemon.listen_address is not None
-        host, port = self.daemon.listen_address
+        daemon = Daemon(load_config_text(text, environ={}))
+        await daemon.start()
+        self.daemon = daemon
+        assert daemon.listen_address is not None
+        host, port = daemon.listen_address
         self.prometheus = PrometheusServer(
             self.tmp_path / "prometheus", f"{host}:{port}", rule_files_every_second(self.tmp_path)
         )
