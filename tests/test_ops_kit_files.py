@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -183,7 +184,7 @@ async def test_docker_compose_accepts_the_example(tmp_path: Path) -> None:
         "config",
         "--quiet",
         env={
-            "PATH": "/usr/local/bin:/usr/bin:/bin",
+            **os.environ,
             "TTHC_SECRETS_DIR": str(secrets),
             "TTHC_CA_DIR": str(tmp_path / "ca"),
             "TTHC_OPENCPS_BASIC": "dGVzdDp0ZXN0",
