@@ -161,24 +161,31 @@ def test_compose_example_mounts_files_that_exist_and_every_secret_the_config_rea
     assert f"./grafana/dashboards:{provider['providers'][0]['options']['path']}:ro" in mounts
 
 
+async def _compose_command() -> list[str] | None:
+    """`docker compose` (v2 plugin) where present, else Debian's `docker-compose` (v1), else None."""
+    docker = shutil.which("docker")
+    if docker is not None:
+        probe = await asyncio.create_subprocess_exec(
+            docker, "compose", "version", stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
+        )
+        if await probe.wait() == 0:
+            return [docker, "compose"]
+    legacy = shutil.which("docker-compose")
+    return [legacy] if legacy is not None else None
+
+
 async def test_docker_compose_accepts_the_example(tmp_path: Path) -> None:
     """`docker compose config` resolves the example, with every secret and the CA folder provided."""
-    docker = shutil.which("docker")
-    if docker is None:
-        pytest.skip("docker not installed: the compose example is checked as YAML only")
-    probe = await asyncio.create_subprocess_exec(
-        docker, "compose", "version", stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
-    )
-    if await probe.wait() != 0:
-        pytest.skip("docker has no compose plugin: the compose example is checked as YAML only")
+    command = await _compose_command()
+    if command is None:
+        pytest.skip("neither `docker compose` nor `docker-compose` is installed: checked as YAML only")
     secrets = tmp_path / "secrets"
     secrets.mkdir()
     for name in _compose()["secrets"]:
         (secrets / name).write_text("not-a-real-secret\n")
     (tmp_path / "ca").mkdir()
     process = await asyncio.create_subprocess_exec(
-        docker,
-        "compose",
+        *command,
         "-f",
         str(COMPOSE),
         "config",
