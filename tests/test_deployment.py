@@ -205,7 +205,7 @@ def test_systemd_unit_is_hardened_and_stops_after_the_grace() -> None:
         "PrivateTmp": "yes",
         "ProtectHome": "yes",
         "CapabilityBoundingSet": "",
-        "RestrictAddressFamilies": "AF_INET AF_INET6 AF_UNIX",
+        "RestrictAddressFamilies": "AF_INET AF_INET6 AF_UNIX AF_NETLINK",
         "ReadWritePaths": "/var/lib/tthc-monitor",
         "StateDirectory": "tthc-monitor",
         "UMask": "0077",
