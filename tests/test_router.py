@@ -77,7 +77,7 @@ async def test_last_warning_escalates_to_the_unit_head_with_the_apology_reminder
     assert [row["person"] for row in rows] == ["officer-an", "desk-binh", "head-cuong"] * 2
     assert {row["kind"] for row in rows} == {"last_warning"}
     assert rows[2]["text"] == (
-        f"[TTHC] Cảnh báo cuối: hồ sơ {CODE} (Cấp GCN QSDĐ, Phòng TN&MT) còn 1 ngày 4 giờ làm việc, "
+        f"[TTHC] Cảnh báo cuối: hồ sơ {CODE} (Cấp GCN QSDĐ, Sở NN&MT) còn 1 ngày 4 giờ làm việc, "
         "hạn 15:30 07/10. Nếu không kịp, gửi Phiếu xin lỗi trước 15:30 06/10."
     )
     # Less than a working day left: the apology slip is due now.
@@ -104,7 +104,7 @@ async def test_overdue_goes_once_to_the_unit_head_and_leaders_saying_whether_an_
         ("crossing:10:leader-dung", "overdue"),
     ]
     assert rows[0]["text"] == (
-        f"[TTHC] Hồ sơ {CODE} (Cấp GCN QSDĐ, Phòng TN&MT) đã quá hạn từ 10:00 06/10. "
+        f"[TTHC] Hồ sơ {CODE} (Cấp GCN QSDĐ, Sở NN&MT) đã quá hạn từ 10:00 06/10. "
         "Có sự cố hệ thống trước hạn (#7). Cần gửi Phiếu xin lỗi và hẹn lại ngày trả."
     )
     assert "Không có sự cố hệ thống trước hạn." in rows[2]["text"]
@@ -365,7 +365,7 @@ async def test_rederive_recreates_lost_alerts_of_recorded_incidents_and_crossing
         await conn.execute(
             "INSERT INTO dossiers (code, source, status, source_status, unit_code, unit_name, procedure_code,"
             " procedure_name, assignee_id, assignee_name, first_seen, last_seen) VALUES"
-            " (?, 'opencps', 'open', 'processing', ?, 'Phòng TN&MT', '1.004227', 'Cấp GCN QSDĐ', 'cb-0001',"
+            " (?, 'opencps', 'open', 'processing', ?, 'Sở NN&MT', '1.004227', 'Cấp GCN QSDĐ', 'cb-0001',"
             " 'Nguyễn Văn An', 0, 0)",
             (CODE, UNIT),
         )
