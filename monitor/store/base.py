@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Protocol, runtime_checkable
 
 from monitor.model import Health, ProbeOutcome
+from monitor.store.availability import Span
 
 __all__ = ["Incident", "ProbeResult", "Store", "StoreError", "UptimeReport"]
 
@@ -110,6 +111,8 @@ class Store(Protocol):
     async def uptime(self, target: str, start: datetime, end: datetime) -> UptimeReport: ...
 
     async def uptime_all(self, start: datetime, end: datetime) -> list[UptimeReport]: ...
+
+    async def monitored_spans(self, start: datetime, end: datetime) -> dict[str, list[Span]]: ...
 
     async def latest_health(self) -> dict[str, Health]: ...
 

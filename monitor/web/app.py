@@ -1,4 +1,4 @@
-"""The HTTP server: /metrics, /healthz, /readyz and the JSON API under /api/v1.
+"""The HTTP server: /metrics, /healthz, /readyz, the JSON API under /api/v1 and the /status page.
 
 Later components add their own routes with `add_api_routes`, so the API stays one server with one
 authentication rule.
@@ -19,15 +19,24 @@ from monitor.web.alerts import add_routes as add_alert_routes
 from monitor.web.common import ApiError, iso, json_text, parse_time_param
 from monitor.web.dossiers import add_routes as add_dossier_routes
 from monitor.web.services import SERVICES, WebServices
+from monitor.web.status import add_routes as add_status_routes
 
 __all__ = ["create_web_app"]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+def _needs_token(request: web.Request) -> bool:
+    """The JSON API always; the status page unless `status.public` (it shows no personal data, but an
+    office decides whether citizens may see it)."""
+    if request.path.startswith("/api/"):
+        return True
+    return request.path.rstrip("/") == "/status" and not request.app[SERVICES].config.status.public
+
+
 @web.middleware
 async def _auth(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if request.path.startswith("/api/"):
+    if _needs_token(request):
         token = request.app[SERVICES].config.api.token
         if token is not None:
             expected = f"Bearer {token.get_secret_value()}"
@@ -169,4 +178,5 @@ def create_web_app(services: WebServices) -> web.Application:
     app.router.add_get("/api/v1/incidents", _incidents)
     add_dossier_routes(app)
     add_alert_routes(app)
+    add_status_routes(app)
     return app
