@@ -853,8 +853,9 @@ class SqliteStore:
     async def monitored_spans(self, start: datetime, end: datetime) -> dict[str, list[Span]]:
         """Per known target, the parts of [start, end) the monitor was watching it (see availability.py).
 
-        Today: from its first stored sample (or incident) to the end of the hour of its last sample,
-        clipped to the window and to now; a target with incidents but no samples counts up to now.
+        Today: from its first stored sample (or incident) to the end of the hour of its last sample before
+        the window's end, clipped to the window and to now; a target with incidents but no samples counts
+        up to now.
         HEARTBEAT: when the daemon records when it was running, intersect these spans with the running
         intervals here; `uptime`, the status page and the SLA report all read monitored time from here.
         """
@@ -872,7 +873,7 @@ class SqliteStore:
         self, rows: Iterable[Sequence[Any]], start: datetime, end: datetime, target_id: int | None
     ) -> dict[str, list[Span]]:
         now = self._clock()
-        last_hours = await self._last_sample_hours(target_id)
+        last_hours = await self._last_sample_hours(min(end, now), target_id)
         spans: dict[str, list[Span]] = {}
         for tid, name, first_seen in rows:
             low = max(start, _from_ms(first_seen))
@@ -883,31 +884,46 @@ class SqliteStore:
             spans[name] = [Span(low, high)] if low < high else []
         return spans
 
-    async def _last_sample_hours(self, target_id: int | None) -> dict[int, int]:
-        """Per target id, the epoch second of the latest hour holding any result: from memory, the hours
-        waiting in rollup_open, else the newest packed day (one index seek per target)."""
-        target_sql, params = ("", []) if target_id is None else (" WHERE t.id = ?", [target_id])
+    async def _last_sample_hours(self, end: datetime, target_id: int | None) -> dict[int, int]:
+        """Per target id, the epoch second of the latest hour before `end` holding any result: from
+        memory, the hours waiting in rollup_open, else the newest packed day before `end` (one index seek
+        per target; a second only when that day's results all fall at or after `end`)."""
+        end_s = -(-_to_ms(end) // 1000)
+        reader = self.reader
         last: dict[int, int] = {}
-        rows = await self.reader.execute_fetchall(
-            "SELECT r.target_id, r.bucket, r.hours FROM targets AS t JOIN rollup_hour AS r ON r.rowid ="
-            " (SELECT rowid FROM rollup_hour WHERE target_id = t.id ORDER BY bucket DESC LIMIT 1)"
-            + target_sql,
+        target_sql, params = ("", [end_s]) if target_id is None else (" WHERE t.id = ?", [end_s, target_id])
+        rows = await reader.execute_fetchall(
+            "SELECT t.id, r.bucket, r.hours FROM targets AS t JOIN rollup_hour AS r ON r.rowid ="
+            " (SELECT rowid FROM rollup_hour WHERE target_id = t.id AND bucket < ? ORDER BY bucket DESC"
+            " LIMIT 1)" + target_sql,
             params,
         )
         for tid, day, blob in rows:
-            hours = packed.decode(blob, True, _HOURS.v1_unit_us)
-            if hours:
-                last[tid] = day + max(hours) * _HOUR
+            while True:
+                hours = [day + offset * _HOUR for offset in packed.decode(blob, True, _HOURS.v1_unit_us)]
+                before = [hour for hour in hours if hour < end_s]
+                if before:
+                    last[tid] = max(before)
+                    break
+                older = await reader.execute_fetchall(
+                    "SELECT bucket, hours FROM rollup_hour WHERE target_id = ? AND bucket < ?"
+                    " ORDER BY bucket DESC LIMIT 1",
+                    (tid, day),
+                )
+                if not older:
+                    break
+                day, blob = older[0]
         open_sql = "" if target_id is None else " AND target_id = ?"
-        rows = await self.reader.execute_fetchall(
-            f"SELECT target_id, max(bucket) FROM rollup_open WHERE size = ?{open_sql} GROUP BY target_id",
-            [_HOUR, *([] if target_id is None else [target_id])],
+        rows = await reader.execute_fetchall(
+            f"SELECT target_id, max(bucket) FROM rollup_open WHERE size = ? AND bucket < ?{open_sql}"
+            " GROUP BY target_id",
+            [_HOUR, end_s, *([] if target_id is None else [target_id])],
         )
         for tid, hour in rows:
             last[tid] = max(hour, last.get(tid, hour))
         for (name, hour), _rollup in list(self._hours.items()):
             known = self._targets.get(name)
-            if known is not None and (target_id is None or known[0] == target_id):
+            if known is not None and hour < end_s and (target_id is None or known[0] == target_id):
                 last[known[0]] = max(hour, last.get(known[0], hour))
         return last
 
