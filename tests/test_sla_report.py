@@ -173,6 +173,12 @@ async def test_uptime_and_incidents_count_only_what_falls_inside_the_month(known
         (B[0], 3 * 3600, "refused"),
         (C[0], 3600, "status"),
     ]
+    # The store's own uptime reads the same spans: same downtime, the maintenance failures only counted
+    # as maintenance (22:00-23:00 every 2 minutes).
+    async with SqliteStore(known_store, readonly=True) as store:
+        stored = await store.uptime("portal", report.start, report.end)
+    assert (stored.downtime_seconds, stored.uptime_ratio) == (portal.downtime_seconds, portal.uptime_ratio)
+    assert (stored.maintenance, stored.incidents) == (30, 3)
     # MTTR over incidents that ended in October, at their full length: A (4 h) and B (3 h).
     assert portal.mttr_seconds == pytest.approx(3.5 * 3600)
     assert portal.downtime_working_seconds == 3600
