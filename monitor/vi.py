@@ -9,6 +9,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from monitor.durations import format_duration
+
 __all__ = [
     "CAUSES",
     "HEALTH",
@@ -61,18 +63,7 @@ def format_percent(ratio: float | None, digits: int = 2) -> str:
 
 def format_span_vi(value: timedelta | float) -> str:
     """`2 giờ 5 phút`, `45 giây`, `3 ngày 2 giờ`."""
-    seconds = round(value.total_seconds() if isinstance(value, timedelta) else value)
-    if seconds < 60:
-        return f"{seconds} giây"
-    days, rest = divmod(seconds, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes = rest // 60
-    parts = [f"{days} ngày"] if days else []
-    if hours:
-        parts.append(f"{hours} giờ")
-    if minutes and not days:
-        parts.append(f"{minutes} phút")
-    return " ".join(parts) or "0 phút"
+    return format_duration(value, ("{} ngày", "{} giờ", "{} phút", "{} giây"))
 
 
 def format_moment(moment: datetime, zone: ZoneInfo) -> str:

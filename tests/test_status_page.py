@@ -22,10 +22,11 @@ import yaml
 from monitor.config import load_config_text
 from monitor.daemon import Daemon
 from monitor.model import FailureReason, Health, ProbeOutcome
-from monitor.simulator import DEFAULT_PASSWORD, Simulator
+from monitor.simulator import Simulator
 from monitor.simulator.catalog import UNITS
 from monitor.store import ProbeResult, SqliteStore
 from tests.browser import ARTIFACTS, chromium_path, open_browser
+from tests.crash_helpers import simulator_dossiers
 
 ZONE = ZoneInfo("Asia/Ho_Chi_Minh")
 TOKEN = "status-api-token-Qm81x"
@@ -85,21 +86,7 @@ def _config(tmp_path: Path, sim: Simulator, targets: list[dict], *, public: bool
         "logging": {"format": "json"},
         "status": {"public": public},
         "targets": targets,
-        "dossiers": {
-            "sources": [
-                {
-                    "name": "motcua",
-                    "type": "opencps",
-                    "base_url": sim.api_base,
-                    "group_id": "35402",
-                    "username": "admin",
-                    "password": DEFAULT_PASSWORD,
-                    "interval": "1h",
-                    "full_interval": "1h",
-                }
-            ],
-            "thresholds": ["2d", "4h"],
-        },
+        "dossiers": simulator_dossiers(sim),
     }
     if token is not None:
         config["api"] = {"token": token}

@@ -135,47 +135,70 @@ def _tables(report: SlaReport) -> list[_Table]:
     ]
     if report.previous is not None:
         before = _month_label(report.previous)
+        targets = [(t, report.previous_target(t.name)) for t in report.targets]
         tables.append(
-            _Table(
+            _comparison(
                 f"So sánh với tháng {before}: hệ thống",
-                ("Hệ thống", "Tỷ lệ hoạt động", f"Tháng {before}", "Chênh lệch", "Sự cố", f"Sự cố {before}"),
-                tuple(
+                ("Hệ thống", "Tỷ lệ hoạt động", "Sự cố"),
+                before,
+                [
                     (
-                        target.name,
-                        format_percent(target.uptime_ratio, 3),
-                        format_percent(previous.uptime_ratio if previous else None, 3),
-                        _ratio_delta(target.uptime_ratio, previous.uptime_ratio if previous else None),
-                        str(len(target.incidents)),
-                        str(len(previous.incidents)) if previous else "–",
+                        now.name,
+                        now.uptime_ratio,
+                        old and old.uptime_ratio,
+                        len(now.incidents),
+                        old and len(old.incidents),
                     )
-                    for target in report.targets
-                    for previous in [report.previous_target(target.name)]
-                ),
-                "Không có dữ liệu giám sát trong tháng.",
-                "-nnnnn",
+                    for now, old in targets
+                ],
+                3,
+                tables[0].empty,
             )
         )
+        units = [(u, report.previous_unit(u.code)) for u in report.units]
         tables.append(
-            _Table(
+            _comparison(
                 f"So sánh với tháng {before}: hồ sơ",
-                ("Đơn vị", "Tỷ lệ đúng hạn", f"Tháng {before}", "Chênh lệch", "Quá hạn", f"Quá hạn {before}"),
-                tuple(
-                    (
-                        unit.name,
-                        format_percent(unit.on_time_ratio, 1),
-                        format_percent(previous.on_time_ratio if previous else None, 1),
-                        _ratio_delta(unit.on_time_ratio, previous.on_time_ratio if previous else None),
-                        str(unit.overdue),
-                        str(previous.overdue) if previous else "–",
-                    )
-                    for unit in report.units
-                    for previous in [report.previous_unit(unit.code)]
-                ),
-                "Không có hồ sơ được trả hoặc quá hạn trong tháng.",
-                "-nnnnn",
+                ("Đơn vị", "Tỷ lệ đúng hạn", "Quá hạn"),
+                before,
+                [
+                    (now.name, now.on_time_ratio, old and old.on_time_ratio, now.overdue, old and old.overdue)
+                    for now, old in units
+                ],
+                1,
+                tables[2].empty,
             )
         )
     return tables
+
+
+def _comparison(
+    title: str,
+    labels: tuple[str, str, str],
+    before: str,
+    lines: list[tuple[str, float | None, float | None, int, int | None]],
+    digits: int,
+    empty: str,
+) -> _Table:
+    """This month beside the previous one: a ratio, its change in points, and a count."""
+    name, ratio, counted = labels
+    return _Table(
+        title,
+        (name, ratio, f"Tháng {before}", "Chênh lệch", counted, f"{counted} {before}"),
+        tuple(
+            (
+                label,
+                format_percent(now, digits),
+                format_percent(old, digits),
+                _ratio_delta(now, old),
+                str(count),
+                "–" if old_count is None else str(old_count),
+            )
+            for label, now, old, count, old_count in lines
+        ),
+        empty,
+        "-nnnnn",
+    )
 
 
 def _intro(report: SlaReport) -> list[str]:
