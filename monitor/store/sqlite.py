@@ -881,6 +881,8 @@ class SqliteStore:
             last_hour = last_hours.get(tid)
             if last_hour is not None:
                 high = min(high, _from_ms((last_hour + _HOUR) * 1000))
+            # HEARTBEAT: replace this one span by clip_spans([Span(low, high)], running), `running` being the
+            # daemon's recorded run intervals over [start, end), read once before this loop.
             spans[name] = [Span(low, high)] if low < high else []
         return spans
 
