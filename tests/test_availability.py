@@ -9,7 +9,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from monitor.store.availability import Span, availability, clip_spans, merge_spans, spans_seconds
+from monitor.config import load_config_text
+from monitor.maintenance import planned_maintenance
+from monitor.store.availability import (
+    Span,
+    availability,
+    clip_spans,
+    merge_spans,
+    spans_seconds,
+    subtract_spans,
+)
 from monitor.store.base import Incident
 from monitor.web.status_html import bar_class
 from monitor.web.status_view import daily_bars, day_spans
@@ -67,3 +76,28 @@ def test_daily_bars_split_incidents_across_local_days() -> None:
     assert [bar.downtime_seconds for bar in bars] == [0, 0, 3600, 3600, 3600]
     assert bars[1].uptime_ratio == 1.0 and bars[4].uptime_ratio == pytest.approx(1 - 1 / 12)
     assert [bar_class(bar.uptime_ratio) for bar in bars] == ["none", "ok", "major", "major", "bad"]
+
+
+def test_planned_maintenance_is_left_out_of_monitored_time() -> None:
+    """Weekly and one-off windows expand over the range (one running at its start included) and are cut
+    out of monitored time, so an outage inside them is neither up nor down."""
+    config = load_config_text(
+        "targets:\n"
+        "  - {name: portal, type: tcp, host: 127.0.0.1, port: 9, maintenance: ["
+        "{days: [sun], start: '22:00', duration: 6h}, {start: '2026-10-07 12:00', duration: 30m}]}\n"
+        "  - {name: db, type: tcp, host: 127.0.0.1, port: 9}\n",
+        environ={},
+    )
+    start = datetime(2026, 10, 5, 1, 0, tzinfo=ZONE)  # Monday 01:00, inside Sunday's window
+    end = datetime(2026, 10, 12, 12, 0, tzinfo=ZONE)
+    planned = planned_maintenance(config.targets, start, end, ZONE)
+    assert set(planned) == {"portal"}
+    assert planned["portal"] == [
+        Span(start, datetime(2026, 10, 5, 4, tzinfo=ZONE)),
+        Span(datetime(2026, 10, 7, 12, tzinfo=ZONE), datetime(2026, 10, 7, 12, 30, tzinfo=ZONE)),
+        Span(datetime(2026, 10, 11, 22, tzinfo=ZONE), datetime(2026, 10, 12, 4, tzinfo=ZONE)),
+    ]
+    monitored = subtract_spans([Span(start, end)], planned["portal"])
+    assert spans_seconds(monitored) == (end - start).total_seconds() - (3 + 0.5 + 6) * 3600
+    outage = Span(datetime(2026, 10, 11, 21, tzinfo=ZONE), datetime(2026, 10, 11, 23, tzinfo=ZONE))
+    assert availability(monitored, [outage]).downtime_seconds == 3600

@@ -28,6 +28,7 @@ from monitor.model import FailureReason, Health, ProbeOutcome
 from monitor.reports.render import render
 from monitor.reports.sla import Month, build_report, parse_month
 from monitor.store import ProbeResult, SqliteStore
+from monitor.store.availability import Span
 from tests.browser import ARTIFACTS, chromium_path, open_browser
 
 ZONE = ZoneInfo("Asia/Ho_Chi_Minh")
@@ -50,14 +51,21 @@ B = (local("2025-10-14", "11:00"), local("2025-10-14", "14:00"), "refused")
 RESTART = (local("2025-10-14", "11:20"), local("2025-10-14", "12:40"))
 # C: across the month end, 1 h of it in October.
 C = (local("2025-10-31", "23:00"), local("2025-11-01", "01:00"), "status")
-# Failing probes inside a maintenance window: no incident, no downtime.
+# A planned maintenance window (in the config) 22:00-23:00 on Monday 20 Oct; incident E started half an
+# hour before it and ended inside it: only its first half hour counts. Probes inside the window fail and
+# are marked as maintenance, as the scheduler does.
 MAINTENANCE = (local("2025-10-20", "22:00"), local("2025-10-20", "23:00"))
+E = (local("2025-10-20", "21:30"), local("2025-10-20", "22:30"), "timeout")
 # motcua-db: added 11 Oct, removed 20 Oct after its 12:00 probe; one 30 min incident.
 DB_FIRST, DB_LAST = local("2025-10-11", "00:00"), local("2025-10-20", "12:00")
 D = (local("2025-10-15", "14:00"), local("2025-10-15", "14:30"), "timeout")
 
 OCTOBER_SECONDS = 31 * 86400
-PORTAL_DOWN = 2 * 3600 + 3 * 3600 + 3600
+# With the config (maintenance known): A 2 h + B 3 h + E 30 min + C 1 h, over October minus the window.
+PORTAL_DOWN = 2 * 3600 + 3 * 3600 + 1800 + 3600
+PORTAL_MONITORED = OCTOBER_SECONDS - 3600
+# From the store alone, nothing says 22:00-23:00 was planned: E counts whole, the window is monitored.
+PORTAL_DOWN_STORE_ONLY = PORTAL_DOWN + 1800
 DB_MONITORED = (local("2025-10-20", "13:00") - DB_FIRST).total_seconds()
 
 
@@ -124,7 +132,7 @@ async def write_known_series(path: Path) -> None:
     before, after = RESTART
     first = SqliteStore(path, flush_interval=3600)
     await first.open()
-    portal_down = [A[:2], B[:2], C[:2]]
+    portal_down = [A[:2], B[:2], E[:2], C[:2]]
     for result in _samples("portal", local("2025-09-25", "00:00"), before, portal_down):
         first.record(result)
     for result in _samples("motcua-db", DB_FIRST, before, [D[:2]]):
@@ -140,6 +148,7 @@ async def write_known_series(path: Path) -> None:
         for result in _samples("motcua-db", after, DB_LAST, [D[:2]]):
             second.record(result)
         await second.close_incident(b_id, B[1])
+        await _incident(second, "portal", E)
         await _incident(second, "portal", C)
         await _incident(second, "motcua-db", D)
         await _dossiers(second)
@@ -152,35 +161,61 @@ def known_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-async def _report(path: Path, month: Month = MONTH):
+def config_text(store: Path, port: int = 9) -> str:
+    """The office's config: the store, the two targets, portal's planned maintenance window."""
+    common = f"type: tcp, host: 127.0.0.1, port: {port}, interval: 1h, timeout: 1s"
+    return (
+        f"listen: 127.0.0.1:0\nstore: {{path: {store}}}\nscheduler: {{start_jitter: 0}}\n"
+        "logging: {format: json}\ntargets:\n"
+        f"  - {{name: portal, {common}, maintenance: [{{start: '2025-10-20 22:00', duration: 1h}}]}}\n"
+        f"  - {{name: motcua-db, {common}}}\n"
+    )
+
+
+@pytest.fixture(scope="module")
+def config_file(known_store: Path) -> Path:
+    path = known_store.parent / "config.yaml"
+    path.write_text(config_text(known_store), encoding="utf-8")
+    return path
+
+
+async def _report(path: Path, month: Month = MONTH, *, with_config: bool = True):
+    configured = load_config_text(config_text(path), environ={}).targets if with_config else []
     async with SqliteStore(path, readonly=True) as store:
         return await build_report(
-            store, month, zone=ZONE, calendar=Calendars(zone=ZONE).default, now=datetime.now(UTC)
+            store,
+            month,
+            zone=ZONE,
+            calendar=Calendars(zone=ZONE).default,
+            now=datetime.now(UTC),
+            configured=configured,
         )
 
 
 async def test_uptime_and_incidents_count_only_what_falls_inside_the_month(known_store: Path) -> None:
     """Exact figures: boundary incidents clipped to October, the restart one whole, maintenance free."""
     report = await _report(known_store)
+    planned = {"portal": [Span(*MAINTENANCE)]}
     assert (report.start, report.end) == (local("2025-10-01", "00:00"), local("2025-11-01", "00:00"))
     db, portal = report.targets
     assert (db.name, portal.name) == ("motcua-db", "portal")
-    assert portal.monitored_seconds == OCTOBER_SECONDS
+    assert portal.monitored_seconds == PORTAL_MONITORED
     assert portal.downtime_seconds == PORTAL_DOWN
-    assert portal.uptime_ratio == pytest.approx(1 - PORTAL_DOWN / OCTOBER_SECONDS)
-    assert [(i.started_at, i.seconds_in_month, i.cause) for i in portal.incidents] == [
+    assert portal.uptime_ratio == pytest.approx(1 - PORTAL_DOWN / PORTAL_MONITORED)
+    assert [(i.started_at, i.counted_seconds, i.cause) for i in portal.incidents] == [
         (A[0], 2 * 3600, "timeout"),
         (B[0], 3 * 3600, "refused"),
+        (E[0], 1800, "timeout"),
         (C[0], 3600, "status"),
     ]
     # The store's own uptime reads the same spans: same downtime, the maintenance failures only counted
     # as maintenance (22:00-23:00 every 2 minutes).
     async with SqliteStore(known_store, readonly=True) as store:
-        stored = await store.uptime("portal", report.start, report.end)
+        stored = await store.uptime("portal", report.start, report.end, planned)
     assert (stored.downtime_seconds, stored.uptime_ratio) == (portal.downtime_seconds, portal.uptime_ratio)
-    assert (stored.maintenance, stored.incidents) == (30, 3)
-    # MTTR over incidents that ended in October, at their full length: A (4 h) and B (3 h).
-    assert portal.mttr_seconds == pytest.approx(3.5 * 3600)
+    assert (stored.maintenance, stored.incidents) == (30, 4)
+    # MTTR over incidents that ended in October, at their full length: A (4 h), B (3 h), E (1 h).
+    assert portal.mttr_seconds == pytest.approx(8 * 3600 / 3)
     assert portal.downtime_working_seconds == 3600
     assert portal.downtime_off_hours_seconds == PORTAL_DOWN - 3600
     # Added on the 11th, last probed at 12:00 on the 20th: monitored until the end of that hour.
@@ -188,6 +223,11 @@ async def test_uptime_and_incidents_count_only_what_falls_inside_the_month(known
     assert db.downtime_seconds == 1800 and db.downtime_working_seconds == 1800
     assert db.uptime_ratio == pytest.approx(1 - 1800 / DB_MONITORED)
     assert db.mttr_seconds == 1800
+
+    # Without the config the window is not known to be planned: E counts whole, October is monitored whole.
+    store_only = await _report(known_store, with_config=False)
+    portal = store_only.targets[1]
+    assert (portal.monitored_seconds, portal.downtime_seconds) == (OCTOBER_SECONDS, PORTAL_DOWN_STORE_ONLY)
 
     # September, for the comparison: portal from the 25th, A's first 2 h.
     previous = report.previous
@@ -235,33 +275,39 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_cli_writes_every_format_and_agrees_with_uptime(known_store: Path, tmp_path: Path) -> None:
+def test_cli_writes_every_format_and_agrees_with_uptime(
+    known_store: Path, config_file: Path, tmp_path: Path
+) -> None:
     """`report` in md, csv and html; its uptime equals `tthc-monitor uptime --month` to the digit."""
-    done = _cli("report", "--month", "2025-10", "--store", str(known_store), "--format", "csv")
+    done = _cli("report", "--month", "2025-10", "--config", str(config_file), "--format", "csv")
     assert done.returncode == 0, done.stderr
     rows = list(csv.DictReader(io.StringIO(done.stdout)))
     targets = {row["name"]: row for row in rows if row["section"] == "target"}
     assert float(targets["portal"]["downtime_seconds"]) == PORTAL_DOWN
     assert float(targets["portal"]["uptime_percent"]) == pytest.approx(
-        100 * (1 - PORTAL_DOWN / OCTOBER_SECONDS), abs=1e-4
+        100 * (1 - PORTAL_DOWN / PORTAL_MONITORED), abs=1e-4
     )
     assert [row["incident_id"] for row in rows if row["section"] == "incident" and row["name"] == "portal"]
     units = {row["unit_code"]: row for row in rows if row["section"] == "unit"}
     assert units["000.20.12.H12"]["overdue_during_outage"] == "1"
 
-    uptime = _cli("uptime", "--month", "2025-10", "--store", str(known_store))
-    assert uptime.returncode == 0, uptime.stderr
-    printed = {line.split()[0]: line.split() for line in uptime.stdout.splitlines()[2:]}
-    for name, row in targets.items():
-        assert printed[name][1] == f"{float(row['uptime_percent']):.3f}", (name, printed[name], row)
-        assert printed[name][2] == row["incidents"]
+    for source in (["--config", str(config_file)], ["--store", str(known_store)]):
+        uptime = _cli("uptime", "--month", "2025-10", *source)
+        assert uptime.returncode == 0, uptime.stderr
+        printed = {line.split()[0]: line.split() for line in uptime.stdout.splitlines()[2:]}
+        report = _cli("report", "--month", "2025-10", *source, "--format", "csv")
+        rows = list(csv.DictReader(io.StringIO(report.stdout)))
+        for row in (row for row in rows if row["section"] == "target"):
+            name = row["name"]
+            assert printed[name][1] == f"{float(row['uptime_percent']):.3f}", (name, printed[name], row)
+            assert printed[name][2] == row["incidents"]
 
-    markdown = _cli("report", "--month", "2025-10", "--store", str(known_store))
+    markdown = _cli("report", "--month", "2025-10", "--config", str(config_file))
     assert markdown.returncode == 0, markdown.stderr
     text = markdown.stdout
     for expected in (
         "# Báo cáo chất lượng dịch vụ (SLA) tháng 10/2025",
-        "| portal | 31 ngày | 99,194% | 6 giờ | 1 giờ | 5 giờ | 3 | 3 giờ 30 phút |",
+        "| portal | 30 ngày 23 giờ | 99,125% | 6 giờ 30 phút | 1 giờ | 5 giờ 30 phút | 4 | 2 giờ 40 phút |",
         "| portal | #",
         "| 2 giờ | Quá thời gian phản hồi |",
         "| Phòng Tài nguyên và Môi trường | 6 | 3 | 2 | 1 | 83,3% | 2 | 1 | 33,3% |",
@@ -301,15 +347,7 @@ async def test_api_uptime_agrees_with_the_report(known_store: Path, tmp_path: Pa
     copy = shutil.copyfile(known_store, tmp_path / "monitor.db")
     server = await asyncio.start_server(lambda _r, w: w.close(), "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    targets = "".join(
-        f"  - {{name: {name}, type: tcp, host: 127.0.0.1, port: {port}, interval: 1h, timeout: 1s}}\n"
-        for name in ("portal", "motcua-db")
-    )
-    config = load_config_text(
-        f"listen: 127.0.0.1:0\nstore: {{path: {copy}}}\nscheduler: {{start_jitter: 0}}\n"
-        f"logging: {{format: json}}\ntargets:\n{targets}",
-        environ={},
-    )
+    config = load_config_text(config_text(copy, port), environ={})
     report = await _report(known_store)
     daemon = Daemon(config)
     await daemon.start()

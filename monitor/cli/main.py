@@ -16,6 +16,7 @@ from monitor import __version__
 from monitor.cli.common import DEFAULT_CONFIG, add_store_arguments, fail, load_or_report, resolve_store
 from monitor.config import Config, ConfigError, load_config
 from monitor.durations import format_duration, parse_duration
+from monitor.store.availability import Span
 
 __all__ = ["build_parser", "main"]
 
@@ -231,18 +232,27 @@ def _uptime(args: argparse.Namespace) -> int:
         except ValueError as exc:
             return fail(f"--since: {exc}", 2)
         start, end, label = now - window, now, f"since {format_duration(window)} ago"
-    return asyncio.run(_print_uptime(store_path, start, end, label, args.target))
+    from monitor.maintenance import planned_maintenance
+
+    # Planned maintenance is known only from the config; with --store alone none is left out.
+    planned = planned_maintenance(config.targets, start, end, config.zone) if config else {}
+    return asyncio.run(_print_uptime(store_path, start, end, planned, label, args.target))
 
 
 async def _print_uptime(
-    store_path: Path, start: datetime, end: datetime, label: str, target: str | None
+    store_path: Path,
+    start: datetime,
+    end: datetime,
+    planned: dict[str, list[Span]],
+    label: str,
+    target: str | None,
 ) -> int:
     from monitor.store import SqliteStore
 
     store = SqliteStore(store_path, readonly=True)
     await store.open()
     try:
-        reports = await store.uptime_all(start, end)
+        reports = await store.uptime_all(start, end, planned)
     finally:
         await store.close()
     if target is not None:

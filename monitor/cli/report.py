@@ -16,6 +16,7 @@ from monitor.calendar import Calendars
 from monitor.cli.common import add_store_arguments, fail, resolve_store
 from monitor.reports.render import FORMATS, render
 from monitor.reports.sla import Month, build_report, parse_month
+from monitor.targets import Target
 
 __all__ = ["add_parser", "run"]
 
@@ -47,7 +48,8 @@ def run(args: argparse.Namespace, *, now: datetime | None = None) -> int:
     now = now or datetime.now(UTC)
     if month.span(zone).start > now:
         return fail(f"--month: {month} has not started yet", 2)
-    text = asyncio.run(_render(store_path, month, zone, calendars, now, args.format))
+    configured = list(config.targets) if config else []
+    text = asyncio.run(_render(store_path, month, zone, calendars, configured, now, args.format))
     if isinstance(text, int):
         return text
     out: Path | None = args.out
@@ -63,7 +65,13 @@ def run(args: argparse.Namespace, *, now: datetime | None = None) -> int:
 
 
 async def _render(
-    store_path: Path, month: Month, zone: ZoneInfo, calendars: Calendars, now: datetime, form: str
+    store_path: Path,
+    month: Month,
+    zone: ZoneInfo,
+    calendars: Calendars,
+    configured: list[Target],
+    now: datetime,
+    form: str,
 ) -> str | int:
     from monitor.store import SqliteStore, StoreError
 
@@ -72,7 +80,9 @@ async def _render(
     except StoreError as exc:
         return fail(str(exc))
     try:
-        report = await build_report(store, month, zone=zone, calendar=calendars.default, now=now)
+        report = await build_report(
+            store, month, zone=zone, calendar=calendars.default, now=now, configured=configured
+        )
     finally:
         await store.close()
     return render(report, form)

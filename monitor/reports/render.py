@@ -87,7 +87,7 @@ def _tables(report: SlaReport) -> list[_Table]:
                     f"#{line.id}",
                     format_moment(line.started_at, zone),
                     "chưa kết thúc" if line.ended_at is None else format_moment(line.ended_at, zone),
-                    _duration(line.seconds_in_month),
+                    _duration(line.counted_seconds),
                     cause_label(line.cause),
                 )
             )
@@ -110,7 +110,7 @@ def _tables(report: SlaReport) -> list[_Table]:
         ),
         _Table(
             "Sự cố",
-            ("Hệ thống", "Mã", "Bắt đầu", "Kết thúc", "Thời lượng trong tháng", "Nguyên nhân ban đầu"),
+            ("Hệ thống", "Mã", "Bắt đầu", "Kết thúc", "Tính vào gián đoạn", "Nguyên nhân ban đầu"),
             tuple(incidents),
             "Không có sự cố trong tháng.",
             "-tttn-",
@@ -207,7 +207,8 @@ def _intro(report: SlaReport) -> list[str]:
     return [
         f"Khoảng thời gian: {format_moment(report.start, zone)} – {format_moment(report.end, zone)}"
         f" ({zone.key}). Lịch làm việc: {report.calendar}. Lập lúc {made}.",
-        "Tỷ lệ hoạt động tính trên thời gian được giám sát; chỉ phần sự cố nằm trong tháng được tính."
+        "Tỷ lệ hoạt động tính trên thời gian được giám sát, trừ thời gian bảo trì theo kế hoạch; chỉ phần sự"
+        " cố nằm trong tháng và ngoài thời gian bảo trì được tính."
         " MTTR: thời lượng trung bình của các sự cố kết thúc trong tháng.",
     ]
 
@@ -300,7 +301,7 @@ _CSV_COLUMNS = (
     "incident_id",
     "started_at",
     "ended_at",
-    "seconds_in_month",
+    "counted_seconds",
     "cause",
     "unit_code",
     "returned",
@@ -358,7 +359,7 @@ def render_csv(report: SlaReport) -> str:
                     "incident_id": line.id,
                     "started_at": _iso(line.started_at),
                     "ended_at": _iso(line.ended_at),
-                    "seconds_in_month": _number(line.seconds_in_month),
+                    "counted_seconds": _number(line.counted_seconds),
                     "cause": line.cause or "",
                 }
             )

@@ -5,22 +5,25 @@ previous month beside it. Rendered by render.py (Markdown, CSV, HTML for A4).
 Figures come from the same store reads as `tthc-monitor uptime` and /api/v1/targets/{name}/uptime:
 monitored spans from `SqliteStore.monitored_spans`, downtime from incidents, both through
 `monitor.store.availability.availability`, so the three agree on the same data. Months are calendar
-months in the office's zone. Only the part of an incident inside the month counts as its downtime; MTTR
-is the mean full length of the incidents that ended within the month.
+months in the office's zone. Only the part of an incident inside the month and outside planned maintenance
+counts as its downtime; MTTR is the mean full length of the incidents that ended within the month.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from monitor.calendar import WorkingCalendar
 from monitor.dossiers.store import DossierStore
-from monitor.store.availability import Span, availability, clip_spans
+from monitor.maintenance import planned_maintenance
+from monitor.store.availability import Span, availability, clip_spans, spans_seconds
 from monitor.store.base import Incident
 from monitor.store.sqlite import SqliteStore
+from monitor.targets import Target
 
 __all__ = [
     "IncidentLine",
@@ -75,8 +78,8 @@ class IncidentLine:
     started_at: datetime
     ended_at: datetime | None  # None: still open when the report was made
     cause: str | None  # the reason the incident opened with
-    seconds_in_month: float
-    working_seconds: float  # of seconds_in_month, inside the working calendar's sessions
+    counted_seconds: float  # inside the month and monitored time: what it adds to the downtime
+    working_seconds: float  # of counted_seconds, inside the working calendar's sessions
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,13 +151,16 @@ async def build_report(
     calendar: WorkingCalendar,
     now: datetime,
     targets: list[str] | None = None,
+    configured: Sequence[Target] = (),
     with_previous: bool = True,
 ) -> SlaReport:
     """The report for `month`, read from `store`; `targets` limits and orders the targets (default: every
-    target the store knows with monitored time in the month)."""
+    target the store knows with monitored time in the month). `configured` targets bring their
+    maintenance windows, which are left out of monitored time (without a config none are known)."""
     window = month.span(zone)
     end = min(window.end, now)
-    spans = await store.monitored_spans(window.start, window.end)
+    planned = planned_maintenance(configured, window.start, window.end, zone)
+    spans = await store.monitored_spans(window.start, window.end, planned)
     by_target: dict[str, list[Incident]] = {}
     for incident in await store.incidents(window.start, window.end):
         by_target.setdefault(incident.target, []).append(incident)
@@ -172,6 +178,7 @@ async def build_report(
             calendar=calendar,
             now=now,
             targets=targets,
+            configured=configured,
             with_previous=False,
         )
     return SlaReport(
@@ -198,18 +205,18 @@ def _target_sla(
     lines = []
     down = []
     for incident in sorted(incidents, key=lambda i: (i.started_at, i.id)):
-        stop = incident.ended_at if incident.ended_at is not None else end
-        inside = Span(max(incident.started_at, window.start), min(stop, window.end, end))
-        down.append(Span(incident.started_at, stop))
-        working = calendar.working_time_between(inside.start, inside.end) if inside.seconds else timedelta()
+        span = Span(incident.started_at, incident.ended_at if incident.ended_at is not None else end)
+        down.append(span)
+        # What of it counts: inside the month and inside monitored time (not in planned maintenance).
+        counted = clip_spans([span], [*monitored])
         lines.append(
             IncidentLine(
                 id=incident.id,
                 started_at=incident.started_at,
                 ended_at=incident.ended_at,
                 cause=incident.reason,
-                seconds_in_month=inside.seconds,
-                working_seconds=max(0.0, working.total_seconds()),
+                counted_seconds=spans_seconds(counted),
+                working_seconds=_working_seconds(calendar, counted),
             )
         )
     figures = availability(monitored, down)
@@ -219,10 +226,7 @@ def _target_sla(
         if i.ended_at is not None and window.start <= i.ended_at < window.end
     ]
     # Working-hour downtime of the merged downtime, so overlapping incidents never count twice.
-    working = sum(
-        calendar.working_time_between(span.start, span.end).total_seconds()
-        for span in clip_spans(down, monitored)
-    )
+    working = _working_seconds(calendar, clip_spans(down, monitored))
     return TargetSla(
         name=name,
         monitored_seconds=figures.monitored_seconds,
@@ -233,6 +237,10 @@ def _target_sla(
         downtime_working_seconds=working,
         downtime_off_hours_seconds=max(0.0, figures.downtime_seconds - working),
     )
+
+
+def _working_seconds(calendar: WorkingCalendar, spans: list[Span]) -> float:
+    return sum(max(0.0, calendar.working_time_between(s.start, s.end).total_seconds()) for s in spans)
 
 
 async def _units(dossiers: DossierStore, window: Span) -> tuple[UnitSla, ...]:

@@ -3,8 +3,9 @@ bars and the monthly SLA report all call `availability`, so they cannot disagree
 
 Uptime is computed over *monitored* time only. The monitored spans are an input: today the store derives
 them from the probe samples it holds (`SqliteStore.monitored_spans`: from the first sample to the end of
-the hour of the last one, clipped to the window and to now); once the daemon records heartbeats, that
-derivation returns the spans the daemon was actually running and nothing here changes.
+the hour of the last one, clipped to the window and to now), minus the target's planned maintenance when
+the caller knows it (from the config, `monitor.maintenance.planned_maintenance`); once the daemon records
+heartbeats, that derivation returns the spans the daemon was actually running and nothing here changes.
 """
 
 from __future__ import annotations
@@ -13,7 +14,15 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-__all__ = ["Availability", "Span", "availability", "clip_spans", "merge_spans", "spans_seconds"]
+__all__ = [
+    "Availability",
+    "Span",
+    "availability",
+    "clip_spans",
+    "merge_spans",
+    "spans_seconds",
+    "subtract_spans",
+]
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -72,6 +81,23 @@ def clip_spans(spans: Iterable[Span], limits: Iterable[Span]) -> list[Span]:
         else:
             j += 1
     return inside
+
+
+def subtract_spans(spans: Iterable[Span], holes: Iterable[Span]) -> list[Span]:
+    """The parts of `spans` outside every hole (e.g. monitored time minus planned maintenance)."""
+    result: list[Span] = []
+    holes = merge_spans(holes)
+    for span in merge_spans(spans):
+        start = span.start
+        for hole in holes:
+            if hole.end <= start or hole.start >= span.end:
+                continue
+            if hole.start > start:
+                result.append(Span(start, hole.start))
+            start = max(start, hole.end)
+        if start < span.end:
+            result.append(Span(start, span.end))
+    return result
 
 
 def spans_seconds(spans: Iterable[Span]) -> float:

@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -38,7 +38,7 @@ import structlog
 
 from monitor.model import FailureReason, Health
 from monitor.store import latency, packed
-from monitor.store.availability import Span, availability
+from monitor.store.availability import Span, availability, subtract_spans
 from monitor.store.base import Incident, ProbeResult, StoreError, UptimeReport
 from monitor.store.migrations import MIGRATIONS, Migration, apply_migrations, schema_version
 
@@ -48,6 +48,9 @@ if TYPE_CHECKING:
 __all__ = ["HEALTH_CODES", "REASON_CODES", "SqliteStore"]
 
 log = structlog.get_logger(__name__)
+
+# Per target, planned maintenance in the window: left out of monitored time.
+Planned = Mapping[str, Sequence[Span]]
 
 # Stable codes stored in probe_results; append new ones, never renumber.
 HEALTH_CODES: dict[Health, int] = {Health.UNKNOWN: 0, Health.UP: 1, Health.DEGRADED: 2, Health.DOWN: 3}
@@ -782,28 +785,36 @@ class SqliteStore:
 
     # --- uptime ---------------------------------------------------------------------------------------
 
-    async def uptime(self, target: str, start: datetime, end: datetime) -> UptimeReport:
-        """Uptime of one target over [start, end) clipped to [first data seen, now]."""
-        reports = await self._reports(start, end, target)
+    async def uptime(
+        self, target: str, start: datetime, end: datetime, planned: Planned | None = None
+    ) -> UptimeReport:
+        """Uptime of one target over its monitored time in [start, end) (see `monitored_spans`)."""
+        reports = await self._reports(start, end, target, planned)
         if reports:
             return reports[0]
         clipped = min(end, self._clock())
         return UptimeReport(target, clipped, clipped, None, 0.0, 0, 0, 0, 0, None, None)
 
-    async def uptime_all(self, start: datetime, end: datetime) -> list[UptimeReport]:
+    async def uptime_all(
+        self, start: datetime, end: datetime, planned: Planned | None = None
+    ) -> list[UptimeReport]:
         """`uptime` for every known target, in a handful of queries whatever the number of targets."""
-        return await self._reports(start, end, None)
+        return await self._reports(start, end, None, planned)
 
-    async def _reports(self, start: datetime, end: datetime, target: str | None) -> list[UptimeReport]:
+    async def _reports(
+        self, start: datetime, end: datetime, target: str | None, planned: Planned | None
+    ) -> list[UptimeReport]:
         if self._writer is None:
-            return await self._reports_locked(start, end, target)
+            return await self._reports_locked(start, end, target, planned)
         # Under the flush lock no batch is half-way between memory and the file, so the open minutes
         # and hours still in memory add to what is committed without counting anything twice.
         async with self._flush_lock:
             await self._flush(force=False)
-            return await self._reports_locked(start, end, target)
+            return await self._reports_locked(start, end, target, planned)
 
-    async def _reports_locked(self, start: datetime, end: datetime, target: str | None) -> list[UptimeReport]:
+    async def _reports_locked(
+        self, start: datetime, end: datetime, target: str | None, planned: Planned | None
+    ) -> list[UptimeReport]:
         now = self._clock()
         reader = self.reader
         if target is None:
@@ -815,7 +826,7 @@ class SqliteStore:
         if not rows:
             return []
         target_id = rows[0][0] if target is not None else None
-        spans = await self._monitored_spans_locked(rows, start, end, target_id)
+        spans = await self._monitored_spans_locked(rows, start, end, target_id, planned)
         end_ms = _to_ms(min(end, now))
         start_ms = _to_ms(start)
         totals = await self._rollup_totals(start_ms, end_ms, _to_ms(now - self.minute_retention), target_id)
@@ -850,27 +861,37 @@ class SqliteStore:
 
     # --- monitored time -------------------------------------------------------------------------------
 
-    async def monitored_spans(self, start: datetime, end: datetime) -> dict[str, list[Span]]:
+    async def monitored_spans(
+        self, start: datetime, end: datetime, planned: Planned | None = None
+    ) -> dict[str, list[Span]]:
         """Per known target, the parts of [start, end) the monitor was watching it (see availability.py).
 
         Today: from its first stored sample (or incident) to the end of the hour of its last sample before
         the window's end, clipped to the window and to now; a target with incidents but no samples counts
-        up to now.
+        up to now. `planned` (per target, its maintenance in the window, from the config) is left out:
+        planned outages are neither up nor down.
         HEARTBEAT: when the daemon records when it was running, intersect these spans with the running
         intervals here; `uptime`, the status page and the SLA report all read monitored time from here.
         """
         if self._writer is None:
-            return await self._all_monitored_spans(start, end)
+            return await self._all_monitored_spans(start, end, planned)
         async with self._flush_lock:
             await self._flush(force=False)
-            return await self._all_monitored_spans(start, end)
+            return await self._all_monitored_spans(start, end, planned)
 
-    async def _all_monitored_spans(self, start: datetime, end: datetime) -> dict[str, list[Span]]:
+    async def _all_monitored_spans(
+        self, start: datetime, end: datetime, planned: Planned | None
+    ) -> dict[str, list[Span]]:
         rows = await self.reader.execute_fetchall("SELECT id, name, first_seen FROM targets ORDER BY name")
-        return await self._monitored_spans_locked(rows, start, end, None)
+        return await self._monitored_spans_locked(rows, start, end, None, planned)
 
     async def _monitored_spans_locked(
-        self, rows: Iterable[Sequence[Any]], start: datetime, end: datetime, target_id: int | None
+        self,
+        rows: Iterable[Sequence[Any]],
+        start: datetime,
+        end: datetime,
+        target_id: int | None,
+        planned: Planned | None,
     ) -> dict[str, list[Span]]:
         now = self._clock()
         last_hours = await self._last_sample_hours(min(end, now), target_id)
@@ -883,7 +904,8 @@ class SqliteStore:
                 high = min(high, _from_ms((last_hour + _HOUR) * 1000))
             # HEARTBEAT: replace this one span by clip_spans([Span(low, high)], running), `running` being the
             # daemon's recorded run intervals over [start, end), read once before this loop.
-            spans[name] = [Span(low, high)] if low < high else []
+            watched = [Span(low, high)] if low < high else []
+            spans[name] = subtract_spans(watched, planned[name]) if planned and name in planned else watched
         return spans
 
     async def _last_sample_hours(self, end: datetime, target_id: int | None) -> dict[int, int]:

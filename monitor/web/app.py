@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from monitor.maintenance import in_maintenance
+from monitor.maintenance import in_maintenance, planned_maintenance
 from monitor.web.alerts import add_routes as add_alert_routes
 from monitor.web.common import ApiError, iso, json_text, parse_time_param
 from monitor.web.dossiers import add_routes as add_dossier_routes
@@ -123,7 +123,9 @@ async def _target_uptime(request: web.Request) -> web.Response:
     end = parse_time_param(request, "to", now)
     if end <= start:
         raise ApiError("to: must be later than from")
-    report = await services.store.uptime(name, start, end)
+    target = services.scheduler.targets[name]
+    planned = planned_maintenance([target], start, end, services.config.zone)
+    report = await services.store.uptime(name, start, end, planned)
     return web.json_response(
         {
             "target": name,

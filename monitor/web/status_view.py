@@ -18,7 +18,7 @@ from datetime import date, datetime, time, timedelta
 from itertools import pairwise
 from zoneinfo import ZoneInfo
 
-from monitor.maintenance import in_maintenance
+from monitor.maintenance import in_maintenance, planned_maintenance
 from monitor.store.availability import Span, availability, clip_spans, merge_spans
 from monitor.store.base import Incident
 from monitor.web.services import WebServices
@@ -125,7 +125,8 @@ async def build_status(services: WebServices) -> StatusView:
     days = day_spans(now.astimezone(zone).date(), zone)
     start = days[0].start
     scheduler = services.scheduler
-    spans = await services.store.monitored_spans(start, now)
+    planned = planned_maintenance(scheduler.targets.values(), start, now, zone)
+    spans = await services.store.monitored_spans(start, now, planned)
     by_target: dict[str, list[Incident]] = {}
     for incident in await services.store.incidents(start, now):
         by_target.setdefault(incident.target, []).append(incident)
