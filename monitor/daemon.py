@@ -24,6 +24,7 @@ from monitor.config import Config, ConfigError, load_config, split_listen
 from monitor.dossiers.service import DossierReload, DossierService
 from monitor.events import EventBus
 from monitor.logging import register_secrets
+from monitor.maintenance import planned_maintenance
 from monitor.metrics import UPTIME_WINDOWS, Metrics, TargetSeries
 from monitor.reload import RESTART_ONLY, ReloadOutcome, changed_sections
 from monitor.scheduler import Scheduler
@@ -167,7 +168,10 @@ class Daemon:
                 now = self.now()
                 ratios: dict[tuple[str, str], float] = {}
                 for window, days in UPTIME_WINDOWS.items():
-                    for report in await self.store.uptime_all(now - timedelta(days=days), now):
+                    start = now - timedelta(days=days)
+                    targets = self.scheduler.targets.values()
+                    planned = planned_maintenance(targets, start, now, self.config.zone)
+                    for report in await self.store.uptime_all(start, now, planned):
                         if report.uptime_ratio is not None:
                             ratios[(report.target, window)] = report.uptime_ratio
                 self.uptime = ratios
