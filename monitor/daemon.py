@@ -29,6 +29,7 @@ from monitor.metrics import UPTIME_WINDOWS, Metrics, TargetSeries
 from monitor.reload import RESTART_ONLY, ReloadOutcome, changed_sections
 from monitor.scheduler import Scheduler
 from monitor.store import SqliteStore
+from monitor.store.heartbeat import Heartbeat
 from monitor.web.app import create_web_app
 
 __all__ = ["Daemon", "config_secrets"]
@@ -93,6 +94,7 @@ class Daemon:
         self.bus = EventBus()
         self.metrics = Metrics()
         self.store = SqliteStore.from_config(config.store, clock=clock)
+        self.heartbeat = Heartbeat(self.store, config.store.heartbeat_interval, clock)
         self.scheduler = Scheduler(
             store=self.store,
             bus=self.bus,
@@ -133,6 +135,8 @@ class Daemon:
     async def start(self) -> None:
         register_secrets(config_secrets(self.config))
         await self.store.open()
+        # Before the scheduler resumes open incidents: they end at the last probe before this run.
+        await self.heartbeat.start()
         # Alerts subscribe to the bus before anything can publish, so no event is missed.
         await self.alerts.start()
         await self.dossiers.start()
@@ -261,6 +265,7 @@ class Daemon:
         for task in self._background:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
+        await self.heartbeat.stop()
         await self.store.close()
         if self._runner is not None:
             await self._runner.cleanup()

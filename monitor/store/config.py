@@ -21,3 +21,6 @@ class StoreConfig(StrictModel):
     # Successful results that change nothing are folded into rollups, but one is still written this
     # often per target so the raw table shows the target was being watched.
     success_sample_interval: PositiveDuration = timedelta(minutes=5)
+    # How often the daemon records that it is still running: uptime counts only time it was running,
+    # and a crash loses at most this much of it.
+    heartbeat_interval: PositiveDuration = timedelta(seconds=10)

@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -37,8 +37,8 @@ import aiosqlite
 import structlog
 
 from monitor.model import FailureReason, Health
-from monitor.store import latency, packed
-from monitor.store.availability import Span, availability, subtract_spans
+from monitor.store import latency, live, monitored, packed
+from monitor.store.availability import Span, availability, clip_spans, subtract_spans
 from monitor.store.base import Incident, ProbeResult, StoreError, UptimeReport
 from monitor.store.migrations import MIGRATIONS, Migration, apply_migrations, schema_version
 
@@ -51,6 +51,8 @@ log = structlog.get_logger(__name__)
 
 # Per target, planned maintenance in the window: left out of monitored time.
 Planned = Mapping[str, Sequence[Span]]
+# Work done inside every flush transaction (conn, now in epoch seconds, closing): the heartbeat.
+BatchHook = Callable[[aiosqlite.Connection, int, bool], Awaitable[None]]
 
 # Stable codes stored in probe_results; append new ones, never renumber.
 HEALTH_CODES: dict[Health, int] = {Health.UNKNOWN: 0, Health.UP: 1, Health.DEGRADED: 2, Health.DOWN: 3}
@@ -262,6 +264,9 @@ class SqliteStore:
         self._open_rows: dict[str, set[int]] = {spec.table: set() for spec in _SPECS}
         # name -> (id, first_seen ms, stored health code); only what is committed.
         self._targets: dict[str, tuple[int, int, int | None]] = {}
+        # The daemon run this process records (heartbeat.py): its watched time extends to now.
+        self.current_run: int | None = None
+        self._batch_hooks: list[BatchHook] = []
 
     @classmethod
     def from_config(cls, config: StoreConfig, *, clock: Callable[[], datetime] | None = None) -> SqliteStore:
@@ -315,6 +320,8 @@ class SqliteStore:
             applied = await apply_migrations(writer, self._migrations)
             if applied:
                 log.info("store_migrated", path=str(self.path), versions=applied)
+            # A crashed daemon's copy of its open rollups: this process starts with empty memory.
+            await writer.execute("DELETE FROM rollup_live")
             reader = await self._connect_reader(self.path.resolve().as_uri())
         except BaseException:
             await writer.close()
@@ -483,6 +490,10 @@ class SqliteStore:
             staged = await self._staging_params(batch, closing)
             async with self.transaction() as conn:
                 added = await self._write_batch(conn, batch, closing, staged)
+                # Copies of the entries this batch closes go with them (all on close): see live.py.
+                await live.drop_closed(conn, None if force else now_s)
+                for hook in self._batch_hooks:
+                    await hook(conn, now_s, force)
         except BaseException:
             self._put_back(batch)
             raise
@@ -783,6 +794,33 @@ class SqliteStore:
         rows = await self.reader.execute_fetchall(sql + " ORDER BY i.started_at DESC, i.id DESC", params)
         return [_incident(row) for row in rows]
 
+    async def interrupted_at(self, target: str, started_at: datetime) -> datetime:
+        """Where an incident left open by an earlier run stops counting (monitored.py)."""
+        now = self._clock()
+        return await monitored.interrupted_at(self.reader, target, started_at, now, self.current_run)
+
+    async def reopen_incident(self, incident_id: int) -> None:
+        """Open again an incident closed at a restart because its target is still down."""
+        async with self.transaction() as conn:
+            if not await monitored.reopen_incident(conn, incident_id):
+                raise StoreError(f"no incident {incident_id}")
+
+    def add_batch_hook(self, hook: BatchHook) -> None:
+        """Run `hook` inside every flush transaction (no commit of its own): the daemon's heartbeat."""
+        self._batch_hooks.append(hook)
+
+    def remove_batch_hook(self, hook: BatchHook) -> None:
+        with suppress(ValueError):
+            self._batch_hooks.remove(hook)
+
+    def live_tables(self) -> list[tuple[int, Mapping[tuple[str, int], packed.Counts]]]:
+        """The open minute and hour entries in memory, for the heartbeat's copy (live.py)."""
+        return [(_MINUTE, self._minutes), (_HOUR, self._hours)]
+
+    def committed_target_id(self, name: str) -> int | None:
+        known = self._targets.get(name)
+        return known[0] if known else None
+
     # --- uptime ---------------------------------------------------------------------------------------
 
     async def uptime(
@@ -826,14 +864,14 @@ class SqliteStore:
         if not rows:
             return []
         target_id = rows[0][0] if target is not None else None
-        spans = await self._monitored_spans_locked(rows, start, end, target_id, planned)
+        coverage = await self._coverage_locked(rows, start, end, target_id, planned)
         end_ms = _to_ms(min(end, now))
         start_ms = _to_ms(start)
         totals = await self._rollup_totals(start_ms, end_ms, _to_ms(now - self.minute_retention), target_id)
         downtime = await self._downtime(start_ms, end_ms, target_id)
         reports = []
         for tid, name, _first_seen in rows:
-            monitored = spans[name]
+            monitored = coverage[name].monitored
             window_start = _to_ms(monitored[0].start) if monitored else end_ms
             window_end = _to_ms(monitored[-1].end) if monitored else end_ms
             down = [Span(_from_ms(a), _from_ms(b)) for a, b in downtime.get(tid, ())]
@@ -855,6 +893,7 @@ class SqliteStore:
                     latency_p50=latency.percentile(histogram, 0.50, max_latency),
                     latency_p95=latency.percentile(histogram, 0.95, max_latency),
                     maintenance=total.maintenance,
+                    unmonitored_seconds=coverage[name].unmonitored_seconds,
                 )
             )
         return reports
@@ -870,43 +909,56 @@ class SqliteStore:
         the window's end, clipped to the window and to now; a target with incidents but no samples counts
         up to now. `planned` (per target, its maintenance in the window, from the config) is left out:
         planned outages are neither up nor down.
-        HEARTBEAT: when the daemon records when it was running, intersect these spans with the running
-        intervals here; `uptime`, the status page and the SLA report all read monitored time from here.
+        Within that, only the time the daemon was running counts (its heartbeats, monitored.py): the
+        monitor being off is unmonitored time, neither up nor down. `uptime`, the status page and the SLA
+        report all read monitored time from here.
         """
+        return {name: found.monitored for name, found in (await self.coverage(start, end, planned)).items()}
+
+    async def coverage(
+        self, start: datetime, end: datetime, planned: Planned | None = None
+    ) -> dict[str, monitored.Coverage]:
+        """Per known target, `monitored_spans` and the seconds of the window the monitor was not running."""
         if self._writer is None:
-            return await self._all_monitored_spans(start, end, planned)
+            return await self._all_coverage(start, end, planned)
         async with self._flush_lock:
             await self._flush(force=False)
-            return await self._all_monitored_spans(start, end, planned)
+            return await self._all_coverage(start, end, planned)
 
-    async def _all_monitored_spans(
+    async def _all_coverage(
         self, start: datetime, end: datetime, planned: Planned | None
-    ) -> dict[str, list[Span]]:
+    ) -> dict[str, monitored.Coverage]:
         rows = await self.reader.execute_fetchall("SELECT id, name, first_seen FROM targets ORDER BY name")
-        return await self._monitored_spans_locked(rows, start, end, None, planned)
+        return await self._coverage_locked(rows, start, end, None, planned)
 
-    async def _monitored_spans_locked(
+    async def _coverage_locked(
         self,
         rows: Iterable[Sequence[Any]],
         start: datetime,
         end: datetime,
         target_id: int | None,
         planned: Planned | None,
-    ) -> dict[str, list[Span]]:
+    ) -> dict[str, monitored.Coverage]:
         now = self._clock()
         last_hours = await self._last_sample_hours(min(end, now), target_id)
-        spans: dict[str, list[Span]] = {}
+        running = monitored.running_spans(
+            await monitored.read_runs(self.reader), start, min(end, now), now, self.current_run
+        )
+        coverage: dict[str, monitored.Coverage] = {}
         for tid, name, first_seen in rows:
             low = max(start, _from_ms(first_seen))
             high = min(end, now)
+            holes = planned[name] if planned and name in planned else ()
+            window = Span(low, high) if low < high else None
             last_hour = last_hours.get(tid)
             if last_hour is not None:
                 high = min(high, _from_ms((last_hour + _HOUR) * 1000))
-            # HEARTBEAT: replace this one span by clip_spans([Span(low, high)], running), `running` being the
-            # daemon's recorded run intervals over [start, end), read once before this loop.
-            watched = [Span(low, high)] if low < high else []
-            spans[name] = subtract_spans(watched, planned[name]) if planned and name in planned else watched
-        return spans
+            watched = clip_spans([Span(low, high)], running) if low < high else []
+            coverage[name] = monitored.Coverage(
+                subtract_spans(watched, holes) if holes else watched,
+                monitored.unmonitored_seconds(window, running, holes) if window else 0.0,
+            )
+        return coverage
 
     async def _last_sample_hours(self, end: datetime, target_id: int | None) -> dict[int, int]:
         """Per target id, the epoch second of the latest hour before `end` holding any result: from
@@ -949,6 +1001,10 @@ class SqliteStore:
             known = self._targets.get(name)
             if known is not None and hour < end_s and (target_id is None or known[0] == target_id):
                 last[known[0]] = max(hour, last.get(known[0], hour))
+        if self._writer is None:
+            for size, hour, tid, _counts in await live.read_live(reader, 0, end_s, target_id):
+                if size == _HOUR:
+                    last[tid] = max(hour, last.get(tid, hour))
         return last
 
     async def _rollup_totals(
@@ -1064,6 +1120,10 @@ class SqliteStore:
                     if start_s - _HOUR < bucket < end_s:
                         add(known[0], bucket, rollup)
                     await slicer.tick()
+        else:
+            # Another process (the CLI): the daemon's memory as of its last heartbeat (live.py).
+            for size, bucket, tid, counts in await live.read_live(reader, start_s - _HOUR, end_s, target_id):
+                (add_minute if size == _MINUTE else add_hour)(tid, bucket, counts)
         return totals
 
     async def _downtime(
