@@ -41,6 +41,28 @@ async def backend() -> AsyncIterator[Backend]:
     await server.stop()
 
 
+@dataclass(frozen=True, slots=True)
+class TwoRuns:
+    """A config on one store file and two daemon processes for it (killed, if still running, at the end)."""
+
+    config: Path
+    store: Path
+    first: DaemonProcess
+    second: DaemonProcess
+
+
+@pytest.fixture
+async def runs(tmp_path: Path, backend: Backend) -> AsyncIterator[TwoRuns]:
+    config = _config(tmp_path, backend)
+    first = DaemonProcess(config, tmp_path / "first.log")
+    second = DaemonProcess(config, tmp_path / "second.log")
+    try:
+        yield TwoRuns(config, tmp_path / "monitor.db", first, second)
+    finally:
+        await first.kill()
+        await second.kill()
+
+
 def _config(tmp_path: Path, backend: Backend) -> Path:
     path = tmp_path / "monitor.yaml"
     path.write_text(
@@ -139,6 +161,20 @@ def _month() -> tuple[str, dict[str, str]]:
     return month, {"from": span.start.isoformat(), "to": span.end.isoformat()}
 
 
+async def _start_then_down(
+    daemon: DaemonProcess, session: aiohttp.ClientSession, backend: Backend
+) -> tuple[str, float]:
+    """Start the daemon, let it see the target up, then break the target until it is DOWN; the daemon's
+    address and the wall-clock time the target broke."""
+    base = await daemon.start()
+    await _wait_health(session, base, "up")
+    await asyncio.sleep(0.5)
+    backend.status = 503
+    down_at = time.time()
+    await _wait_health(session, base, "down")
+    return base, down_at
+
+
 async def _stop(daemon: DaemonProcess, how: int) -> float:
     """SIGTERM (a clean stop) or SIGKILL; the wall-clock time the signal went."""
     sent = time.time()
@@ -149,123 +185,101 @@ async def _stop(daemon: DaemonProcess, how: int) -> float:
 
 
 async def test_sigterm_while_down_then_restart_still_down_continues_one_incident(
-    tmp_path: Path, backend: Backend
+    runs: TwoRuns, backend: Backend
 ) -> None:
     """Down, SIGTERM, 3 s off, restart still down, recovery: one incident (the same id), the 3 s are
     unmonitored in the CLI, the API and the report, and none of them counts them as down."""
-    config = _config(tmp_path, backend)
-    store = tmp_path / "monitor.db"
+    config, store = runs.config, runs.store
     month, window = _month()
-    first = DaemonProcess(config, tmp_path / "first.log")
-    second = DaemonProcess(config, tmp_path / "second.log")
-    try:
-        async with aiohttp.ClientSession() as session:
-            base = await first.start()
-            await _wait_health(session, base, "up")
-            await asyncio.sleep(0.5)
-            backend.status = 503
-            down_at = time.time()
-            await _wait_health(session, base, "down")
-            [opened] = (await _get(session, f"{base}/api/v1/incidents"))["incidents"]
-            await asyncio.sleep(1.0)
-            stopped = await _stop(first, signal.SIGTERM)
-            assert _runs(store)[0][2] is not None, "a clean stop records stopped_at"
-            await asyncio.sleep(OFF)
+    first, second = runs.first, runs.second
+    async with aiohttp.ClientSession() as session:
+        base, down_at = await _start_then_down(first, session, backend)
+        [opened] = (await _get(session, f"{base}/api/v1/incidents"))["incidents"]
+        await asyncio.sleep(1.0)
+        stopped = await _stop(first, signal.SIGTERM)
+        assert _runs(store)[0][2] is not None, "a clean stop records stopped_at"
+        await asyncio.sleep(OFF)
 
-            base = await second.start()
-            await asyncio.sleep(1.0)
-            [continued] = (await _get(session, f"{base}/api/v1/incidents"))["incidents"]
-            assert continued["id"] == opened["id"] and continued["open"], "the same incident goes on"
-            assert any(e.get("event") == "incident_continued" for e in second.log_events())
-            backend.status = 200
-            up_at = time.time()
-            await _wait_health(session, base, "up")
-            await asyncio.sleep(0.5)
+        base = await second.start()
+        await asyncio.sleep(1.0)
+        [continued] = (await _get(session, f"{base}/api/v1/incidents"))["incidents"]
+        assert continued["id"] == opened["id"] and continued["open"], "the same incident goes on"
+        assert any(e.get("event") == "incident_continued" for e in second.log_events())
+        backend.status = 200
+        up_at = time.time()
+        await _wait_health(session, base, "up")
+        await asyncio.sleep(0.5)
 
-            [closed] = (await _get(session, f"{base}/api/v1/incidents"))["incidents"]
-            assert closed["id"] == opened["id"] and not closed["open"]
-            api = await _get(session, f"{base}/api/v1/targets/portal/uptime", **window)
-            printed = await _uptime_cli(store, month)
-            runs = _runs(store)
-            gap = (runs[1][0] - runs[0][2]) / 1000
-            assert OFF <= gap <= time.time() - stopped
+        [closed] = (await _get(session, f"{base}/api/v1/incidents"))["incidents"]
+        assert closed["id"] == opened["id"] and not closed["open"]
+        api = await _get(session, f"{base}/api/v1/targets/portal/uptime", **window)
+        printed = await _uptime_cli(store, month)
+        runs = _runs(store)
+        gap = (runs[1][0] - runs[0][2]) / 1000
+        assert OFF <= gap <= time.time() - stopped
 
-            # The off time is unmonitored, not down: the outage lasted up_at - down_at on the wall clock,
-            # the gap of it is out of the downtime.
-            assert api["unmonitored_seconds"] == round(gap, 3)
-            assert 1.0 < api["downtime_seconds"] < up_at - down_at - gap + 1.0
-            assert api["incidents"] == printed.incidents == 1
-            # The CLI reads the daemon's open hour like the API does: latency figures seconds into a run.
-            assert printed.p50 != "-" and printed.p95 != "-", printed.line
-            assert abs(int(printed.p50) - api["latency_p50_seconds"] * 1000) <= max(
-                3.0, api["latency_p50_seconds"] * 300
-            )
-            assert format_duration(api["downtime_seconds"]) in printed.line
-            assert format_duration(api["unmonitored_seconds"]) in printed.line
+        # The off time is unmonitored, not down: the outage lasted up_at - down_at on the wall clock,
+        # the gap of it is out of the downtime.
+        assert api["unmonitored_seconds"] == round(gap, 3)
+        assert 1.0 < api["downtime_seconds"] < up_at - down_at - gap + 1.0
+        assert api["incidents"] == printed.incidents == 1
+        # The CLI reads the daemon's open hour like the API does: latency figures seconds into a run.
+        assert printed.p50 != "-" and printed.p95 != "-", printed.line
+        assert abs(int(printed.p50) - api["latency_p50_seconds"] * 1000) <= max(
+            3.0, api["latency_p50_seconds"] * 300
+        )
+        assert format_duration(api["downtime_seconds"]) in printed.line
+        assert format_duration(api["unmonitored_seconds"]) in printed.line
 
-            await _stop(second, signal.SIGTERM)
-        # Stopped for good: the CLI and the report read the same fixed figures.
-        after = await _uptime_cli(store, month)
-        report = await _report_csv(config, month)
-        assert float(report["downtime_seconds"]) == pytest.approx(api["downtime_seconds"], abs=1e-3)
-        assert after.uptime == f"{float(report['uptime_percent']):.3f}"
-        assert after.incidents == int(report["incidents"]) == 1
-        # Unmonitored now also counts the time since the last stop (the monitor is off again).
-        assert float(report["unmonitored_seconds"]) > gap
-    finally:
-        await first.kill()
-        await second.kill()
+        await _stop(second, signal.SIGTERM)
+    # Stopped for good: the CLI and the report read the same fixed figures.
+    after = await _uptime_cli(store, month)
+    report = await _report_csv(config, month)
+    assert float(report["downtime_seconds"]) == pytest.approx(api["downtime_seconds"], abs=1e-3)
+    assert after.uptime == f"{float(report['uptime_percent']):.3f}"
+    assert after.incidents == int(report["incidents"]) == 1
+    # Unmonitored now also counts the time since the last stop (the monitor is off again).
+    assert float(report["unmonitored_seconds"]) > gap
 
 
 async def test_kill_9_while_down_then_restart_after_recovery_ends_the_incident_at_the_last_probe(
-    tmp_path: Path, backend: Backend
+    runs: TwoRuns, backend: Backend
 ) -> None:
     """Down, kill -9, the target recovers while the monitor is off, restart: the incident ends at the
     last probe before the kill, the run at its last heartbeat, and the off time is not down."""
-    config = _config(tmp_path, backend)
-    store = tmp_path / "monitor.db"
+    config, store = runs.config, runs.store
     month, window = _month()
-    first = DaemonProcess(config, tmp_path / "first.log")
-    second = DaemonProcess(config, tmp_path / "second.log")
-    try:
-        async with aiohttp.ClientSession() as session:
-            base = await first.start()
-            await _wait_health(session, base, "up")
-            await asyncio.sleep(0.5)
-            backend.status = 503
-            down_at = time.time()
-            await _wait_health(session, base, "down")
-            await asyncio.sleep(1.0)
-            killed = await _stop(first, signal.SIGKILL)
-            assert _runs(store)[0][2] is None, "a killed run has no stopped_at"
-            backend.status = 200
-            await asyncio.sleep(OFF)
+    first, second = runs.first, runs.second
+    async with aiohttp.ClientSession() as session:
+        base, down_at = await _start_then_down(first, session, backend)
+        await asyncio.sleep(1.0)
+        killed = await _stop(first, signal.SIGKILL)
+        assert _runs(store)[0][2] is None, "a killed run has no stopped_at"
+        backend.status = 200
+        await asyncio.sleep(OFF)
 
-            base = await second.start()
-            await _wait_health(session, base, "up")
-            runs = _runs(store)
-            # The killed run was closed at its last heartbeat when the next one started.
-            assert runs[0][2] == runs[0][1] and runs[0][1] / 1000 <= killed
-            [incident] = (await _get(session, f"{base}/api/v1/incidents"))["incidents"]
-            assert not incident["open"]
-            ended = datetime.fromisoformat(incident["ended_at"])
-            assert ended <= datetime.fromtimestamp(killed, UTC), "ended at the last probe before the kill"
-            assert incident["duration_seconds"] < killed - down_at + 0.5
-            await asyncio.sleep(1.0)
+        base = await second.start()
+        await _wait_health(session, base, "up")
+        runs = _runs(store)
+        # The killed run was closed at its last heartbeat when the next one started.
+        assert runs[0][2] == runs[0][1] and runs[0][1] / 1000 <= killed
+        [incident] = (await _get(session, f"{base}/api/v1/incidents"))["incidents"]
+        assert not incident["open"]
+        ended = datetime.fromisoformat(incident["ended_at"])
+        assert ended <= datetime.fromtimestamp(killed, UTC), "ended at the last probe before the kill"
+        assert incident["duration_seconds"] < killed - down_at + 0.5
+        await asyncio.sleep(1.0)
 
-            api = await _get(session, f"{base}/api/v1/targets/portal/uptime", **window)
-            printed = await _uptime_cli(store, month)
-            gap = (runs[1][0] - runs[0][2]) / 1000
-            assert api["unmonitored_seconds"] == round(gap, 3) and gap >= OFF
-            assert 0.5 < api["downtime_seconds"] < killed - down_at + 0.5
-            assert printed.incidents == api["incidents"] == 1
-            assert printed.p50 != "-" and printed.p95 != "-", printed.line
-            assert format_duration(api["downtime_seconds"]) in printed.line
-            await _stop(second, signal.SIGTERM)
-        report = await _report_csv(config, month)
-        after = await _uptime_cli(store, month)
-        assert float(report["downtime_seconds"]) == pytest.approx(api["downtime_seconds"], abs=1e-3)
-        assert after.uptime == f"{float(report['uptime_percent']):.3f}"
-    finally:
-        await first.kill()
-        await second.kill()
+        api = await _get(session, f"{base}/api/v1/targets/portal/uptime", **window)
+        printed = await _uptime_cli(store, month)
+        gap = (runs[1][0] - runs[0][2]) / 1000
+        assert api["unmonitored_seconds"] == round(gap, 3) and gap >= OFF
+        assert 0.5 < api["downtime_seconds"] < killed - down_at + 0.5
+        assert printed.incidents == api["incidents"] == 1
+        assert printed.p50 != "-" and printed.p95 != "-", printed.line
+        assert format_duration(api["downtime_seconds"]) in printed.line
+        await _stop(second, signal.SIGTERM)
+    report = await _report_csv(config, month)
+    after = await _uptime_cli(store, month)
+    assert float(report["downtime_seconds"]) == pytest.approx(api["downtime_seconds"], abs=1e-3)
+    assert after.uptime == f"{float(report['uptime_percent']):.3f}"
