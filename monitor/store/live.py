@@ -31,31 +31,41 @@ async def write_live(
 ) -> None:
     """Replace the copy by the open entries of `tables` ((entry size, {(target, bucket): counts}))."""
     rows = []
+    unknown: list[tuple[int, str, int, packed.Counts]] = []
     for size, table in tables:
         # Copied before the first await: `record` keeps adding to these objects meanwhile.
         for (name, bucket), counts in list(table.items()):
             tid = target_id(name)
             if tid is None:
-                continue  # not committed yet: the next heartbeat has it
-            rows.append(
-                (
-                    size,
-                    bucket,
-                    tid,
-                    counts.probes,
-                    counts.failures,
-                    counts.degraded,
-                    counts.maintenance,
-                    counts.latency_sum_us,
-                    counts.latency_max_us,
-                    latency.encode(counts.histogram) if counts.histogram else b"",
-                )
-            )
+                unknown.append((size, name, bucket, counts))
+            else:
+                rows.append(_row(size, bucket, tid, counts))
+    if unknown:
+        # Targets inserted by this very transaction: the store's cache learns them after the commit.
+        ids = dict(await conn.execute_fetchall("SELECT name, id FROM targets"))
+        rows.extend(
+            _row(size, bucket, ids[name], counts) for size, name, bucket, counts in unknown if name in ids
+        )
     await conn.execute("DELETE FROM rollup_live")
     await conn.executemany(
         "INSERT INTO rollup_live (size, bucket, target_id, probes, failures, degraded, maintenance,"
         " latency_sum_us, latency_max_us, histogram) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         rows,
+    )
+
+
+def _row(size: int, bucket: int, tid: int, counts: packed.Counts) -> tuple[object, ...]:
+    return (
+        size,
+        bucket,
+        tid,
+        counts.probes,
+        counts.failures,
+        counts.degraded,
+        counts.maintenance,
+        counts.latency_sum_us,
+        counts.latency_max_us,
+        latency.encode(counts.histogram) if counts.histogram else b"",
     )
 
 
