@@ -12,6 +12,7 @@ table. A copy left by a crash is dropped when the next daemon opens the store.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterable, Mapping
 
 import aiosqlite
@@ -23,6 +24,10 @@ __all__ = ["LiveEntry", "drop_closed", "read_live", "write_live"]
 # (size, bucket, target id, counts)
 LiveEntry = tuple[int, int, int, packed.Counts]
 
+_HOUR = 3600
+# Rows encoded between two yields to the event loop (about a millisecond's worth).
+_ROWS_PER_SLICE = 300
+
 
 async def write_live(
     conn: aiosqlite.Connection,
@@ -33,13 +38,16 @@ async def write_live(
     rows = []
     unknown: list[tuple[int, str, int, packed.Counts]] = []
     for size, table in tables:
-        # Copied before the first await: `record` keeps adding to these objects meanwhile.
-        for (name, bucket), counts in list(table.items()):
+        # Listed before the first await: `record` adds entries meanwhile (a later beat copies them).
+        for index, ((name, bucket), counts) in enumerate(list(table.items())):
             tid = target_id(name)
             if tid is None:
                 unknown.append((size, name, bucket, counts))
             else:
                 rows.append(_row(size, bucket, tid, counts))
+            if index % _ROWS_PER_SLICE == _ROWS_PER_SLICE - 1:
+                # About a millisecond of encoding at a time: probes must not wait for the copy.
+                await asyncio.sleep(0)
     if unknown:
         # Targets inserted by this very transaction: the store's cache learns them after the commit.
         ids = dict(await conn.execute_fetchall("SELECT name, id FROM targets"))
@@ -65,7 +73,8 @@ def _row(size: int, bucket: int, tid: int, counts: packed.Counts) -> tuple[objec
         counts.maintenance,
         counts.latency_sum_us,
         counts.latency_max_us,
-        latency.encode(counts.histogram) if counts.histogram else b"",
+        # Only hours keep histograms (as in rollup_open): minute latencies are never read.
+        latency.encode(counts.histogram) if counts.histogram and size == _HOUR else b"",
     )
 
 
