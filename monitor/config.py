@@ -27,6 +27,7 @@ from monitor.configtypes import (
     StrictModel,
     format_validation_error,
     join_path,
+    offline_validation,
     register_union_tags,
     secret_file_fields,
     split_listen,
@@ -62,6 +63,8 @@ __all__ = [
     "Target",
     "TcpTarget",
     "TlsConfig",
+    "check_config_file",
+    "config_json_schema",
     "load_config",
     "load_config_text",
     "register_union_tags",
@@ -143,13 +146,21 @@ def _loopback(host: str) -> bool:
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
-def _interpolate(node: Any, path: str, errors: list[str], environ: dict[str, str]) -> Any:
+def _interpolate(
+    node: Any, path: str, errors: list[str], environ: dict[str, str], unresolved: set[str] | None = None
+) -> Any:
+    """`${VAR}` and `${VAR:-default}` replaced from `environ`. With `unresolved` (an offline check) a
+    missing variable is not an error: its YAML path is added there instead."""
     if isinstance(node, dict):
         return {
-            key: _interpolate(value, join_path(path, key), errors, environ) for key, value in node.items()
+            key: _interpolate(value, join_path(path, key), errors, environ, unresolved)
+            for key, value in node.items()
         }
     if isinstance(node, list):
-        return [_interpolate(value, f"{path}[{index}]", errors, environ) for index, value in enumerate(node)]
+        return [
+            _interpolate(value, f"{path}[{index}]", errors, environ, unresolved)
+            for index, value in enumerate(node)
+        ]
     if isinstance(node, str) and "${" in node:
 
         def substitute(match: re.Match[str]) -> str:
@@ -158,11 +169,20 @@ def _interpolate(node: Any, path: str, errors: list[str], environ: dict[str, str
                 return environ[name]
             if default is not None:
                 return default
+            if unresolved is not None:
+                unresolved.add(path or "<root>")
+                return f"<{name}>"
             errors.append(f"{path or '<root>'}: environment variable {name} is not set")
             return ""
 
         return _ENV_REFERENCE.sub(substitute, node)
     return node
+
+
+def _depends_on(error: str, paths: set[str]) -> bool:
+    """An error at (or below) a value that held an unset `${VAR}`: unknowable offline."""
+    location = error.partition(": ")[0]
+    return any(location == path or location.startswith((f"{path}.", f"{path}[")) for path in paths)
 
 
 def _make_paths_relative_to(data: Any, base_dir: Path) -> None:
@@ -195,6 +215,17 @@ def load_config_text(
     environ: dict[str, str] | None = None,
 ) -> Config:
     """Parse and validate YAML text; raise ConfigError listing every problem."""
+    config, _raw = _validate(text, source, base_dir, environ, offline=False)
+    assert config is not None
+    return config
+
+
+def _validate(
+    text: str, source: str, base_dir: Path | None, environ: dict[str, str] | None, *, offline: bool
+) -> tuple[Config | None, dict[str, Any]]:
+    """The Config and the interpolated mapping, or ConfigError. Offline (structure, types and
+    references only; no file read; unset environment variables allowed) the Config is None when a
+    value holding an unset variable kept it from being built, though nothing else was wrong."""
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -203,28 +234,81 @@ def load_config_text(
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError([f"<yaml>: {where}{problem}"], source) from exc
     if raw is None:
-        raw = {}
+        # Almost always a mistake (wrong file, truncated copy): a daemon watching nothing looks healthy.
+        raise ConfigError(
+            ["<root>: the file is empty (no settings); write `targets: []` if no targets is meant"], source
+        )
     if not isinstance(raw, dict):
         raise ConfigError(["<root>: the file must be a mapping of settings"], source)
     errors: list[str] = []
-    raw = _interpolate(raw, "", errors, dict(os.environ if environ is None else environ))
+    unresolved: set[str] | None = set() if offline else None
+    raw = _interpolate(raw, "", errors, dict(os.environ if environ is None else environ), unresolved)
     if base_dir is not None:
         _make_paths_relative_to(raw, base_dir)
+    config: Config | None = None
     try:
-        config = Config.model_validate(raw)
+        if offline:
+            with offline_validation():
+                config = Config.model_validate(raw)
+        else:
+            config = Config.model_validate(raw)
     except ValidationError as exc:
-        errors.extend(format_validation_error(exc))
-        raise ConfigError(errors, source) from None
+        found = format_validation_error(exc)
+        if unresolved:
+            found = [error for error in found if not _depends_on(error, unresolved)]
+        errors.extend(found)
+        if not offline and not errors:
+            raise ConfigError(format_validation_error(exc), source) from None
     if errors:
         raise ConfigError(errors, source)
-    return config
+    return config, raw
+
+
+def check_config_file(path: str | Path, *, offline: bool = False) -> int:
+    """Validate a config file as `check-config` does; the number of targets, or ConfigError."""
+    path = Path(path)
+    config, raw = _validate(_read_text(path), str(path), path.resolve().parent, None, offline=offline)
+    if config is not None:
+        return len(config.targets)
+    targets = raw.get("targets")
+    return len(targets) if isinstance(targets, list) else 0
+
+
+def _read_text(path: Path) -> str:
+    """The file as UTF-8 text, or ConfigError saying why it is not (folder, binary, UTF-16...)."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(
+            [f"cannot read {path}: {exc.strerror or exc}"], str(path), unreadable=True
+        ) from None
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise ConfigError([f"{path} is UTF-16 text: save it as UTF-8"], str(path), unreadable=True)
+    if b"\x00" in data:
+        raise ConfigError([f"{path} is not a text file (it holds NUL bytes)"], str(path), unreadable=True)
+    try:
+        # utf-8-sig: Windows editors write a BOM; it is not part of the YAML.
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise ConfigError(
+            [f"{path} is not UTF-8 text (byte 0x{data[exc.start]:02x} on line {line}): save it as UTF-8"],
+            str(path),
+            unreadable=True,
+        ) from None
 
 
 def load_config(path: str | Path, environ: dict[str, str] | None = None) -> Config:
     """Read, interpolate and validate a config file."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError([f"cannot read {path}: {exc.strerror or exc}"], str(path)) from exc
-    return load_config_text(text, source=str(path), base_dir=path.resolve().parent, environ=environ)
+    return load_config_text(
+        _read_text(path), source=str(path), base_dir=path.resolve().parent, environ=environ
+    )
+
+
+def config_json_schema() -> dict[str, Any]:
+    """The JSON Schema of the config file (YAML language servers check and complete with it)."""
+    schema = Config.model_json_schema(mode="validation")
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "tthc-monitor configuration"
+    return schema

@@ -58,12 +58,12 @@ def test_person_repr_hides_contacts() -> None:
         ),
         (
             "0212345678",
-            "alerts.directory.people[2].phone: '021…678' is not a vietnamese mobile number "
+            "alerts.directory.people[2].phone: '0212345678' is not a vietnamese mobile number "
             "(03, 05, 07, 08, 09)",
         ),
         (
             "09x2345678",
-            "alerts.directory.people[2].phone: '09x…678' is not a vietnamese mobile number: "
+            "alerts.directory.people[2].phone: '09x2345678' is not a vietnamese mobile number: "
             "must contain only digits, spaces, dots or a leading +84",
         ),
     ],
