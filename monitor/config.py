@@ -11,12 +11,14 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import yaml
 from pydantic import Field, ValidationError, ValidationInfo, field_validator
+from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
 
 from alerts.config import AlertsConfig
 from monitor.calendar import CalendarsConfig
@@ -33,6 +35,7 @@ from monitor.configtypes import (
     split_listen,
 )
 from monitor.dossiers.config import SOURCE_TYPES, DossiersConfig
+from monitor.durations import format_duration
 from monitor.logging import LoggingConfig
 from monitor.scheduler import SchedulerConfig
 from monitor.store.config import StoreConfig
@@ -306,9 +309,77 @@ def load_config(path: str | Path, environ: dict[str, str] | None = None) -> Conf
     )
 
 
+class _ConfigSchema(GenerateJsonSchema):
+    """JSON Schema as the YAML is written: durations as `30s`, secrets also as `<name>_file`."""
+
+    def timedelta_schema(self, schema: Any) -> JsonSchemaValue:
+        return {
+            "anyOf": [{"type": "string", "pattern": _DURATION_PATTERN}, {"type": "number", "minimum": 0}],
+            "description": "a duration: a number and a unit (ms, s, m, h, d), e.g. 30s, 5m, 1h30m, 14d",
+        }
+
+    # Numbers and flags may come from the environment (`port: ${DB_PORT:-5432}`).
+    def int_schema(self, schema: Any) -> JsonSchemaValue:
+        return _or_reference(super().int_schema(schema))
+
+    def float_schema(self, schema: Any) -> JsonSchemaValue:
+        return _or_reference(super().float_schema(schema))
+
+    def bool_schema(self, schema: Any) -> JsonSchemaValue:
+        return _or_reference(super().bool_schema(schema))
+
+    def encode_default(self, dft: Any) -> Any:
+        if isinstance(dft, timedelta):
+            return format_duration(dft.total_seconds()).replace(" ", "")
+        return super().encode_default(dft)
+
+    def generate(self, schema: Any, mode: Any = "validation") -> JsonSchemaValue:
+        result = super().generate(schema, mode=mode)
+        definitions = result.get("$defs", {})
+        for definition in [result, *definitions.values()]:
+            _add_secret_files(definition)
+        for name, short in _SHORT_FORMS.items():
+            if name in definitions:
+                definitions[name] = {"anyOf": [definitions[name], short]}
+        return result
+
+
+def _or_reference(schema: JsonSchemaValue) -> JsonSchemaValue:
+    return {"anyOf": [schema, {"type": "string", "pattern": r"\$\{[A-Za-z_][A-Za-z0-9_]*(:-[^}]*)?\}"}]}
+
+
+# Models that also accept a one-string spelling (their `mode="before"` validators parse it).
+_SHORT_FORMS: dict[str, JsonSchemaValue] = {
+    "SessionConfig": {"type": "string", "pattern": r"^\s*\d{1,2}:\d{2}\s*-\s*\d{1,2}:\d{2}\s*$"},
+}
+
+
+# Loose on purpose: editors flag what is plainly not a duration; the loader gives the exact error.
+_DURATION_PATTERN = r"^\s*(\d+(\.\d+)?\s*(ms|s|m|h|d)\s*)+$"
+
+
+def _is_secret(schema: dict[str, Any]) -> bool:
+    options = schema.get("anyOf", [schema])
+    return any(option.get("format") == "password" for option in options)
+
+
+def _add_secret_files(definition: dict[str, Any]) -> None:
+    """Every secret `x` may be given as `x_file` instead (see `secret_file_fields`)."""
+    properties = definition.get("properties", {})
+    for name, schema in list(properties.items()):
+        if not _is_secret(schema):
+            continue
+        properties[f"{name}_file"] = {
+            "type": "string",
+            "description": f"a file holding {name} (read once at load, relative to the config file)",
+        }
+        if name in definition.get("required", []):
+            definition["required"].remove(name)
+
+
 def config_json_schema() -> dict[str, Any]:
     """The JSON Schema of the config file (YAML language servers check and complete with it)."""
-    schema = Config.model_json_schema(mode="validation")
+    schema = Config.model_json_schema(mode="validation", schema_generator=_ConfigSchema)
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "tthc-monitor configuration"
     return schema
