@@ -150,10 +150,10 @@ _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
 def _interpolate(
-    node: Any, path: str, errors: list[str], environ: dict[str, str], unresolved: set[str] | None = None
+    node: Any, path: str, errors: list[str] | None, environ: dict[str, str], unresolved: set[str]
 ) -> Any:
-    """`${VAR}` and `${VAR:-default}` replaced from `environ`. With `unresolved` (an offline check) a
-    missing variable is not an error: its YAML path is added there instead."""
+    """`${VAR}` and `${VAR:-default}` replaced from `environ`. The YAML path of every value holding an
+    unset variable is added to `unresolved`, and an error to `errors` (None: an offline check)."""
     if isinstance(node, dict):
         return {
             key: _interpolate(value, join_path(path, key), errors, environ, unresolved)
@@ -172,10 +172,9 @@ def _interpolate(
                 return environ[name]
             if default is not None:
                 return default
-            if unresolved is not None:
-                unresolved.add(path or "<root>")
-                return f"<{name}>"
-            errors.append(f"{path or '<root>'}: environment variable {name} is not set")
+            unresolved.add(path or "<root>")
+            if errors is not None:
+                errors.append(f"{path or '<root>'}: environment variable {name} is not set")
             return ""
 
         return _ENV_REFERENCE.sub(substitute, node)
@@ -244,8 +243,9 @@ def _validate(
     if not isinstance(raw, dict):
         raise ConfigError(["<root>: the file must be a mapping of settings"], source)
     errors: list[str] = []
-    unresolved: set[str] | None = set() if offline else None
-    raw = _interpolate(raw, "", errors, dict(os.environ if environ is None else environ), unresolved)
+    unresolved: set[str] = set()
+    environ = dict(os.environ if environ is None else environ)
+    raw = _interpolate(raw, "", None if offline else errors, environ, unresolved)
     if base_dir is not None:
         _make_paths_relative_to(raw, base_dir)
     config: Config | None = None
@@ -256,12 +256,13 @@ def _validate(
         else:
             config = Config.model_validate(raw)
     except ValidationError as exc:
-        found = format_validation_error(exc)
-        if unresolved:
-            found = [error for error in found if not _depends_on(error, unresolved)]
-        errors.extend(found)
-        if not offline and not errors:
-            raise ConfigError(format_validation_error(exc), source) from None
+        # A value whose variable is unset has its own error (or, offline, cannot be checked).
+        errors.extend(error for error in format_validation_error(exc) if not _depends_on(error, unresolved))
+        if not errors:
+            if not offline:
+                raise ConfigError(format_validation_error(exc), source) from None
+            # Offline, only values holding unset variables failed: valid as far as it can be checked.
+            return None, raw
     if errors:
         raise ConfigError(errors, source)
     return config, raw

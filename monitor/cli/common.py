@@ -66,8 +66,8 @@ def add_store_arguments(
         "--config",
         type=Path,
         default=None,
-        help=f"{config_help} (default: ./{LOCAL_CONFIG}, else {DEFAULT_CONFIG}, else the demo's store "
-        f"./{DEMO_STORE})",
+        help=f"{config_help} (default: ./{LOCAL_CONFIG}, else the demo's store ./{DEMO_STORE}, "
+        f"else {DEFAULT_CONFIG})",
     )
     source.add_argument("--store", type=Path, default=None, help="store file (instead of --config)")
 
@@ -80,15 +80,21 @@ def resolve_store(args: argparse.Namespace) -> tuple[Path, Config | None] | int:
         path: Path = args.store
         problem = store_path_problem(path, "--store")
     else:
-        config_path = args.config or _found_config()
+        config_path = args.config
         if config_path is None:
-            if DEMO_STORE.is_file():
-                print(f"tthc-monitor: reading the demo's store {DEMO_STORE}", file=sys.stderr)
+            # What is in the current folder first (a clone where the demo ran), then the installed one.
+            if LOCAL_CONFIG.is_file():
+                config_path = LOCAL_CONFIG
+            elif DEMO_STORE.is_file():
+                print(f"tthc-monitor: reading the demo's store ./{DEMO_STORE}", file=sys.stderr)
                 return DEMO_STORE, None
-            return fail(
-                f"no store found: looked for ./{LOCAL_CONFIG}, {DEFAULT_CONFIG} and the demo's "
-                f"./{DEMO_STORE}; pass --config FILE or --store FILE"
-            )
+            elif DEFAULT_CONFIG.is_file():
+                config_path = DEFAULT_CONFIG
+            else:
+                return fail(
+                    f"no store found: looked for ./{LOCAL_CONFIG}, the demo's ./{DEMO_STORE} and "
+                    f"{DEFAULT_CONFIG}; pass --config FILE or --store FILE"
+                )
         config = load_or_report(config_path)
         if config is None:
             return 1
@@ -97,13 +103,6 @@ def resolve_store(args: argparse.Namespace) -> tuple[Path, Config | None] | int:
     if problem is not None:
         return fail(problem)
     return path, config
-
-
-def _found_config() -> Path | None:
-    for candidate in (LOCAL_CONFIG, DEFAULT_CONFIG):
-        if candidate.is_file():
-            return candidate
-    return None
 
 
 def store_path_problem(path: Path, named_by: str, *, must_exist: bool = True) -> str | None:
