@@ -168,8 +168,10 @@ class Directory:
             for key in keys:
                 if key:
                     self._by_name.setdefault(key, []).append(person)
-        # assignee label → times seen unmatched; a name is logged the first time only.
+        # assignee label → times seen unmatched; `report_unmatched` logs the names not yet reported.
         self.unmatched: dict[str, int] = {}
+        self._shown: dict[str, str] = {}
+        self._reported: set[str] = set()
 
     @property
     def people(self) -> tuple[PersonConfig, ...]:
@@ -213,13 +215,27 @@ class Directory:
 
     def _unmatched(self, assignee_id: str, assignee_name: str, *, ambiguous: bool) -> None:
         label = f"{assignee_id}|{name_key(assignee_name)}"
-        seen = self.unmatched.get(label, 0)
-        self.unmatched[label] = seen + 1
-        if not seen:
-            # An officer's name as the dossier system spells it, so an admin can add the mapping.
-            log.warning(
-                "assignee_unmatched",
-                assignee_id=assignee_id,
-                assignee_name=assignee_name,
-                ambiguous=ambiguous,
-            )
+        self.unmatched[label] = self.unmatched.get(label, 0) + 1
+        if label not in self._shown:
+            # The officer's name as the dossier system spells it, so an admin can add the mapping.
+            shown = assignee_name or "(no name)"
+            if assignee_id:
+                shown += f" [{assignee_id}]"
+            if ambiguous:
+                shown += " (several people have this name)"
+            self._shown[label] = shown
+
+    def report_unmatched(self) -> None:
+        """Log one line listing the assignees nobody matched that no earlier line listed, with how often
+        each was seen; nothing when there is none. Called once per batch (a sync, start-up), so start-up
+        is not buried under one warning per officer."""
+        new = [label for label in self.unmatched if label not in self._reported]
+        if not new:
+            return
+        self._reported.update(new)
+        log.warning(
+            "assignees_unmatched",
+            count=len(new),
+            assignees={self._shown[label]: self.unmatched[label] for label in new},
+            hint="map them with assignee_ids or assignee_names in alerts.directory.people",
+        )
