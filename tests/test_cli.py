@@ -187,3 +187,11 @@ def test_no_store_anywhere_says_where_it_looked(
         "tthc-monitor: no store found: looked for ./config.yaml, the demo's ./data/tthc-monitor-demo.db "
         f"and {tmp_path / 'etc' / 'config.yaml'}; pass --config FILE or --store FILE\n"
     )
+
+
+@pytest.mark.parametrize("command", [["calendar", "check", "2026-02-16", "--config"], ["run", "--config"]])
+def test_other_commands_answer_an_unreadable_config_in_one_line(tmp_path: Path, command: list[str]) -> None:
+    """`calendar` and `run` given a UTF-16 config say so in the same one line as check-config."""
+    path = tmp_path / "config.yaml"
+    path.write_bytes("targets: []\n".encode("utf-16"))
+    assert_one_line_failure(tthc_monitor(*command, str(path))[0], f"{path} is UTF-16 text: save it as UTF-8")
