@@ -41,11 +41,25 @@ def pending_wait(row: OutboxRow, now: datetime, quiet: QuietHoursConfig | None, 
         return PendingWait(due, f"backoff after {row.attempts} failed attempt(s): {error}")
     if row.kind == AlertKind.DIGEST.value:
         return PendingWait(due, "digest hour")
-    if quiet is not None and _at_clock(row.not_before, zone, quiet.end):
-        return PendingWait(due, f"quiet hours {quiet.start}-{quiet.end}")
+    if quiet is not None:
+        hours = f"quiet hours {quiet.start}-{quiet.end}"
+        if _local_clock(row.not_before, zone) == _clock(quiet.end):
+            return PendingWait(due, hours)
+        if _in_quiet_hours(row.created_at, zone, quiet):
+            # Quiet hours ended before the office opened: both pushed it.
+            return PendingWait(due, f"{hours}, then working hours only")
     return PendingWait(due, "working hours only: waits for the office to open")
 
 
-def _at_clock(moment: datetime, zone: tzinfo, clock: str) -> bool:
-    hour, minute = (int(part) for part in clock.split(":"))
-    return moment.astimezone(zone).time().replace(tzinfo=None) == time(hour % 24, minute)
+def _clock(text: str) -> time:
+    hour, minute = (int(part) for part in text.split(":"))
+    return time(hour % 24, minute)
+
+
+def _local_clock(moment: datetime, zone: tzinfo) -> time:
+    return moment.astimezone(zone).time().replace(tzinfo=None)
+
+
+def _in_quiet_hours(moment: datetime, zone: tzinfo, quiet: QuietHoursConfig) -> bool:
+    clock, start, end = _local_clock(moment, zone), _clock(quiet.start), _clock(quiet.end)
+    return (clock >= start or clock < end) if start > end else start <= clock < end

@@ -6,6 +6,7 @@ line on stderr and that it returns at once (no hang, no traceback).
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import subprocess
@@ -195,3 +196,21 @@ def test_other_commands_answer_an_unreadable_config_in_one_line(tmp_path: Path, 
     path = tmp_path / "config.yaml"
     path.write_bytes("targets: []\n".encode("utf-16"))
     assert_one_line_failure(tthc_monitor(*command, str(path))[0], f"{path} is UTF-16 text: save it as UTF-8")
+
+
+def test_output_into_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
+    """`tthc-monitor uptime | head -1`: once the reader is gone the command stops without a traceback."""
+    (tmp_path / "data").mkdir()
+    asyncio.run(_make_store(tmp_path / "data" / "tthc-monitor-demo.db"))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "monitor", "uptime", "--store", "data/tthc-monitor-demo.db"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    with process:
+        assert process.stdout is not None
+        process.stdout.close()
+        _out, stderr = process.communicate(timeout=60)
+    assert (process.returncode, stderr.decode()) == (141, "")

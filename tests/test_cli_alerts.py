@@ -42,6 +42,9 @@ async def _listing(tmp_path: Path) -> dict[int, str]:
                 ),
             ]
         )
+        clock.now = START + timedelta(hours=13)  # 22:00: an alert made in quiet hours, sent when work starts
+        await outbox.enqueue([new_alert(7, not_before=QUIET_END + timedelta(minutes=30))])
+        clock.now = START
         claimed = {row.id: row for row in await outbox.claim(START, 2)}
         assert set(claimed) == {1, 2}
         await outbox.reschedule(1, START + timedelta(minutes=5), "sms: gateway timeout after 10s")
@@ -50,7 +53,7 @@ async def _listing(tmp_path: Path) -> dict[int, str]:
     quiet = QuietHoursConfig()
     assert await list_alerts(path, START - timedelta(days=1), None, 100, out, ZONE, quiet, START) == 0
     lines = out.getvalue().splitlines()
-    assert lines[0] == "outbox: pending 6, in_flight 0, sent 0, failed 0"
+    assert lines[0] == "outbox: pending 7, in_flight 0, sent 0, failed 0"
     assert lines[1].split() == [
         "ID", "CREATED", "KIND", "PERSON", "SUBJECT", "STATUS", "CHANNEL", "TRIES", "SEND", "AT", "NOTE"
     ]  # fmt: skip
@@ -58,7 +61,7 @@ async def _listing(tmp_path: Path) -> dict[int, str]:
 
 
 async def test_pending_alerts_say_when_and_why(tmp_path: Path) -> None:
-    """Backoff, an open circuit, quiet hours, working hours and the digest hour each show with the time."""
+    """Backoff, an open circuit, quiet hours, working hours (alone or after quiet hours), digest hour."""
     rows = await _listing(tmp_path)
     assert rows[1].endswith(
         "2026-03-04 09:05  backoff after 1 failed attempt(s): sms: gateway timeout after 10s"
@@ -68,6 +71,7 @@ async def test_pending_alerts_say_when_and_why(tmp_path: Path) -> None:
     assert rows[4].endswith("2026-03-05 07:30  working hours only: waits for the office to open")
     assert rows[5].endswith("2026-03-05 07:00  digest hour")
     assert rows[6].endswith("2026-03-04 09:00  due: the next delivery pass sends it")
+    assert rows[7].endswith("2026-03-05 07:00  quiet hours 21:00-06:30, then working hours only")
 
 
 async def test_identifiers_are_never_cut(tmp_path: Path) -> None:

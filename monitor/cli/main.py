@@ -112,9 +112,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         "version": lambda _args: _print(f"tthc-monitor {__version__}"),
     }.get(args.command) or _EXTERNAL_COMMANDS[args.command]
     try:
-        return handler(args)
+        code = handler(args)
+        # Inside the guard: with output piped into `head`, the pipe may close before this last write.
+        sys.stdout.flush()
+        return code
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # `tthc-monitor alerts | head`: the reader has gone; say nothing more, and keep Python's exit
+        # flush from failing on the closed pipe.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except StoreError as exc:
         return fail(str(exc))
     except sqlite3.DatabaseError as exc:
