@@ -271,11 +271,18 @@ def _validate(
 def check_config_file(path: str | Path, *, offline: bool = False) -> int:
     """Validate a config file as `check-config` does; the number of targets, or ConfigError."""
     path = Path(path)
-    config, raw = _validate(_read_text(path), str(path), path.resolve().parent, None, offline=offline)
+    config, raw = _validate(_read_text(path), str(path), _folder_of(path), None, offline=offline)
     if config is not None:
         return len(config.targets)
     targets = raw.get("targets")
     return len(targets) if isinstance(targets, list) else 0
+
+
+def _folder_of(path: Path) -> Path:
+    """The folder relative paths in the file are read from: where the user sees the file, symlinks not
+    followed (config/demo.yaml links into the package; a Kubernetes ConfigMap mount links into a
+    timestamped folder)."""
+    return Path(os.path.abspath(path)).parent
 
 
 def _read_text(path: Path) -> str:
@@ -305,9 +312,7 @@ def _read_text(path: Path) -> str:
 def load_config(path: str | Path, environ: dict[str, str] | None = None) -> Config:
     """Read, interpolate and validate a config file."""
     path = Path(path)
-    return load_config_text(
-        _read_text(path), source=str(path), base_dir=path.resolve().parent, environ=environ
-    )
+    return load_config_text(_read_text(path), source=str(path), base_dir=_folder_of(path), environ=environ)
 
 
 class _ConfigSchema(GenerateJsonSchema):

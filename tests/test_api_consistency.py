@@ -83,7 +83,9 @@ async def test_incidents_of_an_unknown_target_is_404_like_uptime(daemon: Daemon)
     assert (status, body) == (200, b'{"incidents": []}')
 
 
-@pytest.mark.parametrize("route", ["/api/v1/incidents", "/api/v1/alerts", "/api/v1/dossiers"])
+@pytest.mark.parametrize(
+    "route", ["/api/v1/incidents", "/api/v1/alerts", "/api/v1/dossiers", "/api/v1/overdue-during-outage"]
+)
 async def test_every_list_route_takes_one_limit_range(daemon: Daemon, route: str) -> None:
     """`limit` from 1 to MAX_LIMIT on every list route; outside it, the same 400 everywhere."""
     for good in (1, MAX_LIMIT):

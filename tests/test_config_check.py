@@ -13,7 +13,7 @@ import jsonschema
 import pytest
 import yaml
 
-from monitor.config import ConfigError, check_config_file, config_json_schema
+from monitor.config import ConfigError, check_config_file, config_json_schema, load_config
 from monitor.configtypes import ConfigError as BaseConfigError
 
 REPO = Path(__file__).parent.parent
@@ -144,3 +144,35 @@ def test_config_schema_command_prints_the_schema() -> None:
     assert schema == config_json_schema()
     assert {"targets", "store", "alerts", "dossiers", "logging"} <= set(schema["properties"])
     assert schema["additionalProperties"] is False
+
+
+def test_relative_paths_follow_the_config_as_the_user_sees_it(tmp_path: Path) -> None:
+    """Through a symlink, `token_file: token` is read beside the link, not beside the link's target."""
+    (tmp_path / "real").mkdir()
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "real" / "config.yaml").write_text("api: {token_file: token}\ntargets: []\n")
+    (tmp_path / "etc" / "token").write_text("beside-the-link")
+    (tmp_path / "etc" / "config.yaml").symlink_to(tmp_path / "real" / "config.yaml")
+    config = load_config(tmp_path / "etc" / "config.yaml")
+    assert config.api.token is not None and config.api.token.get_secret_value() == "beside-the-link"
+
+
+def test_check_config_says_when_only_local_files_are_missing(tmp_path: Path) -> None:
+    """Online errors that are all about missing files or variables end with a pointer to --offline."""
+    path = tmp_path / "config.yaml"
+    path.write_text("api: {token_file: /nonexistent/token}\ntargets: []\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "monitor", "check-config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        f"{path}: invalid configuration:",
+        "  api.token_file: cannot read /nonexistent/token: No such file or directory",
+        "  (the rest is valid: these are files or environment variables missing on this machine; "
+        "`check-config --offline` checks without them)",
+    ]

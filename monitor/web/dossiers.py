@@ -154,7 +154,8 @@ async def _overdue_during_outage(request: web.Request) -> web.Response:
     now = request.app[SERVICES].now()
     since = parse_time_param(request, "since", now - timedelta(days=30))
     items = []
-    for crossing, code in await service.dossier_store.overdue_during_outage(since):
+    limit = parse_limit(request)
+    for crossing, code in await service.dossier_store.overdue_during_outage(since, limit):
         row = await service.dossier_store.get(code, now)
         items.append(
             {
