@@ -145,13 +145,18 @@ def test_store_path_pointing_at_a_folder(tmp_path: Path, command: str) -> None:
     assert_one_line_failure(result, f"store.path in {config}", "is a folder", "data/tthc-monitor.db")
 
 
-def test_run_with_store_path_pointing_at_a_folder(tmp_path: Path) -> None:
-    """`run` refuses a folder as the store before starting anything."""
+@pytest.mark.parametrize("command", [["run"], ["notify-test", "--person", "it-em"]], ids=["run", "notify"])
+def test_writers_refuse_a_folder_as_store(tmp_path: Path, command: list[str]) -> None:
+    """`run` and `notify-test` refuse a folder as the store before opening anything, in one line."""
     (tmp_path / "data").mkdir()
     config = tmp_path / "config.yaml"
-    config.write_text("listen: 127.0.0.1:0\nstore: {path: data}\ntargets: []\n")
-    result, took = tthc_monitor("run", "--config", str(config))
-    assert_one_line_failure(result, "store.path", "is a folder")
+    config.write_text(
+        "listen: 127.0.0.1:0\nstore: {path: data}\ntargets: []\n"
+        "alerts: {channels: [{type: log, name: log}],\n"
+        "         directory: {people: [{id: it-em, roles: [it_oncall]}]}}\n"
+    )
+    result, took = tthc_monitor(*command, "--config", str(config))
+    assert_one_line_failure(result, f"store.path in {config}", "is a folder")
     assert took < QUICK_EXIT_SECONDS
 
 

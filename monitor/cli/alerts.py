@@ -16,7 +16,14 @@ from pathlib import Path
 from typing import Any, Protocol, TextIO
 from zoneinfo import ZoneInfo
 
-from monitor.cli.common import DEFAULT_CONFIG, add_store_arguments, fail, load_or_report, resolve_store
+from monitor.cli.common import (
+    DEFAULT_CONFIG,
+    add_store_arguments,
+    fail,
+    load_or_report,
+    resolve_store,
+    store_path_problem,
+)
 from monitor.durations import parse_duration
 
 __all__ = ["PersonLike", "add_parser", "list_alerts", "notify_test", "run"]
@@ -170,6 +177,9 @@ def _notify_test(args: argparse.Namespace, out: TextIO) -> int:
     alerts = getattr(config, "alerts", None)
     if alerts is None:
         return fail(f"{args.config}: no alerts section (channels and directory) in this config")
+    problem = store_path_problem(config.store.path, f"store.path in {args.config}", must_exist=False)
+    if problem is not None:
+        return fail(problem)
     from monitor.daemon import config_secrets
     from monitor.logging import register_secrets
 
