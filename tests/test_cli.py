@@ -97,6 +97,25 @@ def test_run_on_a_corrupt_store_names_it_and_exits_at_once(tmp_path: Path) -> No
     assert took < QUICK_EXIT_SECONDS
 
 
+def test_run_with_a_store_it_cannot_open_exits_at_once(tmp_path: Path) -> None:
+    """A store SQLite cannot open (here under /proc, unwritable even for root) is one line, no traceback."""
+    config = tmp_path / "config.yaml"
+    config.write_text("listen: 127.0.0.1:0\nstore: {path: /proc/tthc-monitor.db}\ntargets: []\n")
+    result, took = tthc_monitor("run", "--config", str(config))
+    assert_one_line_failure(result, "cannot open the store /proc/tthc-monitor.db", "read and write")
+    assert took < QUICK_EXIT_SECONDS
+
+
+def test_demo_with_a_corrupt_store_names_it(tmp_path: Path) -> None:
+    """`demo` over a damaged ./data/tthc-monitor-demo.db says so before starting the simulator."""
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "tthc-monitor-demo.db").write_bytes(b"\x00garbage" * 500)
+    ports = ["--listen", "127.0.0.1:0", "--sim-port", "0", "--sim-admin-port", "0", "--sim-tls-port", "0"]
+    result, took = tthc_monitor("demo", *ports, cwd=tmp_path)
+    assert_one_line_failure(result, "--data:", "tthc-monitor-demo.db is not a tthc-monitor store", "backup")
+    assert took < QUICK_EXIT_SECONDS
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [

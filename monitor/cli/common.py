@@ -6,7 +6,9 @@ from __future__ import annotations
 import argparse
 import errno
 import socket
+import sqlite3
 import sys
+from contextlib import closing
 from pathlib import Path
 
 from monitor.config import Config, ConfigError, load_config
@@ -22,6 +24,7 @@ __all__ = [
     "load_or_report",
     "report_config_error",
     "resolve_store",
+    "store_open_problem",
     "store_path_problem",
 ]
 
@@ -106,12 +109,40 @@ def resolve_store(args: argparse.Namespace) -> tuple[Path, Config | None] | int:
 
 
 def store_path_problem(path: Path, named_by: str, *, must_exist: bool = True) -> str | None:
-    """Why `path` cannot be the store file, or None. `named_by` says where the user wrote it."""
+    """Why `path` cannot be the store file, or None. `named_by` says where the user wrote it.
+
+    With `must_exist=False` (commands that write: run, demo, notify-test) the file is opened once here,
+    as the daemon will, creating it and its folder if needed: an unopenable or corrupt store is then one
+    line before anything starts, not a failure half-way through starting.
+    """
     if path.is_dir():
         return f"{named_by}: {path} is a folder; name the store file in it, e.g. {path / 'tthc-monitor.db'}"
-    if must_exist and not path.exists():
-        return f"{named_by}: no store at {path} (the daemon creates it when it first runs)"
+    if must_exist:
+        if not path.exists():
+            return f"{named_by}: no store at {path} (the daemon creates it when it first runs)"
+        return None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return f"{named_by}: cannot create the folder of {path}: {exc.strerror or exc}"
+    try:
+        with closing(sqlite3.connect(path)) as connection:
+            connection.execute("PRAGMA schema_version").fetchall()
+    except sqlite3.DatabaseError as exc:
+        return f"{named_by}: {store_open_problem(path, exc)}"
     return None
+
+
+def store_open_problem(path: Path, exc: sqlite3.DatabaseError) -> str:
+    """What SQLite's refusal to open `path` means for the user."""
+    if isinstance(exc, sqlite3.OperationalError):
+        return (
+            f"cannot open the store {path} ({exc}): check that this user may read and write it and its folder"
+        )
+    return (
+        f"the store {path} is not a tthc-monitor store ({exc}): restore it from a backup, or move it away "
+        "and the daemon starts a new one"
+    )
 
 
 def address_problem(address: str, what: str) -> str | None:

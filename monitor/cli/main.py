@@ -18,12 +18,14 @@ from zoneinfo import ZoneInfo
 from monitor import __version__
 from monitor.cli.common import (
     DEFAULT_CONFIG,
+    DEMO_STORE,
     add_store_arguments,
     address_problem,
     fail,
     load_or_report,
     report_config_error,
     resolve_store,
+    store_open_problem,
     store_path_problem,
 )
 from monitor.config import Config, ConfigError, check_config_file, config_json_schema, load_config
@@ -200,10 +202,7 @@ async def _serve(config: Config, path: Path | None) -> int:
 
 def _start_error(exc: BaseException, config: Config) -> str:
     if isinstance(exc, sqlite3.DatabaseError):
-        return (
-            f"the store {config.store.path} is not a tthc-monitor store ({exc}): restore it from a "
-            "backup, or move it away and the daemon starts a new one"
-        )
+        return store_open_problem(config.store.path, exc)
     return str(exc)
 
 
@@ -248,7 +247,9 @@ async def _run_demo(args: argparse.Namespace) -> int:
     data = args.data.resolve()
     if data.exists() and not data.is_dir():
         return fail(f"--data: {data} is a file; the demo needs a folder for its store")
-    data.mkdir(parents=True, exist_ok=True)
+    problem = store_path_problem(data / DEMO_STORE.name, "--data", must_exist=False)
+    if problem is not None:
+        return fail(problem)
     simulator = Simulator(state_dir=data)
     try:
         await simulator.start(
@@ -278,7 +279,7 @@ async def _run_demo(args: argparse.Namespace) -> int:
     config = config.model_copy(
         update={
             "listen": args.listen,
-            "store": config.store.model_copy(update={"path": data / "tthc-monitor-demo.db"}),
+            "store": config.store.model_copy(update={"path": data / DEMO_STORE.name}),
         }
     )
     daemon = Daemon(config, config_path=None)
