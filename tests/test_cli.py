@@ -87,6 +87,17 @@ def test_demo_with_a_port_in_use_exits_at_once(tmp_path: Path, busy_port: int, o
     assert took < QUICK_EXIT_SECONDS
 
 
+@pytest.mark.parametrize("option", ["--listen", "--admin-port", "--tls-port"])
+def test_simulator_with_a_port_in_use_exits_at_once(busy_port: int, option: str) -> None:
+    """`simulator` with one of its three ports busy names it and exits, like `demo`."""
+    ports = {"--listen": "127.0.0.1:0", "--admin-port": "0", "--tls-port": "0"}
+    ports[option] = f"127.0.0.1:{busy_port}" if option == "--listen" else str(busy_port)
+    arguments = [item for pair in ports.items() for item in pair]
+    result, took = tthc_monitor("simulator", *arguments)
+    assert_one_line_failure(result, f"127.0.0.1:{busy_port} is already in use", option)
+    assert took < QUICK_EXIT_SECONDS
+
+
 def test_run_on_a_corrupt_store_names_it_and_exits_at_once(tmp_path: Path) -> None:
     """A store file that is not SQLite fails the start in one line saying what to do; no hang."""
     (tmp_path / "store.db").write_text("not a database, just text " * 100)

@@ -319,8 +319,23 @@ async def _run_demo(args: argparse.Namespace) -> int:
 
 
 def _simulator(args: argparse.Namespace) -> int:
+    from monitor.configtypes import split_listen
     from monitor.simulator.runner import run_from_args
 
+    try:
+        host, port = split_listen(args.listen)
+    except ValueError as exc:
+        return fail(f"--listen: {exc}", 2)
+    # The runner's defaults: the admin and TLS listeners follow a fixed public port.
+    admin = args.admin_port if args.admin_port is not None else (port + 1 if port else 0)
+    tls = args.tls_port if args.tls_port is not None else (port + 2 if port else 0)
+    for address, what in (
+        (args.listen, "--listen, the simulator"),
+        (f"{host}:{admin}", "--admin-port, the fault switch"),
+        (f"{host}:{tls}", "--tls-port, the simulator's HTTPS"),
+    ):
+        if (problem := address_problem(address, what)) is not None:
+            return fail(problem)
     return run_from_args(args)
 
 
