@@ -79,6 +79,8 @@ class UptimeReport:
 
     @property
     def monitored_seconds(self) -> float:
+        """From the first to the last monitored moment: gaps inside (the monitor off, planned maintenance)
+        included, so this is an upper bound; the ratio uses the exact monitored spans."""
         return max(0.0, (self.end - self.start).total_seconds())
 
 
