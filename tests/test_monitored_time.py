@@ -262,7 +262,8 @@ async def test_kill_9_while_down_then_restart_after_recovery_ends_the_incident_a
     first, second = runs.first, runs.second
     async with aiohttp.ClientSession() as session:
         base, down_at = await _start_then_down(first, session, backend)
-        await asyncio.sleep(1.0)
+        # Long enough that the last heartbeat before the kill (at most ~0.35 s old) is well into the outage.
+        await asyncio.sleep(1.5)
         killed = await _stop(first, signal.SIGKILL)
         assert _runs(store)[0][2] is None, "a killed run has no stopped_at"
         backend.status = 200
