@@ -36,10 +36,23 @@ from typing import TYPE_CHECKING, Any
 import aiosqlite
 import structlog
 
-from monitor.model import FailureReason, Health
+from monitor.model import Health
 from monitor.store import latency, packed
 from monitor.store.base import Incident, ProbeResult, StoreError, UptimeReport
+from monitor.store.buffer import (
+    HEALTH_CODES,
+    HOUR,
+    MINUTE,
+    REASON_CODES,
+    Batch,
+    Rollup,
+    WriteBuffer,
+    floor,
+    to_ms,
+)
+from monitor.store.facts import WriteFacts, close_joined, rollback
 from monitor.store.migrations import MIGRATIONS, Migration, apply_migrations, schema_version
+from monitor.supervisor import Supervisor
 
 if TYPE_CHECKING:
     from monitor.store.config import StoreConfig
@@ -48,61 +61,15 @@ __all__ = ["HEALTH_CODES", "REASON_CODES", "SqliteStore"]
 
 log = structlog.get_logger(__name__)
 
-# Stable codes stored in probe_results; append new ones, never renumber.
-HEALTH_CODES: dict[Health, int] = {Health.UNKNOWN: 0, Health.UP: 1, Health.DEGRADED: 2, Health.DOWN: 3}
-REASON_CODES: dict[FailureReason, int] = {
-    FailureReason.TIMEOUT: 1,
-    FailureReason.REFUSED: 2,
-    FailureReason.DNS: 3,
-    FailureReason.TLS: 4,
-    FailureReason.CERT_EXPIRING: 5,
-    FailureReason.STATUS: 6,
-    FailureReason.BODY_MISMATCH: 7,
-    FailureReason.SLOW: 8,
-    FailureReason.ERROR: 9,
-}
 _HEALTH_BY_CODE = {code: health for health, code in HEALTH_CODES.items()}
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
-_MINUTE = 60
-_HOUR = 3600
 _DAY = 86400
-
-
-def _to_ms(value: datetime) -> int:
-    if value.tzinfo is None:
-        raise ValueError("datetime must be timezone aware")
-    return (value - _EPOCH) // _MS
 
 
 def _from_ms(value: int) -> datetime:
     return _EPOCH + timedelta(milliseconds=value)
-
-
-def _floor(value: int, size: int) -> int:
-    return value - value % size
-
-
-class _Rollup(packed.Counts):
-    """Running totals of one target over one minute or hour (mutable: updated on every record)."""
-
-    __slots__ = ()
-
-    def add(self, result: ProbeResult, duration_us: int, bucket: int) -> None:
-        self.probes += 1
-        outcome = result.outcome
-        if result.in_maintenance:
-            self.maintenance += 1
-        elif not outcome.success:
-            self.failures += 1
-        elif outcome.degraded:
-            self.degraded += 1
-        if outcome.success:
-            # A timeout's "latency" is the timeout itself; it would only blur the percentiles.
-            self.latency_sum_us += duration_us
-            self.latency_max_us = max(self.latency_max_us, duration_us)
-            self.histogram[bucket] = self.histogram.get(bucket, 0) + 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,26 +91,15 @@ _Pack = dict[int, packed.Counts]  # entry offset -> counts
 
 
 _SPECS = (_MINUTES, _HOURS)
-_MEMORY = {_MINUTES.table: "_minutes", _HOURS.table: "_hours"}
+
+
+def _entries(batch: Batch, spec: _PackSpec) -> dict[tuple[str, int], Rollup]:
+    """The batch's closed entries of one packed table."""
+    return batch.minutes if spec is _MINUTES else batch.hours
+
+
 # Longest stretch of rollup work on the event loop before letting probes run (probe lateness p99 < 20 ms).
 _SLICE_SECONDS = 0.001
-
-
-_RawRow = tuple[str, int, int, int, int, int, int, int, int | None, int | None]
-
-
-@dataclass(slots=True)
-class _Batch:
-    """What one flush takes out of memory; put back as a whole if the transaction fails.
-
-    `rollups` holds, per packed table, the closed entries (minutes or hours) keyed by (target, bucket).
-    """
-
-    raw: list[_RawRow]
-    rollups: dict[str, dict[tuple[str, int], _Rollup]]
-    health: dict[str, int]
-    first_seen: dict[str, int]
-    count: int
 
 
 @dataclass(slots=True)
@@ -222,6 +178,8 @@ class SqliteStore:
         success_sample_interval: timedelta = timedelta(minutes=5),
         retention_interval: timedelta = timedelta(hours=1),
         busy_timeout: float | timedelta = 5.0,
+        raw_backlog_limit: int = 200_000,
+        supervisor: Supervisor | None = None,
         clock: Callable[[], datetime] | None = None,
         readonly: bool = False,
         migrations: Sequence[Migration] = MIGRATIONS,
@@ -243,24 +201,22 @@ class SqliteStore:
         self._flush_lock = asyncio.Lock()
         self._stop = asyncio.Event()
         self._writer_task: asyncio.Task[None] | None = None
-        self._sample_ms = int(success_sample_interval / _MS)
-        # In-memory side of the buffer.
-        self._raw: list[_RawRow] = []
-        self._minutes: dict[tuple[str, int], _Rollup] = {}
-        self._hours: dict[tuple[str, int], _Rollup] = {}
-        self._dirty_health: dict[str, int] = {}
-        self._first_seen: dict[str, int] = {}
-        self._pending = 0
-        self._inflight = 0
-        self._last_row_ms: dict[str, int] = {}
-        self._last_health: dict[str, Health] = {}
+        self._supervisor = supervisor or Supervisor()
+        self.facts = WriteFacts()
+        self._buffer = WriteBuffer(success_sample_interval, raw_backlog_limit)
         # Row buckets (hours of minutes, days of hours) with entries waiting in `rollup_open`.
         self._open_rows: dict[str, set[int]] = {spec.table: set() for spec in _SPECS}
         # name -> (id, first_seen ms, stored health code); only what is committed.
         self._targets: dict[str, tuple[int, int, int | None]] = {}
 
     @classmethod
-    def from_config(cls, config: StoreConfig, *, clock: Callable[[], datetime] | None = None) -> SqliteStore:
+    def from_config(
+        cls,
+        config: StoreConfig,
+        *,
+        clock: Callable[[], datetime] | None = None,
+        supervisor: Supervisor | None = None,
+    ) -> SqliteStore:
         """A store set up from the `store:` section of the config."""
         return cls(
             config.path,
@@ -269,6 +225,9 @@ class SqliteStore:
             hour_retention=config.hour_retention,
             flush_interval=config.flush_interval,
             success_sample_interval=config.success_sample_interval,
+            busy_timeout=config.busy_timeout,
+            raw_backlog_limit=config.raw_backlog_limit,
+            supervisor=supervisor,
             clock=clock,
         )
 
@@ -327,7 +286,7 @@ class SqliteStore:
             ):
                 self._open_rows[spec.table].add(bucket)
         self._stop.clear()
-        self._writer_task = asyncio.create_task(self._run_writer(), name="store-writer")
+        self._writer_task = self._supervisor.spawn("store-writer", self._run_writer)
 
     async def _open_readonly(self) -> None:
         if not self.path.is_file():
@@ -361,20 +320,30 @@ class SqliteStore:
         return reader
 
     async def close(self) -> None:
-        """Flush everything pending, stop the writer, close both connections."""
+        """Flush everything pending, stop the writer, close both connections and join their threads.
+
+        Never raises for a flush that fails (a locked or full disk at shutdown): what could not be
+        written is logged and dropped; durable facts were committed by their own writers already.
+        """
         try:
             if self._writer_task is not None:
                 self._stop.set()
                 task, self._writer_task = self._writer_task, None
-                await task
+                # Waited for, not awaited: a writer cancelled from outside must not fail the close.
+                await asyncio.wait([task])
                 async with self._flush_lock:
-                    # Open minutes and hours too: they are staged, so nothing is lost over a restart.
-                    await self._flush(force=True)
+                    try:
+                        # Open minutes and hours too: they are staged, so nothing is lost over a restart.
+                        await self._flush(force=True)
+                    except sqlite3.Error as exc:
+                        log.warning(
+                            "store_close_unflushed", error=str(exc), pending_writes=self.pending_writes
+                        )
         finally:
-            for conn in (self._writer, self._reader):
-                if conn is not None:
-                    await conn.close()
+            connections = [conn for conn in (self._writer, self._reader) if conn is not None]
             self._writer = self._reader = None
+            for conn in connections:
+                await close_joined(conn)
 
     # --- extension points -----------------------------------------------------------------------------
 
@@ -393,67 +362,44 @@ class SqliteStore:
         return self._reader
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
-        """BEGIN IMMEDIATE ... COMMIT on the writer, serialised with the batch writer; rolls back on error."""
+    async def transaction(self, op: str = "write") -> AsyncIterator[aiosqlite.Connection]:
+        """BEGIN IMMEDIATE ... COMMIT on the writer, serialised with the batch writer; rolls back on error.
+
+        `op` names the kind of write in `tthc_store_errors_total{op}`. Cancellation-safe: aiosqlite runs
+        statements in order on its thread, so a ROLLBACK queued after a cancelled BEGIN or COMMIT always
+        undoes what that statement left open (a leftover transaction made the next BEGIN fail with
+        "cannot start a transaction within a transaction").
+        """
         conn = self.connection
         async with self._write_lock:
-            await conn.execute("BEGIN IMMEDIATE")
             try:
-                yield conn
-                await conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    await conn.execute("ROLLBACK")
+                await conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield conn
+                    await conn.execute("COMMIT")
+                except BaseException:
+                    await rollback(conn)
+                    raise
+            except asyncio.CancelledError:
+                await rollback(conn)
                 raise
+            except sqlite3.OperationalError:
+                self.facts.failed(op)
+                raise
+        self.facts.committed()
 
     # --- the probe path -------------------------------------------------------------------------------
 
     @property
     def pending_writes(self) -> int:
         """Results recorded but not yet committed (grows while the database is slow or locked)."""
-        return self._pending + self._inflight
+        return self._buffer.backlog
 
     def record(self, result: ProbeResult) -> None:
         """Buffer one result. Synchronous and cheap: the probe path must never wait on the disk."""
         if self.readonly:
             raise StoreError("store is read-only")
-        name = result.target
-        at_ms = _to_ms(result.at)
-        at_s = at_ms // 1000
-        duration_us = max(0, round(result.duration * 1_000_000))
-        latency_bucket = latency.bucket_index(result.duration)
-        for table, size in ((self._minutes, _MINUTE), (self._hours, _HOUR)):
-            key = (name, _floor(at_s, size))
-            rollup = table.get(key)
-            if rollup is None:
-                rollup = table[key] = _Rollup()
-            rollup.add(result, duration_us, latency_bucket)
-        outcome = result.outcome
-        health_code = HEALTH_CODES[result.health]
-        last_row = self._last_row_ms.get(name)
-        interesting = not outcome.success or outcome.degraded or result.changed or result.in_maintenance
-        if interesting or last_row is None or at_ms - last_row >= self._sample_ms:
-            self._raw.append(
-                (
-                    name,
-                    at_ms,
-                    duration_us,
-                    health_code,
-                    int(outcome.success),
-                    int(outcome.degraded),
-                    int(result.in_maintenance),
-                    int(result.changed),
-                    _reason_code(outcome.reason),
-                    outcome.status_code,
-                )
-            )
-            self._last_row_ms[name] = at_ms
-        self._last_health[name] = result.health
-        self._dirty_health[name] = health_code
-        first = self._first_seen.get(name)
-        if first is None or at_ms < first:
-            self._first_seen[name] = at_ms
-        self._pending += 1
+        self._buffer.record(result)
 
     # --- the writer -----------------------------------------------------------------------------------
 
@@ -470,72 +416,43 @@ class SqliteStore:
         that close are read and encoded before the transaction in sliced steps, and SQLite runs in
         aiosqlite's thread (it lets go of the GIL while stepping).
         """
-        now_s = _to_ms(self._clock()) // 1000
+        now_s = to_ms(self._clock()) // 1000
         batch = self._take(now_s, force)
         if batch is None:
             return
         try:
             closing = await self._prepare_closing(batch, now_s)
             staged = await self._staging_params(batch, closing)
-            async with self.transaction() as conn:
+            async with self.transaction("flush") as conn:
                 added = await self._write_batch(conn, batch, closing, staged)
         except BaseException:
-            self._put_back(batch)
+            self._buffer.put_back(batch)
             raise
-        finally:
-            self._inflight = 0
+        self._buffer.committed()
         self._targets.update(added)
         for spec in _SPECS:
             rows = self._open_rows[spec.table]
-            rows.update(_floor(bucket, spec.row_size) for _, bucket in batch.rollups[spec.table])
+            rows.update(floor(bucket, spec.row_size) for _, bucket in _entries(batch, spec))
             rows.difference_update(closing[spec.table].buckets)
 
-    def _take(self, now_s: int, force: bool) -> _Batch | None:
-        rollups: dict[str, dict[tuple[str, int], _Rollup]] = {}
-        for spec, table in ((_MINUTES, self._minutes), (_HOURS, self._hours)):
-            if force:
-                closed = table
-                setattr(self, _MEMORY[spec.table], {})
-            else:
-                closed = {key: rollup for key, rollup in table.items() if key[1] + spec.entry_size <= now_s}
-                for key in closed:
-                    del table[key]
-            rollups[spec.table] = closed
+    def _take(self, now_s: int, force: bool) -> Batch | None:
         due = any(
             bucket + spec.row_size <= now_s for spec in _SPECS for bucket in self._open_rows[spec.table]
         )
-        if not (self._pending or due or any(rollups.values())):
-            return None
-        batch = _Batch(self._raw, rollups, self._dirty_health, self._first_seen, self._pending)
-        self._raw, self._dirty_health, self._first_seen = [], {}, {}
-        self._inflight, self._pending = self._pending, 0
-        return batch
+        return self._buffer.take(now_s, force, due)
 
-    def _put_back(self, batch: _Batch) -> None:
-        self._raw = batch.raw + self._raw
-        for spec in _SPECS:
-            table: dict[tuple[str, int], _Rollup] = getattr(self, _MEMORY[spec.table])
-            for key, rollup in batch.rollups[spec.table].items():
-                if key in table:
-                    rollup.merge(table[key])
-                table[key] = rollup
-        self._dirty_health = batch.health | self._dirty_health
-        for name, first in batch.first_seen.items():
-            self._first_seen[name] = min(first, self._first_seen.get(name, first))
-        self._pending += batch.count
-
-    async def _prepare_closing(self, batch: _Batch, now_s: int) -> dict[str, _Closing]:
+    async def _prepare_closing(self, batch: Batch, now_s: int) -> dict[str, _Closing]:
         """Encode every packed row whose hour (minutes) or day (hours) is over: what is staged, what this
         batch brings, and (rarely: late results, a restart) what is already packed for the same row."""
         closing: dict[str, _Closing] = {}
         slicer = _Slicer()
         id_names: dict[int, str] = {}
         for spec in _SPECS:
-            entries = batch.rollups[spec.table]
+            entries = _entries(batch, spec)
             buckets = {b for b in self._open_rows[spec.table] if b + spec.row_size <= now_s}
             buckets.update(
                 row
-                for row in {_floor(bucket, spec.row_size) for _, bucket in entries}
+                for row in {floor(bucket, spec.row_size) for _, bucket in entries}
                 if row + spec.row_size <= now_s
             )
             if buckets and not id_names:
@@ -570,7 +487,7 @@ class SqliteStore:
                         entry(row, id_names[tid], offset).merge(counts)
                     await slicer.tick()
             for (name, bucket), rollup in entries.items():
-                row = _floor(bucket, spec.row_size)
+                row = floor(bucket, spec.row_size)
                 if row in buckets:
                     entry(row, name, (bucket - row) // spec.entry_size).merge(rollup)
             rows = []
@@ -594,15 +511,15 @@ class SqliteStore:
         return closing
 
     async def _staging_params(
-        self, batch: _Batch, closing: dict[str, _Closing]
+        self, batch: Batch, closing: dict[str, _Closing]
     ) -> list[tuple[int, int, str, int, int, int, int, int, int, bytes]]:
         """Rows for `rollup_open`: closed entries of packed rows that are still open (target names)."""
         params = []
         slicer = _Slicer()
         for spec in _SPECS:
             closed_rows = closing[spec.table].buckets
-            for (name, bucket), r in batch.rollups[spec.table].items():
-                if _floor(bucket, spec.row_size) in closed_rows:
+            for (name, bucket), r in _entries(batch, spec).items():
+                if floor(bucket, spec.row_size) in closed_rows:
                     continue
                 hist = latency.encode(r.histogram) if spec.histograms else b""
                 params.append(
@@ -625,7 +542,7 @@ class SqliteStore:
     async def _write_batch(
         self,
         conn: aiosqlite.Connection,
-        batch: _Batch,
+        batch: Batch,
         closing: dict[str, _Closing],
         staged: list[tuple[int, int, str, int, int, int, int, int, int, bytes]],
     ) -> dict[str, tuple[int, int, int | None]]:
@@ -729,8 +646,8 @@ class SqliteStore:
 
     async def open_incident(self, target: str, started_at: datetime, reason: str | None, detail: str) -> int:
         """Insert an open incident and return its id (committed before returning)."""
-        started_ms = _to_ms(started_at)
-        async with self.transaction() as conn:
+        started_ms = to_ms(started_at)
+        async with self.transaction("incident") as conn:
             ids, added = await self._resolve_targets(conn, {target: started_ms})
             rows = await conn.execute_fetchall(
                 "INSERT INTO incidents (target_id, started_at, reason, detail) VALUES (?, ?, ?, ?)"
@@ -742,11 +659,11 @@ class SqliteStore:
 
     async def close_incident(self, incident_id: int, ended_at: datetime) -> None:
         """Set the end of an open incident; closing one already closed changes nothing."""
-        async with self.transaction() as conn:
+        async with self.transaction("incident") as conn:
             rows = await conn.execute_fetchall(
                 "UPDATE incidents SET ended_at = max(started_at, ?) WHERE id = ? AND ended_at IS NULL"
                 " RETURNING id",
-                (_to_ms(ended_at), incident_id),
+                (to_ms(ended_at), incident_id),
             )
             if not rows:
                 exists = await conn.execute_fetchall("SELECT 1 FROM incidents WHERE id = ?", (incident_id,))
@@ -769,10 +686,10 @@ class SqliteStore:
             "SELECT i.id, t.name, i.started_at, i.ended_at, i.reason, i.detail FROM incidents AS i"
             " JOIN targets AS t ON t.id = i.target_id WHERE (i.ended_at IS NULL OR i.ended_at > ?)"
         )
-        params: list[Any] = [_to_ms(since)]
+        params: list[Any] = [to_ms(since)]
         if until is not None:
             sql += " AND i.started_at < ?"
-            params.append(_to_ms(until))
+            params.append(to_ms(until))
         if target is not None:
             sql += " AND t.name = ?"
             params.append(target)
@@ -799,13 +716,15 @@ class SqliteStore:
         # Under the flush lock no batch is half-way between memory and the file, so the open minutes
         # and hours still in memory add to what is committed without counting anything twice.
         async with self._flush_lock:
-            await self._flush(force=False)
+            with suppress(sqlite3.OperationalError):
+                # A locked or full disk: the batch went back to memory, where the report reads it too.
+                await self._flush(force=False)
             return await self._reports_locked(start, end, target)
 
     async def _reports_locked(self, start: datetime, end: datetime, target: str | None) -> list[UptimeReport]:
         now = self._clock()
-        end_ms = _to_ms(min(end, now))
-        start_ms = _to_ms(start)
+        end_ms = to_ms(min(end, now))
+        start_ms = to_ms(start)
         reader = self.reader
         if target is None:
             rows = await reader.execute_fetchall("SELECT id, name, first_seen FROM targets ORDER BY name")
@@ -816,7 +735,7 @@ class SqliteStore:
         if not rows:
             return []
         target_id = rows[0][0] if target is not None else None
-        totals = await self._rollup_totals(start_ms, end_ms, _to_ms(now - self.minute_retention), target_id)
+        totals = await self._rollup_totals(start_ms, end_ms, to_ms(now - self.minute_retention), target_id)
         downtime = await self._downtime(start_ms, end_ms, target_id)
         reports = []
         for tid, name, first_seen in rows:
@@ -860,25 +779,25 @@ class SqliteStore:
             return totals
         start_s = start_ms // 1000
         end_s = -(-end_ms // 1000)
-        minute_cutoff = _floor(minute_cutoff_ms // 1000, _MINUTE) + _MINUTE
-        first_day, last_day = -(-start_s // _DAY) * _DAY, _floor(end_s, _DAY)
+        minute_cutoff = floor(minute_cutoff_ms // 1000, MINUTE) + MINUTE
+        first_day, last_day = -(-start_s // _DAY) * _DAY, floor(end_s, _DAY)
         edges = [(start_s, first_day), (last_day, end_s)] if first_day <= last_day else [(start_s, end_s)]
         whole_hours: set[int] = set()
         partial: dict[int, tuple[int, int]] = {}  # hour -> minute range [low, high) read from minutes
         for low, high in edges:
             if low >= high:
                 continue
-            first_hour, last_hour = -(-low // _HOUR) * _HOUR, _floor(high, _HOUR)
+            first_hour, last_hour = -(-low // HOUR) * HOUR, floor(high, HOUR)
             pieces = [(low, first_hour), (last_hour, high)] if first_hour <= last_hour else [(low, high)]
-            whole_hours.update(range(first_hour, last_hour, _HOUR))
+            whole_hours.update(range(first_hour, last_hour, HOUR))
             for piece_low, piece_high in pieces:
                 if piece_low >= piece_high:
                     continue
-                if _floor(piece_low, _MINUTE) >= minute_cutoff:
-                    partial[_floor(piece_low, _HOUR)] = (_floor(piece_low, _MINUTE), piece_high)
+                if floor(piece_low, MINUTE) >= minute_cutoff:
+                    partial[floor(piece_low, HOUR)] = (floor(piece_low, MINUTE), piece_high)
                 else:
                     # Minute detail is gone here: count the whole hour the piece falls in.
-                    whole_hours.add(_floor(piece_low, _HOUR))
+                    whole_hours.add(floor(piece_low, HOUR))
         target_sql, target_params = ("", []) if target_id is None else (" AND target_id = ?", [target_id])
         reader = self.reader
         slicer = _Slicer()
@@ -893,7 +812,7 @@ class SqliteStore:
             total.add(0, 0, 0, 0, entry.latency_max_us, entry.histogram)
 
         def add_minute(tid: int, minute: int, entry: packed.Counts) -> None:
-            piece = partial.get(_floor(minute, _HOUR))
+            piece = partial.get(floor(minute, HOUR))
             if piece is not None and piece[0] <= minute < piece[1]:
                 total = totals.setdefault(tid, _Totals())
                 total.add(entry.probes, entry.failures, entry.degraded, entry.maintenance, 0, {})
@@ -909,7 +828,7 @@ class SqliteStore:
                 total.add(probes, failures, degraded, maintenance, max_us, packed.day_histogram(blob))
                 await slicer.tick()
         hour_histograms = whole_hours | set(partial)
-        days = sorted({_floor(hour, _DAY) for hour in hour_histograms})
+        days = sorted({floor(hour, _DAY) for hour in hour_histograms})
         for day in days:
             rows = await reader.execute_fetchall(
                 f"SELECT target_id, hours FROM rollup_hour WHERE bucket = ?{target_sql}",
@@ -918,7 +837,7 @@ class SqliteStore:
             for tid, blob in rows:
                 total = totals.setdefault(tid, _Totals())
                 for offset, entry in packed.decode(blob, True, _HOURS.v1_unit_us).items():
-                    hour = day + offset * _HOUR
+                    hour = day + offset * HOUR
                     if hour not in hour_histograms:
                         continue
                     if hour in whole_hours:
@@ -933,7 +852,7 @@ class SqliteStore:
             for tid, blob in rows:
                 total = totals.setdefault(tid, _Totals())
                 for offset, entry in packed.decode(blob, False, _MINUTES.v1_unit_us).items():
-                    if low <= hour + offset * _MINUTE < high:
+                    if low <= hour + offset * MINUTE < high:
                         total.add(entry.probes, entry.failures, entry.degraded, entry.maintenance, 0, {})
                 await slicer.tick()
         # Closed entries of rows still open (rollup_open), then what is still in memory (open entries).
@@ -941,21 +860,21 @@ class SqliteStore:
             "SELECT size, bucket, target_id, probes, failures, degraded, maintenance, latency_sum_us,"
             " latency_max_us, histogram FROM rollup_open WHERE size IN (?, ?) AND bucket >= ?"
             f" AND bucket < ?{target_sql}",
-            [_MINUTE, _HOUR, _floor(start_s, _HOUR), end_s, *target_params],
+            [MINUTE, HOUR, floor(start_s, HOUR), end_s, *target_params],
         )
         for size, bucket, tid, *values, hist in rows:
             entry = packed.Counts()
             _add_values(entry, values, hist)
-            (add_minute if size == _MINUTE else add_hour)(tid, bucket, entry)
+            (add_minute if size == MINUTE else add_hour)(tid, bucket, entry)
             await slicer.tick()
         if self._writer is not None:
             wanted = None if target_id is None else target_id
-            for memory, add in ((self._minutes, add_minute), (self._hours, add_hour)):
+            for memory, add in ((self._buffer.minutes, add_minute), (self._buffer.hours, add_hour)):
                 for (name, bucket), rollup in list(memory.items()):
                     known = self._targets.get(name)
                     if known is None or (wanted is not None and known[0] != wanted):
                         continue
-                    if start_s - _HOUR < bucket < end_s:
+                    if start_s - HOUR < bucket < end_s:
                         add(known[0], bucket, rollup)
                     await slicer.tick()
         return totals
@@ -983,7 +902,7 @@ class SqliteStore:
         """Last known health per target: what is committed, overlaid with what is still buffered."""
         rows = await self.reader.execute_fetchall("SELECT name, health FROM targets WHERE health IS NOT NULL")
         health = {name: _HEALTH_BY_CODE.get(code, Health.UNKNOWN) for name, code in rows}
-        health.update(self._last_health)
+        health.update(self._buffer.last_health)
         return health
 
     async def run_retention(self, now: datetime | None = None, batch: int = 5000) -> int:
@@ -993,10 +912,10 @@ class SqliteStore:
         # Buffered results may already be expired (e.g. after a long lock); let them go in this pass.
         await self.flush()
         now = now or self._clock()
-        now_ms = _to_ms(now)
-        raw_cutoff = _to_ms(now - self.raw_retention)
-        minute_cutoff = _to_ms(now - self.minute_retention) // 1000
-        hour_cutoff = _to_ms(now - self.hour_retention) // 1000
+        now_ms = to_ms(now)
+        raw_cutoff = to_ms(now - self.raw_retention)
+        minute_cutoff = to_ms(now - self.minute_retention) // 1000
+        hour_cutoff = to_ms(now - self.hour_retention) // 1000
         incident_cutoff = now_ms - int(self.hour_retention / _MS)
         statements = [
             # Walk targets so each one costs an index seek, not a scan of the whole raw table.
@@ -1010,11 +929,11 @@ class SqliteStore:
             "DELETE FROM incidents WHERE id IN (SELECT id FROM incidents"
             " WHERE ended_at IS NOT NULL AND ended_at < ?1 LIMIT ?2)",
         ]
-        cutoffs = [raw_cutoff, minute_cutoff - _HOUR, hour_cutoff - _DAY, incident_cutoff]
+        cutoffs = [raw_cutoff, minute_cutoff - HOUR, hour_cutoff - _DAY, incident_cutoff]
         deleted = 0
         for sql, cutoff in zip(statements, cutoffs, strict=True):
             while True:
-                async with self.transaction() as conn:
+                async with self.transaction("retention") as conn:
                     cursor = await conn.execute(sql, (cutoff, batch))
                     count = cursor.rowcount
                     await cursor.close()
@@ -1029,21 +948,17 @@ class SqliteStore:
         return deleted
 
     async def writable(self) -> bool:
-        """Whether a write transaction can start right now (for /readyz); never waits long."""
-        if self._writer is None:
-            return False
-        conn = self._writer
-        try:
-            async with self._write_lock:
-                await conn.execute("PRAGMA busy_timeout = 200")
-                try:
-                    await conn.execute("BEGIN IMMEDIATE")
-                    await conn.execute("ROLLBACK")
-                finally:
-                    await conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
-        except sqlite3.Error:
-            return False
-        return True
+        """Whether writes are committing (for the CLI and /readyz): from facts, never a transaction."""
+        return self._writer is not None and self.facts.failing_since is None
+
+    @property
+    def backlog(self) -> int:
+        """What waits in memory for the store: buffered probe results and durable writes being retried."""
+        return self._buffer.backlog + self.facts.durable_waiting
+
+    @property
+    def dropped_samples(self) -> int:
+        return self._buffer.dropped_samples
 
     async def get_value(self, key: str) -> str | None:
         """A value from the durable key/value table, or None."""
@@ -1062,15 +977,21 @@ class SqliteStore:
                     await conn.execute(
                         "INSERT INTO kv (key, value, updated_at) VALUES (?, ?, ?) ON CONFLICT (key)"
                         " DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
-                        (key, value, _to_ms(self._clock())),
+                        (key, value, to_ms(self._clock())),
                     )
                     await conn.execute("COMMIT")
                 except BaseException:
-                    if conn.in_transaction:
-                        await conn.execute("ROLLBACK")
+                    await rollback(conn)
                     raise
+            except asyncio.CancelledError:
+                await rollback(conn)
+                raise
+            except sqlite3.OperationalError:
+                self.facts.failed("kv")
+                raise
             finally:
                 await conn.execute("PRAGMA synchronous = NORMAL")
+        self.facts.committed()
 
     def __repr__(self) -> str:
         mode = "readonly" if self.readonly else "readwrite"
@@ -1079,13 +1000,6 @@ class SqliteStore:
 
 def _seconds(value: float | timedelta) -> float:
     return value.total_seconds() if isinstance(value, timedelta) else float(value)
-
-
-def _reason_code(reason: FailureReason | None) -> int | None:
-    if reason is None:
-        return None
-    # A reason added to the model without a code here is still stored, as the generic one.
-    return REASON_CODES.get(reason, REASON_CODES[FailureReason.ERROR])
 
 
 def _incident(row: Sequence[Any]) -> Incident:

@@ -46,14 +46,30 @@ async def _healthz(_request: web.Request) -> web.Response:
 
 
 async def _readyz(request: web.Request) -> web.Response:
+    """Ready when config, scheduler, store and every supervised task are fine; from facts, no I/O."""
     services = request.app[SERVICES]
+    store = services.store
+    facts = store.facts
+    down = services.supervisor.down()
     checks = {
         "config_loaded": services.config is not None,
-        "store_writable": await services.store.writable(),
+        "store_writable": await store.writable(),
+        "store_backlog_ok": store.backlog < services.config.store.raw_backlog_limit,
         "scheduler_running": services.scheduler.running,
+        "tasks_alive": not down,
     }
-    ready = all(checks.values())
-    return web.json_response({"ready": ready, "checks": checks}, status=200 if ready else 503)
+    age = facts.last_commit_age()
+    body = {
+        "ready": all(checks.values()),
+        "checks": checks,
+        "store": {
+            "backlog": store.backlog,
+            "last_commit_age_seconds": None if age is None else round(age, 3),
+            "failing_for_seconds": round(facts.failing_for(), 3),
+        },
+        "tasks_down": down,
+    }
+    return web.json_response(body, status=200 if body["ready"] else 503)
 
 
 async def _metrics(request: web.Request) -> web.StreamResponse:

@@ -17,6 +17,7 @@ from monitor.dossiers.service import DossierService
 from monitor.metrics import Metrics, TargetSeries
 from monitor.scheduler import Scheduler
 from monitor.store.base import Store
+from monitor.supervisor import Supervisor
 
 __all__ = ["SERVICES", "AlertsView", "WebServices"]
 
@@ -39,6 +40,9 @@ class WebServices(Protocol):
 
     @property
     def scheduler(self) -> Scheduler: ...
+
+    @property
+    def supervisor(self) -> Supervisor: ...
 
     @property
     def metrics(self) -> Metrics: ...
