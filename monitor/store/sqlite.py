@@ -621,6 +621,7 @@ class SqliteStore:
         loop = asyncio.get_running_loop()
         # The first pass waits a little so start-up is not spent deleting old history.
         next_retention = loop.time() + min(self.retention_interval.total_seconds(), 60.0)
+        failures = 0
         while True:
             with suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), timeout=self.flush_interval)
@@ -628,8 +629,20 @@ class SqliteStore:
             try:
                 await self.flush()
             except Exception as exc:
-                # Keep going: the batch is back in memory and the next pass retries it.
-                log.warning("store_flush_failed", error=str(exc), pending_writes=self.pending_writes)
+                # Keep going: the batch is back in memory and the next pass retries it. Logged when the
+                # stall starts and then now and again, not on every pass (tthc_store_errors_total counts).
+                if failures % 60 == 0:
+                    log.warning(
+                        "store_flush_failed",
+                        error=str(exc),
+                        pending_writes=self.pending_writes,
+                        failures=failures,
+                    )
+                failures += 1
+            else:
+                if failures:
+                    log.info("store_flush_recovered", failures=failures)
+                failures = 0
             if stopping:
                 return
             if loop.time() >= next_retention:
