@@ -75,7 +75,7 @@ async def _check_outcome(outage: Outage, report: OutageReport, op_errors: int) -
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 async def test_another_process_holding_the_write_lock_loses_nothing(tmp_path: Path) -> None:
-    """A subprocess holds BEGIN EXCLUSIVE on the daemon's file for the fault's duration (30 s in the issue)."""
+    """A subprocess holds BEGIN EXCLUSIVE on the daemon's file for the fault's duration (issue: 30 s)."""
     duration = fault_seconds(6.0)
     locker: list[asyncio.subprocess.Process] = []
 
