@@ -25,8 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import time
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -42,7 +41,6 @@ from monitor.store.base import Incident, ProbeResult, StoreError, UptimeReport
 from monitor.store.buffer import (
     HEALTH_CODES,
     HOUR,
-    MINUTE,
     REASON_CODES,
     Batch,
     Rollup,
@@ -52,6 +50,8 @@ from monitor.store.buffer import (
 )
 from monitor.store.facts import WriteFacts, close_joined, rollback
 from monitor.store.migrations import MIGRATIONS, Migration, apply_migrations, schema_version
+from monitor.store.reports import InMemory, from_ms, uptime_reports
+from monitor.store.rollups import MINUTE_PACKS, PACK_SPECS, Pack, PackSpec, Slicer, add_values
 from monitor.supervisor import Supervisor
 
 if TYPE_CHECKING:
@@ -68,38 +68,9 @@ _MS = timedelta(milliseconds=1)
 _DAY = 86400
 
 
-def _from_ms(value: int) -> datetime:
-    return _EPOCH + timedelta(milliseconds=value)
-
-
-@dataclass(frozen=True, slots=True)
-class _PackSpec:
-    """One packed rollup table: rows of `row_size` seconds holding entries of `entry_size` seconds."""
-
-    table: str
-    blob: str
-    row_size: int
-    entry_size: int
-    v1_unit_us: int  # latency unit of packs written before pack version 2
-    histograms: bool
-
-
-# Latencies are quantised as packed.py says (sums within 2.2 %, maxima rounded up by at most 4.4 %).
-_MINUTES = _PackSpec("rollup_minute", "minutes", 3600, 60, 1000, False)
-_HOURS = _PackSpec("rollup_hour", "hours", 86400, 3600, 100, True)
-_Pack = dict[int, packed.Counts]  # entry offset -> counts
-
-
-_SPECS = (_MINUTES, _HOURS)
-
-
-def _entries(batch: Batch, spec: _PackSpec) -> dict[tuple[str, int], Rollup]:
+def _entries(batch: Batch, spec: PackSpec) -> dict[tuple[str, int], Rollup]:
     """The batch's closed entries of one packed table."""
-    return batch.minutes if spec is _MINUTES else batch.hours
-
-
-# Longest stretch of rollup work on the event loop before letting probes run (probe lateness p99 < 20 ms).
-_SLICE_SECONDS = 0.001
+    return batch.minutes if spec is MINUTE_PACKS else batch.hours
 
 
 @dataclass(slots=True)
@@ -108,60 +79,6 @@ class _Closing:
 
     buckets: set[int]
     rows: list[tuple[int, str, tuple[int, ...], bytes]]
-
-
-class _Slicer:
-    """Yields to the event loop once a slice of CPU time is used up."""
-
-    __slots__ = ("deadline",)
-
-    def __init__(self) -> None:
-        self.deadline = time.perf_counter() + _SLICE_SECONDS
-
-    async def tick(self) -> None:
-        if time.perf_counter() >= self.deadline:
-            await asyncio.sleep(0)
-            self.deadline = time.perf_counter() + _SLICE_SECONDS
-
-
-def _add_values(counts: packed.Counts, values: Sequence[int], histogram: bytes | None) -> None:
-    """Add a `rollup_open` row (probes, failures, degraded, maintenance, sum, max) into counts."""
-    probes, failures, degraded, maintenance, total, top = values
-    counts.probes += probes
-    counts.failures += failures
-    counts.degraded += degraded
-    counts.maintenance += maintenance
-    counts.latency_sum_us += total
-    counts.latency_max_us = max(counts.latency_max_us, top)
-    if histogram:
-        latency.decode(histogram, counts.histogram)
-
-
-@dataclass(slots=True)
-class _Totals:
-    """Rollup sums of one target over a report window."""
-
-    probes: int = 0
-    failures: int = 0
-    degraded: int = 0
-    maintenance: int = 0
-    latency_max_us: int = 0
-    histogram: dict[int, int] | None = None
-
-    def add(
-        self, probes: int, failures: int, degraded: int, maintenance: int, max_us: int, hist: dict[int, int]
-    ) -> None:
-        self.probes += probes
-        self.failures += failures
-        self.degraded += degraded
-        self.maintenance += maintenance
-        # Rounded up as packs store it, so a report reads the same before and after its hour is packed.
-        self.latency_max_us = max(self.latency_max_us, packed.ceil_latency(max_us or 0))
-        if hist:
-            if self.histogram is None:
-                self.histogram = {}
-            for index, count in hist.items():
-                self.histogram[index] = self.histogram.get(index, 0) + count
 
 
 class SqliteStore:
@@ -205,7 +122,7 @@ class SqliteStore:
         self.facts = WriteFacts()
         self._buffer = WriteBuffer(success_sample_interval, raw_backlog_limit)
         # Row buckets (hours of minutes, days of hours) with entries waiting in `rollup_open`.
-        self._open_rows: dict[str, set[int]] = {spec.table: set() for spec in _SPECS}
+        self._open_rows: dict[str, set[int]] = {spec.table: set() for spec in PACK_SPECS}
         # name -> (id, first_seen ms, stored health code); only what is committed.
         self._targets: dict[str, tuple[int, int, int | None]] = {}
 
@@ -279,7 +196,7 @@ class SqliteStore:
             "SELECT id, name, first_seen, health FROM targets"
         ):
             self._targets[name] = (target_id, first_seen, health)
-        for spec in _SPECS:
+        for spec in PACK_SPECS:
             for (bucket,) in await reader.execute_fetchall(
                 "SELECT DISTINCT bucket - bucket % ? FROM rollup_open WHERE size = ?",
                 (spec.row_size, spec.entry_size),
@@ -430,14 +347,14 @@ class SqliteStore:
             raise
         self._buffer.committed()
         self._targets.update(added)
-        for spec in _SPECS:
+        for spec in PACK_SPECS:
             rows = self._open_rows[spec.table]
             rows.update(floor(bucket, spec.row_size) for _, bucket in _entries(batch, spec))
             rows.difference_update(closing[spec.table].buckets)
 
     def _take(self, now_s: int, force: bool) -> Batch | None:
         due = any(
-            bucket + spec.row_size <= now_s for spec in _SPECS for bucket in self._open_rows[spec.table]
+            bucket + spec.row_size <= now_s for spec in PACK_SPECS for bucket in self._open_rows[spec.table]
         )
         return self._buffer.take(now_s, force, due)
 
@@ -445,9 +362,9 @@ class SqliteStore:
         """Encode every packed row whose hour (minutes) or day (hours) is over: what is staged, what this
         batch brings, and (rarely: late results, a restart) what is already packed for the same row."""
         closing: dict[str, _Closing] = {}
-        slicer = _Slicer()
+        slicer = Slicer()
         id_names: dict[int, str] = {}
-        for spec in _SPECS:
+        for spec in PACK_SPECS:
             entries = _entries(batch, spec)
             buckets = {b for b in self._open_rows[spec.table] if b + spec.row_size <= now_s}
             buckets.update(
@@ -457,10 +374,10 @@ class SqliteStore:
             )
             if buckets and not id_names:
                 id_names = {known[0]: name for name, known in self._targets.items()}
-            packs: dict[tuple[int, str], _Pack] = {}
+            packs: dict[tuple[int, str], Pack] = {}
 
             def entry(
-                row: int, name: str, offset: int, packs: dict[tuple[int, str], _Pack] = packs
+                row: int, name: str, offset: int, packs: dict[tuple[int, str], Pack] = packs
             ) -> packed.Counts:
                 pack = packs.setdefault((row, name), {})
                 counts = pack.get(offset)
@@ -477,7 +394,7 @@ class SqliteStore:
                         (spec.entry_size, row, row + spec.row_size),
                     ):
                         offset = (bucket - row) // spec.entry_size
-                        _add_values(entry(row, id_names[tid], offset), values, hist)
+                        add_values(entry(row, id_names[tid], offset), values, hist)
                         await slicer.tick()
                 for tid, blob in await self.reader.execute_fetchall(
                     f"SELECT target_id, {spec.blob} FROM {spec.table} WHERE bucket = ?", (row,)
@@ -515,8 +432,8 @@ class SqliteStore:
     ) -> list[tuple[int, int, str, int, int, int, int, int, int, bytes]]:
         """Rows for `rollup_open`: closed entries of packed rows that are still open (target names)."""
         params = []
-        slicer = _Slicer()
-        for spec in _SPECS:
+        slicer = Slicer()
+        for spec in PACK_SPECS:
             closed_rows = closing[spec.table].buckets
             for (name, bucket), r in _entries(batch, spec).items():
                 if floor(bucket, spec.row_size) in closed_rows:
@@ -569,7 +486,7 @@ class SqliteStore:
             " histogram = CAST(histogram || excluded.histogram AS BLOB)",
             [(size, bucket, target_id(name), *rest) for size, bucket, name, *rest in staged],
         )
-        for spec in _SPECS:
+        for spec in PACK_SPECS:
             rows = closing[spec.table]
             if spec.histograms:
                 await conn.executemany(
@@ -725,189 +642,19 @@ class SqliteStore:
 
     async def _reports(self, start: datetime, end: datetime, target: str | None) -> list[UptimeReport]:
         if self._writer is None:
-            return await self._reports_locked(start, end, target)
+            return await uptime_reports(
+                self.reader, None, self._clock(), start, end, target, self.minute_retention
+            )
         # Under the flush lock no batch is half-way between memory and the file, so the open minutes
         # and hours still in memory add to what is committed without counting anything twice.
         async with self._flush_lock:
             with suppress(sqlite3.OperationalError):
                 # A locked or full disk: the batch went back to memory, where the report reads it too.
                 await self._flush(force=False)
-            return await self._reports_locked(start, end, target)
-
-    async def _reports_locked(self, start: datetime, end: datetime, target: str | None) -> list[UptimeReport]:
-        now = self._clock()
-        end_ms = to_ms(min(end, now))
-        start_ms = to_ms(start)
-        reader = self.reader
-        if target is None:
-            rows = await reader.execute_fetchall("SELECT id, name, first_seen FROM targets ORDER BY name")
-        else:
-            rows = await reader.execute_fetchall(
-                "SELECT id, name, first_seen FROM targets WHERE name = ?", (target,)
+            memory = InMemory(self._buffer.minutes, self._buffer.hours, self._targets)
+            return await uptime_reports(
+                self.reader, memory, self._clock(), start, end, target, self.minute_retention
             )
-        if not rows:
-            return []
-        target_id = rows[0][0] if target is not None else None
-        totals = await self._rollup_totals(start_ms, end_ms, to_ms(now - self.minute_retention), target_id)
-        downtime = await self._downtime(start_ms, end_ms, target_id)
-        reports = []
-        for tid, name, first_seen in rows:
-            window_start = min(max(start_ms, first_seen), end_ms)
-            monitored = (end_ms - window_start) / 1000
-            down_seconds = _clipped_downtime(downtime.get(tid), window_start, end_ms)
-            count = _overlapping(downtime.get(tid), window_start, end_ms)
-            total = totals.get(tid, _Totals())
-            histogram = total.histogram or {}
-            max_latency = total.latency_max_us / 1_000_000 if total.latency_max_us else None
-            reports.append(
-                UptimeReport(
-                    target=name,
-                    start=_from_ms(window_start),
-                    end=_from_ms(end_ms),
-                    uptime_ratio=(1 - down_seconds / monitored) if monitored > 0 else None,
-                    downtime_seconds=down_seconds,
-                    incidents=count,
-                    probes=total.probes,
-                    failures=total.failures,
-                    degraded=total.degraded,
-                    latency_p50=latency.percentile(histogram, 0.50, max_latency),
-                    latency_p95=latency.percentile(histogram, 0.95, max_latency),
-                    maintenance=total.maintenance,
-                )
-            )
-        return reports
-
-    async def _rollup_totals(
-        self, start_ms: int, end_ms: int, minute_cutoff_ms: int, target_id: int | None
-    ) -> dict[int, _Totals]:
-        """Sums per target: whole days from day totals, whole hours from the packed hours, partial hours
-        from the packed minutes while retained (else the whole hour).
-
-        Counts are exact to the minute where minute rollups exist and to the hour elsewhere. Latency
-        percentiles and the maximum always take whole hours: a partial hour at a window edge brings its
-        whole hour's histogram (there are no per-minute histograms).
-        """
-        totals: dict[int, _Totals] = {}
-        if end_ms <= start_ms:
-            return totals
-        start_s = start_ms // 1000
-        end_s = -(-end_ms // 1000)
-        minute_cutoff = floor(minute_cutoff_ms // 1000, MINUTE) + MINUTE
-        first_day, last_day = -(-start_s // _DAY) * _DAY, floor(end_s, _DAY)
-        edges = [(start_s, first_day), (last_day, end_s)] if first_day <= last_day else [(start_s, end_s)]
-        whole_hours: set[int] = set()
-        partial: dict[int, tuple[int, int]] = {}  # hour -> minute range [low, high) read from minutes
-        for low, high in edges:
-            if low >= high:
-                continue
-            first_hour, last_hour = -(-low // HOUR) * HOUR, floor(high, HOUR)
-            pieces = [(low, first_hour), (last_hour, high)] if first_hour <= last_hour else [(low, high)]
-            whole_hours.update(range(first_hour, last_hour, HOUR))
-            for piece_low, piece_high in pieces:
-                if piece_low >= piece_high:
-                    continue
-                if floor(piece_low, MINUTE) >= minute_cutoff:
-                    partial[floor(piece_low, HOUR)] = (floor(piece_low, MINUTE), piece_high)
-                else:
-                    # Minute detail is gone here: count the whole hour the piece falls in.
-                    whole_hours.add(floor(piece_low, HOUR))
-        target_sql, target_params = ("", []) if target_id is None else (" AND target_id = ?", [target_id])
-        reader = self.reader
-        slicer = _Slicer()
-
-        def add_hour(tid: int, hour: int, entry: packed.Counts) -> None:
-            """An hour entry not in a packed day: counts unless read from minutes, latency always."""
-            if hour not in hour_histograms and not first_day <= hour < last_day:
-                return
-            total = totals.setdefault(tid, _Totals())
-            if hour not in partial:
-                total.add(entry.probes, entry.failures, entry.degraded, entry.maintenance, 0, {})
-            total.add(0, 0, 0, 0, entry.latency_max_us, entry.histogram)
-
-        def add_minute(tid: int, minute: int, entry: packed.Counts) -> None:
-            piece = partial.get(floor(minute, HOUR))
-            if piece is not None and piece[0] <= minute < piece[1]:
-                total = totals.setdefault(tid, _Totals())
-                total.add(entry.probes, entry.failures, entry.degraded, entry.maintenance, 0, {})
-
-        if first_day < last_day:
-            rows = await reader.execute_fetchall(
-                "SELECT target_id, probes, failures, degraded, maintenance, latency_max_us, hours"
-                f" FROM rollup_hour WHERE bucket >= ? AND bucket < ?{target_sql}",
-                [first_day, last_day, *target_params],
-            )
-            for tid, probes, failures, degraded, maintenance, max_us, blob in rows:
-                total = totals.setdefault(tid, _Totals())
-                total.add(probes, failures, degraded, maintenance, max_us, packed.day_histogram(blob))
-                await slicer.tick()
-        hour_histograms = whole_hours | set(partial)
-        days = sorted({floor(hour, _DAY) for hour in hour_histograms})
-        for day in days:
-            rows = await reader.execute_fetchall(
-                f"SELECT target_id, hours FROM rollup_hour WHERE bucket = ?{target_sql}",
-                [day, *target_params],
-            )
-            for tid, blob in rows:
-                total = totals.setdefault(tid, _Totals())
-                for offset, entry in packed.decode(blob, True, _HOURS.v1_unit_us).items():
-                    hour = day + offset * HOUR
-                    if hour not in hour_histograms:
-                        continue
-                    if hour in whole_hours:
-                        total.add(entry.probes, entry.failures, entry.degraded, entry.maintenance, 0, {})
-                    total.add(0, 0, 0, 0, entry.latency_max_us, entry.histogram)
-                await slicer.tick()
-        for hour, (low, high) in sorted(partial.items()):
-            rows = await reader.execute_fetchall(
-                f"SELECT target_id, minutes FROM rollup_minute WHERE bucket = ?{target_sql}",
-                [hour, *target_params],
-            )
-            for tid, blob in rows:
-                total = totals.setdefault(tid, _Totals())
-                for offset, entry in packed.decode(blob, False, _MINUTES.v1_unit_us).items():
-                    if low <= hour + offset * MINUTE < high:
-                        total.add(entry.probes, entry.failures, entry.degraded, entry.maintenance, 0, {})
-                await slicer.tick()
-        # Closed entries of rows still open (rollup_open), then what is still in memory (open entries).
-        rows = await reader.execute_fetchall(
-            "SELECT size, bucket, target_id, probes, failures, degraded, maintenance, latency_sum_us,"
-            " latency_max_us, histogram FROM rollup_open WHERE size IN (?, ?) AND bucket >= ?"
-            f" AND bucket < ?{target_sql}",
-            [MINUTE, HOUR, floor(start_s, HOUR), end_s, *target_params],
-        )
-        for size, bucket, tid, *values, hist in rows:
-            entry = packed.Counts()
-            _add_values(entry, values, hist)
-            (add_minute if size == MINUTE else add_hour)(tid, bucket, entry)
-            await slicer.tick()
-        if self._writer is not None:
-            wanted = None if target_id is None else target_id
-            for memory, add in ((self._buffer.minutes, add_minute), (self._buffer.hours, add_hour)):
-                for (name, bucket), rollup in list(memory.items()):
-                    known = self._targets.get(name)
-                    if known is None or (wanted is not None and known[0] != wanted):
-                        continue
-                    if start_s - HOUR < bucket < end_s:
-                        add(known[0], bucket, rollup)
-                    await slicer.tick()
-        return totals
-
-    async def _downtime(
-        self, start_ms: int, end_ms: int, target_id: int | None
-    ) -> dict[int, list[tuple[int, int]]]:
-        """Incident intervals per target overlapping the window; open ones end at the window end."""
-        sql = (
-            "SELECT target_id, started_at, ended_at FROM incidents"
-            " WHERE started_at < ? AND (ended_at IS NULL OR ended_at > ?)"
-        )
-        params: list[Any] = [end_ms, start_ms]
-        if target_id is not None:
-            sql += " AND target_id = ?"
-            params.append(target_id)
-        intervals: dict[int, list[tuple[int, int]]] = {}
-        for tid, started, ended in await self.reader.execute_fetchall(sql, params):
-            intervals.setdefault(tid, []).append((started, end_ms if ended is None else ended))
-        return intervals
 
     # --- health, retention, readiness, key/value ------------------------------------------------------
 
@@ -1020,33 +767,8 @@ def _incident(row: Sequence[Any]) -> Incident:
     return Incident(
         id=incident_id,
         target=name,
-        started_at=_from_ms(started),
-        ended_at=None if ended is None else _from_ms(ended),
+        started_at=from_ms(started),
+        ended_at=None if ended is None else from_ms(ended),
         reason=reason,
         detail=detail or "",
     )
-
-
-def _merged(intervals: Iterable[tuple[int, int]], low: int, high: int) -> list[tuple[int, int]]:
-    """Intervals clipped to [low, high] and merged, so overlapping incidents count once."""
-    clipped = sorted((max(a, low), min(b, high)) for a, b in intervals if a < high and b > low)
-    merged: list[tuple[int, int]] = []
-    for a, b in clipped:
-        if merged and a <= merged[-1][1]:
-            merged[-1] = (merged[-1][0], max(merged[-1][1], b))
-        else:
-            merged.append((a, b))
-    return merged
-
-
-def _clipped_downtime(intervals: list[tuple[int, int]] | None, low: int, high: int) -> float:
-    if not intervals:
-        return 0.0
-    return sum(b - a for a, b in _merged(intervals, low, high)) / 1000
-
-
-def _overlapping(intervals: list[tuple[int, int]] | None, low: int, high: int) -> int:
-    if not intervals:
-        return 0
-    # A zero-length incident inside the window still happened.
-    return sum(1 for a, b in intervals if a < high and (b > low or (a == b and a >= low)))
