@@ -1,8 +1,9 @@
 """The SQLite store: buffered writes off the probe path, compact history, rollup-based uptime.
 
 Why it looks like this (Uptime Kuma's heartbeat table grew to GBs and DB work caused false downtime):
-- `record()` only appends to memory; a background writer commits one transaction per `flush_interval`.
-  A slow or locked database makes the buffer grow (`pending_writes`), never a probe wait.
+- `record()` only appends to memory (buffer.py); a background writer commits one transaction per
+  `flush_interval` (packing.py). A slow, locked or full database makes the bounded buffer grow
+  (`pending_writes`), never a probe wait; the failed batch goes back to memory and is retried.
 - Successes that change nothing are folded into per-minute and per-hour rollups; the raw table keeps
   failures, degraded and maintenance results, state changes and one sample per target per
   `success_sample_interval`.
@@ -10,15 +11,16 @@ Why it looks like this (Uptime Kuma's heartbeat table grew to GBs and DB work ca
   UTC day holding its hours (with day totals as columns), ~7 GB -> 0.93 GB at 1,000 targets x
   10 s with the default retention. The writer keeps the current rows in memory and rewrites each touched
   row once per flush; after a restart it reads them back before merging, so nothing counts twice.
-- Uptime precision: counts are exact to the minute while minute rollups are kept (to the hour after);
-  latency percentiles and the maximum come from hour histograms, so a window edge inside an hour brings
-  that whole hour's latencies (within about 4.5 % per bucket otherwise). Stored maxima are rounded up by
-  at most 4.4 % and latency sums read back within 2.2 % (packed.py), which keeps the packs small.
+- Uptime (reports.py) precision: counts are exact to the minute while minute rollups are kept (to the
+  hour after); latency percentiles and the maximum come from hour histograms, so a window edge inside an
+  hour brings that whole hour's latencies (within about 4.5 % per bucket otherwise). Stored maxima are
+  rounded up by at most 4.4 % and latency sums read back within 2.2 % (packed.py): small packs.
 - Two connections: the writer (all writes, serialised by `transaction()`) and a reader, so reads never
   see half a batch and never queue behind a flush. WAL lets another process (the CLI) read meanwhile.
 
 Other modules extend the store with their own tables (added in migrations.py) and methods that write
-through `async with store.transaction() as conn:` and read through `store.reader`.
+through `async with store.transaction(op) as conn:` and read through `store.reader`. Durable facts are
+written through `until_committed` (durable.py); readiness reads `store.facts` (facts.py).
 """
 
 from __future__ import annotations
@@ -27,7 +29,6 @@ import asyncio
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager, suppress
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,22 +37,27 @@ import aiosqlite
 import structlog
 
 from monitor.model import Health
-from monitor.store import latency, packed
 from monitor.store.base import Incident, ProbeResult, StoreError, UptimeReport
 from monitor.store.buffer import (
     HEALTH_CODES,
     HOUR,
     REASON_CODES,
     Batch,
-    Rollup,
     WriteBuffer,
     floor,
     to_ms,
 )
 from monitor.store.facts import WriteFacts, close_joined, rollback
 from monitor.store.migrations import MIGRATIONS, Migration, apply_migrations, schema_version
+from monitor.store.packing import (
+    batch_entries,
+    prepare_closing,
+    resolve_targets,
+    staging_params,
+    write_batch,
+)
 from monitor.store.reports import InMemory, from_ms, uptime_reports
-from monitor.store.rollups import MINUTE_PACKS, PACK_SPECS, Pack, PackSpec, Slicer, add_values
+from monitor.store.rollups import PACK_SPECS
 from monitor.supervisor import Supervisor
 
 if TYPE_CHECKING:
@@ -66,19 +72,6 @@ _HEALTH_BY_CODE = {code: health for health, code in HEALTH_CODES.items()}
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
 _DAY = 86400
-
-
-def _entries(batch: Batch, spec: PackSpec) -> dict[tuple[str, int], Rollup]:
-    """The batch's closed entries of one packed table."""
-    return batch.minutes if spec is MINUTE_PACKS else batch.hours
-
-
-@dataclass(slots=True)
-class _Closing:
-    """Packed rows of one table written by this flush: their row buckets and (row, target, totals, blob)."""
-
-    buckets: set[int]
-    rows: list[tuple[int, str, tuple[int, ...], bytes]]
 
 
 class SqliteStore:
@@ -338,10 +331,10 @@ class SqliteStore:
         if batch is None:
             return
         try:
-            closing = await self._prepare_closing(batch, now_s)
-            staged = await self._staging_params(batch, closing)
+            closing = await prepare_closing(self.reader, self._open_rows, self._targets, batch, now_s)
+            staged = await staging_params(batch, closing)
             async with self.transaction("flush") as conn:
-                added = await self._write_batch(conn, batch, closing, staged)
+                added = await write_batch(conn, batch, closing, staged, self._targets)
         except BaseException:
             self._buffer.put_back(batch)
             raise
@@ -349,7 +342,7 @@ class SqliteStore:
         self._targets.update(added)
         for spec in PACK_SPECS:
             rows = self._open_rows[spec.table]
-            rows.update(floor(bucket, spec.row_size) for _, bucket in _entries(batch, spec))
+            rows.update(floor(bucket, spec.row_size) for _, bucket in batch_entries(batch, spec))
             rows.difference_update(closing[spec.table].buckets)
 
     def _take(self, now_s: int, force: bool) -> Batch | None:
@@ -357,182 +350,6 @@ class SqliteStore:
             bucket + spec.row_size <= now_s for spec in PACK_SPECS for bucket in self._open_rows[spec.table]
         )
         return self._buffer.take(now_s, force, due)
-
-    async def _prepare_closing(self, batch: Batch, now_s: int) -> dict[str, _Closing]:
-        """Encode every packed row whose hour (minutes) or day (hours) is over: what is staged, what this
-        batch brings, and (rarely: late results, a restart) what is already packed for the same row."""
-        closing: dict[str, _Closing] = {}
-        slicer = Slicer()
-        id_names: dict[int, str] = {}
-        for spec in PACK_SPECS:
-            entries = _entries(batch, spec)
-            buckets = {b for b in self._open_rows[spec.table] if b + spec.row_size <= now_s}
-            buckets.update(
-                row
-                for row in {floor(bucket, spec.row_size) for _, bucket in entries}
-                if row + spec.row_size <= now_s
-            )
-            if buckets and not id_names:
-                id_names = {known[0]: name for name, known in self._targets.items()}
-            packs: dict[tuple[int, str], Pack] = {}
-
-            def entry(
-                row: int, name: str, offset: int, packs: dict[tuple[int, str], Pack] = packs
-            ) -> packed.Counts:
-                pack = packs.setdefault((row, name), {})
-                counts = pack.get(offset)
-                if counts is None:
-                    counts = pack[offset] = packed.Counts()
-                return counts
-
-            for row in sorted(buckets):
-                if row in self._open_rows[spec.table]:
-                    for tid, bucket, *values, hist in await self.reader.execute_fetchall(
-                        "SELECT target_id, bucket, probes, failures, degraded, maintenance, latency_sum_us,"
-                        " latency_max_us, histogram FROM rollup_open WHERE size = ? AND bucket >= ?"
-                        " AND bucket < ?",
-                        (spec.entry_size, row, row + spec.row_size),
-                    ):
-                        offset = (bucket - row) // spec.entry_size
-                        add_values(entry(row, id_names[tid], offset), values, hist)
-                        await slicer.tick()
-                for tid, blob in await self.reader.execute_fetchall(
-                    f"SELECT target_id, {spec.blob} FROM {spec.table} WHERE bucket = ?", (row,)
-                ):
-                    # Already packed (late results, or a row closed before a restart): merge, rewrite.
-                    for offset, counts in packed.decode(blob, spec.histograms, spec.v1_unit_us).items():
-                        entry(row, id_names[tid], offset).merge(counts)
-                    await slicer.tick()
-            for (name, bucket), rollup in entries.items():
-                row = floor(bucket, spec.row_size)
-                if row in buckets:
-                    entry(row, name, (bucket - row) // spec.entry_size).merge(rollup)
-            rows = []
-            for (row, name), pack in sorted(packs.items()):
-                blob = packed.encode(pack, spec.histograms)
-                if spec.histograms:
-                    values = pack.values()
-                    top = max(e.latency_max_us for e in values)
-                    totals: tuple[int, ...] = (
-                        sum(e.probes for e in values),
-                        sum(e.failures for e in values),
-                        sum(e.degraded for e in values),
-                        sum(e.maintenance for e in values),
-                        packed.ceil_latency(top),
-                    )
-                else:
-                    totals = ()
-                rows.append((row, name, totals, blob))
-                await slicer.tick()
-            closing[spec.table] = _Closing(buckets, rows)
-        return closing
-
-    async def _staging_params(
-        self, batch: Batch, closing: dict[str, _Closing]
-    ) -> list[tuple[int, int, str, int, int, int, int, int, int, bytes]]:
-        """Rows for `rollup_open`: closed entries of packed rows that are still open (target names)."""
-        params = []
-        slicer = Slicer()
-        for spec in PACK_SPECS:
-            closed_rows = closing[spec.table].buckets
-            for (name, bucket), r in _entries(batch, spec).items():
-                if floor(bucket, spec.row_size) in closed_rows:
-                    continue
-                hist = latency.encode(r.histogram) if spec.histograms else b""
-                params.append(
-                    (
-                        spec.entry_size,
-                        bucket,
-                        name,
-                        r.probes,
-                        r.failures,
-                        r.degraded,
-                        r.maintenance,
-                        r.latency_sum_us,
-                        r.latency_max_us,
-                        hist,
-                    )
-                )
-                await slicer.tick()
-        return params
-
-    async def _write_batch(
-        self,
-        conn: aiosqlite.Connection,
-        batch: Batch,
-        closing: dict[str, _Closing],
-        staged: list[tuple[int, int, str, int, int, int, int, int, int, bytes]],
-    ) -> dict[str, tuple[int, int, int | None]]:
-        ids, added = await self._resolve_targets(conn, batch.first_seen)
-
-        def target_id(name: str) -> int:
-            # An entry's target is in this batch or was committed by an earlier one.
-            return ids[name] if name in ids else self._targets[name][0]
-
-        await conn.executemany(
-            "INSERT OR IGNORE INTO probe_results (target_id, at, duration_us, health, success, degraded,"
-            " in_maintenance, changed, reason, status_code) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [(ids[row[0]], *row[1:]) for row in batch.raw],
-        )
-        # Late entries for a minute or hour already staged add up (histogram encodings concatenate).
-        await conn.executemany(
-            "INSERT INTO rollup_open (size, bucket, target_id, probes, failures, degraded, maintenance,"
-            " latency_sum_us, latency_max_us, histogram) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT (size, bucket, target_id) DO UPDATE SET probes = probes + excluded.probes,"
-            " failures = failures + excluded.failures, degraded = degraded + excluded.degraded,"
-            " maintenance = maintenance + excluded.maintenance,"
-            " latency_sum_us = latency_sum_us + excluded.latency_sum_us,"
-            " latency_max_us = max(latency_max_us, excluded.latency_max_us),"
-            " histogram = CAST(histogram || excluded.histogram AS BLOB)",
-            [(size, bucket, target_id(name), *rest) for size, bucket, name, *rest in staged],
-        )
-        for spec in PACK_SPECS:
-            rows = closing[spec.table]
-            if spec.histograms:
-                await conn.executemany(
-                    "INSERT OR REPLACE INTO rollup_hour (bucket, target_id, probes, failures, degraded,"
-                    " maintenance, latency_max_us, hours) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    [(row, target_id(name), *totals, blob) for row, name, totals, blob in rows.rows],
-                )
-            else:
-                await conn.executemany(
-                    "INSERT OR REPLACE INTO rollup_minute (bucket, target_id, minutes) VALUES (?, ?, ?)",
-                    [(row, target_id(name), blob) for row, name, _, blob in rows.rows],
-                )
-            for row in sorted(rows.buckets):
-                await conn.execute(
-                    "DELETE FROM rollup_open WHERE size = ? AND bucket >= ? AND bucket < ?",
-                    (spec.entry_size, row, row + spec.row_size),
-                )
-        changed_health = []
-        for name, code in batch.health.items():
-            known = added.get(name) or self._targets.get(name)
-            if known is not None and known[2] != code:
-                changed_health.append((code, ids[name]))
-                added[name] = (known[0], known[1], code)
-        await conn.executemany("UPDATE targets SET health = ? WHERE id = ?", changed_health)
-        return added
-
-    async def _resolve_targets(
-        self, conn: aiosqlite.Connection, first_seen: dict[str, int]
-    ) -> tuple[dict[str, int], dict[str, tuple[int, int, int | None]]]:
-        """Target ids for this batch, inserting new targets; `added` is applied to the cache after commit."""
-        ids: dict[str, int] = {}
-        added: dict[str, tuple[int, int, int | None]] = {}
-        for name, first in first_seen.items():
-            known = self._targets.get(name)
-            if known is not None and known[1] <= first:
-                ids[name] = known[0]
-                continue
-            rows = await conn.execute_fetchall(
-                "INSERT INTO targets (name, first_seen) VALUES (?, ?) ON CONFLICT (name) DO UPDATE"
-                " SET first_seen = min(first_seen, excluded.first_seen) RETURNING id, first_seen, health",
-                (name, first),
-            )
-            target_id, stored_first, health = rows[0]
-            ids[name] = target_id
-            added[name] = (target_id, stored_first, health)
-        return ids, added
 
     async def _run_writer(self) -> None:
         loop = asyncio.get_running_loop()
@@ -578,7 +395,7 @@ class SqliteStore:
         """Insert an open incident and return its id (committed before returning)."""
         started_ms = to_ms(started_at)
         async with self.transaction("incident") as conn:
-            ids, added = await self._resolve_targets(conn, {target: started_ms})
+            ids, added = await resolve_targets(conn, self._targets, {target: started_ms})
             rows = await conn.execute_fetchall(
                 "INSERT INTO incidents (target_id, started_at, reason, detail) VALUES (?, ?, ?, ?)"
                 " RETURNING id",
