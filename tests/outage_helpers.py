@@ -188,6 +188,8 @@ class Outage:
                             "to": ["it_oncall"],
                             "channels": ["sms"],
                             "quiet_hours": False,
+                            "group_wait": "0s",
+                            "group_interval": "0.2s",
                         },
                     ],
                     "quiet_hours": None,

@@ -2,12 +2,13 @@
 
 Counts are exact to the minute while minute rollups are kept (to the hour after); latency percentiles and
 the maximum come from hour histograms, so a window edge inside an hour brings that whole hour's latencies.
-Downtime is the union of incident intervals, so overlapping incidents count once.
+Downtime is the union of incident intervals within the monitored spans (availability.py), so overlapping
+incidents count once and planned maintenance is neither up nor down.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -15,11 +16,15 @@ from typing import Any
 import aiosqlite
 
 from monitor.store import latency, packed
+from monitor.store.availability import Span, availability, subtract_spans
 from monitor.store.base import UptimeReport
 from monitor.store.buffer import HOUR, MINUTE, Rollup, floor, to_ms
 from monitor.store.rollups import HOUR_PACKS, MINUTE_PACKS, Slicer, add_values
 
-__all__ = ["InMemory", "from_ms", "uptime_reports"]
+__all__ = ["InMemory", "Planned", "from_ms", "monitored_spans", "uptime_reports"]
+
+# Per target, planned maintenance in the window: left out of monitored time.
+Planned = Mapping[str, Sequence[Span]]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _DAY = 86400
@@ -73,11 +78,10 @@ async def uptime_reports(
     end: datetime,
     target: str | None,
     minute_retention: timedelta,
+    planned: Planned | None = None,
 ) -> list[UptimeReport]:
-    """Uptime of `target` (or of every target) over [start, end) clipped to [first data seen, now]:
-    what is committed, plus `memory` (the writer's open minutes and hours) when given."""
-    end_ms = to_ms(min(end, now))
-    start_ms = to_ms(start)
+    """Uptime of `target` (or of every target) over its monitored time in [start, end): what is committed,
+    plus `memory` (the writer's open minutes and hours) when given."""
     if target is None:
         rows = await reader.execute_fetchall("SELECT id, name, first_seen FROM targets ORDER BY name")
     else:
@@ -87,14 +91,18 @@ async def uptime_reports(
     if not rows:
         return []
     target_id = rows[0][0] if target is not None else None
+    spans = await _monitored_spans(reader, memory, now, rows, start, end, target_id, planned)
+    end_ms = to_ms(min(end, now))
+    start_ms = to_ms(start)
     totals = await _rollup_totals(reader, memory, start_ms, end_ms, to_ms(now - minute_retention), target_id)
     downtime = await _downtime(reader, start_ms, end_ms, target_id)
     reports = []
-    for tid, name, first_seen in rows:
-        window_start = min(max(start_ms, first_seen), end_ms)
-        monitored = (end_ms - window_start) / 1000
-        down_seconds = _clipped_downtime(downtime.get(tid), window_start, end_ms)
-        count = _overlapping(downtime.get(tid), window_start, end_ms)
+    for tid, name, _first_seen in rows:
+        monitored = spans[name]
+        window_start = to_ms(monitored[0].start) if monitored else end_ms
+        window_end = to_ms(monitored[-1].end) if monitored else end_ms
+        down = [Span(from_ms(a), from_ms(b)) for a, b in downtime.get(tid, ())]
+        figures = availability(monitored, down)
         total = totals.get(tid, Totals())
         histogram = total.histogram or {}
         max_latency = total.latency_max_us / 1_000_000 if total.latency_max_us else None
@@ -102,10 +110,10 @@ async def uptime_reports(
             UptimeReport(
                 target=name,
                 start=from_ms(window_start),
-                end=from_ms(end_ms),
-                uptime_ratio=(1 - down_seconds / monitored) if monitored > 0 else None,
-                downtime_seconds=down_seconds,
-                incidents=count,
+                end=from_ms(window_end),
+                uptime_ratio=figures.uptime_ratio,
+                downtime_seconds=figures.downtime_seconds,
+                incidents=_overlapping(downtime.get(tid), window_start, window_end),
                 probes=total.probes,
                 failures=total.failures,
                 degraded=total.degraded,
@@ -115,6 +123,98 @@ async def uptime_reports(
             )
         )
     return reports
+
+
+async def monitored_spans(
+    reader: aiosqlite.Connection,
+    memory: InMemory | None,
+    now: datetime,
+    start: datetime,
+    end: datetime,
+    planned: Planned | None = None,
+) -> dict[str, list[Span]]:
+    """Per known target, the parts of [start, end) the monitor was watching it (see availability.py).
+
+    Today: from its first stored sample (or incident) to the end of the hour of its last sample before
+    the window's end, clipped to the window and to now; a target with incidents but no samples counts
+    up to now. `planned` (per target, its maintenance in the window, from the config) is left out:
+    planned outages are neither up nor down.
+    HEARTBEAT: when the daemon records when it was running, intersect these spans with the running
+    intervals here; `uptime`, the status page and the SLA report all read monitored time from here.
+    """
+    rows = await reader.execute_fetchall("SELECT id, name, first_seen FROM targets ORDER BY name")
+    return await _monitored_spans(reader, memory, now, rows, start, end, None, planned)
+
+
+async def _monitored_spans(
+    reader: aiosqlite.Connection,
+    memory: InMemory | None,
+    now: datetime,
+    rows: Iterable[Sequence[Any]],
+    start: datetime,
+    end: datetime,
+    target_id: int | None,
+    planned: Planned | None,
+) -> dict[str, list[Span]]:
+    last_hours = await _last_sample_hours(reader, memory, min(end, now), target_id)
+    spans: dict[str, list[Span]] = {}
+    for tid, name, first_seen in rows:
+        low = max(start, from_ms(first_seen))
+        high = min(end, now)
+        last_hour = last_hours.get(tid)
+        if last_hour is not None:
+            high = min(high, from_ms((last_hour + HOUR) * 1000))
+        # HEARTBEAT: replace this one span by clip_spans([Span(low, high)], running), `running` being the
+        # daemon's recorded run intervals over [start, end), read once before this loop.
+        watched = [Span(low, high)] if low < high else []
+        spans[name] = subtract_spans(watched, planned[name]) if planned and name in planned else watched
+    return spans
+
+
+async def _last_sample_hours(
+    reader: aiosqlite.Connection, memory: InMemory | None, end: datetime, target_id: int | None
+) -> dict[int, int]:
+    """Per target id, the epoch second of the latest hour before `end` holding any result: from
+    memory, the hours waiting in rollup_open, else the newest packed day before `end` (one index seek
+    per target; a second only when that day's results all fall at or after `end`)."""
+    end_s = -(-to_ms(end) // 1000)
+    last: dict[int, int] = {}
+    target_sql, params = ("", [end_s]) if target_id is None else (" WHERE t.id = ?", [end_s, target_id])
+    rows = await reader.execute_fetchall(
+        "SELECT t.id, r.bucket, r.hours FROM targets AS t JOIN rollup_hour AS r ON r.rowid ="
+        " (SELECT rowid FROM rollup_hour WHERE target_id = t.id AND bucket < ? ORDER BY bucket DESC"
+        " LIMIT 1)" + target_sql,
+        params,
+    )
+    for tid, day, blob in rows:
+        while True:
+            hours = [day + offset * HOUR for offset in packed.decode(blob, True, HOUR_PACKS.v1_unit_us)]
+            before = [hour for hour in hours if hour < end_s]
+            if before:
+                last[tid] = max(before)
+                break
+            older = await reader.execute_fetchall(
+                "SELECT bucket, hours FROM rollup_hour WHERE target_id = ? AND bucket < ?"
+                " ORDER BY bucket DESC LIMIT 1",
+                (tid, day),
+            )
+            if not older:
+                break
+            day, blob = older[0]
+    open_sql = "" if target_id is None else " AND target_id = ?"
+    rows = await reader.execute_fetchall(
+        f"SELECT target_id, max(bucket) FROM rollup_open WHERE size = ? AND bucket < ?{open_sql}"
+        " GROUP BY target_id",
+        [HOUR, end_s, *([] if target_id is None else [target_id])],
+    )
+    for tid, hour in rows:
+        last[tid] = max(hour, last.get(tid, hour))
+    if memory is not None:
+        for name, hour in list(memory.hours):
+            known = memory.targets.get(name)
+            if known is not None and hour < end_s and (target_id is None or known[0] == target_id):
+                last[known[0]] = max(hour, last.get(known[0], hour))
+    return last
 
 
 async def _rollup_totals(
@@ -253,24 +353,6 @@ async def _downtime(
     for tid, started, ended in await reader.execute_fetchall(sql, params):
         intervals.setdefault(tid, []).append((started, end_ms if ended is None else ended))
     return intervals
-
-
-def _merged(intervals: Iterable[tuple[int, int]], low: int, high: int) -> list[tuple[int, int]]:
-    """Intervals clipped to [low, high] and merged, so overlapping incidents count once."""
-    clipped = sorted((max(a, low), min(b, high)) for a, b in intervals if a < high and b > low)
-    merged: list[tuple[int, int]] = []
-    for a, b in clipped:
-        if merged and a <= merged[-1][1]:
-            merged[-1] = (merged[-1][0], max(merged[-1][1], b))
-        else:
-            merged.append((a, b))
-    return merged
-
-
-def _clipped_downtime(intervals: list[tuple[int, int]] | None, low: int, high: int) -> float:
-    if not intervals:
-        return 0.0
-    return sum(b - a for a, b in _merged(intervals, low, high)) / 1000
 
 
 def _overlapping(intervals: list[tuple[int, int]] | None, low: int, high: int) -> int:

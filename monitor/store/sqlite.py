@@ -37,6 +37,7 @@ import aiosqlite
 import structlog
 
 from monitor.model import Health
+from monitor.store.availability import Span
 from monitor.store.base import Incident, ProbeResult, StoreError, UptimeReport
 from monitor.store.buffer import (
     HEALTH_CODES,
@@ -56,7 +57,7 @@ from monitor.store.packing import (
     staging_params,
     write_batch,
 )
-from monitor.store.reports import InMemory, from_ms, uptime_reports
+from monitor.store.reports import InMemory, Planned, from_ms, monitored_spans, uptime_reports
 from monitor.store.rollups import PACK_SPECS
 from monitor.supervisor import Supervisor
 
@@ -445,33 +446,50 @@ class SqliteStore:
 
     # --- uptime ---------------------------------------------------------------------------------------
 
-    async def uptime(self, target: str, start: datetime, end: datetime) -> UptimeReport:
-        """Uptime of one target over [start, end) clipped to [first data seen, now]."""
-        reports = await self._reports(start, end, target)
+    async def uptime(
+        self, target: str, start: datetime, end: datetime, planned: Planned | None = None
+    ) -> UptimeReport:
+        """Uptime of one target over its monitored time in [start, end) (see `monitored_spans`)."""
+        reports = await self._reports(start, end, target, planned)
         if reports:
             return reports[0]
         clipped = min(end, self._clock())
         return UptimeReport(target, clipped, clipped, None, 0.0, 0, 0, 0, 0, None, None)
 
-    async def uptime_all(self, start: datetime, end: datetime) -> list[UptimeReport]:
+    async def uptime_all(
+        self, start: datetime, end: datetime, planned: Planned | None = None
+    ) -> list[UptimeReport]:
         """`uptime` for every known target, in a handful of queries whatever the number of targets."""
-        return await self._reports(start, end, None)
+        return await self._reports(start, end, None, planned)
 
-    async def _reports(self, start: datetime, end: datetime, target: str | None) -> list[UptimeReport]:
-        if self._writer is None:
+    async def monitored_spans(
+        self, start: datetime, end: datetime, planned: Planned | None = None
+    ) -> dict[str, list[Span]]:
+        """Per known target, the parts of [start, end) the monitor was watching it (see reports.py)."""
+        async with self._reading() as memory:
+            return await monitored_spans(self.reader, memory, self._clock(), start, end, planned)
+
+    async def _reports(
+        self, start: datetime, end: datetime, target: str | None, planned: Planned | None
+    ) -> list[UptimeReport]:
+        async with self._reading() as memory:
             return await uptime_reports(
-                self.reader, None, self._clock(), start, end, target, self.minute_retention
+                self.reader, memory, self._clock(), start, end, target, self.minute_retention, planned
             )
+
+    @asynccontextmanager
+    async def _reading(self) -> AsyncIterator[InMemory | None]:
+        """What reports add to the committed rows: the writer's open minutes and hours (None read-only)."""
+        if self._writer is None:
+            yield None
+            return
         # Under the flush lock no batch is half-way between memory and the file, so the open minutes
         # and hours still in memory add to what is committed without counting anything twice.
         async with self._flush_lock:
             with suppress(sqlite3.OperationalError):
                 # A locked or full disk: the batch went back to memory, where the report reads it too.
                 await self._flush(force=False)
-            memory = InMemory(self._buffer.minutes, self._buffer.hours, self._targets)
-            return await uptime_reports(
-                self.reader, memory, self._clock(), start, end, target, self.minute_retention
-            )
+            yield InMemory(self._buffer.minutes, self._buffer.hours, self._targets)
 
     # --- health, retention, readiness, key/value ------------------------------------------------------
 
