@@ -56,8 +56,8 @@ class RuntimeCollector(Collector):
         restarts = CounterMetricFamily(
             "tthc_task_restarts", "Restarts of a long-lived task after it crashed.", labels=["task"]
         )
-        for task, count in sorted(self.supervisor.restarts.items()):
-            restarts.add_metric([task], count)
+        for task in sorted(self.supervisor.names):
+            restarts.add_metric([task], self.supervisor.restarts[task])
         yield restarts
         yield GaugeMetricFamily(
             "tthc_tasks_down",

@@ -27,11 +27,14 @@ class Supervisor:
         self.first_backoff = first_backoff
         self.max_backoff = max_backoff
         self.restarts: Counter[str] = Counter()
+        # Every task name ever spawned, so /metrics shows each one's restart count from zero.
+        self.names: set[str] = set()
         self._down: dict[str, str] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
     def spawn(self, name: str, loop: Callable[[], Awaitable[None]]) -> asyncio.Task[None]:
         """Start `loop()` under supervision; cancel the returned task to stop it, await it to join it."""
+        self.names.add(name)
         task = asyncio.create_task(self._supervise(name, loop), name=name)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
