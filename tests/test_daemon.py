@@ -156,6 +156,7 @@ async def test_health_and_readiness(daemon: Daemon) -> None:
             assert body["checks"] == {
                 "config_loaded": True,
                 "store_writable": True,
+                "store_committing": True,
                 "store_backlog_ok": True,
                 "scheduler_running": True,
                 "tasks_alive": True,

@@ -25,6 +25,9 @@ __all__ = ["create_web_app"]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
+# /readyz fails when writes have waited this long (at least) without any commit.
+_COMMIT_STALL_SECONDS = 30.0
+
 
 def _needs_token(request: web.Request) -> bool:
     """The JSON API always; the status page unless `status.public` (it shows no personal data, but an
@@ -60,14 +63,19 @@ async def _readyz(request: web.Request) -> web.Response:
     store = services.store
     facts = store.facts
     down = services.supervisor.down()
+    settings = services.config.store
+    age = facts.last_commit_age()
+    # Writes waiting and nothing committed for this long: the writer is stuck even without errors.
+    stall = max(_COMMIT_STALL_SECONDS, 10 * settings.flush_interval.total_seconds())
+    stall = max(stall, 2 * settings.busy_timeout.total_seconds())
     checks = {
         "config_loaded": services.config is not None,
         "store_writable": await store.writable(),
-        "store_backlog_ok": store.backlog < services.config.store.raw_backlog_limit,
+        "store_committing": not (store.backlog and age is not None and age > stall),
+        "store_backlog_ok": store.backlog < settings.raw_backlog_limit,
         "scheduler_running": services.scheduler.running,
         "tasks_alive": not down,
     }
-    age = facts.last_commit_age()
     body = {
         "ready": all(checks.values()),
         "checks": checks,
