@@ -147,6 +147,7 @@ class AlertService:
         thresholds = getattr(getattr(self.config, "dossiers", None), "thresholds", ())
         since = self.now() - self.alerts.rederive_window
         await self.router.rederive(since, self.store, thresholds=thresholds)
+        self.directory.report_unmatched()
         if self.outbox is not None:
             self._start_channels()
             delivery = getattr(self.alerts, "delivery", None) or DeliveryConfig()
@@ -285,6 +286,9 @@ class AlertService:
     async def _consume(self, subscription: Subscription) -> None:
         async for event in subscription:
             await self._route(event)
+            if subscription.backlog == 0:
+                # The end of a batch (a sync publishes its crossings at once): one summary line.
+                self.directory.report_unmatched()
 
     async def _route(self, event: Event) -> None:
         for attempt in range(1, _ROUTE_ATTEMPTS + 1):

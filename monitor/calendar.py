@@ -28,7 +28,7 @@ import holidays
 import yaml
 from pydantic import AfterValidator, BeforeValidator, Field, ValidationError, ValidationInfo, model_validator
 
-from monitor.configtypes import StrictModel, format_validation_error
+from monitor.configtypes import StrictModel, format_validation_error, reads_files
 
 __all__ = [
     "BUILTIN_CALENDARS",
@@ -183,7 +183,8 @@ def builtin_override_path() -> Path:
 
 
 def _readable_override(path: Path) -> Path:
-    load_override_file(path)
+    if reads_files():
+        load_override_file(path)
     return path
 
 
