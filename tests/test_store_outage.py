@@ -114,7 +114,10 @@ async def test_another_process_holding_the_write_lock_loses_nothing(tmp_path: Pa
         await portal.stop()
     assert outage.daemon is not None
     errors = outage.daemon.store.facts.errors
-    print(f"lock {duration:.0f} s: catch-up {report.catch_up_seconds:.2f} s, errors {dict(errors)}")
+    print(
+        f"lock {duration:.0f} s: catch-up {report.catch_up_seconds:.2f} s, errors {dict(errors)},"
+        f" /healthz slowest {report.healthz_slowest:.3f} s, /readyz {dict(report.readyz_statuses)}"
+    )
     await _check_outcome(outage, report, sum(errors.values()))
 
 
@@ -180,5 +183,8 @@ async def test_a_full_disk_loses_nothing(tmp_path: Path, small_tmpfs: Path) -> N
         await portal.stop()
     assert outage.daemon is not None
     errors = outage.daemon.store.facts.errors
-    print(f"full disk {duration:.0f} s: catch-up {report.catch_up_seconds:.2f} s, errors {dict(errors)}")
+    print(
+        f"full disk {duration:.0f} s: catch-up {report.catch_up_seconds:.2f} s, errors {dict(errors)},"
+        f" /healthz slowest {report.healthz_slowest:.3f} s, /readyz {dict(report.readyz_statuses)}"
+    )
     await _check_outcome(outage, report, sum(errors.values()))
