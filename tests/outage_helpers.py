@@ -76,7 +76,15 @@ class OutageReport:
     fault_seconds: float
     healthz_slowest: float = 0.0
     readyz_statuses: Counter[int] = field(default_factory=Counter)
+    # (monotonic time, /readyz status) of every poll, and when the fault ended.
+    readyz_polls: list[tuple[float, int]] = field(default_factory=list)
+    released_at: float = 0.0
     catch_up_seconds: float = 0.0
+
+    def readyz_during_fault(self) -> list[int]:
+        """/readyz statuses from its first 503 until the fault ended."""
+        first = next((at for at, status in self.readyz_polls if status == 503), self.released_at)
+        return [status for at, status in self.readyz_polls if first <= at < self.released_at]
 
 
 class Outage:
@@ -277,6 +285,7 @@ class Outage:
                     report.healthz_slowest = max(report.healthz_slowest, time.monotonic() - began)
                     async with session.get(f"{base}/readyz") as response:
                         report.readyz_statuses[response.status] += 1
+                        report.readyz_polls.append((time.monotonic(), response.status))
                     await asyncio.sleep(0.2)
 
             watcher = asyncio.create_task(probe_health())
@@ -289,7 +298,7 @@ class Outage:
                 self.portal.status = 200
                 await asyncio.sleep(max(0.0, duration - (time.monotonic() - fault_began)))
                 await end_fault()
-                released = time.monotonic()
+                released = report.released_at = time.monotonic()
                 expected = {
                     ("target_down", "portal"),
                     ("target_recovered", "portal"),

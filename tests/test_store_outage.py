@@ -43,7 +43,8 @@ async def _check_outcome(outage: Outage, report: OutageReport, op_errors: int) -
     """What must hold after any store outage."""
     assert op_errors > 0, "the fault really failed writes"
     assert report.healthz_slowest < 1.0, f"/healthz took {report.healthz_slowest:.2f} s"
-    assert report.readyz_statuses[503] > 0, "/readyz said the store was failing during the fault"
+    during = report.readyz_during_fault()
+    assert during and set(during) == {503}, f"/readyz kept failing once writes failed: {during}"
     store = await SqliteStore.open_readonly(outage.store_path, clock=outage.clock)
     try:
         incidents = await store.incidents(BASE - timedelta(hours=1))

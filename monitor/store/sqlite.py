@@ -286,6 +286,9 @@ class SqliteStore:
         """
         conn = self.connection
         async with self._write_lock:
+            # Read between statements (aiosqlite's thread is idle): only a commit that changed rows
+            # shows the disk takes writes; an empty one succeeds even on a full disk.
+            changes = conn.total_changes
             try:
                 await conn.execute("BEGIN IMMEDIATE")
                 try:
@@ -300,7 +303,8 @@ class SqliteStore:
             except sqlite3.OperationalError:
                 self.facts.failed(op)
                 raise
-        self.facts.committed()
+            if conn.total_changes != changes:
+                self.facts.committed()
 
     # --- the probe path -------------------------------------------------------------------------------
 
