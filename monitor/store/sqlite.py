@@ -276,10 +276,14 @@ class SqliteStore:
         return self._reader
 
     @asynccontextmanager
-    async def transaction(self, op: str = "write") -> AsyncIterator[aiosqlite.Connection]:
+    async def transaction(
+        self, op: str = "write", *, power_safe: bool = False
+    ) -> AsyncIterator[aiosqlite.Connection]:
         """BEGIN IMMEDIATE ... COMMIT on the writer, serialised with the batch writer; rolls back on error.
 
-        `op` names the kind of write in `tthc_store_errors_total{op}`. Cancellation-safe: aiosqlite runs
+        `op` names the kind of write in `tthc_store_errors_total{op}`. `power_safe` commits with
+        synchronous=FULL: the default NORMAL may lose the last commits on power loss (fine for history,
+        not for a single-use token). Cancellation-safe: aiosqlite runs
         statements in order on its thread, so a ROLLBACK queued after a cancelled BEGIN or COMMIT always
         undoes what that statement left open (a leftover transaction made the next BEGIN fail with
         "cannot start a transaction within a transaction").
@@ -289,6 +293,8 @@ class SqliteStore:
             # Read between statements (aiosqlite's thread is idle): only a commit that changed rows
             # shows the disk takes writes; an empty one succeeds even on a full disk.
             changes = conn.total_changes
+            if power_safe:
+                await conn.execute("PRAGMA synchronous = FULL")
             try:
                 await conn.execute("BEGIN IMMEDIATE")
                 try:
@@ -303,6 +309,10 @@ class SqliteStore:
             except sqlite3.OperationalError:
                 self.facts.failed(op)
                 raise
+            finally:
+                if power_safe:
+                    # Queued after whatever ran before, so it also runs when this task is cancelled.
+                    await asyncio.shield(_set_synchronous_normal(conn))
             if conn.total_changes != changes:
                 self.facts.committed()
 
@@ -569,35 +579,20 @@ class SqliteStore:
 
     async def set_value(self, key: str, value: str) -> None:
         """Store a value and make it survive a power cut before returning (e.g. a single-use token)."""
-        conn = self.connection
-        async with self._write_lock:
-            # synchronous=NORMAL may lose the last commits on power loss; this one must not be lost.
-            await conn.execute("PRAGMA synchronous = FULL")
-            try:
-                await conn.execute("BEGIN IMMEDIATE")
-                try:
-                    await conn.execute(
-                        "INSERT INTO kv (key, value, updated_at) VALUES (?, ?, ?) ON CONFLICT (key)"
-                        " DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
-                        (key, value, to_ms(self._clock())),
-                    )
-                    await conn.execute("COMMIT")
-                except BaseException:
-                    await rollback(conn)
-                    raise
-            except asyncio.CancelledError:
-                await rollback(conn)
-                raise
-            except sqlite3.OperationalError:
-                self.facts.failed("kv")
-                raise
-            finally:
-                await conn.execute("PRAGMA synchronous = NORMAL")
-        self.facts.committed()
+        async with self.transaction("kv", power_safe=True) as conn:
+            await conn.execute(
+                "INSERT INTO kv (key, value, updated_at) VALUES (?, ?, ?) ON CONFLICT (key)"
+                " DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+                (key, value, to_ms(self._clock())),
+            )
 
     def __repr__(self) -> str:
         mode = "readonly" if self.readonly else "readwrite"
         return f"SqliteStore({str(self.path)!r}, {mode}, pending_writes={self.pending_writes})"
+
+
+async def _set_synchronous_normal(conn: aiosqlite.Connection) -> None:
+    await conn.execute("PRAGMA synchronous = NORMAL")
 
 
 def _seconds(value: float | timedelta) -> float:
