@@ -48,7 +48,7 @@ class Heartbeat:
     async def start(self) -> int:
         """Insert this run (committed before returning) and start beating; returns the run id."""
         now = ms(self._clock())
-        async with self.store.transaction() as conn:
+        async with self.store.transaction("heartbeat") as conn:
             # A run without stopped_at was killed: it watched until its last heartbeat.
             await conn.execute("UPDATE monitor_runs SET stopped_at = last_seen_at WHERE stopped_at IS NULL")
             rows = await conn.execute_fetchall(
@@ -85,7 +85,7 @@ class Heartbeat:
             if now - self._beat_ms < self._interval_ms + self.store.flush_interval * 1000:
                 continue
             try:
-                async with self.store.transaction() as conn:
+                async with self.store.transaction("heartbeat") as conn:
                     await self._beat(conn, now)
             except Exception as exc:
                 # The store is locked or full: the run looks stopped at its last beat until the next one.
@@ -102,7 +102,7 @@ class Heartbeat:
         self.store.remove_batch_hook(self._in_batch)
         now = ms(self._clock())
         try:
-            async with self.store.transaction() as conn:
+            async with self.store.transaction("heartbeat") as conn:
                 await conn.execute(
                     "UPDATE monitor_runs SET last_seen_at = max(last_seen_at, ?1), stopped_at = ?1"
                     " WHERE id = ?2",
