@@ -99,7 +99,7 @@ class Daemon:
         self.supervisor = Supervisor()
         self.store = SqliteStore.from_config(config.store, clock=clock, supervisor=self.supervisor)
         self.metrics.register(RuntimeCollector(self.store, self.supervisor, self.bus))
-        self.heartbeat = Heartbeat(self.store, config.store.heartbeat_interval, clock)
+        self.heartbeat = Heartbeat(self.store, config.store.heartbeat_interval, clock, self.supervisor)
         self.scheduler = Scheduler(
             store=self.store,
             bus=self.bus,

@@ -19,6 +19,7 @@ import structlog
 from monitor.store import live
 from monitor.store.monitored import ms
 from monitor.store.sqlite import SqliteStore
+from monitor.supervisor import Supervisor
 
 __all__ = ["Heartbeat"]
 
@@ -33,8 +34,10 @@ class Heartbeat:
         store: SqliteStore,
         interval: timedelta = timedelta(seconds=10),
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        supervisor: Supervisor | None = None,
     ) -> None:
         self.store = store
+        self._supervisor = supervisor
         self.interval = interval
         self._clock = clock
         self.run_id: int | None = None
@@ -60,7 +63,10 @@ class Heartbeat:
         self._beat_ms = now
         self.store.current_run = self.run_id
         self.store.add_batch_hook(self._in_batch)
-        self._task = asyncio.create_task(self._keep_alive(), name="heartbeat")
+        if self._supervisor is not None:
+            self._task = self._supervisor.spawn("heartbeat", self._keep_alive)
+        else:
+            self._task = asyncio.create_task(self._keep_alive(), name="heartbeat")
         log.info("monitor_run_started", run_id=self.run_id)
         return self.run_id
 
