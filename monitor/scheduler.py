@@ -17,6 +17,7 @@ end (recovered while unmonitored).
 from __future__ import annotations
 
 import asyncio
+import functools
 import heapq
 import itertools
 import random
@@ -150,7 +151,8 @@ class Scheduler:
         ended: dict[int, datetime] = {}
         for incident in incidents:
             at = await self.store.interrupted_at(incident.target, incident.started_at)
-            await self.store.close_incident(incident.id, at)
+            close = functools.partial(self.store.close_incident, incident.id, at)
+            await until_committed(self.store.facts, "incident", close)
             ended[incident.id] = at
             log.info("incident_suspended", target=incident.target, incident_id=incident.id, at=at.isoformat())
         return ended
