@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from alerts.router import Router
 from alerts.templates import format_targets
 from alerts.text import count_segments, unaccent
 from monitor.config import ConfigError
@@ -311,3 +312,136 @@ async def test_the_first_start_after_the_upgrade_does_not_name_incidents_already
         f"incident:{first}:up:it-em",
     ]
     assert rows[2]["text"].startswith("[TTHC] 2 hệ thống đã hoạt động lại lúc 10:40 06/10: dvc, motcua")
+
+
+async def open_five_routed(router: Router, store: SqliteStore) -> list[int]:
+    """`open_five`, each incident also handled by `router`; returns the incident ids."""
+    ids = await open_five(store)
+    for index, incident_id in enumerate(ids):
+        at = T0 + timedelta(seconds=5 * index)
+        await router.handle(IncidentOpened(at, incident_id, TARGETS[index], FailureReason.TIMEOUT))
+    return ids
+
+
+async def test_a_group_reminds_once_per_repeat_naming_the_targets_still_down(store: SqliteStore) -> None:
+    """`repeat: 30m`, five down: one reminder per person per 30 min naming those still down, not five."""
+    clock = Clock(T0)
+    router = make_router(load(two_on_call(repeat="30m")), store, clock)
+    ids = await open_five_routed(router, store)
+    assert await router.tick(T0 + timedelta(seconds=30)) == 2
+    # Counted from the first target's start; the alert service sleeps until then.
+    assert router.groups.next_fire() == T0 + timedelta(minutes=30)
+    assert await router.tick(T0 + timedelta(minutes=29)) == 0
+    assert await router.tick(T0 + timedelta(minutes=30)) == 2
+    assert await router.tick(T0 + timedelta(minutes=45)) == 0
+    clock.now = T0 + timedelta(minutes=50)
+    assert await router.handle(IncidentClosed(clock.now, ids[0], TARGETS[0], T0, 50 * 60)) == 0
+    assert await router.tick(T0 + timedelta(minutes=60)) == 2
+    clock.now = T0 + timedelta(minutes=70)
+    for incident_id, target in zip(ids[1:4], TARGETS[1:4], strict=True):
+        assert await router.handle(IncidentClosed(clock.now, incident_id, target, T0, 70 * 60)) == 0
+    assert await router.tick(T0 + timedelta(minutes=90)) == 2
+    clock.now = T0 + timedelta(minutes=100)
+    assert await router.handle(IncidentClosed(clock.now, ids[4], TARGETS[4], T0, 100 * 60)) == 2
+    assert await router.tick(T0 + timedelta(hours=3)) == 0
+    assert router.groups.next_fire() is None
+    rows = await outbox_rows(store)
+    first = ids[0]
+    assert [row["key"] for row in rows] == [
+        f"incident:{first}:down:it-em",
+        f"incident:{first}:down:it-giang",
+        f"incident:{first}:down:it-em:r1",
+        f"incident:{first}:down:it-giang:r1",
+        f"incident:{first}:down:it-em:r2",
+        f"incident:{first}:down:it-giang:r2",
+        f"incident:{first}:down:it-em:r3",
+        f"incident:{first}:down:it-giang:r3",
+        f"incident:{first}:up:it-em",
+        f"incident:{first}:up:it-giang",
+    ]
+    assert rows[2]["text"] == (
+        "[TTHC] Nhắc lại: 5 hệ thống vẫn ngừng hoạt động từ 10:00 06/10 (30 phút): "
+        f"dichvucong, motcua, api-lienthong +2 khác (quá thời gian chờ). Sự cố #{first}."
+    )
+    assert rows[3]["text"] == rows[2]["text"]
+    assert count_segments(unaccent(rows[2]["text"])) == 1
+    # dichvucong is back: the next reminder names the other four.
+    assert rows[4]["text"] == (
+        "[TTHC] Nhắc lại: 4 hệ thống vẫn ngừng hoạt động từ 10:00 06/10 (1 giờ): "
+        f"motcua, api-lienthong, csdl +1 khác (quá thời gian chờ). Sự cố #{first}."
+    )
+    # One left: the one-target reminder text, about that target's own incident.
+    assert rows[6]["text"] == (
+        f"[TTHC] cong-thanh-toan NGỪNG HOẠT ĐỘNG từ 10:00 06/10: quá thời gian chờ. Sự cố #{ids[4]}. "
+        "Nhắc lại: đã 1 giờ 30 phút."
+    )
+
+
+async def test_a_restart_between_reminders_neither_repeats_nor_skips_one(tmp_path: Path) -> None:
+    """The group row keeps the last reminder: after a restart (or a crash before that write) no reminder
+    is sent twice, and one missed while stopped goes out at start-up."""
+    path = tmp_path / "reminders.db"
+    config = load(two_on_call(repeat="30m"))
+    async with SqliteStore(path) as first:
+        router = make_router(config, first, Clock(T0))
+        await router.load()
+        ids = await open_five_routed(router, first)
+        assert await router.tick(T0 + timedelta(seconds=30)) == 2
+        before = await first.reader.execute_fetchall("SELECT key, fire_at, data FROM alert_timers")
+        assert await router.tick(T0 + timedelta(minutes=30)) == 2
+        # The crash lost the groups' write after their reminders were stored.
+        async with first.transaction() as conn:
+            await conn.executemany(
+                "UPDATE alert_timers SET fire_at = ?, data = ? WHERE key = ?",
+                [(row[1], row[2], row[0]) for row in before],
+            )
+    async with SqliteStore(path) as second:
+        again = make_router(config, second, Clock(T0 + timedelta(minutes=31)))
+        await again.load()
+        assert await again.rederive(T0 - timedelta(days=2), second) == 0
+        assert await again.tick(T0 + timedelta(minutes=31)) == 0
+        assert again.groups.next_fire() == T0 + timedelta(minutes=60)
+        assert await again.tick(T0 + timedelta(minutes=59)) == 0
+    # Stopped from 10:59 to 11:35: the reminder due at 11:00 goes out once, at start-up.
+    async with SqliteStore(path) as third:
+        later = make_router(config, third, Clock(T0 + timedelta(minutes=95)))
+        await later.load()
+        # Re-derivation flushes the groups it hands their incidents to: the overdue reminder goes then.
+        assert await later.rederive(T0 - timedelta(days=2), third) == 2
+        assert await later.tick(T0 + timedelta(minutes=95)) == 0
+        assert await later.tick(T0 + timedelta(minutes=119)) == 0
+        assert later.groups.next_fire() == T0 + timedelta(minutes=120)
+        rows = await outbox_rows(third)
+    assert [row["key"] for row in rows] == [
+        f"incident:{ids[0]}:down:it-em",
+        f"incident:{ids[0]}:down:it-giang",
+        f"incident:{ids[0]}:down:it-em:r1",
+        f"incident:{ids[0]}:down:it-giang:r1",
+        f"incident:{ids[0]}:down:it-em:r3",
+        f"incident:{ids[0]}:down:it-giang:r3",
+    ]
+    assert rows[4]["text"].startswith(
+        "[TTHC] Nhắc lại: 5 hệ thống vẫn ngừng hoạt động từ 10:00 06/10 (1 giờ 35 phút)"
+    )
+
+
+async def test_the_alert_service_wakes_for_a_groups_reminder(tmp_path: Path) -> None:
+    """With a 30 s tick, a 2 s `repeat` still reminds about two seconds after the outage began, once."""
+    async with FakeEsms() as esms:
+        section = to_fake_sms(two_on_call(group_wait="0.5s", repeat="2s"), esms)
+        section["directory"]["people"].pop()
+        async with (
+            SqliteStore(tmp_path / "service.db") as store,
+            running_service(load(section), store) as (_service, bus),
+        ):
+            now = datetime.now(UTC)
+            for index, target in enumerate(TARGETS[:3]):
+                bus.publish(IncidentOpened(now, 10 + index, target, FailureReason.TIMEOUT))
+            for _ in range(250):
+                if len(esms.messages) >= 2:
+                    break
+                await asyncio.sleep(0.02)
+            waited = datetime.now(UTC) - now
+        assert len(esms.messages) == 2
+        assert waited < timedelta(seconds=4)
+        assert "nhac lai: 3 he thong" in str(esms.messages[1]).lower()
