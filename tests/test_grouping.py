@@ -45,6 +45,16 @@ def two_on_call(**rule: Any) -> dict[str, Any]:
     return section
 
 
+def keys_of_both(first: int, *messages: str) -> list[str]:
+    """The outbox keys of group `first`'s `messages` (`down`, `down:g2`, `down:r1`, `up`) to both people."""
+    keys = []
+    for message in messages:
+        kind, _, number = message.partition(":")
+        for person in ("it-em", "it-giang"):
+            keys.append(f"incident:{first}:{kind}:{person}" + (f":{number}" if number else ""))
+    return keys
+
+
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
     async with SqliteStore(tmp_path / "grouping.db") as opened:
@@ -114,14 +124,7 @@ async def test_a_later_target_is_one_follow_up_and_recovery_is_one_message(store
         added += await router.handle(IncidentClosed(back, incident_id, target, T0, 47 * 60))
     assert added == 2
     rows = await outbox_rows(store)
-    assert [row["key"] for row in rows] == [
-        f"incident:{ids[0]}:down:it-em",
-        f"incident:{ids[0]}:down:it-giang",
-        f"incident:{ids[0]}:down:it-em:g2",
-        f"incident:{ids[0]}:down:it-giang:g2",
-        f"incident:{ids[0]}:up:it-em",
-        f"incident:{ids[0]}:up:it-giang",
-    ]
+    assert [row["key"] for row in rows] == keys_of_both(ids[0], "down", "down:g2", "up")
     assert rows[2]["text"] == (
         "[TTHC] Thêm 2 hệ thống ngừng hoạt động từ 10:02 06/10: sms-gateway, ho-tich (từ chối kết nối). "
         f"Cùng sự cố #{ids[0]}, tổng 7 hệ thống."
@@ -166,6 +169,19 @@ async def test_a_restart_during_group_wait_sends_the_groups_message_exactly_once
     assert all(row["text"].startswith("[TTHC] 5 hệ thống NGỪNG HOẠT ĐỘNG") for row in rows)
 
 
+async def tick_losing_group_writes(router: Router, store: SqliteStore, now: datetime) -> int:
+    """`router.tick(now)`, then the groups' rows put back as they were before it: a crash lost the writes
+    that follow the stored messages. Returns how many alerts the tick stored."""
+    before = await store.reader.execute_fetchall("SELECT key, fire_at, data FROM alert_timers")
+    added = await router.tick(now)
+    async with store.transaction() as conn:
+        await conn.executemany(
+            "UPDATE alert_timers SET fire_at = ?, data = ? WHERE key = ?",
+            [(row[1], row[2], row[0]) for row in before],
+        )
+    return added
+
+
 async def test_a_crash_between_the_message_and_the_groups_state_sends_it_once(tmp_path: Path) -> None:
     """The message is stored but the group's row still says "pending": the next flush adds nothing new."""
     path = tmp_path / "crash.db"
@@ -174,14 +190,7 @@ async def test_a_crash_between_the_message_and_the_groups_state_sends_it_once(tm
         ids = await open_five(first)
         for index, incident_id in enumerate(ids):
             await router.handle(IncidentOpened(T0, incident_id, TARGETS[index], FailureReason.TIMEOUT))
-        pending = await first.reader.execute_fetchall("SELECT key, fire_at, data FROM alert_timers")
-        assert await router.tick(T0 + timedelta(seconds=30)) == 2
-        # Put the groups' rows back as they were before the flush (the crash lost that write).
-        async with first.transaction() as conn:
-            await conn.executemany(
-                "UPDATE alert_timers SET fire_at = ?, data = ? WHERE key = ?",
-                [(row[1], row[2], row[0]) for row in pending],
-            )
+        assert await tick_losing_group_writes(router, first, T0 + timedelta(seconds=30)) == 2
     async with SqliteStore(path) as second:
         again = make_router(load(two_on_call()), second, Clock(T0 + timedelta(minutes=1)))
         await again.load()
@@ -250,19 +259,32 @@ def test_target_lists_name_the_first_three_and_count_the_rest() -> None:
     assert format_targets(["a", "b", "c", "d", "e"]) == "a, b, c +2 khác"
 
 
+async def three_down_through_the_service(tmp_path: Path, esms: FakeEsms, sms: int, **rule: Any) -> timedelta:
+    """Three targets down at once, through a running AlertService (one person, SMS to `esms`, the outage
+    rule with `rule`'s options) until `sms` messages arrived (6 s at most); returns how long that took."""
+    section = to_fake_sms(two_on_call(**rule), esms)
+    section["directory"]["people"].pop()
+    async with (
+        SqliteStore(tmp_path / "service.db") as store,
+        running_service(load(section), store) as (_service, bus),
+    ):
+        now = datetime.now(UTC)
+        for index, target in enumerate(TARGETS[:3]):
+            bus.publish(IncidentOpened(now, 10 + index, target, FailureReason.TIMEOUT))
+        for _ in range(300):
+            if len(esms.messages) >= sms:
+                break
+            await asyncio.sleep(0.02)
+        waited = datetime.now(UTC) - now
+        # Long enough for a message sent too many to arrive.
+        await asyncio.sleep(0.3)
+    return waited
+
+
 async def test_the_alert_service_sends_a_group_at_its_group_wait_not_a_tick_later(tmp_path: Path) -> None:
     """With a 30 s tick, a 1 s group_wait still goes out about a second after the outage, as one SMS."""
     async with FakeEsms() as esms:
-        section = to_fake_sms(two_on_call(group_wait="1s"), esms)
-        section["directory"]["people"].pop()
-        async with (
-            SqliteStore(tmp_path / "service.db") as store,
-            running_service(load(section), store) as (_service, bus),
-        ):
-            now = datetime.now(UTC)
-            for index, target in enumerate(TARGETS[:3]):
-                bus.publish(IncidentOpened(now, 10 + index, target, FailureReason.TIMEOUT))
-            await wait_for_sms(esms)
+        assert await three_down_through_the_service(tmp_path, esms, 1, group_wait="1s") < timedelta(seconds=5)
         assert len(esms.messages) == 1
         assert "3 he thong" in str(esms.messages[0]).lower()
 
@@ -347,18 +369,7 @@ async def test_a_group_reminds_once_per_repeat_naming_the_targets_still_down(sto
     assert router.groups.next_fire() is None
     rows = await outbox_rows(store)
     first = ids[0]
-    assert [row["key"] for row in rows] == [
-        f"incident:{first}:down:it-em",
-        f"incident:{first}:down:it-giang",
-        f"incident:{first}:down:it-em:r1",
-        f"incident:{first}:down:it-giang:r1",
-        f"incident:{first}:down:it-em:r2",
-        f"incident:{first}:down:it-giang:r2",
-        f"incident:{first}:down:it-em:r3",
-        f"incident:{first}:down:it-giang:r3",
-        f"incident:{first}:up:it-em",
-        f"incident:{first}:up:it-giang",
-    ]
+    assert [row["key"] for row in rows] == keys_of_both(first, "down", "down:r1", "down:r2", "down:r3", "up")
     assert rows[2]["text"] == (
         "[TTHC] Nhắc lại: 5 hệ thống vẫn ngừng hoạt động từ 10:00 06/10 (30 phút): "
         f"dichvucong, motcua, api-lienthong +2 khác (quá thời gian chờ). Sự cố #{first}."
@@ -387,14 +398,7 @@ async def test_a_restart_between_reminders_neither_repeats_nor_skips_one(tmp_pat
         await router.load()
         ids = await open_five_routed(router, first)
         assert await router.tick(T0 + timedelta(seconds=30)) == 2
-        before = await first.reader.execute_fetchall("SELECT key, fire_at, data FROM alert_timers")
-        assert await router.tick(T0 + timedelta(minutes=30)) == 2
-        # The crash lost the groups' write after their reminders were stored.
-        async with first.transaction() as conn:
-            await conn.executemany(
-                "UPDATE alert_timers SET fire_at = ?, data = ? WHERE key = ?",
-                [(row[1], row[2], row[0]) for row in before],
-            )
+        assert await tick_losing_group_writes(router, first, T0 + timedelta(minutes=30)) == 2
     async with SqliteStore(path) as second:
         again = make_router(config, second, Clock(T0 + timedelta(minutes=31)))
         await again.load()
@@ -412,36 +416,16 @@ async def test_a_restart_between_reminders_neither_repeats_nor_skips_one(tmp_pat
         assert await later.tick(T0 + timedelta(minutes=119)) == 0
         assert later.groups.next_fire() == T0 + timedelta(minutes=120)
         rows = await outbox_rows(third)
-    assert [row["key"] for row in rows] == [
-        f"incident:{ids[0]}:down:it-em",
-        f"incident:{ids[0]}:down:it-giang",
-        f"incident:{ids[0]}:down:it-em:r1",
-        f"incident:{ids[0]}:down:it-giang:r1",
-        f"incident:{ids[0]}:down:it-em:r3",
-        f"incident:{ids[0]}:down:it-giang:r3",
-    ]
+    assert [row["key"] for row in rows] == keys_of_both(ids[0], "down", "down:r1", "down:r3")
     assert rows[4]["text"].startswith(
         "[TTHC] Nhắc lại: 5 hệ thống vẫn ngừng hoạt động từ 10:00 06/10 (1 giờ 35 phút)"
     )
 
 
 async def test_the_alert_service_wakes_for_a_groups_reminder(tmp_path: Path) -> None:
-    """With a 30 s tick, a 2 s `repeat` still reminds about two seconds after the outage began, once."""
+    """With a 30 s tick, a 2 s `repeat` still reminds about two seconds after the outage began."""
     async with FakeEsms() as esms:
-        section = to_fake_sms(two_on_call(group_wait="0.5s", repeat="2s"), esms)
-        section["directory"]["people"].pop()
-        async with (
-            SqliteStore(tmp_path / "service.db") as store,
-            running_service(load(section), store) as (_service, bus),
-        ):
-            now = datetime.now(UTC)
-            for index, target in enumerate(TARGETS[:3]):
-                bus.publish(IncidentOpened(now, 10 + index, target, FailureReason.TIMEOUT))
-            for _ in range(250):
-                if len(esms.messages) >= 2:
-                    break
-                await asyncio.sleep(0.02)
-            waited = datetime.now(UTC) - now
+        waited = await three_down_through_the_service(tmp_path, esms, 2, group_wait="0.5s", repeat="2s")
+        assert waited < timedelta(seconds=5)
         assert len(esms.messages) == 2
-        assert waited < timedelta(seconds=4)
         assert "nhac lai: 3 he thong" in str(esms.messages[1]).lower()
