@@ -8,15 +8,17 @@ that recovers before its first message went out sends only the recovered message
 the outage lasted).
 
 With the rule's `repeat`, the group reminds: once its first down message went out and while members are
-still down, one reminder per `repeat` names the members still down. Reminders are counted from the first
+still down, one reminder per `repeat` names the members still down (with one left, in that target's own
+one-target reminder text, as a one-target outage's reminders read). Reminders are counted from the first
 member's start, as they were for a single incident before grouping: the n-th is due at start + n × repeat,
 and a reminder missed (the daemon was stopped) goes out once, numbered for when it is sent. Reminders
 owed before the first message went out (a `repeat` shorter than `group_wait`) are skipped. The group
-keeps the `repeat` its rule had when the group opened or last gained a member.
+keeps the `repeat` its rule had when the group opened or last gained a member (a reload changes the
+reminders of outages that begin, or grow, after it).
 
 The group is a row of the `alert_timers` table (kind target_down), so a restart in the middle of
-`group_wait` neither loses nor repeats its message. Messages keep the incident keys of alerts/router.py,
-with the group's first incident as the id:
+`group_wait`, or between reminders, neither loses nor repeats a message. Messages keep the incident keys
+of alerts/router.py, with the group's first incident as the id:
 
     group:{first}:{person}                      the alert_timers row (fires at the next flush)
     incident:{first}:down:{person}              the first message (as for a one-target outage)
@@ -178,12 +180,16 @@ class OutageGroup:
         )
 
     @classmethod
-    def from_timer(cls, timer: Timer) -> OutageGroup:
+    def from_timer(cls, timer: Timer, repeat_of: Callable[[str], timedelta | None]) -> OutageGroup:
+        """The group a row holds; `repeat_of(rule)` gives the repeat of rows written before reminders were
+        grouped (they kept no repeat, and their message time as the row's fire_at)."""
         data = timer.data
         last_sent = data.get("last_sent")
-        # Rows written before reminders were grouped kept the message time as the row's fire_at.
         message_at = data.get("message_at")
-        repeat = data.get("repeat")
+        if "repeat" in data:
+            repeat = None if data["repeat"] is None else timedelta(seconds=float(data["repeat"]))
+        else:
+            repeat = repeat_of(timer.rule)
         return cls(
             person_id=timer.name,
             rule=timer.rule,
@@ -193,7 +199,7 @@ class OutageGroup:
             last_sent=None if last_sent is None else from_epoch(int(last_sent)),
             message_at=timer.fire_at if message_at is None else from_epoch(int(message_at)),
             done=bool(data.get("done", False)),
-            repeat=None if repeat is None else timedelta(seconds=float(repeat)),
+            repeat=repeat,
             reminders=int(data.get("reminders", 0)),
         )
 
@@ -211,14 +217,15 @@ class OutageGroups:
         # Called after a group changed (the alert service's tick loop wakes to re-plan its sleep).
         self.on_change: Callable[[], None] | None = None
 
-    def load(self) -> None:
-        """Pick the groups up from the timers (after `Timers.load`)."""
+    def load(self, repeat_of: Callable[[str], timedelta | None]) -> None:
+        """Pick the groups up from the timers (after `Timers.load`); `repeat_of(rule)`: the rule's repeat,
+        for rows that kept none (see `OutageGroup.from_timer`)."""
         self._groups.clear()
         self._open.clear()
         self._holding.clear()
         for timer in self.timers.all():
             if timer.key.startswith(GROUP_PREFIX):
-                self._index(OutageGroup.from_timer(timer))
+                self._index(OutageGroup.from_timer(timer, repeat_of))
 
     def _index(self, group: OutageGroup) -> None:
         self._groups[group.key] = group

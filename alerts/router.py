@@ -450,7 +450,8 @@ class Router:
     async def load(self) -> None:
         """Read the timers and outage groups back from the store (first thing at start-up)."""
         await self.timers.load()
-        self.groups.load()
+        repeats = {rule.name: rule.repeat for rule in self.config.rules}
+        self.groups.load(repeats.get)
 
     async def rederive(self, since: datetime, store: SqliteStore, *, thresholds: Sequence[str] = ()) -> int:
         """Re-create the alerts of incidents and crossings recorded since `since` (idempotent: the sink

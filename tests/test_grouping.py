@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -429,3 +430,31 @@ async def test_the_alert_service_wakes_for_a_groups_reminder(tmp_path: Path) -> 
         assert waited < timedelta(seconds=5)
         assert len(esms.messages) == 2
         assert "nhac lai: 3 he thong" in str(esms.messages[1]).lower()
+
+
+async def test_groups_stored_before_reminders_were_grouped_remind_after_the_upgrade(tmp_path: Path) -> None:
+    """A group row without the reminder fields (written by the previous version) takes its rule's repeat."""
+    path = tmp_path / "upgrade.db"
+    config = load(two_on_call(repeat="30m"))
+    async with SqliteStore(path) as first:
+        router = make_router(config, first, Clock(T0))
+        ids = await open_five_routed(router, first)
+        assert await router.tick(T0 + timedelta(seconds=30)) == 2
+        rows = await first.reader.execute_fetchall("SELECT key, data FROM alert_timers")
+        # As the previous version stored them: the message time as fire_at, no repeat or reminders.
+        legacy = []
+        for key, data in rows:
+            fields = json.loads(data)
+            fire_at = fields.pop("message_at")
+            del fields["repeat"], fields["reminders"]
+            legacy.append((fire_at, json.dumps(fields), key))
+        async with first.transaction() as conn:
+            await conn.executemany("UPDATE alert_timers SET fire_at = ?, data = ? WHERE key = ?", legacy)
+    async with SqliteStore(path) as second:
+        again = make_router(config, second, Clock(T0 + timedelta(minutes=20)))
+        await again.load()
+        assert await again.rederive(T0 - timedelta(days=2), second) == 0
+        assert again.groups.next_fire() == T0 + timedelta(minutes=30)
+        assert await again.tick(T0 + timedelta(minutes=30)) == 2
+        rows = await outbox_rows(second)
+    assert [row["key"] for row in rows] == keys_of_both(ids[0], "down", "down:r1")
