@@ -32,6 +32,7 @@ __all__ = [
     "ReadyReply",
     "ReloadApplied",
     "ReloadFailed",
+    "StoreFacts",
     "TargetItem",
     "TargetsReply",
     "UnitItem",
@@ -62,11 +63,22 @@ class ErrorReply(_Reply):
     error: str
 
 
+class StoreFacts(_Reply):
+    """What /readyz knows of the store's writer, without touching the disk."""
+
+    backlog: int
+    last_commit_age_seconds: float | None
+    failing_for_seconds: float
+
+
 class ReadyReply(_Reply):
     """GET /readyz: ready when every check passes (503 otherwise, same shape)."""
 
     ready: bool
     checks: dict[str, bool]
+    store: StoreFacts
+    # Supervised tasks waiting for their restart: name -> the error.
+    tasks_down: dict[str, str]
 
 
 class TargetItem(_Reply):
