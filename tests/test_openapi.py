@@ -1,6 +1,6 @@
 """`/api/v1/openapi.json` describes every served route, follows the auth config, and schemathesis, run
 against the demo (daemon and simulator on loopback), finds no 5xx, no reply off its schema, no wrong
-content type."""
+content type, no undocumented status, no route that ignores the token it declares."""
 
 from __future__ import annotations
 
@@ -21,7 +21,12 @@ from tests.api_stack import TOKEN, DemoApi, demo_api
 
 # Per operation and phase: enough to hit every parameter with good and bad values, well under a minute.
 MAX_EXAMPLES = 25
-CHECKS = "not_a_server_error,response_schema_conformance,content_type_conformance"
+# The three the API promises, plus: every status returned is documented, and a route declaring the bearer
+# scheme refuses a request without it.
+CHECKS = (
+    "not_a_server_error,response_schema_conformance,content_type_conformance,status_code_conformance,"
+    "ignored_auth"
+)
 
 
 def _served(app: web.Application) -> set[tuple[str, str]]:
