@@ -191,7 +191,9 @@ def _make_paths_relative_to(data: Any, base_dir: Path) -> None:
     """Relative `*_file`, `ca_file` and `path` values are read relative to the config file."""
     if isinstance(data, dict):
         for key, value in data.items():
-            if isinstance(value, str) and (key.endswith("_file") or key in ("path", "ca_file", "folder")):
+            if not isinstance(key, str):  # `? ` or `1: x`: validation reports the key; nothing to resolve
+                _make_paths_relative_to(value, base_dir)
+            elif isinstance(value, str) and (key.endswith("_file") or key in ("path", "ca_file", "folder")):
                 candidate = Path(value).expanduser()
                 if not candidate.is_absolute():
                     data[key] = str(base_dir / candidate)
@@ -235,6 +237,9 @@ def _validate(
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError([f"<yaml>: {where}{problem}"], source) from exc
+    except (ValueError, TypeError, OverflowError) as exc:
+        # PyYAML's constructors raise these for scalars that look typed but are not: `2026-13-45`.
+        raise ConfigError([f"<yaml>: a value cannot be read: {exc}"], source) from exc
     if raw is None:
         # Almost always a mistake (wrong file, truncated copy): a daemon watching nothing looks healthy.
         raise ConfigError(

@@ -176,9 +176,16 @@ def format_location(location: tuple[Any, ...]) -> str:
         if isinstance(part, int):
             path += f"[{part}]"
         elif not _hidden_location_part(part, previous):
-            path = join_path(path, part)
+            path = join_path(path, part if _plain_key(part) else repr(part))
         previous = part
     return path or "<root>"
+
+
+def _plain_key(part: Any) -> bool:
+    """A key shown as written; others (empty, control characters, `:` or `.`) are quoted, so the path
+    stays one readable line and `key: message` cannot be misread."""
+    text = str(part)
+    return bool(text) and text.isprintable() and text == text.strip() and not set(text) & set(":.[]")
 
 
 def _hidden_location_part(part: Any, previous: Any) -> bool:

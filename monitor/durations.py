@@ -20,12 +20,23 @@ def parse_duration(text: str | int | float | timedelta) -> timedelta:
     if isinstance(text, int | float):
         if text < 0:
             raise ValueError(f"invalid duration {text!r}: must not be negative")
-        return timedelta(seconds=text)
+        return _seconds(text, text)
+    if not isinstance(text, str):  # e.g. a YAML key left empty (None): a ValueError pydantic can report
+        raise ValueError(f"invalid duration {text!r}: use a number and a unit, e.g. 30s, 5m, 2h, 14d")
     compact = text.strip().replace(" ", "")
     if not compact or _PART.sub("", compact):
         raise ValueError(f"invalid duration {text!r}: use a number and a unit, e.g. 30s, 5m, 2h, 14d")
     seconds = sum(float(number) * _UNITS[unit] for number, unit in _PART.findall(compact))
-    return timedelta(seconds=seconds)
+    return _seconds(seconds, text)
+
+
+def _seconds(seconds: float, given: object) -> timedelta:
+    # timedelta stops at 999,999,999 days and rejects NaN: a ValueError like any other bad duration,
+    # not an OverflowError escaping to whoever parses config or a query parameter.
+    try:
+        return timedelta(seconds=seconds)
+    except (OverflowError, ValueError):
+        raise ValueError(f"invalid duration {given!r}: not a finite length of time") from None
 
 
 # How each unit is written: the compact form by default; monitor/vi.py passes Vietnamese words.
