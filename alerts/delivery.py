@@ -1,11 +1,25 @@
 """The delivery worker: takes due alerts from the outbox and sends them through their channel plan.
 
 What one attempt comes to (sent, retried, the next channel, failed) is decided in alerts/attempts.py.
+Each alert has a deliver-by time (a dossier alert: its due time less `DELIVER_BEFORE_DUE`; anything
+else: at once). Per channel:
 
-Each channel has a circuit breaker: `circuit_failures` transient failures in a row open it for
-`circuit_cooldown`; then one alert is let through (half-open) and its outcome closes or re-opens it. While
-a circuit is open, alerts with a further channel in their plan move on to it; alerts for which it is the
-last channel wait. A 429 pauses the whole channel for its Retry-After.
+    situation                                alert with a further channel     alert on its last channel
+    ---------------------------------------  -------------------------------  ----------------------------
+    transient failure, retry before          same channel after the backoff   same channel after the backoff
+      deliver-by                             (the next one after
+                                             `fallback_after` failures)
+    transient failure, retry after           the next channel at once         same channel after the backoff
+      deliver-by
+    429: paused for exactly Retry-After      the next channel at once         waits for the pause to end
+      (within [0, backoff_max]; the backoff
+      when missing or garbage)
+    circuit open                             the next channel at once         waits; one trial when half-open
+
+The circuit (alerts/circuit.py) opens after `circuit_failures` failures of distinct attempts in a row (a
+burst of sends that were in flight together counts once; 429 never counts), first for `backoff_base`,
+doubling per failed trial up to `circuit_cooldown`. So a gateway that fails N requests and recovers
+delays delivery by no more than the backoff schedule of N failures.
 
 At most `concurrency` alerts of a channel are claimed (in_flight in the store) at a time, so a `kill -9`
 can cause at most that many repeats per channel, each carrying the same idempotency key.
@@ -77,7 +91,10 @@ class DeliveryWorker:
         self.metrics = metrics
         self.circuits = {
             name: CircuitBreaker(
-                name, self.config.circuit_failures, self.config.circuit_cooldown.total_seconds()
+                name,
+                self.config.circuit_failures,
+                self.config.circuit_cooldown.total_seconds(),
+                self.config.backoff_base.total_seconds(),
             )
             for name in self.channels
         }
@@ -242,12 +259,11 @@ class DeliveryWorker:
         for name in self.channels:
             circuit = self.circuits[name]
             state = circuit.state(at)
-            if state is CircuitState.OPEN:
+            if not circuit.available(at):
+                # Open or paused: alerts with a further channel take it now; the others wait for this one.
                 rows = await self.outbox.claim(now, _FALLBACK_BATCH, name, fallback_only=True)
                 direct.extend(self.attempts.unavailable(row, now, circuit) for row in rows)
                 claimed += len(rows)
-                continue
-            if circuit.paused(at):
                 continue
             free = self.capacity(name) - self._in_flight[name]
             if state is CircuitState.HALF_OPEN:
@@ -262,7 +278,7 @@ class DeliveryWorker:
                     direct.append(outcome)
                     continue
                 self._in_flight[name] += 1
-                task = asyncio.create_task(self._send(row), name=f"alert-send-{row.id}")
+                task = asyncio.create_task(self._send(row, circuit.begin()), name=f"alert-send-{row.id}")
                 self._tasks.add(task)
         # Rows whose current channel is not configured (or none is left) cannot be sent by anyone here.
         # Rare (a config change), and the query walks every due row: once per poll interval is enough.
@@ -328,19 +344,29 @@ class DeliveryWorker:
 
     # --- sending --------------------------------------------------------------------------------------
 
-    async def _send(self, row: OutboxRow) -> Outcome:
+    async def _send(self, row: OutboxRow, number: int) -> Outcome:
+        """Send one claimed row (send `number` of its channel's circuit); always returns an outcome."""
+        name = row.channel or ""
+        try:
+            return await self._attempt(row, number)
+        except Exception as exc:
+            # Deciding what the attempt came to failed: the row must not stay in_flight with its slot held.
+            log.exception("alert_delivery_bug", channel=name, alert=row.id)
+            return self.attempts.broken(row, self.now(), f"{name}: unexpected {type(exc).__name__}")
+
+    async def _attempt(self, row: OutboxRow, number: int) -> Outcome:
         name = row.channel or ""
         channel = self.channels[name]
         message = _message(row)
         try:
             receipt = await channel.send(message)
         except ChannelError as exc:
-            return self.attempts.failure(row, exc, self.now())
+            return self.attempts.failure(row, exc, self.now(), number)
         except Exception as exc:
             # The channel contract says this cannot happen; never let one bad send stop the worker.
             log.exception("alert_channel_bug", channel=name, alert=row.id)
             error = TransientError(f"unexpected {type(exc).__name__}", channel=name)
-            return self.attempts.failure(row, error, self.now())
+            return self.attempts.failure(row, error, self.now(), number)
         self.circuits[name].success()
         now = self.now()
         mark = SentMark(row.id, name, receipt.provider_message_id, receipt.segments, receipt.duplicate)

@@ -41,12 +41,14 @@ _MAX_ERROR = 300
 _COLUMNS = (
     "id, dedupe_key, kind, severity, person_id, channels, channel_index, channel, text, template_params,"
     " phone, zalo_user_id, subject, keep, status, attempts, channel_attempts, next_attempt_at, created_at,"
-    " event_at, not_before, sent_at, channel_used, provider_message_id, segments, last_error, duplicate_hint"
+    " event_at, not_before, sent_at, channel_used, provider_message_id, segments, last_error, duplicate_hint,"
+    " deliver_by"
 )
 _INSERT = (
     "INSERT OR IGNORE INTO alert_outbox (dedupe_key, kind, severity, person_id, channels, channel_index,"
     " channel, text, template_params, phone, zalo_user_id, subject, keep, status, attempts, next_attempt_at,"
-    " created_at, event_at, not_before) VALUES (?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " created_at, event_at, not_before, deliver_by)"
+    " VALUES (?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 
@@ -100,6 +102,8 @@ class OutboxRow:
     segments: int | None
     last_error: str | None
     duplicate_hint: bool
+    # Later than this the alert is late; not_before when the alert had none (deliver at once).
+    deliver_by: datetime
 
     @property
     def alert_id(self) -> str:
@@ -145,7 +149,7 @@ def _row(values: Sequence[Any]) -> OutboxRow:
         row_id, dedupe_key, kind, severity, person_id, channels, channel_index, channel, text, params,
         phone, zalo_user_id, subject, keep, status, attempts, channel_attempts, next_attempt_at,
         created_at, event_at, not_before, sent_at, channel_used, provider_message_id, segments,
-        last_error, duplicate_hint,
+        last_error, duplicate_hint, deliver_by,
     ) = values  # fmt: skip
     return OutboxRow(
         id=row_id,
@@ -175,6 +179,7 @@ def _row(values: Sequence[Any]) -> OutboxRow:
         segments=segments,
         last_error=last_error,
         duplicate_hint=bool(duplicate_hint),
+        deliver_by=_from_ms(not_before if deliver_by is None else deliver_by),  # type: ignore[arg-type]
     )
 
 
@@ -265,6 +270,7 @@ class Outbox:
             created,
             _to_ms(alert.event_at),
             not_before,
+            None if alert.deliver_by is None else max(not_before, _to_ms(alert.deliver_by)),
         )
 
     async def claim(

@@ -29,7 +29,7 @@ import structlog
 from alerts.config import AlertsConfig
 from alerts.digest import Digest, DigestItem
 from alerts.directory import Directory
-from alerts.model import AlertKind, AlertSink, NewAlert
+from alerts.model import AlertKind, AlertSink, NewAlert, deliver_by
 from alerts.occurrences import Occurrence, OccurrenceBuilder, certificate_expiry
 from alerts.recipients import RecipientPolicy
 from alerts.rules import DOSSIER_KINDS, RuleConfig
@@ -291,6 +291,7 @@ class Router:
                         zalo_user_id=person.zalo_user_id,
                         subject=occurrence.subject,
                         keep=rendered.keep,
+                        deliver_by=deliver_by(occurrence.due_at),
                     )
                 )
         return alerts, items

@@ -67,8 +67,8 @@ def make_router(config: Config, store: SqliteStore, clock: Clock) -> Router:
 
 async def outbox_rows(store: SqliteStore) -> list[dict[str, Any]]:
     rows = await store.reader.execute_fetchall(
-        "SELECT dedupe_key, person_id, kind, severity, channels, text, not_before, phone FROM alert_outbox"
-        " ORDER BY id"
+        "SELECT dedupe_key, person_id, kind, severity, channels, text, not_before, phone,"
+        " coalesce(deliver_by, not_before) FROM alert_outbox ORDER BY id"
     )
     return [
         {
@@ -80,6 +80,7 @@ async def outbox_rows(store: SqliteStore) -> list[dict[str, Any]]:
             "text": row[5],
             "not_before": datetime.fromtimestamp(row[6] / 1000, UTC).astimezone(ZONE),
             "phone": row[7],
+            "deliver_by": datetime.fromtimestamp(row[8] / 1000, UTC).astimezone(ZONE),
         }
         for row in rows
     ]
@@ -120,6 +121,10 @@ async def test_last_warning_escalates_to_the_unit_head_with_the_apology_reminder
     assert rows[2]["text"] == (
         f"[TTHC] Cảnh báo cuối: hồ sơ {CODE} (Cấp GCN QSDĐ, Phòng TN&MT) còn 1 ngày 4 giờ làm việc, "
         "hạn 15:30 07/10. Nếu không kịp, gửi Phiếu xin lỗi trước 15:30 06/10."
+    )
+    # Late once less than 30 minutes are left before the due time.
+    assert rows[2]["deliver_by"] == local("2026-10-07 15:00") and rows[5]["deliver_by"] == local(
+        "2026-10-06 13:30"
     )
     # Less than a working day left: the apology slip is due now.
     assert rows[5]["text"].endswith("hạn 14:00 06/10. Nếu không kịp, gửi Phiếu xin lỗi ngay.")
@@ -171,6 +176,7 @@ async def test_an_outage_is_one_message_per_incident_and_ignores_quiet_hours(sto
         ("incident:3:up:it-em", "critical", back),
     ]
     assert rows[0]["channels"] == '["sms", "log"]'
+    assert [row["deliver_by"] for row in rows] == [night, back], "an outage alert is late at once"
     assert rows[0]["text"] == "[TTHC] dvc NGỪNG HOẠT ĐỘNG từ 23:10 06/10: quá thời gian chờ. Sự cố #3."
     assert rows[1]["text"] == "[TTHC] dvc đã hoạt động lại lúc 23:57 06/10, gián đoạn 47 phút. Sự cố #3."
 

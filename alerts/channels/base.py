@@ -15,11 +15,13 @@ Contract for the outbox built on top:
 from __future__ import annotations
 
 import asyncio
+import email.utils
+import math
 import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
@@ -241,13 +243,27 @@ class ChannelResources(Protocol):
 
 
 def parse_retry_after(value: str | None, default: float | None = None) -> float | None:
-    """Seconds from a Retry-After header (delta-seconds form; an HTTP date falls back to `default`)."""
+    """Seconds from a Retry-After header: delta-seconds, or an HTTP date (seconds from now).
+
+    Never more than the caller can use: a negative number is 0; anything that is not a finite number of
+    seconds (`inf`, `nan`, garbage) is `default`. The caller bounds it from above (alerts/attempts.py).
+    """
     if value is None:
         return default
+    text = value.strip()
     try:
-        return max(0.0, float(value.strip()))
+        seconds = float(text)
     except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError):
+            return default
+        if when.tzinfo is None:
+            return default
+        seconds = (when - datetime.now(UTC)).total_seconds()
+    if not math.isfinite(seconds):
         return default
+    return max(0.0, seconds)
 
 
 class BaseChannel:

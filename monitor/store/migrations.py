@@ -249,11 +249,18 @@ CREATE TABLE alert_timers (
 CREATE INDEX alert_timers_fire ON alert_timers (fire_at);
 """
 
+_ALERT_DELIVER_BY = """
+-- When an alert is late (ms since epoch); NULL = at once (not_before). alerts/attempts.py moves an alert
+-- to its next channel when the current one cannot deliver by then.
+ALTER TABLE alert_outbox ADD COLUMN deliver_by INTEGER;
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "targets, probe results, rollups, incidents, kv", _CORE),
     Migration(2, "dossiers", _DOSSIERS),
     Migration(3, "alert outbox", _ALERT_OUTBOX),
     Migration(4, "alert routing state", _ALERT_ROUTING),
+    Migration(5, "alert deliver-by", _ALERT_DELIVER_BY),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version
