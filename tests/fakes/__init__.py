@@ -4,7 +4,8 @@ Each fake is a `FakeServer`: `base_url = await fake.start()`, `await fake.stop()
 `async with Fake() as fake`), `fake.requests` (every request received, in order) and switches to make it
 misbehave. `fake.script` queues scripted replies (HTTP status, headers, body) that the next requests get
 before the fake's own handling: `fake.script.extend([ScriptedReply(500)] * 20)`. Each recorded request
-also gets the status it was answered with and when (`status`, `replied_ns`). Run one standalone with
+also gets the status it was answered with and when (`status`, `replied_ns`); GET `/_fake/requests` returns
+the log as JSON (monotonic times: comparable across processes on Linux). Run one standalone with
 `python -m tests.fakes.esms --port 8081` (likewise zalo, speedsms, webhook) for end-to-end tests in
 other processes.
 """
@@ -70,11 +71,32 @@ class FakeServer:
         self._runner: web.AppRunner | None = None
         self.base_url = ""
 
+    # The request log as JSON, for a test or bench in another process (not itself recorded).
+    LOG_PATH = "/_fake/requests"
+
     def routes(self, app: web.Application) -> None:
         raise TypeError(f"{type(self).__name__} must define routes")
 
+    async def _log(self, request: web.Request) -> web.Response:
+        start = int(request.query.get("from", "0"))
+        return web.json_response(
+            [
+                {
+                    "method": item.method,
+                    "path": item.path,
+                    "body": item.body.decode("utf-8", "replace"),
+                    "received_ns": item.received_ns,
+                    "status": item.status,
+                    "replied_ns": item.replied_ns,
+                }
+                for item in self.requests[start:]
+            ]
+        )
+
     @web.middleware
     async def _record(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        if request.path == self.LOG_PATH:
+            return await handler(request)
         body = await request.read()
         index = len(self.requests)
         self.requests.append(
@@ -89,6 +111,7 @@ class FakeServer:
     async def start(self) -> str:
         app = web.Application(middlewares=[self._record])
         self.routes(app)
+        app.router.add_get(self.LOG_PATH, self._log)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
