@@ -305,7 +305,24 @@ class Router:
         suffix: str = "",
     ) -> int:
         """Build an occurrence's alerts and store them (one sink transaction); return how many were new."""
-        alerts, items = self.build(occurrence, rules, now=now, suffix=suffix)
+        return await self.route_many([occurrence], rules, now=now, suffix=suffix)
+
+    async def route_many(
+        self,
+        occurrences: Sequence[Occurrence],
+        rules: Sequence[RuleConfig] | None = None,
+        *,
+        now: datetime | None = None,
+        suffix: str = "",
+    ) -> int:
+        """`route` for several occurrences with one sink transaction for all their alerts (a storm of
+        crossings from one sync is one commit, not one per dossier)."""
+        alerts: list[NewAlert] = []
+        items: list[DigestItem] = []
+        for occurrence in occurrences:
+            built, waiting = self.build(occurrence, rules, now=now, suffix=suffix)
+            alerts.extend(built)
+            items.extend(waiting)
         added = 0
         if items and self.digest is not None:
             collected = await self.digest.collect(items)
@@ -315,13 +332,30 @@ class Router:
             stored = await self.sink.enqueue(alerts)
             self.enqueued += stored
             added += stored
+            first = occurrences[0]
             log.info(
                 "alerts_routed",
-                kind=occurrence.kind.value,
-                subject=occurrence.subject,
+                kind=first.kind.value,
+                subject=first.subject if len(occurrences) == 1 else f"{len(occurrences)} occurrences",
                 recipients=len(alerts),
                 new=stored,
             )
+        return added
+
+    async def handle_many(self, events: Sequence[Event]) -> int:
+        """`handle` each event in order; consecutive crossings are routed together (`route_many`)."""
+        added = 0
+        crossings: list[Occurrence] = []
+        for event in events:
+            if isinstance(event, DossierThresholdCrossed):
+                crossings.append(self.occurrences.crossing(event))
+                continue
+            if crossings:
+                added += await self.route_many(crossings)
+                crossings = []
+            added += await self.handle(event)
+        if crossings:
+            added += await self.route_many(crossings)
         return added
 
     # --- start-up -------------------------------------------------------------------------------------
@@ -357,8 +391,7 @@ class Router:
                         incident.duration_seconds(incident.ended_at),
                     )
                 )
-        for event in await recorded_crossings(store, since, self.calendars, thresholds):
-            added += await self.route(self.occurrences.crossing(event))
+        added += await self.handle_many(await recorded_crossings(store, since, self.calendars, thresholds))
         if added:
             log.warning("alerts_rederived", since=since.isoformat(), new=added)
         return added

@@ -40,6 +40,8 @@ log = structlog.get_logger("alerts.service")
 
 # Attempts at routing one event before giving up on it (start-up re-derivation catches it later).
 _ROUTE_ATTEMPTS = 3
+# Events routed together at most (their alerts are one outbox transaction).
+_ROUTE_BATCH = 1000
 
 
 class AlertService:
@@ -139,15 +141,25 @@ class AlertService:
         self.channels = build_channels(self.alerts.channels, self._deps)
 
     async def _consume(self, subscription: Subscription) -> None:
-        async for event in subscription:
+        closed = False
+        while not closed and (event := await subscription.get()) is not None:
+            # Whatever else is already queued goes with it: a storm of crossings is one outbox commit.
+            events = [event]
+            while subscription.backlog and len(events) < _ROUTE_BATCH:
+                queued = await subscription.get()
+                if queued is None:
+                    closed = True
+                    break
+                events.append(queued)
             for attempt in range(1, _ROUTE_ATTEMPTS + 1):
                 try:
-                    await self.router.handle(event)
+                    # Safe to repeat after a partial failure: the outbox ignores keys it already has.
+                    await self.router.handle_many(events)
                     break
                 except Exception:
                     if attempt == _ROUTE_ATTEMPTS:
                         # Not lost for good: start-up re-derivation recreates alerts of recorded state.
-                        log.exception("alert_routing_failed", event=type(event).__name__)
+                        log.exception("alert_routing_failed", event=type(event).__name__, events=len(events))
                     else:
                         await asyncio.sleep(0.2 * attempt)
 

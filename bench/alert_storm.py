@@ -171,7 +171,9 @@ async def run(args: argparse.Namespace) -> None:
                 await deps.aclose()
 
 
-def _e2e_config(folder: Path, api_base: str, esms_url: str, port: int, log_level: str) -> Path:
+def _e2e_config(
+    folder: Path, api_base: str, esms_url: str, port: int, log_level: str, concurrency: int | None
+) -> Path:
     """The daemon's config: the simulator as source, every officer reachable by SMS, alerts at once."""
     people = [
         {
@@ -215,6 +217,7 @@ def _e2e_config(folder: Path, api_base: str, esms_url: str, port: int, log_level
                     "api_key": "fake-esms-api-key",
                     "secret_key": "fake-esms-secret-key",
                     "brandname": "TTHC",
+                    **({"concurrency": concurrency} if concurrency else {}),
                 }
             ],
             "directory": {"units": [{"code": u.code, "name": u.name} for u in UNITS], "people": people},
@@ -283,10 +286,14 @@ def end_to_end(args: argparse.Namespace) -> None:
         children.append(simulator)
         sim = json.loads(_first_line(simulator, "{"))
         port = free_port()
-        config = _e2e_config(folder, sim["api_base"], esms_base + FakeEsms.PATH, port, args.log_level)
+        concurrency = args.concurrency if "--concurrency" in sys.argv else None
+        config = _e2e_config(
+            folder, sim["api_base"], esms_base + FakeEsms.PATH, port, args.log_level, concurrency
+        )
         with (folder / "daemon.log").open("wb") as log_file:
-            daemon = spawn([sys.executable, "-m", "monitor", "run", "--config", str(config)], cwd=ROOT,
-                           stdout=subprocess.DEVNULL, stderr=log_file)  # fmt: skip
+            profile = ["-m", "cProfile", "-o", str(args.profile)] if args.profile else []
+            daemon = spawn([sys.executable, *profile, "-m", "monitor", "run", "--config", str(config)],
+                           cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log_file)  # fmt: skip
         children.append(daemon)
         wait_http(port, "/healthz", timeout=30)
         if time.time() > at - 1:
@@ -330,6 +337,7 @@ def main() -> None:
     parser.add_argument("--log-level", default="warning", help="daemon log level (info logs every send)")
     parser.add_argument("--end-to-end", action="store_true", help="daemon, simulator and gateway processes")
     parser.add_argument("--lead", type=float, default=15.0, help="end to end: seconds until the crossing")
+    parser.add_argument("--profile", type=Path, default=None, help="end to end: cProfile the daemon")
     args = parser.parse_args()
     if args.end_to_end:
         if "--count" not in sys.argv:

@@ -299,8 +299,9 @@ def test_config_defaults_are_the_real_services() -> None:
         {"type": "sms_esms", "name": "e", "api_key": "k", "secret_key": "s", "brandname": "TTHC"}
     )
     assert sms.url.startswith("https://rest.esms.vn/MainService.svc/json/SendMultipleMessage_V4_post_json")
-    assert (sms.sms_type, sms.unaccented, sms.max_segments, sms.concurrency) == ("2", True, 2, 4)
+    assert (sms.sms_type, sms.unaccented, sms.max_segments, sms.concurrency) == ("2", True, 2, 16)
     speed = ADAPTER.validate_python({"type": "sms_speedsms", "name": "s", "token": "t"})
+    assert (speed.concurrency, oa.concurrency) == (4, 4), "no idempotency key: few repeats after a kill -9"
     assert speed.url == "https://api.speedsms.vn/index.php/sms/send"
 
 

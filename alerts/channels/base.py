@@ -34,6 +34,7 @@ from monitor.configtypes import PositiveDuration, StrictModel
 
 __all__ = [
     "MAX_ALERT_ID_LENGTH",
+    "NO_KEY_CONCURRENCY",
     "BaseChannel",
     "Channel",
     "ChannelConfigBase",
@@ -50,6 +51,9 @@ __all__ = [
 
 # eSMS accepts RequestId up to 50 characters; the same id goes to every gateway.
 MAX_ALERT_ID_LENGTH = 50
+# The in-flight cap of channels whose gateway cannot drop a repeat (no idempotency key): after a
+# `kill -9` each send that was in flight may reach the person twice.
+NO_KEY_CONCURRENCY = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,8 +157,9 @@ class ChannelConfigBase(StrictModel):
     """Fields common to every channel type."""
 
     name: str
-    # At most this many sends in flight on this channel.
-    concurrency: int = Field(default=4, ge=1, le=256)
+    # At most this many sends in flight on this channel; also how many a `kill -9` may repeat, which the
+    # gateway drops by idempotency key (channels without one default to NO_KEY_CONCURRENCY).
+    concurrency: int = Field(default=16, ge=1, le=256)
     # Sustained sends per second (a token bucket with a burst of max(1, rate)); None = no limit.
     rate_per_second: float | None = Field(default=None, gt=0)
     timeout: PositiveDuration = timedelta(seconds=10)
