@@ -78,6 +78,9 @@ def count_segments(text: str) -> int:
     encoding, total = _total(text)
     if total <= _SINGLE[encoding]:
         return 1
+    if total == len(text):
+        # Every character costs one unit: no pair to keep together, so parts fill up exactly.
+        return -(-total // _PART[encoding])
     encoding, costs = _units(text)
     # Parts are filled greedily; an escape pair or a surrogate pair is never split across parts.
     capacity = _PART[encoding]

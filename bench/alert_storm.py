@@ -43,7 +43,7 @@ from alerts.config import DeliveryConfig
 from alerts.delivery import DeliveryWorker
 from alerts.model import AlertKind, AlertStatus, NewAlert, Severity
 from alerts.outbox import Outbox, alert_id_for
-from bench._blackbox import free_port, spawn, wait_http
+from bench._blackbox import free_port, proc_cpu_seconds, spawn, wait_http
 from monitor.logging import configure_logging
 from monitor.simulator import DEFAULT_PASSWORD
 from monitor.simulator.catalog import UNITS
@@ -301,7 +301,10 @@ def end_to_end(args: argparse.Namespace) -> None:
         print(f"end to end: {sim['count']} dossiers cross at {datetime.fromtimestamp(at, UTC):%H:%M:%S} UTC")
         # The crossing instant on the monotonic clock the fake's log uses.
         crossing_ns = int(at * 1e9) - (time.time_ns() - time.monotonic_ns())
+        roles = {"daemon": daemon, "fake eSMS": esms, "simulator": simulator}
+        cpu_before = {name: proc_cpu_seconds(child.pid) for name, child in roles.items()}
         accepted = asyncio.run(_accepted(esms_base, sim["count"], time.monotonic() + args.lead + 120))
+        cpu = {name: proc_cpu_seconds(child.pid) - cpu_before[name] for name, child in roles.items()}
         if daemon.poll() is not None:
             raise SystemExit(f"the daemon exited ({daemon.returncode}); see {folder / 'daemon.log'}")
         ids = {json.loads(item["body"])["RequestId"] for item in accepted}
@@ -315,6 +318,8 @@ def end_to_end(args: argparse.Namespace) -> None:
             f"  crossing->gateway p50 {statistics.median(latency) * 1000:.0f} ms,"
             f" p99 {_percentile(latency, 0.99) * 1000:.0f} ms, first {min(latency) * 1000:.0f} ms"
         )
+        # From the wait before the crossing to the end of the storm: what each process spent.
+        print("  CPU from start-up to the last alert: " + ", ".join(f"{k} {v:.2f} s" for k, v in cpu.items()))
     finally:
         for child in reversed(children):
             if child.poll() is None:
