@@ -15,17 +15,16 @@ from typing import Any
 
 import pytest
 import yaml
-from pydantic import TypeAdapter
 from structlog.testing import capture_logs
 
-from alerts.channels import ChannelConfig, ChannelDeps, OutgoingMessage, create_channel
+from alerts.channels import ChannelDeps, OutgoingMessage, create_channel
 from monitor.store import SqliteStore
+from tests.alert_support import zns_config as alert_zns_config
 from tests.fakes.zalo import FakeZalo
 
 ROOT = Path(__file__).resolve().parent.parent
 PHONE = "84912345678"
 CODE = "000.00.12.H55-250101-0001"
-ADAPTER: TypeAdapter[Any] = TypeAdapter(ChannelConfig)
 
 
 class FirstWriteFails:
@@ -59,22 +58,11 @@ class Clock:
 
 
 def zns_config(zalo: FakeZalo, refresh_token: str, **overrides: Any) -> Any:
-    return ADAPTER.validate_python(
-        {
-            "type": "zalo_zns",
-            "name": "zns",
-            "app_id": zalo.app_id,
-            "secret_key": zalo.secret_key,
-            "refresh_token": refresh_token,
-            "oauth_url": zalo.oauth_url,
-            "zns_url": zalo.zns_url,
-            "templates": {
-                kind: {"template_id": "T100", "params": {"ma_ho_so": "alert_id"}}
-                for kind in ("overdue", "test")
-            },
-            **overrides,
-        }
-    )
+    """A `zns` channel with templates for overdue alerts and notify-test's test alert."""
+    templates = {
+        kind: {"template_id": "T100", "params": {"ma_ho_so": "alert_id"}} for kind in ("overdue", "test")
+    }
+    return alert_zns_config(zalo, refresh_token, "zns", templates=templates, **overrides)
 
 
 def message(alert_id: str) -> OutgoingMessage:
