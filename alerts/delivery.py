@@ -109,6 +109,8 @@ class DeliveryWorker:
         self.failed = 0
         self._refreshed = 0.0
         self._swept = float("-inf")
+        # Per channel: the end of the blocked period whose waiting rows were already moved on.
+        self._passed_blocked: dict[str, float] = {}
         self.attempts = AttemptPolicy(self.config, self.circuits)
         if metrics is not None:
             metrics.bind(self)
@@ -260,8 +262,16 @@ class DeliveryWorker:
             circuit = self.circuits[name]
             state = circuit.state(at)
             if not circuit.available(at):
-                # Open or paused: alerts with a further channel take it now; the others wait for this one.
-                rows = await self.outbox.claim(now, _FALLBACK_BATCH, name, fallback_only=True)
+                # Open or paused: alerts with a further channel take it now, also those waiting out a
+                # backoff (one pass per blocked period; afterwards the index of due rows suffices); the
+                # others wait for this channel.
+                until = circuit.blocked_until(at)
+                first_pass = self._passed_blocked.get(name) != until
+                rows = await self.outbox.claim(
+                    now, _FALLBACK_BATCH, name, fallback_only=True, waiting_too=first_pass
+                )
+                if len(rows) < _FALLBACK_BATCH:
+                    self._passed_blocked[name] = until
                 direct.extend(self.attempts.unavailable(row, now, circuit) for row in rows)
                 claimed += len(rows)
                 continue

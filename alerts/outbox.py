@@ -281,18 +281,23 @@ class Outbox:
         *,
         other_than: Collection[str] | None = None,
         fallback_only: bool = False,
+        waiting_too: bool = False,
     ) -> list[OutboxRow]:
         """Move up to `limit` due pending rows to `in_flight` and count the attempt, durably, in one go.
 
         `channel` restricts to rows whose current channel is that one; `other_than` to rows whose current
         channel is none of those (or none at all), which is how a worker finds rows it cannot send;
-        `fallback_only` to rows with a further channel in their plan.
+        `fallback_only` to rows with a further channel in their plan; `waiting_too` includes rows
+        waiting out a retry backoff (not those before their not_before).
         """
         if limit <= 0:
             return []
         at = _to_ms(now)
-        where = "status = 'pending' AND next_attempt_at <= ? AND not_before <= ?"
-        params: list[Any] = [at, at]
+        where = "status = 'pending' AND not_before <= ?"
+        params: list[Any] = [at]
+        if not waiting_too:
+            where += " AND next_attempt_at <= ?"
+            params.append(at)
         if channel is not None:
             where += " AND channel = ?"
             params.append(channel)

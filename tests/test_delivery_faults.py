@@ -199,3 +199,36 @@ async def test_unreachable_zns_sends_the_unit_heads_alerts_by_sms(tmp_path: Path
     # Two ZNS retries: 0.5 s + up to 0.5 s jitter, then 1 s + up to 0.5 s.
     assert later.attempts == 4
     assert (arrival[later.alert_id].received_ns - started) / 1e9 <= 2.5 + _SLACK
+
+
+async def test_alert_waiting_out_a_backoff_moves_on_when_its_channel_is_paused(
+    tmp_path: Path, esms: FakeEsms
+) -> None:
+    """An alert retrying later on a channel moves to its next channel at once when a 429 pauses that
+    channel, instead of waiting for its retry to find the channel paused."""
+    async with FakeEsms(api_key=esms.api_key, secret_key=esms.secret_key) as backup:
+        esms.script.extend([ScriptedReply(500), ScriptedReply(429, {"Retry-After": "60"})])
+        configs = [esms_config(esms, name="sms_main", concurrency=1), esms_config(backup, name="sms_backup")]
+        settings = {"backoff_base": "5s", "poll_interval": "1s"}
+        later = datetime.now(UTC) + timedelta(days=1)
+        waiting, limited = alerts_now(2, channels=("sms_main", "sms_backup"), deliver_by=later)
+        async with running(tmp_path, configs, **settings) as worker:
+            await worker.outbox.enqueue([waiting])
+            await until(lambda: len(esms.requests) == 1 and esms.requests[0].status == 500, 3, "first try")
+            await settled_pending(worker, waiting)
+            started = time.monotonic_ns()
+            await worker.outbox.enqueue([limited])
+            await until(lambda: len(backup.messages) == 2, 3, "both alerts on the backup channel")
+            await settled(worker, 2)
+    assert [request.status for request in esms.requests] == [500, 429]
+    assert max(request.received_ns for request in backup.requests) - started < 1.5e9, "well before 5 s"
+
+
+async def settled_pending(worker: DeliveryWorker, alert: NewAlert) -> None:
+    """The alert's failed attempt is recorded: it waits out its backoff."""
+    async with asyncio.timeout(5):
+        while True:
+            row = await worker.outbox.get_by_key(alert.dedupe_key)
+            if row is not None and row.status is AlertStatus.PENDING and row.attempts == 1:
+                return
+            await asyncio.sleep(0.01)
