@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import inspect
 import time
 import uuid
@@ -112,11 +113,18 @@ class DeliveryWorker:
         # Per channel: the end of the blocked period whose waiting rows were already moved on.
         self._passed_blocked: dict[str, float] = {}
         self.attempts = AttemptPolicy(self.config, self.circuits)
+        for name, channel in self.channels.items():
+            if hasattr(channel, "held_back"):
+                channel.held_back = functools.partial(self._paused_for, name)
         if metrics is not None:
             metrics.bind(self)
 
     def now(self) -> datetime:
         return self._clock()
+
+    def _paused_for(self, name: str) -> float:
+        """Seconds left of the channel's 429 pause (0 when none), on the worker's clock."""
+        return max(0.0, self.circuits[name].paused_until - _epoch(self.now()))
 
     def capacity(self, name: str) -> int:
         """How many alerts of this channel may be claimed (in flight) at once."""

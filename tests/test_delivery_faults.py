@@ -232,3 +232,24 @@ async def settled_pending(worker: DeliveryWorker, alert: NewAlert) -> None:
             if row is not None and row.status is AlertStatus.PENDING and row.attempts == 1:
                 return
             await asyncio.sleep(0.01)
+
+
+async def test_sends_queued_behind_the_rate_limit_do_not_go_out_inside_a_429_pause(
+    tmp_path: Path, esms: FakeEsms
+) -> None:
+    """Four alerts claimed at once on a channel limited to 1/s: the first gets 429 Retry-After 2, and the
+    ones still waiting for a token are held back instead of being sent inside the pause."""
+    esms.script.append(ScriptedReply(429, {"Retry-After": "2"}, "Too Many Requests"))
+    config = esms_config(esms, concurrency=4, rate_per_second=1)
+    async with running(tmp_path, [config], backoff_base="1s", poll_interval="1s") as worker:
+        await worker.outbox.enqueue(alerts_now(4))
+        await until(lambda: len(esms.messages) == 4, 10, "all four delivered after the pause")
+        await settled(worker, 4)
+    limited = next(request for request in esms.requests if request.status == 429)
+    # From 0.2 s after the reply (its way back to the worker, on a loaded machine) to the window's end.
+    inside = [
+        request
+        for request in esms.requests
+        if limited.replied_ns + 0.2e9 < request.received_ns < limited.replied_ns + 2e9 - _SKEW * 1e9
+    ]
+    assert inside == [], "nothing sent inside the Retry-After window"

@@ -289,6 +289,9 @@ class BaseChannel:
         self.clock = deps.clock
         self._semaphore = asyncio.Semaphore(config.concurrency)
         self._limiter = RateLimiter(config.rate_per_second) if config.rate_per_second else None
+        # Set by the delivery worker: seconds before sends may start again (a 429's pause), else 0. Checked
+        # after the wait for a slot and a token, so sends queued there do not go out inside the pause.
+        self.held_back: Callable[[], float] | None = None
         self.sent = 0
         self.failed = 0
 
@@ -304,6 +307,9 @@ class BaseChannel:
         async with self._semaphore:
             if self._limiter is not None:
                 await self._limiter.acquire()
+            if self.held_back is not None and (wait := self.held_back()) > 0:
+                raise RateLimited("not sent: the channel is paused for the gateway's Retry-After",
+                                  channel=self.name, retry_after=wait)  # fmt: skip
             try:
                 receipt = await self._deliver(message)
             except ChannelError as exc:
