@@ -195,10 +195,8 @@ class DeliveryWorker:
                     for waiter in waiters:
                         waiter.cancel()
                     await asyncio.gather(*waiters, return_exceptions=True)
-                try:
-                    await self._collect()
-                except Exception:
-                    log.exception("alert_delivery_round_failed")
+                # Committed by the next round's claim, in the same transaction.
+                await self._collect(commit=False)
                 await self._refresh_metrics()
         finally:
             await self._drain(getattr(self, "_grace", self.config.shutdown_grace.total_seconds()))
@@ -262,10 +260,16 @@ class DeliveryWorker:
                 return total
 
     async def _fill(self, now: datetime, *, sweep: bool = False) -> int:
-        """Claim what each channel can take now; start the sends. Returns rows claimed."""
+        """Commit the outcomes waiting in memory and claim what each channel can take now, in one
+        transaction; start the sends. Returns rows claimed."""
         at = _epoch(now)
         direct: list[Outcome] = []
         claimed = 0
+        wanted: dict[str, int] = {}
+        releasing: dict[str, int] = {}
+        for outcome, slot in self._uncommitted:
+            if slot:
+                releasing[outcome.channel] = releasing.get(outcome.channel, 0) + 1
         for name in self.channels:
             circuit = self.circuits[name]
             state = circuit.state(at)
@@ -283,12 +287,23 @@ class DeliveryWorker:
                 direct.extend(self.attempts.unavailable(row, now, circuit) for row in rows)
                 claimed += len(rows)
                 continue
-            free = self.capacity(name) - self._in_flight[name]
+            # Slots of outcomes committed in the same transaction as this claim count as free.
+            busy = self._in_flight[name] - releasing.get(name, 0)
+            free = self.capacity(name) - busy
             if state is CircuitState.HALF_OPEN:
-                free = min(free, 1 - self._in_flight[name])
-            if free <= 0:
-                continue
-            rows = await self.outbox.claim(now, free, name)
+                free = min(free, 1 - busy)
+            if free > 0:
+                wanted[name] = free
+        batch, self._uncommitted = self._uncommitted, []
+        try:
+            found = await self.outbox.apply_and_claim(
+                [outcome.change for outcome, _slot in batch], self.now(), now, wanted
+            )
+        except BaseException:
+            self._uncommitted = batch + self._uncommitted
+            raise
+        await self._settled(batch)
+        for name, rows in found.items():
             claimed += len(rows)
             for row in rows:
                 outcome = self.attempts.precheck(row, now, self.channels[name])
@@ -296,7 +311,8 @@ class DeliveryWorker:
                     direct.append(outcome)
                     continue
                 self._in_flight[name] += 1
-                task = asyncio.create_task(self._send(row, circuit.begin()), name=f"alert-send-{row.id}")
+                number = self.circuits[name].begin()
+                task = asyncio.create_task(self._send(row, number), name=f"alert-send-{row.id}")
                 self._tasks.add(task)
         # Rows whose current channel is not configured (or none is left) cannot be sent by anyone here.
         # Rare (a config change), and the query walks every due row: once per poll interval is enough.
@@ -310,12 +326,14 @@ class DeliveryWorker:
             await self._flush()
         return claimed
 
-    async def _collect(self) -> None:
-        """Take the finished sends' outcomes and commit them (with anything left from a failed commit)."""
+    async def _collect(self, *, commit: bool = True) -> None:
+        """Take the finished sends' outcomes and commit them (with anything left from a failed commit);
+        without `commit` they wait for the next `_fill`, which commits them with its claim."""
         done = {task for task in self._tasks if task.done()}
         self._tasks -= done
         self._uncommitted.extend((task.result(), True) for task in done if not task.cancelled())
-        await self._flush()
+        if commit:
+            await self._flush()
 
     async def _flush(self) -> None:
         """Commit every outcome waiting in memory in one transaction; on failure keep them for next time."""
@@ -324,6 +342,10 @@ class DeliveryWorker:
         batch = self._uncommitted
         await self.outbox.apply([outcome.change for outcome, _slot in batch], self.now())
         self._uncommitted = []
+        await self._settled(batch)
+
+    async def _settled(self, batch: list[tuple[Outcome, bool]]) -> None:
+        """After the commit of `batch`: free its slots, count it, tell `on_sent`."""
         for outcome, slot in batch:
             # Slots free up only once the outcome is committed: in_flight rows never exceed capacity.
             if slot and outcome.channel in self._in_flight:
