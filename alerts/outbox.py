@@ -292,16 +292,9 @@ class Outbox:
         """
         if limit <= 0:
             return []
+        query = _claim_query(now, limit, channel, other_than, fallback_only, waiting_too)
         async with self.store.transaction() as conn:
-            return await self._claim(
-                conn,
-                now,
-                limit,
-                channel,
-                other_than=other_than,
-                fallback_only=fallback_only,
-                waiting_too=waiting_too,
-            )
+            return await _claimed(conn, query)
 
     async def apply_and_claim(
         self, changes: Iterable[OutboxChange], at: datetime, now: datetime, limits: Mapping[str, int]
@@ -314,45 +307,9 @@ class Outbox:
             return {}
         async with self.store.transaction() as conn:
             await _apply(conn, prepared)
-            return {name: await self._claim(conn, now, limit, name) for name, limit in limits.items()}
-
-    async def _claim(
-        self,
-        conn: Any,
-        now: datetime,
-        limit: int,
-        channel: str | None = None,
-        *,
-        other_than: Collection[str] | None = None,
-        fallback_only: bool = False,
-        waiting_too: bool = False,
-    ) -> list[OutboxRow]:
-        at = _to_ms(now)
-        where = "status = 'pending' AND not_before <= ?"
-        params: list[Any] = [at]
-        if not waiting_too:
-            where += " AND next_attempt_at <= ?"
-            params.append(at)
-        if channel is not None:
-            where += " AND channel = ?"
-            params.append(channel)
-        if other_than is not None:
-            names = sorted(other_than)
-            marks = ", ".join("?" * len(names))
-            where += f" AND (channel IS NULL OR channel NOT IN ({marks}))" if names else ""
-            params.extend(names)
-        if fallback_only:
-            where += " AND json_array_length(channels) > channel_index + 1"
-        params.append(limit)
-        rows = await conn.execute_fetchall(
-            "UPDATE alert_outbox SET status = 'in_flight', attempts = attempts + 1,"
-            " channel_attempts = channel_attempts + 1 WHERE id IN (SELECT id FROM alert_outbox"
-            f" WHERE {where} ORDER BY next_attempt_at, id LIMIT ?) RETURNING {_COLUMNS}",
-            params,
-        )
-        claimed = [_row(values) for values in rows]
-        claimed.sort(key=lambda row: (row.next_attempt_at, row.id))
-        return claimed
+            return {
+                name: await _claimed(conn, _claim_query(now, limit, name)) for name, limit in limits.items()
+            }
 
     async def mark_sent(
         self,
@@ -553,3 +510,44 @@ async def _apply(conn: Any, prepared: _Prepared) -> None:
             "UPDATE alert_outbox SET status = 'failed', last_error = coalesce(?, last_error) WHERE id = ?",
             failed,
         )
+
+
+def _claim_query(
+    now: datetime,
+    limit: int,
+    channel: str | None = None,
+    other_than: Collection[str] | None = None,
+    fallback_only: bool = False,
+    waiting_too: bool = False,
+) -> tuple[str, list[Any]]:
+    """The statement and parameters of `Outbox.claim` (see there)."""
+    at = _to_ms(now)
+    where = "status = 'pending' AND not_before <= ?"
+    params: list[Any] = [at]
+    if not waiting_too:
+        where += " AND next_attempt_at <= ?"
+        params.append(at)
+    if channel is not None:
+        where += " AND channel = ?"
+        params.append(channel)
+    if other_than is not None:
+        names = sorted(other_than)
+        marks = ", ".join("?" * len(names))
+        where += f" AND (channel IS NULL OR channel NOT IN ({marks}))" if names else ""
+        params.extend(names)
+    if fallback_only:
+        where += " AND json_array_length(channels) > channel_index + 1"
+    params.append(limit)
+    return (
+        "UPDATE alert_outbox SET status = 'in_flight', attempts = attempts + 1,"
+        " channel_attempts = channel_attempts + 1 WHERE id IN (SELECT id FROM alert_outbox"
+        f" WHERE {where} ORDER BY next_attempt_at, id LIMIT ?) RETURNING {_COLUMNS}",
+        params,
+    )
+
+
+async def _claimed(conn: Any, query: tuple[str, list[Any]]) -> list[OutboxRow]:
+    rows = await conn.execute_fetchall(*query)
+    claimed = [_row(values) for values in rows]
+    claimed.sort(key=lambda row: (row.next_attempt_at, row.id))
+    return claimed
