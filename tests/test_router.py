@@ -432,6 +432,31 @@ async def test_rederive_recreates_lost_alerts_of_recorded_incidents_and_crossing
     assert await make_router(load(), store, Clock(T0)).rederive(since, store, thresholds=["2d", "4h"]) == 0
 
 
+async def test_rederive_finds_a_crossing_first_seen_long_overdue(store: SqliteStore) -> None:
+    """A dossier first seen five days overdue is recorded with its old crossing instant; a crash before its
+    alerts were stored is repaired at start-up although the instant is outside the re-derive window."""
+    async with store.transaction() as conn:
+        await conn.execute(
+            "INSERT INTO dossiers (code, source, status, source_status, unit_code, unit_name, procedure_code,"
+            " procedure_name, assignee_id, assignee_name, first_seen, last_seen) VALUES"
+            " (?, 'opencps', 'open', 'processing', ?, 'Phòng TN&MT', '1.004227', 'Cấp GCN QSDĐ', 'cb-0001',"
+            " 'Nguyễn Văn An', 0, 0)",
+            (CODE, UNIT),
+        )
+        overdue_since = round((T0 - timedelta(days=5)).timestamp())
+        await conn.execute(
+            "INSERT INTO dossier_crossings (id, code, unit_code, threshold, due_at, crossed_at,"
+            " working_seconds_left) VALUES (78, ?, ?, 'overdue', ?, ?, 0)",
+            (CODE, UNIT, overdue_since, overdue_since),
+        )
+    since = T0 - timedelta(days=2)
+    router = make_router(load(), store, Clock(T0))
+    added = await router.rederive(since, store, thresholds=["2d", "4h"])
+    keys = [row["key"] for row in await outbox_rows(store)]
+    assert added == len(keys) > 0 and all(key.startswith("crossing:78:") for key in keys)
+    assert await make_router(load(), store, Clock(T0)).rederive(since, store, thresholds=["2d", "4h"]) == 0
+
+
 async def test_unreachable_people_are_counted_not_alerted(store: SqliteStore) -> None:
     """A person whose preferred channels cannot reach them (no phone for SMS) gets nothing, and is counted."""
     section = alerts_yaml()
