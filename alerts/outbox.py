@@ -221,7 +221,7 @@ class Outbox:
             return 0
         created = _to_ms(self._clock())
         rows = [self._insert_values(alert, created) for alert in alerts]
-        async with self.store.transaction() as conn:
+        async with self.store.transaction("outbox") as conn:
             cursor = await conn.executemany(_INSERT, rows)
             added = max(0, cursor.rowcount)
             await cursor.close()
@@ -237,7 +237,7 @@ class Outbox:
         created = _to_ms(self._clock())
         values = list(self._insert_values(alert, created))
         values[12], values[13] = AlertStatus.IN_FLIGHT.value, 1
-        async with self.store.transaction() as conn:
+        async with self.store.transaction("outbox") as conn:
             cursor = await conn.execute(_INSERT.replace("INSERT OR IGNORE", "INSERT"), values)
             row_id = cursor.lastrowid
             await cursor.close()
@@ -293,7 +293,7 @@ class Outbox:
         if limit <= 0:
             return []
         query = _claim_query(now, limit, channel, other_than, fallback_only, waiting_too)
-        async with self.store.transaction() as conn:
+        async with self.store.transaction("outbox") as conn:
             return await _claimed(conn, query)
 
     async def apply_and_claim(
@@ -305,7 +305,7 @@ class Outbox:
         limits = {name: limit for name, limit in limits.items() if limit > 0}
         if not (any(prepared) or limits):
             return {}
-        async with self.store.transaction() as conn:
+        async with self.store.transaction("outbox") as conn:
             await _apply(conn, prepared)
             return {
                 name: await _claimed(conn, _claim_query(now, limit, name)) for name, limit in limits.items()
@@ -344,7 +344,7 @@ class Outbox:
         prepared = _prepare(changes, _to_ms(at or self._clock()))
         if not any(prepared):
             return
-        async with self.store.transaction() as conn:
+        async with self.store.transaction("outbox") as conn:
             await _apply(conn, prepared)
 
     async def recover(self) -> int:
@@ -353,7 +353,7 @@ class Outbox:
         Such a row may or may not have reached its gateway; it is resent with the same alert_id.
         """
         now = _to_ms(self._clock())
-        async with self.store.transaction() as conn:
+        async with self.store.transaction("outbox") as conn:
             cursor = await conn.execute(
                 "UPDATE alert_outbox SET status = 'pending', next_attempt_at = min(next_attempt_at, ?),"
                 " last_error = coalesce(last_error, 'interrupted: resent after restart')"
@@ -427,6 +427,35 @@ class Outbox:
         )
         oldest = rows[0][0] if rows else None
         return 0.0 if oldest is None else max(0.0, (_to_ms(now) - oldest) / 1000)
+
+    async def cancel_for_people(self, person_ids: Iterable[str], reason: str) -> int:
+        """Fail, never to be sent, the pending alerts of these people (removed from the directory by a
+        reload), with `reason` as their error. Rows in flight finish their send. Returns how many."""
+        people = sorted(set(person_ids))
+        if not people:
+            return 0
+        marks = ", ".join("?" for _ in people)
+        async with self.store.transaction("outbox") as conn:
+            cursor = await conn.execute(
+                f"UPDATE alert_outbox SET status = 'failed', last_error = ? WHERE status = 'pending'"
+                f" AND person_id IN ({marks})",
+                (reason, *people),
+            )
+            cancelled = max(0, cursor.rowcount)
+            await cursor.close()
+        return cancelled
+
+    async def readdress(self, person_id: str, phone: str | None, zalo_user_id: str | None) -> int:
+        """Point a person's pending alerts at their new contacts (changed by a reload); returns how many."""
+        async with self.store.transaction("outbox") as conn:
+            cursor = await conn.execute(
+                "UPDATE alert_outbox SET phone = ?, zalo_user_id = ? WHERE status = 'pending'"
+                " AND person_id = ? AND (phone IS NOT ? OR zalo_user_id IS NOT ?)",
+                (phone, zalo_user_id, person_id, phone, zalo_user_id),
+            )
+            changed = max(0, cursor.rowcount)
+            await cursor.close()
+        return changed
 
     async def next_due(self) -> datetime | None:
         """When the earliest pending row becomes due (may be in the past)."""

@@ -8,14 +8,17 @@ Every model forbids unknown keys and carries its defaults. `load_config` returns
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import yaml
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
+from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
 
 from alerts.config import AlertsConfig
 from monitor.calendar import CalendarsConfig
@@ -26,11 +29,13 @@ from monitor.configtypes import (
     StrictModel,
     format_validation_error,
     join_path,
+    offline_validation,
     register_union_tags,
     secret_file_fields,
     split_listen,
 )
 from monitor.dossiers.config import SOURCE_TYPES, DossiersConfig
+from monitor.durations import format_duration
 from monitor.logging import LoggingConfig
 from monitor.scheduler import SchedulerConfig
 from monitor.store.config import StoreConfig
@@ -43,7 +48,7 @@ from monitor.targets import (
     TlsConfig,
     zone_named,
 )
-from monitor.web.config import ApiConfig
+from monitor.web.config import ApiConfig, StatusConfig
 
 __all__ = [
     "ApiConfig",
@@ -61,6 +66,8 @@ __all__ = [
     "Target",
     "TcpTarget",
     "TlsConfig",
+    "check_config_file",
+    "config_json_schema",
     "load_config",
     "load_config_text",
     "register_union_tags",
@@ -77,7 +84,9 @@ class Config(StrictModel):
 
     timezone: str = "Asia/Ho_Chi_Minh"
     listen: str = "127.0.0.1:9464"
-    api: ApiConfig = ApiConfig()
+    # Validated also when absent, so that a reachable `listen` without a token is caught.
+    api: ApiConfig = Field(default_factory=ApiConfig, validate_default=True)
+    status: StatusConfig = StatusConfig()
     store: StoreConfig = StoreConfig()
     scheduler: SchedulerConfig = SchedulerConfig()
     logging: LoggingConfig = LoggingConfig()
@@ -98,6 +107,19 @@ class Config(StrictModel):
         split_listen(value)
         return value
 
+    @field_validator("api")
+    @classmethod
+    def _token_when_reachable(cls, api: ApiConfig, info: ValidationInfo) -> ApiConfig:
+        # The API lists dossier codes, units and people's ids: an address other machines can reach
+        # (0.0.0.0 in a container) is only safe behind a token.
+        listen = info.data.get("listen")
+        if api.token is None and listen is not None and not _loopback(split_listen(listen)[0]):
+            raise ValueError(
+                f"listen {listen} can be reached from other machines: set api.token_file (or api.token),"
+                " or listen on 127.0.0.1 behind a proxy"
+            )
+        return api
+
     @field_validator("targets")
     @classmethod
     def _unique_names(cls, targets: list[HttpTarget | TcpTarget]) -> list[HttpTarget | TcpTarget]:
@@ -113,18 +135,35 @@ class Config(StrictModel):
         return ZoneInfo(self.timezone)
 
 
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything
+
+
 # --- loading --------------------------------------------------------------------------------------
 
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
-def _interpolate(node: Any, path: str, errors: list[str], environ: dict[str, str]) -> Any:
+def _interpolate(
+    node: Any, path: str, errors: list[str] | None, environ: dict[str, str], unresolved: set[str]
+) -> Any:
+    """`${VAR}` and `${VAR:-default}` replaced from `environ`. The YAML path of every value holding an
+    unset variable is added to `unresolved`, and an error to `errors` (None: an offline check)."""
     if isinstance(node, dict):
         return {
-            key: _interpolate(value, join_path(path, key), errors, environ) for key, value in node.items()
+            key: _interpolate(value, join_path(path, key), errors, environ, unresolved)
+            for key, value in node.items()
         }
     if isinstance(node, list):
-        return [_interpolate(value, f"{path}[{index}]", errors, environ) for index, value in enumerate(node)]
+        return [
+            _interpolate(value, f"{path}[{index}]", errors, environ, unresolved)
+            for index, value in enumerate(node)
+        ]
     if isinstance(node, str) and "${" in node:
 
         def substitute(match: re.Match[str]) -> str:
@@ -133,11 +172,19 @@ def _interpolate(node: Any, path: str, errors: list[str], environ: dict[str, str
                 return environ[name]
             if default is not None:
                 return default
-            errors.append(f"{path or '<root>'}: environment variable {name} is not set")
+            unresolved.add(path or "<root>")
+            if errors is not None:
+                errors.append(f"{path or '<root>'}: environment variable {name} is not set")
             return ""
 
         return _ENV_REFERENCE.sub(substitute, node)
     return node
+
+
+def _depends_on(error: str, paths: set[str]) -> bool:
+    """An error at (or below) a value that held an unset `${VAR}`: unknowable offline."""
+    location = error.partition(": ")[0]
+    return any(location == path or location.startswith((f"{path}.", f"{path}[")) for path in paths)
 
 
 def _make_paths_relative_to(data: Any, base_dir: Path) -> None:
@@ -170,6 +217,17 @@ def load_config_text(
     environ: dict[str, str] | None = None,
 ) -> Config:
     """Parse and validate YAML text; raise ConfigError listing every problem."""
+    config, _raw = _validate(text, source, base_dir, environ, offline=False)
+    assert config is not None
+    return config
+
+
+def _validate(
+    text: str, source: str, base_dir: Path | None, environ: dict[str, str] | None, *, offline: bool
+) -> tuple[Config | None, dict[str, Any]]:
+    """The Config and the interpolated mapping, or ConfigError. Offline (structure, types and
+    references only; no file read; unset environment variables allowed) the Config is None when a
+    value holding an unset variable kept it from being built, though nothing else was wrong."""
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -178,28 +236,156 @@ def load_config_text(
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError([f"<yaml>: {where}{problem}"], source) from exc
     if raw is None:
-        raw = {}
+        # Almost always a mistake (wrong file, truncated copy): a daemon watching nothing looks healthy.
+        raise ConfigError(
+            ["<root>: the file is empty (no settings); write `targets: []` if no targets is meant"], source
+        )
     if not isinstance(raw, dict):
         raise ConfigError(["<root>: the file must be a mapping of settings"], source)
     errors: list[str] = []
-    raw = _interpolate(raw, "", errors, dict(os.environ if environ is None else environ))
+    unresolved: set[str] = set()
+    environ = dict(os.environ if environ is None else environ)
+    raw = _interpolate(raw, "", None if offline else errors, environ, unresolved)
     if base_dir is not None:
         _make_paths_relative_to(raw, base_dir)
+    config: Config | None = None
     try:
-        config = Config.model_validate(raw)
+        if offline:
+            with offline_validation():
+                config = Config.model_validate(raw)
+        else:
+            config = Config.model_validate(raw)
     except ValidationError as exc:
-        errors.extend(format_validation_error(exc))
-        raise ConfigError(errors, source) from None
+        # A value whose variable is unset has its own error (or, offline, cannot be checked).
+        errors.extend(error for error in format_validation_error(exc) if not _depends_on(error, unresolved))
+        if not errors:
+            if not offline:
+                raise ConfigError(format_validation_error(exc), source) from None
+            # Offline, only values holding unset variables failed: valid as far as it can be checked.
+            return None, raw
     if errors:
         raise ConfigError(errors, source)
-    return config
+    return config, raw
+
+
+def check_config_file(path: str | Path, *, offline: bool = False) -> int:
+    """Validate a config file as `check-config` does; the number of targets, or ConfigError."""
+    path = Path(path)
+    config, raw = _validate(_read_text(path), str(path), _folder_of(path), None, offline=offline)
+    if config is not None:
+        return len(config.targets)
+    targets = raw.get("targets")
+    return len(targets) if isinstance(targets, list) else 0
+
+
+def _folder_of(path: Path) -> Path:
+    """The folder relative paths in the file are read from: where the user sees the file, symlinks not
+    followed (config/demo.yaml links into the package; a Kubernetes ConfigMap mount links into a
+    timestamped folder)."""
+    return Path(os.path.abspath(path)).parent
+
+
+def _read_text(path: Path) -> str:
+    """The file as UTF-8 text, or ConfigError saying why it is not (folder, binary, UTF-16...)."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(
+            [f"cannot read {path}: {exc.strerror or exc}"], str(path), unreadable=True
+        ) from None
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise ConfigError([f"{path} is UTF-16 text: save it as UTF-8"], str(path), unreadable=True)
+    if b"\x00" in data:
+        raise ConfigError([f"{path} is not a text file (it holds NUL bytes)"], str(path), unreadable=True)
+    try:
+        # utf-8-sig: Windows editors write a BOM; it is not part of the YAML.
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise ConfigError(
+            [f"{path} is not UTF-8 text (byte 0x{data[exc.start]:02x} on line {line}): save it as UTF-8"],
+            str(path),
+            unreadable=True,
+        ) from None
 
 
 def load_config(path: str | Path, environ: dict[str, str] | None = None) -> Config:
     """Read, interpolate and validate a config file."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError([f"cannot read {path}: {exc.strerror or exc}"], str(path)) from exc
-    return load_config_text(text, source=str(path), base_dir=path.resolve().parent, environ=environ)
+    return load_config_text(_read_text(path), source=str(path), base_dir=_folder_of(path), environ=environ)
+
+
+class _ConfigSchema(GenerateJsonSchema):
+    """JSON Schema as the YAML is written: durations as `30s`, secrets also as `<name>_file`."""
+
+    def timedelta_schema(self, schema: Any) -> JsonSchemaValue:
+        return {
+            "anyOf": [{"type": "string", "pattern": _DURATION_PATTERN}, {"type": "number", "minimum": 0}],
+            "description": "a duration: a number and a unit (ms, s, m, h, d), e.g. 30s, 5m, 1h30m, 14d",
+        }
+
+    # Numbers and flags may come from the environment (`port: ${DB_PORT:-5432}`).
+    def int_schema(self, schema: Any) -> JsonSchemaValue:
+        return _or_reference(super().int_schema(schema))
+
+    def float_schema(self, schema: Any) -> JsonSchemaValue:
+        return _or_reference(super().float_schema(schema))
+
+    def bool_schema(self, schema: Any) -> JsonSchemaValue:
+        return _or_reference(super().bool_schema(schema))
+
+    def encode_default(self, dft: Any) -> Any:
+        if isinstance(dft, timedelta):
+            return format_duration(dft.total_seconds()).replace(" ", "")
+        return super().encode_default(dft)
+
+    def generate(self, schema: Any, mode: Any = "validation") -> JsonSchemaValue:
+        result = super().generate(schema, mode=mode)
+        definitions = result.get("$defs", {})
+        for definition in [result, *definitions.values()]:
+            _add_secret_files(definition)
+        for name, short in _SHORT_FORMS.items():
+            if name in definitions:
+                definitions[name] = {"anyOf": [definitions[name], short]}
+        return result
+
+
+def _or_reference(schema: JsonSchemaValue) -> JsonSchemaValue:
+    return {"anyOf": [schema, {"type": "string", "pattern": r"\$\{[A-Za-z_][A-Za-z0-9_]*(:-[^}]*)?\}"}]}
+
+
+# Models that also accept a one-string spelling (their `mode="before"` validators parse it).
+_SHORT_FORMS: dict[str, JsonSchemaValue] = {
+    "SessionConfig": {"type": "string", "pattern": r"^\s*\d{1,2}:\d{2}\s*-\s*\d{1,2}:\d{2}\s*$"},
+}
+
+
+# Loose on purpose: editors flag what is plainly not a duration; the loader gives the exact error.
+_DURATION_PATTERN = r"^\s*(\d+(\.\d+)?\s*(ms|s|m|h|d)\s*)+$"
+
+
+def _is_secret(schema: dict[str, Any]) -> bool:
+    options = schema.get("anyOf", [schema])
+    return any(option.get("format") == "password" for option in options)
+
+
+def _add_secret_files(definition: dict[str, Any]) -> None:
+    """Every secret `x` may be given as `x_file` instead (see `secret_file_fields`)."""
+    properties = definition.get("properties", {})
+    for name, schema in list(properties.items()):
+        if not _is_secret(schema):
+            continue
+        properties[f"{name}_file"] = {
+            "type": "string",
+            "description": f"a file holding {name} (read once at load, relative to the config file)",
+        }
+        if name in definition.get("required", []):
+            definition["required"].remove(name)
+
+
+def config_json_schema() -> dict[str, Any]:
+    """The JSON Schema of the config file (YAML language servers check and complete with it)."""
+    schema = Config.model_json_schema(mode="validation", schema_generator=_ConfigSchema)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "tthc-monitor configuration"
+    return schema

@@ -146,7 +146,7 @@ async def test_metrics_pass_promtool(daemon: Daemon) -> None:
 
 
 async def test_health_and_readiness(daemon: Daemon) -> None:
-    """/healthz answers, /readyz reports config, store and scheduler ready."""
+    """/healthz answers, /readyz reports config, store, scheduler and supervised tasks ready."""
     async with aiohttp.ClientSession() as session:
         async with session.get(f"{daemon.base_url}/healthz") as response:
             assert response.status == 200
@@ -156,8 +156,12 @@ async def test_health_and_readiness(daemon: Daemon) -> None:
             assert body["checks"] == {
                 "config_loaded": True,
                 "store_writable": True,
+                "store_committing": True,
+                "store_backlog_ok": True,
                 "scheduler_running": True,
+                "tasks_alive": True,
             }
+            assert body["tasks_down"] == {}
 
 
 async def test_api_token_is_required_when_configured(backend: Backend, tmp_path: Path) -> None:
@@ -196,11 +200,11 @@ async def test_reload_keeps_old_config_when_new_is_invalid(backend: Backend, tmp
     await running.start()
     try:
         path.write_text("targets: [{name: broken, type: http}]")
-        assert await running.reload() is False
+        assert (await running.reload()).ok is False
         assert set(running.scheduler.targets) == {"portal", "portal-tcp"}
         assert running.metrics.config_reload_successful._value.get() == 0
         path.write_text(_config_text(backend, tmp_path).replace("name: portal-tcp", "name: db"))
-        assert await running.reload() is True
+        assert (await running.reload()).ok is True
         assert set(running.scheduler.targets) == {"portal", "db"}
         async with aiohttp.ClientSession() as session, session.get(f"{running.base_url}/metrics") as response:
             text = await response.text()

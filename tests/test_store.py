@@ -158,7 +158,7 @@ async def test_newer_or_missing_schema_is_refused(tmp_path: Path) -> None:
         await SqliteStore.open_readonly(tmp_path / "absent.db")
     garbage = tmp_path / "notes #1?.db"
     garbage.write_bytes(b"not a database at all, just text" * 10)
-    with pytest.raises(StoreError, match="not a readable store"):
+    with pytest.raises(StoreError, match="is not a tthc-monitor store"):
         await SqliteStore.open_readonly(garbage)
 
 
@@ -377,8 +377,11 @@ async def test_uptime_windows_clip_incidents_across_minute_and_hour_boundaries(t
         assert (report.downtime_seconds, report.incidents, report.uptime_ratio) == (0, 0, 1.0)
         assert (report.probes, report.failures) == expected(start, end)
 
-        # Later, the still-open incident keeps counting up to now.
+        # Later, while probes keep failing, the still-open incident keeps counting up to now.
         clock.now = T0 + timedelta(hours=3, minutes=30)
+        for i in range(180):
+            at = T0 + timedelta(hours=3, seconds=10 * i)
+            store.record(result("portal", at, TIMEOUT, 10.0, Health.DOWN))
         report = await store.uptime("portal", T0, T0 + timedelta(days=1))
         assert report.downtime_seconds == 290 + 40 * 60
         assert report.end == clock.now
@@ -560,7 +563,6 @@ async def test_record_never_waits_while_another_process_holds_the_write_lock(tmp
     other = sqlite3.connect(path, isolation_level=None)
     try:
         other.execute("BEGIN IMMEDIATE")
-        assert await store.writable() is False
         slowest = 0.0
         for i in range(500):
             began = time.perf_counter()
@@ -570,8 +572,11 @@ async def test_record_never_waits_while_another_process_holds_the_write_lock(tmp
                 await asyncio.sleep(0.02)  # let the writer try (and fail) in between
         assert slowest < 0.005
         assert store.pending_writes == 500
+        # Readiness is read from what the writer saw: its flushes failed on the lock.
+        assert await store.writable() is False
         other.execute("ROLLBACK")
         await eventually(lambda: asyncio.sleep(0, store.pending_writes), 0)
+        assert await store.writable() is True
         assert await count(store, "probe_results") == 500
         assert (await store.uptime("portal", T0, T0 + timedelta(hours=1))).failures == 500
     finally:

@@ -7,8 +7,11 @@ new `version`; its older heap entries are skipped when popped (lazy invalidation
 rescanned per tick.
 
 Each crossing is recorded with INSERT OR IGNORE on (code, threshold, due_at) and published only when the
-row is new, so restarts and overlapping evaluations never publish one twice. A dossier first seen past
-several thresholds publishes the deepest one and records the shallower ones as suppressed.
+row is new, so restarts and overlapping evaluations never publish one twice. The record is retried until
+committed (a locked or full disk delays it); should it fail otherwise, the crossings are unmarked in
+memory and their dossiers re-evaluated, so a crossing is never taken as recorded before its commit.
+A dossier first seen past several thresholds publishes the deepest one and records the shallower ones
+as suppressed.
 """
 
 from __future__ import annotations
@@ -28,7 +31,9 @@ from monitor.dossiers.config import WorkingAmount, parse_working_amount
 from monitor.dossiers.model import Dossier, DossierStatus, collector_paused
 from monitor.dossiers.store import DossierStore, NewCrossing, Timeline
 from monitor.events import DossierFinished, DossierThresholdCrossed, EventBus
+from monitor.store.durable import until_committed
 from monitor.store.sqlite import SqliteStore
+from monitor.supervisor import Supervisor
 
 __all__ = ["DeadlineEngine", "deadline_state"]
 
@@ -37,6 +42,12 @@ log = structlog.get_logger("monitor.dossiers.engine")
 # The timer re-reads the clock at least this often, so a clock that jumps (suspend, tests) is noticed.
 _MAX_SLEEP = 30.0
 _TIMELINE_CACHE = 200_000
+
+
+def _amounts(values: Sequence[str | WorkingAmount]) -> tuple[WorkingAmount, ...]:
+    return tuple(
+        value if isinstance(value, WorkingAmount) else parse_working_amount(value) for value in values
+    )
 
 
 def deadline_state(timeline: Timeline, now: float) -> str:
@@ -91,11 +102,11 @@ class DeadlineEngine:
         dossier_system_targets: Sequence[str] | Callable[[], Sequence[str]] = (),
         *,
         outage_window: str | WorkingAmount = "1d",
+        supervisor: Supervisor | None = None,
     ) -> None:
+        self._supervisor = supervisor or Supervisor()
         self.calendars = calendars
-        self.thresholds = tuple(
-            value if isinstance(value, WorkingAmount) else parse_working_amount(value) for value in thresholds
-        )
+        self.thresholds = _amounts(thresholds)
         self.dossier_store = dossier_store
         self.store = store
         self.bus = bus
@@ -281,6 +292,44 @@ class DeadlineEngine:
         self._maybe_compact()
         return pending
 
+    async def replan(
+        self,
+        calendars: Calendars | None = None,
+        thresholds: Sequence[str | WorkingAmount] | None = None,
+        now: datetime | None = None,
+    ) -> int:
+        """Re-plan every tracked dossier after a reload changed the calendars (adopted in place, or
+        given) or the thresholds: due and threshold instants are computed again and rescheduled.
+
+        Crossings already recorded stay recorded. A threshold already crossed before the change is not
+        announced again when the new plan puts it in the past too (recorded as suppressed under its new
+        due time, so a restart does not announce it either). Returns how many crossings were published.
+        """
+        now = now or self.clock()
+        async with self._lock:
+            if calendars is not None:
+                self.calendars = calendars
+            if thresholds is not None:
+                self.thresholds = _amounts(thresholds)
+            self._calendar_by_key.clear()
+            self._amounts.clear()
+            self._timelines.clear()
+            self._timeline_count = 0
+            crossed = {
+                code: {name for name, _due in entry.recorded}
+                for code, entry in self._entries.items()
+                if entry.recorded
+            }
+            pending = self.track([entry.dossier for entry in self._entries.values()], now.timestamp())
+            pending = [
+                (entry, name, due_key, suppressed or name in crossed.get(entry.dossier.code, ()))
+                for entry, name, due_key, suppressed in pending
+            ]
+            published = await self._commit(pending, now)
+        self._wake.set()
+        log.info("deadlines_replanned", tracked=len(self._entries), published=published)
+        return published
+
     def drop(self, codes: Iterable[str]) -> None:
         """Stop tracking (vanished dossiers): their heap entries become stale."""
         for code in codes:
@@ -425,7 +474,7 @@ class DeadlineEngine:
 
     def start(self) -> None:
         if self._task is None:
-            self._task = asyncio.create_task(self._run_timer(), name="deadline-timer")
+            self._task = self._supervisor.spawn("deadline-timer", self._run_timer)
 
     async def stop(self) -> None:
         task, self._task = self._task, None
@@ -461,6 +510,24 @@ class DeadlineEngine:
     async def _commit(self, pending: list[tuple[_Entry, str, int, bool]], now: datetime) -> int:
         if not pending:
             return 0
+        try:
+            return await self._record_and_publish(pending, now)
+        except BaseException:
+            self._unmark(pending, now)
+            raise
+
+    def _unmark(self, pending: list[tuple[_Entry, str, int, bool]], now: datetime) -> None:
+        """Forget crossings whose commit failed and evaluate their dossiers again at the next timer pass."""
+        now_ts = now.timestamp()
+        for entry, name, due_key, _suppressed in pending:
+            if entry.recorded is not None:
+                entry.recorded.discard((name, due_key))
+            if self._entries.get(entry.dossier.code) is entry:
+                entry.next_at = now_ts
+                heapq.heappush(self._heap, (now_ts, entry.dossier.code, entry.version))
+        self._wake.set()
+
+    async def _record_and_publish(self, pending: list[tuple[_Entry, str, int, bool]], now: datetime) -> int:
         crossings: list[NewCrossing] = []
         lefts: list[timedelta] = []
         for entry, name, due_key, suppressed in pending:
@@ -486,7 +553,9 @@ class DeadlineEngine:
                 )
             )
             lefts.append(left)
-        ids = await self.dossier_store.record_crossings(crossings)
+        ids = await until_committed(
+            self.store.facts, "crossing", lambda: self.dossier_store.record_crossings(crossings)
+        )
         published = 0
         for (entry, *_), crossing, left, crossing_id in zip(pending, crossings, lefts, ids, strict=True):
             if crossing_id is None:
@@ -495,7 +564,7 @@ class DeadlineEngine:
                 self.crossings_suppressed += 1
                 continue
             dossier = entry.dossier
-            self.bus.publish(
+            await self.bus.publish_durable(
                 DossierThresholdCrossed(
                     at=now,
                     crossing_id=crossing_id,

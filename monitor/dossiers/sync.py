@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -24,6 +24,8 @@ from monitor.dossiers.engine import DeadlineEngine
 from monitor.dossiers.model import Dossier, DossierStatus, SyncBatch, SyncError, SyncFailure
 from monitor.dossiers.store import DossierStore, SyncWrite, TrackedDossier, Upsert
 from monitor.events import DossierSyncFailed, DossierSyncRecovered, DossierVanished, EventBus
+from monitor.store.durable import until_committed
+from monitor.supervisor import Supervisor
 from probes.sources import DossierSource
 
 __all__ = ["SourceStats", "SourceTiming", "SyncManager", "SyncOutcome"]
@@ -95,7 +97,9 @@ class SyncManager:
         *,
         vanish_after: int = 3,
         suspicious_drop: float = 0.5,
+        supervisor: Supervisor | None = None,
     ) -> None:
+        self._supervisor = supervisor or Supervisor()
         self.sources = {source.name: source for source in sources}
         self.timings = dict(timings)
         self.dossier_store = dossier_store
@@ -107,6 +111,8 @@ class SyncManager:
         self.stats = {name: SourceStats() for name in self.sources}
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
+        # Between start() and stop(): sources added by a reload start at once.
+        self._started = False
         self._locks = {name: asyncio.Lock() for name in self.sources}
 
     def prime(self) -> None:
@@ -257,9 +263,9 @@ class SyncManager:
                 missed.append((code, count))
                 if count >= self.vanish_after:
                     vanished.append(code)
-        await store.write_sync(
-            SyncWrite(now, upserts, missed, vanished, batch.source if batch.full else None)
-        )
+        write = SyncWrite(now, upserts, missed, vanished, batch.source if batch.full else None)
+        # A fetched batch is a fact too: kept and retried while the store is locked or full, not re-fetched.
+        await until_committed(store.store.facts, "sync", lambda: store.write_sync(write))
         # Committed: now memory follows.
         for code, fingerprint in closed_hashes.items():
             tracked.pop(code, None)
@@ -299,8 +305,9 @@ class SyncManager:
 
     def start(self) -> None:
         self._stopping.clear()
+        self._started = True
         for name in self.sources:
-            self._tasks.append(asyncio.create_task(self._run_source(name), name=f"dossier-sync-{name}"))
+            self._spawn_source(name)
 
     async def _run_source(self, name: str) -> None:
         loop = asyncio.get_running_loop()
@@ -332,9 +339,50 @@ class SyncManager:
                 next_full = now + min(interval, full_interval)
             next_incremental = now + interval
 
+    async def replace_sources(
+        self,
+        sources: Mapping[str, DossierSource],
+        timings: Mapping[str, SourceTiming],
+        removed: Iterable[str] = (),
+    ) -> None:
+        """Apply a reload: stop and close each removed or replaced source (after its in-flight sync),
+        then start each new one on its own schedule. Sources not named keep running untouched; a
+        replaced source keeps its statistics (its failure streak and last successes)."""
+        running = self._started
+        removed = list(removed)
+        for name in [*removed, *sources]:
+            old = self.sources.get(name)
+            if old is None:
+                continue
+            # Under the source's lock its sync is not half-way through a fetch or an apply.
+            async with self._locks[name]:
+                doomed = [task for task in self._tasks if task.get_name() == f"dossier-sync-{name}"]
+                for task in doomed:
+                    task.cancel()
+                    self._tasks.remove(task)
+            await asyncio.gather(*doomed, return_exceptions=True)
+            with suppress(Exception):
+                await old.close()
+        for name in removed:
+            self.sources.pop(name, None)
+            self.timings.pop(name, None)
+            self.stats.pop(name, None)
+            self._locks.pop(name, None)
+        for name, source in sources.items():
+            self.sources[name] = source
+            self.timings[name] = timings[name]
+            self.stats.setdefault(name, SourceStats())
+            self._locks.setdefault(name, asyncio.Lock())
+            if running:
+                self._spawn_source(name)
+
+    def _spawn_source(self, name: str) -> None:
+        self._tasks.append(self._supervisor.spawn(f"dossier-sync-{name}", lambda: self._run_source(name)))
+
     async def stop(self, grace: float = 10.0) -> None:
         """Stop scheduling, give in-flight syncs `grace` seconds, cancel the rest, close sources."""
         self._stopping.set()
+        self._started = False
         tasks, self._tasks = self._tasks, []
         if tasks:
             _, pending = await asyncio.wait(tasks, timeout=grace)

@@ -6,11 +6,14 @@ values here, never on SQL.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
 from monitor.model import Health, ProbeOutcome
+from monitor.store.availability import Span
+from monitor.store.facts import WriteFacts
 
 __all__ = ["Incident", "ProbeResult", "Store", "StoreError", "UptimeReport"]
 
@@ -88,6 +91,9 @@ class Store(Protocol):
 
     async def close(self) -> None: ...
 
+    @property
+    def facts(self) -> WriteFacts: ...
+
     def record(self, result: ProbeResult) -> None: ...
 
     @property
@@ -107,15 +113,26 @@ class Store(Protocol):
         self, since: datetime, until: datetime | None = None, target: str | None = None
     ) -> list[Incident]: ...
 
-    async def uptime(self, target: str, start: datetime, end: datetime) -> UptimeReport: ...
+    async def uptime(
+        self, target: str, start: datetime, end: datetime, planned: Mapping[str, Sequence[Span]] | None = None
+    ) -> UptimeReport: ...
 
-    async def uptime_all(self, start: datetime, end: datetime) -> list[UptimeReport]: ...
+    async def uptime_all(
+        self, start: datetime, end: datetime, planned: Mapping[str, Sequence[Span]] | None = None
+    ) -> list[UptimeReport]: ...
+
+    async def monitored_spans(
+        self, start: datetime, end: datetime, planned: Mapping[str, Sequence[Span]] | None = None
+    ) -> dict[str, list[Span]]: ...
 
     async def latest_health(self) -> dict[str, Health]: ...
 
     async def run_retention(self, now: datetime | None = None, batch: int = 5000) -> int: ...
 
     async def writable(self) -> bool: ...
+
+    @property
+    def backlog(self) -> int: ...
 
     async def get_value(self, key: str) -> str | None: ...
 

@@ -1,4 +1,4 @@
-"""The HTTP server: /metrics, /healthz, /readyz and the JSON API under /api/v1.
+"""The HTTP server: /metrics, /healthz, /readyz, the JSON API under /api/v1 and the /status page.
 
 Later components add their own routes with `add_api_routes`, so the API stays one server with one
 authentication rule.
@@ -14,20 +14,39 @@ from datetime import UTC, datetime, timedelta
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from monitor.maintenance import in_maintenance
+from monitor.maintenance import in_maintenance, planned_maintenance
 from monitor.web.alerts import add_routes as add_alert_routes
-from monitor.web.common import ApiError, iso, json_text, parse_time_param
+from monitor.web.common import (
+    iso,
+    json_error,
+    json_response,
+    parse_limit,
+    parse_time_param,
+    parse_time_range,
+)
 from monitor.web.dossiers import add_routes as add_dossier_routes
 from monitor.web.services import SERVICES, WebServices
+from monitor.web.status import add_routes as add_status_routes
 
 __all__ = ["create_web_app"]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
+# /readyz fails when writes have waited this long (at least) without any commit.
+_COMMIT_STALL_SECONDS = 30.0
+
+
+def _needs_token(request: web.Request) -> bool:
+    """The JSON API always; the status page unless `status.public` (it shows no personal data, but an
+    office decides whether citizens may see it)."""
+    if request.path.startswith("/api/"):
+        return True
+    return request.path.rstrip("/") == "/status" and not request.app[SERVICES].config.status.public
+
 
 @web.middleware
 async def _auth(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if request.path.startswith("/api/"):
+    if _needs_token(request):
         token = request.app[SERVICES].config.api.token
         if token is not None:
             expected = f"Bearer {token.get_secret_value()}"
@@ -41,19 +60,56 @@ async def _auth(request: web.Request, handler: Handler) -> web.StreamResponse:
     return await handler(request)
 
 
+@web.middleware
+async def _json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """aiohttp answers unknown routes and methods in plain text; the API answers JSON everywhere."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400 or exc.content_type == "application/json":
+            raise
+        message = {
+            404: f"no such route: {request.path}",
+            405: f"method {request.method} not allowed on {request.path}",
+        }.get(exc.status, exc.reason)
+        headers = {key: value for key, value in exc.headers.items() if key in ("Allow", "WWW-Authenticate")}
+        return json_response({"error": message}, status=exc.status, headers=headers)
+
+
 async def _healthz(_request: web.Request) -> web.Response:
     return web.Response(text="ok\n")
 
 
 async def _readyz(request: web.Request) -> web.Response:
+    """Ready when config, scheduler, store and every supervised task are fine; from facts, no I/O."""
     services = request.app[SERVICES]
+    store = services.store
+    facts = store.facts
+    down = services.supervisor.down()
+    settings = services.config.store
+    age = facts.last_commit_age()
+    # Writes waiting and nothing committed for this long: the writer is stuck even without errors.
+    stall = max(_COMMIT_STALL_SECONDS, 10 * settings.flush_interval.total_seconds())
+    stall = max(stall, 2 * settings.busy_timeout.total_seconds())
     checks = {
         "config_loaded": services.config is not None,
-        "store_writable": await services.store.writable(),
+        "store_writable": await store.writable(),
+        "store_committing": not (store.backlog and age is not None and age > stall),
+        "store_backlog_ok": store.backlog < settings.raw_backlog_limit,
         "scheduler_running": services.scheduler.running,
+        "tasks_alive": not down,
     }
-    ready = all(checks.values())
-    return web.json_response({"ready": ready, "checks": checks}, status=200 if ready else 503)
+    body = {
+        "ready": all(checks.values()),
+        "checks": checks,
+        "store": {
+            "backlog": store.backlog,
+            "last_commit_age_seconds": None if age is None else round(age, 3),
+            "failing_for_seconds": round(facts.failing_for(), 3),
+        },
+        "tasks_down": down,
+    }
+    return json_response(body, status=200 if body["ready"] else 503)
 
 
 async def _metrics(request: web.Request) -> web.StreamResponse:
@@ -99,23 +155,23 @@ async def _targets(request: web.Request) -> web.Response:
                 "interval_seconds": target.interval.total_seconds(),
             }
         )
-    return web.json_response({"targets": items})
+    return json_response({"targets": items})
+
+
+def _known_target(services: WebServices, name: str) -> None:
+    if name not in services.scheduler.targets:
+        raise json_error(web.HTTPNotFound, f"unknown target {name!r}")
 
 
 async def _target_uptime(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     name = request.match_info["name"]
-    if name not in services.scheduler.targets:
-        raise web.HTTPNotFound(
-            text=json_text({"error": f"unknown target {name!r}"}), content_type="application/json"
-        )
-    now = services.now()
-    start = parse_time_param(request, "from", now - timedelta(days=30))
-    end = parse_time_param(request, "to", now)
-    if end <= start:
-        raise ApiError("to: must be later than from")
-    report = await services.store.uptime(name, start, end)
-    return web.json_response(
+    _known_target(services, name)
+    start, end = parse_time_range(request, timedelta(days=30))
+    target = services.scheduler.targets[name]
+    planned = planned_maintenance([target], start, end, services.config.zone)
+    report = await services.store.uptime(name, start, end, planned)
+    return json_response(
         {
             "target": name,
             "from": iso(report.start),
@@ -137,8 +193,11 @@ async def _incidents(request: web.Request) -> web.Response:
     now = services.now()
     since = parse_time_param(request, "since", now - timedelta(days=7))
     target = request.query.get("target") or None
-    incidents = await services.store.incidents(since, target=target)
-    return web.json_response(
+    if target is not None:
+        _known_target(services, target)
+    limit = parse_limit(request)
+    incidents = (await services.store.incidents(since, target=target))[:limit]
+    return json_response(
         {
             "incidents": [
                 {
@@ -157,9 +216,15 @@ async def _incidents(request: web.Request) -> web.Response:
     )
 
 
+async def _reload(request: web.Request) -> web.Response:
+    """Apply the config file now, as SIGHUP does: what changed, or the config errors and nothing changed."""
+    outcome = await request.app[SERVICES].reload()
+    return json_response(outcome.to_json(), status=outcome.http_status)
+
+
 def create_web_app(services: WebServices) -> web.Application:
     """The app with every route; handlers read `services` (the daemon) through `app[SERVICES]`."""
-    app = web.Application(middlewares=[_auth])
+    app = web.Application(middlewares=[_json_errors, _auth])
     app[SERVICES] = services
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
@@ -167,6 +232,8 @@ def create_web_app(services: WebServices) -> web.Application:
     app.router.add_get("/api/v1/targets", _targets)
     app.router.add_get("/api/v1/targets/{name}/uptime", _target_uptime)
     app.router.add_get("/api/v1/incidents", _incidents)
+    app.router.add_post("/api/v1/reload", _reload)
     add_dossier_routes(app)
     add_alert_routes(app)
+    add_status_routes(app)
     return app

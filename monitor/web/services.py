@@ -15,8 +15,10 @@ from alerts.outbox import Outbox
 from monitor.config import Config
 from monitor.dossiers.service import DossierService
 from monitor.metrics import Metrics, TargetSeries
+from monitor.reload import ReloadOutcome
 from monitor.scheduler import Scheduler
 from monitor.store.base import Store
+from monitor.supervisor import Supervisor
 
 __all__ = ["SERVICES", "AlertsView", "WebServices"]
 
@@ -41,6 +43,9 @@ class WebServices(Protocol):
     def scheduler(self) -> Scheduler: ...
 
     @property
+    def supervisor(self) -> Supervisor: ...
+
+    @property
     def metrics(self) -> Metrics: ...
 
     @property
@@ -53,6 +58,10 @@ class WebServices(Protocol):
     def alerts(self) -> AlertsView | None: ...
 
     def now(self) -> datetime: ...
+
+    async def reload(self) -> ReloadOutcome:
+        """Re-read and apply the config file (what SIGHUP does)."""
+        ...
 
 
 SERVICES: web.AppKey[WebServices] = web.AppKey("services")
