@@ -3,9 +3,15 @@
 The exception class alone decides (see alerts/errors.py):
 
     accepted (incl. a gateway duplicate)  → sent
+    RateLimited (429)                      → the whole channel pauses for exactly the gateway's
+                                             Retry-After (within [0, backoff_max]; the backoff when it
+                                             is missing or garbage); not a circuit failure
     TransientError                         → same channel later (exponential backoff with jitter, or the
-                                             gateway's retry_after when longer); after `fallback_after`
-                                             failures on one channel, the next channel at once
+                                             gateway's retry_after when longer, at most backoff_max);
+                                             counts toward the channel's circuit
+      ... with a further channel in the plan → that channel at once when the channel is now open or
+                                             paused, when the retry would land after the alert's
+                                             deliver-by, or after `fallback_after` failures on it
     PermanentError                         → the next channel at once
     AuthError, QuotaExceeded               → the channel is unavailable (its circuit opens for
                                              `unavailable_cooldown`) and the alert moves to the next channel
@@ -22,7 +28,7 @@ import structlog
 from tenacity import RetryCallState, wait_exponential, wait_random
 
 from alerts.channels.base import Channel, DeliveryReceipt
-from alerts.circuit import CircuitBreaker
+from alerts.circuit import CircuitBreaker, CircuitState
 from alerts.config import DeliveryConfig
 from alerts.errors import AuthError, ChannelError, PermanentError, QuotaExceeded, RateLimited, TransientError
 from alerts.outbox import OutboxChange, OutboxRow, failed_change, reschedule_change
@@ -112,10 +118,15 @@ class AttemptPolicy:
         return self._move_on(row, now, f"{row.channel}: channel is not configured", "fallback")
 
     def unavailable(self, row: OutboxRow, now: datetime, circuit: CircuitBreaker) -> Outcome:
-        """The row's channel has its circuit open."""
+        """The row's channel is open or paused and the row has a further channel: it moves on at once."""
         if now >= self._deadline(row):
             return Outcome(row, failed_change(row.id, self._expired_error(row)), "failed", circuit.name)
-        return self._move_on(row, now, f"{circuit.name}: channel unavailable ({circuit.reason})", "fallback")
+        at = now.timestamp()
+        if circuit.state(at) is CircuitState.OPEN:
+            why = f"channel unavailable ({circuit.reason})"
+        else:
+            why = f"channel paused by the gateway for {circuit.paused_until - at:.3g}s"
+        return self._move_on(row, now, f"{circuit.name}: {why}", "fallback")
 
     def _move_on(self, row: OutboxRow, now: datetime, error: str, result: str) -> Outcome:
         """To the next channel of the plan at once, or failed when there is none."""
@@ -130,8 +141,14 @@ class AttemptPolicy:
         state.attempt_number = max(1, channel_attempts)
         return min(float(self._wait(state)), self.config.backoff_max.total_seconds())
 
-    def failure(self, row: OutboxRow, exc: ChannelError, now: datetime) -> Outcome:
-        """The send raised `exc` at `now`."""
+    def bounded(self, retry_after: float | None) -> float | None:
+        """A gateway's Retry-After within [0, backoff_max]: a gateway cannot park an alert for a day."""
+        if retry_after is None:
+            return None
+        return min(max(0.0, retry_after), self.config.backoff_max.total_seconds())
+
+    def failure(self, row: OutboxRow, exc: ChannelError, now: datetime, send: int | None = None) -> Outcome:
+        """The send numbered `send` (`CircuitBreaker.begin`) raised `exc` at `now`."""
         name = row.channel or ""
         circuit = self.circuits[name]
         at = now.timestamp()
@@ -145,14 +162,27 @@ class AttemptPolicy:
             circuit.success()
             return self._move_on(row, now, error, "fallback")
         # Transient (the default for any other ChannelError).
-        retry_after = exc.retry_after if isinstance(exc, TransientError) else None
-        circuit.failure(at, type(exc).__name__)
-        if isinstance(exc, RateLimited) and retry_after:
-            circuit.pause(at + retry_after)
-        if row.channel_attempts >= self.config.fallback_after and row.next_channel is not None:
+        backoff = self.backoff(row.channel_attempts)
+        hint = self.bounded(exc.retry_after if isinstance(exc, TransientError) else None)
+        if isinstance(exc, RateLimited):
+            # The gateway is up and said when to come back: exactly then (the backoff when it did not say
+            # in a usable way), for the whole channel; it is not a failure of the gateway.
+            delay = backoff if hint is None else hint
+            circuit.pause(at + delay)
+        else:
+            circuit.failure(at, type(exc).__name__, send)
+            delay = max(backoff, hint or 0.0)
+        if row.next_channel is not None and (
+            row.channel_attempts >= self.config.fallback_after
+            or not circuit.available(at)
+            or now + timedelta(seconds=delay) > row.deliver_by
+        ):
             return self._move_on(row, now, error, "fallback")
-        delay = max(self.backoff(row.channel_attempts), retry_after or 0.0)
         return self._retry(row, now, error, delay)
+
+    def broken(self, row: OutboxRow, now: datetime, error: str) -> Outcome:
+        """Deciding the outcome itself failed (a bug): the same channel after the backoff, never stuck."""
+        return self._retry(row, now, error, self.backoff(row.channel_attempts))
 
     def _retry(self, row: OutboxRow, now: datetime, error: str, delay: float) -> Outcome:
         at = now + timedelta(seconds=delay)

@@ -65,7 +65,9 @@ class DeliveryConfig(StrictModel):
     fallback_after: int = Field(default=3, ge=1, le=100)
     backoff_base: PositiveDuration = timedelta(seconds=5)
     backoff_max: PositiveDuration = timedelta(minutes=10)
-    # Consecutive transient failures (any alert) that open a channel's circuit, and for how long.
+    # Transient failures of distinct attempts in a row (any alert; sends in flight together count once)
+    # that open a channel's circuit. It opens for backoff_base first, doubling per failed trial, at most
+    # circuit_cooldown. A 429 only pauses the channel for its Retry-After (at most backoff_max).
     circuit_failures: int = Field(default=5, ge=1, le=1000)
     circuit_cooldown: PositiveDuration = timedelta(seconds=60)
     # How long a channel that refused our credentials or quota is left alone.

@@ -1,11 +1,25 @@
 """The delivery worker: takes due alerts from the outbox and sends them through their channel plan.
 
 What one attempt comes to (sent, retried, the next channel, failed) is decided in alerts/attempts.py.
+Each alert has a deliver-by time (a dossier alert: its due time less `DELIVER_BEFORE_DUE`; anything
+else: at once). Per channel:
 
-Each channel has a circuit breaker: `circuit_failures` transient failures in a row open it for
-`circuit_cooldown`; then one alert is let through (half-open) and its outcome closes or re-opens it. While
-a circuit is open, alerts with a further channel in their plan move on to it; alerts for which it is the
-last channel wait. A 429 pauses the whole channel for its Retry-After.
+    situation                                alert with a further channel     alert on its last channel
+    ---------------------------------------  -------------------------------  ----------------------------
+    transient failure, retry before          same channel after the backoff   same channel after the backoff
+      deliver-by                             (the next one after
+                                             `fallback_after` failures)
+    transient failure, retry after           the next channel at once         same channel after the backoff
+      deliver-by
+    429: paused for exactly Retry-After      the next channel at once         waits for the pause to end
+      (within [0, backoff_max]; the backoff
+      when missing or garbage)
+    circuit open                             the next channel at once         waits; one trial when half-open
+
+The circuit (alerts/circuit.py) opens after `circuit_failures` failures of distinct attempts in a row (a
+burst of sends that were in flight together counts once; 429 never counts), first for `backoff_base`,
+doubling per failed trial up to `circuit_cooldown`. So a gateway that fails N requests and recovers
+delays delivery by no more than the backoff schedule of N failures.
 
 At most `concurrency` alerts of a channel are claimed (in_flight in the store) at a time, so a `kill -9`
 can cause at most that many repeats per channel, each carrying the same idempotency key.
@@ -15,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import inspect
 import time
 import uuid
@@ -77,7 +92,10 @@ class DeliveryWorker:
         self.metrics = metrics
         self.circuits = {
             name: CircuitBreaker(
-                name, self.config.circuit_failures, self.config.circuit_cooldown.total_seconds()
+                name,
+                self.config.circuit_failures,
+                self.config.circuit_cooldown.total_seconds(),
+                self.config.backoff_base.total_seconds(),
             )
             for name in self.channels
         }
@@ -92,12 +110,21 @@ class DeliveryWorker:
         self.failed = 0
         self._refreshed = 0.0
         self._swept = float("-inf")
+        # Per channel: the end of the blocked period whose waiting rows were already moved on.
+        self._passed_blocked: dict[str, float] = {}
         self.attempts = AttemptPolicy(self.config, self.circuits)
+        for name, channel in self.channels.items():
+            if hasattr(channel, "held_back"):
+                channel.held_back = functools.partial(self._paused_for, name)
         if metrics is not None:
             metrics.bind(self)
 
     def now(self) -> datetime:
         return self._clock()
+
+    def _paused_for(self, name: str) -> float:
+        """Seconds left of the channel's 429 pause (0 when none), on the worker's clock."""
+        return max(0.0, self.circuits[name].paused_until - _epoch(self.now()))
 
     def capacity(self, name: str) -> int:
         """How many alerts of this channel may be claimed (in flight) at once."""
@@ -168,10 +195,8 @@ class DeliveryWorker:
                     for waiter in waiters:
                         waiter.cancel()
                     await asyncio.gather(*waiters, return_exceptions=True)
-                try:
-                    await self._collect()
-                except Exception:
-                    log.exception("alert_delivery_round_failed")
+                # Committed by the next round's claim, in the same transaction.
+                await self._collect(commit=False)
                 await self._refresh_metrics()
         finally:
             await self._drain(getattr(self, "_grace", self.config.shutdown_grace.total_seconds()))
@@ -235,26 +260,50 @@ class DeliveryWorker:
                 return total
 
     async def _fill(self, now: datetime, *, sweep: bool = False) -> int:
-        """Claim what each channel can take now; start the sends. Returns rows claimed."""
+        """Commit the outcomes waiting in memory and claim what each channel can take now, in one
+        transaction; start the sends. Returns rows claimed."""
         at = _epoch(now)
         direct: list[Outcome] = []
         claimed = 0
+        wanted: dict[str, int] = {}
+        releasing: dict[str, int] = {}
+        for outcome, slot in self._uncommitted:
+            if slot:
+                releasing[outcome.channel] = releasing.get(outcome.channel, 0) + 1
         for name in self.channels:
             circuit = self.circuits[name]
             state = circuit.state(at)
-            if state is CircuitState.OPEN:
-                rows = await self.outbox.claim(now, _FALLBACK_BATCH, name, fallback_only=True)
+            if not circuit.available(at):
+                # Open or paused: alerts with a further channel take it now, also those waiting out a
+                # backoff (one pass per blocked period; afterwards the index of due rows suffices); the
+                # others wait for this channel.
+                until = circuit.blocked_until(at)
+                first_pass = self._passed_blocked.get(name) != until
+                rows = await self.outbox.claim(
+                    now, _FALLBACK_BATCH, name, fallback_only=True, waiting_too=first_pass
+                )
+                if len(rows) < _FALLBACK_BATCH:
+                    self._passed_blocked[name] = until
                 direct.extend(self.attempts.unavailable(row, now, circuit) for row in rows)
                 claimed += len(rows)
                 continue
-            if circuit.paused(at):
-                continue
-            free = self.capacity(name) - self._in_flight[name]
+            # Slots of outcomes committed in the same transaction as this claim count as free.
+            busy = self._in_flight[name] - releasing.get(name, 0)
+            free = self.capacity(name) - busy
             if state is CircuitState.HALF_OPEN:
-                free = min(free, 1 - self._in_flight[name])
-            if free <= 0:
-                continue
-            rows = await self.outbox.claim(now, free, name)
+                free = min(free, 1 - busy)
+            if free > 0:
+                wanted[name] = free
+        batch, self._uncommitted = self._uncommitted, []
+        try:
+            found = await self.outbox.apply_and_claim(
+                [outcome.change for outcome, _slot in batch], self.now(), now, wanted
+            )
+        except BaseException:
+            self._uncommitted = batch + self._uncommitted
+            raise
+        await self._settled(batch)
+        for name, rows in found.items():
             claimed += len(rows)
             for row in rows:
                 outcome = self.attempts.precheck(row, now, self.channels[name])
@@ -262,7 +311,8 @@ class DeliveryWorker:
                     direct.append(outcome)
                     continue
                 self._in_flight[name] += 1
-                task = asyncio.create_task(self._send(row), name=f"alert-send-{row.id}")
+                number = self.circuits[name].begin()
+                task = asyncio.create_task(self._send(row, number), name=f"alert-send-{row.id}")
                 self._tasks.add(task)
         # Rows whose current channel is not configured (or none is left) cannot be sent by anyone here.
         # Rare (a config change), and the query walks every due row: once per poll interval is enough.
@@ -276,12 +326,14 @@ class DeliveryWorker:
             await self._flush()
         return claimed
 
-    async def _collect(self) -> None:
-        """Take the finished sends' outcomes and commit them (with anything left from a failed commit)."""
+    async def _collect(self, *, commit: bool = True) -> None:
+        """Take the finished sends' outcomes and commit them (with anything left from a failed commit);
+        without `commit` they wait for the next `_fill`, which commits them with its claim."""
         done = {task for task in self._tasks if task.done()}
         self._tasks -= done
         self._uncommitted.extend((task.result(), True) for task in done if not task.cancelled())
-        await self._flush()
+        if commit:
+            await self._flush()
 
     async def _flush(self) -> None:
         """Commit every outcome waiting in memory in one transaction; on failure keep them for next time."""
@@ -290,6 +342,10 @@ class DeliveryWorker:
         batch = self._uncommitted
         await self.outbox.apply([outcome.change for outcome, _slot in batch], self.now())
         self._uncommitted = []
+        await self._settled(batch)
+
+    async def _settled(self, batch: list[tuple[Outcome, bool]]) -> None:
+        """After the commit of `batch`: free its slots, count it, tell `on_sent`."""
         for outcome, slot in batch:
             # Slots free up only once the outcome is committed: in_flight rows never exceed capacity.
             if slot and outcome.channel in self._in_flight:
@@ -328,19 +384,29 @@ class DeliveryWorker:
 
     # --- sending --------------------------------------------------------------------------------------
 
-    async def _send(self, row: OutboxRow) -> Outcome:
+    async def _send(self, row: OutboxRow, number: int) -> Outcome:
+        """Send one claimed row (send `number` of its channel's circuit); always returns an outcome."""
+        name = row.channel or ""
+        try:
+            return await self._attempt(row, number)
+        except Exception as exc:
+            # Deciding what the attempt came to failed: the row must not stay in_flight with its slot held.
+            log.exception("alert_delivery_bug", channel=name, alert=row.id)
+            return self.attempts.broken(row, self.now(), f"{name}: unexpected {type(exc).__name__}")
+
+    async def _attempt(self, row: OutboxRow, number: int) -> Outcome:
         name = row.channel or ""
         channel = self.channels[name]
         message = _message(row)
         try:
             receipt = await channel.send(message)
         except ChannelError as exc:
-            return self.attempts.failure(row, exc, self.now())
+            return self.attempts.failure(row, exc, self.now(), number)
         except Exception as exc:
             # The channel contract says this cannot happen; never let one bad send stop the worker.
             log.exception("alert_channel_bug", channel=name, alert=row.id)
             error = TransientError(f"unexpected {type(exc).__name__}", channel=name)
-            return self.attempts.failure(row, error, self.now())
+            return self.attempts.failure(row, error, self.now(), number)
         self.circuits[name].success()
         now = self.now()
         mark = SentMark(row.id, name, receipt.provider_message_id, receipt.segments, receipt.duplicate)

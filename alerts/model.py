@@ -7,11 +7,22 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Protocol
 
-__all__ = ["AlertKind", "AlertSink", "AlertStatus", "NewAlert", "Severity"]
+__all__ = [
+    "DELIVER_BEFORE_DUE",
+    "AlertKind",
+    "AlertSink",
+    "AlertStatus",
+    "NewAlert",
+    "Severity",
+    "deliver_by",
+]
+
+# An alert about a due time is late once less than this is left to act on it (call the applicant, sign).
+DELIVER_BEFORE_DUE = timedelta(minutes=30)
 
 
 class AlertKind(StrEnum):
@@ -68,6 +79,14 @@ class NewAlert:
     subject: str = ""
     # Strings SMS truncation must keep (dossier code, due time).
     keep: tuple[str, ...] = ()
+    # Later than this the alert is late (a dossier's due time less a margin); None = at once (not_before).
+    # A channel that cannot deliver by then is given up for the next one of the plan.
+    deliver_by: datetime | None = None
+
+
+def deliver_by(due_at: datetime | None) -> datetime | None:
+    """When an alert about something due at `due_at` is late; None (at once) when nothing is due."""
+    return None if due_at is None else due_at - DELIVER_BEFORE_DUE
 
 
 class AlertSink(Protocol):

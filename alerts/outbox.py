@@ -41,12 +41,14 @@ _MAX_ERROR = 300
 _COLUMNS = (
     "id, dedupe_key, kind, severity, person_id, channels, channel_index, channel, text, template_params,"
     " phone, zalo_user_id, subject, keep, status, attempts, channel_attempts, next_attempt_at, created_at,"
-    " event_at, not_before, sent_at, channel_used, provider_message_id, segments, last_error, duplicate_hint"
+    " event_at, not_before, sent_at, channel_used, provider_message_id, segments, last_error, duplicate_hint,"
+    " deliver_by"
 )
 _INSERT = (
     "INSERT OR IGNORE INTO alert_outbox (dedupe_key, kind, severity, person_id, channels, channel_index,"
     " channel, text, template_params, phone, zalo_user_id, subject, keep, status, attempts, next_attempt_at,"
-    " created_at, event_at, not_before) VALUES (?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " created_at, event_at, not_before, deliver_by)"
+    " VALUES (?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 
@@ -100,6 +102,8 @@ class OutboxRow:
     segments: int | None
     last_error: str | None
     duplicate_hint: bool
+    # Later than this the alert is late; not_before when the alert had none (deliver at once).
+    deliver_by: datetime
 
     @property
     def alert_id(self) -> str:
@@ -145,7 +149,7 @@ def _row(values: Sequence[Any]) -> OutboxRow:
         row_id, dedupe_key, kind, severity, person_id, channels, channel_index, channel, text, params,
         phone, zalo_user_id, subject, keep, status, attempts, channel_attempts, next_attempt_at,
         created_at, event_at, not_before, sent_at, channel_used, provider_message_id, segments,
-        last_error, duplicate_hint,
+        last_error, duplicate_hint, deliver_by,
     ) = values  # fmt: skip
     return OutboxRow(
         id=row_id,
@@ -175,6 +179,7 @@ def _row(values: Sequence[Any]) -> OutboxRow:
         segments=segments,
         last_error=last_error,
         duplicate_hint=bool(duplicate_hint),
+        deliver_by=_from_ms(not_before if deliver_by is None else deliver_by),  # type: ignore[arg-type]
     )
 
 
@@ -265,6 +270,7 @@ class Outbox:
             created,
             _to_ms(alert.event_at),
             not_before,
+            None if alert.deliver_by is None else max(not_before, _to_ms(alert.deliver_by)),
         )
 
     async def claim(
@@ -275,39 +281,35 @@ class Outbox:
         *,
         other_than: Collection[str] | None = None,
         fallback_only: bool = False,
+        waiting_too: bool = False,
     ) -> list[OutboxRow]:
         """Move up to `limit` due pending rows to `in_flight` and count the attempt, durably, in one go.
 
         `channel` restricts to rows whose current channel is that one; `other_than` to rows whose current
         channel is none of those (or none at all), which is how a worker finds rows it cannot send;
-        `fallback_only` to rows with a further channel in their plan.
+        `fallback_only` to rows with a further channel in their plan; `waiting_too` includes rows
+        waiting out a retry backoff (not those before their not_before).
         """
         if limit <= 0:
             return []
-        at = _to_ms(now)
-        where = "status = 'pending' AND next_attempt_at <= ? AND not_before <= ?"
-        params: list[Any] = [at, at]
-        if channel is not None:
-            where += " AND channel = ?"
-            params.append(channel)
-        if other_than is not None:
-            names = sorted(other_than)
-            marks = ", ".join("?" * len(names))
-            where += f" AND (channel IS NULL OR channel NOT IN ({marks}))" if names else ""
-            params.extend(names)
-        if fallback_only:
-            where += " AND json_array_length(channels) > channel_index + 1"
-        params.append(limit)
+        query = _claim_query(now, limit, channel, other_than, fallback_only, waiting_too)
         async with self.store.transaction("outbox") as conn:
-            rows = await conn.execute_fetchall(
-                "UPDATE alert_outbox SET status = 'in_flight', attempts = attempts + 1,"
-                " channel_attempts = channel_attempts + 1 WHERE id IN (SELECT id FROM alert_outbox"
-                f" WHERE {where} ORDER BY next_attempt_at, id LIMIT ?) RETURNING {_COLUMNS}",
-                params,
-            )
-        claimed = [_row(values) for values in rows]
-        claimed.sort(key=lambda row: (row.next_attempt_at, row.id))
-        return claimed
+            return await _claimed(conn, query)
+
+    async def apply_and_claim(
+        self, changes: Iterable[OutboxChange], at: datetime, now: datetime, limits: Mapping[str, int]
+    ) -> dict[str, list[OutboxRow]]:
+        """`apply` the outcomes, then `claim` up to `limits[channel]` due rows per channel, in one
+        transaction: the delivery worker's round costs one commit instead of two."""
+        prepared = _prepare(changes, _to_ms(at))
+        limits = {name: limit for name, limit in limits.items() if limit > 0}
+        if not (any(prepared) or limits):
+            return {}
+        async with self.store.transaction("outbox") as conn:
+            await _apply(conn, prepared)
+            return {
+                name: await _claimed(conn, _claim_query(now, limit, name)) for name, limit in limits.items()
+            }
 
     async def mark_sent(
         self,
@@ -339,44 +341,11 @@ class Outbox:
 
     async def apply(self, changes: Iterable[OutboxChange], at: datetime | None = None) -> None:
         """Several outcomes (sent, rescheduled, failed) in one transaction: one commit per batch of sends."""
-        sent: list[tuple[Any, ...]] = []
-        moved: list[tuple[Any, ...]] = []
-        failed: list[tuple[Any, ...]] = []
-        sent_at = _to_ms(at or self._clock())
-        for change in changes:
-            if isinstance(change, SentMark):
-                sent.append(
-                    (sent_at, change.channel, change.provider_message_id, change.segments,
-                     int(change.duplicate), change.id)
-                )  # fmt: skip
-            elif isinstance(change, _Reschedule):
-                moved.append((change.at, change.error, int(change.next_channel), change.id))
-            else:
-                failed.append((change.error, change.id))
-        if not (sent or moved or failed):
+        prepared = _prepare(changes, _to_ms(at or self._clock()))
+        if not any(prepared):
             return
         async with self.store.transaction("outbox") as conn:
-            if sent:
-                await conn.executemany(
-                    "UPDATE alert_outbox SET status = 'sent', sent_at = ?, channel_used = ?,"
-                    " provider_message_id = ?, segments = ?, duplicate_hint = ? WHERE id = ?",
-                    sent,
-                )
-            if moved:
-                # json_extract past the end of the list is NULL: "no channel left".
-                await conn.executemany(
-                    "UPDATE alert_outbox SET status = 'pending', next_attempt_at = ?1, last_error = ?2,"
-                    " channel = CASE WHEN ?3 THEN json_extract(channels, '$[' || (channel_index + 1) || ']')"
-                    " ELSE channel END, channel_index = channel_index + ?3,"
-                    " channel_attempts = CASE WHEN ?3 THEN 0 ELSE channel_attempts END WHERE id = ?4",
-                    moved,
-                )
-            if failed:
-                await conn.executemany(
-                    "UPDATE alert_outbox SET status = 'failed', last_error = coalesce(?, last_error)"
-                    " WHERE id = ?",
-                    failed,
-                )
+            await _apply(conn, prepared)
 
     async def recover(self) -> int:
         """At start-up, before any worker runs: every `in_flight` row goes back to `pending`, due now.
@@ -475,7 +444,7 @@ class Outbox:
         if not people:
             return 0
         marks = ", ".join("?" for _ in people)
-        async with self.store.transaction() as conn:
+        async with self.store.transaction("outbox") as conn:
             cursor = await conn.execute(
                 f"UPDATE alert_outbox SET status = 'failed', last_error = ? WHERE status = 'pending'"
                 f" AND person_id IN ({marks})",
@@ -487,7 +456,7 @@ class Outbox:
 
     async def readdress(self, person_id: str, phone: str | None, zalo_user_id: str | None) -> int:
         """Point a person's pending alerts at their new contacts (changed by a reload); returns how many."""
-        async with self.store.transaction() as conn:
+        async with self.store.transaction("outbox") as conn:
             cursor = await conn.execute(
                 "UPDATE alert_outbox SET phone = ?, zalo_user_id = ? WHERE status = 'pending'"
                 " AND person_id = ? AND (phone IS NOT ? OR zalo_user_id IS NOT ?)",
@@ -534,3 +503,89 @@ def reschedule_change(row_id: int, at: datetime, error: str, next_channel: bool 
 def failed_change(row_id: int, error: str) -> OutboxChange:
     """A pending `mark_failed` for `Outbox.apply`."""
     return _Fail(row_id, _error_text(error))
+
+
+_Prepared = tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]]]
+
+
+def _prepare(changes: Iterable[OutboxChange], sent_at: int) -> _Prepared:
+    """The parameters of `_apply`'s three statements: sent, rescheduled, failed."""
+    sent: list[tuple[Any, ...]] = []
+    moved: list[tuple[Any, ...]] = []
+    failed: list[tuple[Any, ...]] = []
+    for change in changes:
+        if isinstance(change, SentMark):
+            sent.append(
+                (sent_at, change.channel, change.provider_message_id, change.segments,
+                 int(change.duplicate), change.id)
+            )  # fmt: skip
+        elif isinstance(change, _Reschedule):
+            moved.append((change.at, change.error, int(change.next_channel), change.id))
+        else:
+            failed.append((change.error, change.id))
+    return sent, moved, failed
+
+
+async def _apply(conn: Any, prepared: _Prepared) -> None:
+    sent, moved, failed = prepared
+    if sent:
+        await conn.executemany(
+            "UPDATE alert_outbox SET status = 'sent', sent_at = ?, channel_used = ?,"
+            " provider_message_id = ?, segments = ?, duplicate_hint = ? WHERE id = ?",
+            sent,
+        )
+    if moved:
+        # json_extract past the end of the list is NULL: "no channel left".
+        await conn.executemany(
+            "UPDATE alert_outbox SET status = 'pending', next_attempt_at = ?1, last_error = ?2,"
+            " channel = CASE WHEN ?3 THEN json_extract(channels, '$[' || (channel_index + 1) || ']')"
+            " ELSE channel END, channel_index = channel_index + ?3,"
+            " channel_attempts = CASE WHEN ?3 THEN 0 ELSE channel_attempts END WHERE id = ?4",
+            moved,
+        )
+    if failed:
+        await conn.executemany(
+            "UPDATE alert_outbox SET status = 'failed', last_error = coalesce(?, last_error) WHERE id = ?",
+            failed,
+        )
+
+
+def _claim_query(
+    now: datetime,
+    limit: int,
+    channel: str | None = None,
+    other_than: Collection[str] | None = None,
+    fallback_only: bool = False,
+    waiting_too: bool = False,
+) -> tuple[str, list[Any]]:
+    """The statement and parameters of `Outbox.claim` (see there)."""
+    at = _to_ms(now)
+    where = "status = 'pending' AND not_before <= ?"
+    params: list[Any] = [at]
+    if not waiting_too:
+        where += " AND next_attempt_at <= ?"
+        params.append(at)
+    if channel is not None:
+        where += " AND channel = ?"
+        params.append(channel)
+    if other_than is not None:
+        names = sorted(other_than)
+        marks = ", ".join("?" * len(names))
+        where += f" AND (channel IS NULL OR channel NOT IN ({marks}))" if names else ""
+        params.extend(names)
+    if fallback_only:
+        where += " AND json_array_length(channels) > channel_index + 1"
+    params.append(limit)
+    return (
+        "UPDATE alert_outbox SET status = 'in_flight', attempts = attempts + 1,"
+        " channel_attempts = channel_attempts + 1 WHERE id IN (SELECT id FROM alert_outbox"
+        f" WHERE {where} ORDER BY next_attempt_at, id LIMIT ?) RETURNING {_COLUMNS}",
+        params,
+    )
+
+
+async def _claimed(conn: Any, query: tuple[str, list[Any]]) -> list[OutboxRow]:
+    rows = await conn.execute_fetchall(*query)
+    claimed = [_row(values) for values in rows]
+    claimed.sort(key=lambda row: (row.next_attempt_at, row.id))
+    return claimed

@@ -16,13 +16,19 @@ __all__ = ["recorded_crossings", "told_of_incidents"]
 
 _AMOUNT = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _HOURS = {"ms": 1 / 3_600_000, "s": 1 / 3600, "m": 1 / 60, "h": 1.0}
+# A stored alert or digest item of crossing c (keys `crossing:<id>:<person>`), found in the key's index.
+_ALERT_OF_CROSSING = (
+    "{0}.dedupe_key >= 'crossing:' || c.id || ':' AND {0}.dedupe_key < 'crossing:' || c.id || ';'"
+)
 
 
 async def recorded_crossings(
     store: SqliteStore, since: datetime, calendars: Calendars, thresholds: Sequence[str] = ()
 ) -> list[DossierThresholdCrossed]:
-    """Published crossings since `since` of dossiers still open (not paused, finished or vanished), rebuilt
-    as events, oldest first.
+    """Published crossings of dossiers still open (not paused, finished or vanished), rebuilt as events,
+    oldest first: those since `since`, and older ones with no alert or digest item stored at all (a
+    dossier first seen long overdue is recorded with its old crossing instant, so a crash right after
+    recording it would otherwise lose its alerts for good).
 
     Reads `dossier_crossings` and `dossiers` (monitor/dossier_store.py) directly because DossierStore has
     no "crossings since" query yet; replace with it once it exists. `thresholds` are the configured
@@ -37,7 +43,9 @@ async def recorded_crossings(
         "SELECT c.id, c.code, c.unit_code, c.threshold, c.due_at, c.crossed_at, c.working_seconds_left,"
         " c.outage_overlap, c.outage_incident_ids, d.unit_name, d.procedure_code, d.procedure_name,"
         " d.assignee_id, d.assignee_name FROM dossier_crossings AS c JOIN dossiers AS d ON d.code = c.code"
-        " WHERE c.crossed_at >= ? AND c.suppressed = 0 AND d.status = 'open'"
+        " WHERE c.suppressed = 0 AND d.status = 'open' AND (c.crossed_at >= ? OR NOT ("
+        f" EXISTS (SELECT 1 FROM alert_outbox AS o WHERE {_ALERT_OF_CROSSING.format('o')})"
+        f" OR EXISTS (SELECT 1 FROM alert_digest_items AS g WHERE {_ALERT_OF_CROSSING.format('g')})))"
         " ORDER BY c.crossed_at, c.id",
         (epoch(since),),
     )

@@ -34,7 +34,7 @@ from alerts.config import AlertsConfig
 from alerts.digest import Digest, DigestItem
 from alerts.directory import Directory, PersonConfig
 from alerts.grouping import GROUP_PREFIX, Member, OutageGroup, OutageGroups, group_text
-from alerts.model import AlertKind, AlertSink, NewAlert
+from alerts.model import AlertKind, AlertSink, NewAlert, deliver_by
 from alerts.occurrences import Occurrence, OccurrenceBuilder, certificate_expiry
 from alerts.recipients import RecipientPolicy
 from alerts.recorded import recorded_crossings, told_of_incidents
@@ -391,6 +391,7 @@ class Router:
                     zalo_user_id=person.zalo_user_id,
                     subject=occurrence.subject,
                     keep=rendered.keep,
+                    deliver_by=deliver_by(occurrence.due_at),
                 )
             )
         return alerts, items
@@ -426,7 +427,23 @@ class Router:
         now: datetime | None = None,
     ) -> int:
         """Build an occurrence's alerts and store them (one sink transaction); return how many were new."""
-        alerts, items = self.build(occurrence, rules, now=now)
+        return await self.route_many([occurrence], rules, now=now)
+
+    async def route_many(
+        self,
+        occurrences: Sequence[Occurrence],
+        rules: Sequence[RuleConfig] | None = None,
+        *,
+        now: datetime | None = None,
+    ) -> int:
+        """`route` for several occurrences with one sink transaction for all their alerts (a storm of
+        crossings from one sync is one commit, not one per dossier)."""
+        alerts: list[NewAlert] = []
+        items: list[DigestItem] = []
+        for occurrence in occurrences:
+            built, waiting = self.build(occurrence, rules, now=now)
+            alerts.extend(built)
+            items.extend(waiting)
         added = 0
         if items and self.digest is not None:
             collected = await self.digest.collect(items)
@@ -436,13 +453,30 @@ class Router:
             stored = await self.sink.enqueue(alerts)
             self.enqueued += stored
             added += stored
+            first = occurrences[0]
             log.info(
                 "alerts_routed",
-                kind=occurrence.kind.value,
-                subject=occurrence.subject,
+                kind=first.kind.value,
+                subject=first.subject if len(occurrences) == 1 else f"{len(occurrences)} occurrences",
                 recipients=len(alerts),
                 new=stored,
             )
+        return added
+
+    async def handle_many(self, events: Sequence[Event]) -> int:
+        """`handle` each event in order; consecutive crossings are routed together (`route_many`)."""
+        added = 0
+        crossings: list[Occurrence] = []
+        for event in events:
+            if isinstance(event, DossierThresholdCrossed):
+                crossings.append(self.occurrences.crossing(event))
+                continue
+            if crossings:
+                added += await self.route_many(crossings)
+                crossings = []
+            added += await self.handle(event)
+        if crossings:
+            added += await self.route_many(crossings)
         return added
 
     # --- start-up -------------------------------------------------------------------------------------
@@ -469,8 +503,7 @@ class Router:
                 added += await self.incident_opened(member, told=told.get(incident.id, ()))
             if incident.ended_at is not None:
                 added += await self.incident_closed(replace(member, ended_at=incident.ended_at))
-        for event in await recorded_crossings(store, since, self.calendars, thresholds):
-            added += await self.route(self.occurrences.crossing(event))
+        added += await self.handle_many(await recorded_crossings(store, since, self.calendars, thresholds))
         if added:
             log.warning("alerts_rederived", since=since.isoformat(), new=added)
         return added

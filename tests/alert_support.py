@@ -12,7 +12,7 @@ from alerts.model import AlertKind, NewAlert, Severity
 from tests.fakes.esms import FakeEsms
 from tests.fakes.zalo import FakeZalo
 
-__all__ = ["CODE", "PHONE", "Clock", "esms_config", "new_alert", "zns_config"]
+__all__ = ["CODE", "PHONE", "START", "Clock", "esms_config", "new_alert", "zns_config"]
 
 PHONE = "84912345678"
 CODE = "000.00.12.H12-221005-0001"

@@ -124,6 +124,13 @@ class DaemonProcess:
         self.base_url = ""
 
     async def start(self, start_timeout: float = 20.0) -> str:
+        await self.spawn()
+        started = await self.wait_for_event("daemon_started", start_timeout)
+        self.base_url = f"http://{started['listen']}"
+        return self.base_url
+
+    async def spawn(self) -> None:
+        """Start the process without waiting for it to come up."""
         with self.log_path.open("wb") as log_file:
             self.process = await asyncio.create_subprocess_exec(
                 sys.executable,
@@ -138,14 +145,17 @@ class DaemonProcess:
                 stdout=asyncio.subprocess.DEVNULL,
                 stderr=log_file,
             )
-        async with asyncio.timeout(start_timeout):
+
+    async def wait_for_event(self, name: str, seconds: float, poll: float = 0.05) -> dict[str, Any]:
+        """The first log event called `name`, once the daemon has logged it (checked every `poll` s)."""
+        assert self.process is not None
+        async with asyncio.timeout(seconds):
             while True:
-                started = [event for event in self.log_events() if event.get("event") == "daemon_started"]
-                if started:
-                    self.base_url = f"http://{started[0]['listen']}"
-                    return self.base_url
+                found = [event for event in self.log_events() if event.get("event") == name]
+                if found:
+                    return found[0]
                 assert self.process.returncode is None, f"daemon exited at start-up:\n{self.log()[-3000:]}"
-                await asyncio.sleep(0.05)
+                await asyncio.sleep(poll)
 
     @property
     def running(self) -> bool:

@@ -167,8 +167,8 @@ def make_router(config: Config, store: SqliteStore, clock: Clock) -> Router:
 
 async def outbox_rows(store: SqliteStore) -> list[dict[str, Any]]:
     rows = await store.reader.execute_fetchall(
-        "SELECT dedupe_key, person_id, kind, severity, channels, text, not_before, phone FROM alert_outbox"
-        " ORDER BY id"
+        "SELECT dedupe_key, person_id, kind, severity, channels, text, not_before, phone,"
+        " coalesce(deliver_by, not_before) FROM alert_outbox ORDER BY id"
     )
     return [
         {
@@ -180,6 +180,7 @@ async def outbox_rows(store: SqliteStore) -> list[dict[str, Any]]:
             "text": row[5],
             "not_before": datetime.fromtimestamp(row[6] / 1000, UTC).astimezone(ZONE),
             "phone": row[7],
+            "deliver_by": datetime.fromtimestamp(row[8] / 1000, UTC).astimezone(ZONE),
         }
         for row in rows
     ]

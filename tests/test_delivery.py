@@ -25,7 +25,7 @@ from alerts.model import AlertStatus
 from alerts.outbox import Outbox, OutboxRow
 from monitor.cli.alerts import notify_test
 from monitor.store import SqliteStore
-from tests.alert_support import PHONE, Clock, esms_config, new_alert, zns_config
+from tests.alert_support import PHONE, START, Clock, esms_config, new_alert, zns_config
 from tests.fakes.esms import FakeEsms
 from tests.fakes.zalo import FakeZalo
 from tests.promtool import assert_promtool_accepts
@@ -146,11 +146,11 @@ async def test_fallback_to_sms_on_invalid_phone(
 async def test_fallback_after_repeated_transient_failures(
     tmp_path: Path, clock: Clock, zalo: FakeZalo, esms: FakeEsms
 ) -> None:
-    """Three 5xx on ZNS, each retried after its backoff, then the alert moves to SMS."""
+    """Three 5xx on ZNS, each retried after its backoff (the alert is due tomorrow), then on to SMS."""
     zalo.force_status = 500
     configs = [zns_config(zalo, zalo.issue_refresh_token()), esms_config(esms)]
     async with harness(tmp_path, clock, configs, fallback_after=3, circuit_failures=10) as h:
-        await h.outbox.enqueue([new_alert(1, channels=("zalo", "sms"))])
+        await h.outbox.enqueue([new_alert(1, channels=("zalo", "sms"), deliver_by=START + timedelta(days=1))])
         delays = []
         for _attempt in range(2):
             await h.worker.run_once()
@@ -196,7 +196,7 @@ async def test_rate_limited_retry_after_is_respected(tmp_path: Path, clock: Cloc
 async def test_gateway_down_then_up_circuit_opens_and_half_opens(
     tmp_path: Path, clock: Clock, esms: FakeEsms
 ) -> None:
-    """Down: three failures open the circuit and alerts wait; half-open lets one try; back up, all go out."""
+    """Down: three failures open the circuit for the backoff base, doubling per failed trial; then all go."""
     esms.down = True
     config = esms_config(esms, concurrency=1)
     async with harness(tmp_path, clock, [config], circuit_failures=3, circuit_cooldown="60s") as h:
@@ -206,15 +206,17 @@ async def test_gateway_down_then_up_circuit_opens_and_half_opens(
         assert circuit.state(clock.epoch()) is CircuitState.OPEN
         assert len(esms.requests) == 3, "no more tries once the circuit is open"
         assert h.registry.get_sample_value("tthc_channel_up", {"channel": "sms"}) == 0
-        clock.advance(30)
-        assert await h.worker.run_once() == 0 and len(esms.requests) == 3
-        clock.advance(31)
-        assert circuit.state(clock.epoch()) is CircuitState.HALF_OPEN
-        await h.worker.run_once()
-        assert len(esms.requests) == 4, "half-open: exactly one try"
-        assert circuit.state(clock.epoch()) is CircuitState.OPEN, "the try failed: open again"
+        # Open for backoff_base (5 s) the first time, then 10 s, 20 s... up to circuit_cooldown.
+        for cooldown, requests in ((5, 4), (10, 5), (20, 6)):
+            clock.advance(cooldown - 0.5)
+            assert await h.worker.run_once() == 0 and len(esms.requests) == requests - 1
+            clock.advance(0.5)
+            assert circuit.state(clock.epoch()) is CircuitState.HALF_OPEN
+            await h.worker.run_once()
+            assert len(esms.requests) == requests, "half-open: exactly one try"
+            assert circuit.state(clock.epoch()) is CircuitState.OPEN, "the try failed: open again"
         esms.down = False
-        clock.advance(61)
+        clock.advance(40)
         await h.worker.run_once()
         assert circuit.state(clock.epoch()) is CircuitState.CLOSED
         counts = await h.outbox.counts()

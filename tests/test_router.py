@@ -80,6 +80,10 @@ async def test_last_warning_escalates_to_the_unit_head_with_the_apology_reminder
         f"[TTHC] Cảnh báo cuối: hồ sơ {CODE} (Cấp GCN QSDĐ, Sở NN&MT) còn 1 ngày 4 giờ làm việc, "
         "hạn 15:30 07/10. Nếu không kịp, gửi Phiếu xin lỗi trước 15:30 06/10."
     )
+    # Late once less than 30 minutes are left before the due time.
+    assert rows[2]["deliver_by"] == local("2026-10-07 15:00") and rows[5]["deliver_by"] == local(
+        "2026-10-06 13:30"
+    )
     # Less than a working day left: the apology slip is due now.
     assert rows[5]["text"].endswith("hạn 14:00 06/10. Nếu không kịp, gửi Phiếu xin lỗi ngay.")
 
@@ -133,6 +137,7 @@ async def test_an_outage_is_one_message_per_incident_and_ignores_quiet_hours(sto
         ("incident:3:up:it-em", "critical", back),
     ]
     assert rows[0]["channels"] == '["sms", "log"]'
+    assert [row["deliver_by"] for row in rows] == [row["not_before"] for row in rows], "late at once"
     assert rows[0]["text"] == "[TTHC] dvc NGỪNG HOẠT ĐỘNG từ 23:10 06/10: quá thời gian chờ. Sự cố #3."
     assert rows[1]["text"] == "[TTHC] dvc đã hoạt động lại lúc 23:57 06/10, gián đoạn 47 phút. Sự cố #3."
 
@@ -392,6 +397,31 @@ async def test_rederive_recreates_lost_alerts_of_recorded_incidents_and_crossing
         ]
     )
     # The open incident is tracked again for repeats, and a second start-up adds nothing.
+    assert await make_router(load(), store, Clock(T0)).rederive(since, store, thresholds=["2d", "4h"]) == 0
+
+
+async def test_rederive_finds_a_crossing_first_seen_long_overdue(store: SqliteStore) -> None:
+    """A dossier first seen five days overdue is recorded with its old crossing instant; a crash before its
+    alerts were stored is repaired at start-up although the instant is outside the re-derive window."""
+    async with store.transaction() as conn:
+        await conn.execute(
+            "INSERT INTO dossiers (code, source, status, source_status, unit_code, unit_name, procedure_code,"
+            " procedure_name, assignee_id, assignee_name, first_seen, last_seen) VALUES"
+            " (?, 'opencps', 'open', 'processing', ?, 'Phòng TN&MT', '1.004227', 'Cấp GCN QSDĐ', 'cb-0001',"
+            " 'Nguyễn Văn An', 0, 0)",
+            (CODE, UNIT),
+        )
+        overdue_since = round((T0 - timedelta(days=5)).timestamp())
+        await conn.execute(
+            "INSERT INTO dossier_crossings (id, code, unit_code, threshold, due_at, crossed_at,"
+            " working_seconds_left) VALUES (78, ?, ?, 'overdue', ?, ?, 0)",
+            (CODE, UNIT, overdue_since, overdue_since),
+        )
+    since = T0 - timedelta(days=2)
+    router = make_router(load(), store, Clock(T0))
+    added = await router.rederive(since, store, thresholds=["2d", "4h"])
+    keys = [row["key"] for row in await outbox_rows(store)]
+    assert added == len(keys) > 0 and all(key.startswith("crossing:78:") for key in keys)
     assert await make_router(load(), store, Clock(T0)).rederive(since, store, thresholds=["2d", "4h"]) == 0
 
 

@@ -15,11 +15,13 @@ Contract for the outbox built on top:
 from __future__ import annotations
 
 import asyncio
+import email.utils
+import math
 import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
@@ -32,6 +34,7 @@ from monitor.configtypes import PositiveDuration, StrictModel
 
 __all__ = [
     "MAX_ALERT_ID_LENGTH",
+    "NO_KEY_CONCURRENCY",
     "BaseChannel",
     "Channel",
     "ChannelConfigBase",
@@ -48,6 +51,9 @@ __all__ = [
 
 # eSMS accepts RequestId up to 50 characters; the same id goes to every gateway.
 MAX_ALERT_ID_LENGTH = 50
+# The in-flight cap of channels whose gateway cannot drop a repeat (no idempotency key): after a
+# `kill -9` each send that was in flight may reach the person twice.
+NO_KEY_CONCURRENCY = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,8 +161,9 @@ class ChannelConfigBase(StrictModel):
     """Fields common to every channel type."""
 
     name: str
-    # At most this many sends in flight on this channel.
-    concurrency: int = Field(default=4, ge=1, le=256)
+    # At most this many sends in flight on this channel; also how many a `kill -9` may repeat, which the
+    # gateway drops by idempotency key (channels without one default to NO_KEY_CONCURRENCY).
+    concurrency: int = Field(default=16, ge=1, le=256)
     # Sustained sends per second (a token bucket with a burst of max(1, rate)); None = no limit.
     rate_per_second: float | None = Field(default=None, gt=0)
     timeout: PositiveDuration = timedelta(seconds=10)
@@ -245,13 +252,27 @@ class ChannelResources(Protocol):
 
 
 def parse_retry_after(value: str | None, default: float | None = None) -> float | None:
-    """Seconds from a Retry-After header (delta-seconds form; an HTTP date falls back to `default`)."""
+    """Seconds from a Retry-After header: delta-seconds, or an HTTP date (seconds from now).
+
+    Never more than the caller can use: a negative number is 0; anything that is not a finite number of
+    seconds (`inf`, `nan`, garbage) is `default`. The caller bounds it from above (alerts/attempts.py).
+    """
     if value is None:
         return default
+    text = value.strip()
     try:
-        return max(0.0, float(value.strip()))
+        seconds = float(text)
     except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError):
+            return default
+        if when.tzinfo is None:
+            return default
+        seconds = (when - datetime.now(UTC)).total_seconds()
+    if not math.isfinite(seconds):
         return default
+    return max(0.0, seconds)
 
 
 class BaseChannel:
@@ -272,6 +293,9 @@ class BaseChannel:
         self.clock = deps.clock
         self._semaphore = asyncio.Semaphore(config.concurrency)
         self._limiter = RateLimiter(config.rate_per_second) if config.rate_per_second else None
+        # Set by the delivery worker: seconds before sends may start again (a 429's pause), else 0. Checked
+        # after the wait for a slot and a token, so sends queued there do not go out inside the pause.
+        self.held_back: Callable[[], float] | None = None
         self.sent = 0
         self.failed = 0
 
@@ -287,6 +311,9 @@ class BaseChannel:
         async with self._semaphore:
             if self._limiter is not None:
                 await self._limiter.acquire()
+            if self.held_back is not None and (wait := self.held_back()) > 0:
+                raise RateLimited("not sent: the channel is paused for the gateway's Retry-After",
+                                  channel=self.name, retry_after=wait)  # fmt: skip
             try:
                 receipt = await self._deliver(message)
             except ChannelError as exc:

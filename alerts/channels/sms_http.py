@@ -13,7 +13,14 @@ from urllib.parse import quote
 
 from pydantic import Field, SecretStr, model_validator
 
-from alerts.channels.base import BaseChannel, DeliveryReceipt, OutgoingMessage, SmsConfigBase, SmsText
+from alerts.channels.base import (
+    NO_KEY_CONCURRENCY,
+    BaseChannel,
+    DeliveryReceipt,
+    OutgoingMessage,
+    SmsConfigBase,
+    SmsText,
+)
 from alerts.errors import AuthError, InvalidRecipient, PermanentError
 from monitor.configtypes import StrictModel, secret_file_fields
 
@@ -56,6 +63,8 @@ class HttpSuccess(StrictModel):
 class HttpSmsConfig(SmsConfigBase):
     """`type: sms_http`."""
 
+    # No idempotency key at this gateway: keep what a `kill -9` can repeat small.
+    concurrency: int = Field(default=NO_KEY_CONCURRENCY, ge=1, le=256)
     type: Literal["sms_http"]
     method: Literal["POST", "PUT", "GET"] = "POST"
     url: str

@@ -10,9 +10,16 @@ from __future__ import annotations
 import base64
 from typing import Literal
 
-from pydantic import SecretStr, model_validator
+from pydantic import Field, SecretStr, model_validator
 
-from alerts.channels.base import BaseChannel, DeliveryReceipt, OutgoingMessage, SmsConfigBase, SmsText
+from alerts.channels.base import (
+    NO_KEY_CONCURRENCY,
+    BaseChannel,
+    DeliveryReceipt,
+    OutgoingMessage,
+    SmsConfigBase,
+    SmsText,
+)
 from alerts.errors import (
     AuthError,
     ContentRejected,
@@ -36,6 +43,8 @@ class SpeedSmsConfig(SmsConfigBase):
     """`type: sms_speedsms`. sms_type 2 = random number (CSKH), 3 = brandname, 4 = default brandname,
     5 = via the SpeedSMS Android app (*unconfirmed*); 3 and 5 need `sender`."""
 
+    # No idempotency key at this gateway: keep what a `kill -9` can repeat small.
+    concurrency: int = Field(default=NO_KEY_CONCURRENCY, ge=1, le=256)
     type: Literal["sms_speedsms"]
     token: SecretStr
     sender: str = ""

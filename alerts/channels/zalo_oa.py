@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from alerts.channels.base import DeliveryReceipt, OutgoingMessage
+from pydantic import Field
+
+from alerts.channels.base import NO_KEY_CONCURRENCY, DeliveryReceipt, OutgoingMessage
 from alerts.channels.zalo_base import ZaloChannelBase
 from alerts.channels.zalo_token import ZaloAppSettings
 from alerts.errors import AuthError, ContentRejected, InvalidRecipient, PermanentError
@@ -25,6 +27,8 @@ _APP = frozenset({-101, -102, -103, -104, -105})
 class ZaloOaConfig(ZaloAppSettings):
     """`type: zalo_oa`. Use `oa_url: .../message/transaction` for transaction messages."""
 
+    # No idempotency key at this gateway: keep what a `kill -9` can repeat small.
+    concurrency: int = Field(default=NO_KEY_CONCURRENCY, ge=1, le=256)
     type: Literal["zalo_oa"]
     oa_url: str = DEFAULT_OA_URL
 

@@ -1,9 +1,16 @@
 """Zalo OAuth v4 access tokens with single-use, rotating refresh tokens, shared by both Zalo channels.
 
-Each refresh returns a new refresh token and kills the old one. The new one is therefore written to the
-key-value store *before* the new access token is used, and kept in memory so that a failed write is
-retried on the next refresh; only a crash between Zalo's reply and the write can still lock the daemon
-out (then an operator re-authorises).
+Each refresh returns a new refresh token and kills the old one, so:
+
+* One refresh at a time across every process on the store (the daemon, `tthc-monitor notify-test`): a
+  `StoreLease` in the store is taken first, then the stored value is read again; if another process
+  refreshed meanwhile, its access token (stored with the refresh token) is adopted and no refresh is made.
+* The new refresh token is written to the key-value store before the new access token is handed out.
+  When that write fails, the rotated token is kept in memory, the fresh access token is used anyway (it
+  is valid; only a restart would lose the refresh token), and the write is retried before anything else
+  on the next call. Only a crash before that retry succeeds can still lock the daemon out.
+* A refused refresh never throws away an access token that has not expired yet: it keeps serving until
+  its expiry while the operator re-authorises.
 
 Which refresh token to start from: the configured one (env var or file) on first run; afterwards the
 rotated one in the store, unless the configured one has changed since (an operator re-authorised). That
@@ -25,6 +32,7 @@ import structlog
 from pydantic import SecretStr
 
 from alerts.channels.base import ChannelConfigBase, KeyValueStore
+from alerts.channels.store_lease import LeaseBusy, StoreLease, TransactionalStore
 from alerts.errors import AuthError, GatewayUnavailable, TransientError
 from alerts.transport import Transport
 from monitor.configtypes import PositiveDuration, secret_file_fields
@@ -102,9 +110,18 @@ class ZaloTokenManager:
         self._timeout = timeout
         self.kv_key = f"zalo.oauth.{config.app_id}"
         self._lock = asyncio.Lock()
-        # The newest refresh token this process knows; authoritative over the store once set.
-        self._refresh_token: str | None = None
+        # Across processes: held for one OAuth call and the write after it; lapses if we are killed.
+        self._lease = (
+            StoreLease(kv, f"zalo.refresh.{config.app_id}", ttl=timeout + 10, wait=timeout + 15)
+            if isinstance(kv, TransactionalStore)
+            else None
+        )
+        # A rotated refresh token whose write failed: the value to write, and its refresh token.
+        self._unsaved: str | None = None
+        self._unsaved_refresh_token: str | None = None
         self._rejected_refresh_token: str | None = None
+        # An access token Zalo called expired: never adopted again from the store.
+        self._invalidated: str | None = None
         self._access_token: str | None = None
         self.access_token_expires_at: float | None = None
         self.reauthorization_required = False
@@ -114,48 +131,96 @@ class ZaloTokenManager:
         return f"ZaloTokenManager(app_id={self.app_id!r}, expires_at={self.access_token_expires_at})"
 
     def _current(self) -> str | None:
+        """The access token, unless it is within the refresh margin of its expiry."""
         if self._access_token is None or self.access_token_expires_at is None:
             return None
         if self._clock() >= self.access_token_expires_at - self._margin:
             return None
         return self._access_token
 
+    def _live(self) -> str | None:
+        """The access token while it has not expired at all (the last resort when a refresh fails)."""
+        if self._access_token is None or self.access_token_expires_at is None:
+            return None
+        return self._access_token if self._clock() < self.access_token_expires_at else None
+
+    @property
+    def unsaved(self) -> bool:
+        """A rotated refresh token is known only in memory (its write failed and is retried)."""
+        return self._unsaved is not None
+
     async def access_token(self) -> str:
         """A usable access token, refreshing first if needed. Raises AuthError or TransientError."""
         token = self._current()
-        if token is not None:
+        if token is not None and self._unsaved is None:
             return token
         async with self._lock:
+            if self._unsaved is not None:
+                await self._write_unsaved()
             # Whoever held the lock before us may have refreshed already.
             token = self._current()
-            if token is None:
-                token = await self._refresh()
-            return token
+            if token is not None:
+                return token
+            try:
+                return await self._refresh_shared()
+            except (AuthError, TransientError):
+                live = self._live()
+                if live is None:
+                    raise
+                log.warning("zalo_token_refresh_failed_using_live_token", app_id=self.app_id)
+                return live
 
     def invalidate(self, token: str | None = None) -> None:
         """Forget the access token (Zalo said it expired). With `token`, only if it is still the current one,
         so twenty senders that all saw the same expired token cause one refresh, not twenty."""
         if token is None or token == self._access_token:
+            self._invalidated = self._access_token
             self._access_token = None
             self.access_token_expires_at = None
 
-    async def _starting_refresh_token(self) -> str:
-        if self._refresh_token is not None:
-            return self._refresh_token
-        raw = await self._kv.get_value(self.kv_key)
-        if raw:
-            try:
-                stored = json.loads(raw)
-                if stored.get("configured_sha256") == self._configured_fingerprint and stored.get(
-                    "refresh_token"
-                ):
-                    return str(stored["refresh_token"])
-            except (ValueError, AttributeError):
-                log.warning("zalo_token_store_unreadable", app_id=self.app_id)
-        return self._configured_refresh_token.get_secret_value()
+    async def _write_unsaved(self) -> None:
+        assert self._unsaved is not None
+        try:
+            await self._kv.set_value(self.kv_key, self._unsaved)
+        except Exception as exc:
+            log.error("zalo_token_store_failed", app_id=self.app_id, error=type(exc).__name__, retry=True)
+            return
+        self._unsaved = self._unsaved_refresh_token = None
+        log.info("zalo_token_stored", app_id=self.app_id)
 
-    async def _refresh(self) -> str:
-        refresh_token = await self._starting_refresh_token()
+    async def _stored(self) -> dict[str, Any]:
+        """The stored value when it belongs to the configured token (else {}: start from the config)."""
+        raw = await self._kv.get_value(self.kv_key)
+        if not raw:
+            return {}
+        try:
+            stored = json.loads(raw)
+        except ValueError:
+            stored = None
+        if not isinstance(stored, dict):
+            log.warning("zalo_token_store_unreadable", app_id=self.app_id)
+            return {}
+        return stored if stored.get("configured_sha256") == self._configured_fingerprint else {}
+
+    async def _refresh_shared(self) -> str:
+        if self._lease is None:
+            return await self._refresh(await self._stored())
+        try:
+            async with self._lease:
+                # Read again under the lease: another process may have refreshed while we waited.
+                return await self._refresh(await self._stored())
+        except LeaseBusy as exc:
+            raise GatewayUnavailable("another process is refreshing the zalo token") from exc
+
+    async def _refresh(self, stored: dict[str, Any]) -> str:
+        adopted = self._adopt(stored)
+        if adopted is not None:
+            return adopted
+        refresh_token = (
+            self._unsaved_refresh_token
+            or (str(stored["refresh_token"]) if stored.get("refresh_token") else None)
+            or self._configured_refresh_token.get_secret_value()
+        )
         if self.reauthorization_required and refresh_token == self._rejected_refresh_token:
             # Nothing changed since Zalo refused this token: do not hammer the OAuth endpoint.
             raise AuthError(
@@ -178,22 +243,45 @@ class ZaloTokenManager:
             self._reject(refresh_token, reply if isinstance(reply, dict) else {})
         self.refreshes += 1
         new_refresh_token = str(reply.get("refresh_token") or refresh_token)
+        access_token = str(reply["access_token"])
+        expires_at = self._clock() + _expires_in(reply.get("expires_in"))
         # The old refresh token is dead from here on: remember the new one before anything can fail.
-        self._refresh_token = new_refresh_token
-        await self._persist(new_refresh_token)
-        self._access_token = str(reply["access_token"])
-        self.access_token_expires_at = self._clock() + _expires_in(reply.get("expires_in"))
+        self._unsaved = self._value(new_refresh_token, access_token, expires_at)
+        self._unsaved_refresh_token = new_refresh_token
+        await self._write_unsaved()
+        self._access_token = access_token
+        self.access_token_expires_at = expires_at
         self.reauthorization_required = False
         self._rejected_refresh_token = None
-        log.info("zalo_token_refreshed", app_id=self.app_id, expires_at=self.access_token_expires_at)
-        return self._access_token
+        log.info("zalo_token_refreshed", app_id=self.app_id, expires_at=expires_at, stored=not self.unsaved)
+        return access_token
+
+    def _adopt(self, stored: dict[str, Any]) -> str | None:
+        """Use the access token another process stored, when it is newer and still good for a while."""
+        if self._unsaved is not None:
+            return None
+        token, expires_at = stored.get("access_token"), stored.get("expires_at")
+        if (
+            not isinstance(token, str)
+            or not isinstance(expires_at, int | float)
+            or token == self._invalidated
+        ):
+            return None
+        if self._clock() >= expires_at - self._margin:
+            return None
+        self._access_token = token
+        self.access_token_expires_at = float(expires_at)
+        self.reauthorization_required = False
+        self._rejected_refresh_token = None
+        log.info("zalo_token_adopted", app_id=self.app_id, expires_at=expires_at)
+        return token
 
     def _reject(self, refresh_token: str, reply: dict[str, Any]) -> None:
+        # The access token in hand (if any) stays: it is valid until it expires.
         self.reauthorization_required = True
         self._rejected_refresh_token = refresh_token
-        self._refresh_token = None
-        self._access_token = None
-        self.access_token_expires_at = None
+        if refresh_token == self._unsaved_refresh_token:
+            self._unsaved = self._unsaved_refresh_token = None
         code = reply.get("error")
         log.error(
             "zalo_reauthorization_required",
@@ -205,19 +293,18 @@ class ZaloTokenManager:
             "zalo refused the refresh token; re-authorise the app", code=code, reauthorization_required=True
         )
 
-    async def _persist(self, refresh_token: str) -> None:
-        value = json.dumps(
+    def _value(self, refresh_token: str, access_token: str, expires_at: float) -> str:
+        # The access token is stored too, so another process sharing the store uses it instead of
+        # spending the single-use refresh token again. Same secrecy as the refresh token beside it.
+        return json.dumps(
             {
                 "refresh_token": refresh_token,
                 "configured_sha256": self._configured_fingerprint,
                 "rotated_at": self._clock(),
+                "access_token": access_token,
+                "expires_at": expires_at,
             }
         )
-        try:
-            await self._kv.set_value(self.kv_key, value)
-        except Exception as exc:
-            log.error("zalo_token_store_failed", app_id=self.app_id, error=type(exc).__name__)
-            raise TransientError("cannot store the rotated zalo refresh token") from exc
 
 
 def _expires_in(value: Any) -> float:

@@ -278,12 +278,27 @@ CREATE TABLE rollup_live (
 ) WITHOUT ROWID;
 """
 
+_ALERT_DELIVER_BY = """
+-- When an alert is late (ms since epoch); NULL = at once (not_before). alerts/attempts.py moves an alert
+-- to its next channel when the current one cannot deliver by then.
+ALTER TABLE alert_outbox ADD COLUMN deliver_by INTEGER;
+
+-- Exclusive, expiring leases shared by every process on this file (alerts/channels/store_lease.py): one
+-- Zalo token refresh at a time across the daemon and `notify-test`.
+CREATE TABLE leases (
+    name TEXT PRIMARY KEY,
+    holder TEXT NOT NULL,
+    expires_at INTEGER NOT NULL           -- ms since epoch; a crashed holder's lease lapses then
+) WITHOUT ROWID;
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "targets, probe results, rollups, incidents, kv", _CORE),
     Migration(2, "dossiers", _DOSSIERS),
     Migration(3, "alert outbox", _ALERT_OUTBOX),
     Migration(4, "alert routing state", _ALERT_ROUTING),
     Migration(5, "daemon runs (heartbeat) and live rollups", _MONITOR_RUNS),
+    Migration(6, "alert deliver-by, leases", _ALERT_DELIVER_BY),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -1,0 +1,198 @@
+"""Zalo token rotation on the daemon's own SQLite store: a failed write of the rotated refresh token, two
+processes refreshing at once, a refused refresh with a live access token in hand."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sqlite3
+import sys
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from structlog.testing import capture_logs
+
+from alerts.channels import ChannelDeps, OutgoingMessage, create_channel
+from monitor.store import SqliteStore
+from tests.alert_support import zns_config as alert_zns_config
+from tests.fakes.zalo import FakeZalo
+
+ROOT = Path(__file__).resolve().parent.parent
+PHONE = "84912345678"
+CODE = "000.00.12.H55-250101-0001"
+
+
+class FirstWriteFails:
+    """The daemon's SqliteStore, except that its first key/value write fails like a full disk."""
+
+    def __init__(self, store: SqliteStore) -> None:
+        self.store = store
+        self.failed = 0
+
+    async def get_value(self, key: str) -> str | None:
+        return await self.store.get_value(key)
+
+    async def set_value(self, key: str, value: str) -> None:
+        if not self.failed:
+            self.failed += 1
+            raise sqlite3.OperationalError("database or disk is full")
+        await self.store.set_value(key, value)
+
+    def transaction(self) -> AbstractAsyncContextManager[Any]:
+        return self.store.transaction()
+
+
+class Clock:
+    """An injectable epoch clock."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def zns_config(zalo: FakeZalo, refresh_token: str, **overrides: Any) -> Any:
+    """A `zns` channel with templates for overdue alerts and notify-test's test alert."""
+    templates = {
+        kind: {"template_id": "T100", "params": {"ma_ho_so": "alert_id"}} for kind in ("overdue", "test")
+    }
+    return alert_zns_config(zalo, refresh_token, "zns", templates=templates, **overrides)
+
+
+def message(alert_id: str) -> OutgoingMessage:
+    return OutgoingMessage(
+        alert_id=alert_id, kind="overdue", person_id="can-bo-07", text=f"Ho so {CODE}", phone=PHONE
+    )
+
+
+def stored_refresh_token(path: Path, app_id: str) -> str:
+    with sqlite3.connect(path) as conn:
+        (value,) = conn.execute("SELECT value FROM kv WHERE key = ?", (f"zalo.oauth.{app_id}",)).fetchone()
+    return str(json.loads(value)["refresh_token"])
+
+
+@pytest.fixture
+async def zalo() -> AsyncIterator[FakeZalo]:
+    async with FakeZalo() as fake:
+        yield fake
+
+
+async def test_rotated_token_that_could_not_be_stored_is_used_and_stored_next_time(
+    zalo: FakeZalo, tmp_path: Path
+) -> None:
+    """The first write of the rotated refresh token fails: the fresh access token still goes out, the next
+    send stores the refresh token first, and Zalo sees a single rotation."""
+    path = tmp_path / "monitor.db"
+    async with SqliteStore(path) as store:
+        kv = FirstWriteFails(store)
+        deps = ChannelDeps(kv=kv)
+        try:
+            channel = create_channel(zns_config(zalo, zalo.issue_refresh_token()), deps)
+            with capture_logs() as logs:
+                await channel.send(message("a-1"))
+            assert kv.failed == 1 and any(entry["event"] == "zalo_token_store_failed" for entry in logs)
+            assert len(zalo.messages) == 1, "the fresh access token was used"
+            await channel.send(message("a-2"))
+        finally:
+            await deps.aclose()
+    assert zalo.refreshes == 1 and zalo.rejected_refreshes == 0
+    assert zalo.messages[0]["access_token"] == zalo.messages[1]["access_token"]
+    assert stored_refresh_token(path, zalo.app_id) in zalo.valid_refresh_tokens
+
+
+async def test_two_stores_on_one_file_refresh_once(zalo: FakeZalo, tmp_path: Path) -> None:
+    """Two token managers on two connections to one SQLite file need a token at the same moment: one
+    refresh reaches Zalo, both send with a valid token, and the stored refresh token is the live one."""
+    zalo.oauth_delay = 0.3
+    config = zns_config(zalo, zalo.issue_refresh_token())
+    path = tmp_path / "monitor.db"
+    async with SqliteStore(path) as first_store, SqliteStore(path) as second_store:
+        first, second = ChannelDeps(kv=first_store), ChannelDeps(kv=second_store)
+        try:
+            channels = [create_channel(config, first), create_channel(config, second)]
+            await asyncio.gather(*(channel.send(message(f"a-{n}")) for n, channel in enumerate(channels)))
+            # Later, Zalo expires the token: the one refresh again serves both.
+            zalo.expire_access_tokens()
+            await asyncio.gather(*(channel.send(message(f"b-{n}")) for n, channel in enumerate(channels)))
+        finally:
+            await first.aclose()
+            await second.aclose()
+    assert zalo.rejected_refreshes == 0 and zalo.refreshes == 2
+    assert len(zalo.messages) == 4
+    assert stored_refresh_token(path, zalo.app_id) in zalo.valid_refresh_tokens
+
+
+async def test_notify_test_process_and_the_daemon_share_one_refresh(zalo: FakeZalo, tmp_path: Path) -> None:
+    """`tthc-monitor notify-test` in its own process while the daemon's manager refreshes: one refresh at
+    Zalo, the notify-test alert goes out, and the daemon can still refresh afterwards."""
+    zalo.oauth_delay = 1.0
+    refresh_token = zalo.issue_refresh_token()
+    path = tmp_path / "monitor.db"
+    channel_config = zns_config(zalo, refresh_token)
+    config = {
+        "timezone": "Asia/Ho_Chi_Minh",
+        "store": {"path": str(path)},
+        "targets": [],
+        "alerts": {
+            "channels": [
+                channel_config.model_dump(mode="json")
+                | {"refresh_token": refresh_token, "secret_key": zalo.secret_key}
+            ],
+            "directory": {"people": [{"id": "can-bo-07", "phone": "0912 345 678", "channels": ["zns"]}]},
+        },
+    }
+    config_path = tmp_path / "monitor.yaml"
+    config_path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    async with SqliteStore(path) as store:
+        deps = ChannelDeps(kv=store)
+        try:
+            daemon = create_channel(channel_config, deps)
+            process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "monitor", "notify-test", "--person", "can-bo-07",
+                "--config", str(config_path),
+                cwd=ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+            await asyncio.sleep(0.5)
+            await daemon.send(message("daemon-1"))
+            out, err = await asyncio.wait_for(process.communicate(), 30)
+            assert process.returncode == 0, (out + err).decode()[-2000:]
+            assert b"sent test alert" in out
+            zalo.expire_access_tokens()
+            await daemon.send(message("daemon-2"))
+            manager = deps.token_managers[zalo.app_id]
+            assert not manager.reauthorization_required
+        finally:
+            await deps.aclose()
+    assert zalo.rejected_refreshes == 0 and zalo.refreshes == 2
+    assert len(zalo.messages) == 3
+    assert stored_refresh_token(path, zalo.app_id) in zalo.valid_refresh_tokens
+
+
+async def test_refused_refresh_keeps_the_live_access_token(zalo: FakeZalo, tmp_path: Path) -> None:
+    """Within the refresh margin Zalo refuses the refresh token: sends go on with the access token until it
+    expires, and the channel reports that it needs re-authorising."""
+    async with SqliteStore(tmp_path / "monitor.db") as store:
+        clock = Clock(zalo.clock())
+        deps = ChannelDeps(kv=store, clock=clock)
+        try:
+            channel = create_channel(zns_config(zalo, zalo.issue_refresh_token(), refresh_margin="5m"), deps)
+            await channel.send(message("a-1"))
+            zalo.valid_refresh_tokens.clear()  # e.g. the app was re-authorised elsewhere
+            clock.now += zalo.access_token_ttl - 120  # two minutes left: inside the margin
+            with capture_logs() as logs:
+                await channel.send(message("a-2"))
+            manager = deps.token_managers[zalo.app_id]
+            assert manager.reauthorization_required and not channel.healthy  # type: ignore[attr-defined]
+            assert any(entry["event"] == "zalo_reauthorization_required" for entry in logs)
+            await channel.send(message("a-3"))
+        finally:
+            await deps.aclose()
+    assert zalo.rejected_refreshes == 1, "refused once, not asked again"
+    assert len(zalo.messages) == 3 and len({sent["access_token"] for sent in zalo.messages}) == 1
