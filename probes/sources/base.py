@@ -31,6 +31,7 @@ from tenacity import (
 
 from monitor.configtypes import Duration, PositiveDuration, StrictModel, secret_file_fields
 from monitor.dossiers.model import Dossier, SyncBatch, SyncError, SyncFailure
+from monitor.placeholders import fill_placeholders
 
 from .mapping import BatchBuilder, Path, get_path, split_path
 
@@ -324,24 +325,13 @@ class HttpFetcher:
             # Another page may have renewed the token while this one waited.
             if self._token is not None and self._token != stale:
                 return self._token
-            replacements = {"{username}": auth.username, "{password}": auth.password.get_secret_value()}
-
-            def fill(value: Any) -> Any:
-                if isinstance(value, str):
-                    for key, secret in replacements.items():
-                        value = value.replace(key, secret)
-                    return value
-                if isinstance(value, dict):
-                    return {k: fill(v) for k, v in value.items()}
-                if isinstance(value, list):
-                    return [fill(v) for v in value]
-                return value
-
+            # One pass: a password containing "{username}" is sent as it is.
+            credentials = {"username": auth.username, "password": auth.password.get_secret_value()}
             kwargs: dict[str, Any] = {}
             if auth.body is not None:
-                kwargs["json"] = fill(auth.body)
+                kwargs["json"] = fill_placeholders(auth.body, credentials)
             elif auth.form is not None:
-                kwargs["data"] = fill(auth.form)
+                kwargs["data"] = fill_placeholders(auth.form, credentials)
             self.logins += 1
             try:
                 async with self.session.request(auth.method, auth.url, **kwargs) as response:
