@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
+from pydantic import SecretStr
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from monitor.maintenance import in_maintenance
@@ -20,24 +21,30 @@ from monitor.web.common import ApiError, iso, json_text, parse_time_param
 from monitor.web.dossiers import add_routes as add_dossier_routes
 from monitor.web.services import SERVICES, WebServices
 
-__all__ = ["create_web_app"]
+__all__ = ["bearer_matches", "create_web_app"]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def bearer_matches(header: str, token: SecretStr) -> bool:
+    """Whether an Authorization header carries the bearer token. The scheme name is case-insensitive
+    (RFC 7235 section 2.1), so `bearer x` and `BEARER x` are as good as `Bearer x`."""
+    scheme, _space, credentials = header.strip().partition(" ")
+    if scheme.lower() != "bearer":
+        return False
+    return hmac.compare_digest(credentials.strip().encode(), token.get_secret_value().encode())
 
 
 @web.middleware
 async def _auth(request: web.Request, handler: Handler) -> web.StreamResponse:
     if request.path.startswith("/api/"):
         token = request.app[SERVICES].config.api.token
-        if token is not None:
-            expected = f"Bearer {token.get_secret_value()}"
-            given = request.headers.get("Authorization", "")
-            if not hmac.compare_digest(given.encode(), expected.encode()):
-                return web.json_response(
-                    {"error": "missing or wrong bearer token"},
-                    status=401,
-                    headers={"WWW-Authenticate": 'Bearer realm="tthc-monitor"'},
-                )
+        if token is not None and not bearer_matches(request.headers.get("Authorization", ""), token):
+            return web.json_response(
+                {"error": "missing or wrong bearer token"},
+                status=401,
+                headers={"WWW-Authenticate": 'Bearer realm="tthc-monitor"'},
+            )
     return await handler(request)
 
 
