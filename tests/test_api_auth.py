@@ -1,4 +1,4 @@
-"""The API's bearer token: scheme case-insensitive (RFC 7235), and a warning when it is open to the network."""
+"""The API bearer token: scheme case-insensitive (RFC 7235); a warning when open to the network."""
 
 from __future__ import annotations
 

@@ -12,8 +12,8 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
-from pydantic import SecretStr
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import SecretStr
 
 from monitor.maintenance import in_maintenance
 from monitor.web.alerts import add_routes as add_alert_routes
