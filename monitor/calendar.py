@@ -28,7 +28,7 @@ import holidays
 import yaml
 from pydantic import AfterValidator, BeforeValidator, Field, ValidationError, ValidationInfo, model_validator
 
-from monitor.configtypes import StrictModel, format_validation_error
+from monitor.configtypes import ConfigPath, StrictModel, format_validation_error
 
 __all__ = [
     "BUILTIN_CALENDARS",
@@ -187,6 +187,9 @@ def _readable_override(path: Path) -> Path:
     return path
 
 
+_ReadableOverridePath = Annotated[ConfigPath, AfterValidator(_readable_override)]
+
+
 class CalendarConfig(StrictModel):
     """How one office counts working time.
 
@@ -201,7 +204,9 @@ class CalendarConfig(StrictModel):
     hours_per_day: float | None = Field(default=None, gt=0, le=24)
     holidays: bool = True
     builtin_overrides: bool = True
-    override_files: list[Annotated[Path, AfterValidator(_readable_override)]] = Field(default_factory=list)
+    override_files: list[Annotated[ConfigPath, AfterValidator(_readable_override)]] = Field(
+        default_factory=list
+    )
     days_off: list[DayEntry] = Field(default_factory=list)
     working_days: list[DayEntry] = Field(default_factory=list)
     # Decree 61/2018 Art. 18: dossiers received after 15:00 count from the next working day.

@@ -20,6 +20,7 @@ from pydantic import Field, ValidationError, field_validator
 from alerts.config import AlertsConfig
 from monitor.calendar import CalendarsConfig
 from monitor.configtypes import (
+    CONFIG_DIR,
     ConfigError,
     Duration,
     PositiveDuration,
@@ -140,28 +141,6 @@ def _interpolate(node: Any, path: str, errors: list[str], environ: dict[str, str
     return node
 
 
-def _make_paths_relative_to(data: Any, base_dir: Path) -> None:
-    """Relative `*_file`, `ca_file` and `path` values are read relative to the config file."""
-    if isinstance(data, dict):
-        for key, value in data.items():
-            if isinstance(value, str) and (key.endswith("_file") or key in ("path", "ca_file", "folder")):
-                candidate = Path(value).expanduser()
-                if not candidate.is_absolute():
-                    data[key] = str(base_dir / candidate)
-            elif key.endswith("_files") and isinstance(value, list):
-                data[key] = [
-                    str(base_dir / Path(item).expanduser())
-                    if isinstance(item, str) and not Path(item).expanduser().is_absolute()
-                    else item
-                    for item in value
-                ]
-            else:
-                _make_paths_relative_to(value, base_dir)
-    elif isinstance(data, list):
-        for value in data:
-            _make_paths_relative_to(value, base_dir)
-
-
 def load_config_text(
     text: str,
     *,
@@ -183,10 +162,10 @@ def load_config_text(
         raise ConfigError(["<root>: the file must be a mapping of settings"], source)
     errors: list[str] = []
     raw = _interpolate(raw, "", errors, dict(os.environ if environ is None else environ))
-    if base_dir is not None:
-        _make_paths_relative_to(raw, base_dir)
     try:
-        config = Config.model_validate(raw)
+        # Relative paths are resolved by the fields that hold paths (ConfigPath, `*_file` secrets).
+        context = {CONFIG_DIR: base_dir} if base_dir is not None else None
+        config = Config.model_validate(raw, context=context)
     except ValidationError as exc:
         errors.extend(format_validation_error(exc))
         raise ConfigError(errors, source) from None

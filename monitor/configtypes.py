@@ -10,12 +10,22 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, PlainSerializer, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    PlainSerializer,
+    ValidationError,
+    ValidationInfo,
+    model_validator,
+)
 
 from monitor.durations import parse_duration
 
 __all__ = [
+    "CONFIG_DIR",
     "ConfigError",
+    "ConfigPath",
     "Duration",
     "PositiveDuration",
     "StrictModel",
@@ -60,12 +70,29 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
 
 
+# The folder of the config file being validated, passed as pydantic validation context: relative file
+# paths are read from there. Only fields typed ConfigPath and the `<secret>_file` keys of
+# secret_file_fields are paths; a `path:` inside a request body or header is just text.
+CONFIG_DIR = "config_dir"
+
+
+def _relative_to_config(value: Any, info: ValidationInfo) -> Any:
+    base = (info.context or {}).get(CONFIG_DIR)
+    if base is None or not isinstance(value, str | Path):
+        return value
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else Path(base) / path
+
+
+ConfigPath = Annotated[Path, BeforeValidator(_relative_to_config)]
+
+
 # Secrets: a field `token` may be given as `token_file: /run/secrets/token` instead. The file is read
 # here, once, so the rest of the daemon only ever sees a SecretStr.
 def secret_file_fields(*names: str):
     """A `mode="before"` validator that resolves `<name>_file` keys into `<name>` for each secret."""
 
-    def resolve(cls: type[BaseModel], data: Any) -> Any:
+    def resolve(cls: type[BaseModel], data: Any, info: ValidationInfo) -> Any:
         if not isinstance(data, dict):
             return data
         data = dict(data)
@@ -75,7 +102,7 @@ def secret_file_fields(*names: str):
                 continue
             if data.get(name) not in (None, ""):
                 raise ValueError(f"give either {name} or {file_key}, not both")
-            path = Path(str(data.pop(file_key))).expanduser()
+            path = Path(_relative_to_config(str(data.pop(file_key)), info)).expanduser()
             try:
                 data[name] = path.read_text(encoding="utf-8").strip()
             except OSError as exc:
