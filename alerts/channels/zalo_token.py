@@ -29,6 +29,7 @@ from alerts.channels.base import BaseChannel, ChannelConfigBase, ChannelDeps, Ke
 from alerts.errors import AuthError, GatewayUnavailable, TransientError
 from alerts.transport import Transport
 from monitor.configtypes import PositiveDuration, secret_file_fields
+from monitor.logging import register_secrets
 
 __all__ = [
     "DEFAULT_OAUTH_URL",
@@ -180,6 +181,8 @@ class ZaloTokenManager:
             self._reject(refresh_token, reply if isinstance(reply, dict) else {})
         self.refreshes += 1
         new_refresh_token = str(reply.get("refresh_token") or refresh_token)
+        # Tokens issued at run time are secrets like the configured ones: keep them out of every log line.
+        register_secrets((new_refresh_token, str(reply["access_token"])))
         # The old refresh token is dead from here on: remember the new one before anything can fail.
         self._refresh_token = new_refresh_token
         await self._persist(new_refresh_token)
