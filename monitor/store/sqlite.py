@@ -39,6 +39,7 @@ import structlog
 from monitor.model import FailureReason, Health
 from monitor.store import latency, packed
 from monitor.store.base import Incident, ProbeResult, StoreError, UptimeReport
+from monitor.store.files import prepare_private_file
 from monitor.store.migrations import MIGRATIONS, Migration, apply_migrations, schema_version
 
 if TYPE_CHECKING:
@@ -297,7 +298,7 @@ class SqliteStore:
         if self.readonly:
             await self._open_readonly()
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        prepare_private_file(self.path)
         writer = await aiosqlite.connect(self.path, isolation_level=None)
         try:
             await writer.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
