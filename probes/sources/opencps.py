@@ -220,7 +220,7 @@ class OpenCpsSource:
             total_path=split_path("total"),
             params=params,
         ):
-            builder.add_all(page.items)
+            await builder.add_all_yielding(page.items)
             if page.total is not None:
                 total = page.total
         return builder.build(full=not incremental, total_reported=total)
