@@ -1,5 +1,12 @@
 """Runs every target on its own interval, never overlapping itself, under a global concurrency limit.
 
+Fairness: a target whose last probe timed out or used most of its timeout is *slow*, and slow targets
+together may hold at most half of the slots (`_slow_slots`). Hanging targets then queue among themselves
+(they are late, which is their own problem and shows in tthc_probe_lateness_seconds) while the other
+half stays free for the targets that answer, which keep their interval. Admission: when the configured
+targets need more slots than exist on average (Σ timeout ÷ interval > max_concurrency) a warning is
+logged and tthc_scheduler_saturation exported at start and on every reload.
+
 The probe path does no I/O besides the probe: results go to the store's in-memory buffer, state
 changes to the event bus, and incidents to a single writer task (which keeps their order and gives
 them store ids before IncidentOpened/IncidentClosed are published).
@@ -8,6 +15,7 @@ them store ids before IncidentOpened/IncidentClosed are published).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import itertools
 import random
@@ -32,6 +40,7 @@ from probes import ProbeContext, run_probe
 __all__ = [
     "Scheduler",
     "SchedulerConfig",
+    "scheduler_saturation",
 ]
 
 
@@ -47,6 +56,16 @@ class SchedulerConfig(StrictModel):
 log = structlog.get_logger("monitor.scheduler")
 
 Target = HttpTarget | TcpTarget
+
+# A probe that used at least this share of its timeout marks its target slow until a quicker one.
+_SLOW_SHARE = 0.5
+
+
+def scheduler_saturation(targets: Sequence[Target], max_concurrency: int) -> float:
+    """Σ(timeout ÷ interval) ÷ max_concurrency: the share of slots the targets would hold if every probe
+    ran to its timeout. Above 1, hanging targets alone can take every slot."""
+    demand = sum(target.timeout / target.interval for target in targets)
+    return demand / max_concurrency
 
 
 @dataclass(slots=True)
@@ -79,6 +98,7 @@ class Scheduler:
         max_concurrency: int = 256,
         start_jitter: float = 1.0,
         observe_lateness: Callable[[float], None] = lambda _seconds: None,
+        report_saturation: Callable[[float], None] = lambda _share: None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.store = store
@@ -89,8 +109,13 @@ class Scheduler:
         self.targets: dict[str, Target] = {}
         self.running = False
         self._observe_lateness = observe_lateness
+        self._report_saturation = report_saturation
         self._clock = clock
+        self.max_concurrency = max_concurrency
         self._semaphore = asyncio.Semaphore(max_concurrency)
+        # Slow targets take one of these before a slot: together they never hold more than half.
+        self._slow_slots = asyncio.Semaphore(max(1, max_concurrency // 2))
+        self.slow: set[str] = set()
         # One dispatcher over a heap of (due, seq, name, generation) rather than a sleeping task per
         # target: between runs a target costs one tuple, which the garbage collector never walks.
         self._heap: list[tuple[float, int, str, int]] = []
@@ -111,6 +136,7 @@ class Scheduler:
         open_incidents = {incident.target: incident for incident in await self.store.open_incidents()}
         self._incident_writer = asyncio.create_task(self._write_incidents(), name="incident-writer")
         self.running = True
+        self._admit(targets)
         for target in targets:
             tracker = self._tracker_for(target)
             incident = open_incidents.get(target.name)
@@ -123,6 +149,18 @@ class Scheduler:
                 tracker.resume(health, incident.started_at if incident else None)
             self._schedule_first(target)
         self._dispatcher = asyncio.create_task(self._dispatch(), name="probe-dispatcher")
+
+    def _admit(self, targets: Sequence[Target]) -> None:
+        saturation = scheduler_saturation(targets, self.max_concurrency)
+        self._report_saturation(saturation)
+        if saturation > 1:
+            log.warning(
+                "scheduler_saturated",
+                saturation=round(saturation, 3),
+                max_concurrency=self.max_concurrency,
+                hint="probes that hang until their timeout would need more slots than exist: raise"
+                " scheduler.max_concurrency, lengthen intervals or shorten timeouts",
+            )
 
     def _tracker_for(self, target: Target) -> TargetTracker:
         tracker = self.trackers.get(target.name)
@@ -148,12 +186,14 @@ class Scheduler:
     async def reload(self, targets: Sequence[Target]) -> None:
         """Apply a new target list: drop removed ones, reschedule changed ones, keep their health."""
         wanted = {target.name: target for target in targets}
+        self._admit(targets)
         for name in list(self.trackers):
             if name not in wanted:
                 tracker = self.trackers.pop(name)
                 self.targets.pop(name, None)
                 # Heap entries of a removed target are skipped: their generation no longer matches.
                 self._generation.pop(name, None)
+                self.slow.discard(name)
                 if tracker.incident_open:
                     # A removed target's outage is over as far as this monitor can tell.
                     self._queue_incident(tracker, opening=False, at=self._clock(), outcome=None)
@@ -193,7 +233,10 @@ class Scheduler:
     async def _run(self, target: Target, due: float) -> None:
         loop = asyncio.get_running_loop()
         try:
-            async with self._semaphore:
+            async with contextlib.AsyncExitStack() as slots:
+                if target.name in self.slow:
+                    await slots.enter_async_context(self._slow_slots)
+                await slots.enter_async_context(self._semaphore)
                 self._observe_lateness(max(0.0, loop.time() - due))
                 self._in_flight.add(target.name)
                 await self._probe_once(target)
@@ -210,6 +253,13 @@ class Scheduler:
         except TimeoutError:
             outcome = ProbeOutcome(success=False, reason=FailureReason.TIMEOUT, detail="probe overran")
         duration = time.perf_counter() - started
+        if (
+            outcome.reason is FailureReason.TIMEOUT
+            or duration >= target.timeout.total_seconds() * _SLOW_SHARE
+        ):
+            self.slow.add(target.name)
+        else:
+            self.slow.discard(target.name)
         self.observe(target, outcome, duration, self._clock())
 
     def observe(self, target: Target, outcome: ProbeOutcome, duration: float, at: datetime) -> None:

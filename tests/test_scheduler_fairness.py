@@ -1,0 +1,117 @@
+"""Admission and fairness of the scheduler: hanging targets hold only their own share of the slots, the
+healthy ones keep their interval, and an over-committed config is reported (log and gauge)."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import socket
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+from structlog.testing import capture_logs
+
+from monitor.config import load_config_text
+from monitor.daemon import Daemon
+from monitor.scheduler import scheduler_saturation
+
+
+@pytest.fixture
+def blackhole() -> Iterator[int]:
+    """A loopback port that listens but never accepts: connections queue in the backlog, then hang."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        yield listener.getsockname()[1]
+
+
+class Healthy:
+    """A loopback web server answering at once; remembers when each probe arrived."""
+
+    def __init__(self) -> None:
+        self.arrivals: list[float] = []
+        self.port = 0
+
+    async def handle(self, _request: web.Request) -> web.Response:
+        self.arrivals.append(time.monotonic())
+        return web.Response(text="Cổng Dịch vụ công")
+
+
+@pytest.fixture
+async def healthy() -> AsyncIterator[Healthy]:
+    server = Healthy()
+    app = web.Application()
+    app.router.add_get("/", server.handle)
+    runner = web.AppRunner(app, handle_signals=False)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    server.port = runner.addresses[0][1]
+    yield server
+    await runner.cleanup()
+
+
+def _config(tmp_path: Path, blackhole: int, healthy: int, hanging: int) -> str:
+    targets = [
+        f"  - {{name: hang-{index:03d}, type: http, url: 'http://127.0.0.1:{blackhole}/', "
+        "interval: 2s, timeout: 1s}"
+        for index in range(hanging)
+    ]
+    targets.append(
+        f"  - {{name: portal, type: http, url: 'http://127.0.0.1:{healthy}/', interval: 2s, timeout: 1s}}"
+    )
+    return (
+        "listen: 127.0.0.1:0\n"
+        f"store: {{path: {tmp_path / 'store.db'}}}\n"
+        "scheduler: {max_concurrency: 32, shutdown_grace: 0.1s}\n"
+        "targets:\n" + "\n".join(targets) + "\n"
+    )
+
+
+@pytest.mark.slow
+async def test_hanging_targets_do_not_starve_a_healthy_one(
+    tmp_path: Path, blackhole: int, healthy: Healthy
+) -> None:
+    """200 targets hanging until their 1 s timeout (interval 2 s, 32 slots): the healthy target is still
+    probed every 2 s, and the over-commitment is logged and exported."""
+    config = load_config_text(_config(tmp_path, blackhole, healthy.port, 200), environ={})
+    daemon = Daemon(config)
+    with capture_logs() as logs:
+        await daemon.start()
+    try:
+        # The first round finds out which targets hang; from then on the healthy one must be on time.
+        await asyncio.sleep(5)
+        settled = time.monotonic()
+        await asyncio.sleep(10)
+        metrics = daemon.metrics.registry.get_sample_value("tthc_scheduler_saturation")
+    finally:
+        await daemon.stop()
+    arrivals = [moment for moment in healthy.arrivals if moment >= settled - 2]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(arrivals)]
+    assert len(gaps) >= 4 and max(gaps) < 2.6, f"healthy target probed at gaps {[round(g, 2) for g in gaps]}"
+    saturated = [entry for entry in logs if entry["event"] == "scheduler_saturated"]
+    assert saturated and saturated[0]["log_level"] == "warning"
+    assert saturated[0]["saturation"] == pytest.approx(201 * 0.5 / 32, abs=0.01)
+    assert metrics == pytest.approx(201 * 0.5 / 32)
+
+
+def test_saturation_figure() -> None:
+    """Σ(timeout ÷ interval) over targets ÷ max_concurrency."""
+    config = load_config_text(
+        "targets:\n"
+        "  - {name: a, type: tcp, host: 127.0.0.1, port: 1, interval: 10s, timeout: 5s}\n"
+        "  - {name: b, type: tcp, host: 127.0.0.1, port: 1, interval: 1m, timeout: 3s}\n",
+        environ={},
+    )
+    assert scheduler_saturation(config.targets, 2) == pytest.approx((0.5 + 0.05) / 2)
+    assert scheduler_saturation([], 4) == 0.0
+
+
+def test_lateness_buckets_reach_a_minute() -> None:
+    """Lateness beyond the old 5 s top bucket is still told apart, up to at least 60 s."""
+    from monitor.metrics import Metrics
+
+    buckets = Metrics().probe_lateness._upper_bounds
+    assert max(bound for bound in buckets if bound != float("inf")) >= 60
