@@ -1,11 +1,10 @@
 """Runs every target on its own interval, never overlapping itself, under a global concurrency limit.
 
-Fairness: a target whose last probe timed out or used most of its timeout is *slow*, and slow targets
-together may hold at most half of the slots (`_slow_slots`). Hanging targets then queue among themselves
-(they are late, which is their own problem and shows in tthc_probe_lateness_seconds) while the other
-half stays free for the targets that answer, which keep their interval. Admission: when the configured
-targets need more slots than exist on average (Σ timeout ÷ interval > max_concurrency) a warning is
-logged and tthc_scheduler_saturation exported at start and on every reload.
+Fairness (monitor.probe_slots): a probe still running after `park_after` gives its slot back and waits
+for its peer in a parked slot, and targets known to be slow share at most half of the slots, so hanging
+targets never hold the slots of the targets that answer; those keep their interval. Admission: when the
+configured targets need more slots than exist on average (Σ timeout ÷ interval > max_concurrency) a
+warning is logged and tthc_scheduler_saturation exported at start and on every reload.
 
 The probe path does no I/O besides the probe: results go to the store's in-memory buffer, state
 changes to the event bus, and incidents to a single writer task (which keeps their order and gives
@@ -15,7 +14,6 @@ them store ids before IncidentOpened/IncidentClosed are published).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import heapq
 import itertools
 import random
@@ -32,6 +30,7 @@ from monitor.configtypes import Duration, StrictModel
 from monitor.events import EventBus, IncidentClosed, IncidentOpened, TargetStateChanged
 from monitor.maintenance import in_maintenance
 from monitor.model import FailureReason, Health, ProbeOutcome
+from monitor.probe_slots import ProbeSlots
 from monitor.state import TargetTracker
 from monitor.store.base import ProbeResult, Store
 from monitor.targets import HttpTarget, TcpTarget
@@ -59,6 +58,9 @@ Target = HttpTarget | TcpTarget
 
 # A probe that used at least this share of its timeout marks its target slow until a quicker one.
 _SLOW_SHARE = 0.5
+# A probe still running after this long (or half its timeout, if shorter) is waiting on a silent peer
+# and gives its slot back (ProbeSlots.park). Healthy probes on a LAN finish well within it.
+_PARK_AFTER = 0.5
 
 
 def scheduler_saturation(targets: Sequence[Target], max_concurrency: int) -> float:
@@ -99,6 +101,7 @@ class Scheduler:
         start_jitter: float = 1.0,
         observe_lateness: Callable[[float], None] = lambda _seconds: None,
         report_saturation: Callable[[float], None] = lambda _share: None,
+        parked_limit: int | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.store = store
@@ -112,9 +115,8 @@ class Scheduler:
         self._report_saturation = report_saturation
         self._clock = clock
         self.max_concurrency = max_concurrency
-        self._semaphore = asyncio.Semaphore(max_concurrency)
-        # Slow targets take one of these before a slot: together they never hold more than half.
-        self._slow_slots = asyncio.Semaphore(max(1, max_concurrency // 2))
+        self.slots = ProbeSlots(max_concurrency, parked_limit)
+        # Targets whose last probe timed out or used half its timeout (see ProbeSlots).
         self.slow: set[str] = set()
         # One dispatcher over a heap of (due, seq, name, generation) rather than a sleeping task per
         # target: between runs a target costs one tuple, which the garbage collector never walks.
@@ -233,13 +235,17 @@ class Scheduler:
     async def _run(self, target: Target, due: float) -> None:
         loop = asyncio.get_running_loop()
         try:
-            async with contextlib.AsyncExitStack() as slots:
-                if target.name in self.slow:
-                    await slots.enter_async_context(self._slow_slots)
-                await slots.enter_async_context(self._semaphore)
+            held = await self.slots.hold(slow=target.name in self.slow)
+            # A timer, not a task: parking costs nothing for the probes that finish in time.
+            park_after = min(_PARK_AFTER, target.timeout.total_seconds() * _SLOW_SHARE)
+            parking = loop.call_later(park_after, self.slots.park, held)
+            try:
                 self._observe_lateness(max(0.0, loop.time() - due))
                 self._in_flight.add(target.name)
                 await self._probe_once(target)
+            finally:
+                parking.cancel()
+                self.slots.release(held)
         finally:
             self._in_flight.discard(target.name)
             self._probes.pop(target.name, None)

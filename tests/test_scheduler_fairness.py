@@ -16,6 +16,7 @@ from structlog.testing import capture_logs
 
 from monitor.config import load_config_text
 from monitor.daemon import Daemon
+from monitor.probe_slots import ProbeSlots
 from monitor.scheduler import scheduler_saturation
 
 
@@ -71,13 +72,17 @@ def _config(tmp_path: Path, blackhole: int, healthy: int, hanging: int) -> str:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("parked_limit", [None, 0], ids=["parking", "slow-share-only"])
 async def test_hanging_targets_do_not_starve_a_healthy_one(
-    tmp_path: Path, blackhole: int, healthy: Healthy
+    tmp_path: Path, blackhole: int, healthy: Healthy, parked_limit: int | None
 ) -> None:
     """200 targets hanging until their 1 s timeout (interval 2 s, 32 slots): the healthy target is still
-    probed every 2 s, and the over-commitment is logged and exported."""
+    probed every 2 s, with hanging probes parked or (parking full) sharing half the slots, and the
+    over-commitment is logged and exported."""
     config = load_config_text(_config(tmp_path, blackhole, healthy.port, 200), environ={})
     daemon = Daemon(config)
+    if parked_limit is not None:
+        daemon.scheduler.slots = ProbeSlots(32, parked_limit)
     with capture_logs() as logs:
         await daemon.start()
     try:
@@ -115,3 +120,24 @@ def test_lateness_buckets_reach_a_minute() -> None:
 
     buckets = Metrics().probe_lateness._upper_bounds
     assert max(bound for bound in buckets if bound != float("inf")) >= 60
+
+
+async def test_probe_slots_park_and_share() -> None:
+    """A parked probe frees its slot and slow ticket; with parking full, slow targets get half the slots."""
+    slots = ProbeSlots(4, parked_limit=1)
+    first = await slots.hold(slow=True)
+    slots.park(first)
+    assert slots.parked == 1
+    held = [await slots.hold(slow=False) for _ in range(4)]  # the parked probe's slot was given back
+    slots.park(held[0])  # parking is full: keeps its slot
+    assert slots.parked == 1
+    for item in held:
+        slots.release(item)
+    slow = [await slots.hold(slow=True) for _ in range(2)]
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.05):
+            await slots.hold(slow=True)  # half of 4 slots are slow already
+    fast = [await slots.hold(slow=False) for _ in range(2)]
+    for item in (first, *slow, *fast):
+        slots.release(item)
+    assert slots.parked == 0
