@@ -1,0 +1,1 @@
+"""Telling people: alert rules, the directory, routing, the durable outbox, delivery and channels."""

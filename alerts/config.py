@@ -1,4 +1,4 @@
-"""The `alerts:` section of the config: channels, directory, rules, quiet hours, digest, templates.
+"""The `alerts:` section of the config: channels, directory, rules, quiet hours, digest, templates, delivery.
 
 Cross-references are checked here, each error at its YAML path: a rule or person naming an unknown
 channel, a ZNS template parameter that no alert fills, a template override with an unknown field.
@@ -11,15 +11,14 @@ from datetime import time, timedelta
 from pydantic import Field, model_validator
 
 from alerts.channels import CHANNEL_TYPES, ChannelConfig
-from alerts.delivery import DeliveryConfig
 from alerts.directory import DirectoryConfig, raise_at
 from alerts.model import AlertKind
 from alerts.rules import RuleConfig, default_rules
 from alerts.templates import TEMPLATE_PARAMS, validate_template
 from monitor.calendar import ClockTime
-from monitor.configtypes import PositiveDuration, StrictModel, register_union_tags
+from monitor.configtypes import Duration, PositiveDuration, StrictModel, register_union_tags
 
-__all__ = ["AlertsConfig", "DigestConfig", "QuietHoursConfig", "clock_time"]
+__all__ = ["AlertsConfig", "DeliveryConfig", "DigestConfig", "QuietHoursConfig", "clock_time"]
 
 register_union_tags(*CHANNEL_TYPES)
 
@@ -55,6 +54,26 @@ class DigestConfig(StrictModel):
     max_codes: int = Field(default=10, ge=1, le=50)
     # On days off the items wait for the next working day's digest.
     working_days_only: bool = True
+
+
+class DeliveryConfig(StrictModel):
+    """`alerts.delivery:` in the config."""
+
+    # An alert not delivered this long after it became sendable is marked failed.
+    max_age: PositiveDuration = timedelta(hours=24)
+    # Transient failures on one channel before the alert moves to the next channel of its plan.
+    fallback_after: int = Field(default=3, ge=1, le=100)
+    backoff_base: PositiveDuration = timedelta(seconds=5)
+    backoff_max: PositiveDuration = timedelta(minutes=10)
+    # Consecutive transient failures (any alert) that open a channel's circuit, and for how long.
+    circuit_failures: int = Field(default=5, ge=1, le=1000)
+    circuit_cooldown: PositiveDuration = timedelta(seconds=60)
+    # How long a channel that refused our credentials or quota is left alone.
+    unavailable_cooldown: PositiveDuration = timedelta(minutes=15)
+    poll_interval: PositiveDuration = timedelta(seconds=5)
+    # In-flight cap for a channel object that has no `config.concurrency` of its own.
+    default_concurrency: int = Field(default=4, ge=1, le=256)
+    shutdown_grace: Duration = timedelta(seconds=10)
 
 
 class AlertsConfig(StrictModel):

@@ -1,15 +1,6 @@
 """The delivery worker: takes due alerts from the outbox and sends them through their channel plan.
 
-What happens to one attempt (the exception class alone decides, see alerts/errors.py):
-
-    accepted (incl. a gateway duplicate)  → sent
-    TransientError                         → same channel later (exponential backoff with jitter, or the
-                                             gateway's retry_after when longer); after `fallback_after`
-                                             failures on one channel, the next channel at once
-    PermanentError                         → the next channel at once
-    AuthError, QuotaExceeded               → the channel is unavailable (its circuit opens for
-                                             `unavailable_cooldown`) and the alert moves to the next channel
-    no channel left, or older than max_age → failed, with the last error
+What one attempt comes to (sent, retried, the next channel, failed) is decided in alerts/attempts.py.
 
 Each channel has a circuit breaker: `circuit_failures` transient failures in a row open it for
 `circuit_cooldown`; then one alert is let through (half-open) and its outcome closes or re-opens it. While
@@ -28,46 +19,28 @@ import inspect
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from enum import StrEnum
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import structlog
-from pydantic import Field
-from tenacity import RetryCallState, wait_exponential, wait_random
 
+from alerts.attempts import AttemptPolicy, Outcome, short_error, unreachable_error
 from alerts.channels.base import Channel, DeliveryReceipt, OutgoingMessage
-from alerts.errors import AuthError, ChannelError, PermanentError, QuotaExceeded, RateLimited, TransientError
+from alerts.circuit import CircuitBreaker, CircuitState
+from alerts.config import DeliveryConfig
+from alerts.errors import ChannelError, TransientError
 from alerts.model import AlertKind, NewAlert, Severity
-from alerts.outbox import Outbox, OutboxChange, OutboxRow, SentMark, failed_change, reschedule_change
-from monitor.configtypes import Duration, PositiveDuration, StrictModel
-from monitor.durations import format_duration
+from alerts.outbox import Outbox, OutboxRow, SentMark
 
 if TYPE_CHECKING:
     from alerts.alert_metrics import AlertMetrics
 
-__all__ = [
-    "TEST_TEXT",
-    "CircuitBreaker",
-    "CircuitState",
-    "DeliveryConfig",
-    "DeliveryWorker",
-    "OnSent",
-]
+__all__ = ["TEST_TEXT", "DeliveryWorker", "OnSent"]
 
 log = structlog.get_logger(__name__)
 
 TEST_TEXT = "[TTHC] Tin nhan thu nghiem tu tthc-monitor: kenh canh bao hoat dong. Khong can tra loi."
 
-# What a recipient must have for a channel type to reach them.
-_NEEDS: Mapping[str, str] = {
-    "zalo_oa": "zalo_user_id",
-    "zalo_zns": "phone",
-    "sms_esms": "phone",
-    "sms_speedsms": "phone",
-    "sms_http": "phone",
-}
 # Rows moved off an open channel per loop; more follow on the next turn.
 _FALLBACK_BATCH = 200
 # Seconds between re-reads of the outbox backlog gauges.
@@ -76,107 +49,8 @@ _METRICS_REFRESH = 1.0
 OnSent = Callable[[OutboxRow, DeliveryReceipt], Awaitable[None] | None]
 
 
-class DeliveryConfig(StrictModel):
-    """`alerts.delivery:` in the config."""
-
-    # An alert not delivered this long after it became sendable is marked failed.
-    max_age: PositiveDuration = timedelta(hours=24)
-    # Transient failures on one channel before the alert moves to the next channel of its plan.
-    fallback_after: int = Field(default=3, ge=1, le=100)
-    backoff_base: PositiveDuration = timedelta(seconds=5)
-    backoff_max: PositiveDuration = timedelta(minutes=10)
-    # Consecutive transient failures (any alert) that open a channel's circuit, and for how long.
-    circuit_failures: int = Field(default=5, ge=1, le=1000)
-    circuit_cooldown: PositiveDuration = timedelta(seconds=60)
-    # How long a channel that refused our credentials or quota is left alone.
-    unavailable_cooldown: PositiveDuration = timedelta(minutes=15)
-    poll_interval: PositiveDuration = timedelta(seconds=5)
-    # In-flight cap for a channel object that has no `config.concurrency` of its own.
-    default_concurrency: int = Field(default=4, ge=1, le=256)
-    shutdown_grace: Duration = timedelta(seconds=10)
-
-
-class CircuitState(StrEnum):
-    CLOSED = "closed"
-    OPEN = "open"
-    HALF_OPEN = "half_open"
-
-
-class CircuitBreaker:
-    """Per-channel breaker on the worker's clock (epoch seconds). Not thread-safe; one event loop."""
-
-    def __init__(self, name: str, threshold: int, cooldown: float) -> None:
-        self.name = name
-        self.threshold = threshold
-        self.cooldown = cooldown
-        self.failures = 0
-        self.open_until: float | None = None
-        self.paused_until = 0.0
-        self.reason = ""
-        self.opened = 0
-
-    def state(self, now: float) -> CircuitState:
-        if self.open_until is None:
-            return CircuitState.CLOSED
-        return CircuitState.OPEN if now < self.open_until else CircuitState.HALF_OPEN
-
-    def paused(self, now: float) -> bool:
-        return now < self.paused_until
-
-    @property
-    def up(self) -> bool:
-        """Closed: what tthc_channel_up reports."""
-        return self.open_until is None
-
-    def success(self) -> None:
-        """The gateway answered (accepted, or refused this message for good): it is reachable."""
-        if self.open_until is not None:
-            log.info("channel_circuit_closed", channel=self.name)
-        self.failures = 0
-        self.open_until = None
-        self.reason = ""
-
-    def failure(self, now: float, reason: str) -> None:
-        """A transient failure; opens after `threshold` in a row, or at once when half-open."""
-        self.failures += 1
-        half_open = self.state(now) is CircuitState.HALF_OPEN
-        if half_open or (self.open_until is None and self.failures >= self.threshold):
-            self.trip(now, self.cooldown, reason)
-
-    def trip(self, now: float, cooldown: float, reason: str) -> None:
-        """Open now for `cooldown` seconds (also used when the channel refuses credentials or quota)."""
-        self.open_until = now + cooldown
-        self.reason = reason
-        self.opened += 1
-        log.warning("channel_circuit_open", channel=self.name, seconds=round(cooldown, 3), reason=reason)
-
-    def pause(self, until: float) -> None:
-        """The gateway asked us to slow down: no new sends before `until` (the channel stays up)."""
-        self.paused_until = max(self.paused_until, until)
-
-    def __repr__(self) -> str:
-        return f"CircuitBreaker({self.name!r}, failures={self.failures}, open_until={self.open_until})"
-
-
-@dataclass(frozen=True, slots=True)
-class _Outcome:
-    """What one claimed row came to: the store change, and what metrics/callbacks need."""
-
-    row: OutboxRow
-    change: OutboxChange
-    result: str  # sent, duplicate, retried, fallback, failed, skipped
-    channel: str
-    receipt: DeliveryReceipt | None = None
-    channel_type: str = ""
-    sent_at: datetime | None = None
-
-
 def _epoch(value: datetime) -> float:
     return value.timestamp()
-
-
-def _short(exc: BaseException) -> str:
-    return str(exc)[:300] or type(exc).__name__
 
 
 class DeliveryWorker:
@@ -208,9 +82,9 @@ class DeliveryWorker:
             for name in self.channels
         }
         self._in_flight: dict[str, int] = dict.fromkeys(self.channels, 0)
-        self._tasks: set[asyncio.Task[_Outcome]] = set()
+        self._tasks: set[asyncio.Task[Outcome]] = set()
         # Outcomes not yet committed, and whether each holds an in-flight slot of its channel.
-        self._uncommitted: list[tuple[_Outcome, bool]] = []
+        self._uncommitted: list[tuple[Outcome, bool]] = []
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._stop_event = asyncio.Event()
@@ -218,12 +92,7 @@ class DeliveryWorker:
         self.failed = 0
         self._refreshed = 0.0
         self._swept = float("-inf")
-        # base · 2^(n-1) plus up to one base of jitter, so retries of a burst spread out (tenacity's
-        # wait_exponential_jitter minus its `initial` argument, deprecated in tenacity 9).
-        base = self.config.backoff_base.total_seconds()
-        self._wait = wait_exponential(
-            multiplier=base, max=self.config.backoff_max.total_seconds()
-        ) + wait_random(0, base)
+        self.attempts = AttemptPolicy(self.config, self.circuits)
         if metrics is not None:
             metrics.bind(self)
 
@@ -368,14 +237,14 @@ class DeliveryWorker:
     async def _fill(self, now: datetime, *, sweep: bool = False) -> int:
         """Claim what each channel can take now; start the sends. Returns rows claimed."""
         at = _epoch(now)
-        direct: list[_Outcome] = []
+        direct: list[Outcome] = []
         claimed = 0
         for name in self.channels:
             circuit = self.circuits[name]
             state = circuit.state(at)
             if state is CircuitState.OPEN:
                 rows = await self.outbox.claim(now, _FALLBACK_BATCH, name, fallback_only=True)
-                direct.extend(self._unavailable(row, now, circuit) for row in rows)
+                direct.extend(self.attempts.unavailable(row, now, circuit) for row in rows)
                 claimed += len(rows)
                 continue
             if circuit.paused(at):
@@ -388,7 +257,7 @@ class DeliveryWorker:
             rows = await self.outbox.claim(now, free, name)
             claimed += len(rows)
             for row in rows:
-                outcome = self._precheck(row, now)
+                outcome = self.attempts.precheck(row, now, self.channels[name])
                 if outcome is not None:
                     direct.append(outcome)
                     continue
@@ -400,7 +269,7 @@ class DeliveryWorker:
         if sweep or at - self._swept >= self.config.poll_interval.total_seconds():
             self._swept = at
             rows = await self.outbox.claim(now, _FALLBACK_BATCH, other_than=self.channels.keys())
-            direct.extend(self._no_channel(row, now) for row in rows)
+            direct.extend(self.attempts.no_channel(row, now) for row in rows)
             claimed += len(rows)
         if direct:
             self._uncommitted.extend((outcome, False) for outcome in direct)
@@ -431,7 +300,7 @@ class DeliveryWorker:
                 if outcome.receipt is not None:
                     await self._notify(outcome)
 
-    async def _notify(self, outcome: _Outcome) -> None:
+    async def _notify(self, outcome: Outcome) -> None:
         assert self.on_sent is not None and outcome.receipt is not None
         try:
             result = self.on_sent(outcome.row, outcome.receipt)
@@ -440,7 +309,7 @@ class DeliveryWorker:
         except Exception:
             log.exception("alert_on_sent_failed", alert=outcome.row.id)
 
-    def _observe(self, outcome: _Outcome) -> None:
+    def _observe(self, outcome: Outcome) -> None:
         row = outcome.row
         if outcome.result in ("sent", "duplicate"):
             self.sent += 1
@@ -457,108 +326,27 @@ class DeliveryWorker:
             if outcome.channel_type.startswith("sms"):
                 self.metrics.sms_segments(outcome.channel, outcome.receipt.segments)
 
-    # --- decisions ------------------------------------------------------------------------------------
+    # --- sending --------------------------------------------------------------------------------------
 
-    def _deadline(self, row: OutboxRow) -> datetime:
-        return max(row.created_at, row.not_before) + self.config.max_age
-
-    def _expired_error(self, row: OutboxRow) -> str:
-        age = format_duration(self.config.max_age)
-        return (
-            f"not delivered within {age}: {row.last_error}"
-            if row.last_error
-            else f"not delivered within {age}"
-        )
-
-    def _precheck(self, row: OutboxRow, now: datetime) -> _Outcome | None:
-        """Decide without sending when the row is too old or the recipient cannot use its channel."""
-        name = row.channel or ""
-        if now >= self._deadline(row):
-            return _Outcome(row, failed_change(row.id, self._expired_error(row)), "failed", name)
-        channel = self.channels[name]
-        needed = _NEEDS.get(getattr(channel, "type", ""))
-        if needed and not getattr(row, needed):
-            error = f"{name}: recipient has no {needed.replace('_', ' ')}"
-            return self._move_on(row, now, error, "skipped")
-        return None
-
-    def _no_channel(self, row: OutboxRow, now: datetime) -> _Outcome:
-        if row.channel is None:
-            error = row.last_error or "no channel in the alert's plan"
-            return _Outcome(row, failed_change(row.id, error), "failed", "")
-        return self._move_on(row, now, f"{row.channel}: channel is not configured", "fallback")
-
-    def _unavailable(self, row: OutboxRow, now: datetime, circuit: CircuitBreaker) -> _Outcome:
-        if now >= self._deadline(row):
-            return _Outcome(row, failed_change(row.id, self._expired_error(row)), "failed", circuit.name)
-        return self._move_on(row, now, f"{circuit.name}: channel unavailable ({circuit.reason})", "fallback")
-
-    def _move_on(self, row: OutboxRow, now: datetime, error: str, result: str) -> _Outcome:
-        """To the next channel of the plan at once, or failed when there is none."""
-        name = row.channel or ""
-        if row.next_channel is None:
-            return _Outcome(row, failed_change(row.id, error), "failed", name)
-        return _Outcome(row, reschedule_change(row.id, now, error, next_channel=True), result, name)
-
-    def backoff(self, channel_attempts: int) -> float:
-        """Seconds before retrying a channel after its n-th failure: exponential with jitter, capped."""
-        state = RetryCallState(retry_object=None, fn=None, args=(), kwargs={})  # type: ignore[arg-type]
-        state.attempt_number = max(1, channel_attempts)
-        return min(float(self._wait(state)), self.config.backoff_max.total_seconds())
-
-    async def _send(self, row: OutboxRow) -> _Outcome:
+    async def _send(self, row: OutboxRow) -> Outcome:
         name = row.channel or ""
         channel = self.channels[name]
         message = _message(row)
         try:
             receipt = await channel.send(message)
         except ChannelError as exc:
-            return self._failure(row, exc)
+            return self.attempts.failure(row, exc, self.now())
         except Exception as exc:
             # The channel contract says this cannot happen; never let one bad send stop the worker.
             log.exception("alert_channel_bug", channel=name, alert=row.id)
-            return self._failure(row, TransientError(f"unexpected {type(exc).__name__}", channel=name))
+            error = TransientError(f"unexpected {type(exc).__name__}", channel=name)
+            return self.attempts.failure(row, error, self.now())
         self.circuits[name].success()
         now = self.now()
         mark = SentMark(row.id, name, receipt.provider_message_id, receipt.segments, receipt.duplicate)
         result = "duplicate" if receipt.duplicate else "sent"
         log.info("alert_sent", alert=row.id, kind=row.kind, channel=name, duplicate=receipt.duplicate)
-        return _Outcome(row, mark, result, name, receipt, getattr(channel, "type", ""), now)
-
-    def _failure(self, row: OutboxRow, exc: ChannelError) -> _Outcome:
-        name = row.channel or ""
-        circuit = self.circuits[name]
-        now = self.now()
-        at = _epoch(now)
-        error = _short(exc)
-        if isinstance(exc, AuthError | QuotaExceeded):
-            circuit.trip(at, self.config.unavailable_cooldown.total_seconds(), type(exc).__name__)
-            if row.next_channel is not None:
-                return self._move_on(row, now, error, "fallback")
-            return self._retry(row, now, error, circuit.open_until - at if circuit.open_until else 0.0)
-        if isinstance(exc, PermanentError):
-            circuit.success()
-            return self._move_on(row, now, error, "fallback")
-        # Transient (the default for any other ChannelError).
-        retry_after = exc.retry_after if isinstance(exc, TransientError) else None
-        circuit.failure(at, type(exc).__name__)
-        if isinstance(exc, RateLimited) and retry_after:
-            circuit.pause(at + retry_after)
-        if row.channel_attempts >= self.config.fallback_after and row.next_channel is not None:
-            return self._move_on(row, now, error, "fallback")
-        delay = max(self.backoff(row.channel_attempts), retry_after or 0.0)
-        return self._retry(row, now, error, delay)
-
-    def _retry(self, row: OutboxRow, now: datetime, error: str, delay: float) -> _Outcome:
-        at = now + timedelta(seconds=delay)
-        name = row.channel or ""
-        if at >= self._deadline(row):
-            age = format_duration(self.config.max_age)
-            return _Outcome(
-                row, failed_change(row.id, f"not delivered within {age}: {error}"), "failed", name
-            )
-        log.info("alert_retry", alert=row.id, channel=name, seconds=round(delay, 3), error=error)
-        return _Outcome(row, reschedule_change(row.id, at, error), "retried", name)
+        return Outcome(row, mark, result, name, receipt, getattr(channel, "type", ""), now)
 
     # --- notify-test ----------------------------------------------------------------------------------
 
@@ -596,14 +384,14 @@ class DeliveryWorker:
             if channel is None:
                 errors.append(f"{name}: channel is not configured")
                 continue
-            needed = _NEEDS.get(getattr(channel, "type", ""))
-            if needed and not getattr(row, needed):
-                errors.append(f"{name}: recipient has no {needed.replace('_', ' ')}")
+            unreachable = unreachable_error(name, channel, row)
+            if unreachable is not None:
+                errors.append(unreachable)
                 continue
             try:
                 receipt = await channel.send(_message(row))
             except ChannelError as exc:
-                errors.append(_short(exc))
+                errors.append(short_error(exc))
                 if self.metrics is not None:
                     self.metrics.alert(
                         row.kind, name, "fallback" if index + 1 < len(row.channels) else "failed"
@@ -614,8 +402,8 @@ class DeliveryWorker:
                 [SentMark(row.id, name, receipt.provider_message_id, receipt.segments, receipt.duplicate)],
                 sent_at,
             )
-            outcome = _Outcome(row, SentMark(row.id, name, None, 0), "sent", name, receipt,
-                               getattr(channel, "type", ""), sent_at)  # fmt: skip
+            outcome = Outcome(row, SentMark(row.id, name, None, 0), "sent", name, receipt,
+                              getattr(channel, "type", ""), sent_at)  # fmt: skip
             self._observe(outcome)
             break
         else:
@@ -632,7 +420,7 @@ class DeliveryWorker:
         return f"DeliveryWorker(channels={sorted(self.channels)}, in_flight={self.in_flight})"
 
 
-def row_error(outcome: _Outcome) -> str | None:
+def row_error(outcome: Outcome) -> str | None:
     change: Any = outcome.change
     return getattr(change, "error", None)
 

@@ -72,7 +72,7 @@ Role = Annotated[str, AfterValidator(_known_role)]
 
 
 class UnitConfig(StrictModel):
-    """A unit (phòng ban, UBND xã...) as the dossier system codes it."""
+    """A unit (Sở, Trung tâm Phục vụ hành chính công, UBND xã/phường...) as the dossier system codes it."""
 
     code: str = Field(min_length=1)
     name: str = ""

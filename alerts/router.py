@@ -1,4 +1,7 @@
-"""Events → alerts: who gets which message, on which channels, and not before when.
+"""Events → alerts: the Router turns each event into an occurrence, picks its recipients, stores the alerts.
+
+The parts: alerts/occurrences.py (what an event is about, and its text fields), alerts/recipients.py
+(who gets it, on which channels, not before when), alerts/timers.py ("longer than" timers, repeats).
 
 De-duplication is by stable keys, so that handling the same event twice, or re-deriving alerts from the
 store after a crash, stores each alert once (the outbox ignores a known key):
@@ -16,24 +19,31 @@ live in the `alert_timers` table so a restart neither loses nor repeats them.
 
 from __future__ import annotations
 
-import json
-import math
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import structlog
 
-from alerts.config import AlertsConfig, clock_time
+from alerts.config import AlertsConfig
 from alerts.digest import Digest, DigestItem
-from alerts.directory import Directory, PersonConfig
-from alerts.model import AlertKind, AlertSink, NewAlert, Severity
+from alerts.directory import Directory
+from alerts.model import AlertKind, AlertSink, NewAlert
+from alerts.occurrences import Occurrence, OccurrenceBuilder, certificate_expiry
+from alerts.recipients import RecipientPolicy
 from alerts.rules import DOSSIER_KINDS, RuleConfig
-from alerts.templates import RenderedAlert, Templates, format_elapsed, format_working_left, reason_text
-from monitor.calendar import Calendars, WorkingCalendar
+from alerts.templates import RenderedAlert, Templates
+from alerts.timers import (
+    OpenIncident,
+    Timers,
+    cert_warning_timer,
+    degraded_timer,
+    epoch,
+    from_epoch,
+    sync_timer,
+)
+from monitor.calendar import Calendars
 from monitor.events import (
     DossierSyncFailed,
     DossierSyncRecovered,
@@ -46,7 +56,7 @@ from monitor.events import (
 from monitor.model import FailureReason, Health
 from monitor.store import SqliteStore
 
-__all__ = ["ROUTED_EVENTS", "Occurrence", "Router", "Timer", "Timers", "recorded_crossings"]
+__all__ = ["ROUTED_EVENTS", "Router", "recorded_crossings"]
 
 log = structlog.get_logger("alerts.router")
 
@@ -59,157 +69,14 @@ ROUTED_EVENTS: tuple[type[Event], ...] = (
     DossierSyncRecovered,
 )
 
-# Channel types and what they need to reach a person.
-_NEEDS_PHONE = frozenset({"zalo_zns", "sms_esms", "sms_speedsms", "sms_http"})
-_NEEDS_ZALO_ID = frozenset({"zalo_oa"})
 _AMOUNT = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _HOURS = {"ms": 1 / 3_600_000, "s": 1 / 3600, "m": 1 / 60, "h": 1.0}
-_CERT_DAYS = re.compile(r"certificate (expires in|expired) (\d+(?:\.\d+)?) days")
-
-
-@dataclass(frozen=True, slots=True)
-class Occurrence:
-    """Something to alert about, before recipients are chosen: one event, or one timer firing."""
-
-    kind: AlertKind
-    # Dedupe key prefix; the person id (and a repeat suffix) is appended.
-    key: str
-    subject: str
-    event_at: datetime
-    fields: Mapping[str, Any]
-    # Target or source name, for the rules' `targets` filter.
-    name: str | None = None
-    unit: str | None = None
-    procedure: str | None = None
-    assignee_id: str = ""
-    assignee_name: str = ""
-    keep: tuple[str, ...] = ()
-    code: str = ""
-    due_at: datetime | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Timer:
-    """A pending "longer than" check (or a later certificate warning) for one rule."""
-
-    key: str
-    kind: AlertKind
-    name: str
-    rule: str
-    since: datetime
-    fire_at: datetime
-    data: Mapping[str, Any] = field(default_factory=dict)
-
-
-def _epoch(value: datetime) -> int:
-    return round(value.timestamp())
-
-
-def _from_epoch(value: int) -> datetime:
-    return datetime.fromtimestamp(value, UTC)
-
-
-class Timers:
-    """The `alert_timers` table with an in-memory copy; memory only without a store (tests, dry runs)."""
-
-    def __init__(self, store: SqliteStore | None = None) -> None:
-        self.store = store
-        self._timers: dict[str, Timer] = {}
-
-    async def load(self) -> None:
-        if self.store is None:
-            return
-        rows = await self.store.reader.execute_fetchall(
-            "SELECT key, kind, name, rule, since, fire_at, data FROM alert_timers"
-        )
-        self._timers = {
-            row[0]: Timer(
-                row[0],
-                AlertKind(row[1]),
-                row[2],
-                row[3],
-                _from_epoch(row[4]),
-                _from_epoch(row[5]),
-                json.loads(row[6]),
-            )
-            for row in rows
-        }
-
-    def get(self, key: str) -> Timer | None:
-        return self._timers.get(key)
-
-    def __len__(self) -> int:
-        return len(self._timers)
-
-    def all(self) -> list[Timer]:
-        return sorted(self._timers.values(), key=lambda timer: (timer.fire_at, timer.key))
-
-    async def start(self, timer: Timer, *, update_data: bool = False) -> Timer:
-        """Start `timer` unless one with its key runs already (then optionally refresh its data)."""
-        current = self._timers.get(timer.key)
-        if current is not None:
-            if not update_data or current.data == timer.data:
-                return current
-            timer = Timer(
-                current.key,
-                current.kind,
-                current.name,
-                current.rule,
-                current.since,
-                current.fire_at,
-                timer.data,
-            )
-        self._timers[timer.key] = timer
-        if self.store is not None:
-            async with self.store.transaction() as conn:
-                await conn.execute(
-                    "INSERT INTO alert_timers (key, kind, name, rule, since, fire_at, data)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?)"
-                    " ON CONFLICT (key) DO UPDATE SET data = excluded.data",
-                    (
-                        timer.key,
-                        timer.kind.value,
-                        timer.name,
-                        timer.rule,
-                        _epoch(timer.since),
-                        _epoch(timer.fire_at),
-                        json.dumps(dict(timer.data)),
-                    ),
-                )
-        return timer
-
-    async def cancel(self, kinds: Iterable[AlertKind], name: str) -> int:
-        kinds = set(kinds)
-        doomed = [key for key, timer in self._timers.items() if timer.kind in kinds and timer.name == name]
-        await self.remove(doomed)
-        return len(doomed)
-
-    async def remove(self, keys: Sequence[str]) -> None:
-        if not keys:
-            return
-        for key in keys:
-            self._timers.pop(key, None)
-        if self.store is not None:
-            async with self.store.transaction() as conn:
-                await conn.executemany("DELETE FROM alert_timers WHERE key = ?", [(key,) for key in keys])
-
-    def due(self, now: datetime) -> list[Timer]:
-        return [timer for timer in self.all() if timer.fire_at <= now]
-
-
-@dataclass(slots=True)
-class _OpenIncident:
-    incident_id: int
-    target: str
-    started_at: datetime
-    reason: str | None
-    detail: str
-    # Per rule: the last repeat number enqueued.
-    repeats: dict[str, int] = field(default_factory=dict)
 
 
 class Router:
     """Turns events into `NewAlert`s and puts them in the sink (see the module docstring).
+
+    `occurrences` builds what each event is about, `policy` picks recipients, channels and send times.
 
     `clock` gives the current aware time (scheduling, repeats); `zone` is the config's timezone (quiet
     hours, dates in texts). `digest` (optional) receives due-soon alerts of rules with `digest: true`;
@@ -242,13 +109,9 @@ class Router:
         self.digest = digest
         self.timers = timers if timers is not None else Timers()
         self.cert_expiry = cert_expiry
-        self._channel_types = {channel.name: channel.type for channel in config.channels}
-        self._quiet = (
-            (clock_time(config.quiet_hours.start), clock_time(config.quiet_hours.end))
-            if config.quiet_hours is not None
-            else None
-        )
-        self._open: dict[int, _OpenIncident] = {}
+        self.occurrences = OccurrenceBuilder(calendars, directory, zone)
+        self.policy = RecipientPolicy(config, directory, zone)
+        self._open: dict[int, OpenIncident] = {}
         # person id → alerts skipped because no channel could reach them.
         self.unreachable: dict[str, int] = {}
         self.enqueued = 0
@@ -259,18 +122,22 @@ class Router:
     async def handle(self, event: Event) -> int:
         """Route one event; return how many alerts were new in the sink (or new digest items)."""
         if isinstance(event, DossierThresholdCrossed):
-            return await self.route(self._crossing(event))
+            return await self.route(self.occurrences.crossing(event))
         if isinstance(event, IncidentOpened):
-            self._open[event.incident_id] = _OpenIncident(
+            self._open[event.incident_id] = OpenIncident(
                 event.incident_id, event.target, event.at, event.reason, event.detail
             )
             return await self.route(
-                self._down(event.incident_id, event.target, event.at, event.reason, event.detail)
+                self.occurrences.target_down(
+                    event.incident_id, event.target, event.at, event.reason, event.detail
+                )
             )
         if isinstance(event, IncidentClosed):
             self._open.pop(event.incident_id, None)
             return await self.route(
-                self._up(event.incident_id, event.target, event.started_at, event.at, event.duration_seconds)
+                self.occurrences.target_recovered(
+                    event.incident_id, event.target, event.started_at, event.at, event.duration_seconds
+                )
             )
         if isinstance(event, TargetStateChanged):
             return await self._state_changed(event)
@@ -282,103 +149,6 @@ class Router:
             return 0
         return 0
 
-    def _crossing(self, event: DossierThresholdCrossed) -> Occurrence:
-        if event.overdue:
-            kind = AlertKind.OVERDUE
-        elif event.is_last_warning:
-            kind = AlertKind.LAST_WARNING
-        else:
-            kind = AlertKind.DUE_SOON
-        calendar = self.calendars.for_dossier(event.unit_code, event.procedure_code or None)
-        due = event.due_at.astimezone(self.zone)
-        apology_by = calendar.add_working_time(due, days=-1).astimezone(self.zone)
-        if event.outage_overlap is None:
-            outage = ""
-        elif event.outage_overlap:
-            ids = ", ".join(f"#{incident}" for incident in event.outage_incident_ids)
-            outage = f"Có sự cố hệ thống trước hạn{f' ({ids})' if ids else ''}. "
-        else:
-            outage = "Không có sự cố hệ thống trước hạn. "
-        fields = {
-            "code": event.code,
-            "procedure": event.procedure_name or event.procedure_code,
-            "procedure_code": event.procedure_code,
-            "unit": event.unit_name or self.directory.unit_name(event.unit_code),
-            "unit_code": event.unit_code,
-            "left": format_working_left(event.working_time_left, calendar.day_length),
-            "due": due,
-            "threshold": event.threshold,
-            "apology_by": apology_by,
-            # The apology slip is due a working day before the deadline; past that, it is due now.
-            "apology": f"trước {apology_by:%H:%M %d/%m}" if apology_by > event.at else "ngay",
-            "assignee": event.assignee_name,
-            "outage": outage,
-            "late": format_working_left(-event.working_time_left, calendar.day_length),
-        }
-        return Occurrence(
-            kind=kind,
-            key=f"crossing:{event.crossing_id}",
-            subject=f"dossier:{event.code}",
-            event_at=event.at,
-            fields=fields,
-            unit=event.unit_code,
-            procedure=event.procedure_code or None,
-            assignee_id=event.assignee_id,
-            assignee_name=event.assignee_name,
-            keep=(event.code, f"{due:%H:%M %d/%m}"),
-            code=event.code,
-            due_at=event.due_at,
-        )
-
-    def _down(
-        self,
-        incident_id: int,
-        target: str,
-        started_at: datetime,
-        reason: str | None,
-        detail: str,
-        *,
-        repeat: int = 0,
-        now: datetime | None = None,
-    ) -> Occurrence:
-        elapsed = (now - started_at) if now is not None else timedelta(0)
-        return Occurrence(
-            kind=AlertKind.TARGET_DOWN,
-            key=f"incident:{incident_id}:down",
-            subject=f"incident:{incident_id}",
-            event_at=now if repeat and now is not None else started_at,
-            fields={
-                "target": target,
-                "reason": reason_text(reason),
-                "detail": detail,
-                "since": started_at.astimezone(self.zone),
-                "incident": incident_id,
-                "duration": format_elapsed(elapsed),
-                "reminder": f" Nhắc lại: đã {format_elapsed(elapsed)}." if repeat else "",
-            },
-            name=target,
-            keep=(target,),
-        )
-
-    def _up(
-        self, incident_id: int, target: str, started_at: datetime, ended_at: datetime, duration_seconds: float
-    ) -> Occurrence:
-        return Occurrence(
-            kind=AlertKind.TARGET_RECOVERED,
-            key=f"incident:{incident_id}:up",
-            subject=f"incident:{incident_id}",
-            event_at=ended_at,
-            fields={
-                "target": target,
-                "since": started_at.astimezone(self.zone),
-                "until": ended_at.astimezone(self.zone),
-                "duration": format_elapsed(duration_seconds),
-                "incident": incident_id,
-            },
-            name=target,
-            keep=(target,),
-        )
-
     async def _state_changed(self, event: TargetStateChanged) -> int:
         if event.current is not Health.DEGRADED:
             await self.timers.cancel((AlertKind.TARGET_DEGRADED,), event.target)
@@ -388,85 +158,30 @@ class Router:
             return 0
         if event.reason is FailureReason.CERT_EXPIRING:
             return await self._cert_expiring(event)
-        for rule in self._rules_for(AlertKind.TARGET_DEGRADED, event.target):
-            await self.timers.start(
-                Timer(
-                    key=f"degraded:{event.target}:{rule.name}",
-                    kind=AlertKind.TARGET_DEGRADED,
-                    name=event.target,
-                    rule=rule.name,
-                    since=event.at,
-                    fire_at=event.at + rule.degraded_after,
-                    data={"reason": event.reason.value if event.reason else None, "detail": event.detail},
-                )
-            )
+        for rule in self.policy.rules_for(AlertKind.TARGET_DEGRADED, event.target):
+            await self.timers.start(degraded_timer(event, rule))
         return 0
 
-    def _expiry(self, event: TargetStateChanged) -> datetime | None:
-        if self.cert_expiry is not None and (expiry := self.cert_expiry(event.target)) is not None:
-            return datetime.fromtimestamp(expiry, UTC)
-        match = _CERT_DAYS.search(event.detail)
-        if match is None:
-            return None
-        days = float(match[2]) * (1 if match[1] == "expires in" else -1)
-        return event.at + timedelta(days=days)
-
     async def _cert_expiring(self, event: TargetStateChanged) -> int:
-        expiry = self._expiry(event)
+        expiry = certificate_expiry(event, self.cert_expiry)
         if expiry is None:
             log.warning("cert_expiry_unknown", target=event.target)
             return 0
         added = 0
-        for rule in self._rules_for(AlertKind.CERT_EXPIRING, event.target):
+        for rule in self.policy.rules_for(AlertKind.CERT_EXPIRING, event.target):
             warn_at = expiry - timedelta(days=rule.cert_days)
             if warn_at <= event.at:
                 added += await self.route(
-                    self._cert(event.target, expiry, event.at, event.detail), rules=[rule]
+                    self.occurrences.cert_expiring(event.target, expiry, event.at, event.detail), rules=[rule]
                 )
                 continue
             # The probe warns earlier than this rule wants to: warn when the rule's window begins.
-            await self.timers.start(
-                Timer(
-                    key=f"cert:{event.target}:{rule.name}",
-                    kind=AlertKind.CERT_EXPIRING,
-                    name=event.target,
-                    rule=rule.name,
-                    since=event.at,
-                    fire_at=warn_at,
-                    data={"expiry": _epoch(expiry), "detail": event.detail},
-                )
-            )
+            await self.timers.start(cert_warning_timer(event, rule, expiry, warn_at))
         return added
 
-    def _cert(self, target: str, expiry: datetime, at: datetime, detail: str) -> Occurrence:
-        expiry_day = expiry.astimezone(self.zone).date()
-        days_left = max(0, math.floor((expiry - at).total_seconds() / 86400))
-        return Occurrence(
-            kind=AlertKind.CERT_EXPIRING,
-            key=f"cert:{target}:{expiry_day.isoformat()}",
-            subject=f"target:{target}",
-            event_at=at,
-            fields={"target": target, "days": days_left, "expiry": expiry_day, "detail": detail},
-            name=target,
-            keep=(target,),
-        )
-
     async def _sync_failed(self, event: DossierSyncFailed) -> None:
-        # Stale since the last success, failing since the first failure seen: whichever is known.
-        since = event.last_success_at or event.at
-        for rule in self._rules_for(AlertKind.SYNC_FAILING, event.source):
-            await self.timers.start(
-                Timer(
-                    key=f"sync:{event.source}:{rule.name}",
-                    kind=AlertKind.SYNC_FAILING,
-                    name=event.source,
-                    rule=rule.name,
-                    since=since,
-                    fire_at=since + rule.sync_after,
-                    data={"reason": event.reason, "failures": event.consecutive_failures},
-                ),
-                update_data=True,
-            )
+        for rule in self.policy.rules_for(AlertKind.SYNC_FAILING, event.source):
+            await self.timers.start(sync_timer(event, rule), update_data=True)
 
     # --- periodic work --------------------------------------------------------------------------------
 
@@ -479,51 +194,12 @@ class Router:
         for timer in self.timers.due(now):
             rule = rules.get(timer.rule)
             if rule is not None:
-                added += await self.route(self._timer_occurrence(timer, rule), rules=[rule], now=now)
+                added += await self.route(self.occurrences.timer_fired(timer, rule), rules=[rule], now=now)
             fired.append(timer.key)
         # Removed after the alerts are stored: a crash in between re-fires them, and the outbox ignores those.
         await self.timers.remove(fired)
         added += await self._repeats(now)
         return added
-
-    def _timer_occurrence(self, timer: Timer, rule: RuleConfig) -> Occurrence:
-        data = timer.data
-        if timer.kind is AlertKind.CERT_EXPIRING:
-            return self._cert(
-                timer.name, _from_epoch(int(data["expiry"])), timer.fire_at, str(data.get("detail", ""))
-            )
-        since = timer.since.astimezone(self.zone)
-        if timer.kind is AlertKind.TARGET_DEGRADED:
-            return Occurrence(
-                kind=AlertKind.TARGET_DEGRADED,
-                key=f"degraded:{timer.name}:{_epoch(timer.since)}",
-                subject=f"target:{timer.name}",
-                event_at=timer.fire_at,
-                fields={
-                    "target": timer.name,
-                    "reason": reason_text(data.get("reason")),
-                    "detail": data.get("detail", ""),
-                    "since": since,
-                    "duration": format_elapsed(rule.degraded_after),
-                },
-                name=timer.name,
-                keep=(timer.name,),
-            )
-        return Occurrence(
-            kind=AlertKind.SYNC_FAILING,
-            key=f"sync:{timer.name}:{_epoch(timer.since)}",
-            subject=f"source:{timer.name}",
-            event_at=timer.fire_at,
-            fields={
-                "source": timer.name,
-                "reason": data.get("reason") or "không rõ",
-                "since": since,
-                "failures": data.get("failures", 0),
-                "duration": format_elapsed(rule.sync_after),
-            },
-            name=timer.name,
-            keep=(timer.name,),
-        )
 
     async def _repeats(self, now: datetime) -> int:
         added = 0
@@ -533,11 +209,10 @@ class Router:
             for incident in list(self._open.values()):
                 if not rule.covers(incident.target):
                     continue
-                count = int((now - incident.started_at) / rule.repeat)
-                if count < 1 or incident.repeats.get(rule.name) == count:
+                count = incident.owed_repeat(rule.name, rule.repeat, now)
+                if not count:
                     continue
-                incident.repeats[rule.name] = count
-                occurrence = self._down(
+                occurrence = self.occurrences.target_down(
                     incident.incident_id,
                     incident.target,
                     incident.started_at,
@@ -551,85 +226,6 @@ class Router:
 
     # --- routing --------------------------------------------------------------------------------------
 
-    def _rules_for(self, kind: AlertKind, name: str | None = None) -> list[RuleConfig]:
-        return [
-            rule for rule in self.config.rules if kind in rule.kinds and (name is None or rule.covers(name))
-        ]
-
-    def recipients(self, rule: RuleConfig, occurrence: Occurrence) -> list[PersonConfig]:
-        """The people a rule names for an occurrence, in the order of its `to`."""
-        people: list[PersonConfig] = []
-        for recipient in rule.to:
-            if recipient == "assignee":
-                if occurrence.kind not in DOSSIER_KINDS:
-                    continue
-                person = self.directory.match_assignee(
-                    occurrence.assignee_id, occurrence.assignee_name, occurrence.unit
-                )
-                found = [person] if person is not None else []
-            else:
-                unit = occurrence.unit if occurrence.kind in DOSSIER_KINDS else None
-                found = self.directory.people_for([recipient], unit)
-            people.extend(person for person in found if person not in people)
-        return people
-
-    def channels_for(self, rule: RuleConfig, person: PersonConfig) -> tuple[str, ...]:
-        """The rule's channels, else the person's, else every channel; only those that can reach them."""
-        names = rule.channels or person.channels or list(self._channel_types)
-        return tuple(name for name in names if self._reaches(name, person))
-
-    def _reaches(self, channel: str, person: PersonConfig) -> bool:
-        kind = self._channel_types.get(channel)
-        if kind is None:
-            return False
-        if kind in _NEEDS_PHONE:
-            return person.phone is not None
-        if kind in _NEEDS_ZALO_ID:
-            return person.zalo_user_id is not None
-        return True
-
-    def not_before(
-        self, rule: RuleConfig, severity: Severity, base: datetime, calendar: WorkingCalendar
-    ) -> datetime:
-        """`base` pushed past the quiet hours (unless critical) and to a working moment (if asked)."""
-        moment = base
-        # Each push may land in the other's closed time (a working day that opens in quiet hours).
-        for _ in range(8):
-            pushed = moment
-            if rule.working_hours_only:
-                pushed = calendar.next_working_moment(pushed)
-            if rule.quiet_hours and severity is not Severity.CRITICAL:
-                pushed = self.quiet_end(pushed) or pushed
-            if pushed == moment:
-                break
-            moment = pushed
-        return moment
-
-    def quiet_end(self, moment: datetime) -> datetime | None:
-        """When the quiet hours around `moment` end, or None when `moment` is not in quiet hours."""
-        if self._quiet is None:
-            return None
-        start, end = self._quiet
-        local = moment.astimezone(self.zone)
-        clock = local.time().replace(tzinfo=None)
-        day = local.date()
-        if start > end:  # spans midnight, e.g. 21:00-06:30
-            if clock >= start:
-                return datetime.combine(day + timedelta(days=1), end, tzinfo=self.zone)
-            if clock < end:
-                return datetime.combine(day, end, tzinfo=self.zone)
-            return None
-        if start <= clock < end:
-            return datetime.combine(day, end, tzinfo=self.zone)
-        return None
-
-    def schedule_digest(self, alert: NewAlert) -> NewAlert:
-        """A digest's not_before past the quiet hours (the digest hour may be configured inside them)."""
-        end = self.quiet_end(alert.not_before)
-        if end is None:
-            return alert
-        return replace(alert, not_before=end)
-
     def build(
         self,
         occurrence: Occurrence,
@@ -640,7 +236,7 @@ class Router:
     ) -> tuple[list[NewAlert], list[DigestItem]]:
         """The alerts (and digest items) for one occurrence; the first rule naming a person wins."""
         now = now or self.clock()
-        rules = list(rules) if rules is not None else self._rules_for(occurrence.kind, occurrence.name)
+        rules = list(rules) if rules is not None else self.policy.rules_for(occurrence.kind, occurrence.name)
         if occurrence.kind in DOSSIER_KINDS:
             calendar = self.calendars.for_dossier(occurrence.unit, occurrence.procedure)
         else:
@@ -654,11 +250,11 @@ class Router:
             if occurrence.name is not None and not rule.covers(occurrence.name):
                 continue
             severity = rule.severity_for(occurrence.kind)
-            for person in self.recipients(rule, occurrence):
+            for person in self.policy.recipients(rule, occurrence):
                 if person.id in seen:
                     continue
                 seen.add(person.id)
-                channels = self.channels_for(rule, person)
+                channels = self.policy.channels_for(rule, person)
                 if not channels:
                     self.unreachable[person.id] = self.unreachable.get(person.id, 0) + 1
                     log.warning(
@@ -689,7 +285,7 @@ class Router:
                         channels=channels,
                         text=rendered.text,
                         event_at=occurrence.event_at,
-                        not_before=self.not_before(rule, severity, base, calendar),
+                        not_before=self.policy.not_before(rule, severity, base, calendar),
                         template_params=rendered.template_params,
                         phone=person.phone,
                         zalo_user_id=person.zalo_user_id,
@@ -739,20 +335,20 @@ class Router:
         for incident in await store.open_incidents():
             self._open.setdefault(
                 incident.id,
-                _OpenIncident(
+                OpenIncident(
                     incident.id, incident.target, incident.started_at, incident.reason, incident.detail
                 ),
             )
         for incident in reversed(await store.incidents(since)):
             if incident.started_at >= since:
                 added += await self.route(
-                    self._down(
+                    self.occurrences.target_down(
                         incident.id, incident.target, incident.started_at, incident.reason, incident.detail
                     )
                 )
             if incident.ended_at is not None:
                 added += await self.route(
-                    self._up(
+                    self.occurrences.target_recovered(
                         incident.id,
                         incident.target,
                         incident.started_at,
@@ -761,7 +357,7 @@ class Router:
                     )
                 )
         for event in await recorded_crossings(store, since, self.calendars, thresholds):
-            added += await self.route(self._crossing(event))
+            added += await self.route(self.occurrences.crossing(event))
         if added:
             log.warning("alerts_rederived", since=since.isoformat(), new=added)
         return added
@@ -788,7 +384,7 @@ async def recorded_crossings(
         " d.assignee_id, d.assignee_name FROM dossier_crossings AS c JOIN dossiers AS d ON d.code = c.code"
         " WHERE c.crossed_at >= ? AND c.suppressed = 0 AND d.status = 'open'"
         " ORDER BY c.crossed_at, c.id",
-        (_epoch(since),),
+        (epoch(since),),
     )
     amounts = [(key, _working_amount(key)) for key in thresholds]
     events = []
@@ -801,7 +397,7 @@ async def recorded_crossings(
             last = threshold == min(amounts, key=lambda item: item[1][0] * hours_per_day + item[1][1])[0]
         events.append(
             DossierThresholdCrossed(
-                at=_from_epoch(crossed_at),
+                at=from_epoch(crossed_at),
                 crossing_id=crossing_id,
                 code=code,
                 unit_code=unit_code,
@@ -811,7 +407,7 @@ async def recorded_crossings(
                 assignee_id=assignee_id,
                 assignee_name=assignee_name,
                 threshold=threshold,
-                due_at=_from_epoch(due_at),
+                due_at=from_epoch(due_at),
                 working_time_left=timedelta(seconds=left),
                 is_last_warning=last,
                 outage_overlap=None if overlap is None else bool(overlap),

@@ -16,13 +16,15 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from alerts.channels import ChannelDeps, build_channels
-from alerts.delivery import DeliveryConfig, DeliveryWorker
+from alerts.config import DeliveryConfig
+from alerts.delivery import DeliveryWorker
 from alerts.digest import Digest
 from alerts.directory import Directory
 from alerts.model import AlertSink
 from alerts.outbox import Outbox
-from alerts.router import ROUTED_EVENTS, Router, Timers
+from alerts.router import ROUTED_EVENTS, Router
 from alerts.templates import Templates
+from alerts.timers import Timers
 from monitor.calendar import Calendars
 from monitor.events import EventBus, Subscription
 from monitor.store import SqliteStore
@@ -91,7 +93,7 @@ class AlertService:
             calendars,
             self.templates,
             config.zone,
-            schedule=self.router.schedule_digest,
+            schedule=self.router.policy.schedule_digest,
         )
         self.router.digest = self.digest
         self._given_channels = channels

@@ -125,7 +125,7 @@ _SAMPLES: dict[str, Any] = {
     "code": "000.00.12.H12-261005-0001",
     "procedure": "Cấp GCN QSDĐ",
     "procedure_code": "1.004227",
-    "unit": "Phòng TN&MT",
+    "unit": "Sở NN&MT",
     "unit_code": "000.00.12.H12",
     "left": "4 giờ",
     "due": _SAMPLE_TIME,

@@ -64,7 +64,7 @@ def page_html(size: int = 5000) -> bytes:
         "<h1>Hệ thống thông tin giải quyết thủ tục hành chính</h1>\n<table>\n"
     )
     # The keyword comes last, so a keyword check has to scan the whole body, as in real pages.
-    tail = f"</table>\n<footer>{KEYWORD} - UBND xã Long Khánh A, huyện Long Mỹ</footer></body></html>\n"
+    tail = f"</table>\n<footer>{KEYWORD} - UBND xã Long Khánh, tỉnh Đồng Tháp</footer></body></html>\n"
     rows = []
     used = len(head.encode()) + len(tail.encode())
     index = 0
@@ -72,7 +72,7 @@ def page_html(size: int = 5000) -> bytes:
         procedure = _PROCEDURES[index % len(_PROCEDURES)]
         row = (
             f"<tr><td>H23.{index:04d}</td><td>{procedure}</td>"
-            "<td>Phòng Giáo dục và Đào tạo</td><td>Đúng hạn</td></tr>\n"
+            "<td>Sở Giáo dục và Đào tạo</td><td>Đúng hạn</td></tr>\n"
         )
         rows.append(row)
         used += len(row.encode())

@@ -27,7 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from pydantic import TypeAdapter
 
 from alerts.channels import ChannelConfig, ChannelDeps, build_channels
-from alerts.delivery import DeliveryConfig, DeliveryWorker
+from alerts.config import DeliveryConfig
+from alerts.delivery import DeliveryWorker
 from alerts.model import AlertKind, AlertStatus, NewAlert, Severity
 from alerts.outbox import Outbox, alert_id_for
 from monitor.logging import configure_logging

@@ -209,7 +209,8 @@ class CalendarConfig(StrictModel):
     )
     days_off: list[DayEntry] = Field(default_factory=list)
     working_days: list[DayEntry] = Field(default_factory=list)
-    # Decree 61/2018 Art. 18: dossiers received after 15:00 count from the next working day.
+    # Decree 61/2018 Art. 18: dossiers received after 15:00 count from the next working day. Decree
+    # 118/2025/NĐ-CP replaced it on 2025-07-01; its exact wording is unconfirmed here, hence a setting.
     cutoff: ClockTime | None = "15:00"
     cutoff_for_hours: bool = False
 
@@ -622,8 +623,8 @@ class WorkingCalendar:
         """The due time of a dossier received at `received_at` with a processing period of days or hours.
 
         After the afternoon cut-off of a working day, counting starts at the next working day's
-        opening (Decree 61/2018 Art. 18); hour-based periods ignore the cut-off unless
-        `cutoff_for_hours` is set.
+        opening (Decree 61/2018 Art. 18, replaced by Decree 118/2025/NĐ-CP); hour-based periods ignore
+        the cut-off unless `cutoff_for_hours` is set.
         """
         start = received_at
         day_based = days > 0

@@ -8,6 +8,7 @@ Every model forbids unknown keys and carries its defaults. `load_config` returns
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import yaml
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
 
 from alerts.config import AlertsConfig
 from monitor.calendar import CalendarsConfig
@@ -78,7 +79,8 @@ class Config(StrictModel):
 
     timezone: str = "Asia/Ho_Chi_Minh"
     listen: str = "127.0.0.1:9464"
-    api: ApiConfig = ApiConfig()
+    # Validated also when absent, so that a reachable `listen` without a token is caught.
+    api: ApiConfig = Field(default_factory=ApiConfig, validate_default=True)
     store: StoreConfig = StoreConfig()
     scheduler: SchedulerConfig = SchedulerConfig()
     logging: LoggingConfig = LoggingConfig()
@@ -99,6 +101,19 @@ class Config(StrictModel):
         split_listen(value)
         return value
 
+    @field_validator("api")
+    @classmethod
+    def _token_when_reachable(cls, api: ApiConfig, info: ValidationInfo) -> ApiConfig:
+        # The API lists dossier codes, units and people's ids: an address other machines can reach
+        # (0.0.0.0 in a container) is only safe behind a token.
+        listen = info.data.get("listen")
+        if api.token is None and listen is not None and not _loopback(split_listen(listen)[0]):
+            raise ValueError(
+                f"listen {listen} can be reached from other machines: set api.token_file (or api.token),"
+                " or listen on 127.0.0.1 behind a proxy"
+            )
+        return api
+
     @field_validator("targets")
     @classmethod
     def _unique_names(cls, targets: list[HttpTarget | TcpTarget]) -> list[HttpTarget | TcpTarget]:
@@ -112,6 +127,15 @@ class Config(StrictModel):
     @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything
 
 
 # --- loading --------------------------------------------------------------------------------------

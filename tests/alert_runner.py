@@ -20,7 +20,8 @@ from pathlib import Path
 from pydantic import TypeAdapter
 
 from alerts.channels import ChannelConfig, ChannelDeps, build_channels
-from alerts.delivery import DeliveryConfig, DeliveryWorker
+from alerts.config import DeliveryConfig
+from alerts.delivery import DeliveryWorker
 from alerts.model import AlertKind, AlertStatus, NewAlert, Severity
 from alerts.outbox import Outbox
 from monitor.logging import configure_logging, register_secrets

@@ -52,7 +52,7 @@ def alerts_yaml(**overrides: Any) -> dict[str, Any]:
         ],
         "directory": {
             "units": [
-                {"code": UNIT, "name": "Phòng Tài nguyên và Môi trường"},
+                {"code": UNIT, "name": "Sở Nông nghiệp và Môi trường"},
                 {"code": "U2", "name": "Tư pháp"},
             ],
             "people": [
@@ -102,7 +102,7 @@ def crossing(
         crossing_id=crossing_id,
         code=code,
         unit_code=UNIT,
-        unit_name="Phòng TN&MT",
+        unit_name="Sở NN&MT",
         procedure_code="1.004227",
         procedure_name="Cấp GCN QSDĐ",
         assignee_id=assignee_id,

@@ -18,8 +18,9 @@ from structlog.testing import capture_logs
 
 from alerts.alert_metrics import AlertMetrics
 from alerts.channels import ChannelDeps, build_channels
-from alerts.config import AlertsConfig
-from alerts.delivery import CircuitState, DeliveryConfig, DeliveryWorker
+from alerts.circuit import CircuitState
+from alerts.config import AlertsConfig, DeliveryConfig
+from alerts.delivery import DeliveryWorker
 from alerts.model import AlertStatus
 from alerts.outbox import Outbox, OutboxRow
 from monitor.cli.alerts import notify_test

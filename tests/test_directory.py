@@ -153,7 +153,7 @@ def test_people_for_roles_and_units() -> None:
     ]
     assert [p.id for p in directory.people_for(["unit_head", "leader"], "U2")] == ["leader-dung"]
     assert directory.person("it-em") is not None and directory.person("nobody") is None
-    assert directory.unit_name(UNIT) == "Phòng Tài nguyên và Môi trường"
+    assert directory.unit_name(UNIT) == "Sở Nông nghiệp và Môi trường"
     assert directory.unit_name("unknown") == "unknown"
 
 

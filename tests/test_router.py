@@ -13,9 +13,10 @@ import pytest
 from alerts.digest import Digest
 from alerts.directory import Directory
 from alerts.outbox import Outbox
-from alerts.router import Router, Timers
+from alerts.router import Router
 from alerts.service import AlertService
 from alerts.templates import Templates
+from alerts.timers import Timers
 from monitor.calendar import Calendars
 from monitor.config import Config
 from monitor.events import (
@@ -52,7 +53,14 @@ def make_router(config: Config, store: SqliteStore, clock: Clock) -> Router:
         alerts, directory, calendars, outbox, clock, ZONE, templates=templates, timers=Timers(store)
     )
     router.digest = Digest(
-        alerts.digest, store, outbox, directory, calendars, templates, ZONE, schedule=router.schedule_digest
+        alerts.digest,
+        store,
+        outbox,
+        directory,
+        calendars,
+        templates,
+        ZONE,
+        schedule=router.policy.schedule_digest,
     )
     return router
 
@@ -110,7 +118,7 @@ async def test_last_warning_escalates_to_the_unit_head_with_the_apology_reminder
     assert [row["person"] for row in rows] == ["officer-an", "desk-binh", "head-cuong"] * 2
     assert {row["kind"] for row in rows} == {"last_warning"}
     assert rows[2]["text"] == (
-        f"[TTHC] Cảnh báo cuối: hồ sơ {CODE} (Cấp GCN QSDĐ, Phòng TN&MT) còn 1 ngày 4 giờ làm việc, "
+        f"[TTHC] Cảnh báo cuối: hồ sơ {CODE} (Cấp GCN QSDĐ, Sở NN&MT) còn 1 ngày 4 giờ làm việc, "
         "hạn 15:30 07/10. Nếu không kịp, gửi Phiếu xin lỗi trước 15:30 06/10."
     )
     # Less than a working day left: the apology slip is due now.
@@ -137,7 +145,7 @@ async def test_overdue_goes_once_to_the_unit_head_and_leaders_saying_whether_an_
         ("crossing:10:leader-dung", "overdue"),
     ]
     assert rows[0]["text"] == (
-        f"[TTHC] Hồ sơ {CODE} (Cấp GCN QSDĐ, Phòng TN&MT) đã quá hạn từ 10:00 06/10. "
+        f"[TTHC] Hồ sơ {CODE} (Cấp GCN QSDĐ, Sở NN&MT) đã quá hạn từ 10:00 06/10. "
         "Có sự cố hệ thống trước hạn (#7). Cần gửi Phiếu xin lỗi và hẹn lại ngày trả."
     )
     assert "Không có sự cố hệ thống trước hạn." in rows[2]["text"]
@@ -193,8 +201,8 @@ async def test_quiet_hours_delay_non_critical_alerts_to_their_end(store: SqliteS
         ("incident:2:down:it-em", "critical", at),
         ("incident:3:down:it-em", "critical", local("2026-10-07 05:00")),
     ]
-    assert router.quiet_end(local("2026-10-07 05:59")) == local("2026-10-07 06:30")
-    assert router.quiet_end(local("2026-10-07 12:00")) is None
+    assert router.policy.quiet_end(local("2026-10-07 05:59")) == local("2026-10-07 06:30")
+    assert router.policy.quiet_end(local("2026-10-07 12:00")) is None
 
 
 async def test_working_hours_only_waits_for_the_units_next_working_moment(store: SqliteStore) -> None:
@@ -388,7 +396,7 @@ async def test_rederive_recreates_lost_alerts_of_recorded_incidents_and_crossing
         await conn.execute(
             "INSERT INTO dossiers (code, source, status, source_status, unit_code, unit_name, procedure_code,"
             " procedure_name, assignee_id, assignee_name, first_seen, last_seen) VALUES"
-            " (?, 'opencps', 'open', 'processing', ?, 'Phòng TN&MT', '1.004227', 'Cấp GCN QSDĐ', 'cb-0001',"
+            " (?, 'opencps', 'open', 'processing', ?, 'Sở NN&MT', '1.004227', 'Cấp GCN QSDĐ', 'cb-0001',"
             " 'Nguyễn Văn An', 0, 0)",
             (CODE, UNIT),
         )

@@ -159,7 +159,11 @@ async def test_item_shape(sim: Simulator, http: aiohttp.ClientSession) -> None:
     assert any(local(item["dueDate"]).date() == now.date() for item in open_items), "some due today"
     assert any(local(item["dueDate"]) > now + timedelta(days=3) for item in open_items)
     units = {item["govAgencyName"] for item in data}
-    assert {"Phòng Tài nguyên và Môi trường", "UBND phường An Lộc", "UBND xã Long Khánh A"} <= units
+    assert {
+        "Sở Nông nghiệp và Môi trường",
+        "Trung tâm Phục vụ hành chính công phường An Bình",
+        "Trung tâm Phục vụ hành chính công xã Long Khánh",
+    } <= units
 
 
 async def test_status_agency_and_number_filters(sim: Simulator, http: aiohttp.ClientSession) -> None:

@@ -336,7 +336,7 @@ def opencps_item(**overrides: object) -> dict[str, object]:
         "serviceCode": "1.004227",
         "serviceName": "Cấp giấy phép xây dựng",
         "govAgencyCode": "H12.01",
-        "govAgencyName": "UBND huyện",
+        "govAgencyName": "UBND xã Long Khánh",
         "receiveDate": "02/03/2026 09:00:00",
         "dueDate": "16/03/2026 17:00:00",
         "extendDate": "",
@@ -367,7 +367,7 @@ def test_opencps_item_fields() -> None:
         opencps_item(extendDate="20/03/2026 17:00:00", viaPostal=2), "opencps", OPENCPS_DATES
     )
     assert dossier.code == "000.00.12.H12-260302-0007"
-    assert (dossier.unit_code, dossier.unit_name) == ("H12.01", "UBND huyện")
+    assert (dossier.unit_code, dossier.unit_name) == ("H12.01", "UBND xã Long Khánh")
     assert (dossier.procedure_code, dossier.procedure_name) == ("1.004227", "Cấp giấy phép xây dựng")
     assert (dossier.assignee_id, dossier.assignee_name) == ("3301", "Lê Văn Xử Lý")
     assert dossier.received_at == datetime(2026, 3, 2, 9, 0, tzinfo=HCM)

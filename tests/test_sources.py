@@ -618,7 +618,7 @@ def opencps_record(index: int) -> dict[str, Any]:
         "dossierId": index,
         "dossierNo": f"000.00.12.H12-260301-{index:04d}",
         "govAgencyCode": "H12.01",
-        "govAgencyName": "UBND huyện",
+        "govAgencyName": "UBND xã Long Khánh",
         "serviceCode": "1.001",
         "serviceName": "Thủ tục",
         "receiveDate": "02/03/2026 08:00:00",

@@ -22,12 +22,12 @@ from alerts.channels.base import (
     BaseChannel,
     Channel,
     ChannelConfigBase,
-    ChannelDeps,
     DeliveryReceipt,
     KeyValueStore,
     OutgoingMessage,
     normalize_phone,
 )
+from alerts.channels.deps import ChannelDeps
 from alerts.channels.log import LogChannel, LogConfig
 from alerts.channels.sms_esms import EsmsChannel, EsmsConfig
 from alerts.channels.sms_http import HttpSmsChannel, HttpSmsConfig

@@ -8,8 +8,8 @@ Contract for the outbox built on top:
 * `message.alert_id` is the idempotency key: a channel passes it to the gateway when the gateway can
   de-duplicate (eSMS RequestId, ZNS tracking_id, webhook header), so resending after a crash or a
   `GatewayTimeout` with the same id is safe there.
-* `await channel.close()` releases what the channel owns; the shared transport in `ChannelDeps` is
-  closed by `ChannelDeps.aclose()`.
+* `await channel.close()` releases what the channel owns; the shared transport in `ChannelDeps`
+  (alerts/channels/deps.py) is closed by `ChannelDeps.aclose()`.
 """
 
 from __future__ import annotations
@@ -21,24 +21,21 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from pydantic import Field, field_validator
 
 from alerts.errors import AlertError, ChannelError, ContentRejected, GatewayUnavailable, RateLimited
 from alerts.text import count_segments, fit_segments, is_gsm7, unaccent
-from alerts.transport import AiohttpTransport, Transport, TransportResponse
+from alerts.transport import Transport, TransportResponse
 from monitor.configtypes import PositiveDuration, StrictModel
-
-if TYPE_CHECKING:
-    from alerts.channels.zalo_token import ZaloTokenManager
 
 __all__ = [
     "MAX_ALERT_ID_LENGTH",
     "BaseChannel",
     "Channel",
     "ChannelConfigBase",
-    "ChannelDeps",
+    "ChannelResources",
     "DeliveryReceipt",
     "KeyValueStore",
     "OutgoingMessage",
@@ -231,32 +228,16 @@ class RateLimiter:
                 await self._sleep((1 - self._tokens) / self.rate)
 
 
-@dataclass(slots=True)
-class ChannelDeps:
-    """What channel factories get besides their config.
+class ChannelResources(Protocol):
+    """What every channel takes from its `ChannelDeps`: the shared transport and the clock.
 
-    `transport` defaults to one shared AiohttpTransport created on first use and closed by
-    `aclose()`; `kv` is required by Zalo channels (rotated refresh tokens); `clock` gives epoch
-    seconds; Zalo channels of the same app_id share one token manager through `token_managers`.
+    A protocol rather than `ChannelDeps` itself (alerts/channels/deps.py) because that one names the Zalo
+    token manager, which builds on this module.
     """
 
-    transport: Transport | None = None
-    kv: KeyValueStore | None = None
-    clock: Callable[[], float] = time.time
-    token_managers: dict[str, ZaloTokenManager] = field(default_factory=dict)
-    _owned_transport: bool = False
+    clock: Callable[[], float]
 
-    def get_transport(self) -> Transport:
-        if self.transport is None:
-            self.transport = AiohttpTransport()
-            self._owned_transport = True
-        return self.transport
-
-    async def aclose(self) -> None:
-        if self._owned_transport and self.transport is not None:
-            await self.transport.close()
-            self.transport = None
-            self._owned_transport = False
+    def get_transport(self) -> Transport: ...
 
 
 def parse_retry_after(value: str | None, default: float | None = None) -> float | None:
@@ -279,7 +260,7 @@ class BaseChannel:
 
     type: ClassVar[str] = ""
 
-    def __init__(self, config: ChannelConfigBase, deps: ChannelDeps) -> None:
+    def __init__(self, config: ChannelConfigBase, deps: ChannelResources) -> None:
         self.config = config
         self.name = config.name
         self.deps = deps

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Literal
 
 from alerts.channels.base import DeliveryReceipt, OutgoingMessage
-from alerts.channels.zalo_token import ZaloAppSettings, ZaloChannelBase
+from alerts.channels.zalo_base import ZaloChannelBase
+from alerts.channels.zalo_token import ZaloAppSettings
 from alerts.errors import AuthError, ContentRejected, InvalidRecipient, PermanentError
 
 __all__ = ["DEFAULT_OA_URL", "MAX_OA_TEXT", "ZaloOaChannel", "ZaloOaConfig"]

@@ -1,5 +1,4 @@
-"""Zalo OAuth v4 access tokens with single-use, rotating refresh tokens, and the API call both Zalo
-channels (ZNS, OA) make with them.
+"""Zalo OAuth v4 access tokens with single-use, rotating refresh tokens, shared by both Zalo channels.
 
 Each refresh returns a new refresh token and kills the old one. The new one is therefore written to the
 key-value store *before* the new access token is used, and kept in memory so that a failed write is
@@ -25,7 +24,7 @@ from typing import Any
 import structlog
 from pydantic import SecretStr
 
-from alerts.channels.base import BaseChannel, ChannelConfigBase, ChannelDeps, KeyValueStore
+from alerts.channels.base import ChannelConfigBase, KeyValueStore
 from alerts.errors import AuthError, GatewayUnavailable, TransientError
 from alerts.transport import Transport
 from monitor.configtypes import PositiveDuration, secret_file_fields
@@ -35,7 +34,6 @@ __all__ = [
     "DEFAULT_OAUTH_URL",
     "TOKEN_EXPIRED_CODES",
     "ZaloAppSettings",
-    "ZaloChannelBase",
     "ZaloTokenManager",
     "zalo_error_code",
 ]
@@ -231,46 +229,3 @@ def _expires_in(value: Any) -> float:
     except (TypeError, ValueError):
         return _FALLBACK_EXPIRES_IN
     return seconds if seconds > 0 else _FALLBACK_EXPIRES_IN
-
-
-class ZaloChannelBase(BaseChannel):
-    """Token handling shared by the ZNS and OA channels: one manager per app_id via `ChannelDeps`."""
-
-    config: ZaloAppSettings
-
-    def __init__(self, config: ZaloAppSettings, deps: ChannelDeps) -> None:
-        super().__init__(config, deps)
-        if deps.kv is None:
-            raise ValueError("zalo channels need a key-value store for rotated refresh tokens")
-        manager = deps.token_managers.get(config.app_id)
-        if manager is None:
-            manager = ZaloTokenManager(config, self.transport, deps.kv, deps.clock, timeout=self.timeout)
-            deps.token_managers[config.app_id] = manager
-        self.tokens = manager
-
-    @property
-    def healthy(self) -> bool:
-        return not self.tokens.reauthorization_required
-
-    async def call_api(self, url: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-        """POST `body` with the access token; on an expired-token answer refresh and try once more.
-
-        Returns Zalo's error code (0 = success) and the reply; HTTP 429/5xx are raised here.
-        """
-        for attempt in (1, 2):
-            token = await self.tokens.access_token()
-            response = await self.transport.request(
-                "POST", url, headers={"access_token": token}, json=body, timeout=self.timeout
-            )
-            code: int | None = 401 if response.status == 401 else None
-            reply: dict[str, Any] = {}
-            if code is None:
-                self.check_http(response)
-                reply = self.reply_json(response)
-                code = zalo_error_code(reply)
-                if code not in TOKEN_EXPIRED_CODES:
-                    return code, reply
-            self.tokens.invalidate(token)
-            if attempt == 2:
-                raise AuthError("zalo rejected a freshly refreshed access token", code=code)
-        raise AssertionError("unreachable")

@@ -13,8 +13,10 @@ from zoneinfo import ZoneInfo
 
 from pydantic import Field, field_validator
 
-from alerts.channels.base import ChannelDeps, DeliveryReceipt, OutgoingMessage
-from alerts.channels.zalo_token import ZaloAppSettings, ZaloChannelBase
+from alerts.channels.base import DeliveryReceipt, OutgoingMessage
+from alerts.channels.deps import ChannelDeps
+from alerts.channels.zalo_base import ZaloChannelBase
+from alerts.channels.zalo_token import ZaloAppSettings
 from alerts.errors import (
     AuthError,
     InvalidRecipient,

@@ -20,7 +20,8 @@ __all__ = ["build_parser", "main"]
 
 DEMO_USERNAME = "admin"
 
-# Commands whose parser and handler live in their own module (calendar, dossiers, alerts, notify-test).
+# Commands whose parser and handler live in their own module (calendar, dossiers, alerts, notify-test,
+# backup).
 _EXTERNAL_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
 
 
@@ -59,10 +60,11 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("version", help="print the version")
 
     from monitor.cli import alerts as cli_alerts
+    from monitor.cli import backup as cli_backup
     from monitor.cli import calendar as cli_calendar
     from monitor.cli import dossiers as cli_dossiers
 
-    for module in (cli_calendar, cli_dossiers, cli_alerts):
+    for module in (cli_calendar, cli_dossiers, cli_alerts, cli_backup):
         before = set(commands.choices)
         module.add_parser(commands)
         for name in set(commands.choices) - before:

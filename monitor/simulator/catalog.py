@@ -1,7 +1,10 @@
-"""The simulated district: units with their codes and officers, procedures with their durations.
+"""The simulated province: units with their codes and officers, procedures with their durations.
 
-Codes follow Circular 01/2018/TT-VPCP (`V1V2V3.Z1Z2.Y1Y2.MX1X2`); names and procedures are modelled on
-the one-stop offices of a district of Đồng Tháp. Officer and applicant names are invented.
+Since 2025-07-01 there is no district level: dossiers are received by the provincial Public Administration
+Service Centre (Trung tâm Phục vụ hành chính công tỉnh) and its branches, handled by provincial departments
+(Sở ...), and received and handled at commune and ward centres (Decree 118/2025/NĐ-CP, which replaced Decree
+61/2018/NĐ-CP). Codes follow Circular 01/2018/TT-VPCP (`V1V2V3.Z1Z2.Y1Y2.MX1X2`) and are opaque, as the
+dossier system issues them; place, officer and applicant names are illustrative, not an official list.
 """
 
 from __future__ import annotations
@@ -87,17 +90,17 @@ def _officers(index: int, count: int = 3) -> tuple[Officer, ...]:
 
 
 _UNIT_ROWS = (
-    ("000.00.12.H12", "Văn phòng HĐND và UBND", "thị trấn Thường Thới Tiền"),
-    ("000.20.12.H12", "Phòng Tài nguyên và Môi trường", "xã Thường Phước 1"),
-    ("000.21.12.H12", "Phòng Giáo dục và Đào tạo", "xã Thường Lạc"),
-    ("000.22.12.H12", "Phòng Kinh tế và Hạ tầng", "xã Thường Thới Hậu B"),
-    ("000.23.12.H12", "Phòng Tài chính - Kế hoạch", "thị trấn Thường Thới Tiền"),
-    ("000.24.12.H12", "Phòng Tư pháp", "xã Phú Thuận A"),
-    ("000.30.12.H12", "Chi nhánh Văn phòng đăng ký đất đai", "xã Long Thuận"),
-    ("001.01.12.H12", "UBND xã Long Khánh A", "xã Long Khánh A"),
-    ("001.02.12.H12", "UBND xã Long Khánh B", "xã Long Khánh B"),
-    ("001.03.12.H12", "UBND phường An Lộc", "phường An Lộc"),
-    ("001.04.12.H12", "UBND xã Thường Thới Hậu A", "xã Thường Thới Hậu A"),
+    ("000.00.12.H12", "Trung tâm Phục vụ hành chính công tỉnh", "phường Cao Lãnh"),
+    ("000.20.12.H12", "Sở Nông nghiệp và Môi trường", "xã Thường Phước"),
+    ("000.21.12.H12", "Sở Giáo dục và Đào tạo", "phường Mỹ Tho"),
+    ("000.22.12.H12", "Sở Xây dựng", "phường Sa Đéc"),
+    ("000.23.12.H12", "Sở Tài chính", "phường Cao Lãnh"),
+    ("000.24.12.H12", "Sở Tư pháp", "xã Thường Lạc"),
+    ("000.30.12.H12", "Chi nhánh Trung tâm Phục vụ hành chính công tỉnh khu vực Hồng Ngự", "phường Hồng Ngự"),
+    ("001.01.12.H12", "Trung tâm Phục vụ hành chính công xã Long Khánh", "xã Long Khánh"),
+    ("001.02.12.H12", "Trung tâm Phục vụ hành chính công xã Thường Phước", "xã Thường Phước"),
+    ("001.03.12.H12", "Trung tâm Phục vụ hành chính công phường An Bình", "phường An Bình"),
+    ("001.04.12.H12", "Trung tâm Phục vụ hành chính công xã Thường Lạc", "xã Thường Lạc"),
 )
 
 UNITS: tuple[Unit, ...] = tuple(
@@ -105,6 +108,7 @@ UNITS: tuple[Unit, ...] = tuple(
     for index, (code, name, place) in enumerate(_UNIT_ROWS)
 )
 
+# Commune and ward centres: civil status and certification are handled there.
 _COMMUNES = ("001.01.12.H12", "001.02.12.H12", "001.03.12.H12", "001.04.12.H12")
 
 PROCEDURES: tuple[Procedure, ...] = (
