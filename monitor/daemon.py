@@ -28,7 +28,6 @@ from monitor.metrics import UPTIME_WINDOWS, Metrics, TargetSeries
 from monitor.scheduler import Scheduler
 from monitor.store import SqliteStore
 from monitor.web.app import create_web_app
-from monitor.web.config import is_loopback_host
 
 __all__ = ["Daemon", "config_secrets"]
 
@@ -144,13 +143,6 @@ class Daemon:
         self.metrics.config_reload_timestamp.set(time.time())
         self._background.append(asyncio.create_task(self._refresh_uptime(), name="uptime-refresh"))
         host, port = split_listen(self.config.listen)
-        if self.config.api.token is None and not is_loopback_host(host):
-            # Dossier codes, officers and alert texts would be readable by anyone on the network.
-            log.warning(
-                "api_open_to_network",
-                listen=self.config.listen,
-                hint="set api.token (or api.token_file) or listen on 127.0.0.1",
-            )
         self._runner = web.AppRunner(create_web_app(self), access_log=None, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port)
