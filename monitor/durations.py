@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import timedelta
 
@@ -18,14 +19,26 @@ def parse_duration(text: str | int | float | timedelta) -> timedelta:
     if isinstance(text, bool):
         raise ValueError(f"invalid duration {text!r}")
     if isinstance(text, int | float):
+        if not math.isfinite(text):
+            raise ValueError(f"invalid duration {text!r}: must be a finite number of seconds")
         if text < 0:
             raise ValueError(f"invalid duration {text!r}: must not be negative")
-        return timedelta(seconds=text)
+        return _seconds(text, text)
+    if not isinstance(text, str):
+        raise ValueError(f"invalid duration {text!r}: use a number and a unit, e.g. 30s, 5m, 2h, 14d")
     compact = text.strip().replace(" ", "")
     if not compact or _PART.sub("", compact):
         raise ValueError(f"invalid duration {text!r}: use a number and a unit, e.g. 30s, 5m, 2h, 14d")
     seconds = sum(float(number) * _UNITS[unit] for number, unit in _PART.findall(compact))
-    return timedelta(seconds=seconds)
+    return _seconds(seconds, text)
+
+
+def _seconds(seconds: float, written: object) -> timedelta:
+    try:
+        return timedelta(seconds=seconds)
+    except OverflowError:
+        # timedelta stops at 999,999,999 days; nothing configured is meant to be that long.
+        raise ValueError(f"invalid duration {written!r}: too long") from None
 
 
 def format_duration(value: timedelta | float) -> str:
