@@ -141,3 +141,19 @@ async def test_probe_slots_park_and_share() -> None:
     for item in (first, *slow, *fast):
         slots.release(item)
     assert slots.parked == 0
+
+
+def test_check_config_warns_about_saturation(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """check-config accepts an over-committed target list but warns, with the figure, on stderr."""
+    from monitor.cli.main import main
+
+    path = tmp_path / "monitor.yaml"
+    path.write_text(
+        "scheduler: {max_concurrency: 1}\ntargets:\n"
+        "  - {name: a, type: tcp, host: 127.0.0.1, port: 1, interval: 2s, timeout: 2s}\n"
+        "  - {name: b, type: tcp, host: 127.0.0.1, port: 1, interval: 2s, timeout: 1s}\n"
+    )
+    assert main(["check-config", str(path)]) == 0
+    captured = capsys.readouterr()
+    assert "ok (2 targets)" in captured.out
+    assert "warning: scheduler saturation 1.50" in captured.err

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import base64
 import os
+import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from importlib import resources
@@ -98,6 +99,16 @@ def _check_config(args: argparse.Namespace) -> int:
     if config is None:
         return 1
     print(f"{args.file}: ok ({len(config.targets)} targets)")
+    from monitor.scheduler import scheduler_saturation
+
+    saturation = scheduler_saturation(config.targets, config.scheduler.max_concurrency)
+    if saturation > 1:
+        # Valid, but hanging targets alone could take every probe slot: say so before it is deployed.
+        print(
+            f"{args.file}: warning: scheduler saturation {saturation:.2f} (sum of timeout/interval over"
+            f" targets is above scheduler.max_concurrency {config.scheduler.max_concurrency})",
+            file=sys.stderr,
+        )
     return 0
 
 
