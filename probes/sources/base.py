@@ -101,12 +101,13 @@ class SourceConfigBase(StrictModel):
     def _origins(cls, values: list[str]) -> list[str]:
         origins = []
         for value in values:
-            origin = origin_of(value) if value.startswith(("http://", "https://")) else ""
-            if not origin or origin != value.rstrip("/"):
+            parsed = URL(value) if value.startswith(("http://", "https://")) else None
+            bare = parsed is not None and bool(parsed.host) and parsed.path in ("", "/")
+            if not bare or parsed is None or parsed.query_string or parsed.fragment or parsed.user:
                 raise ValueError(
                     f"{value!r} is not an origin like https://api.example.vn or http://host:8080"
                 )
-            origins.append(origin)
+            origins.append(origin_of(parsed))
         return origins
 
     @field_validator("timezone")
