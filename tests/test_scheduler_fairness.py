@@ -14,7 +14,7 @@ import pytest
 from aiohttp import web
 from structlog.testing import capture_logs
 
-from monitor.config import load_config_text
+from monitor.config import load_config, load_config_text
 from monitor.daemon import Daemon
 from monitor.probe_slots import ProbeSlots
 from monitor.scheduler import scheduler_saturation
@@ -157,3 +157,28 @@ def test_check_config_warns_about_saturation(tmp_path: Path, capsys: pytest.Capt
     captured = capsys.readouterr()
     assert "ok (2 targets)" in captured.out
     assert "warning: scheduler saturation 1.50" in captured.err
+
+
+async def test_reload_reports_saturation(tmp_path: Path) -> None:
+    """A reload that adds targets beyond the slots logs scheduler_saturated and updates the gauge."""
+    path = tmp_path / "monitor.yaml"
+    head = (
+        f"listen: 127.0.0.1:0\nstore: {{path: {tmp_path / 'store.db'}}}\nscheduler: {{max_concurrency: 4}}\n"
+    )
+    path.write_text(head + "targets: []\n")
+    daemon = Daemon(load_config(path, environ={}), config_path=path)
+    await daemon.start()
+    try:
+        assert daemon.metrics.registry.get_sample_value("tthc_scheduler_saturation") == 0
+        targets = "".join(
+            f"  - {{name: t{index}, type: tcp, host: 127.0.0.1, port: 1, interval: 1m, timeout: 30s}}\n"
+            for index in range(10)
+        )
+        path.write_text(head + "targets:\n" + targets)
+        with capture_logs() as logs:
+            assert await daemon.reload()
+        gauge = daemon.metrics.registry.get_sample_value("tthc_scheduler_saturation")
+    finally:
+        await daemon.stop()
+    assert gauge == pytest.approx(10 * 0.5 / 4)
+    assert [entry["saturation"] for entry in logs if entry["event"] == "scheduler_saturated"] == [1.25]

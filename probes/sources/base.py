@@ -437,7 +437,7 @@ class HttpFetcher:
 
     async def _request_once(
         self, url: str, params: Mapping[str, str] | None, method: str, body: Any, home: str
-    ) -> tuple[bytes, str]:
+    ) -> tuple[bytes | bytearray, str]:
         renewed = False
         hops = 0
         while True:
@@ -459,6 +459,7 @@ class HttpFetcher:
                     status = response.status
                     content_type = response.content_type
                     location = response.headers.get("Location")
+                    payload: bytes | bytearray
                     if status in _REDIRECTS and location:
                         payload = b""
                     else:
@@ -497,7 +498,9 @@ class HttpFetcher:
             raise _Retryable(SyncFailure.NOT_JSON, f"{self.name}: {_where(url)} returned an empty body")
         return payload, url
 
-    async def _decode(self, payload: bytes, url: str, paths: Mapping[str, Path]) -> dict[str, Any]:
+    async def _decode(
+        self, payload: bytes | bytearray, url: str, paths: Mapping[str, Path]
+    ) -> dict[str, Any]:
         try:
             return await decode_paths(payload, paths)
         except ValueError as exc:

@@ -57,8 +57,11 @@ def origin_of(url: str | URL) -> str:
     return str(parsed.origin())
 
 
-async def read_capped(response: aiohttp.ClientResponse, cap: int, source: str, where: str) -> bytes:
-    """The whole body, or ReplyTooLarge the moment it passes `cap` bytes (the connection is dropped)."""
+async def read_capped(response: aiohttp.ClientResponse, cap: int, source: str, where: str) -> bytearray:
+    """The whole body, or ReplyTooLarge the moment it passes `cap` bytes (the connection is dropped).
+
+    Returned as the bytearray it was read into: copying it to bytes would double the peak for a big page.
+    """
     too_large = ReplyTooLarge(
         SyncFailure.OVERSIZED,
         f"{source}: {where} reply is larger than max_reply_bytes ({cap} bytes); the sync is abandoned",
@@ -74,7 +77,7 @@ async def read_capped(response: aiohttp.ClientResponse, cap: int, source: str, w
             response.close()
             del body
             raise too_large
-    return bytes(body)
+    return body
 
 
 def _prefix(path: Path) -> str | None:
@@ -84,7 +87,7 @@ def _prefix(path: Path) -> str | None:
     return ".".join(path)
 
 
-async def decode_paths(payload: bytes, paths: Mapping[str, Path]) -> dict[str, Any]:
+async def decode_paths(payload: bytes | bytearray, paths: Mapping[str, Path]) -> dict[str, Any]:
     """The values at `paths` in a JSON document (MISSING where absent). Raises ValueError on bad JSON.
 
     A small document is decoded at once. A big one is parsed a slice at a time by one ijson coroutine per
