@@ -276,3 +276,19 @@ dossiers:
     longest = max(later - earlier for earlier, later in itertools.pairwise(answered))
     # Before: one json.loads plus one synchronous mapping pass stalled the loop for about a second.
     assert longest < 0.5, f"/healthz went {longest:.3f} s without answering ({len(answered)} answers)"
+
+
+async def test_errors_never_quote_credentials_of_the_url(made: list[JsonApiSource]) -> None:
+    """A listing URL with user:password@ and a key in its query fails without either in the message."""
+
+    async def broken(_request: web.Request) -> web.Response:
+        return web.json_response({"error": "down"}, status=503)
+
+    async with Server(broken) as server:
+        url = server.url.replace("http://", "http://monitor:pw-5e1c9a@") + "/hoso?apikey=key-77ab"
+        made.append(vendor := source(url, auth={"kind": "none"}, attempts=1))
+        with pytest.raises(SyncError) as caught:
+            await vendor.fetch(since=None)
+    message = str(caught.value)
+    assert message == f"vendor: {server.url}/hoso answered HTTP 503"
+    assert "pw-5e1c9a" not in message and "key-77ab" not in message

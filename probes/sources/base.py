@@ -656,8 +656,12 @@ def _decode_page(values: Mapping[str, Any], items_path: Path, name: str, index: 
 
 
 def _where(url: str) -> str:
-    # Never log query strings: some vendors put API keys there.
-    return url.split("?", 1)[0]
+    """The URL as it may appear in errors, logs and the API: no user:password@, no query string (some
+    vendors put API keys there), no fragment."""
+    try:
+        return str(URL(url).with_user(None).with_query(None).with_fragment(None))
+    except (ValueError, TypeError):
+        return url.split("?", 1)[0].rsplit("@", 1)[-1]
 
 
 def _brief(exc: BaseException) -> str:
