@@ -441,9 +441,10 @@ class HttpFetcher:
         renewed = False
         hops = 0
         while True:
-            headers = {"Accept": "application/json", **self._headers}
+            headers = {"Accept": "application/json"}
             if origin_of(url) == home:
-                headers.update(await self._auth_headers())
+                # Configured headers may carry keys too (a vendor's X-Token): home origin only.
+                headers.update({**self._headers, **await self._auth_headers()})
             self.requests += 1
             try:
                 async with self.session.request(
