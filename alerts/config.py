@@ -14,7 +14,7 @@ from alerts.channels import CHANNEL_TYPES, ChannelConfig
 from alerts.directory import DirectoryConfig, raise_at
 from alerts.model import AlertKind
 from alerts.rules import RuleConfig, default_rules
-from alerts.templates import TEMPLATE_PARAMS, validate_template
+from alerts.templates import GROUP_TEMPLATES, TEMPLATE_PARAMS, validate_template
 from monitor.calendar import ClockTime
 from monitor.configtypes import Duration, PositiveDuration, StrictModel, register_union_tags
 
@@ -85,7 +85,7 @@ class AlertsConfig(StrictModel):
     # null = no quiet hours.
     quiet_hours: QuietHoursConfig | None = QuietHoursConfig()
     digest: DigestConfig = DigestConfig()
-    # alert kind → template text overriding the default.
+    # alert kind (or a GROUP_TEMPLATES name, e.g. target_down_group) → template text overriding the default.
     templates: dict[str, str] = Field(default_factory=dict)
     # At start-up, alerts of crossings and incidents this recent are re-derived (must stay shorter than
     # the outbox keeps delivered alerts, or old ones would be sent again).
@@ -119,8 +119,14 @@ class AlertsConfig(StrictModel):
                 if name not in names:
                     problems.append((("rules", index, "channels", position), f"unknown channel {name!r}"))
         for kind, text in self.templates.items():
+            if kind in GROUP_TEMPLATES:
+                try:
+                    validate_template(kind, text)
+                except ValueError as exc:
+                    problems.append((("templates", kind), str(exc)))
+                continue
             if kind not in _KINDS:
-                expected = ", ".join(member.value for member in AlertKind)
+                expected = ", ".join([*(member.value for member in AlertKind), *GROUP_TEMPLATES])
                 problems.append(
                     (("templates", kind), f"unknown alert kind {kind!r} (expected one of {expected})")
                 )

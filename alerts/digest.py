@@ -76,6 +76,34 @@ class Digest:
         self._at = clock_time(config.at)
         self._pruned_at: datetime | None = None
 
+    def reconfigure(
+        self,
+        config: DigestConfig,
+        directory: Directory,
+        templates: Templates,
+        schedule: Callable[[NewAlert], NewAlert],
+    ) -> None:
+        """Take a reloaded `alerts:` section (digest time, people, texts, the router's quiet hours)."""
+        self.config = config
+        self.directory = directory
+        self.templates = templates
+        self._schedule = schedule
+        self._at = clock_time(config.at)
+
+    async def drop_people(self, person_ids: Sequence[str]) -> int:
+        """Forget the waiting items of people removed from the directory; return how many."""
+        if not person_ids:
+            return 0
+        marks = ", ".join("?" for _ in person_ids)
+        async with self.store.transaction() as conn:
+            cursor = await conn.execute(
+                f"DELETE FROM alert_digest_items WHERE enqueued = 0 AND person_id IN ({marks})",
+                tuple(person_ids),
+            )
+            dropped = max(0, cursor.rowcount)
+            await cursor.close()
+        return dropped
+
     async def collect(self, items: Sequence[DigestItem]) -> int:
         """Store items for the next digest; an item already stored is ignored. Returns how many were new."""
         if not items:

@@ -459,6 +459,35 @@ class Outbox:
         oldest = rows[0][0] if rows else None
         return 0.0 if oldest is None else max(0.0, (_to_ms(now) - oldest) / 1000)
 
+    async def cancel_for_people(self, person_ids: Iterable[str], reason: str) -> int:
+        """Fail, never to be sent, the pending alerts of these people (removed from the directory by a
+        reload), with `reason` as their error. Rows in flight finish their send. Returns how many."""
+        people = sorted(set(person_ids))
+        if not people:
+            return 0
+        marks = ", ".join("?" for _ in people)
+        async with self.store.transaction() as conn:
+            cursor = await conn.execute(
+                f"UPDATE alert_outbox SET status = 'failed', last_error = ? WHERE status = 'pending'"
+                f" AND person_id IN ({marks})",
+                (reason, *people),
+            )
+            cancelled = max(0, cursor.rowcount)
+            await cursor.close()
+        return cancelled
+
+    async def readdress(self, person_id: str, phone: str | None, zalo_user_id: str | None) -> int:
+        """Point a person's pending alerts at their new contacts (changed by a reload); returns how many."""
+        async with self.store.transaction() as conn:
+            cursor = await conn.execute(
+                "UPDATE alert_outbox SET phone = ?, zalo_user_id = ? WHERE status = 'pending'"
+                " AND person_id = ? AND (phone IS NOT ? OR zalo_user_id IS NOT ?)",
+                (phone, zalo_user_id, person_id, phone, zalo_user_id),
+            )
+            changed = max(0, cursor.rowcount)
+            await cursor.close()
+        return changed
+
     async def next_due(self) -> datetime | None:
         """When the earliest pending row becomes due (may be in the past)."""
         # next_attempt_at starts at not_before and only moves later, so it alone answers (from the index).

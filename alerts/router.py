@@ -13,14 +13,16 @@ store after a crash, stores each alert once (the outbox ignores a known key):
     cert:{target}:{expiry date}:{person}           certificate expiring within the rule's `days`
     sync:{source}:{failed_since}:{person}          a dossier source failing or stale longer than `after`
 
-An outage is one message per incident (IncidentOpened), never one per failed probe. "Longer than" timers
-live in the `alert_timers` table so a restart neither loses nor repeats them.
+An outage is one message per incident (IncidentOpened), never one per failed probe, and targets that go
+down together are grouped into one message per person (alerts/grouping.py: a group keeps its first
+incident's keys, follow-ups add `:g{n}`). "Longer than" timers and pending groups live in the
+`alert_timers` table so a restart neither loses nor repeats them.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -28,10 +30,12 @@ import structlog
 
 from alerts.config import AlertsConfig
 from alerts.digest import Digest, DigestItem
-from alerts.directory import Directory
+from alerts.directory import Directory, PersonConfig
+from alerts.grouping import GROUP_PREFIX, Member, OutageGroup, OutageGroups, group_text
 from alerts.model import AlertKind, AlertSink, NewAlert
 from alerts.occurrences import Occurrence, OccurrenceBuilder, certificate_expiry
 from alerts.recipients import RecipientPolicy
+from alerts.recorded import recorded_crossings, told_of_incidents
 from alerts.rules import DOSSIER_KINDS, RuleConfig
 from alerts.templates import RenderedAlert, Templates
 from alerts.timers import (
@@ -39,8 +43,6 @@ from alerts.timers import (
     Timers,
     cert_warning_timer,
     degraded_timer,
-    epoch,
-    from_epoch,
     sync_timer,
 )
 from monitor.calendar import Calendars
@@ -68,9 +70,6 @@ ROUTED_EVENTS: tuple[type[Event], ...] = (
     DossierSyncFailed,
     DossierSyncRecovered,
 )
-
-_AMOUNT = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
-_HOURS = {"ms": 1 / 3_600_000, "s": 1 / 3600, "m": 1 / 60, "h": 1.0}
 
 
 class Router:
@@ -108,6 +107,7 @@ class Router:
         self.templates = templates if templates is not None else Templates(config.templates)
         self.digest = digest
         self.timers = timers if timers is not None else Timers()
+        self.groups = OutageGroups(self.timers)
         self.cert_expiry = cert_expiry
         self.occurrences = OccurrenceBuilder(calendars, directory, zone)
         self.policy = RecipientPolicy(config, directory, zone)
@@ -116,6 +116,14 @@ class Router:
         self.unreachable: dict[str, int] = {}
         self.enqueued = 0
         self.digested = 0
+
+    def reconfigure(self, config: AlertsConfig, directory: Directory, templates: Templates) -> None:
+        """Take a reloaded `alerts:` section (synchronous: no event is routed half with each)."""
+        self.config = config
+        self.directory = directory
+        self.templates = templates
+        self.occurrences = OccurrenceBuilder(self.calendars, directory, self.zone)
+        self.policy = RecipientPolicy(config, directory, self.zone)
 
     # --- events ---------------------------------------------------------------------------------------
 
@@ -127,17 +135,13 @@ class Router:
             self._open[event.incident_id] = OpenIncident(
                 event.incident_id, event.target, event.at, event.reason, event.detail
             )
-            return await self.route(
-                self.occurrences.target_down(
-                    event.incident_id, event.target, event.at, event.reason, event.detail
-                )
+            return await self.incident_opened(
+                Member(event.incident_id, event.target, event.at, event.reason, event.detail)
             )
         if isinstance(event, IncidentClosed):
             self._open.pop(event.incident_id, None)
-            return await self.route(
-                self.occurrences.target_recovered(
-                    event.incident_id, event.target, event.started_at, event.at, event.duration_seconds
-                )
+            return await self.incident_closed(
+                Member(event.incident_id, event.target, event.started_at, None, "", ended_at=event.at)
             )
         if isinstance(event, TargetStateChanged):
             return await self._state_changed(event)
@@ -192,12 +196,16 @@ class Router:
         rules = {rule.name: rule for rule in self.config.rules}
         fired: list[str] = []
         for timer in self.timers.due(now):
+            if timer.key.startswith(GROUP_PREFIX):
+                continue
             rule = rules.get(timer.rule)
             if rule is not None:
                 added += await self.route(self.occurrences.timer_fired(timer, rule), rules=[rule], now=now)
             fired.append(timer.key)
         # Removed after the alerts are stored: a crash in between re-fires them, and the outbox ignores those.
         await self.timers.remove(fired)
+        added += await self.flush_groups(now)
+        await self.groups.forget(now)
         added += await self._repeats(now)
         return added
 
@@ -224,6 +232,118 @@ class Router:
                 added += await self.route(occurrence, rules=[rule], now=now, suffix=f":r{count}")
         return added
 
+    # --- outages, grouped -----------------------------------------------------------------------------
+
+    async def incident_opened(
+        self, member: Member, now: datetime | None = None, told: Collection[str] = ()
+    ) -> int:
+        """Put an incident in the group of each person its rules name; send what is due. `told`: people
+        who already got this incident's own down message (see `OutageGroups.join`)."""
+        now = now or self.clock()
+        occurrence = self.occurrences.target_down(
+            member.incident_id, member.target, member.started_at, member.reason, member.detail
+        )
+        rules = self.policy.rules_for(AlertKind.TARGET_DOWN, member.target)
+        for rule, person, _channels in self.recipients(occurrence, rules):
+            await self.groups.join(
+                member,
+                rule.name,
+                person.id,
+                wait=rule.group_wait,
+                interval=rule.group_interval,
+                told=person.id in told,
+            )
+        return await self.flush_groups(now)
+
+    async def incident_closed(self, member: Member, now: datetime | None = None) -> int:
+        """Mark an incident back in its groups: a group all back sends its one recovered message. People
+        told of recoveries but of no outage in a group (no target_down rule) get the one-target message."""
+        now = now or self.clock()
+        assert member.ended_at is not None
+        await self.groups.end(member.incident_id, member.ended_at)
+        added = await self.flush_groups(now)
+        occurrence = self.occurrences.target_recovered(
+            member.incident_id,
+            member.target,
+            member.started_at,
+            member.ended_at,
+            (member.ended_at - member.started_at).total_seconds(),
+        )
+        alerts, _items = self.build(occurrence, now=now)
+        lone = [alert for alert in alerts if not self.groups.holds(member.incident_id, alert.person_id)]
+        if lone:
+            stored = await self.sink.enqueue(lone)
+            self.enqueued += stored
+            added += stored
+        return added
+
+    async def flush_groups(self, now: datetime) -> int:
+        """Send the groups' due down messages and owed recovered messages; return how many were new."""
+        added = 0
+        rules = {rule.name: rule for rule in self.config.rules}
+        for group in self.groups.due(now):
+            named = group.unannounced()
+            if not named:
+                await self.groups.idle(group)
+                continue
+            added += await self._send_group(group, rules.get(group.rule), AlertKind.TARGET_DOWN, named, now)
+            await self.groups.announced(group, named, now)
+        for group in self.groups.complete():
+            rule = rules.get(group.rule)
+            if rule is not None and AlertKind.TARGET_RECOVERED in rule.kinds:
+                added += await self._send_group(group, rule, AlertKind.TARGET_RECOVERED, group.members, now)
+            await self.groups.finish(group, now, self.config.rederive_window)
+        return added
+
+    async def _send_group(
+        self,
+        group: OutageGroup,
+        rule: RuleConfig | None,
+        kind: AlertKind,
+        named: Sequence[Member],
+        now: datetime,
+    ) -> int:
+        person = self.directory.person(group.person_id)
+        if person is None or rule is None:
+            # Removed from the directory or the rules by a reload: nobody to tell any more.
+            log.info("outage_group_dropped", person_id=group.person_id, rule=group.rule)
+            return 0
+        channels = self.policy.channels_for(rule, person)
+        if not channels:
+            self._unreachable(person.id, kind, rule.name)
+            return 0
+        rendered = group_text(self.templates, self.occurrences, self.zone, group, kind, named)
+        severity = rule.severity_for(kind)
+        event_at = min(member.started_at for member in named)
+        if kind is AlertKind.TARGET_RECOVERED:
+            event_at = max(member.ended_at or event_at for member in named)
+        alert = NewAlert(
+            dedupe_key=group.down_key() if kind is AlertKind.TARGET_DOWN else group.up_key(),
+            kind=kind,
+            severity=severity,
+            person_id=person.id,
+            channels=channels,
+            text=rendered.text,
+            event_at=event_at,
+            not_before=self.policy.not_before(rule, severity, max(event_at, now), self.calendars.default),
+            template_params=rendered.template_params,
+            phone=person.phone,
+            zalo_user_id=person.zalo_user_id,
+            subject=f"incident:{group.first.incident_id}",
+            keep=rendered.keep,
+        )
+        stored = await self.sink.enqueue([alert])
+        self.enqueued += stored
+        log.info(
+            "outage_group_routed",
+            kind=kind.value,
+            subject=alert.subject,
+            targets=len(named),
+            person_id=person.id,
+            new=stored,
+        )
+        return stored
+
     # --- routing --------------------------------------------------------------------------------------
 
     def build(
@@ -244,56 +364,65 @@ class Router:
         rendered: RenderedAlert | None = None
         alerts: list[NewAlert] = []
         items: list[DigestItem] = []
-        seen: set[str] = set()
         base = max(occurrence.event_at, now)
+        for rule, person, channels in self.recipients(occurrence, rules):
+            key = f"{occurrence.key}:{person.id}{suffix}"
+            if rule.digest and occurrence.kind is AlertKind.DUE_SOON and self.digest is not None:
+                items.append(
+                    DigestItem(
+                        key,
+                        person.id,
+                        occurrence.code,
+                        occurrence.due_at or occurrence.event_at,
+                        occurrence.event_at,
+                        channels,
+                    )
+                )
+                continue
+            if rendered is None:
+                rendered = self.templates.render(occurrence.kind, occurrence.fields, occurrence.keep)
+            severity = rule.severity_for(occurrence.kind)
+            alerts.append(
+                NewAlert(
+                    dedupe_key=key,
+                    kind=occurrence.kind,
+                    severity=severity,
+                    person_id=person.id,
+                    channels=channels,
+                    text=rendered.text,
+                    event_at=occurrence.event_at,
+                    not_before=self.policy.not_before(rule, severity, base, calendar),
+                    template_params=rendered.template_params,
+                    phone=person.phone,
+                    zalo_user_id=person.zalo_user_id,
+                    subject=occurrence.subject,
+                    keep=rendered.keep,
+                )
+            )
+        return alerts, items
+
+    def recipients(
+        self, occurrence: Occurrence, rules: Sequence[RuleConfig]
+    ) -> Iterator[tuple[RuleConfig, PersonConfig, tuple[str, ...]]]:
+        """(rule, person, channels) for each person an occurrence reaches; the first rule naming a person
+        wins, and people no channel reaches are counted in `unreachable` instead."""
+        seen: set[str] = set()
         for rule in rules:
             if occurrence.name is not None and not rule.covers(occurrence.name):
                 continue
-            severity = rule.severity_for(occurrence.kind)
             for person in self.policy.recipients(rule, occurrence):
                 if person.id in seen:
                     continue
                 seen.add(person.id)
                 channels = self.policy.channels_for(rule, person)
                 if not channels:
-                    self.unreachable[person.id] = self.unreachable.get(person.id, 0) + 1
-                    log.warning(
-                        "alert_unreachable", person_id=person.id, kind=occurrence.kind.value, rule=rule.name
-                    )
+                    self._unreachable(person.id, occurrence.kind, rule.name)
                     continue
-                key = f"{occurrence.key}:{person.id}{suffix}"
-                if rule.digest and occurrence.kind is AlertKind.DUE_SOON and self.digest is not None:
-                    items.append(
-                        DigestItem(
-                            key,
-                            person.id,
-                            occurrence.code,
-                            occurrence.due_at or occurrence.event_at,
-                            occurrence.event_at,
-                            channels,
-                        )
-                    )
-                    continue
-                if rendered is None:
-                    rendered = self.templates.render(occurrence.kind, occurrence.fields, occurrence.keep)
-                alerts.append(
-                    NewAlert(
-                        dedupe_key=key,
-                        kind=occurrence.kind,
-                        severity=severity,
-                        person_id=person.id,
-                        channels=channels,
-                        text=rendered.text,
-                        event_at=occurrence.event_at,
-                        not_before=self.policy.not_before(rule, severity, base, calendar),
-                        template_params=rendered.template_params,
-                        phone=person.phone,
-                        zalo_user_id=person.zalo_user_id,
-                        subject=occurrence.subject,
-                        keep=rendered.keep,
-                    )
-                )
-        return alerts, items
+                yield rule, person, channels
+
+    def _unreachable(self, person_id: str, kind: AlertKind, rule: str) -> None:
+        self.unreachable[person_id] = self.unreachable.get(person_id, 0) + 1
+        log.warning("alert_unreachable", person_id=person_id, kind=kind.value, rule=rule)
 
     async def route(
         self,
@@ -325,6 +454,11 @@ class Router:
 
     # --- start-up -------------------------------------------------------------------------------------
 
+    async def load(self) -> None:
+        """Read the timers and outage groups back from the store (first thing at start-up)."""
+        await self.timers.load()
+        self.groups.load()
+
     async def rederive(self, since: datetime, store: SqliteStore, *, thresholds: Sequence[str] = ()) -> int:
         """Re-create the alerts of incidents and crossings recorded since `since` (idempotent: the sink
         ignores known keys), and pick up open incidents for repeats. Returns how many alerts were new.
@@ -339,91 +473,17 @@ class Router:
                     incident.id, incident.target, incident.started_at, incident.reason, incident.detail
                 ),
             )
+        told = await told_of_incidents(store)
         for incident in reversed(await store.incidents(since)):
+            member = Member(
+                incident.id, incident.target, incident.started_at, incident.reason, incident.detail
+            )
             if incident.started_at >= since:
-                added += await self.route(
-                    self.occurrences.target_down(
-                        incident.id, incident.target, incident.started_at, incident.reason, incident.detail
-                    )
-                )
+                added += await self.incident_opened(member, told=told.get(incident.id, ()))
             if incident.ended_at is not None:
-                added += await self.route(
-                    self.occurrences.target_recovered(
-                        incident.id,
-                        incident.target,
-                        incident.started_at,
-                        incident.ended_at,
-                        incident.duration_seconds(incident.ended_at),
-                    )
-                )
+                added += await self.incident_closed(replace(member, ended_at=incident.ended_at))
         for event in await recorded_crossings(store, since, self.calendars, thresholds):
             added += await self.route(self.occurrences.crossing(event))
         if added:
             log.warning("alerts_rederived", since=since.isoformat(), new=added)
         return added
-
-
-async def recorded_crossings(
-    store: SqliteStore, since: datetime, calendars: Calendars, thresholds: Sequence[str] = ()
-) -> list[DossierThresholdCrossed]:
-    """Published crossings since `since` of dossiers still open (not paused, finished or vanished), rebuilt
-    as events, oldest first.
-
-    Reads `dossier_crossings` and `dossiers` (monitor/dossier_store.py) directly because DossierStore has
-    no "crossings since" query yet; replace with it once it exists. `thresholds` are the configured
-    warning keys (`dossiers.thresholds`): the smallest one in each dossier's calendar is the last warning.
-    """
-    exists = await store.reader.execute_fetchall(
-        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'dossier_crossings'"
-    )
-    if not exists:
-        return []
-    rows = await store.reader.execute_fetchall(
-        "SELECT c.id, c.code, c.unit_code, c.threshold, c.due_at, c.crossed_at, c.working_seconds_left,"
-        " c.outage_overlap, c.outage_incident_ids, d.unit_name, d.procedure_code, d.procedure_name,"
-        " d.assignee_id, d.assignee_name FROM dossier_crossings AS c JOIN dossiers AS d ON d.code = c.code"
-        " WHERE c.crossed_at >= ? AND c.suppressed = 0 AND d.status = 'open'"
-        " ORDER BY c.crossed_at, c.id",
-        (epoch(since),),
-    )
-    amounts = [(key, _working_amount(key)) for key in thresholds]
-    events = []
-    for row in rows:
-        (crossing_id, code, unit_code, threshold, due_at, crossed_at, left, overlap, incident_ids) = row[:9]
-        unit_name, procedure_code, procedure_name, assignee_id, assignee_name = row[9:]
-        last = False
-        if threshold != "overdue" and amounts:
-            hours_per_day = calendars.for_dossier(unit_code, procedure_code or None).hours_per_day
-            last = threshold == min(amounts, key=lambda item: item[1][0] * hours_per_day + item[1][1])[0]
-        events.append(
-            DossierThresholdCrossed(
-                at=from_epoch(crossed_at),
-                crossing_id=crossing_id,
-                code=code,
-                unit_code=unit_code,
-                unit_name=unit_name,
-                procedure_code=procedure_code,
-                procedure_name=procedure_name,
-                assignee_id=assignee_id,
-                assignee_name=assignee_name,
-                threshold=threshold,
-                due_at=from_epoch(due_at),
-                working_time_left=timedelta(seconds=left),
-                is_last_warning=last,
-                outage_overlap=None if overlap is None else bool(overlap),
-                outage_incident_ids=tuple(int(part) for part in incident_ids.split(",") if part),
-            )
-        )
-    return events
-
-
-def _working_amount(key: str) -> tuple[float, float]:
-    """(days, hours) of a threshold key like `2d`, `4h`, `1d4h` (as monitor/dossier_config.py writes them;
-    parsed here because that module pulls in the probes package, which alerts must not import)."""
-    days = hours = 0.0
-    for number, unit in _AMOUNT.findall(key):
-        if unit == "d":
-            days += float(number)
-        else:
-            hours += float(number) * _HOURS[unit]
-    return days, hours

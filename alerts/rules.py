@@ -15,11 +15,13 @@ from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from alerts.directory import ROLES
 from alerts.model import AlertKind, Severity
-from monitor.configtypes import PositiveDuration, StrictModel
+from monitor.configtypes import Duration, PositiveDuration, StrictModel
 
 __all__ = [
     "DEFAULT_SEVERITY",
     "DOSSIER_KINDS",
+    "GROUP_INTERVAL",
+    "GROUP_WAIT",
     "RULE_KINDS",
     "RuleConfig",
     "default_rules",
@@ -45,6 +47,13 @@ DEFAULT_SEVERITY: dict[AlertKind, Severity] = {
     AlertKind.DIGEST: Severity.INFO,
     AlertKind.TEST: Severity.CRITICAL,
 }
+
+# Outages (target_down, target_recovered) are grouped per person as Alertmanager groups alerts: targets
+# going down within `group_wait` of the first become one message; later ones one follow-up at most per
+# `group_interval` (alerts/grouping.py).
+GROUP_WAIT = timedelta(seconds=30)
+GROUP_INTERVAL = timedelta(minutes=5)
+_OUTAGE_KINDS = frozenset({"target_down", "target_recovered"})
 
 _RULE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
@@ -89,6 +98,10 @@ class RuleConfig(StrictModel):
     after: PositiveDuration | None = None
     # cert_expiring: the certificate expires within this many days.
     days: int | None = Field(default=None, ge=1, le=365)
+    # target_down: how long the first down target waits for others to join its message (0 = at once),
+    # and how often at most a follow-up names targets that went down later in the same outage.
+    group_wait: Duration = GROUP_WAIT
+    group_interval: PositiveDuration = GROUP_INTERVAL
 
     @field_validator("name")
     @classmethod
@@ -106,6 +119,11 @@ class RuleConfig(StrictModel):
             raise ValueError("days only applies to cert_expiring")
         if self.repeat is not None and "target_down" not in kinds:
             raise ValueError("repeat only applies to target_down")
+        grouping = {"group_wait", "group_interval"} & self.model_fields_set
+        if grouping and not kinds & _OUTAGE_KINDS:
+            raise ValueError(f"{sorted(grouping)[0]} only applies to target_down and target_recovered")
+        if self.group_wait > timedelta(hours=1):
+            raise ValueError("group_wait must be at most 1h (the first outage message waits that long)")
         if "assignee" in self.to and not kinds & {kind.value for kind in DOSSIER_KINDS}:
             raise ValueError("assignee only applies to dossier kinds (due_soon, last_warning, overdue)")
         return self

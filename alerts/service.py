@@ -9,7 +9,9 @@ stable keys, so doing something twice stores it once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +21,7 @@ from alerts.channels import ChannelDeps, build_channels
 from alerts.config import DeliveryConfig
 from alerts.delivery import DeliveryWorker
 from alerts.digest import Digest
-from alerts.directory import Directory
+from alerts.directory import Directory, PersonConfig
 from alerts.model import AlertSink
 from alerts.outbox import Outbox
 from alerts.router import ROUTED_EVENTS, Router
@@ -34,9 +36,30 @@ if TYPE_CHECKING:
     from alerts.channels.base import Channel
     from monitor.config import Config
 
-__all__ = ["AlertService"]
+__all__ = ["AlertService", "AlertsReload"]
 
 log = structlog.get_logger("alerts.service")
+
+# The error of pending alerts of a person a reload removed from the directory.
+REMOVED_PERSON = "not sent: the person was removed from the directory by a config reload"
+
+
+@dataclass(frozen=True, slots=True)
+class AlertsReload:
+    """What a reload will change here, every new object already built (`AlertService.prepare_reload`)."""
+
+    config: Config
+    directory: Directory
+    templates: Templates
+    removed_people: tuple[str, ...]
+    # People whose phone or Zalo id changed: their pending alerts go to the new contacts.
+    readdressed: tuple[PersonConfig, ...] = ()
+    # New or changed channels, built and not yet used; removed ones by name.
+    channels: Mapping[str, Channel] = field(default_factory=dict)
+    removed_channels: tuple[str, ...] = ()
+    # Channels or delivery settings changed: the delivery worker restarts (after its in-flight sends).
+    restart_worker: bool = False
+
 
 # Attempts at routing one event before giving up on it (start-up re-derivation catches it later).
 _ROUTE_ATTEMPTS = 3
@@ -103,13 +126,15 @@ class AlertService:
         self.worker: DeliveryWorker | None = None
         self._subscription: Subscription | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._group_scheduled = asyncio.Event()
+        self.router.groups.on_change = self._group_scheduled.set
 
     def now(self) -> datetime:
         return self.clock()
 
     async def start(self) -> None:
         self._subscription = self.bus.subscribe("alerts", *ROUTED_EVENTS)
-        await self.timers.load()
+        await self.router.load()
         thresholds = getattr(getattr(self.config, "dossiers", None), "thresholds", ())
         since = self.now() - self.alerts.rederive_window
         await self.router.rederive(since, self.store, thresholds=thresholds)
@@ -138,6 +163,104 @@ class AlertService:
         self._deps = ChannelDeps(kv=self.store)
         self.channels = build_channels(self.alerts.channels, self._deps)
 
+    # --- reload ----------------------------------------------------------------------------------------
+
+    async def prepare_reload(self, config: Config) -> AlertsReload:
+        """Build what `config`'s `alerts:` section changes without touching anything running; raises on a
+        channel that cannot be built (then nothing built is left open)."""
+        section = config.alerts
+        directory = Directory(section.directory)
+        kept = {person.id for person in directory.people}
+        removed_people = tuple(person.id for person in self.directory.people if person.id not in kept)
+        readdressed = tuple(
+            person
+            for person in directory.people
+            if (old_person := self.directory.person(person.id)) is not None
+            and (old_person.phone, old_person.zalo_user_id) != (person.phone, person.zalo_user_id)
+        )
+        old = {channel.name: channel for channel in self.alerts.channels}
+        changed = [channel for channel in section.channels if old.get(channel.name) != channel]
+        names = {channel.name for channel in section.channels}
+        removed_channels = tuple(name for name in old if name not in names)
+        built: dict[str, Channel] = {}
+        if self._deps is not None and changed:
+            # Zalo channels whose settings changed get their own token manager (a new app secret).
+            apps = {getattr(channel, "app_id", None) for channel in changed}
+            # The copy shares the transport (created now if no channel needed one yet), so the
+            # service's own `_deps.aclose()` still closes it.
+            self._deps.get_transport()
+            deps = replace(
+                self._deps,
+                token_managers={k: v for k, v in self._deps.token_managers.items() if k not in apps},
+            )
+            try:
+                built = dict(build_channels(changed, deps))
+            except Exception:
+                for channel in built.values():
+                    await channel.close()
+                raise
+            self._deps.token_managers.update(deps.token_managers)
+        delivery_changed = section.delivery != self.alerts.delivery
+        return AlertsReload(
+            config=config,
+            directory=directory,
+            templates=Templates(section.templates),
+            removed_people=removed_people,
+            readdressed=readdressed,
+            channels=built,
+            removed_channels=removed_channels,
+            restart_worker=bool(changed or removed_channels or delivery_changed),
+        )
+
+    async def discard_reload(self, prepared: AlertsReload) -> None:
+        """Close what `prepare_reload` built (another section's preparation failed)."""
+        for channel in prepared.channels.values():
+            await channel.close()
+
+    async def apply_reload(self, prepared: AlertsReload, grace: float = 10.0) -> None:
+        """Swap in a prepared reload. Alerts already in the outbox stay; pending ones of removed people
+        fail with REMOVED_PERSON; changed channels replace the old ones once in-flight sends finished."""
+        self.config = prepared.config
+        self.alerts = prepared.config.alerts
+        self.directory = prepared.directory
+        self.templates = prepared.templates
+        self.router.reconfigure(self.alerts, self.directory, self.templates)
+        self.digest.reconfigure(
+            self.alerts.digest, self.directory, self.templates, self.router.policy.schedule_digest
+        )
+        if prepared.removed_people:
+            cancelled = 0
+            if self.outbox is not None:
+                cancelled = await self.outbox.cancel_for_people(prepared.removed_people, REMOVED_PERSON)
+            await self.digest.drop_people(prepared.removed_people)
+            await self.router.groups.drop_people(
+                [person.id for person in self.directory.people], self.now(), self.alerts.rederive_window
+            )
+            log.info("alerts_people_removed", people=len(prepared.removed_people), cancelled=cancelled)
+        if prepared.readdressed and self.outbox is not None:
+            for person in prepared.readdressed:
+                await self.outbox.readdress(person.id, person.phone, person.zalo_user_id)
+        if prepared.restart_worker and self.worker is not None and self._given_channels is None:
+            await self._restart_worker(prepared, grace)
+
+    async def _restart_worker(self, prepared: AlertsReload, grace: float) -> None:
+        assert self.outbox is not None and self.worker is not None
+        # In-flight sends finish on the old channels first (within grace; the rest go out again later).
+        await self.worker.stop(grace)
+        old = self.channels
+        names = [channel.name for channel in self.alerts.channels]
+        self.channels = {name: prepared.channels.get(name) or old[name] for name in names}
+        for name, channel in old.items():
+            if self.channels.get(name) is not channel:
+                await channel.close()
+        self.worker = DeliveryWorker(
+            self.outbox, self.channels, self.alerts.delivery, self.clock, metrics=self._metrics
+        )
+        await self.worker.start()
+        log.info(
+            "alert_channels_reloaded", changed=sorted(prepared.channels), removed=prepared.removed_channels
+        )
+
     async def _consume(self, subscription: Subscription) -> None:
         async for event in subscription:
             for attempt in range(1, _ROUTE_ATTEMPTS + 1):
@@ -157,13 +280,25 @@ class AlertService:
         return await self.router.tick(now) + await self.digest.tick(now)
 
     async def _tick_forever(self) -> None:
-        interval = self.alerts.tick_interval.total_seconds()
         while True:
+            # Read each time: a reload may change it.
+            interval = self.alerts.tick_interval.total_seconds()
             try:
                 await self.tick()
             except Exception:
                 log.exception("alert_tick_failed")
-            await asyncio.sleep(interval)
+            await self._sleep_until_next_tick(interval)
+
+    async def _sleep_until_next_tick(self, interval: float) -> None:
+        """Sleep `interval`, or less when an outage group's message is due sooner: a group's first
+        message goes out at its group_wait, not up to a tick later. A new group wakes the sleep."""
+        self._group_scheduled.clear()
+        due = self.router.groups.next_fire()
+        if due is not None:
+            # At least a second: a tick that keeps failing must not spin.
+            interval = min(interval, max(1.0, (due - self.now()).total_seconds()))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._group_scheduled.wait(), timeout=interval)
 
     async def stop(self, grace: float = 10.0) -> None:
         """Route the events already received (within `grace`), stop the worker, close the channels."""

@@ -20,12 +20,15 @@ from monitor.model import FailureReason
 
 __all__ = [
     "DEFAULT_TEMPLATES",
+    "GROUP_TEMPLATES",
+    "GROUP_TEMPLATE_FIELDS",
     "REASON_TEXT",
     "TEMPLATE_FIELDS",
     "TEMPLATE_PARAMS",
     "RenderedAlert",
     "Templates",
     "format_elapsed",
+    "format_targets",
     "format_working_left",
     "reason_text",
     "validate_template",
@@ -64,6 +67,27 @@ DEFAULT_TEMPLATES: dict[AlertKind, str] = {
     AlertKind.DIGEST: "[TTHC] {date:%d/%m}: {count} hồ sơ sắp đến hạn: {codes}{more}.",
     AlertKind.TEST: "[TTHC] Tin nhắn thử của tthc-monitor gửi tới {person}. Không cần trả lời.",
 }
+
+# Several targets down in one outage (alerts/grouping.py): the first message, a follow-up naming the ones
+# that went down later, and the recovery once all are back. A one-target outage uses the kinds' own texts.
+GROUP_TEMPLATES: dict[str, tuple[AlertKind, str]] = {
+    "target_down_group": (
+        AlertKind.TARGET_DOWN,
+        "[TTHC] {count} hệ thống NGỪNG HOẠT ĐỘNG từ {since:%H:%M %d/%m}: {targets} ({reason}). "
+        "Sự cố #{incident}.",
+    ),
+    "target_down_more": (
+        AlertKind.TARGET_DOWN,
+        "[TTHC] Thêm {count} hệ thống ngừng hoạt động từ {since:%H:%M %d/%m}: {targets} ({reason}). "
+        "Cùng sự cố #{incident}, tổng {total} hệ thống.",
+    ),
+    "target_recovered_group": (
+        AlertKind.TARGET_RECOVERED,
+        "[TTHC] {count} hệ thống đã hoạt động lại lúc {until:%H:%M %d/%m}: {targets}, "
+        "gián đoạn {duration}. Sự cố #{incident}.",
+    ),
+}
+GROUP_TEMPLATE_FIELDS = ("targets", "count", "total", "reason", "since", "until", "duration", "incident")
 
 _DOSSIER_FIELDS = (
     "code",
@@ -153,32 +177,40 @@ _SAMPLES: dict[str, Any] = {
     "more": "",
     "first": "A",
     "person": "officer-1",
+    "targets": "dichvucong, motcua, api +2 khác",
+    "total": 5,
 }
 
 _ROOT = re.compile(r"^([^.\[]*)")
 
 
-def validate_template(kind: AlertKind, text: str) -> None:
-    """ValueError (short, naming the template) unless `text` is a usable template for `kind`."""
-    allowed = TEMPLATE_FIELDS[kind]
+def validate_template(kind: AlertKind | str, text: str) -> None:
+    """ValueError (short, naming the template) unless `text` is a usable template for `kind` (an alert
+    kind or a GROUP_TEMPLATES name)."""
+    allowed = _fields_of(kind)
+    name = kind.value if isinstance(kind, AlertKind) else kind
     try:
         parsed = list(string.Formatter().parse(text))
     except ValueError as exc:
-        raise ValueError(f"template {kind.value}: {_lower(exc)}") from None
+        raise ValueError(f"template {name}: {_lower(exc)}") from None
     for _literal, field_name, _spec, _conversion in parsed:
         if field_name is None:
             continue
         root = _ROOT.match(field_name)[1]  # type: ignore[index]
         if not root or root.isdigit():
-            raise ValueError(f"template {kind.value}: positional field {{{field_name}}}; use a name")
+            raise ValueError(f"template {name}: positional field {{{field_name}}}; use a name")
         if root not in allowed or "._" in field_name or field_name.startswith("_"):
-            raise ValueError(
-                f"unknown field {{{root}}} in template {kind.value} (fields: {', '.join(allowed)})"
-            )
+            raise ValueError(f"unknown field {{{root}}} in template {name} (fields: {', '.join(allowed)})")
     try:
-        text.format(**{name: _SAMPLES[name] for name in allowed})
+        text.format(**{field: _SAMPLES[field] for field in allowed})
     except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
-        raise ValueError(f"template {kind.value}: {_lower(exc)}") from None
+        raise ValueError(f"template {name}: {_lower(exc)}") from None
+
+
+def _fields_of(kind: AlertKind | str) -> tuple[str, ...]:
+    if isinstance(kind, AlertKind):
+        return TEMPLATE_FIELDS[kind]
+    return GROUP_TEMPLATE_FIELDS
 
 
 def _lower(exc: Exception) -> str:
@@ -200,11 +232,25 @@ class Templates:
 
     def __init__(self, overrides: Mapping[str, str] | None = None) -> None:
         self._texts: dict[AlertKind, str] = dict(DEFAULT_TEMPLATES)
+        self._group_texts = {name: text for name, (_kind, text) in GROUP_TEMPLATES.items()}
         for kind, text in (overrides or {}).items():
-            self._texts[AlertKind(kind)] = text
+            if kind in self._group_texts:
+                self._group_texts[kind] = text
+            else:
+                self._texts[AlertKind(kind)] = text
 
     def text_for(self, kind: AlertKind) -> str:
         return self._texts[kind]
+
+    def render_group(self, name: str, fields: Mapping[str, Any], keep: Sequence[str] = ()) -> RenderedAlert:
+        """Render the GROUP_TEMPLATES text `name`; its ZNS parameters are those of the alert kind it sends
+        as, `target` being the list of targets."""
+        kind = GROUP_TEMPLATES[name][0]
+        values = {field: fields.get(field, "") for field in GROUP_TEMPLATE_FIELDS}
+        text = " ".join(self._group_texts[name].format(**values).split())
+        known = {**values, "target": values["targets"]}
+        params = {field: _param_text(known.get(field, "")) for field in TEMPLATE_PARAMS[kind]}
+        return RenderedAlert(text, params, tuple(item for item in keep if item and item in text))
 
     def render(self, kind: AlertKind, fields: Mapping[str, Any], keep: Sequence[str] = ()) -> RenderedAlert:
         """Render `kind` with `fields`; `keep` candidates are kept only when they appear in the text."""
@@ -220,6 +266,13 @@ def _param_text(value: Any) -> str:
     if isinstance(value, date):
         return f"{value:%d/%m/%Y}"
     return str(value).strip()
+
+
+def format_targets(names: Sequence[str], shown: int = 3) -> str:
+    """The first `shown` names and how many more, short enough for one SMS: `a, b, c +2 khác`."""
+    listed = ", ".join(names[:shown])
+    rest = len(names) - shown
+    return f"{listed} +{rest} khác" if rest > 0 else listed
 
 
 def reason_text(reason: str | None) -> str:

@@ -140,24 +140,33 @@ class Timers:
                 current.fire_at,
                 timer.data,
             )
-        self._timers[timer.key] = timer
-        if self.store is not None:
-            async with self.store.transaction() as conn:
-                await conn.execute(
-                    "INSERT INTO alert_timers (key, kind, name, rule, since, fire_at, data)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?)"
-                    " ON CONFLICT (key) DO UPDATE SET data = excluded.data",
-                    (
-                        timer.key,
-                        timer.kind.value,
-                        timer.name,
-                        timer.rule,
-                        epoch(timer.since),
-                        epoch(timer.fire_at),
-                        json.dumps(dict(timer.data)),
-                    ),
-                )
+        await self._write(timer, "ON CONFLICT (key) DO UPDATE SET data = excluded.data")
         return timer
+
+    async def put(self, timer: Timer) -> None:
+        """Store `timer` as it is, replacing one with its key (fire time and data included)."""
+        await self._write(
+            timer, "ON CONFLICT (key) DO UPDATE SET fire_at = excluded.fire_at, data = excluded.data"
+        )
+
+    async def _write(self, timer: Timer, on_conflict: str) -> None:
+        self._timers[timer.key] = timer
+        if self.store is None:
+            return
+        async with self.store.transaction() as conn:
+            await conn.execute(
+                "INSERT INTO alert_timers (key, kind, name, rule, since, fire_at, data)"
+                f" VALUES (?, ?, ?, ?, ?, ?, ?) {on_conflict}",
+                (
+                    timer.key,
+                    timer.kind.value,
+                    timer.name,
+                    timer.rule,
+                    epoch(timer.since),
+                    epoch(timer.fire_at),
+                    json.dumps(dict(timer.data)),
+                ),
+            )
 
     async def cancel(self, kinds: Iterable[AlertKind], name: str) -> int:
         kinds = set(kinds)

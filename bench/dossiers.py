@@ -6,7 +6,8 @@
 Prints: full sync time (fetch in pages of 500 + parse + one transaction + engine); within it, the
 engine's cold evaluation and scheduling of every dossier (CPU of `DeadlineEngine.track`, the pure part
 of `update()`, on a fresh engine in a fresh process: empty calendars and caches); a warm re-evaluation of
-every tracked dossier through `update()`; time per published crossing; steady-state CPU with nothing
+every tracked dossier through `update()`; the re-plan of every dossier after a reload declared a day off;
+time per published crossing; steady-state CPU with nothing
 changing (timer + incremental syncs every --interval seconds); RSS after the first full sync and at the
 end. One engine, as in the daemon. The simulator runs in a child process (`python -m monitor.simulator`),
 so CPU and RSS are the monitor's own.
@@ -26,7 +27,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from monitor.calendar import Calendars
+from monitor.calendar import CalendarConfig, Calendars, CalendarsConfig, DayEntry
 from monitor.dossiers.engine import DeadlineEngine
 from monitor.dossiers.store import DossierStore
 from monitor.dossiers.sync import SourceTiming, SyncManager
@@ -175,6 +176,20 @@ async def _measure(clock: Clock, api_base: str, steady_seconds: float, interval:
             f" {again:.3f} s CPU ({again / max(1, len(tracked)) * 1e6:.1f} us each)"
         )
         del tracked
+
+        # A reload declares a day off (the third working day from now): every dossier is re-planned.
+        holiday = engine.calendars.default.add_working_time(clock.now, days=3).astimezone(HCM).date()
+        declared = Calendars(
+            CalendarsConfig(calendars={"default": CalendarConfig(days_off=[DayEntry(date=holiday)])}), HCM
+        )
+        engine.calendars.adopt(declared)
+        wall, cpu = time.perf_counter(), time.process_time()
+        published = await engine.replan(now=clock.now)
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        print(
+            f"re-plan of {engine.tracked:,} dossiers after a reload declared {holiday} a day off:"
+            f" {wall:.3f} s wall, {cpu:.3f} s CPU, {published:,} crossings published"
+        )
 
         while events.backlog:
             events._queue.get_nowait()

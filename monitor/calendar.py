@@ -662,6 +662,11 @@ class Calendars:
     def default(self) -> WorkingCalendar:
         return self._by_name[self._config.default]
 
+    def adopt(self, other: Calendars) -> None:
+        """Take `other`'s calendars in place (a reload): every holder of this object sees them at once."""
+        self._config = other._config
+        self._by_name = other._by_name
+
     def get(self, name: str) -> WorkingCalendar:
         try:
             return self._by_name[name]

@@ -45,7 +45,7 @@ from monitor.targets import (
     TlsConfig,
     zone_named,
 )
-from monitor.web.config import ApiConfig
+from monitor.web.config import ApiConfig, StatusConfig
 
 __all__ = [
     "ApiConfig",
@@ -81,6 +81,7 @@ class Config(StrictModel):
     listen: str = "127.0.0.1:9464"
     # Validated also when absent, so that a reachable `listen` without a token is caught.
     api: ApiConfig = Field(default_factory=ApiConfig, validate_default=True)
+    status: StatusConfig = StatusConfig()
     store: StoreConfig = StoreConfig()
     scheduler: SchedulerConfig = SchedulerConfig()
     logging: LoggingConfig = LoggingConfig()

@@ -21,10 +21,12 @@ from aiohttp import web
 from alerts.alert_metrics import AlertMetrics
 from alerts.service import AlertService
 from monitor.config import Config, ConfigError, load_config, split_listen
-from monitor.dossiers.service import DossierService
+from monitor.dossiers.service import DossierReload, DossierService
 from monitor.events import EventBus
 from monitor.logging import register_secrets
+from monitor.maintenance import planned_maintenance
 from monitor.metrics import UPTIME_WINDOWS, Metrics, TargetSeries
+from monitor.reload import RESTART_ONLY, ReloadOutcome, changed_sections
 from monitor.scheduler import Scheduler
 from monitor.store import SqliteStore
 from monitor.web.app import create_web_app
@@ -34,9 +36,6 @@ __all__ = ["Daemon", "config_secrets"]
 log = structlog.get_logger("monitor.daemon")
 
 UPTIME_REFRESH_SECONDS = 60.0
-
-# Sections a reload does not apply (it logs that a restart is needed): targets reload live.
-_RESTART_ONLY = ("listen", "store", "timezone", "calendars", "dossiers", "alerts")
 
 
 def config_secrets(config: Config) -> list[str]:
@@ -121,6 +120,7 @@ class Daemon:
         self._runner: web.AppRunner | None = None
         self._background: list[asyncio.Task[None]] = []
         self._stopped = asyncio.Event()
+        self._reload_lock = asyncio.Lock()
         self.listen_address: tuple[str, int] | None = None
 
     def now(self) -> datetime:
@@ -169,7 +169,10 @@ class Daemon:
                 now = self.now()
                 ratios: dict[tuple[str, str], float] = {}
                 for window, days in UPTIME_WINDOWS.items():
-                    for report in await self.store.uptime_all(now - timedelta(days=days), now):
+                    start = now - timedelta(days=days)
+                    targets = self.scheduler.targets.values()
+                    planned = planned_maintenance(targets, start, now, self.config.zone)
+                    for report in await self.store.uptime_all(start, now, planned):
                         if report.uptime_ratio is not None:
                             ratios[(report.target, window)] = report.uptime_ratio
                 self.uptime = ratios
@@ -177,27 +180,74 @@ class Daemon:
                 log.exception("uptime_refresh_failed")
             await asyncio.sleep(UPTIME_REFRESH_SECONDS)
 
-    async def reload(self) -> bool:
-        """Re-read the config file; on any error keep running the old config."""
+    async def reload(self) -> ReloadOutcome:
+        """Re-read the config file and apply it live (SIGHUP, `POST /api/v1/reload`): targets, people,
+        rules, channels, calendars and dossier sources. All or nothing: the file is validated and every
+        new object built before anything running changes; on any error the old config keeps running.
+        `RESTART_ONLY` sections are logged as needing a restart and keep their running values."""
+        async with self._reload_lock:
+            outcome = await self._reload()
+        if outcome.no_file:
+            # Nothing was read: the running config is neither newer nor rejected.
+            return outcome
+        self.metrics.config_reload_successful.set(1 if outcome.ok else 0)
+        if outcome.ok:
+            self.metrics.config_reload_timestamp.set(time.time())
+        return outcome
+
+    async def _reload(self) -> ReloadOutcome:
         if self.config_path is None:
-            return False
+            return ReloadOutcome.failed(["the daemon was started without a config file"], no_file=True)
         try:
             new = load_config(self.config_path)
         except ConfigError as exc:
-            self.metrics.config_reload_successful.set(0)
             log.error("config_reload_failed", path=str(self.config_path), errors=exc.errors)
-            return False
-        kept = {field: getattr(self.config, field) for field in _RESTART_ONLY}
-        for field, value in kept.items():
-            if getattr(new, field) != value:
-                log.warning("config_change_needs_restart", field=field)
-        register_secrets(config_secrets(new))
-        await self.scheduler.reload(new.targets)
-        self.config = new.model_copy(update=kept)
-        self.metrics.config_reload_successful.set(1)
-        self.metrics.config_reload_timestamp.set(time.time())
-        log.info("config_reloaded", path=str(self.config_path), targets=len(new.targets))
-        return True
+            return ReloadOutcome.failed(exc.errors)
+        changed, restart_needed = changed_sections(self.config, new)
+        for field in restart_needed:
+            log.warning("config_change_needs_restart", field=field)
+        applied = new.model_copy(update={field: getattr(self.config, field) for field in RESTART_ONLY})
+        # Phase 1: build everything new while the old objects keep running.
+        dossiers: DossierReload | None = None
+        try:
+            dossiers = await self.dossiers.prepare_reload(applied)
+            alerts = await self.alerts.prepare_reload(applied)
+        except Exception as exc:
+            if dossiers is not None:
+                await self.dossiers.discard_reload(dossiers)
+            section = "alerts" if dossiers is not None else "dossiers"
+            errors = [f"{section}: {exc}"]
+            log.error("config_reload_failed", path=str(self.config_path), errors=errors)
+            return ReloadOutcome.failed(errors)
+        # Phase 2: swap. Each step keeps what it does not change running (in-flight alerts included).
+        register_secrets(config_secrets(applied))
+        try:
+            await self.scheduler.reload(applied.targets)
+            await self.dossiers.apply_reload(dossiers)
+            await self.alerts.apply_reload(alerts, self.config.scheduler.shutdown_grace.total_seconds())
+        except Exception:
+            # Every expected problem was caught while building: this is a bug. Keep serving.
+            log.exception("config_reload_apply_failed", path=str(self.config_path))
+            return ReloadOutcome.failed(
+                ["applying the new config failed part-way; see the daemon's log"], apply_failed=True
+            )
+        self.config = applied
+        details = {
+            "people_removed": list(alerts.removed_people),
+            "channels_rebuilt": sorted(alerts.channels),
+            "channels_removed": list(alerts.removed_channels),
+            "sources_restarted": sorted(dossiers.sources),
+            "sources_removed": list(dossiers.removed),
+            "deadlines_replanned": dossiers.calendars_changed or dossiers.thresholds_changed,
+        }
+        log.info(
+            "config_reloaded",
+            path=str(self.config_path),
+            targets=len(applied.targets),
+            changed=list(changed),
+            **details,
+        )
+        return ReloadOutcome(ok=True, changed=changed, restart_needed=restart_needed, details=details)
 
     async def stop(self) -> None:
         """Stop probing (in-flight probes get the grace period), flush the store, close the server."""

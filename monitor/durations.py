@@ -6,7 +6,7 @@ import math
 import re
 from datetime import timedelta
 
-__all__ = ["format_duration", "parse_duration"]
+__all__ = ["SHORT_UNITS", "format_duration", "parse_duration"]
 
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 365 * 86400}
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w|y)")
@@ -41,19 +41,24 @@ def _seconds(seconds: float, written: object) -> timedelta:
         raise ValueError(f"invalid duration {written!r}: too long") from None
 
 
-def format_duration(value: timedelta | float) -> str:
-    """A short human form: `1d 2h`, `4h 30m`, `45s`."""
+# How each unit is written: the compact form by default; monitor/vi.py passes Vietnamese words.
+SHORT_UNITS = ("{}d", "{}h", "{}m", "{}s")
+
+
+def format_duration(value: timedelta | float, units: tuple[str, str, str, str] = SHORT_UNITS) -> str:
+    """A short human form: `1d 2h`, `4h 30m`, `45s` (days, hours, minutes, seconds in `units`)."""
+    day, hour, minute, second = units
     seconds = int(value.total_seconds() if isinstance(value, timedelta) else value)
     if seconds < 60:
-        return f"{seconds}s"
+        return second.format(seconds)
     days, rest = divmod(seconds, 86400)
     hours, rest = divmod(rest, 3600)
     minutes, secs = divmod(rest, 60)
-    parts = [f"{days}d"] if days else []
+    parts = [day.format(days)] if days else []
     if hours:
-        parts.append(f"{hours}h")
+        parts.append(hour.format(hours))
     if minutes and not days:
-        parts.append(f"{minutes}m")
+        parts.append(minute.format(minutes))
     if secs and not days and not hours:
-        parts.append(f"{secs}s")
-    return " ".join(parts) or "0s"
+        parts.append(second.format(secs))
+    return " ".join(parts)

@@ -17,7 +17,7 @@ from monitor.simulator import DEFAULT_PASSWORD, Simulator
 from monitor.simulator.catalog import UNITS
 from tests.fakes.esms import FakeEsms
 
-__all__ = ["DaemonProcess", "SlowEsms", "crash_config"]
+__all__ = ["DaemonProcess", "SlowEsms", "crash_config", "simulator_dossiers"]
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -32,6 +32,25 @@ class SlowEsms(FakeEsms):
     async def _send(self, request: web.Request) -> web.Response:
         await asyncio.sleep(self.delay)
         return await super()._send(request)
+
+
+def simulator_dossiers(sim: Simulator) -> dict[str, Any]:
+    """The `dossiers:` section syncing the simulator's OpenCPS API hourly (tests need the first sync)."""
+    return {
+        "sources": [
+            {
+                "name": "motcua",
+                "type": "opencps",
+                "base_url": sim.api_base,
+                "group_id": "35402",
+                "username": "admin",
+                "password": DEFAULT_PASSWORD,
+                "interval": "1h",
+                "full_interval": "1h",
+            }
+        ],
+        "thresholds": ["2d", "4h"],
+    }
 
 
 def crash_config(
@@ -58,21 +77,7 @@ def crash_config(
         "listen": "127.0.0.1:0",
         "store": {"path": str(tmp_path / "monitor.db"), "flush_interval": "1s"},
         "targets": [],
-        "dossiers": {
-            "sources": [
-                {
-                    "name": "motcua",
-                    "type": "opencps",
-                    "base_url": sim.api_base,
-                    "group_id": "35402",
-                    "username": "admin",
-                    "password": DEFAULT_PASSWORD,
-                    "interval": "1h",
-                    "full_interval": "1h",
-                }
-            ],
-            "thresholds": ["2d", "4h"],
-        },
+        "dossiers": simulator_dossiers(sim),
         "alerts": {
             "channels": [
                 {

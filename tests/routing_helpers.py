@@ -2,16 +2,42 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import yaml
 
+from alerts.digest import Digest
+from alerts.directory import Directory
+from alerts.outbox import Outbox
+from alerts.router import Router
+from alerts.service import AlertService
+from alerts.templates import Templates
+from alerts.timers import Timers
+from monitor.calendar import Calendars
 from monitor.config import Config, load_config_text
-from monitor.events import DossierThresholdCrossed
+from monitor.events import DossierThresholdCrossed, EventBus
+from monitor.store import SqliteStore
 
-__all__ = ["CODE", "UNIT", "ZONE", "Clock", "alerts_yaml", "crossing", "load", "local"]
+__all__ = [
+    "CODE",
+    "UNIT",
+    "ZONE",
+    "Clock",
+    "alerts_yaml",
+    "crossing",
+    "load",
+    "local",
+    "make_router",
+    "outbox_rows",
+    "running_service",
+    "to_fake_sms",
+    "wait_for_sms",
+]
 
 ZONE = ZoneInfo("Asia/Ho_Chi_Minh")
 UNIT = "000.00.12.H12"
@@ -114,3 +140,76 @@ def crossing(
         outage_overlap=outage,
         outage_incident_ids=(7,) if outage else (),
     )
+
+
+def make_router(config: Config, store: SqliteStore, clock: Clock) -> Router:
+    """A router as the service builds it: real outbox, timers table and digest on `store`."""
+    alerts = config.alerts
+    directory = Directory(alerts.directory)
+    calendars = Calendars(config.calendars, ZONE)
+    templates = Templates(alerts.templates)
+    outbox = Outbox(store, clock)
+    router = Router(
+        alerts, directory, calendars, outbox, clock, ZONE, templates=templates, timers=Timers(store)
+    )
+    router.digest = Digest(
+        alerts.digest,
+        store,
+        outbox,
+        directory,
+        calendars,
+        templates,
+        ZONE,
+        schedule=router.policy.schedule_digest,
+    )
+    return router
+
+
+async def outbox_rows(store: SqliteStore) -> list[dict[str, Any]]:
+    rows = await store.reader.execute_fetchall(
+        "SELECT dedupe_key, person_id, kind, severity, channels, text, not_before, phone FROM alert_outbox"
+        " ORDER BY id"
+    )
+    return [
+        {
+            "key": row[0],
+            "person": row[1],
+            "kind": row[2],
+            "severity": row[3],
+            "channels": row[4],
+            "text": row[5],
+            "not_before": datetime.fromtimestamp(row[6] / 1000, UTC).astimezone(ZONE),
+            "phone": row[7],
+        }
+        for row in rows
+    ]
+
+
+def to_fake_sms(section: dict[str, Any], esms: Any) -> dict[str, Any]:
+    """Point the section's `sms` channel at a FakeEsms and make IT on-call (it-em) reachable by SMS only."""
+    section["channels"][1].update(
+        {"url": esms.url, "api_key": "fake-esms-api-key", "secret_key": "fake-esms-secret-key"}
+    )
+    section["directory"]["people"][5]["channels"] = ["sms"]
+    return section
+
+
+@asynccontextmanager
+async def running_service(config: Config, store: SqliteStore) -> AsyncIterator[tuple[AlertService, EventBus]]:
+    """An AlertService started on `store` with its own bus, stopped (grace 2 s) on leaving."""
+    bus = EventBus()
+    service = AlertService(config, store, bus, Calendars(config.calendars, config.zone))
+    await service.start()
+    try:
+        yield service, bus
+    finally:
+        await service.stop(grace=2)
+
+
+async def wait_for_sms(esms: Any, within: float = 6.0, settle: float = 0.3) -> None:
+    """Until the fake gateway got a message (or `within` passed), then `settle` more for any second one."""
+    for _ in range(round(within / 0.02)):
+        if esms.messages:
+            break
+        await asyncio.sleep(0.02)
+    await asyncio.sleep(settle)

@@ -196,11 +196,11 @@ async def test_reload_keeps_old_config_when_new_is_invalid(backend: Backend, tmp
     await running.start()
     try:
         path.write_text("targets: [{name: broken, type: http}]")
-        assert await running.reload() is False
+        assert (await running.reload()).ok is False
         assert set(running.scheduler.targets) == {"portal", "portal-tcp"}
         assert running.metrics.config_reload_successful._value.get() == 0
         path.write_text(_config_text(backend, tmp_path).replace("name: portal-tcp", "name: db"))
-        assert await running.reload() is True
+        assert (await running.reload()).ok is True
         assert set(running.scheduler.targets) == {"portal", "db"}
         async with aiohttp.ClientSession() as session, session.get(f"{running.base_url}/metrics") as response:
             text = await response.text()

@@ -2,28 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from alerts.digest import Digest
-from alerts.directory import Directory
-from alerts.outbox import Outbox
 from alerts.router import Router
-from alerts.service import AlertService
-from alerts.templates import Templates
-from alerts.timers import Timers
-from monitor.calendar import Calendars
-from monitor.config import Config
 from monitor.events import (
     DossierSyncFailed,
     DossierSyncRecovered,
     Event,
-    EventBus,
     IncidentClosed,
     IncidentOpened,
     TargetStateChanged,
@@ -31,7 +20,20 @@ from monitor.events import (
 from monitor.model import FailureReason, Health
 from monitor.store import SqliteStore
 from tests.fakes.esms import FakeEsms
-from tests.routing_helpers import CODE, UNIT, ZONE, Clock, alerts_yaml, crossing, load, local
+from tests.routing_helpers import (
+    CODE,
+    UNIT,
+    Clock,
+    alerts_yaml,
+    crossing,
+    load,
+    local,
+    make_router,
+    outbox_rows,
+    running_service,
+    to_fake_sms,
+    wait_for_sms,
+)
 
 T0 = local("2026-10-06 10:00")  # a Tuesday, a working day
 
@@ -40,49 +42,6 @@ T0 = local("2026-10-06 10:00")  # a Tuesday, a working day
 async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
     async with SqliteStore(tmp_path / "alerts.db") as opened:
         yield opened
-
-
-def make_router(config: Config, store: SqliteStore, clock: Clock) -> Router:
-    """A router as the service builds it: real outbox, timers table and digest on `store`."""
-    alerts = config.alerts
-    directory = Directory(alerts.directory)
-    calendars = Calendars(config.calendars, ZONE)
-    templates = Templates(alerts.templates)
-    outbox = Outbox(store, clock)
-    router = Router(
-        alerts, directory, calendars, outbox, clock, ZONE, templates=templates, timers=Timers(store)
-    )
-    router.digest = Digest(
-        alerts.digest,
-        store,
-        outbox,
-        directory,
-        calendars,
-        templates,
-        ZONE,
-        schedule=router.policy.schedule_digest,
-    )
-    return router
-
-
-async def outbox_rows(store: SqliteStore) -> list[dict[str, Any]]:
-    rows = await store.reader.execute_fetchall(
-        "SELECT dedupe_key, person_id, kind, severity, channels, text, not_before, phone FROM alert_outbox"
-        " ORDER BY id"
-    )
-    return [
-        {
-            "key": row[0],
-            "person": row[1],
-            "kind": row[2],
-            "severity": row[3],
-            "channels": row[4],
-            "text": row[5],
-            "not_before": datetime.fromtimestamp(row[6] / 1000, UTC).astimezone(ZONE),
-            "phone": row[7],
-        }
-        for row in rows
-    ]
 
 
 async def handle_all(router: Router, events: Sequence[Event]) -> int:
@@ -152,22 +111,25 @@ async def test_overdue_goes_once_to_the_unit_head_and_leaders_saying_whether_an_
 
 
 async def test_an_outage_is_one_message_per_incident_and_ignores_quiet_hours(store: SqliteStore) -> None:
-    """DOWN transitions alert nobody; IncidentOpened/Closed alert it_oncall at once, even at night."""
+    """DOWN transitions alert nobody; an incident alerts it_oncall after group_wait, its end at once."""
     night = local("2026-10-06 23:10")
     router = make_router(load(), store, Clock(night))
     down = TargetStateChanged(
         night, "dvc", Health.UP, Health.DOWN, FailureReason.TIMEOUT, "timeout after 10s"
     )
     assert await router.handle(down) == 0
+    # Grouping: the message waits group_wait (30 s) for other targets of the same outage.
     assert (
-        await router.handle(IncidentOpened(night, 3, "dvc", FailureReason.TIMEOUT, "timeout after 10s")) == 1
+        await router.handle(IncidentOpened(night, 3, "dvc", FailureReason.TIMEOUT, "timeout after 10s")) == 0
     )
     assert await router.handle(IncidentOpened(night, 3, "dvc", FailureReason.TIMEOUT, "again")) == 0
+    assert await router.tick(night + timedelta(seconds=29)) == 0
+    assert await router.tick(night + timedelta(seconds=30)) == 1
     back = night + timedelta(minutes=47)
     assert await router.handle(IncidentClosed(back, 3, "dvc", night, 47 * 60)) == 1
     rows = await outbox_rows(store)
     assert [(row["key"], row["severity"], row["not_before"]) for row in rows] == [
-        ("incident:3:down:it-em", "critical", night),
+        ("incident:3:down:it-em", "critical", night + timedelta(seconds=30)),
         ("incident:3:up:it-em", "critical", back),
     ]
     assert rows[0]["channels"] == '["sms", "log"]'
@@ -194,12 +156,15 @@ async def test_quiet_hours_delay_non_critical_alerts_to_their_end(store: SqliteS
     router = make_router(load(section), store, Clock(at))
     await router.handle(IncidentOpened(at, 1, "a", None))
     await router.handle(IncidentOpened(at, 2, "b", None))
+    # Each rule groups its own outages; each group's message waits group_wait (30 s).
+    assert await router.tick(at + timedelta(seconds=30)) == 2
     await router.handle(IncidentOpened(local("2026-10-07 05:00"), 3, "c", None))
+    assert await router.tick(local("2026-10-07 05:00") + timedelta(seconds=30)) == 1
     rows = await outbox_rows(store)
     assert [(row["key"], row["severity"], row["not_before"]) for row in rows] == [
         ("incident:1:down:it-em", "info", local("2026-10-07 06:30")),
-        ("incident:2:down:it-em", "critical", at),
-        ("incident:3:down:it-em", "critical", local("2026-10-07 05:00")),
+        ("incident:2:down:it-em", "critical", at + timedelta(seconds=30)),
+        ("incident:3:down:it-em", "critical", local("2026-10-07 05:00") + timedelta(seconds=30)),
     ]
     assert router.policy.quiet_end(local("2026-10-07 05:59")) == local("2026-10-07 06:30")
     assert router.policy.quiet_end(local("2026-10-07 12:00")) is None
@@ -303,7 +268,8 @@ async def test_target_down_repeats_while_the_incident_stays_open(store: SqliteSt
     )
     router = make_router(load(section), store, Clock(T0))
     await router.handle(IncidentOpened(T0, 8, "dvc", FailureReason.REFUSED))
-    assert await router.tick(T0 + timedelta(minutes=30)) == 0
+    # The first message, after group_wait.
+    assert await router.tick(T0 + timedelta(minutes=30)) == 1
     assert await router.tick(T0 + timedelta(minutes=65)) == 1
     assert await router.tick(T0 + timedelta(minutes=70)) == 0
     assert await router.tick(T0 + timedelta(minutes=121)) == 1
@@ -382,10 +348,13 @@ async def test_deduplication_survives_a_restart(tmp_path: Path) -> None:
         IncidentClosed(T0 + timedelta(minutes=9), 4, "dvc", T0, 540),
     ]
     async with SqliteStore(path) as first:
-        assert await handle_all(make_router(load(), first, Clock(T0)), events) == 2 + 3 + 2 + 1 + 1
+        # The outage came back before its group_wait ended: only its recovered message is sent.
+        assert await handle_all(make_router(load(), first, Clock(T0)), events) == 2 + 3 + 2 + 0 + 1
         before = await outbox_rows(first)
     async with SqliteStore(path) as second:
-        assert await handle_all(make_router(load(), second, Clock(T0 + timedelta(hours=1))), events) == 0
+        again = make_router(load(), second, Clock(T0 + timedelta(hours=1)))
+        await again.load()  # as the service does at start-up: timers and outage groups
+        assert await handle_all(again, events) == 0
         assert await outbox_rows(second) == before
 
 
@@ -439,24 +408,20 @@ async def test_alert_service_routes_bus_events_to_a_fake_sms_gateway(tmp_path: P
     """End to end: an incident on the bus is stored, then delivered to the fake eSMS by the worker."""
     async with FakeEsms() as esms:
         section = alerts_yaml()
-        section["channels"][1].update(
-            {"url": esms.url, "api_key": "fake-esms-api-key", "secret_key": "fake-esms-secret-key"}
-        )
-        section["directory"]["people"][5]["channels"] = ["sms"]
-        config = load(section)
-        bus = EventBus()
+        to_fake_sms(section, esms)
+        # At once (no grouping wait), so the test need not wait the default 30 s.
+        section["rules"] = [
+            {
+                "name": "outage",
+                "on": ["target_down", "target_recovered"],
+                "to": ["it_oncall"],
+                "group_wait": "0s",
+            }
+        ]
         async with SqliteStore(tmp_path / "service.db") as store:
-            service = AlertService(config, store, bus, Calendars(config.calendars, config.zone))
-            await service.start()
-            try:
-                now = datetime.now(UTC)
-                bus.publish(IncidentOpened(now, 11, "dvc", FailureReason.TIMEOUT))
-                for _ in range(200):
-                    if esms.messages:
-                        break
-                    await asyncio.sleep(0.02)
-            finally:
-                await service.stop(grace=2)
+            async with running_service(load(section), store) as (_service, bus):
+                bus.publish(IncidentOpened(datetime.now(UTC), 11, "dvc", FailureReason.TIMEOUT))
+                await wait_for_sms(esms, settle=0)
             assert len(esms.messages) == 1
             assert "dvc" in str(esms.messages[0])
             rows = await store.reader.execute_fetchall("SELECT dedupe_key, status FROM alert_outbox")

@@ -377,8 +377,11 @@ async def test_uptime_windows_clip_incidents_across_minute_and_hour_boundaries(t
         assert (report.downtime_seconds, report.incidents, report.uptime_ratio) == (0, 0, 1.0)
         assert (report.probes, report.failures) == expected(start, end)
 
-        # Later, the still-open incident keeps counting up to now.
+        # Later, while probes keep failing, the still-open incident keeps counting up to now.
         clock.now = T0 + timedelta(hours=3, minutes=30)
+        for i in range(180):
+            at = T0 + timedelta(hours=3, seconds=10 * i)
+            store.record(result("portal", at, TIMEOUT, 10.0, Health.DOWN))
         report = await store.uptime("portal", T0, T0 + timedelta(days=1))
         assert report.downtime_seconds == 290 + 40 * 60
         assert report.end == clock.now

@@ -11,11 +11,13 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from monitor import __version__
 from monitor.cli.common import DEFAULT_CONFIG, add_store_arguments, fail, load_or_report, resolve_store
 from monitor.config import Config, ConfigError, load_config
 from monitor.durations import format_duration, parse_duration
+from monitor.store.availability import Span
 
 __all__ = ["build_parser", "main"]
 
@@ -56,7 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     uptime = commands.add_parser("uptime", help="uptime, incidents and latency per target, from the store")
     add_store_arguments(uptime)
     uptime.add_argument("--target", default=None, help="only this target")
-    uptime.add_argument("--since", default="30d", help="window, e.g. 1d, 7d, 30d (default: %(default)s)")
+    window = uptime.add_mutually_exclusive_group()
+    window.add_argument("--since", default="30d", help="window, e.g. 1d, 7d, 30d (default: %(default)s)")
+    window.add_argument("--month", default=None, help="a calendar month in the office's zone, e.g. 2026-10")
 
     commands.add_parser("version", help="print the version")
 
@@ -64,8 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     from monitor.cli import backup as cli_backup
     from monitor.cli import calendar as cli_calendar
     from monitor.cli import dossiers as cli_dossiers
+    from monitor.cli import report as cli_report
 
-    for module in (cli_calendar, cli_dossiers, cli_alerts, cli_backup):
+    for module in (cli_calendar, cli_dossiers, cli_alerts, cli_backup, cli_report):
         before = set(commands.choices)
         module.add_parser(commands)
         for name in set(commands.choices) - before:
@@ -219,25 +224,46 @@ def _simulator(args: argparse.Namespace) -> int:
 
 
 def _uptime(args: argparse.Namespace) -> int:
-    try:
-        window = parse_duration(args.since)
-    except ValueError as exc:
-        return fail(f"--since: {exc}", 2)
     found = resolve_store(args)
     if isinstance(found, int):
         return found
-    store_path, _config = found
-    return asyncio.run(_print_uptime(store_path, window, args.target))
+    store_path, config = found
+    now = datetime.now(UTC)
+    if args.month is not None:
+        from monitor.reports.sla import parse_month
+
+        try:
+            span = parse_month(args.month).span(config.zone if config else ZoneInfo("Asia/Ho_Chi_Minh"))
+        except ValueError as exc:
+            return fail(f"--month: {exc}", 2)
+        start, end, label = span.start, span.end, f"month {args.month}"
+    else:
+        try:
+            window = parse_duration(args.since)
+        except ValueError as exc:
+            return fail(f"--since: {exc}", 2)
+        start, end, label = now - window, now, f"since {format_duration(window)} ago"
+    from monitor.maintenance import planned_maintenance
+
+    # Planned maintenance is known only from the config; with --store alone none is left out.
+    planned = planned_maintenance(config.targets, start, end, config.zone) if config else {}
+    return asyncio.run(_print_uptime(store_path, start, end, planned, label, args.target))
 
 
-async def _print_uptime(store_path: Path, window, target: str | None) -> int:
+async def _print_uptime(
+    store_path: Path,
+    start: datetime,
+    end: datetime,
+    planned: dict[str, list[Span]],
+    label: str,
+    target: str | None,
+) -> int:
     from monitor.store import SqliteStore
 
     store = SqliteStore(store_path, readonly=True)
     await store.open()
     try:
-        now = datetime.now(UTC)
-        reports = await store.uptime_all(now - window, now)
+        reports = await store.uptime_all(start, end, planned)
     finally:
         await store.close()
     if target is not None:
@@ -245,7 +271,7 @@ async def _print_uptime(store_path: Path, window, target: str | None) -> int:
         if not reports:
             return fail(f"no data for target {target!r}")
     header = f"{'TARGET':<28} {'UPTIME %':>9} {'INCIDENTS':>9} {'DOWNTIME':>10} {'P50 ms':>8} {'P95 ms':>8}"
-    print(f"since {format_duration(window)} ago")
+    print(label)
     print(header)
     for report in reports:
         uptime = "-" if report.uptime_ratio is None else f"{report.uptime_ratio * 100:.3f}"

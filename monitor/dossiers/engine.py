@@ -39,6 +39,12 @@ _MAX_SLEEP = 30.0
 _TIMELINE_CACHE = 200_000
 
 
+def _amounts(values: Sequence[str | WorkingAmount]) -> tuple[WorkingAmount, ...]:
+    return tuple(
+        value if isinstance(value, WorkingAmount) else parse_working_amount(value) for value in values
+    )
+
+
 def deadline_state(timeline: Timeline, now: float) -> str:
     """on_track, due_soon, due_today or overdue at epoch second `now` (due_today beats due_soon)."""
     if now >= timeline.deadline:
@@ -93,9 +99,7 @@ class DeadlineEngine:
         outage_window: str | WorkingAmount = "1d",
     ) -> None:
         self.calendars = calendars
-        self.thresholds = tuple(
-            value if isinstance(value, WorkingAmount) else parse_working_amount(value) for value in thresholds
-        )
+        self.thresholds = _amounts(thresholds)
         self.dossier_store = dossier_store
         self.store = store
         self.bus = bus
@@ -280,6 +284,44 @@ class DeadlineEngine:
             self._evaluate(entry, now_ts, pending, memo)
         self._maybe_compact()
         return pending
+
+    async def replan(
+        self,
+        calendars: Calendars | None = None,
+        thresholds: Sequence[str | WorkingAmount] | None = None,
+        now: datetime | None = None,
+    ) -> int:
+        """Re-plan every tracked dossier after a reload changed the calendars (adopted in place, or
+        given) or the thresholds: due and threshold instants are computed again and rescheduled.
+
+        Crossings already recorded stay recorded. A threshold already crossed before the change is not
+        announced again when the new plan puts it in the past too (recorded as suppressed under its new
+        due time, so a restart does not announce it either). Returns how many crossings were published.
+        """
+        now = now or self.clock()
+        async with self._lock:
+            if calendars is not None:
+                self.calendars = calendars
+            if thresholds is not None:
+                self.thresholds = _amounts(thresholds)
+            self._calendar_by_key.clear()
+            self._amounts.clear()
+            self._timelines.clear()
+            self._timeline_count = 0
+            crossed = {
+                code: {name for name, _due in entry.recorded}
+                for code, entry in self._entries.items()
+                if entry.recorded
+            }
+            pending = self.track([entry.dossier for entry in self._entries.values()], now.timestamp())
+            pending = [
+                (entry, name, due_key, suppressed or name in crossed.get(entry.dossier.code, ()))
+                for entry, name, due_key, suppressed in pending
+            ]
+            published = await self._commit(pending, now)
+        self._wake.set()
+        log.info("deadlines_replanned", tracked=len(self._entries), published=published)
+        return published
 
     def drop(self, codes: Iterable[str]) -> None:
         """Stop tracking (vanished dossiers): their heap entries become stale."""

@@ -7,8 +7,9 @@ calls `start()` after the store is open and `stop(grace)` before closing the sto
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import suppress
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import aiohttp
@@ -24,9 +25,22 @@ from monitor.events import EventBus
 from monitor.store.sqlite import SqliteStore
 from probes.sources import DossierSource, build_source
 
-__all__ = ["DossierService"]
+__all__ = ["DossierReload", "DossierService"]
 
 log = structlog.get_logger("monitor.dossiers.model")
+
+
+@dataclass(frozen=True, slots=True)
+class DossierReload:
+    """What a reload will change here, every new object already built (`DossierService.prepare_reload`)."""
+
+    config: Config
+    calendars: Calendars
+    calendars_changed: bool
+    thresholds_changed: bool
+    # New or changed sources, built and not started; removed ones by name.
+    sources: Mapping[str, DossierSource]
+    removed: tuple[str, ...]
 
 
 class DossierService:
@@ -118,6 +132,56 @@ class DossierService:
                 await self.refresh_aggregates()
             except Exception:
                 log.exception("dossier_aggregates_failed")
+
+    # --- reload --------------------------------------------------------------------------------------
+
+    async def prepare_reload(self, config: Config) -> DossierReload:
+        """Build what `config` changes (calendars, new or changed sources) without touching anything
+        running; raises on a source that cannot be built (nothing built is left open)."""
+        calendars = Calendars(config.calendars, config.zone)
+        section = config.dossiers
+        old = {source.name: source for source in self.settings.sources}
+        built: dict[str, DossierSource] = {}
+        try:
+            for source in section.sources:
+                if old.get(source.name) != source:
+                    built[source.name] = build_source(source)
+        except Exception:
+            for done in built.values():
+                with suppress(Exception):
+                    await done.close()
+            raise
+        names = {source.name for source in section.sources}
+        return DossierReload(
+            config=config,
+            calendars=calendars,
+            calendars_changed=config.calendars != self.config.calendars,
+            thresholds_changed=section.thresholds != self.settings.thresholds,
+            sources=built,
+            removed=tuple(name for name in old if name not in names),
+        )
+
+    async def discard_reload(self, prepared: DossierReload) -> None:
+        """Close what `prepare_reload` built (another section's preparation failed)."""
+        for source in prepared.sources.values():
+            with suppress(Exception):
+                await source.close()
+
+    async def apply_reload(self, prepared: DossierReload) -> None:
+        """Swap in a prepared reload: calendars and thresholds re-plan every deadline, changed sources
+        restart (after their in-flight sync), unchanged ones keep running."""
+        config = prepared.config
+        self.config = config
+        self.settings = config.dossiers
+        if prepared.calendars_changed:
+            # In place: the alert router and digest hold this same object.
+            self.calendars.adopt(prepared.calendars)
+        if prepared.calendars_changed or prepared.thresholds_changed:
+            await self.engine.replan(thresholds=self.settings.threshold_amounts)
+        self.sync.vanish_after = self.settings.vanish_after
+        self.sync.suspicious_drop = self.settings.suspicious_drop
+        timings = {s.name: SourceTiming(s.interval, s.full_interval) for s in self.settings.sources}
+        await self.sync.replace_sources(prepared.sources, timings, prepared.removed)
 
     async def stop(self, grace: float | None = None) -> None:
         """Stop syncing (in-flight syncs get `grace` seconds, then are cancelled), then the timers."""

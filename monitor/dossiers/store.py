@@ -510,18 +510,49 @@ class DossierStore:
         )
         for code, name, state, count in rows:
             unit(code, name).states[state] = count
-        rows = await reader.execute_fetchall(
+        await self._add_returns(units, since, None)
+        return sorted(units.values(), key=lambda summary: summary.unit_code)
+
+    async def returns_by_unit(self, since: datetime, until: datetime) -> list[UnitSummary]:
+        """Per unit, dossiers returned in [since, until) by timeliness, with the postal count (no states)."""
+        units: dict[str, UnitSummary] = {}
+        await self._add_returns(units, since, until)
+        return sorted(units.values(), key=lambda summary: summary.unit_code)
+
+    async def _add_returns(
+        self, units: dict[str, UnitSummary], since: datetime, until: datetime | None
+    ) -> None:
+        bound = "" if until is None else " AND returned_at < :until"
+        rows = await self.store.reader.execute_fetchall(
             "SELECT unit_code, max(unit_name), coalesce(timeliness, 'none'), count(*), sum(via_postal)"
-            " FROM dossiers WHERE status IN ('finished', 'cancelled') AND returned_at >= ?"
+            f" FROM dossiers WHERE status IN ('finished', 'cancelled') AND returned_at >= :since{bound}"
             " GROUP BY unit_code, timeliness",
-            (epoch(since),),
+            {"since": epoch(since), "until": epoch(until)},
         )
         for code, name, timeliness, count, postal in rows:
-            summary = unit(code, name)
+            summary = units.get(code) or UnitSummary(code, name)
             summary.returned[timeliness] = count
-            # Dataclass is frozen; the postal count accumulates through a replace below.
+            # Dataclass is frozen; the postal count accumulates through a replace.
             units[code] = _with_postal(summary, summary.via_postal + (postal or 0))
-        return sorted(units.values(), key=lambda summary: summary.unit_code)
+
+    async def overdue_by_unit(self, since: datetime, until: datetime) -> dict[str, tuple[int, int]]:
+        """Per unit, dossiers that turned overdue in [since, until), and how many of them while a
+        dossier-system incident overlapped (the crossing's outage evidence)."""
+        rows = await self.store.reader.execute_fetchall(
+            "SELECT unit_code, count(DISTINCT code),"
+            " count(DISTINCT CASE WHEN outage_overlap = 1 THEN code END) FROM dossier_crossings"
+            " WHERE threshold = 'overdue' AND suppressed = 0 AND crossed_at >= ?"
+            " AND crossed_at < ? GROUP BY unit_code",
+            (epoch(since), epoch(until)),
+        )
+        return {unit: (overdue, during_outage) for unit, overdue, during_outage in rows}
+
+    async def unit_names(self) -> dict[str, str]:
+        """The latest name seen for each unit code."""
+        rows = await self.store.reader.execute_fetchall(
+            "SELECT unit_code, max(unit_name) FROM dossiers GROUP BY unit_code"
+        )
+        return {code: name for code, name in rows}
 
     async def finished_totals(self, procedure: bool = False) -> dict[tuple[str, ...], int]:
         """Finished dossiers ever stored by (unit, timeliness[, procedure])."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -107,6 +107,8 @@ class SyncManager:
         self.stats = {name: SourceStats() for name in self.sources}
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
+        # Between start() and stop(): sources added by a reload start at once.
+        self._started = False
         self._locks = {name: asyncio.Lock() for name in self.sources}
 
     def prime(self) -> None:
@@ -299,6 +301,7 @@ class SyncManager:
 
     def start(self) -> None:
         self._stopping.clear()
+        self._started = True
         for name in self.sources:
             self._tasks.append(asyncio.create_task(self._run_source(name), name=f"dossier-sync-{name}"))
 
@@ -332,9 +335,47 @@ class SyncManager:
                 next_full = now + min(interval, full_interval)
             next_incremental = now + interval
 
+    async def replace_sources(
+        self,
+        sources: Mapping[str, DossierSource],
+        timings: Mapping[str, SourceTiming],
+        removed: Iterable[str] = (),
+    ) -> None:
+        """Apply a reload: stop and close each removed or replaced source (after its in-flight sync),
+        then start each new one on its own schedule. Sources not named keep running untouched; a
+        replaced source keeps its statistics (its failure streak and last successes)."""
+        running = self._started
+        removed = list(removed)
+        for name in [*removed, *sources]:
+            old = self.sources.get(name)
+            if old is None:
+                continue
+            # Under the source's lock its sync is not half-way through a fetch or an apply.
+            async with self._locks[name]:
+                doomed = [task for task in self._tasks if task.get_name() == f"dossier-sync-{name}"]
+                for task in doomed:
+                    task.cancel()
+                    self._tasks.remove(task)
+            await asyncio.gather(*doomed, return_exceptions=True)
+            with suppress(Exception):
+                await old.close()
+        for name in removed:
+            self.sources.pop(name, None)
+            self.timings.pop(name, None)
+            self.stats.pop(name, None)
+            self._locks.pop(name, None)
+        for name, source in sources.items():
+            self.sources[name] = source
+            self.timings[name] = timings[name]
+            self.stats.setdefault(name, SourceStats())
+            self._locks.setdefault(name, asyncio.Lock())
+            if running:
+                self._tasks.append(asyncio.create_task(self._run_source(name), name=f"dossier-sync-{name}"))
+
     async def stop(self, grace: float = 10.0) -> None:
         """Stop scheduling, give in-flight syncs `grace` seconds, cancel the rest, close sources."""
         self._stopping.set()
+        self._started = False
         tasks, self._tasks = self._tasks, []
         if tasks:
             _, pending = await asyncio.wait(tasks, timeout=grace)

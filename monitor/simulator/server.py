@@ -128,6 +128,11 @@ class Simulator:
         self._expiring_context: ssl.SSLContext | None = None
         self.ca_file: Path | None = None
 
+    def change_password(self, password: str) -> None:
+        """The office changed the API account's password: the old one and every session stop working."""
+        self._password = SecretStr(password)
+        self._sessions.clear()
+
     def __repr__(self) -> str:
         return f"Simulator(port={self._port}, dossiers={len(self.world.dossiers)}, up={self.is_up})"
 

@@ -6,11 +6,13 @@ values here, never on SQL.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
 from monitor.model import Health, ProbeOutcome
+from monitor.store.availability import Span
 
 __all__ = ["Incident", "ProbeResult", "Store", "StoreError", "UptimeReport"]
 
@@ -107,9 +109,17 @@ class Store(Protocol):
         self, since: datetime, until: datetime | None = None, target: str | None = None
     ) -> list[Incident]: ...
 
-    async def uptime(self, target: str, start: datetime, end: datetime) -> UptimeReport: ...
+    async def uptime(
+        self, target: str, start: datetime, end: datetime, planned: Mapping[str, Sequence[Span]] | None = None
+    ) -> UptimeReport: ...
 
-    async def uptime_all(self, start: datetime, end: datetime) -> list[UptimeReport]: ...
+    async def uptime_all(
+        self, start: datetime, end: datetime, planned: Mapping[str, Sequence[Span]] | None = None
+    ) -> list[UptimeReport]: ...
+
+    async def monitored_spans(
+        self, start: datetime, end: datetime, planned: Mapping[str, Sequence[Span]] | None = None
+    ) -> dict[str, list[Span]]: ...
 
     async def latest_health(self) -> dict[str, Health]: ...
 

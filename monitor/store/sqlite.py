@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -38,6 +38,7 @@ import structlog
 
 from monitor.model import FailureReason, Health
 from monitor.store import latency, packed
+from monitor.store.availability import Span, availability, subtract_spans
 from monitor.store.base import Incident, ProbeResult, StoreError, UptimeReport
 from monitor.store.files import prepare_private_file
 from monitor.store.migrations import MIGRATIONS, Migration, apply_migrations, schema_version
@@ -48,6 +49,9 @@ if TYPE_CHECKING:
 __all__ = ["HEALTH_CODES", "REASON_CODES", "SqliteStore"]
 
 log = structlog.get_logger(__name__)
+
+# Per target, planned maintenance in the window: left out of monitored time.
+Planned = Mapping[str, Sequence[Span]]
 
 # Stable codes stored in probe_results; append new ones, never renumber.
 HEALTH_CODES: dict[Health, int] = {Health.UNKNOWN: 0, Health.UP: 1, Health.DEGRADED: 2, Health.DOWN: 3}
@@ -782,31 +786,37 @@ class SqliteStore:
 
     # --- uptime ---------------------------------------------------------------------------------------
 
-    async def uptime(self, target: str, start: datetime, end: datetime) -> UptimeReport:
-        """Uptime of one target over [start, end) clipped to [first data seen, now]."""
-        reports = await self._reports(start, end, target)
+    async def uptime(
+        self, target: str, start: datetime, end: datetime, planned: Planned | None = None
+    ) -> UptimeReport:
+        """Uptime of one target over its monitored time in [start, end) (see `monitored_spans`)."""
+        reports = await self._reports(start, end, target, planned)
         if reports:
             return reports[0]
         clipped = min(end, self._clock())
         return UptimeReport(target, clipped, clipped, None, 0.0, 0, 0, 0, 0, None, None)
 
-    async def uptime_all(self, start: datetime, end: datetime) -> list[UptimeReport]:
+    async def uptime_all(
+        self, start: datetime, end: datetime, planned: Planned | None = None
+    ) -> list[UptimeReport]:
         """`uptime` for every known target, in a handful of queries whatever the number of targets."""
-        return await self._reports(start, end, None)
+        return await self._reports(start, end, None, planned)
 
-    async def _reports(self, start: datetime, end: datetime, target: str | None) -> list[UptimeReport]:
+    async def _reports(
+        self, start: datetime, end: datetime, target: str | None, planned: Planned | None
+    ) -> list[UptimeReport]:
         if self._writer is None:
-            return await self._reports_locked(start, end, target)
+            return await self._reports_locked(start, end, target, planned)
         # Under the flush lock no batch is half-way between memory and the file, so the open minutes
         # and hours still in memory add to what is committed without counting anything twice.
         async with self._flush_lock:
             await self._flush(force=False)
-            return await self._reports_locked(start, end, target)
+            return await self._reports_locked(start, end, target, planned)
 
-    async def _reports_locked(self, start: datetime, end: datetime, target: str | None) -> list[UptimeReport]:
+    async def _reports_locked(
+        self, start: datetime, end: datetime, target: str | None, planned: Planned | None
+    ) -> list[UptimeReport]:
         now = self._clock()
-        end_ms = _to_ms(min(end, now))
-        start_ms = _to_ms(start)
         reader = self.reader
         if target is None:
             rows = await reader.execute_fetchall("SELECT id, name, first_seen FROM targets ORDER BY name")
@@ -817,14 +827,18 @@ class SqliteStore:
         if not rows:
             return []
         target_id = rows[0][0] if target is not None else None
+        spans = await self._monitored_spans_locked(rows, start, end, target_id, planned)
+        end_ms = _to_ms(min(end, now))
+        start_ms = _to_ms(start)
         totals = await self._rollup_totals(start_ms, end_ms, _to_ms(now - self.minute_retention), target_id)
         downtime = await self._downtime(start_ms, end_ms, target_id)
         reports = []
-        for tid, name, first_seen in rows:
-            window_start = min(max(start_ms, first_seen), end_ms)
-            monitored = (end_ms - window_start) / 1000
-            down_seconds = _clipped_downtime(downtime.get(tid), window_start, end_ms)
-            count = _overlapping(downtime.get(tid), window_start, end_ms)
+        for tid, name, _first_seen in rows:
+            monitored = spans[name]
+            window_start = _to_ms(monitored[0].start) if monitored else end_ms
+            window_end = _to_ms(monitored[-1].end) if monitored else end_ms
+            down = [Span(_from_ms(a), _from_ms(b)) for a, b in downtime.get(tid, ())]
+            figures = availability(monitored, down)
             total = totals.get(tid, _Totals())
             histogram = total.histogram or {}
             max_latency = total.latency_max_us / 1_000_000 if total.latency_max_us else None
@@ -832,10 +846,10 @@ class SqliteStore:
                 UptimeReport(
                     target=name,
                     start=_from_ms(window_start),
-                    end=_from_ms(end_ms),
-                    uptime_ratio=(1 - down_seconds / monitored) if monitored > 0 else None,
-                    downtime_seconds=down_seconds,
-                    incidents=count,
+                    end=_from_ms(window_end),
+                    uptime_ratio=figures.uptime_ratio,
+                    downtime_seconds=figures.downtime_seconds,
+                    incidents=_overlapping(downtime.get(tid), window_start, window_end),
                     probes=total.probes,
                     failures=total.failures,
                     degraded=total.degraded,
@@ -845,6 +859,98 @@ class SqliteStore:
                 )
             )
         return reports
+
+    # --- monitored time -------------------------------------------------------------------------------
+
+    async def monitored_spans(
+        self, start: datetime, end: datetime, planned: Planned | None = None
+    ) -> dict[str, list[Span]]:
+        """Per known target, the parts of [start, end) the monitor was watching it (see availability.py).
+
+        Today: from its first stored sample (or incident) to the end of the hour of its last sample before
+        the window's end, clipped to the window and to now; a target with incidents but no samples counts
+        up to now. `planned` (per target, its maintenance in the window, from the config) is left out:
+        planned outages are neither up nor down.
+        HEARTBEAT: when the daemon records when it was running, intersect these spans with the running
+        intervals here; `uptime`, the status page and the SLA report all read monitored time from here.
+        """
+        if self._writer is None:
+            return await self._all_monitored_spans(start, end, planned)
+        async with self._flush_lock:
+            await self._flush(force=False)
+            return await self._all_monitored_spans(start, end, planned)
+
+    async def _all_monitored_spans(
+        self, start: datetime, end: datetime, planned: Planned | None
+    ) -> dict[str, list[Span]]:
+        rows = await self.reader.execute_fetchall("SELECT id, name, first_seen FROM targets ORDER BY name")
+        return await self._monitored_spans_locked(rows, start, end, None, planned)
+
+    async def _monitored_spans_locked(
+        self,
+        rows: Iterable[Sequence[Any]],
+        start: datetime,
+        end: datetime,
+        target_id: int | None,
+        planned: Planned | None,
+    ) -> dict[str, list[Span]]:
+        now = self._clock()
+        last_hours = await self._last_sample_hours(min(end, now), target_id)
+        spans: dict[str, list[Span]] = {}
+        for tid, name, first_seen in rows:
+            low = max(start, _from_ms(first_seen))
+            high = min(end, now)
+            last_hour = last_hours.get(tid)
+            if last_hour is not None:
+                high = min(high, _from_ms((last_hour + _HOUR) * 1000))
+            # HEARTBEAT: replace this one span by clip_spans([Span(low, high)], running), `running` being the
+            # daemon's recorded run intervals over [start, end), read once before this loop.
+            watched = [Span(low, high)] if low < high else []
+            spans[name] = subtract_spans(watched, planned[name]) if planned and name in planned else watched
+        return spans
+
+    async def _last_sample_hours(self, end: datetime, target_id: int | None) -> dict[int, int]:
+        """Per target id, the epoch second of the latest hour before `end` holding any result: from
+        memory, the hours waiting in rollup_open, else the newest packed day before `end` (one index seek
+        per target; a second only when that day's results all fall at or after `end`)."""
+        end_s = -(-_to_ms(end) // 1000)
+        reader = self.reader
+        last: dict[int, int] = {}
+        target_sql, params = ("", [end_s]) if target_id is None else (" WHERE t.id = ?", [end_s, target_id])
+        rows = await reader.execute_fetchall(
+            "SELECT t.id, r.bucket, r.hours FROM targets AS t JOIN rollup_hour AS r ON r.rowid ="
+            " (SELECT rowid FROM rollup_hour WHERE target_id = t.id AND bucket < ? ORDER BY bucket DESC"
+            " LIMIT 1)" + target_sql,
+            params,
+        )
+        for tid, day, blob in rows:
+            while True:
+                hours = [day + offset * _HOUR for offset in packed.decode(blob, True, _HOURS.v1_unit_us)]
+                before = [hour for hour in hours if hour < end_s]
+                if before:
+                    last[tid] = max(before)
+                    break
+                older = await reader.execute_fetchall(
+                    "SELECT bucket, hours FROM rollup_hour WHERE target_id = ? AND bucket < ?"
+                    " ORDER BY bucket DESC LIMIT 1",
+                    (tid, day),
+                )
+                if not older:
+                    break
+                day, blob = older[0]
+        open_sql = "" if target_id is None else " AND target_id = ?"
+        rows = await reader.execute_fetchall(
+            f"SELECT target_id, max(bucket) FROM rollup_open WHERE size = ? AND bucket < ?{open_sql}"
+            " GROUP BY target_id",
+            [_HOUR, end_s, *([] if target_id is None else [target_id])],
+        )
+        for tid, hour in rows:
+            last[tid] = max(hour, last.get(tid, hour))
+        for (name, hour), _rollup in list(self._hours.items()):
+            known = self._targets.get(name)
+            if known is not None and hour < end_s and (target_id is None or known[0] == target_id):
+                last[known[0]] = max(hour, last.get(known[0], hour))
+        return last
 
     async def _rollup_totals(
         self, start_ms: int, end_ms: int, minute_cutoff_ms: int, target_id: int | None
@@ -1099,24 +1205,6 @@ def _incident(row: Sequence[Any]) -> Incident:
         reason=reason,
         detail=detail or "",
     )
-
-
-def _merged(intervals: Iterable[tuple[int, int]], low: int, high: int) -> list[tuple[int, int]]:
-    """Intervals clipped to [low, high] and merged, so overlapping incidents count once."""
-    clipped = sorted((max(a, low), min(b, high)) for a, b in intervals if a < high and b > low)
-    merged: list[tuple[int, int]] = []
-    for a, b in clipped:
-        if merged and a <= merged[-1][1]:
-            merged[-1] = (merged[-1][0], max(merged[-1][1], b))
-        else:
-            merged.append((a, b))
-    return merged
-
-
-def _clipped_downtime(intervals: list[tuple[int, int]] | None, low: int, high: int) -> float:
-    if not intervals:
-        return 0.0
-    return sum(b - a for a, b in _merged(intervals, low, high)) / 1000
 
 
 def _overlapping(intervals: list[tuple[int, int]] | None, low: int, high: int) -> int:

@@ -1,4 +1,4 @@
-"""The HTTP server: /metrics, /healthz, /readyz and the JSON API under /api/v1.
+"""The HTTP server: /metrics, /healthz, /readyz, the JSON API under /api/v1 and the /status page.
 
 Later components add their own routes with `add_api_routes`, so the API stays one server with one
 authentication rule.
@@ -15,11 +15,12 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import SecretStr
 
-from monitor.maintenance import in_maintenance
+from monitor.maintenance import in_maintenance, planned_maintenance
 from monitor.web.alerts import add_routes as add_alert_routes
 from monitor.web.common import ApiError, iso, json_text, parse_time_param
 from monitor.web.dossiers import add_routes as add_dossier_routes
 from monitor.web.services import SERVICES, WebServices
+from monitor.web.status import add_routes as add_status_routes
 
 __all__ = ["bearer_matches", "create_web_app"]
 
@@ -35,9 +36,17 @@ def bearer_matches(header: str, token: SecretStr) -> bool:
     return hmac.compare_digest(credentials.strip().encode(), token.get_secret_value().encode())
 
 
+def _needs_token(request: web.Request) -> bool:
+    """The JSON API always; the status page unless `status.public` (it shows no personal data, but an
+    office decides whether citizens may see it)."""
+    if request.path.startswith("/api/"):
+        return True
+    return request.path.rstrip("/") == "/status" and not request.app[SERVICES].config.status.public
+
+
 @web.middleware
 async def _auth(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if request.path.startswith("/api/"):
+    if _needs_token(request):
         token = request.app[SERVICES].config.api.token
         if token is not None and not bearer_matches(request.headers.get("Authorization", ""), token):
             return web.json_response(
@@ -121,7 +130,9 @@ async def _target_uptime(request: web.Request) -> web.Response:
     end = parse_time_param(request, "to", now)
     if end <= start:
         raise ApiError("to: must be later than from")
-    report = await services.store.uptime(name, start, end)
+    target = services.scheduler.targets[name]
+    planned = planned_maintenance([target], start, end, services.config.zone)
+    report = await services.store.uptime(name, start, end, planned)
     return web.json_response(
         {
             "target": name,
@@ -164,6 +175,12 @@ async def _incidents(request: web.Request) -> web.Response:
     )
 
 
+async def _reload(request: web.Request) -> web.Response:
+    """Apply the config file now, as SIGHUP does: what changed, or the config errors and nothing changed."""
+    outcome = await request.app[SERVICES].reload()
+    return web.json_response(outcome.to_json(), status=outcome.http_status)
+
+
 def create_web_app(services: WebServices) -> web.Application:
     """The app with every route; handlers read `services` (the daemon) through `app[SERVICES]`."""
     app = web.Application(middlewares=[_auth])
@@ -174,6 +191,8 @@ def create_web_app(services: WebServices) -> web.Application:
     app.router.add_get("/api/v1/targets", _targets)
     app.router.add_get("/api/v1/targets/{name}/uptime", _target_uptime)
     app.router.add_get("/api/v1/incidents", _incidents)
+    app.router.add_post("/api/v1/reload", _reload)
     add_dossier_routes(app)
     add_alert_routes(app)
+    add_status_routes(app)
     return app

@@ -1,4 +1,4 @@
-"""The `api:` section: the bearer token of the JSON API."""
+"""The `api:` and `status:` sections: the bearer token of the JSON API, who may read the status page."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pydantic import SecretStr
 
 from monitor.configtypes import StrictModel, secret_file_fields
 
-__all__ = ["ApiConfig"]
+__all__ = ["ApiConfig", "StatusConfig"]
 
 
 class ApiConfig(StrictModel):
@@ -14,3 +14,9 @@ class ApiConfig(StrictModel):
 
     token: SecretStr | None = None
     _files = secret_file_fields("token")
+
+
+class StatusConfig(StrictModel):
+    """The /status page. Not public by default: it then needs the API's bearer token like /api/."""
+
+    public: bool = False

@@ -15,6 +15,7 @@ from alerts.outbox import Outbox
 from monitor.config import Config
 from monitor.dossiers.service import DossierService
 from monitor.metrics import Metrics, TargetSeries
+from monitor.reload import ReloadOutcome
 from monitor.scheduler import Scheduler
 from monitor.store.base import Store
 
@@ -53,6 +54,10 @@ class WebServices(Protocol):
     def alerts(self) -> AlertsView | None: ...
 
     def now(self) -> datetime: ...
+
+    async def reload(self) -> ReloadOutcome:
+        """Re-read and apply the config file (what SIGHUP does)."""
+        ...
 
 
 SERVICES: web.AppKey[WebServices] = web.AppKey("services")
