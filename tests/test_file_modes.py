@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import stat
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -60,3 +62,29 @@ async def test_existing_loose_store_is_tightened_and_folder_reported(
     assert mode(folder) == 0o755
     warnings = [entry for entry in logs if entry["event"] == "store_folder_not_private"]
     assert warnings and warnings[0]["mode"] == "0755" and warnings[0]["folder"] == str(folder)
+
+
+async def test_report_export_is_private(tmp_path: Path, open_umask: None) -> None:
+    """`tthc-monitor report --out FILE` writes the export 0600 under umask 022."""
+    store = tmp_path / "data" / "monitor.db"
+    async with SqliteStore(store):
+        pass
+    out = tmp_path / "report.md"
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "monitor",
+        "report",
+        "--month",
+        "2025-10",
+        "--store",
+        str(store),
+        "--out",
+        str(out),
+        cwd=Path(__file__).parent.parent,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _out, err = await process.communicate()
+    assert process.returncode == 0, err.decode()
+    assert mode(out) == 0o600

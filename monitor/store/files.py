@@ -1,5 +1,6 @@
 """Private files: the store (and its -wal/-shm) holds officers' phone numbers, SMS texts and the rotated
-Zalo refresh token, so it is created 0600 in a 0700 folder whatever the process umask.
+Zalo refresh token, so it is created 0600 in a 0700 folder whatever the process umask; reports exported
+from it are written 0600 too.
 
 SQLite creates -wal and -shm with the mode of the database file, so creating the database file itself
 0600 before SQLite opens it is what keeps them private; existing looser files are tightened on open.
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import structlog
 
-__all__ = ["FILE_MODE", "FOLDER_MODE", "prepare_private_file", "tighten_private_file"]
+__all__ = ["FILE_MODE", "FOLDER_MODE", "prepare_private_file", "tighten_private_file", "write_private_text"]
 
 FILE_MODE = 0o600
 FOLDER_MODE = 0o700
@@ -45,6 +46,15 @@ def prepare_private_file(path: Path) -> None:
     os.close(descriptor)
     for candidate in (path, *(Path(f"{path}{suffix}") for suffix in _COMPANIONS)):
         tighten_private_file(candidate)
+
+
+def write_private_text(path: Path, text: str) -> None:
+    """Write an export (a report) 0600 whatever the umask: it is made from the store's data. An existing
+    file is replaced in place and tightened."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+        os.fchmod(file.fileno(), FILE_MODE)
+        file.write(text)
 
 
 def tighten_private_file(path: Path) -> None:
