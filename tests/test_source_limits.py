@@ -19,6 +19,7 @@ from aiohttp import web
 from monitor.config import load_config_text
 from monitor.daemon import Daemon
 from monitor.dossiers.model import SyncError, SyncFailure
+from monitor.logging import scrub_text
 from probes.sources.json_api import JsonApiSource, JsonApiSourceConfig
 
 TOKEN = "vendor-bearer-token-51c2"
@@ -303,3 +304,21 @@ async def test_errors_never_quote_credentials_of_the_url(made: list[JsonApiSourc
     message = str(caught.value)
     assert message == f"vendor: {server.url}/hoso answered HTTP 503"
     assert "pw-5e1c9a" not in message and "key-77ab" not in message
+
+
+async def test_login_token_is_scrubbed_from_logs(made: list[JsonApiSource]) -> None:
+    """A session token a vendor issues at login is masked in every later log line, like configured secrets."""
+    issued = "vendor-session-token-8d41c0"
+
+    async def vendor_api(request: web.Request) -> web.Response:
+        if request.path == "/login":
+            return web.json_response({"access_token": issued})
+        assert request.headers["Authorization"] == f"Bearer {issued}"
+        return web.json_response({"data": [record(0)]})
+
+    async with Server(vendor_api) as server:
+        login = {"kind": "login", "url": server.url + "/login", "username": "u", "password": "p"}
+        made.append(vendor := source(server.url + "/hoso", auth=login))
+        batch = await vendor.fetch(since=None)
+    assert len(batch.dossiers) == 1
+    assert scrub_text(f"reply quoted {issued}") == "reply quoted [redacted]"

@@ -32,6 +32,7 @@ from yarl import URL
 
 from monitor.configtypes import Duration, PositiveDuration, StrictModel, secret_file_fields
 from monitor.dossiers.model import Dossier, SyncBatch, SyncError, SyncFailure
+from monitor.logging import register_secrets
 from monitor.placeholders import fill_placeholders
 
 from .mapping import BatchBuilder, Path, get_path, split_path
@@ -383,6 +384,8 @@ class HttpFetcher:
                 raise SyncError(
                     SyncFailure.AUTH, f"{self.name}: login reply has no token at {auth.token_path}"
                 )
+            # A token issued at run time is a secret like the configured ones: never in a log line.
+            register_secrets((token,))
             self._token = token
             return token
 
