@@ -8,6 +8,7 @@ or repr() would escape it, so a secret with quotes or Vietnamese letters cannot 
 
 from __future__ import annotations
 
+import collections
 import json
 import logging
 import re
@@ -33,16 +34,25 @@ class LoggingConfig(StrictModel):
 _SECRET_KEY = re.compile(r"(token|secret|password|passwd|api_?key|authorization|cookie)", re.IGNORECASE)
 _MASK = "[redacted]"
 _secret_values: set[str] = set()
+# Tokens issued at run time (Zalo, source logins): only the newest are kept, so a daemon renewing its
+# tokens for a year does not scan thousands of dead ones on every line.
+_TRANSIENT_KEPT = 64
+_transient_values: collections.deque[str] = collections.deque(maxlen=_TRANSIENT_KEPT)
 # Every form a secret can take in a rendered line (raw, JSON- and repr-escaped), longest first.
 _secret_forms: list[str] = []
 
 
-def register_secrets(values: Iterable[str]) -> None:
-    """Remember secret values so they are scrubbed from every log line from now on."""
+def register_secrets(values: Iterable[str], *, transient: bool = False) -> None:
+    """Remember secret values so they are scrubbed from every log line from now on. `transient` ones
+    (tokens issued at run time) are kept among the newest few only."""
     # Very short values would mask ordinary words; no real token is this short.
-    _secret_values.update(value for value in values if value and len(value) >= 6)
+    fresh = [value for value in values if value and len(value) >= 6]
+    if transient:
+        _transient_values.extend(value for value in fresh if value not in _transient_values)
+    else:
+        _secret_values.update(fresh)
     forms = set()
-    for secret in _secret_values:
+    for secret in (*_secret_values, *_transient_values):
         forms.update(
             (
                 secret,

@@ -98,3 +98,16 @@ def _tail(log: Path) -> str:
 def _words(log: Path) -> set[str]:
     text = log.read_text(encoding="utf-8", errors="replace")
     return {word for word in ("uptime_refresh_failed", "Error handling request") if word in text}
+
+
+def test_transient_tokens_are_bounded() -> None:
+    """Tokens issued at run time are scrubbed, but only the newest 64 are kept; configured secrets stay."""
+    from monitor.logging import register_secrets, scrub_text
+
+    register_secrets(["configured-key-41f0"])
+    tokens = [f"issued-token-{number:04d}" for number in range(100)]
+    for token in tokens:
+        register_secrets([token], transient=True)
+    assert scrub_text(tokens[-1]) == "[redacted]" and scrub_text(tokens[-64]) == "[redacted]"
+    assert scrub_text(tokens[0]) == tokens[0]
+    assert scrub_text("configured-key-41f0") == "[redacted]"

@@ -180,7 +180,7 @@ class ZaloTokenManager:
         self.refreshes += 1
         new_refresh_token = str(reply.get("refresh_token") or refresh_token)
         # Tokens issued at run time are secrets like the configured ones: keep them out of every log line.
-        register_secrets((new_refresh_token, str(reply["access_token"])))
+        register_secrets((new_refresh_token, str(reply["access_token"])), transient=True)
         # The old refresh token is dead from here on: remember the new one before anything can fail.
         self._refresh_token = new_refresh_token
         await self._persist(new_refresh_token)

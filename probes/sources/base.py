@@ -385,7 +385,7 @@ class HttpFetcher:
                     SyncFailure.AUTH, f"{self.name}: login reply has no token at {auth.token_path}"
                 )
             # A token issued at run time is a secret like the configured ones: never in a log line.
-            register_secrets((token,))
+            register_secrets((token,), transient=True)
             self._token = token
             return token
 
