@@ -2,6 +2,7 @@
 
     python bench/hostile.py source --mode page      # a server ignoring `end`: one 256 MB page
     python bench/hostile.py source --mode endless   # an endless body at 100 MB/s, for 25 s at most
+    python bench/hostile.py source --mode big       # a 24 MB page within the cap: the loop's longest stall
     python bench/hostile.py blackhole               # 2,000 hanging targets + 1 healthy, 5 s / 10 s
 
 `source` runs the hostile server in a child process (its memory is not counted) and one json_api sync
@@ -57,6 +58,8 @@ async def _serve(mode: str, port_file: Path) -> None:
                 sent += len(chunk)
                 if mode == "page" and sent >= 256 * 1024 * 1024:
                     break
+                if mode == "big" and sent >= 24 * 1000 * 1000:
+                    break
                 if mode == "endless":
                     if time.monotonic() - started > 25:
                         break
@@ -92,6 +95,17 @@ async def _sync(port: int) -> dict[str, object]:
         }
     )
     source = JsonApiSource(config)
+    stalls: list[float] = []
+
+    async def ticker() -> None:
+        # The loop's longest stall: how long a 1 ms sleep overslept.
+        while True:
+            asked = time.perf_counter()
+            await asyncio.sleep(0.001)
+            stalls.append(time.perf_counter() - asked - 0.001)
+
+    watch = asyncio.create_task(ticker())
+    await asyncio.sleep(0.01)
     before = _rss_mb()
     started = time.perf_counter()
     try:
@@ -100,6 +114,8 @@ async def _sync(port: int) -> dict[str, object]:
     except Exception as exc:
         outcome = f"{type(exc).__name__}: {exc}"[:160]
     elapsed = time.perf_counter() - started
+    await asyncio.sleep(0.01)  # let the ticker record the stall that ended with the sync, if any
+    watch.cancel()
     await source.close()
     return {
         "outcome": outcome,
@@ -107,6 +123,7 @@ async def _sync(port: int) -> dict[str, object]:
         "rss_before_mb": round(before),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         "rss_after_mb": round(_rss_mb()),
+        "longest_loop_stall_ms": round(max(stalls, default=0.0) * 1000),
     }
 
 
@@ -207,9 +224,9 @@ def main() -> None:
     )
     commands = parser.add_subparsers(dest="command", required=True)
     source = commands.add_parser("source")
-    source.add_argument("--mode", choices=("page", "endless"), default="page")
+    source.add_argument("--mode", choices=("page", "endless", "big"), default="page")
     serve = commands.add_parser("serve")
-    serve.add_argument("--mode", choices=("page", "endless"), default="page")
+    serve.add_argument("--mode", choices=("page", "endless", "big"), default="page")
     serve.add_argument("--port-file", type=Path, required=True)
     hole = commands.add_parser("blackhole")
     hole.add_argument("--targets", type=int, default=2000)
