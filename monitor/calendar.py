@@ -25,10 +25,9 @@ from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
 import holidays
-import yaml
 from pydantic import AfterValidator, BeforeValidator, Field, ValidationError, ValidationInfo, model_validator
 
-from monitor.configtypes import ConfigPath, StrictModel, format_validation_error
+from monitor.configtypes import ConfigPath, StrictModel, format_validation_error, parse_yaml
 
 __all__ = [
     "BUILTIN_CALENDARS",
@@ -166,11 +165,11 @@ def load_override_file(path: str | Path) -> OverrideFile:
     """Read and validate an override file; ValueError with a short message when it is unusable."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = parse_yaml(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ValueError(f"cannot read {path}: {exc.strerror or exc}") from exc
-    except yaml.YAMLError as exc:
-        raise ValueError(f"{path.name}: invalid yaml: {getattr(exc, 'problem', None) or exc}") from exc
+    except ValueError as exc:
+        raise ValueError(f"{path.name}: invalid yaml: {exc}") from exc
     try:
         return OverrideFile.model_validate(raw or {})
     except ValidationError as exc:

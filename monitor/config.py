@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import yaml
 from pydantic import Field, ValidationError, ValidationInfo, field_validator
 
 from alerts.config import AlertsConfig
@@ -28,6 +27,7 @@ from monitor.configtypes import (
     StrictModel,
     format_validation_error,
     join_path,
+    parse_yaml,
     register_union_tags,
     secret_file_fields,
     split_listen,
@@ -175,12 +175,9 @@ def load_config_text(
 ) -> Config:
     """Parse and validate YAML text; raise ConfigError listing every problem."""
     try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError([f"<yaml>: {where}{problem}"], source) from exc
+        raw = parse_yaml(text)
+    except ValueError as exc:
+        raise ConfigError([f"<yaml>: {exc}"], source) from exc
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):

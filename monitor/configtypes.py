@@ -10,6 +10,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
+import yaml
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -32,10 +33,27 @@ __all__ = [
     "format_location",
     "format_validation_error",
     "join_path",
+    "parse_yaml",
     "register_union_tags",
     "secret_file_fields",
     "split_listen",
 ]
+
+
+def parse_yaml(text: str) -> Any:
+    """YAML text as Python values; ValueError saying where (line, column) and what is wrong otherwise.
+
+    PyYAML raises YAMLError for syntax, but plain ValueError or OverflowError for a scalar it recognises
+    and cannot build (`0000-00-00` read as a date): both become the same short message.
+    """
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise ValueError(f"{where}{getattr(exc, 'problem', None) or exc}") from exc
+    except (ValueError, OverflowError) as exc:
+        raise ValueError(f"a value cannot be read ({exc}); quote it if it is meant as text") from exc
 
 
 class ConfigError(Exception):

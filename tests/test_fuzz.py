@@ -166,3 +166,24 @@ def test_huge_durations_are_config_errors(text: str) -> None:
         load_config_text(
             f"targets:\n  - {{name: a, type: tcp, host: 127.0.0.1, port: 1, {text}}}\n", environ={}
         )
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        (
+            "0000-0-0T0:00:00",
+            "<yaml>: a value cannot be read (year 0 is out of range); quote it if it is meant as text",
+        ),
+        (
+            "timezone: 2026-02-30",
+            "<yaml>: a value cannot be read (day is out of range for month); quote it if it is meant as text",
+        ),
+        ("listen: [1,", "<yaml>: line 1, column 12: expected the node content, but found '<stream end>'"),
+    ],
+)
+def test_yaml_scalars_yaml_cannot_build_are_config_errors(text: str, error: str) -> None:
+    """A date-looking scalar that is no real date (found by the fuzzer) is a precise error, no traceback."""
+    with pytest.raises(ConfigError) as caught:
+        load_config_text(text, environ={})
+    assert caught.value.errors == [error]

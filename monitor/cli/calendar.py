@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from monitor.calendar import DEFAULT_TIMEZONE, WEEKDAYS, Calendars, CalendarsConfig, WorkingCalendar
 from monitor.config import ConfigError, format_validation_error, load_config, load_config_text
-from monitor.configtypes import CONFIG_DIR
+from monitor.configtypes import CONFIG_DIR, parse_yaml
 
 __all__ = ["add_parser", "load_calendars", "run"]
 
@@ -128,11 +128,11 @@ def load_calendars(
 
 def _read_yaml(path: Path) -> Any:
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
+        return parse_yaml(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ConfigError([f"cannot read {path}: {exc.strerror or exc}"], str(path)) from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError([f"<yaml>: {getattr(exc, 'problem', None) or exc}"], str(path)) from exc
+    except ValueError as exc:
+        raise ConfigError([f"<yaml>: {exc}"], str(path)) from exc
 
 
 def _validate_section(raw: Any, path: Path, *, prefix: str) -> CalendarsConfig:
