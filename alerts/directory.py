@@ -7,16 +7,15 @@ normalised once at load (`84xxxxxxxxx`), so nothing downstream re-parses them.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Annotated, Any
 
 import structlog
 from pydantic import AfterValidator, Field, field_validator, model_validator
-from pydantic_core import InitErrorDetails, PydanticCustomError, ValidationError
 
 from alerts.channels.base import normalize_phone
 from alerts.text import unaccent
-from monitor.configtypes import StrictModel
+from monitor.configtypes import StrictModel, raise_at
 
 __all__ = [
     "ROLES",
@@ -35,26 +34,6 @@ ROLES = ("officer", "one_stop", "unit_head", "leader", "it_oncall")
 # Person ids end up inside outbox de-duplication keys (`crossing:12:<id>`), which use ':' as separator.
 _PERSON_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")
 _PHONE_MESSAGE = re.compile(r"^phone ('.*?') (.*)$")
-
-
-def raise_at(problems: Sequence[tuple[tuple[str | int, ...], str]], title: str = "alerts") -> None:
-    """Raise a ValidationError whose errors sit at precise locations below the validated model.
-
-    A model validator can only fail as a whole; cross-field checks (a duplicate id in people[3], an
-    unknown channel in rules[1].channels[0]) still deserve the exact YAML path, and pydantic merges the
-    locations of a ValidationError raised inside a validator with the model's own.
-    """
-    if not problems:
-        return
-    details = [
-        InitErrorDetails(
-            type=PydanticCustomError("alerts_config", "{message}", {"message": message}),
-            loc=location,
-            input=None,
-        )
-        for location, message in problems
-    ]
-    raise ValidationError.from_exception_data(title, details)
 
 
 def name_key(name: str) -> str:
@@ -113,7 +92,7 @@ class PersonConfig(StrictModel):
         if not isinstance(value, str):
             raise ValueError("phone must be a string like 0912345678")
         try:
-            return normalize_phone(value)
+            return normalize_phone(value, reveal=True)
         except ValueError as exc:
             raise ValueError(_phone_message(str(exc))) from None
 
@@ -189,8 +168,10 @@ class Directory:
             for key in keys:
                 if key:
                     self._by_name.setdefault(key, []).append(person)
-        # assignee label → times seen unmatched; a name is logged the first time only.
+        # assignee label → times seen unmatched; `report_unmatched` logs the names not yet reported.
         self.unmatched: dict[str, int] = {}
+        self._shown: dict[str, str] = {}
+        self._reported: set[str] = set()
 
     @property
     def people(self) -> tuple[PersonConfig, ...]:
@@ -234,13 +215,27 @@ class Directory:
 
     def _unmatched(self, assignee_id: str, assignee_name: str, *, ambiguous: bool) -> None:
         label = f"{assignee_id}|{name_key(assignee_name)}"
-        seen = self.unmatched.get(label, 0)
-        self.unmatched[label] = seen + 1
-        if not seen:
-            # An officer's name as the dossier system spells it, so an admin can add the mapping.
-            log.warning(
-                "assignee_unmatched",
-                assignee_id=assignee_id,
-                assignee_name=assignee_name,
-                ambiguous=ambiguous,
-            )
+        self.unmatched[label] = self.unmatched.get(label, 0) + 1
+        if label not in self._shown:
+            # The officer's name as the dossier system spells it, so an admin can add the mapping.
+            shown = assignee_name or "(no name)"
+            if assignee_id:
+                shown += f" [{assignee_id}]"
+            if ambiguous:
+                shown += " (several people have this name)"
+            self._shown[label] = shown
+
+    def report_unmatched(self) -> None:
+        """Log one line listing the assignees nobody matched that no earlier line listed, with how often
+        each was seen; nothing when there is none. Called once per batch (a sync, start-up), so start-up
+        is not buried under one warning per officer."""
+        new = [label for label in self.unmatched if label not in self._reported]
+        if not new:
+            return
+        self._reported.update(new)
+        log.warning(
+            "assignees_unmatched",
+            count=len(new),
+            assignees={self._shown[label]: self.unmatched[label] for label in new},
+            hint="map them with assignee_ids or assignee_names in alerts.directory.people",
+        )

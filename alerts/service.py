@@ -138,6 +138,7 @@ class AlertService:
         thresholds = getattr(getattr(self.config, "dossiers", None), "thresholds", ())
         since = self.now() - self.alerts.rederive_window
         await self.router.rederive(since, self.store, thresholds=thresholds)
+        self.directory.report_unmatched()
         if self.outbox is not None:
             self._start_channels()
             delivery = getattr(self.alerts, "delivery", None) or DeliveryConfig()
@@ -273,6 +274,9 @@ class AlertService:
                         log.exception("alert_routing_failed", event=type(event).__name__)
                     else:
                         await asyncio.sleep(0.2 * attempt)
+            if subscription.backlog == 0:
+                # The end of a batch (a sync publishes its crossings at once): one summary line.
+                self.directory.report_unmatched()
 
     async def tick(self, now: datetime | None = None) -> int:
         """Timers, repeats and digests due by `now` (the loop calls this every `tick_interval`)."""

@@ -27,7 +27,7 @@ from zoneinfo import ZoneInfo
 import holidays
 from pydantic import AfterValidator, BeforeValidator, Field, ValidationError, ValidationInfo, model_validator
 
-from monitor.configtypes import ConfigPath, StrictModel, format_validation_error, parse_yaml
+from monitor.configtypes import ConfigPath, StrictModel, format_validation_error, parse_yaml, reads_files
 
 __all__ = [
     "BUILTIN_CALENDARS",
@@ -182,7 +182,8 @@ def builtin_override_path() -> Path:
 
 
 def _readable_override(path: Path) -> Path:
-    load_override_file(path)
+    if reads_files():
+        load_override_file(path)
     return path
 
 

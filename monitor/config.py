@@ -11,11 +11,13 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from pydantic import Field, ValidationError, ValidationInfo, field_validator
+from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
 
 from alerts.config import AlertsConfig
 from monitor.calendar import CalendarsConfig
@@ -27,12 +29,14 @@ from monitor.configtypes import (
     StrictModel,
     format_validation_error,
     join_path,
+    offline_validation,
     parse_yaml,
     register_union_tags,
     secret_file_fields,
     split_listen,
 )
 from monitor.dossiers.config import SOURCE_TYPES, DossiersConfig
+from monitor.durations import format_duration
 from monitor.logging import LoggingConfig
 from monitor.scheduler import SchedulerConfig
 from monitor.store.config import StoreConfig
@@ -63,6 +67,8 @@ __all__ = [
     "Target",
     "TcpTarget",
     "TlsConfig",
+    "check_config_file",
+    "config_json_schema",
     "load_config",
     "load_config_text",
     "register_union_tags",
@@ -144,13 +150,21 @@ def _loopback(host: str) -> bool:
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
-def _interpolate(node: Any, path: str, errors: list[str], environ: dict[str, str]) -> Any:
+def _interpolate(
+    node: Any, path: str, errors: list[str] | None, environ: dict[str, str], unresolved: set[str]
+) -> Any:
+    """`${VAR}` and `${VAR:-default}` replaced from `environ`. The YAML path of every value holding an
+    unset variable is added to `unresolved`, and an error to `errors` (None: an offline check)."""
     if isinstance(node, dict):
         return {
-            key: _interpolate(value, join_path(path, key), errors, environ) for key, value in node.items()
+            key: _interpolate(value, join_path(path, key), errors, environ, unresolved)
+            for key, value in node.items()
         }
     if isinstance(node, list):
-        return [_interpolate(value, f"{path}[{index}]", errors, environ) for index, value in enumerate(node)]
+        return [
+            _interpolate(value, f"{path}[{index}]", errors, environ, unresolved)
+            for index, value in enumerate(node)
+        ]
     if isinstance(node, str) and "${" in node:
 
         def substitute(match: re.Match[str]) -> str:
@@ -159,11 +173,19 @@ def _interpolate(node: Any, path: str, errors: list[str], environ: dict[str, str
                 return environ[name]
             if default is not None:
                 return default
-            errors.append(f"{path or '<root>'}: environment variable {name} is not set")
+            unresolved.add(path or "<root>")
+            if errors is not None:
+                errors.append(f"{path or '<root>'}: environment variable {name} is not set")
             return ""
 
         return _ENV_REFERENCE.sub(substitute, node)
     return node
+
+
+def _depends_on(error: str, paths: set[str]) -> bool:
+    """An error at (or below) a value that held an unset `${VAR}`: unknowable offline."""
+    location = error.partition(": ")[0]
+    return any(location == path or location.startswith((f"{path}.", f"{path}[")) for path in paths)
 
 
 def load_config_text(
@@ -174,33 +196,173 @@ def load_config_text(
     environ: dict[str, str] | None = None,
 ) -> Config:
     """Parse and validate YAML text; raise ConfigError listing every problem."""
+    config, _raw = _validate(text, source, base_dir, environ, offline=False)
+    assert config is not None
+    return config
+
+
+def _validate(
+    text: str, source: str, base_dir: Path | None, environ: dict[str, str] | None, *, offline: bool
+) -> tuple[Config | None, dict[str, Any]]:
+    """The Config and the interpolated mapping, or ConfigError. Offline (structure, types and
+    references only; no file read; unset environment variables allowed) the Config is None when a
+    value holding an unset variable kept it from being built, though nothing else was wrong."""
     try:
         raw = parse_yaml(text)
     except ValueError as exc:
         raise ConfigError([f"<yaml>: {exc}"], source) from exc
     if raw is None:
-        raw = {}
+        # Almost always a mistake (wrong file, truncated copy): a daemon watching nothing looks healthy.
+        raise ConfigError(
+            ["<root>: the file is empty (no settings); write `targets: []` if no targets is meant"], source
+        )
     if not isinstance(raw, dict):
         raise ConfigError(["<root>: the file must be a mapping of settings"], source)
     errors: list[str] = []
-    raw = _interpolate(raw, "", errors, dict(os.environ if environ is None else environ))
+    unresolved: set[str] = set()
+    environ = dict(os.environ if environ is None else environ)
+    raw = _interpolate(raw, "", None if offline else errors, environ, unresolved)
+    config: Config | None = None
+    # Relative paths are resolved by the fields that hold paths (ConfigPath, `*_file` secrets), never by
+    # key names: a `path:` inside a request body is text.
+    context = {CONFIG_DIR: base_dir} if base_dir is not None else None
     try:
-        # Relative paths are resolved by the fields that hold paths (ConfigPath, `*_file` secrets).
-        context = {CONFIG_DIR: base_dir} if base_dir is not None else None
-        config = Config.model_validate(raw, context=context)
+        if offline:
+            with offline_validation():
+                config = Config.model_validate(raw, context=context)
+        else:
+            config = Config.model_validate(raw, context=context)
     except ValidationError as exc:
-        errors.extend(format_validation_error(exc))
-        raise ConfigError(errors, source) from None
+        # A value whose variable is unset has its own error (or, offline, cannot be checked).
+        errors.extend(error for error in format_validation_error(exc) if not _depends_on(error, unresolved))
+        if not errors:
+            if not offline:
+                raise ConfigError(format_validation_error(exc), source) from None
+            # Offline, only values holding unset variables failed: valid as far as it can be checked.
+            return None, raw
     if errors:
         raise ConfigError(errors, source)
-    return config
+    return config, raw
+
+
+def check_config_file(path: str | Path, *, offline: bool = False) -> int:
+    """Validate a config file as `check-config` does; the number of targets, or ConfigError."""
+    path = Path(path)
+    config, raw = _validate(_read_text(path), str(path), _folder_of(path), None, offline=offline)
+    if config is not None:
+        return len(config.targets)
+    targets = raw.get("targets")
+    return len(targets) if isinstance(targets, list) else 0
+
+
+def _folder_of(path: Path) -> Path:
+    """The folder relative paths in the file are read from: where the user sees the file, symlinks not
+    followed (config/demo.yaml links into the package; a Kubernetes ConfigMap mount links into a
+    timestamped folder)."""
+    return Path(os.path.abspath(path)).parent
+
+
+def _read_text(path: Path) -> str:
+    """The file as UTF-8 text, or ConfigError saying why it is not (folder, binary, UTF-16...)."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(
+            [f"cannot read {path}: {exc.strerror or exc}"], str(path), unreadable=True
+        ) from None
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise ConfigError([f"{path} is UTF-16 text: save it as UTF-8"], str(path), unreadable=True)
+    if b"\x00" in data:
+        raise ConfigError([f"{path} is not a text file (it holds NUL bytes)"], str(path), unreadable=True)
+    try:
+        # utf-8-sig: Windows editors write a BOM; it is not part of the YAML.
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise ConfigError(
+            [f"{path} is not UTF-8 text (byte 0x{data[exc.start]:02x} on line {line}): save it as UTF-8"],
+            str(path),
+            unreadable=True,
+        ) from None
 
 
 def load_config(path: str | Path, environ: dict[str, str] | None = None) -> Config:
     """Read, interpolate and validate a config file."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError([f"cannot read {path}: {exc.strerror or exc}"], str(path)) from exc
-    return load_config_text(text, source=str(path), base_dir=path.resolve().parent, environ=environ)
+    return load_config_text(_read_text(path), source=str(path), base_dir=_folder_of(path), environ=environ)
+
+
+class _ConfigSchema(GenerateJsonSchema):
+    """JSON Schema as the YAML is written: durations as `30s`, secrets also as `<name>_file`."""
+
+    def timedelta_schema(self, schema: Any) -> JsonSchemaValue:
+        return {
+            "anyOf": [{"type": "string", "pattern": _DURATION_PATTERN}, {"type": "number", "minimum": 0}],
+            "description": "a duration: a number and a unit (ms, s, m, h, d), e.g. 30s, 5m, 1h30m, 14d",
+        }
+
+    # Numbers and flags may come from the environment (`port: ${DB_PORT:-5432}`).
+    def int_schema(self, schema: Any) -> JsonSchemaValue:
+        return _or_reference(super().int_schema(schema))
+
+    def float_schema(self, schema: Any) -> JsonSchemaValue:
+        return _or_reference(super().float_schema(schema))
+
+    def bool_schema(self, schema: Any) -> JsonSchemaValue:
+        return _or_reference(super().bool_schema(schema))
+
+    def encode_default(self, dft: Any) -> Any:
+        if isinstance(dft, timedelta):
+            return format_duration(dft.total_seconds()).replace(" ", "")
+        return super().encode_default(dft)
+
+    def generate(self, schema: Any, mode: Any = "validation") -> JsonSchemaValue:
+        result = super().generate(schema, mode=mode)
+        definitions = result.get("$defs", {})
+        for definition in [result, *definitions.values()]:
+            _add_secret_files(definition)
+        for name, short in _SHORT_FORMS.items():
+            if name in definitions:
+                definitions[name] = {"anyOf": [definitions[name], short]}
+        return result
+
+
+def _or_reference(schema: JsonSchemaValue) -> JsonSchemaValue:
+    return {"anyOf": [schema, {"type": "string", "pattern": r"\$\{[A-Za-z_][A-Za-z0-9_]*(:-[^}]*)?\}"}]}
+
+
+# Models that also accept a one-string spelling (their `mode="before"` validators parse it).
+_SHORT_FORMS: dict[str, JsonSchemaValue] = {
+    "SessionConfig": {"type": "string", "pattern": r"^\s*\d{1,2}:\d{2}\s*-\s*\d{1,2}:\d{2}\s*$"},
+}
+
+
+# Loose on purpose: editors flag what is plainly not a duration; the loader gives the exact error.
+_DURATION_PATTERN = r"^\s*(\d+(\.\d+)?\s*(ms|s|m|h|d)\s*)+$"
+
+
+def _is_secret(schema: dict[str, Any]) -> bool:
+    options = schema.get("anyOf", [schema])
+    return any(option.get("format") == "password" for option in options)
+
+
+def _add_secret_files(definition: dict[str, Any]) -> None:
+    """Every secret `x` may be given as `x_file` instead (see `secret_file_fields`)."""
+    properties = definition.get("properties", {})
+    for name, schema in list(properties.items()):
+        if not _is_secret(schema):
+            continue
+        properties[f"{name}_file"] = {
+            "type": "string",
+            "description": f"a file holding {name} (read once at load, relative to the config file)",
+        }
+        if name in definition.get("required", []):
+            definition["required"].remove(name)
+
+
+def config_json_schema() -> dict[str, Any]:
+    """The JSON Schema of the config file (YAML language servers check and complete with it)."""
+    schema = Config.model_json_schema(mode="validation", schema_generator=_ConfigSchema)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "tthc-monitor configuration"
+    return schema

@@ -5,7 +5,10 @@ through monitor.config, which assembles the whole file.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -20,6 +23,7 @@ from pydantic import (
     ValidationInfo,
     model_validator,
 )
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from monitor.durations import parse_duration
 
@@ -33,11 +37,54 @@ __all__ = [
     "format_location",
     "format_validation_error",
     "join_path",
+    "offline_validation",
     "parse_yaml",
+    "raise_at",
+    "reads_files",
     "register_union_tags",
     "secret_file_fields",
     "split_listen",
 ]
+
+# `check-config --offline`: validate what the file says without reading the files it names (secrets,
+# CA bundles, calendar overrides), which may exist only on the server it is meant for.
+_OFFLINE: ContextVar[bool] = ContextVar("config_offline", default=False)
+OFFLINE_SECRET = "<not read: offline check>"
+
+
+@contextmanager
+def offline_validation() -> Iterator[None]:
+    """Within this block config validators read no file."""
+    token = _OFFLINE.set(True)
+    try:
+        yield
+    finally:
+        _OFFLINE.reset(token)
+
+
+def reads_files() -> bool:
+    """False inside `offline_validation()`: validators then skip their file checks."""
+    return not _OFFLINE.get()
+
+
+def raise_at(problems: Sequence[tuple[tuple[str | int, ...], str]], title: str = "config") -> None:
+    """Raise a ValidationError whose errors sit at precise locations below the validated model.
+
+    A model validator can only fail as a whole; cross-field checks (a duplicate id in people[3], an
+    unknown channel in rules[1].channels[0], an unreadable token_file) still deserve the exact YAML path,
+    and pydantic merges the locations of a ValidationError raised inside a validator with the model's own.
+    """
+    if not problems:
+        return
+    details = [
+        InitErrorDetails(
+            type=PydanticCustomError("config", "{message}", {"message": message}),
+            loc=location,
+            input=None,
+        )
+        for location, message in problems
+    ]
+    raise ValidationError.from_exception_data(title, details)
 
 
 def parse_yaml(text: str) -> Any:
@@ -59,11 +106,27 @@ def parse_yaml(text: str) -> Any:
 class ConfigError(Exception):
     """The configuration is invalid; `errors` lists every problem with its YAML path."""
 
-    def __init__(self, errors: Iterable[str], source: str = "") -> None:
+    def __init__(self, errors: Iterable[str], source: str = "", *, unreadable: bool = False) -> None:
         self.errors = list(errors)
         self.source = source
+        # The file itself could not be read as YAML text (missing, a folder, binary, UTF-16).
+        self.unreadable = unreadable
         prefix = f"{source}: " if source else ""
         super().__init__(prefix + "; ".join(self.errors))
+
+    @property
+    def loggable_errors(self) -> list[str]:
+        """The errors with phone numbers shortened: config errors show them as written, logs must not."""
+        return [_PHONE_LIKE.sub(_shorten_number, error) for error in self.errors]
+
+
+# A run of 7+ digits, maybe with the separators people write in phone numbers.
+_PHONE_LIKE = re.compile(r"\+?\d[\d .\-()]{5,}\d")
+
+
+def _shorten_number(match: re.Match[str]) -> str:
+    text = match.group(0)
+    return text[:3] + "…" + text[-3:]
 
 
 Duration = Annotated[
@@ -114,6 +177,7 @@ def secret_file_fields(*names: str):
         if not isinstance(data, dict):
             return data
         data = dict(data)
+        problems: list[tuple[tuple[str | int, ...], str]] = []
         for name in names:
             file_key = f"{name}_file"
             if file_key not in data:
@@ -121,10 +185,15 @@ def secret_file_fields(*names: str):
             if data.get(name) not in (None, ""):
                 raise ValueError(f"give either {name} or {file_key}, not both")
             path = Path(_relative_to_config(str(data.pop(file_key)), info)).expanduser()
+            if not reads_files():
+                data[name] = OFFLINE_SECRET
+                continue
             try:
                 data[name] = path.read_text(encoding="utf-8").strip()
-            except OSError as exc:
-                raise ValueError(f"{file_key}: cannot read {path}: {exc.strerror or exc}") from exc
+            except (OSError, UnicodeDecodeError) as exc:
+                reason = "not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else exc.strerror or exc
+                problems.append(((file_key,), f"cannot read {path}: {reason}"))
+        raise_at(problems)
         return data
 
     return model_validator(mode="before")(resolve)

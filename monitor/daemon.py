@@ -201,7 +201,7 @@ class Daemon:
         try:
             new = load_config(self.config_path)
         except ConfigError as exc:
-            log.error("config_reload_failed", path=str(self.config_path), errors=exc.errors)
+            log.error("config_reload_failed", path=str(self.config_path), errors=exc.loggable_errors)
             return ReloadOutcome.failed(exc.errors)
         changed, restart_needed = changed_sections(self.config, new)
         for field in restart_needed:

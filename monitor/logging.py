@@ -14,6 +14,7 @@ import logging
 import re
 import sys
 from collections.abc import Iterable, MutableMapping
+from datetime import datetime, tzinfo
 from typing import Any, Literal
 
 import structlog
@@ -29,6 +30,8 @@ class LoggingConfig(StrictModel):
     level: Literal["debug", "info", "warning", "error"] = "info"
     # auto = JSON when stdout is not a terminal.
     format: Literal["auto", "json", "console"] = "auto"
+    # local = the config's `timezone` clock time with its offset (+07:00), for people reading the log.
+    timestamps: Literal["utc", "local"] = "utc"
 
 
 _SECRET_KEY = re.compile(r"(token|secret|password|passwd|api_?key|authorization|cookie)", re.IGNORECASE)
@@ -113,16 +116,32 @@ class _ScrubbingFormatter(structlog.stdlib.ProcessorFormatter):
         return scrub_text(super().format(record))
 
 
-def configure_logging(level: str = "info", fmt: str = "auto") -> None:
-    """Configure structlog and route stdlib logging (aiohttp's) through the same renderer."""
+def _local_timestamp(zone: tzinfo | None) -> Any:
+    def stamp(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+        event_dict["timestamp"] = datetime.now(zone).astimezone(zone).isoformat(timespec="milliseconds")
+        return event_dict
+
+    return stamp
+
+
+def configure_logging(
+    level: str = "info", fmt: str = "auto", timestamps: str = "utc", zone: tzinfo | None = None
+) -> None:
+    """Configure structlog and route stdlib logging (aiohttp's) through the same renderer.
+
+    `timestamps="local"` writes the time in `zone` (the config's `timezone`) with its offset."""
     as_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
+    # ensure_ascii=False: Vietnamese stays readable (`Hồ sơ`, not `H\u1ed3 s\u01a1`) in journald and
+    # `docker logs`; the stream is UTF-8.
     renderer: Any = (
-        structlog.processors.JSONRenderer() if as_json else structlog.dev.ConsoleRenderer(colors=False)
+        structlog.processors.JSONRenderer(ensure_ascii=False)
+        if as_json
+        else structlog.dev.ConsoleRenderer(colors=False)
     )
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        _local_timestamp(zone) if timestamps == "local" else structlog.processors.TimeStamper(fmt="iso"),
     ]
     # Exceptions become text first, then secrets are masked in the event and once more in the line.
     tail: list[Any] = [structlog.processors.format_exc_info, redact_secrets, _ScrubbedRenderer(renderer)]

@@ -13,7 +13,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator, model_validator
 
-from monitor.configtypes import ConfigPath, PositiveDuration, StrictModel, register_union_tags
+from monitor.configtypes import ConfigPath, PositiveDuration, StrictModel, reads_files, register_union_tags
+from monitor.durations import format_duration
 
 __all__ = [
     "TARGET_TYPES",
@@ -47,7 +48,7 @@ class TlsConfig(StrictModel):
     @field_validator("ca_file")
     @classmethod
     def _ca_file_exists(cls, value: Path | None) -> Path | None:
-        if value is not None and not value.is_file():
+        if value is not None and reads_files() and not value.is_file():
             raise ValueError(f"file not found: {value}")
         return value
 
@@ -161,7 +162,13 @@ class _TargetBase(StrictModel):
     @model_validator(mode="after")
     def _timeout_within_interval(self) -> _TargetBase:
         if self.timeout > self.interval:
-            raise ValueError("timeout must not be longer than interval")
+            # Name the values, and say which one the user did not write: a default is easy to miss.
+            timeout, interval = (
+                f"{name} {format_duration(getattr(self, name).total_seconds())}"
+                + ("" if name in self.model_fields_set else " (default)")
+                for name in ("timeout", "interval")
+            )
+            raise ValueError(f"{timeout} must not be longer than {interval}")
         return self
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,8 +13,12 @@ from structlog.testing import capture_logs
 from alerts.config import AlertsConfig
 from alerts.directory import Directory, DirectoryConfig, name_key
 from alerts.rules import default_rules
+from alerts.service import AlertService
+from monitor.calendar import Calendars
 from monitor.config import ConfigError, load_config_text
-from tests.routing_helpers import UNIT, alerts_yaml, load
+from monitor.events import EventBus
+from monitor.store import SqliteStore
+from tests.routing_helpers import UNIT, alerts_yaml, crossing, load
 
 
 def _errors(section: dict[str, Any]) -> list[str]:
@@ -58,12 +64,12 @@ def test_person_repr_hides_contacts() -> None:
         ),
         (
             "0212345678",
-            "alerts.directory.people[2].phone: '021…678' is not a vietnamese mobile number "
+            "alerts.directory.people[2].phone: '0212345678' is not a vietnamese mobile number "
             "(03, 05, 07, 08, 09)",
         ),
         (
             "09x2345678",
-            "alerts.directory.people[2].phone: '09x…678' is not a vietnamese mobile number: "
+            "alerts.directory.people[2].phone: '09x2345678' is not a vietnamese mobile number: "
             "must contain only digits, spaces, dots or a leading +84",
         ),
     ],
@@ -167,8 +173,8 @@ def test_match_assignee_by_id_then_by_name() -> None:
     assert name_key("  Đặng Thị Ánh ") == "dang thi anh"
 
 
-def test_namesakes_are_told_apart_by_unit_and_unmatched_logged_once() -> None:
-    """Two people with one name: the unit decides; no match counts every time but logs once per name."""
+def test_namesakes_are_told_apart_by_unit_and_unmatched_summarised() -> None:
+    """Two people with one name: the unit decides; misses are counted and summarised in one line."""
     config = DirectoryConfig.model_validate(
         {
             "units": [{"code": "A"}, {"code": "B"}],
@@ -184,12 +190,34 @@ def test_namesakes_are_told_apart_by_unit_and_unmatched_logged_once() -> None:
         assert directory.match_assignee("", "Trần Thị Lan", None) is None
         assert directory.match_assignee("u-9", "Lê Văn Tám", "A") is None
         assert directory.match_assignee("u-9", "Le Van Tam", "A") is None
-    unmatched = [entry for entry in logs if entry["event"] == "assignee_unmatched"]
-    assert [(entry["assignee_name"], entry["ambiguous"]) for entry in unmatched] == [
-        ("Trần Thị Lan", True),
-        ("Lê Văn Tám", False),
+        assert logs == []
+        directory.report_unmatched()
+    assert [(entry["event"], entry["count"], entry["assignees"]) for entry in logs] == [
+        (
+            "assignees_unmatched",
+            2,
+            {"Trần Thị Lan (several people have this name)": 1, "Lê Văn Tám [u-9]": 2},
+        )
     ]
     assert directory.unmatched == {"|tran thi lan": 1, "u-9|le van tam": 2}
+
+
+def test_unmatched_summary_lists_only_new_assignees_after_the_first() -> None:
+    """Later summaries name only assignees no earlier one listed; none at all when nothing is new."""
+    directory = Directory(load().alerts.directory)
+    with capture_logs() as logs:
+        for _ in range(19):
+            directory.match_assignee("x-1", "Phạm Văn Hùng", UNIT)
+        directory.report_unmatched()
+        directory.match_assignee("x-1", "Phạm Văn Hùng", UNIT)
+        directory.report_unmatched()
+        directory.match_assignee("x-2", "Võ Thị Mai", UNIT)
+        directory.match_assignee("x-1", "Phạm Văn Hùng", UNIT)
+        directory.report_unmatched()
+    assert [entry["assignees"] for entry in logs] == [
+        {"Phạm Văn Hùng [x-1]": 19},
+        {"Võ Thị Mai [x-2]": 1},
+    ]
 
 
 def test_assignee_ids_belong_to_one_person() -> None:
@@ -198,3 +226,27 @@ def test_assignee_ids_belong_to_one_person() -> None:
     assert _errors(section) == [
         "alerts.directory.people[1].assignee_ids[0]: assignee id 'cb-0001' already belongs to 'officer-an'"
     ]
+
+
+async def test_alert_service_logs_one_unmatched_summary_per_batch(tmp_path: Path) -> None:
+    """A sync's worth of crossings for unknown officers gives one summary line, not one per officer."""
+    config = load()
+    bus = EventBus()
+    async with SqliteStore(tmp_path / "service.db") as store:
+        service = AlertService(config, store, bus, Calendars(config.calendars, config.zone))
+        with capture_logs() as logs:
+            await service.start()
+            try:
+                for index in range(5):
+                    bus.publish(
+                        crossing(index + 1, assignee_id=f"x-{index % 3}", assignee_name=f"Cán bộ {index % 3}")
+                    )
+                for _ in range(200):
+                    if any(entry["event"] == "assignees_unmatched" for entry in logs):
+                        break
+                    await asyncio.sleep(0.02)
+            finally:
+                await service.stop(grace=2)
+    summaries = [entry for entry in logs if entry["event"] in ("assignees_unmatched", "assignee_unmatched")]
+    assert len(summaries) == 1
+    assert summaries[0]["assignees"] == {"Cán bộ 0 [x-0]": 2, "Cán bộ 1 [x-1]": 2, "Cán bộ 2 [x-2]": 1}

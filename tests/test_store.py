@@ -158,7 +158,7 @@ async def test_newer_or_missing_schema_is_refused(tmp_path: Path) -> None:
         await SqliteStore.open_readonly(tmp_path / "absent.db")
     garbage = tmp_path / "notes #1?.db"
     garbage.write_bytes(b"not a database at all, just text" * 10)
-    with pytest.raises(StoreError, match="not a readable store"):
+    with pytest.raises(StoreError, match="is not a tthc-monitor store"):
         await SqliteStore.open_readonly(garbage)
 
 

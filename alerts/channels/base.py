@@ -118,8 +118,12 @@ _PHONE_SEPARATORS = re.compile(r"[\s.\-()]")
 _MOBILE = re.compile(r"^0[35789]\d{8}$")
 
 
-def normalize_phone(text: str) -> str:
-    """`0912 345 678`, `+84912345678`, `84.912.345.678` → `84912345678`; ValueError if not a VN mobile."""
+def normalize_phone(text: str, *, reveal: bool = False) -> str:
+    """`0912 345 678`, `+84912345678`, `84.912.345.678` → `84912345678`; ValueError if not a VN mobile.
+
+    The error shows the number shortened (`091…678`), as it may be logged; `reveal` shows it as written,
+    for config errors, where it is the operator's own input.
+    """
     compact = _PHONE_SEPARATORS.sub("", str(text))
     if not compact:
         raise ValueError("phone number is empty")
@@ -129,17 +133,17 @@ def normalize_phone(text: str) -> str:
         national = "0" + compact[2:]
     else:
         national = compact
+    shown = repr(str(text).strip()) if reveal else _shown(text)
     if not national.isdigit():
-        raise ValueError(f"phone {_shown(text)} must contain only digits, spaces, dots or a leading +84")
+        raise ValueError(f"phone {shown} must contain only digits, spaces, dots or a leading +84")
     if not national.startswith("0") or len(national) != 10:
-        raise ValueError(f"phone {_shown(text)} must have 10 digits starting with 0 (or +84 and 9 digits)")
+        raise ValueError(f"phone {shown} must have 10 digits starting with 0 (or +84 and 9 digits)")
     if not _MOBILE.match(national):
-        raise ValueError(f"phone {_shown(text)} is not a vietnamese mobile number (03, 05, 07, 08, 09)")
+        raise ValueError(f"phone {shown} is not a vietnamese mobile number (03, 05, 07, 08, 09)")
     return "84" + national[1:]
 
 
 def _shown(text: str) -> str:
-    # Config errors are shown to the operator who wrote the value, but they also end up in logs.
     compact = str(text).strip()
     return repr(compact if len(compact) <= 6 else compact[:3] + "…" + compact[-3:])
 

@@ -16,7 +16,14 @@ from pathlib import Path
 from typing import Any, Protocol, TextIO
 from zoneinfo import ZoneInfo
 
-from monitor.cli.common import DEFAULT_CONFIG, add_store_arguments, fail, load_or_report, resolve_store
+from monitor.cli.common import (
+    DEFAULT_CONFIG,
+    add_store_arguments,
+    fail,
+    load_or_report,
+    resolve_store,
+    store_path_problem,
+)
 from monitor.durations import parse_duration
 
 __all__ = ["PersonLike", "add_parser", "list_alerts", "notify_test", "run"]
@@ -69,13 +76,22 @@ def _alerts(args: argparse.Namespace, out: TextIO) -> int:
         window = parse_duration(args.since)
     except ValueError as exc:
         return fail(f"--since: {exc}", 2)
+    if args.limit < 1:
+        return fail("--limit: must be at least 1", 2)
     found = resolve_store(args)
     if isinstance(found, int):
         return found
     store_path, config = found
     zone = config.zone if config else ZoneInfo(_DEFAULT_ZONE)
+    quiet = config.alerts.quiet_hours if config else _default_quiet_hours()
     since = datetime.now(UTC) - window
-    return asyncio.run(list_alerts(Path(store_path), since, args.status, args.limit, out, zone))
+    return asyncio.run(list_alerts(Path(store_path), since, args.status, args.limit, out, zone, quiet))
+
+
+def _default_quiet_hours() -> Any:
+    from alerts.config import AlertsConfig
+
+    return AlertsConfig().quiet_hours
 
 
 async def list_alerts(
@@ -85,12 +101,19 @@ async def list_alerts(
     limit: int,
     out: TextIO,
     zone: ZoneInfo | None = None,
+    quiet: Any = None,
+    now: datetime | None = None,
 ) -> int:
-    """Print the outbox rows created since `since` (newest first) from a read-only store."""
+    """Print the outbox rows created since `since` (newest first) from a read-only store.
+
+    Nothing is cut: dossier codes and person ids are what people search for. A pending row says when it
+    is due and what it waits for (`alerts.waiting`); a failed one its last error."""
     from alerts.outbox import Outbox
+    from alerts.waiting import pending_wait
     from monitor.store import SqliteStore, StoreError
 
     zone = zone or ZoneInfo(_DEFAULT_ZONE)
+    now = now or datetime.now(UTC)
     try:
         store = await SqliteStore.open_readonly(store_path)
     except StoreError as exc:
@@ -101,25 +124,50 @@ async def list_alerts(
         counts = await outbox.counts()
     finally:
         await store.close()
+
+    def local(moment: datetime) -> str:
+        return moment.astimezone(zone).strftime("%Y-%m-%d %H:%M")
+
     summary = ", ".join(f"{key.value} {value}" for key, value in counts.items())
     print(f"outbox: {summary}", file=out)
-    header = (
-        f"{'ID':>6} {'CREATED':<16} {'KIND':<16} {'PERSON':<16} {'SUBJECT':<30} {'STATUS':<9} "
-        f"{'CHANNEL':<12} {'TRIES':>5}  LAST ERROR"
-    )
-    print(header, file=out)
+    table = [("ID", "CREATED", "KIND", "PERSON", "SUBJECT", "STATUS", "CHANNEL", "TRIES", "SEND AT", "NOTE")]
     for row in rows:
-        created = row.created_at.astimezone(zone).strftime("%Y-%m-%d %H:%M")
-        channel = row.channel_used or row.channel or "-"
-        error = "" if row.status.value == "sent" else (row.last_error or "")
-        print(
-            f"{row.id:>6} {created:<16} {row.kind:<16} {row.person_id[:16]:<16} {row.subject[:30]:<30} "
-            f"{row.status.value:<9} {channel[:12]:<12} {row.attempts:>5}  {error[:120]}",
-            file=out,
+        note, send_at = "", "-"
+        if row.status.value == "pending":
+            wait = pending_wait(row, now, quiet, zone)
+            send_at, note = local(wait.due_at), wait.reason
+        elif row.status.value == "sent" and row.sent_at is not None:
+            send_at = local(row.sent_at)
+        elif row.status.value != "sent":
+            note = row.last_error or ""
+        table.append(
+            (
+                str(row.id),
+                local(row.created_at),
+                row.kind,
+                row.person_id,
+                row.subject,
+                row.status.value,
+                row.channel_used or row.channel or "-",
+                str(row.attempts),
+                send_at,
+                note,
+            )
         )
+    for line in _aligned(table):
+        print(line, file=out)
     if not rows:
         print("(no alerts in that window)", file=out)
     return 0
+
+
+def _aligned(table: Sequence[Sequence[str]]) -> list[str]:
+    """Columns as wide as their widest cell (never cut), the last one left ragged."""
+    widths = [max(len(row[column]) for row in table) for column in range(len(table[0]) - 1)]
+    return [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)) + "  " + row[-1]
+        for row in table
+    ]
 
 
 def _notify_test(args: argparse.Namespace, out: TextIO) -> int:
@@ -129,6 +177,9 @@ def _notify_test(args: argparse.Namespace, out: TextIO) -> int:
     alerts = getattr(config, "alerts", None)
     if alerts is None:
         return fail(f"{args.config}: no alerts section (channels and directory) in this config")
+    problem = store_path_problem(config.store.path, f"store.path in {args.config}", must_exist=False)
+    if problem is not None:
+        return fail(problem)
     from monitor.daemon import config_secrets
     from monitor.logging import register_secrets
 

@@ -68,10 +68,13 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
             return _check(args, calendar, out)
         return _list(args, calendar, out)
     except _UsageError as exc:
-        print(f"error: {exc}", file=err)
+        print(f"tthc-monitor: {exc}", file=err)
         return 2
     except ConfigError as exc:
-        print(f"error: invalid configuration {exc.source}:", file=err)
+        if exc.unreadable:
+            print(f"tthc-monitor: {'; '.join(exc.errors)}", file=err)
+            return 2
+        print(f"{exc.source}: invalid configuration:", file=err)
         for line in exc.errors:
             print(f"  {line}", file=err)
         return 2

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import json
 import os
+import sqlite3
 import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -14,10 +16,22 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from monitor import __version__
-from monitor.cli.common import DEFAULT_CONFIG, add_store_arguments, fail, load_or_report, resolve_store
-from monitor.config import Config, ConfigError, load_config
+from monitor.cli.common import (
+    DEFAULT_CONFIG,
+    DEMO_STORE,
+    add_store_arguments,
+    address_problem,
+    fail,
+    load_or_report,
+    report_config_error,
+    resolve_store,
+    store_open_problem,
+    store_path_problem,
+)
+from monitor.config import Config, ConfigError, check_config_file, config_json_schema, load_config
 from monitor.durations import format_duration, parse_duration
 from monitor.store.availability import Span
+from monitor.store.base import StoreError
 
 __all__ = ["build_parser", "main"]
 
@@ -54,6 +68,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = commands.add_parser("check-config", help="validate a config file; print every error")
     check.add_argument("file", type=Path)
+    check.add_argument(
+        "--offline",
+        action="store_true",
+        help="check structure, types and references only: read no secret or CA file, need no "
+        "environment variable (for a config written on another machine)",
+    )
+
+    commands.add_parser(
+        "config-schema", help="print the JSON Schema of the config file, for editors' YAML checking"
+    )
 
     uptime = commands.add_parser("uptime", help="uptime, incidents and latency per target, from the store")
     add_store_arguments(uptime)
@@ -85,13 +109,34 @@ def main(argv: Sequence[str] | None = None) -> int:
         "demo": _demo,
         "simulator": _simulator,
         "check-config": _check_config,
+        "config-schema": _config_schema,
         "uptime": _uptime,
         "version": lambda _args: _print(f"tthc-monitor {__version__}"),
     }.get(args.command) or _EXTERNAL_COMMANDS[args.command]
     try:
-        return handler(args)
+        code = handler(args)
+        # Inside the guard: with output piped into `head`, the pipe may close before this last write.
+        sys.stdout.flush()
+        return code
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # `tthc-monitor alerts | head`: the reader has gone; say nothing more, and keep Python's exit
+        # flush from failing on the closed pipe.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    except StoreError as exc:
+        return fail(str(exc))
+    except sqlite3.DatabaseError as exc:
+        return fail(f"the store cannot be read: {exc}")
+    except Exception as exc:
+        # The last guard of "no user sees a traceback"; TTHC_MONITOR_DEBUG=1 shows it for a bug report.
+        if os.environ.get("TTHC_MONITOR_DEBUG"):
+            raise
+        return fail(
+            f"unexpected error: {type(exc).__name__}: {exc} "
+            "(run again with TTHC_MONITOR_DEBUG=1 for details and report it)"
+        )
 
 
 def _print(text: str) -> int:
@@ -100,20 +145,48 @@ def _print(text: str) -> int:
 
 
 def _check_config(args: argparse.Namespace) -> int:
-    config = load_or_report(args.file)
-    if config is None:
+    try:
+        targets = check_config_file(args.file, offline=args.offline)
+    except ConfigError as exc:
+        report_config_error(args.file, exc)
+        if not args.offline and not exc.unreadable and _valid_offline(args.file):
+            print(
+                "  (the rest is valid: these are files or environment variables missing on this machine;"
+                " `check-config --offline` checks without them)",
+                file=sys.stderr,
+            )
         return 1
-    print(f"{args.file}: ok ({len(config.targets)} targets)")
+    checked = " (offline: files and environment variables not checked)" if args.offline else ""
+    print(f"{args.file}: ok ({targets} targets){checked}")
+    if not args.offline:
+        _warn_if_saturated(args.file)
+    return 0
+
+
+def _warn_if_saturated(path: Path) -> None:
+    """Valid, but hanging targets alone could take every probe slot: say so before it is deployed."""
     from monitor.scheduler import scheduler_saturation
 
+    config = load_config(path)
     saturation = scheduler_saturation(config.targets, config.scheduler.max_concurrency)
     if saturation > 1:
-        # Valid, but hanging targets alone could take every probe slot: say so before it is deployed.
         print(
-            f"{args.file}: warning: scheduler saturation {saturation:.2f} (sum of timeout/interval over"
+            f"{path}: warning: scheduler saturation {saturation:.2f} (sum of timeout/interval over"
             f" targets is above scheduler.max_concurrency {config.scheduler.max_concurrency})",
             file=sys.stderr,
         )
+
+
+def _valid_offline(path: Path) -> bool:
+    try:
+        check_config_file(path, offline=True)
+    except ConfigError:
+        return False
+    return True
+
+
+def _config_schema(_args: argparse.Namespace) -> int:
+    print(json.dumps(config_json_schema(), indent=2, ensure_ascii=False))
     return 0
 
 
@@ -121,6 +194,11 @@ def _run(args: argparse.Namespace) -> int:
     config = load_or_report(args.config)
     if config is None:
         return 1
+    problem = address_problem(config.listen, f"listen in {args.config}") or store_path_problem(
+        config.store.path, f"store.path in {args.config}", must_exist=False
+    )
+    if problem is not None:
+        return fail(problem)
     return asyncio.run(_serve(config, args.config))
 
 
@@ -128,13 +206,31 @@ async def _serve(config: Config, path: Path | None) -> int:
     from monitor.daemon import Daemon
     from monitor.logging import configure_logging
 
-    configure_logging(config.logging.level, config.logging.format)
+    configure_logging(config.logging.level, config.logging.format, config.logging.timestamps, config.zone)
     daemon = Daemon(config, config_path=path)
     try:
         await daemon.run()
-    except OSError as exc:
-        return fail(f"cannot start: {exc}")
+    except (OSError, StoreError, sqlite3.Error) as exc:
+        await _stop_quietly(daemon)
+        return fail(f"cannot start: {_start_error(exc, config)}")
     return 0
+
+
+def _start_error(exc: BaseException, config: Config) -> str:
+    if isinstance(exc, sqlite3.DatabaseError):
+        return store_open_problem(config.store.path, exc)
+    return str(exc)
+
+
+async def _stop_quietly(daemon: object) -> None:
+    """Undo a half-done start (open store, writer thread) so the process can exit at once."""
+    stop = getattr(daemon, "stop", None)
+    if stop is None:
+        return
+    try:
+        await stop()
+    except Exception as exc:
+        print(f"tthc-monitor: while stopping: {exc}", file=sys.stderr)
 
 
 def demo_config_path() -> Path:
@@ -152,12 +248,32 @@ async def _run_demo(args: argparse.Namespace) -> int:
     from monitor.simulator.server import DEFAULT_PASSWORD
 
     configure_logging()
+    for address, what in (
+        (args.listen, "--listen, the daemon"),
+        (f"127.0.0.1:{args.sim_port}", "--sim-port, the simulator"),
+        (f"127.0.0.1:{args.sim_admin_port}", "--sim-admin-port, the simulator's fault switch"),
+        (f"127.0.0.1:{args.sim_tls_port}", "--sim-tls-port, the simulator's HTTPS"),
+    ):
+        try:
+            problem = address_problem(address, what)
+        except ValueError as exc:
+            return fail(f"{what}: {exc}", 2)
+        if problem is not None:
+            return fail(problem)
     data = args.data.resolve()
-    data.mkdir(parents=True, exist_ok=True)
+    if data.exists() and not data.is_dir():
+        return fail(f"--data: {data} is a file; the demo needs a folder for its store")
+    problem = store_path_problem(data / DEMO_STORE.name, "--data", must_exist=False)
+    if problem is not None:
+        return fail(problem)
     simulator = Simulator(state_dir=data)
-    await simulator.start(
-        host="127.0.0.1", port=args.sim_port, admin_port=args.sim_admin_port, tls_port=args.sim_tls_port
-    )
+    try:
+        await simulator.start(
+            host="127.0.0.1", port=args.sim_port, admin_port=args.sim_admin_port, tls_port=args.sim_tls_port
+        )
+    except OSError as exc:
+        await _stop_quietly(simulator)
+        return fail(f"cannot start the simulator: {exc}")
     # demo.yaml reads the simulator's addresses from these, so any free ports work.
     os.environ.update(
         TTHC_SIM_PORTAL_URL=simulator.portal_url,
@@ -179,15 +295,16 @@ async def _run_demo(args: argparse.Namespace) -> int:
     config = config.model_copy(
         update={
             "listen": args.listen,
-            "store": config.store.model_copy(update={"path": data / "tthc-monitor-demo.db"}),
+            "store": config.store.model_copy(update={"path": data / DEMO_STORE.name}),
         }
     )
     daemon = Daemon(config, config_path=None)
     try:
         await daemon.start()
-    except OSError as exc:
+    except (OSError, StoreError, sqlite3.Error) as exc:
+        await _stop_quietly(daemon)
         await simulator.stop()
-        return fail(f"cannot start: {exc}")
+        return fail(f"cannot start: {_start_error(exc, config)}")
     base = daemon.base_url
     print(
         "\n".join(
@@ -218,8 +335,23 @@ async def _run_demo(args: argparse.Namespace) -> int:
 
 
 def _simulator(args: argparse.Namespace) -> int:
+    from monitor.configtypes import split_listen
     from monitor.simulator.runner import run_from_args
 
+    try:
+        host, port = split_listen(args.listen)
+    except ValueError as exc:
+        return fail(f"--listen: {exc}", 2)
+    # The runner's defaults: the admin and TLS listeners follow a fixed public port.
+    admin = args.admin_port if args.admin_port is not None else (port + 1 if port else 0)
+    tls = args.tls_port if args.tls_port is not None else (port + 2 if port else 0)
+    for address, what in (
+        (args.listen, "--listen, the simulator"),
+        (f"{host}:{admin}", "--admin-port, the fault switch"),
+        (f"{host}:{tls}", "--tls-port, the simulator's HTTPS"),
+    ):
+        if (problem := address_problem(address, what)) is not None:
+            return fail(problem)
     return run_from_args(args)
 
 
@@ -260,8 +392,7 @@ async def _print_uptime(
 ) -> int:
     from monitor.store import SqliteStore
 
-    store = SqliteStore(store_path, readonly=True)
-    await store.open()
+    store = await SqliteStore.open_readonly(store_path)
     try:
         reports = await store.uptime_all(start, end, planned)
     finally:

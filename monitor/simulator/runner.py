@@ -130,7 +130,7 @@ def run_from_args(args: argparse.Namespace) -> int:
     try:
         schedule = [parse_schedule_entry(entry) for entry in args.fault]
     except ValueError as exc:
-        print(f"error: --fault: {exc}", file=sys.stderr)
+        print(f"tthc-monitor: --fault: {exc}", file=sys.stderr)
         return 2
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(

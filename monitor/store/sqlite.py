@@ -342,7 +342,10 @@ class SqliteStore:
             try:
                 version = await schema_version(reader)
             except sqlite3.DatabaseError as exc:
-                raise StoreError(f"{self.path} is not a readable store: {exc}") from exc
+                raise StoreError(
+                    f"{self.path} is not a tthc-monitor store ({exc}): check the path; if it is the "
+                    "store, restore it from a backup"
+                ) from exc
             latest = self._migrations[-1].version if self._migrations else 0
             if not version:
                 raise StoreError(f"{self.path} has no store schema: start the daemon once to create it")

@@ -9,24 +9,16 @@ never phone numbers, Zalo ids or the message text.
 
 from __future__ import annotations
 
-import json
 from datetime import timedelta
 
 from aiohttp import web
 
 from alerts.model import AlertStatus
-from monitor.web.common import ApiError, iso, parse_time_param
+from monitor.web.common import ApiError, iso, json_error, json_response, parse_limit, parse_time_param
 from monitor.web.services import SERVICES, AlertsView
 
-__all__ = ["DEFAULT_LIMIT", "MAX_LIMIT", "add_routes"]
-
-DEFAULT_LIMIT = 100
-MAX_LIMIT = 1000
+__all__ = ["add_routes"]
 _DEFAULT_SINCE = timedelta(days=1)
-
-
-def _json_error(status: type[web.HTTPException], message: str) -> web.HTTPException:
-    return status(text=json.dumps({"error": message}), content_type="application/json")
 
 
 async def _alerts(request: web.Request) -> web.Response:
@@ -34,7 +26,7 @@ async def _alerts(request: web.Request) -> web.Response:
     service: AlertsView | None = getattr(services, "alerts", None)
     outbox = service.outbox if service is not None else None
     if outbox is None:
-        raise _json_error(web.HTTPServiceUnavailable, "alerts are not configured")
+        raise json_error(web.HTTPServiceUnavailable, "alerts are not configured")
     since = parse_time_param(request, "since", services.now() - _DEFAULT_SINCE)
     raw_status = request.query.get("status") or None
     status: AlertStatus | None = None
@@ -44,13 +36,7 @@ async def _alerts(request: web.Request) -> web.Response:
         except ValueError:
             allowed = ", ".join(item.value for item in AlertStatus)
             raise ApiError(f"status: {raw_status!r} is not one of {allowed}") from None
-    raw_limit = request.query.get("limit") or str(DEFAULT_LIMIT)
-    try:
-        limit = int(raw_limit)
-    except ValueError:
-        raise ApiError(f"limit: {raw_limit!r} is not a number") from None
-    if not 1 <= limit <= MAX_LIMIT:
-        raise ApiError(f"limit: must be between 1 and {MAX_LIMIT}")
+    limit = parse_limit(request)
     rows = await outbox.list(since=since, status=status, limit=limit)
     counts = await outbox.counts()
     items = []
@@ -60,7 +46,7 @@ async def _alerts(request: web.Request) -> web.Response:
             if key.endswith("_at") or key == "not_before":
                 item[key] = iso(value)
         items.append(item)
-    return web.json_response(
+    return json_response(
         {
             "since": iso(since),
             "status": status.value if status else None,

@@ -17,7 +17,14 @@ from pydantic import SecretStr
 
 from monitor.maintenance import in_maintenance, planned_maintenance
 from monitor.web.alerts import add_routes as add_alert_routes
-from monitor.web.common import ApiError, iso, json_text, parse_time_param
+from monitor.web.common import (
+    iso,
+    json_error,
+    json_response,
+    parse_limit,
+    parse_time_param,
+    parse_time_range,
+)
 from monitor.web.dossiers import add_routes as add_dossier_routes
 from monitor.web.services import SERVICES, WebServices
 from monitor.web.status import add_routes as add_status_routes
@@ -57,6 +64,22 @@ async def _auth(request: web.Request, handler: Handler) -> web.StreamResponse:
     return await handler(request)
 
 
+@web.middleware
+async def _json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """aiohttp answers unknown routes and methods in plain text; the API answers JSON everywhere."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400 or exc.content_type == "application/json":
+            raise
+        message = {
+            404: f"no such route: {request.path}",
+            405: f"method {request.method} not allowed on {request.path}",
+        }.get(exc.status, exc.reason)
+        headers = {key: value for key, value in exc.headers.items() if key in ("Allow", "WWW-Authenticate")}
+        return json_response({"error": message}, status=exc.status, headers=headers)
+
+
 async def _healthz(_request: web.Request) -> web.Response:
     return web.Response(text="ok\n")
 
@@ -69,7 +92,7 @@ async def _readyz(request: web.Request) -> web.Response:
         "scheduler_running": services.scheduler.running,
     }
     ready = all(checks.values())
-    return web.json_response({"ready": ready, "checks": checks}, status=200 if ready else 503)
+    return json_response({"ready": ready, "checks": checks}, status=200 if ready else 503)
 
 
 async def _metrics(request: web.Request) -> web.StreamResponse:
@@ -115,25 +138,23 @@ async def _targets(request: web.Request) -> web.Response:
                 "interval_seconds": target.interval.total_seconds(),
             }
         )
-    return web.json_response({"targets": items})
+    return json_response({"targets": items})
+
+
+def _known_target(services: WebServices, name: str) -> None:
+    if name not in services.scheduler.targets:
+        raise json_error(web.HTTPNotFound, f"unknown target {name!r}")
 
 
 async def _target_uptime(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     name = request.match_info["name"]
-    if name not in services.scheduler.targets:
-        raise web.HTTPNotFound(
-            text=json_text({"error": f"unknown target {name!r}"}), content_type="application/json"
-        )
-    now = services.now()
-    start = parse_time_param(request, "from", now - timedelta(days=30))
-    end = parse_time_param(request, "to", now)
-    if end <= start:
-        raise ApiError("to: must be later than from")
+    _known_target(services, name)
+    start, end = parse_time_range(request, timedelta(days=30))
     target = services.scheduler.targets[name]
     planned = planned_maintenance([target], start, end, services.config.zone)
     report = await services.store.uptime(name, start, end, planned)
-    return web.json_response(
+    return json_response(
         {
             "target": name,
             "from": iso(report.start),
@@ -155,8 +176,11 @@ async def _incidents(request: web.Request) -> web.Response:
     now = services.now()
     since = parse_time_param(request, "since", now - timedelta(days=7))
     target = request.query.get("target") or None
-    incidents = await services.store.incidents(since, target=target)
-    return web.json_response(
+    if target is not None:
+        _known_target(services, target)
+    limit = parse_limit(request)
+    incidents = (await services.store.incidents(since, target=target))[:limit]
+    return json_response(
         {
             "incidents": [
                 {
@@ -178,12 +202,12 @@ async def _incidents(request: web.Request) -> web.Response:
 async def _reload(request: web.Request) -> web.Response:
     """Apply the config file now, as SIGHUP does: what changed, or the config errors and nothing changed."""
     outcome = await request.app[SERVICES].reload()
-    return web.json_response(outcome.to_json(), status=outcome.http_status)
+    return json_response(outcome.to_json(), status=outcome.http_status)
 
 
 def create_web_app(services: WebServices) -> web.Application:
     """The app with every route; handlers read `services` (the daemon) through `app[SERVICES]`."""
-    app = web.Application(middlewares=[_auth])
+    app = web.Application(middlewares=[_json_errors, _auth])
     app[SERVICES] = services
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)

@@ -15,16 +15,13 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from monitor.dossiers.store import STATES, DossierRow
-from monitor.web.common import ApiError, iso, parse_time_param
+from monitor.web.common import ApiError, iso, json_error, json_response, parse_limit, parse_time_param
 from monitor.web.services import SERVICES
 
 if TYPE_CHECKING:
     from monitor.dossiers.service import DossierService
 
-__all__ = ["MAX_LIMIT", "add_routes", "decode_cursor", "encode_cursor"]
-
-MAX_LIMIT = 500
-_DEFAULT_LIMIT = 100
+__all__ = ["add_routes", "decode_cursor", "encode_cursor"]
 
 
 def encode_cursor(code: str) -> str:
@@ -47,23 +44,8 @@ def decode_cursor(cursor: str) -> str:
 def _service(request: web.Request) -> DossierService:
     service = getattr(request.app[SERVICES], "dossiers", None)
     if service is None:
-        raise web.HTTPServiceUnavailable(
-            text=json.dumps({"error": "dossier tracking is not running"}), content_type="application/json"
-        )
+        raise json_error(web.HTTPServiceUnavailable, "dossier tracking is not running")
     return service
-
-
-def _limit(request: web.Request) -> int:
-    raw = request.query.get("limit")
-    if raw is None or raw == "":
-        return _DEFAULT_LIMIT
-    try:
-        value = int(raw)
-    except ValueError:
-        value = 0
-    if not 1 <= value <= MAX_LIMIT:
-        raise ApiError(f"limit: must be an integer from 1 to {MAX_LIMIT}")
-    return value
 
 
 def _left(service: DossierService, row: DossierRow, now: datetime) -> float | None:
@@ -104,7 +86,7 @@ async def _list_dossiers(request: web.Request) -> web.Response:
     if state is not None and state not in STATES:
         raise ApiError(f"state: must be one of {', '.join(STATES)}")
     unit = request.query.get("unit") or None
-    limit = _limit(request)
+    limit = parse_limit(request)
     cursor = request.query.get("cursor") or None
     after = decode_cursor(cursor) if cursor else None
     rows = await service.dossier_store.list_dossiers(
@@ -112,7 +94,7 @@ async def _list_dossiers(request: web.Request) -> web.Response:
     )
     more = len(rows) > limit
     rows = rows[:limit]
-    return web.json_response(
+    return json_response(
         {
             "dossiers": [_dossier_json(service, row, now) for row in rows],
             "next_cursor": encode_cursor(rows[-1].code) if more and rows else None,
@@ -126,10 +108,7 @@ async def _get_dossier(request: web.Request) -> web.Response:
     code = request.match_info["code"]
     row = await service.dossier_store.get(code, now)
     if row is None:
-        raise web.HTTPNotFound(
-            text=json.dumps({"error": f"unknown dossier {code!r}"}, ensure_ascii=False),
-            content_type="application/json",
-        )
+        raise json_error(web.HTTPNotFound, f"unknown dossier {code!r}")
     body = _dossier_json(service, row, now)
     body["crossings"] = [
         {
@@ -144,7 +123,7 @@ async def _get_dossier(request: web.Request) -> web.Response:
         }
         for crossing in await service.dossier_store.crossings(code)
     ]
-    return web.json_response(body)
+    return json_response(body)
 
 
 async def _units(request: web.Request) -> web.Response:
@@ -152,7 +131,7 @@ async def _units(request: web.Request) -> web.Response:
     now = request.app[SERVICES].now()
     since = parse_time_param(request, "since", now - service.settings.on_time_window)
     summaries = await service.dossier_store.unit_summaries(now, since)
-    return web.json_response(
+    return json_response(
         {
             "since": iso(since),
             "units": [
@@ -175,7 +154,8 @@ async def _overdue_during_outage(request: web.Request) -> web.Response:
     now = request.app[SERVICES].now()
     since = parse_time_param(request, "since", now - timedelta(days=30))
     items = []
-    for crossing, code in await service.dossier_store.overdue_during_outage(since):
+    limit = parse_limit(request)
+    for crossing, code in await service.dossier_store.overdue_during_outage(since, limit):
         row = await service.dossier_store.get(code, now)
         items.append(
             {
@@ -188,7 +168,7 @@ async def _overdue_during_outage(request: web.Request) -> web.Response:
                 "timeliness": row.timeliness if row else None,
             }
         )
-    return web.json_response({"since": iso(since), "dossiers": items})
+    return json_response({"since": iso(since), "dossiers": items})
 
 
 def add_routes(app: web.Application) -> None:

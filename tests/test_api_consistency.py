@@ -1,0 +1,108 @@
+"""The JSON API speaks one way everywhere: JSON errors on every route, one `limit` range, 404 for unknown
+targets wherever a target is named, errors naming every parameter involved, Vietnamese as UTF-8."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from monitor.config import load_config_text
+from monitor.daemon import Daemon
+from monitor.web.common import MAX_LIMIT
+
+
+@pytest.fixture
+def listener() -> Iterator[int]:
+    """A loopback port that accepts connections, for a TCP target that stays up."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(64)
+        yield sock.getsockname()[1]
+
+
+@pytest.fixture
+async def daemon(listener: int, tmp_path: Path) -> AsyncIterator[Daemon]:
+    config = load_config_text(
+        f"""
+listen: 127.0.0.1:0
+store: {{path: {tmp_path / "store.db"}, flush_interval: 0.05s}}
+scheduler: {{start_jitter: 0, shutdown_grace: 1s}}
+targets:
+  - {{name: motcua-db, type: tcp, host: 127.0.0.1, port: {listener}, interval: 1s, timeout: 0.5s}}
+""",
+        environ={},
+    )
+    running = Daemon(config)
+    await running.start()
+    yield running
+    await running.stop()
+
+
+async def _get(daemon: Daemon, path: str, method: str = "GET") -> tuple[int, str, bytes]:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.request(method, f"{daemon.base_url}{path}") as response,
+    ):
+        return response.status, response.content_type, await response.read()
+
+
+async def test_unknown_routes_answer_json_404(daemon: Daemon) -> None:
+    """An unknown path (API or not) and a wrong method get JSON bodies, not aiohttp's plain text."""
+    for path, message in (
+        ("/api/v1/nope", "no such route: /api/v1/nope"),
+        ("/api/v2/targets", "no such route: /api/v2/targets"),
+        ("/favicon.ico", "no such route: /favicon.ico"),
+    ):
+        status, kind, body = await _get(daemon, path)
+        assert (status, kind) == (404, "application/json")
+        assert body.decode() == f'{{"error": "{message}"}}'
+    status, kind, body = await _get(daemon, "/api/v1/targets", method="DELETE")
+    assert (status, kind) == (405, "application/json")
+    assert b"method DELETE not allowed on /api/v1/targets" in body
+
+
+async def test_vietnamese_in_replies_is_utf8_not_escaped(daemon: Daemon) -> None:
+    """A reply naming `Hồ-sơ` carries the UTF-8 bytes, not `\\u1ed3` escapes."""
+    status, _kind, body = await _get(daemon, "/api/v1/targets/Hồ-sơ/uptime")
+    assert status == 404
+    assert body.decode("utf-8") == '{"error": "unknown target \'Hồ-sơ\'"}'
+    status, _kind, body = await _get(daemon, "/api/v1/hồ-sơ")
+    assert status == 404 and "hồ-sơ" in body.decode("utf-8") and b"\\u" not in body
+
+
+async def test_incidents_of_an_unknown_target_is_404_like_uptime(daemon: Daemon) -> None:
+    """`incidents?target=nope` answers 404 with the same message as `targets/nope/uptime`."""
+    first = await _get(daemon, "/api/v1/incidents?target=nope")
+    second = await _get(daemon, "/api/v1/targets/nope/uptime")
+    assert first == second == (404, "application/json", b'{"error": "unknown target \'nope\'"}')
+    status, _kind, body = await _get(daemon, "/api/v1/incidents?target=motcua-db")
+    assert (status, body) == (200, b'{"incidents": []}')
+
+
+@pytest.mark.parametrize(
+    "route", ["/api/v1/incidents", "/api/v1/alerts", "/api/v1/dossiers", "/api/v1/overdue-during-outage"]
+)
+async def test_every_list_route_takes_one_limit_range(daemon: Daemon, route: str) -> None:
+    """`limit` from 1 to MAX_LIMIT on every list route; outside it, the same 400 everywhere."""
+    for good in (1, MAX_LIMIT):
+        status, _kind, body = await _get(daemon, f"{route}?limit={good}")
+        assert status == 200, body
+    for bad in ("0", str(MAX_LIMIT + 1), "ten"):
+        status, _kind, body = await _get(daemon, f"{route}?limit={bad}")
+        assert status == 400
+        assert body.decode() == f'{{"error": "limit: \'{bad}\' is not an integer from 1 to {MAX_LIMIT}"}}'
+
+
+async def test_reversed_time_range_names_both_parameters(daemon: Daemon) -> None:
+    """`from` after the default `to` (now): the error names both and says `to` was the default."""
+    status, _kind, body = await _get(daemon, "/api/v1/targets/motcua-db/uptime?from=2030-01-01")
+    assert status == 400
+    error = body.decode()
+    assert error.startswith('{"error": "from, to: from=2030-01-01 must be earlier than to (default: now)')
+    assert "2029-12-31T17:00:00Z is not before" in error
+    status, _kind, body = await _get(daemon, "/api/v1/targets/motcua-db/uptime?from=1d&to=2d")
+    assert status == 400 and b"from=1d must be earlier than to=2d" in body
