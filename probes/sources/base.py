@@ -48,6 +48,7 @@ __all__ = [
     "HttpFetcher",
     "HttpListingConfig",
     "HttpListingSource",
+    "HttpSourceConfigBase",
     "LoginAuth",
     "NextLinkPaging",
     "NoAuth",
@@ -91,6 +92,24 @@ class SourceConfigBase(StrictModel):
     # Attempts per page before the sync fails, and the first backoff delay (doubles, with jitter).
     attempts: int = Field(default=3, ge=1, le=10)
     retry_wait: Duration = timedelta(seconds=0.5)
+
+    @field_validator("timezone")
+    @classmethod
+    def _valid_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except Exception as exc:
+            raise ValueError(f"unknown timezone {value!r}") from exc
+        return value
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+class HttpSourceConfigBase(SourceConfigBase):
+    """Settings every source read over HTTP has: how big a reply may be and where paging may lead."""
+
     # Largest reply accepted ("32MiB", "500KB" or bytes); a bigger one fails the sync (no retry).
     max_reply_bytes: ByteSize = Field(default=ByteSize(DEFAULT_MAX_REPLY_BYTES), ge=1024)
     # Other origins (https://host[:port]) that next links and redirects may lead to. Credentials are
@@ -110,19 +129,6 @@ class SourceConfigBase(StrictModel):
                 )
             origins.append(origin_of(parsed))
         return origins
-
-    @field_validator("timezone")
-    @classmethod
-    def _valid_timezone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except Exception as exc:
-            raise ValueError(f"unknown timezone {value!r}") from exc
-        return value
-
-    @property
-    def zone(self) -> ZoneInfo:
-        return ZoneInfo(self.timezone)
 
 
 # --- auth -------------------------------------------------------------------------------------------
@@ -306,7 +312,7 @@ class HttpFetcher:
     @classmethod
     def for_source(
         cls,
-        config: SourceConfigBase,
+        config: HttpSourceConfigBase,
         *,
         auth: NoAuth | BasicAuth | BearerAuth | ApiKeyAuth | LoginAuth | None = None,
         headers: Mapping[str, str] | None = None,
@@ -675,7 +681,7 @@ def _brief(exc: BaseException) -> str:
 # --- configured HTTP listings (json_api, dvcqg) -----------------------------------------------------
 
 
-class HttpListingConfig(SourceConfigBase):
+class HttpListingConfig(HttpSourceConfigBase):
     """A listing over HTTP whose URL, auth, paging and item location come from the config."""
 
     url: str
