@@ -216,7 +216,7 @@ class Outbox:
             return 0
         created = _to_ms(self._clock())
         rows = [self._insert_values(alert, created) for alert in alerts]
-        async with self.store.transaction() as conn:
+        async with self.store.transaction("outbox") as conn:
             cursor = await conn.executemany(_INSERT, rows)
             added = max(0, cursor.rowcount)
             await cursor.close()
@@ -232,7 +232,7 @@ class Outbox:
         created = _to_ms(self._clock())
         values = list(self._insert_values(alert, created))
         values[12], values[13] = AlertStatus.IN_FLIGHT.value, 1
-        async with self.store.transaction() as conn:
+        async with self.store.transaction("outbox") as conn:
             cursor = await conn.execute(_INSERT.replace("INSERT OR IGNORE", "INSERT"), values)
             row_id = cursor.lastrowid
             await cursor.close()
@@ -298,7 +298,7 @@ class Outbox:
         if fallback_only:
             where += " AND json_array_length(channels) > channel_index + 1"
         params.append(limit)
-        async with self.store.transaction() as conn:
+        async with self.store.transaction("outbox") as conn:
             rows = await conn.execute_fetchall(
                 "UPDATE alert_outbox SET status = 'in_flight', attempts = attempts + 1,"
                 " channel_attempts = channel_attempts + 1 WHERE id IN (SELECT id FROM alert_outbox"
@@ -355,7 +355,7 @@ class Outbox:
                 failed.append((change.error, change.id))
         if not (sent or moved or failed):
             return
-        async with self.store.transaction() as conn:
+        async with self.store.transaction("outbox") as conn:
             if sent:
                 await conn.executemany(
                     "UPDATE alert_outbox SET status = 'sent', sent_at = ?, channel_used = ?,"
@@ -384,7 +384,7 @@ class Outbox:
         Such a row may or may not have reached its gateway; it is resent with the same alert_id.
         """
         now = _to_ms(self._clock())
-        async with self.store.transaction() as conn:
+        async with self.store.transaction("outbox") as conn:
             cursor = await conn.execute(
                 "UPDATE alert_outbox SET status = 'pending', next_attempt_at = min(next_attempt_at, ?),"
                 " last_error = coalesce(last_error, 'interrupted: resent after restart')"

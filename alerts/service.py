@@ -3,7 +3,8 @@
 Start-up order matters for "nothing lost": subscribe to the bus first (events published meanwhile wait
 in the subscription), then re-derive the alerts of recently recorded incidents and crossings, then
 consume events. Routing, timers, repeats and digests all go through the outbox's INSERT OR IGNORE on
-stable keys, so doing something twice stores it once.
+stable keys, so doing something twice stores it once. An event whose routing fails because the store
+is locked or full is retried until its alerts are committed, in order; the loops run supervised.
 """
 
 from __future__ import annotations
@@ -28,8 +29,10 @@ from alerts.router import ROUTED_EVENTS, Router
 from alerts.templates import Templates
 from alerts.timers import Timers
 from monitor.calendar import Calendars
-from monitor.events import EventBus, Subscription
+from monitor.events import Event, EventBus, Subscription
 from monitor.store import SqliteStore
+from monitor.store.durable import until_committed
+from monitor.supervisor import Supervisor
 
 if TYPE_CHECKING:
     from alerts.alert_metrics import AlertMetrics
@@ -61,8 +64,11 @@ class AlertsReload:
     restart_worker: bool = False
 
 
-# Attempts at routing one event before giving up on it (start-up re-derivation catches it later).
+# Attempts at routing one event that fails for another reason than the store (a bug): after these the
+# event is given up (start-up re-derivation recreates alerts of recorded state) so routing goes on.
 _ROUTE_ATTEMPTS = 3
+# How often the supervised watcher checks that the delivery worker's loop still runs.
+_DELIVERY_WATCH_SECONDS = 1.0
 
 
 class AlertService:
@@ -85,7 +91,9 @@ class AlertService:
         sink: AlertSink | None = None,
         metrics: AlertMetrics | None = None,
         cert_expiry: Callable[[str], float | None] | None = None,
+        supervisor: Supervisor | None = None,
     ) -> None:
+        self._supervisor = supervisor or Supervisor()
         self.config = config
         self.alerts = config.alerts
         self.store = store
@@ -126,6 +134,7 @@ class AlertService:
         self.worker: DeliveryWorker | None = None
         self._subscription: Subscription | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._worker_swapping = False
         self._group_scheduled = asyncio.Event()
         self.router.groups.on_change = self._group_scheduled.set
 
@@ -146,10 +155,13 @@ class AlertService:
                 self.outbox, self.channels, delivery, self.clock, metrics=self._metrics
             )
             await self.worker.start()
+        subscription = self._subscription
         self._tasks = [
-            asyncio.create_task(self._consume(self._subscription), name="alert-router"),
-            asyncio.create_task(self._tick_forever(), name="alert-ticks"),
+            self._supervisor.spawn("alert-router", lambda: self._consume(subscription)),
+            self._supervisor.spawn("alert-ticks", self._tick_forever),
         ]
+        if self.worker is not None:
+            self._tasks.append(self._supervisor.spawn("alert-delivery", self._watch_delivery))
         log.info(
             "alerts_started",
             channels=len(self.channels),
@@ -246,6 +258,15 @@ class AlertService:
 
     async def _restart_worker(self, prepared: AlertsReload, grace: float) -> None:
         assert self.outbox is not None and self.worker is not None
+        # The watcher must not restart the old worker while it stops on purpose.
+        self._worker_swapping = True
+        try:
+            await self._swap_worker(prepared, grace)
+        finally:
+            self._worker_swapping = False
+
+    async def _swap_worker(self, prepared: AlertsReload, grace: float) -> None:
+        assert self.outbox is not None and self.worker is not None
         # In-flight sends finish on the old channels first (within grace; the rest go out again later).
         await self.worker.stop(grace)
         old = self.channels
@@ -264,19 +285,33 @@ class AlertService:
 
     async def _consume(self, subscription: Subscription) -> None:
         async for event in subscription:
-            for attempt in range(1, _ROUTE_ATTEMPTS + 1):
-                try:
-                    await self.router.handle(event)
-                    break
-                except Exception:
-                    if attempt == _ROUTE_ATTEMPTS:
-                        # Not lost for good: start-up re-derivation recreates alerts of recorded state.
-                        log.exception("alert_routing_failed", event=type(event).__name__)
-                    else:
-                        await asyncio.sleep(0.2 * attempt)
+            await self._route(event)
             if subscription.backlog == 0:
                 # The end of a batch (a sync publishes its crossings at once): one summary line.
                 self.directory.report_unmatched()
+
+    async def _route(self, event: Event) -> None:
+        for attempt in range(1, _ROUTE_ATTEMPTS + 1):
+            try:
+                # A locked or full store is waited out here: these alerts are durable facts.
+                await until_committed(self.store.facts, "outbox", lambda: self.router.handle(event))
+                return
+            except Exception:
+                if attempt == _ROUTE_ATTEMPTS:
+                    # Not lost for good: start-up re-derivation recreates alerts of recorded state.
+                    # (structlog's first argument is the event name: the kind goes under another key.)
+                    log.exception("alert_routing_failed", kind=type(event).__name__)
+                else:
+                    await asyncio.sleep(0.2 * attempt)
+
+    async def _watch_delivery(self) -> None:
+        """Restart the delivery worker's loop if it ended while the service runs (it is its own task)."""
+        while True:
+            worker = self.worker
+            if worker is not None and not worker.running and not self._worker_swapping:
+                log.error("alert_delivery_loop_ended")
+                await worker.start()
+            await asyncio.sleep(_DELIVERY_WATCH_SECONDS)
 
     async def tick(self, now: datetime | None = None) -> int:
         """Timers, repeats and digests due by `now` (the loop calls this every `tick_interval`)."""
@@ -311,7 +346,7 @@ class AlertService:
             self._subscription = None
         tasks, self._tasks = self._tasks, []
         for task in tasks:
-            if task.get_name() == "alert-ticks":
+            if task.get_name() in ("alert-ticks", "alert-delivery"):
                 task.cancel()
         for task in tasks:
             try:

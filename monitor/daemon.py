@@ -27,8 +27,10 @@ from monitor.logging import register_secrets
 from monitor.maintenance import planned_maintenance
 from monitor.metrics import UPTIME_WINDOWS, Metrics, TargetSeries
 from monitor.reload import RESTART_ONLY, ReloadOutcome, changed_sections
+from monitor.runtime_metrics import RuntimeCollector
 from monitor.scheduler import Scheduler
 from monitor.store import SqliteStore
+from monitor.supervisor import Supervisor
 from monitor.web.app import create_web_app
 
 __all__ = ["Daemon", "config_secrets"]
@@ -92,7 +94,10 @@ class Daemon:
         self._clock = clock
         self.bus = EventBus()
         self.metrics = Metrics()
-        self.store = SqliteStore.from_config(config.store, clock=clock)
+        # Every long-lived loop runs under it: a crash is logged, counted, restarted and shown by /readyz.
+        self.supervisor = Supervisor()
+        self.store = SqliteStore.from_config(config.store, clock=clock, supervisor=self.supervisor)
+        self.metrics.register(RuntimeCollector(self.store, self.supervisor, self.bus))
         self.scheduler = Scheduler(
             store=self.store,
             bus=self.bus,
@@ -102,10 +107,11 @@ class Daemon:
             observe_lateness=self.metrics.probe_lateness.observe,
             report_saturation=self.metrics.scheduler_saturation.set,
             clock=clock,
+            supervisor=self.supervisor,
         )
         self.uptime: Mapping[tuple[str, str], float] = {}
         self.target_series = TargetSeries(self.scheduler, lambda: self.uptime)
-        self.dossiers = DossierService(config, self.store, self.bus, clock)
+        self.dossiers = DossierService(config, self.store, self.bus, clock, supervisor=self.supervisor)
         self.metrics.register(self.dossiers.collector)
         self.calendars = self.dossiers.calendars
         self.alerts = AlertService(
@@ -116,6 +122,7 @@ class Daemon:
             clock,
             metrics=AlertMetrics(self.metrics.registry),
             cert_expiry=self._cert_expiry,
+            supervisor=self.supervisor,
         )
         self._runner: web.AppRunner | None = None
         self._background: list[asyncio.Task[None]] = []
@@ -141,7 +148,7 @@ class Daemon:
         _tune_runtime()
         self.metrics.config_reload_successful.set(1)
         self.metrics.config_reload_timestamp.set(time.time())
-        self._background.append(asyncio.create_task(self._refresh_uptime(), name="uptime-refresh"))
+        self._background.append(self.supervisor.spawn("uptime-refresh", self._refresh_uptime))
         host, port = split_listen(self.config.listen)
         self._runner = web.AppRunner(create_web_app(self), access_log=None, handle_signals=False)
         await self._runner.setup()
@@ -250,21 +257,38 @@ class Daemon:
         return ReloadOutcome(ok=True, changed=changed, restart_needed=restart_needed, details=details)
 
     async def stop(self) -> None:
-        """Stop probing (in-flight probes get the grace period), flush the store, close the server."""
+        """Stop probing (in-flight probes get the grace period), flush the store, close the server.
+
+        Never raises: each step runs even when one before it failed (logged), so the store is always
+        closed and its threads joined.
+        """
         if self._stopped.is_set():
             return
         log.info("daemon_stopping", in_flight=self.scheduler.in_flight)
         grace = self.config.scheduler.shutdown_grace.total_seconds()
-        await self.scheduler.stop(grace)
-        await self.dossiers.stop(grace)
-        # Last: alerts route what the others published while stopping, then the worker stops.
-        await self.alerts.stop(grace)
-        for task in self._background:
-            task.cancel()
-        await asyncio.gather(*self._background, return_exceptions=True)
-        await self.store.close()
+        background, self._background = self._background, []
+
+        async def cancel_background() -> None:
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
+
+        steps: list[tuple[str, Callable[[], Awaitable[object]]]] = [
+            ("scheduler", lambda: self.scheduler.stop(grace)),
+            ("dossiers", lambda: self.dossiers.stop(grace)),
+            # Last: alerts route what the others published while stopping, then the worker stops.
+            ("alerts", lambda: self.alerts.stop(grace)),
+            ("background", cancel_background),
+            ("store", self.store.close),
+            ("supervisor", self.supervisor.stop),
+        ]
         if self._runner is not None:
-            await self._runner.cleanup()
+            steps.append(("web", self._runner.cleanup))
+        for step, action in steps:
+            try:
+                await action()
+            except Exception:
+                log.exception("daemon_stop_step_failed", step=step)
         self.bus.close()
         self._stopped.set()
         log.info("daemon_stopped")

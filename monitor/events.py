@@ -1,20 +1,27 @@
 """The in-process event bus: typed events, several independent consumers.
 
-Every subscriber has its own unbounded queue, so a slow consumer (alert delivery) never delays
-a fast one (metrics) and never makes a publisher wait. Publishing is synchronous and cheap so that
-it can happen on the probe path.
+Every subscriber has its own bounded queue, so a slow consumer (alert routing) never delays a fast one
+and memory stays bounded while a consumer is stalled (a locked store). What happens when a queue is full
+depends on the event: `publish()` (synchronous, cheap, for the probe path) drops the event and counts it
+in `dropped`; `publish_durable()` awaits space. Durable facts (incidents, crossings) go through the
+latter, after they are committed: their alerts are re-derived from the store after a restart, so nothing
+is lost either way.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+import structlog
+
 from monitor.model import FailureReason, Health
 
 __all__ = [
+    "QUEUE_LIMIT",
     "DossierFinished",
     "DossierSyncFailed",
     "DossierSyncRecovered",
@@ -27,6 +34,8 @@ __all__ = [
     "Subscription",
     "TargetStateChanged",
 ]
+
+log = structlog.get_logger("monitor.events")
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,20 +147,37 @@ class DossierSyncRecovered(Event):
     failed_since: datetime
 
 
+# Events one subscriber may have waiting; about 10 MB of events at worst.
+QUEUE_LIMIT = 20_000
+
+
 class Subscription:
     """One consumer's view of the bus: an async iterator over the events it asked for."""
 
-    def __init__(self, bus: EventBus, name: str, kinds: tuple[type[Event], ...] | None) -> None:
+    def __init__(
+        self, bus: EventBus, name: str, kinds: tuple[type[Event], ...] | None, limit: int = QUEUE_LIMIT
+    ) -> None:
         self.name = name
         self.kinds = kinds
-        self._queue: asyncio.Queue[Event | None] = asyncio.Queue()
+        self._queue: asyncio.Queue[Event | None] = asyncio.Queue(maxsize=limit)
         self._bus = bus
+        self._closed = False
 
     def wants(self, event: Event) -> bool:
         return self.kinds is None or isinstance(event, self.kinds)
 
-    def deliver(self, event: Event | None) -> None:
-        self._queue.put_nowait(event)
+    def deliver(self, event: Event) -> bool:
+        """Queue the event if there is room; False when the queue is full (the event is not kept)."""
+        try:
+            self._queue.put_nowait(event)
+        except asyncio.QueueFull:
+            return False
+        return True
+
+    async def deliver_waiting(self, event: Event) -> None:
+        """Queue the event, waiting for room (a durable fact must not be dropped)."""
+        if not self._closed:
+            await self._queue.put(event)
 
     @property
     def backlog(self) -> int:
@@ -163,25 +189,33 @@ class Subscription:
 
     def close(self) -> None:
         self._bus.unsubscribe(self)
-        self._queue.put_nowait(None)
+        self._closed = True
+        # A full queue ends by itself: the consumer stops once it has drained it (see _iterate).
+        with contextlib.suppress(asyncio.QueueFull):
+            self._queue.put_nowait(None)
 
     def __aiter__(self) -> AsyncIterator[Event]:
         return self._iterate()
 
     async def _iterate(self) -> AsyncIterator[Event]:
-        while (event := await self._queue.get()) is not None:
+        while not (self._closed and self._queue.empty()):
+            event = await self._queue.get()
+            if event is None:
+                return
             yield event
 
 
 class EventBus:
     """Fan-out of typed events to every subscription that wants them."""
 
-    def __init__(self) -> None:
+    def __init__(self, queue_limit: int = QUEUE_LIMIT) -> None:
         self._subscriptions: list[Subscription] = []
+        self.queue_limit = queue_limit
         self.published = 0
+        self.dropped = 0
 
     def subscribe(self, name: str, *kinds: type[Event]) -> Subscription:
-        subscription = Subscription(self, name, kinds or None)
+        subscription = Subscription(self, name, kinds or None, self.queue_limit)
         self._subscriptions.append(subscription)
         return subscription
 
@@ -190,10 +224,20 @@ class EventBus:
             self._subscriptions.remove(subscription)
 
     def publish(self, event: Event) -> None:
+        """Hand the event to every subscription that wants it, without waiting; a full one misses it."""
         self.published += 1
         for subscription in self._subscriptions:
+            if subscription.wants(event) and not subscription.deliver(event):
+                self.dropped += 1
+                if self.dropped == 1 or self.dropped % 1000 == 0:
+                    log.warning("event_dropped", subscriber=subscription.name, kind=type(event).__name__)
+
+    async def publish_durable(self, event: Event) -> None:
+        """Hand a durable fact (already committed) to every subscription, waiting while one is full."""
+        self.published += 1
+        for subscription in list(self._subscriptions):
             if subscription.wants(event):
-                subscription.deliver(event)
+                await subscription.deliver_waiting(event)
 
     def close(self) -> None:
         for subscription in list(self._subscriptions):

@@ -8,7 +8,9 @@ warning is logged and tthc_scheduler_saturation exported at start and on every r
 
 The probe path does no I/O besides the probe: results go to the store's in-memory buffer, state
 changes to the event bus, and incidents to a single writer task (which keeps their order and gives
-them store ids before IncidentOpened/IncidentClosed are published).
+them store ids before IncidentOpened/IncidentClosed are published). The writer retries each incident
+write until it is committed (a locked or full disk delays it, never drops it), so its alerts go out
+once the store is back.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ from monitor.model import FailureReason, Health, ProbeOutcome
 from monitor.probe_slots import ProbeSlots
 from monitor.state import TargetTracker
 from monitor.store.base import ProbeResult, Store
+from monitor.store.durable import until_committed
+from monitor.supervisor import Supervisor
 from monitor.targets import HttpTarget, TcpTarget
 from probes import ProbeContext, run_probe
 
@@ -103,8 +107,10 @@ class Scheduler:
         report_saturation: Callable[[float], None] = lambda _share: None,
         parked_limit: int | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        supervisor: Supervisor | None = None,
     ) -> None:
         self.store = store
+        self._supervisor = supervisor or Supervisor()
         self.bus = bus
         self.zone = zone
         self.start_jitter = start_jitter
@@ -136,7 +142,7 @@ class Scheduler:
         """Resume health and open incidents from the store, then start one loop per target."""
         latest = await self.store.latest_health()
         open_incidents = {incident.target: incident for incident in await self.store.open_incidents()}
-        self._incident_writer = asyncio.create_task(self._write_incidents(), name="incident-writer")
+        self._incident_writer = self._supervisor.spawn("incident-writer", self._write_incidents)
         self.running = True
         self._admit(targets)
         for target in targets:
@@ -150,7 +156,7 @@ class Scheduler:
             if incident is not None or health is not Health.UNKNOWN:
                 tracker.resume(health, incident.started_at if incident else None)
             self._schedule_first(target)
-        self._dispatcher = asyncio.create_task(self._dispatch(), name="probe-dispatcher")
+        self._dispatcher = self._supervisor.spawn("probe-dispatcher", self._dispatch)
 
     def _admit(self, targets: Sequence[Target]) -> None:
         saturation = scheduler_saturation(targets, self.max_concurrency)
@@ -332,26 +338,32 @@ class Scheduler:
 
     async def _write_incidents(self) -> None:
         while (work := await self._incident_queue.get()) is not None:
-            try:
-                await self._write_incident(work)
-            except Exception:
-                # The store is unhappy; health is still right in memory and the outage shows in the results.
-                log.exception("incident_write_failed", target=work.handle.target)
+            await self._write_incident(work)
 
     async def _write_incident(self, work: _IncidentWork) -> None:
         handle = work.handle
         reason = work.reason.value if work.reason else None
+        facts = self.store.facts
         if work.opening:
-            handle.id = await self.store.open_incident(handle.target, work.at, reason, work.detail)
+            handle.id = await until_committed(
+                facts,
+                "incident",
+                lambda: self.store.open_incident(handle.target, work.at, reason, work.detail),
+            )
             log.warning("incident_opened", target=handle.target, incident_id=handle.id, reason=reason)
-            self.bus.publish(IncidentOpened(work.at, handle.id, handle.target, work.reason, work.detail))
+            await self.bus.publish_durable(
+                IncidentOpened(work.at, handle.id, handle.target, work.reason, work.detail)
+            )
             return
-        if handle.id is None:
+        incident_id = handle.id
+        if incident_id is None:
             return
-        await self.store.close_incident(handle.id, work.at)
+        await until_committed(facts, "incident", lambda: self.store.close_incident(incident_id, work.at))
         duration = (work.at - handle.started_at).total_seconds()
-        log.info("incident_closed", target=handle.target, incident_id=handle.id, duration_seconds=duration)
-        self.bus.publish(IncidentClosed(work.at, handle.id, handle.target, handle.started_at, duration))
+        log.info("incident_closed", target=handle.target, incident_id=incident_id, duration_seconds=duration)
+        await self.bus.publish_durable(
+            IncidentClosed(work.at, incident_id, handle.target, handle.started_at, duration)
+        )
 
     @property
     def in_flight(self) -> int:
@@ -373,7 +385,11 @@ class Scheduler:
             await asyncio.gather(*pending, return_exceptions=True)
         self._incident_queue.put_nowait(None)
         if self._incident_writer is not None:
-            await self._incident_writer
+            try:
+                # Incidents still waiting for a locked store get the grace period too.
+                await asyncio.wait_for(self._incident_writer, timeout=max(grace, 1.0))
+            except TimeoutError:
+                log.error("incident_writes_cut_short", waiting=self._incident_queue.qsize())
         await self._context.close()
 
 

@@ -146,7 +146,7 @@ async def test_metrics_pass_promtool(daemon: Daemon) -> None:
 
 
 async def test_health_and_readiness(daemon: Daemon) -> None:
-    """/healthz answers, /readyz reports config, store and scheduler ready."""
+    """/healthz answers, /readyz reports config, store, scheduler and supervised tasks ready."""
     async with aiohttp.ClientSession() as session:
         async with session.get(f"{daemon.base_url}/healthz") as response:
             assert response.status == 200
@@ -156,8 +156,12 @@ async def test_health_and_readiness(daemon: Daemon) -> None:
             assert body["checks"] == {
                 "config_loaded": True,
                 "store_writable": True,
+                "store_committing": True,
+                "store_backlog_ok": True,
                 "scheduler_running": True,
+                "tasks_alive": True,
             }
+            assert body["tasks_down"] == {}
 
 
 async def test_api_token_is_required_when_configured(backend: Backend, tmp_path: Path) -> None:

@@ -563,7 +563,6 @@ async def test_record_never_waits_while_another_process_holds_the_write_lock(tmp
     other = sqlite3.connect(path, isolation_level=None)
     try:
         other.execute("BEGIN IMMEDIATE")
-        assert await store.writable() is False
         slowest = 0.0
         for i in range(500):
             began = time.perf_counter()
@@ -573,8 +572,11 @@ async def test_record_never_waits_while_another_process_holds_the_write_lock(tmp
                 await asyncio.sleep(0.02)  # let the writer try (and fail) in between
         assert slowest < 0.005
         assert store.pending_writes == 500
+        # Readiness is read from what the writer saw: its flushes failed on the lock.
+        assert await store.writable() is False
         other.execute("ROLLBACK")
         await eventually(lambda: asyncio.sleep(0, store.pending_writes), 0)
+        assert await store.writable() is True
         assert await count(store, "probe_results") == 500
         assert (await store.uptime("portal", T0, T0 + timedelta(hours=1))).failures == 500
     finally:

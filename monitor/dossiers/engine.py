@@ -7,8 +7,11 @@ new `version`; its older heap entries are skipped when popped (lazy invalidation
 rescanned per tick.
 
 Each crossing is recorded with INSERT OR IGNORE on (code, threshold, due_at) and published only when the
-row is new, so restarts and overlapping evaluations never publish one twice. A dossier first seen past
-several thresholds publishes the deepest one and records the shallower ones as suppressed.
+row is new, so restarts and overlapping evaluations never publish one twice. The record is retried until
+committed (a locked or full disk delays it); should it fail otherwise, the crossings are unmarked in
+memory and their dossiers re-evaluated, so a crossing is never taken as recorded before its commit.
+A dossier first seen past several thresholds publishes the deepest one and records the shallower ones
+as suppressed.
 """
 
 from __future__ import annotations
@@ -28,7 +31,9 @@ from monitor.dossiers.config import WorkingAmount, parse_working_amount
 from monitor.dossiers.model import Dossier, DossierStatus, collector_paused
 from monitor.dossiers.store import DossierStore, NewCrossing, Timeline
 from monitor.events import DossierFinished, DossierThresholdCrossed, EventBus
+from monitor.store.durable import until_committed
 from monitor.store.sqlite import SqliteStore
+from monitor.supervisor import Supervisor
 
 __all__ = ["DeadlineEngine", "deadline_state"]
 
@@ -97,7 +102,9 @@ class DeadlineEngine:
         dossier_system_targets: Sequence[str] | Callable[[], Sequence[str]] = (),
         *,
         outage_window: str | WorkingAmount = "1d",
+        supervisor: Supervisor | None = None,
     ) -> None:
+        self._supervisor = supervisor or Supervisor()
         self.calendars = calendars
         self.thresholds = _amounts(thresholds)
         self.dossier_store = dossier_store
@@ -467,7 +474,7 @@ class DeadlineEngine:
 
     def start(self) -> None:
         if self._task is None:
-            self._task = asyncio.create_task(self._run_timer(), name="deadline-timer")
+            self._task = self._supervisor.spawn("deadline-timer", self._run_timer)
 
     async def stop(self) -> None:
         task, self._task = self._task, None
@@ -503,6 +510,24 @@ class DeadlineEngine:
     async def _commit(self, pending: list[tuple[_Entry, str, int, bool]], now: datetime) -> int:
         if not pending:
             return 0
+        try:
+            return await self._record_and_publish(pending, now)
+        except BaseException:
+            self._unmark(pending, now)
+            raise
+
+    def _unmark(self, pending: list[tuple[_Entry, str, int, bool]], now: datetime) -> None:
+        """Forget crossings whose commit failed and evaluate their dossiers again at the next timer pass."""
+        now_ts = now.timestamp()
+        for entry, name, due_key, _suppressed in pending:
+            if entry.recorded is not None:
+                entry.recorded.discard((name, due_key))
+            if self._entries.get(entry.dossier.code) is entry:
+                entry.next_at = now_ts
+                heapq.heappush(self._heap, (now_ts, entry.dossier.code, entry.version))
+        self._wake.set()
+
+    async def _record_and_publish(self, pending: list[tuple[_Entry, str, int, bool]], now: datetime) -> int:
         crossings: list[NewCrossing] = []
         lefts: list[timedelta] = []
         for entry, name, due_key, suppressed in pending:
@@ -528,7 +553,9 @@ class DeadlineEngine:
                 )
             )
             lefts.append(left)
-        ids = await self.dossier_store.record_crossings(crossings)
+        ids = await until_committed(
+            self.store.facts, "crossing", lambda: self.dossier_store.record_crossings(crossings)
+        )
         published = 0
         for (entry, *_), crossing, left, crossing_id in zip(pending, crossings, lefts, ids, strict=True):
             if crossing_id is None:
@@ -537,7 +564,7 @@ class DeadlineEngine:
                 self.crossings_suppressed += 1
                 continue
             dossier = entry.dossier
-            self.bus.publish(
+            await self.bus.publish_durable(
                 DossierThresholdCrossed(
                     at=now,
                     crossing_id=crossing_id,

@@ -23,6 +23,7 @@ from monitor.dossiers.store import DossierStore
 from monitor.dossiers.sync import SourceTiming, SyncManager
 from monitor.events import EventBus
 from monitor.store.sqlite import SqliteStore
+from monitor.supervisor import Supervisor
 from probes.sources import DossierSource, build_source
 
 __all__ = ["DossierReload", "DossierService"]
@@ -55,7 +56,9 @@ class DossierService:
         *,
         sources: Sequence[DossierSource] | None = None,
         session: aiohttp.ClientSession | None = None,
+        supervisor: Supervisor | None = None,
     ) -> None:
+        self._supervisor = supervisor or Supervisor()
         self.config = config
         section = config.dossiers
         self.settings = section
@@ -71,6 +74,7 @@ class DossierService:
             clock,
             self._dossier_system_targets,
             outage_window=section.outage_amount,
+            supervisor=self._supervisor,
         )
         built = (
             list(sources)
@@ -90,6 +94,7 @@ class DossierService:
             clock,
             vanish_after=section.vanish_after,
             suspicious_drop=section.suspicious_drop,
+            supervisor=self._supervisor,
         )
         self.aggregates = DossierAggregates()
         self.collector = DossierCollector(
@@ -110,7 +115,7 @@ class DossierService:
         await self.engine.load()
         self.engine.start()
         await self.refresh_aggregates()
-        self._aggregate_task = asyncio.create_task(self._refresh_loop(), name="dossier-aggregates")
+        self._aggregate_task = self._supervisor.spawn("dossier-aggregates", self._refresh_loop)
         if sync:
             self.sync.start()
         log.info("dossier_tracking_started", tracked=self.engine.tracked, sources=len(self.sync.sources))

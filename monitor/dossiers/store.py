@@ -355,7 +355,7 @@ class DossierStore:
     async def write_sync(self, write: SyncWrite) -> None:
         """Apply one successful sync in a single transaction."""
         now = epoch(write.now) or 0
-        async with self.store.transaction() as conn:
+        async with self.store.transaction("sync") as conn:
             # In chunks: 100,000 rows of parameters at once would double the daemon's peak memory.
             for start in range(0, len(write.upserts), _CHUNK):
                 chunk = write.upserts[start : start + _CHUNK]
@@ -381,7 +381,7 @@ class DossierStore:
         """Insert each crossing unless already recorded; its new row id, or None when it was not new."""
         if not crossings:
             return []
-        async with self.store.transaction() as conn:
+        async with self.store.transaction("crossing") as conn:
             # Inside this write transaction nobody else inserts, and INTEGER PRIMARY KEY ids only grow:
             # the rows above the current maximum afterwards are exactly the new ones (no per-row round trip).
             rows = await conn.execute_fetchall("SELECT coalesce(max(id), 0) FROM dossier_crossings")

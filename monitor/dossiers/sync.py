@@ -24,6 +24,8 @@ from monitor.dossiers.engine import DeadlineEngine
 from monitor.dossiers.model import Dossier, DossierStatus, SyncBatch, SyncError, SyncFailure
 from monitor.dossiers.store import DossierStore, SyncWrite, TrackedDossier, Upsert
 from monitor.events import DossierSyncFailed, DossierSyncRecovered, DossierVanished, EventBus
+from monitor.store.durable import until_committed
+from monitor.supervisor import Supervisor
 from probes.sources import DossierSource
 
 __all__ = ["SourceStats", "SourceTiming", "SyncManager", "SyncOutcome"]
@@ -95,7 +97,9 @@ class SyncManager:
         *,
         vanish_after: int = 3,
         suspicious_drop: float = 0.5,
+        supervisor: Supervisor | None = None,
     ) -> None:
+        self._supervisor = supervisor or Supervisor()
         self.sources = {source.name: source for source in sources}
         self.timings = dict(timings)
         self.dossier_store = dossier_store
@@ -259,9 +263,9 @@ class SyncManager:
                 missed.append((code, count))
                 if count >= self.vanish_after:
                     vanished.append(code)
-        await store.write_sync(
-            SyncWrite(now, upserts, missed, vanished, batch.source if batch.full else None)
-        )
+        write = SyncWrite(now, upserts, missed, vanished, batch.source if batch.full else None)
+        # A fetched batch is a fact too: kept and retried while the store is locked or full, not re-fetched.
+        await until_committed(store.store.facts, "sync", lambda: store.write_sync(write))
         # Committed: now memory follows.
         for code, fingerprint in closed_hashes.items():
             tracked.pop(code, None)
@@ -303,7 +307,7 @@ class SyncManager:
         self._stopping.clear()
         self._started = True
         for name in self.sources:
-            self._tasks.append(asyncio.create_task(self._run_source(name), name=f"dossier-sync-{name}"))
+            self._spawn_source(name)
 
     async def _run_source(self, name: str) -> None:
         loop = asyncio.get_running_loop()
@@ -370,7 +374,10 @@ class SyncManager:
             self.stats.setdefault(name, SourceStats())
             self._locks.setdefault(name, asyncio.Lock())
             if running:
-                self._tasks.append(asyncio.create_task(self._run_source(name), name=f"dossier-sync-{name}"))
+                self._spawn_source(name)
+
+    def _spawn_source(self, name: str) -> None:
+        self._tasks.append(self._supervisor.spawn(f"dossier-sync-{name}", lambda: self._run_source(name)))
 
     async def stop(self, grace: float = 10.0) -> None:
         """Stop scheduling, give in-flight syncs `grace` seconds, cancel the rest, close sources."""

@@ -13,6 +13,7 @@ from typing import Protocol, runtime_checkable
 
 from monitor.model import Health, ProbeOutcome
 from monitor.store.availability import Span
+from monitor.store.facts import WriteFacts
 
 __all__ = ["Incident", "ProbeResult", "Store", "StoreError", "UptimeReport"]
 
@@ -90,6 +91,9 @@ class Store(Protocol):
 
     async def close(self) -> None: ...
 
+    @property
+    def facts(self) -> WriteFacts: ...
+
     def record(self, result: ProbeResult) -> None: ...
 
     @property
@@ -126,6 +130,9 @@ class Store(Protocol):
     async def run_retention(self, now: datetime | None = None, batch: int = 5000) -> int: ...
 
     async def writable(self) -> bool: ...
+
+    @property
+    def backlog(self) -> int: ...
 
     async def get_value(self, key: str) -> str | None: ...
 

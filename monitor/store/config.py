@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
+from pydantic import Field
+
 from monitor.configtypes import ConfigPath, PositiveDuration, StrictModel
 
 __all__ = ["StoreConfig"]
@@ -21,3 +23,9 @@ class StoreConfig(StrictModel):
     # Successful results that change nothing are folded into rollups, but one is still written this
     # often per target so the raw table shows the target was being watched.
     success_sample_interval: PositiveDuration = timedelta(minutes=5)
+    # How long one write waits for a lock held by another process (a backup, an admin's sqlite3 shell)
+    # before it fails and is retried; the probe path never waits on it.
+    busy_timeout: PositiveDuration = timedelta(seconds=5)
+    # Raw probe rows kept in memory while the store cannot be written; past it, new raw samples are
+    # dropped (counted) while rollups, health and every durable fact are still kept.
+    raw_backlog_limit: int = Field(default=200_000, ge=1000)

@@ -33,6 +33,9 @@ __all__ = ["bearer_matches", "create_web_app"]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
+# /readyz fails when writes have waited this long (at least) without any commit.
+_COMMIT_STALL_SECONDS = 30.0
+
 
 def bearer_matches(header: str, token: SecretStr) -> bool:
     """Whether an Authorization header carries the bearer token. The scheme name is case-insensitive
@@ -85,14 +88,35 @@ async def _healthz(_request: web.Request) -> web.Response:
 
 
 async def _readyz(request: web.Request) -> web.Response:
+    """Ready when config, scheduler, store and every supervised task are fine; from facts, no I/O."""
     services = request.app[SERVICES]
+    store = services.store
+    facts = store.facts
+    down = services.supervisor.down()
+    settings = services.config.store
+    age = facts.last_commit_age()
+    # Writes waiting and nothing committed for this long: the writer is stuck even without errors.
+    stall = max(_COMMIT_STALL_SECONDS, 10 * settings.flush_interval.total_seconds())
+    stall = max(stall, 2 * settings.busy_timeout.total_seconds())
     checks = {
         "config_loaded": services.config is not None,
-        "store_writable": await services.store.writable(),
+        "store_writable": await store.writable(),
+        "store_committing": not (store.backlog and age is not None and age > stall),
+        "store_backlog_ok": store.backlog < settings.raw_backlog_limit,
         "scheduler_running": services.scheduler.running,
+        "tasks_alive": not down,
     }
-    ready = all(checks.values())
-    return json_response({"ready": ready, "checks": checks}, status=200 if ready else 503)
+    body = {
+        "ready": all(checks.values()),
+        "checks": checks,
+        "store": {
+            "backlog": store.backlog,
+            "last_commit_age_seconds": None if age is None else round(age, 3),
+            "failing_for_seconds": round(facts.failing_for(), 3),
+        },
+        "tasks_down": down,
+    }
+    return json_response(body, status=200 if body["ready"] else 503)
 
 
 async def _metrics(request: web.Request) -> web.StreamResponse:

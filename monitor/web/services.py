@@ -18,6 +18,7 @@ from monitor.metrics import Metrics, TargetSeries
 from monitor.reload import ReloadOutcome
 from monitor.scheduler import Scheduler
 from monitor.store.base import Store
+from monitor.supervisor import Supervisor
 
 __all__ = ["SERVICES", "AlertsView", "WebServices"]
 
@@ -40,6 +41,9 @@ class WebServices(Protocol):
 
     @property
     def scheduler(self) -> Scheduler: ...
+
+    @property
+    def supervisor(self) -> Supervisor: ...
 
     @property
     def metrics(self) -> Metrics: ...
