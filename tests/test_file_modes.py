@@ -88,3 +88,14 @@ async def test_report_export_is_private(tmp_path: Path, open_umask: None) -> Non
     _out, err = await process.communicate()
     assert process.returncode == 0, err.decode()
     assert mode(out) == 0o600
+
+
+def test_start_up_check_creates_the_store_private(tmp_path: Path, open_umask: None) -> None:
+    """The check run, demo and notify-test make before starting creates the folder 0700 and file 0600."""
+    from monitor.cli.common import store_path_problem
+
+    path = tmp_path / "state" / "monitor.db"
+    with capture_logs() as logs:
+        assert store_path_problem(path, "store.path", must_exist=False) is None
+    assert mode(path.parent) == 0o700 and mode(path) == 0o600
+    assert not [entry for entry in logs if entry["event"] == "store_folder_not_private"]
