@@ -126,7 +126,9 @@ def store_path_problem(path: Path, named_by: str, *, must_exist: bool = True) ->
         # Created private (folder 0700, file 0600) as the store itself would: it will hold secrets.
         prepare_private_file(path)
     except OSError as exc:
-        return f"{named_by}: cannot create {path} or its folder: {exc.strerror or exc}"
+        if not path.parent.is_dir():
+            return f"{named_by}: cannot create the folder of {path}: {exc.strerror or exc}"
+        # The file itself: SQLite's own attempt below says best what is wrong.
     try:
         with closing(sqlite3.connect(path)) as connection:
             connection.execute("PRAGMA schema_version").fetchall()
