@@ -29,7 +29,7 @@ class Occurrence:
     """Something to alert about, before recipients are chosen: one event, or one timer firing."""
 
     kind: AlertKind
-    # Dedupe key prefix; the person id (and a repeat suffix) is appended.
+    # Dedupe key prefix; the person id is appended (group reminders add `:r{n}`, see alerts/grouping.py).
     key: str
     subject: str
     event_at: datetime

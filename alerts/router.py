@@ -1,21 +1,23 @@
 """Events → alerts: the Router turns each event into an occurrence, picks its recipients, stores the alerts.
 
 The parts: alerts/occurrences.py (what an event is about, and its text fields), alerts/recipients.py
-(who gets it, on which channels, not before when), alerts/timers.py ("longer than" timers, repeats).
+(who gets it, on which channels, not before when), alerts/timers.py ("longer than" timers),
+alerts/grouping.py (outages, their reminders included).
 
 De-duplication is by stable keys, so that handling the same event twice, or re-deriving alerts from the
 store after a crash, stores each alert once (the outbox ignores a known key):
 
     crossing:{crossing_id}:{person}                one per (dossier, threshold, due date, person)
     incident:{id}:down:{person}  incident:{id}:up:{person}   one per (incident, person)
-    incident:{id}:down:{person}:r{n}               the n-th repeat while the incident stays open
+    incident:{id}:down:{person}:r{n}               the n-th reminder (`repeat`) while the outage lasts
     degraded:{target}:{since}:{person}             DEGRADED longer than the rule's `after`
     cert:{target}:{expiry date}:{person}           certificate expiring within the rule's `days`
     sync:{source}:{failed_since}:{person}          a dossier source failing or stale longer than `after`
 
 An outage is one message per incident (IncidentOpened), never one per failed probe, and targets that go
 down together are grouped into one message per person (alerts/grouping.py: a group keeps its first
-incident's keys, follow-ups add `:g{n}`). "Longer than" timers and pending groups live in the
+incident's keys, follow-ups add `:g{n}`, and one reminder per `repeat` names the targets still down).
+"Longer than" timers and pending groups live in the
 `alert_timers` table so a restart neither loses nor repeats them.
 """
 
@@ -39,7 +41,6 @@ from alerts.recorded import recorded_crossings, told_of_incidents
 from alerts.rules import DOSSIER_KINDS, RuleConfig
 from alerts.templates import RenderedAlert, Templates
 from alerts.timers import (
-    OpenIncident,
     Timers,
     cert_warning_timer,
     degraded_timer,
@@ -111,7 +112,6 @@ class Router:
         self.cert_expiry = cert_expiry
         self.occurrences = OccurrenceBuilder(calendars, directory, zone)
         self.policy = RecipientPolicy(config, directory, zone)
-        self._open: dict[int, OpenIncident] = {}
         # person id → alerts skipped because no channel could reach them.
         self.unreachable: dict[str, int] = {}
         self.enqueued = 0
@@ -132,14 +132,10 @@ class Router:
         if isinstance(event, DossierThresholdCrossed):
             return await self.route(self.occurrences.crossing(event))
         if isinstance(event, IncidentOpened):
-            self._open[event.incident_id] = OpenIncident(
-                event.incident_id, event.target, event.at, event.reason, event.detail
-            )
             return await self.incident_opened(
                 Member(event.incident_id, event.target, event.at, event.reason, event.detail)
             )
         if isinstance(event, IncidentClosed):
-            self._open.pop(event.incident_id, None)
             return await self.incident_closed(
                 Member(event.incident_id, event.target, event.started_at, None, "", ended_at=event.at)
             )
@@ -190,7 +186,7 @@ class Router:
     # --- periodic work --------------------------------------------------------------------------------
 
     async def tick(self, now: datetime | None = None) -> int:
-        """Fire due timers and repeats; return how many alerts were new."""
+        """Fire due timers and outage groups (reminders included); return how many alerts were new."""
         now = now or self.clock()
         added = 0
         rules = {rule.name: rule for rule in self.config.rules}
@@ -206,30 +202,6 @@ class Router:
         await self.timers.remove(fired)
         added += await self.flush_groups(now)
         await self.groups.forget(now)
-        added += await self._repeats(now)
-        return added
-
-    async def _repeats(self, now: datetime) -> int:
-        added = 0
-        for rule in self.config.rules:
-            if rule.repeat is None or AlertKind.TARGET_DOWN not in rule.kinds:
-                continue
-            for incident in list(self._open.values()):
-                if not rule.covers(incident.target):
-                    continue
-                count = incident.owed_repeat(rule.name, rule.repeat, now)
-                if not count:
-                    continue
-                occurrence = self.occurrences.target_down(
-                    incident.incident_id,
-                    incident.target,
-                    incident.started_at,
-                    incident.reason,
-                    incident.detail,
-                    repeat=count,
-                    now=now,
-                )
-                added += await self.route(occurrence, rules=[rule], now=now, suffix=f":r{count}")
         return added
 
     # --- outages, grouped -----------------------------------------------------------------------------
@@ -251,6 +223,7 @@ class Router:
                 person.id,
                 wait=rule.group_wait,
                 interval=rule.group_interval,
+                repeat=rule.repeat,
                 told=person.id in told,
             )
         return await self.flush_groups(now)
@@ -278,16 +251,25 @@ class Router:
         return added
 
     async def flush_groups(self, now: datetime) -> int:
-        """Send the groups' due down messages and owed recovered messages; return how many were new."""
+        """Send the groups' due down messages and reminders, and owed recovered messages; return how many
+        were new."""
         added = 0
         rules = {rule.name: rule for rule in self.config.rules}
         for group in self.groups.due(now):
-            named = group.unannounced()
-            if not named:
-                await self.groups.idle(group)
-                continue
-            added += await self._send_group(group, rules.get(group.rule), AlertKind.TARGET_DOWN, named, now)
-            await self.groups.announced(group, named, now)
+            rule = rules.get(group.rule)
+            if group.message_at <= now:
+                named = group.unannounced()
+                if named:
+                    added += await self._send_group(group, rule, AlertKind.TARGET_DOWN, named, now)
+                    group = await self.groups.announced(group, named, now)
+                else:
+                    group = await self.groups.idle(group)
+            number = group.owed_reminder(now)
+            if number:
+                added += await self._send_group(
+                    group, rule, AlertKind.TARGET_DOWN, group.still_down(), now, reminder=number
+                )
+                await self.groups.reminded(group, number)
         for group in self.groups.complete():
             rule = rules.get(group.rule)
             if rule is not None and AlertKind.TARGET_RECOVERED in rule.kinds:
@@ -302,7 +284,11 @@ class Router:
         kind: AlertKind,
         named: Sequence[Member],
         now: datetime,
+        *,
+        reminder: int = 0,
     ) -> int:
+        """Store one message of `group` naming `named`: a down or recovered message, or the reminder
+        numbered `reminder`."""
         person = self.directory.person(group.person_id)
         if person is None or rule is None:
             # Removed from the directory or the rules by a reload: nobody to tell any more.
@@ -312,13 +298,22 @@ class Router:
         if not channels:
             self._unreachable(person.id, kind, rule.name)
             return 0
-        rendered = group_text(self.templates, self.occurrences, self.zone, group, kind, named)
+        reminder_at = now if reminder else None
+        rendered = group_text(
+            self.templates, self.occurrences, self.zone, group, kind, named, reminder_at=reminder_at
+        )
         severity = rule.severity_for(kind)
         event_at = min(member.started_at for member in named)
         if kind is AlertKind.TARGET_RECOVERED:
             event_at = max(member.ended_at or event_at for member in named)
+            key = group.up_key()
+        elif reminder:
+            event_at = now
+            key = group.reminder_key(reminder)
+        else:
+            key = group.down_key()
         alert = NewAlert(
-            dedupe_key=group.down_key() if kind is AlertKind.TARGET_DOWN else group.up_key(),
+            dedupe_key=key,
             kind=kind,
             severity=severity,
             person_id=person.id,
@@ -352,7 +347,6 @@ class Router:
         rules: Sequence[RuleConfig] | None = None,
         *,
         now: datetime | None = None,
-        suffix: str = "",
     ) -> tuple[list[NewAlert], list[DigestItem]]:
         """The alerts (and digest items) for one occurrence; the first rule naming a person wins."""
         now = now or self.clock()
@@ -366,7 +360,7 @@ class Router:
         items: list[DigestItem] = []
         base = max(occurrence.event_at, now)
         for rule, person, channels in self.recipients(occurrence, rules):
-            key = f"{occurrence.key}:{person.id}{suffix}"
+            key = f"{occurrence.key}:{person.id}"
             if rule.digest and occurrence.kind is AlertKind.DUE_SOON and self.digest is not None:
                 items.append(
                     DigestItem(
@@ -430,10 +424,9 @@ class Router:
         rules: Sequence[RuleConfig] | None = None,
         *,
         now: datetime | None = None,
-        suffix: str = "",
     ) -> int:
         """Build an occurrence's alerts and store them (one sink transaction); return how many were new."""
-        alerts, items = self.build(occurrence, rules, now=now, suffix=suffix)
+        alerts, items = self.build(occurrence, rules, now=now)
         added = 0
         if items and self.digest is not None:
             collected = await self.digest.collect(items)
@@ -457,22 +450,16 @@ class Router:
     async def load(self) -> None:
         """Read the timers and outage groups back from the store (first thing at start-up)."""
         await self.timers.load()
-        self.groups.load()
+        repeats = {rule.name: rule.repeat for rule in self.config.rules}
+        self.groups.load(repeats.get)
 
     async def rederive(self, since: datetime, store: SqliteStore, *, thresholds: Sequence[str] = ()) -> int:
         """Re-create the alerts of incidents and crossings recorded since `since` (idempotent: the sink
-        ignores known keys), and pick up open incidents for repeats. Returns how many alerts were new.
+        ignores known keys). Returns how many alerts were new.
 
         Covers a crash between recording an incident or crossing and enqueuing its alerts.
         """
         added = 0
-        for incident in await store.open_incidents():
-            self._open.setdefault(
-                incident.id,
-                OpenIncident(
-                    incident.id, incident.target, incident.started_at, incident.reason, incident.detail
-                ),
-            )
         told = await told_of_incidents(store)
         for incident in reversed(await store.incidents(since)):
             member = Member(

@@ -82,7 +82,7 @@ class RuleConfig(StrictModel):
     to: list[Recipient] = Field(min_length=1)
     # Channel names in fallback order; empty = each person's preferred channels.
     channels: list[str] = Field(default_factory=list)
-    # target_down: sent again every `repeat` while the incident is open; None = once.
+    # target_down: one reminder every `repeat` naming the targets of the outage still down; None = none.
     repeat: PositiveDuration | None = None
     # Delivered at the end of quiet hours, unless the severity is critical.
     quiet_hours: bool = True

@@ -69,7 +69,8 @@ DEFAULT_TEMPLATES: dict[AlertKind, str] = {
 }
 
 # Several targets down in one outage (alerts/grouping.py): the first message, a follow-up naming the ones
-# that went down later, and the recovery once all are back. A one-target outage uses the kinds' own texts.
+# that went down later, a reminder (the rule's `repeat`) naming the ones still down, and the recovery
+# once all are back. A one-target outage uses the kinds' own texts.
 GROUP_TEMPLATES: dict[str, tuple[AlertKind, str]] = {
     "target_down_group": (
         AlertKind.TARGET_DOWN,
@@ -80,6 +81,11 @@ GROUP_TEMPLATES: dict[str, tuple[AlertKind, str]] = {
         AlertKind.TARGET_DOWN,
         "[TTHC] Thêm {count} hệ thống ngừng hoạt động từ {since:%H:%M %d/%m}: {targets} ({reason}). "
         "Cùng sự cố #{incident}, tổng {total} hệ thống.",
+    ),
+    "target_down_repeat": (
+        AlertKind.TARGET_DOWN,
+        "[TTHC] Nhắc lại: {count} hệ thống vẫn ngừng hoạt động từ {since:%H:%M %d/%m} ({duration}): "
+        "{targets} ({reason}). Sự cố #{incident}.",
     ),
     "target_recovered_group": (
         AlertKind.TARGET_RECOVERED,

@@ -1,11 +1,12 @@
-"""Alert timers: "longer than" checks kept in the `alert_timers` table, and repeats owed to open incidents."""
+"""Alert timers: "longer than" checks kept in the `alert_timers` table (outage groups, with their
+reminders, are rows of it too: alerts/grouping.py)."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from alerts.model import AlertKind
@@ -14,7 +15,6 @@ from monitor.events import DossierSyncFailed, TargetStateChanged
 from monitor.store import SqliteStore
 
 __all__ = [
-    "OpenIncident",
     "Timer",
     "Timers",
     "cert_warning_timer",
@@ -185,24 +185,3 @@ class Timers:
 
     def due(self, now: datetime) -> list[Timer]:
         return [timer for timer in self.all() if timer.fire_at <= now]
-
-
-@dataclass(slots=True)
-class OpenIncident:
-    """An incident still open, and the reminders already enqueued for it."""
-
-    incident_id: int
-    target: str
-    started_at: datetime
-    reason: str | None
-    detail: str
-    # Per rule: the last repeat number enqueued.
-    repeats: dict[str, int] = field(default_factory=dict)
-
-    def owed_repeat(self, rule: str, every: timedelta, now: datetime) -> int:
-        """The repeat number `rule` owes at `now`, recorded as enqueued; 0 when none is owed."""
-        count = int((now - self.started_at) / every)
-        if count < 1 or self.repeats.get(rule) == count:
-            return 0
-        self.repeats[rule] = count
-        return count

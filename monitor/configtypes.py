@@ -90,8 +90,8 @@ def raise_at(problems: Sequence[tuple[tuple[str | int, ...], str]], title: str =
 def parse_yaml(text: str) -> Any:
     """YAML text as Python values; ValueError saying where (line, column) and what is wrong otherwise.
 
-    PyYAML raises YAMLError for syntax, but plain ValueError or OverflowError for a scalar it recognises
-    and cannot build (`0000-00-00` read as a date): both become the same short message.
+    PyYAML raises YAMLError for syntax, but plain ValueError, TypeError or OverflowError for a scalar it
+    recognises and cannot build (`0000-00-00` read as a date): all become the same short message.
     """
     try:
         return yaml.safe_load(text)
@@ -99,8 +99,8 @@ def parse_yaml(text: str) -> Any:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         raise ValueError(f"{where}{getattr(exc, 'problem', None) or exc}") from exc
-    except (ValueError, OverflowError) as exc:
-        raise ValueError(f"a value cannot be read ({exc}); quote it if it is meant as text") from exc
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise ValueError(f"a value cannot be read: {exc}") from exc
 
 
 class ConfigError(Exception):
@@ -221,9 +221,16 @@ def format_location(location: tuple[Any, ...]) -> str:
         if isinstance(part, int):
             path += f"[{part}]"
         elif not _hidden_location_part(part, previous):
-            path = join_path(path, part)
+            path = join_path(path, part if _plain_key(part) else repr(part))
         previous = part
     return path or "<root>"
+
+
+def _plain_key(part: Any) -> bool:
+    """A key shown as written; others (empty, control characters, `:` or `.`) are quoted, so the path
+    stays one readable line and `key: message` cannot be misread."""
+    text = str(part)
+    return bool(text) and text.isprintable() and text == text.strip() and not set(text) & set(":.[]")
 
 
 def _hidden_location_part(part: Any, previous: Any) -> bool:

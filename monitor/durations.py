@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import re
 from datetime import timedelta
 
@@ -19,12 +18,10 @@ def parse_duration(text: str | int | float | timedelta) -> timedelta:
     if isinstance(text, bool):
         raise ValueError(f"invalid duration {text!r}")
     if isinstance(text, int | float):
-        if not math.isfinite(text):
-            raise ValueError(f"invalid duration {text!r}: must be a finite number of seconds")
         if text < 0:
             raise ValueError(f"invalid duration {text!r}: must not be negative")
         return _seconds(text, text)
-    if not isinstance(text, str):
+    if not isinstance(text, str):  # e.g. a YAML key left empty (None): a ValueError pydantic can report
         raise ValueError(f"invalid duration {text!r}: use a number and a unit, e.g. 30s, 5m, 2h, 14d")
     compact = text.strip().replace(" ", "")
     if not compact or _PART.sub("", compact):
@@ -33,12 +30,13 @@ def parse_duration(text: str | int | float | timedelta) -> timedelta:
     return _seconds(seconds, text)
 
 
-def _seconds(seconds: float, written: object) -> timedelta:
+def _seconds(seconds: float, given: object) -> timedelta:
+    # timedelta stops at 999,999,999 days and rejects NaN: a ValueError like any other bad duration,
+    # not an OverflowError escaping to whoever parses config or a query parameter.
     try:
         return timedelta(seconds=seconds)
-    except OverflowError:
-        # timedelta stops at 999,999,999 days; nothing configured is meant to be that long.
-        raise ValueError(f"invalid duration {written!r}: too long") from None
+    except (OverflowError, ValueError):
+        raise ValueError(f"invalid duration {given!r}: not a finite length of time") from None
 
 
 # How each unit is written: the compact form by default; monitor/vi.py passes Vietnamese words.

@@ -108,7 +108,7 @@ def test_overrides_render_and_unknown_fields_fail_at_load() -> None:
         "alerts.templates.nonsense: unknown alert kind 'nonsense' "
         "(expected one of due_soon, last_warning, overdue, target_down, target_recovered, "
         "target_degraded, cert_expiring, sync_failing, digest, test, target_down_group, target_down_more, "
-        "target_recovered_group)",
+        "target_down_repeat, target_recovered_group)",
         "alerts.templates.overdue: template overdue: positional field {0}; use a name",
     ]
 

@@ -3,6 +3,7 @@ targets wherever a target is named, errors naming every parameter involved, Viet
 
 from __future__ import annotations
 
+import json
 import socket
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -106,3 +107,18 @@ async def test_reversed_time_range_names_both_parameters(daemon: Daemon) -> None
     assert "2029-12-31T17:00:00Z is not before" in error
     status, _kind, body = await _get(daemon, "/api/v1/targets/motcua-db/uptime?from=1d&to=2d")
     assert status == 400 and b"from=1d must be earlier than to=2d" in body
+
+
+async def test_times_outside_1970_to_9000_are_a_400_naming_the_parameter(daemon: Daemon) -> None:
+    """A duration reaching before year 1 or a time past what zones convert is a JSON 400, not a 500."""
+    for path, message in (
+        ("/api/v1/incidents?since=740000d", "since: '740000d' reaches before 1970"),
+        ("/api/v1/incidents?since=1969-12-31", "since: '1969-12-31' is not between 1970 and 9000"),
+        (
+            "/api/v1/targets/motcua-db/uptime?to=9999-12-31T23:59:59-23:59",
+            "to: '9999-12-31T23:59:59-23:59' is not between 1970 and 9000",
+        ),
+    ):
+        status, kind, body = await _get(daemon, path)
+        assert (status, kind) == (400, "application/json"), body
+        assert json.loads(body) == {"error": message}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from alerts.router import Router
 from alerts.templates import format_targets
 from alerts.text import count_segments, unaccent
 from monitor.config import ConfigError
@@ -42,6 +44,16 @@ def two_on_call(**rule: Any) -> dict[str, Any]:
         {"id": "it-giang", "phone": "0966666666", "roles": ["it_oncall"], "channels": ["log"]}
     )
     return section
+
+
+def keys_of_both(first: int, *messages: str) -> list[str]:
+    """The outbox keys of group `first`'s `messages` (`down`, `down:g2`, `down:r1`, `up`) to both people."""
+    keys = []
+    for message in messages:
+        kind, _, number = message.partition(":")
+        for person in ("it-em", "it-giang"):
+            keys.append(f"incident:{first}:{kind}:{person}" + (f":{number}" if number else ""))
+    return keys
 
 
 @pytest.fixture
@@ -113,14 +125,7 @@ async def test_a_later_target_is_one_follow_up_and_recovery_is_one_message(store
         added += await router.handle(IncidentClosed(back, incident_id, target, T0, 47 * 60))
     assert added == 2
     rows = await outbox_rows(store)
-    assert [row["key"] for row in rows] == [
-        f"incident:{ids[0]}:down:it-em",
-        f"incident:{ids[0]}:down:it-giang",
-        f"incident:{ids[0]}:down:it-em:g2",
-        f"incident:{ids[0]}:down:it-giang:g2",
-        f"incident:{ids[0]}:up:it-em",
-        f"incident:{ids[0]}:up:it-giang",
-    ]
+    assert [row["key"] for row in rows] == keys_of_both(ids[0], "down", "down:g2", "up")
     assert rows[2]["text"] == (
         "[TTHC] Thêm 2 hệ thống ngừng hoạt động từ 10:02 06/10: sms-gateway, ho-tich (từ chối kết nối). "
         f"Cùng sự cố #{ids[0]}, tổng 7 hệ thống."
@@ -165,6 +170,19 @@ async def test_a_restart_during_group_wait_sends_the_groups_message_exactly_once
     assert all(row["text"].startswith("[TTHC] 5 hệ thống NGỪNG HOẠT ĐỘNG") for row in rows)
 
 
+async def tick_losing_group_writes(router: Router, store: SqliteStore, now: datetime) -> int:
+    """`router.tick(now)`, then the groups' rows put back as they were before it: a crash lost the writes
+    that follow the stored messages. Returns how many alerts the tick stored."""
+    before = await store.reader.execute_fetchall("SELECT key, fire_at, data FROM alert_timers")
+    added = await router.tick(now)
+    async with store.transaction() as conn:
+        await conn.executemany(
+            "UPDATE alert_timers SET fire_at = ?, data = ? WHERE key = ?",
+            [(row[1], row[2], row[0]) for row in before],
+        )
+    return added
+
+
 async def test_a_crash_between_the_message_and_the_groups_state_sends_it_once(tmp_path: Path) -> None:
     """The message is stored but the group's row still says "pending": the next flush adds nothing new."""
     path = tmp_path / "crash.db"
@@ -173,14 +191,7 @@ async def test_a_crash_between_the_message_and_the_groups_state_sends_it_once(tm
         ids = await open_five(first)
         for index, incident_id in enumerate(ids):
             await router.handle(IncidentOpened(T0, incident_id, TARGETS[index], FailureReason.TIMEOUT))
-        pending = await first.reader.execute_fetchall("SELECT key, fire_at, data FROM alert_timers")
-        assert await router.tick(T0 + timedelta(seconds=30)) == 2
-        # Put the groups' rows back as they were before the flush (the crash lost that write).
-        async with first.transaction() as conn:
-            await conn.executemany(
-                "UPDATE alert_timers SET fire_at = ?, data = ? WHERE key = ?",
-                [(row[1], row[2], row[0]) for row in pending],
-            )
+        assert await tick_losing_group_writes(router, first, T0 + timedelta(seconds=30)) == 2
     async with SqliteStore(path) as second:
         again = make_router(load(two_on_call()), second, Clock(T0 + timedelta(minutes=1)))
         await again.load()
@@ -249,19 +260,32 @@ def test_target_lists_name_the_first_three_and_count_the_rest() -> None:
     assert format_targets(["a", "b", "c", "d", "e"]) == "a, b, c +2 khác"
 
 
+async def three_down_through_the_service(tmp_path: Path, esms: FakeEsms, sms: int, **rule: Any) -> timedelta:
+    """Three targets down at once, through a running AlertService (one person, SMS to `esms`, the outage
+    rule with `rule`'s options) until `sms` messages arrived (6 s at most); returns how long that took."""
+    section = to_fake_sms(two_on_call(**rule), esms)
+    section["directory"]["people"].pop()
+    async with (
+        SqliteStore(tmp_path / "service.db") as store,
+        running_service(load(section), store) as (_service, bus),
+    ):
+        now = datetime.now(UTC)
+        for index, target in enumerate(TARGETS[:3]):
+            bus.publish(IncidentOpened(now, 10 + index, target, FailureReason.TIMEOUT))
+        for _ in range(300):
+            if len(esms.messages) >= sms:
+                break
+            await asyncio.sleep(0.02)
+        waited = datetime.now(UTC) - now
+        # Long enough for a message sent too many to arrive.
+        await asyncio.sleep(0.3)
+    return waited
+
+
 async def test_the_alert_service_sends_a_group_at_its_group_wait_not_a_tick_later(tmp_path: Path) -> None:
     """With a 30 s tick, a 1 s group_wait still goes out about a second after the outage, as one SMS."""
     async with FakeEsms() as esms:
-        section = to_fake_sms(two_on_call(group_wait="1s"), esms)
-        section["directory"]["people"].pop()
-        async with (
-            SqliteStore(tmp_path / "service.db") as store,
-            running_service(load(section), store) as (_service, bus),
-        ):
-            now = datetime.now(UTC)
-            for index, target in enumerate(TARGETS[:3]):
-                bus.publish(IncidentOpened(now, 10 + index, target, FailureReason.TIMEOUT))
-            await wait_for_sms(esms)
+        assert await three_down_through_the_service(tmp_path, esms, 1, group_wait="1s") < timedelta(seconds=5)
         assert len(esms.messages) == 1
         assert "3 he thong" in str(esms.messages[0]).lower()
 
@@ -311,3 +335,126 @@ async def test_the_first_start_after_the_upgrade_does_not_name_incidents_already
         f"incident:{first}:up:it-em",
     ]
     assert rows[2]["text"].startswith("[TTHC] 2 hệ thống đã hoạt động lại lúc 10:40 06/10: dvc, motcua")
+
+
+async def open_five_routed(router: Router, store: SqliteStore) -> list[int]:
+    """`open_five`, each incident also handled by `router`; returns the incident ids."""
+    ids = await open_five(store)
+    for index, incident_id in enumerate(ids):
+        at = T0 + timedelta(seconds=5 * index)
+        await router.handle(IncidentOpened(at, incident_id, TARGETS[index], FailureReason.TIMEOUT))
+    return ids
+
+
+async def test_a_group_reminds_once_per_repeat_naming_the_targets_still_down(store: SqliteStore) -> None:
+    """`repeat: 30m`, five down: one reminder per person per 30 min naming those still down, not five."""
+    clock = Clock(T0)
+    router = make_router(load(two_on_call(repeat="30m")), store, clock)
+    ids = await open_five_routed(router, store)
+    assert await router.tick(T0 + timedelta(seconds=30)) == 2
+    # Counted from the first target's start; the alert service sleeps until then.
+    assert router.groups.next_fire() == T0 + timedelta(minutes=30)
+    assert await router.tick(T0 + timedelta(minutes=29)) == 0
+    assert await router.tick(T0 + timedelta(minutes=30)) == 2
+    assert await router.tick(T0 + timedelta(minutes=45)) == 0
+    clock.now = T0 + timedelta(minutes=50)
+    assert await router.handle(IncidentClosed(clock.now, ids[0], TARGETS[0], T0, 50 * 60)) == 0
+    assert await router.tick(T0 + timedelta(minutes=60)) == 2
+    clock.now = T0 + timedelta(minutes=70)
+    for incident_id, target in zip(ids[1:4], TARGETS[1:4], strict=True):
+        assert await router.handle(IncidentClosed(clock.now, incident_id, target, T0, 70 * 60)) == 0
+    assert await router.tick(T0 + timedelta(minutes=90)) == 2
+    clock.now = T0 + timedelta(minutes=100)
+    assert await router.handle(IncidentClosed(clock.now, ids[4], TARGETS[4], T0, 100 * 60)) == 2
+    assert await router.tick(T0 + timedelta(hours=3)) == 0
+    assert router.groups.next_fire() is None
+    rows = await outbox_rows(store)
+    first = ids[0]
+    assert [row["key"] for row in rows] == keys_of_both(first, "down", "down:r1", "down:r2", "down:r3", "up")
+    assert rows[2]["text"] == (
+        "[TTHC] Nhắc lại: 5 hệ thống vẫn ngừng hoạt động từ 10:00 06/10 (30 phút): "
+        f"dichvucong, motcua, api-lienthong +2 khác (quá thời gian chờ). Sự cố #{first}."
+    )
+    assert rows[3]["text"] == rows[2]["text"]
+    assert count_segments(unaccent(rows[2]["text"])) == 1
+    # dichvucong is back: the next reminder names the other four.
+    assert rows[4]["text"] == (
+        "[TTHC] Nhắc lại: 4 hệ thống vẫn ngừng hoạt động từ 10:00 06/10 (1 giờ): "
+        f"motcua, api-lienthong, csdl +1 khác (quá thời gian chờ). Sự cố #{first}."
+    )
+    # One left: the one-target reminder text, about that target's own incident.
+    assert rows[6]["text"] == (
+        f"[TTHC] cong-thanh-toan NGỪNG HOẠT ĐỘNG từ 10:00 06/10: quá thời gian chờ. Sự cố #{ids[4]}. "
+        "Nhắc lại: đã 1 giờ 30 phút."
+    )
+
+
+async def test_a_restart_between_reminders_neither_repeats_nor_skips_one(tmp_path: Path) -> None:
+    """The group row keeps the last reminder: after a restart (or a crash before that write) no reminder
+    is sent twice, and one missed while stopped goes out at start-up."""
+    path = tmp_path / "reminders.db"
+    config = load(two_on_call(repeat="30m"))
+    async with SqliteStore(path) as first:
+        router = make_router(config, first, Clock(T0))
+        await router.load()
+        ids = await open_five_routed(router, first)
+        assert await router.tick(T0 + timedelta(seconds=30)) == 2
+        assert await tick_losing_group_writes(router, first, T0 + timedelta(minutes=30)) == 2
+    async with SqliteStore(path) as second:
+        again = make_router(config, second, Clock(T0 + timedelta(minutes=31)))
+        await again.load()
+        assert await again.rederive(T0 - timedelta(days=2), second) == 0
+        assert await again.tick(T0 + timedelta(minutes=31)) == 0
+        assert again.groups.next_fire() == T0 + timedelta(minutes=60)
+        assert await again.tick(T0 + timedelta(minutes=59)) == 0
+    # Stopped from 10:59 to 11:35: the reminder due at 11:00 goes out once, at start-up.
+    async with SqliteStore(path) as third:
+        later = make_router(config, third, Clock(T0 + timedelta(minutes=95)))
+        await later.load()
+        # Re-derivation flushes the groups it hands their incidents to: the overdue reminder goes then.
+        assert await later.rederive(T0 - timedelta(days=2), third) == 2
+        assert await later.tick(T0 + timedelta(minutes=95)) == 0
+        assert await later.tick(T0 + timedelta(minutes=119)) == 0
+        assert later.groups.next_fire() == T0 + timedelta(minutes=120)
+        rows = await outbox_rows(third)
+    assert [row["key"] for row in rows] == keys_of_both(ids[0], "down", "down:r1", "down:r3")
+    assert rows[4]["text"].startswith(
+        "[TTHC] Nhắc lại: 5 hệ thống vẫn ngừng hoạt động từ 10:00 06/10 (1 giờ 35 phút)"
+    )
+
+
+async def test_the_alert_service_wakes_for_a_groups_reminder(tmp_path: Path) -> None:
+    """With a 30 s tick, a 2 s `repeat` still reminds about two seconds after the outage began."""
+    async with FakeEsms() as esms:
+        waited = await three_down_through_the_service(tmp_path, esms, 2, group_wait="0.5s", repeat="2s")
+        assert waited < timedelta(seconds=5)
+        assert len(esms.messages) == 2
+        assert "nhac lai: 3 he thong" in str(esms.messages[1]).lower()
+
+
+async def test_groups_stored_before_reminders_were_grouped_remind_after_the_upgrade(tmp_path: Path) -> None:
+    """A group row without the reminder fields (written by the previous version) takes its rule's repeat."""
+    path = tmp_path / "upgrade.db"
+    config = load(two_on_call(repeat="30m"))
+    async with SqliteStore(path) as first:
+        router = make_router(config, first, Clock(T0))
+        ids = await open_five_routed(router, first)
+        assert await router.tick(T0 + timedelta(seconds=30)) == 2
+        rows = await first.reader.execute_fetchall("SELECT key, data FROM alert_timers")
+        # As the previous version stored them: the message time as fire_at, no repeat or reminders.
+        legacy = []
+        for key, data in rows:
+            fields = json.loads(data)
+            fire_at = fields.pop("message_at")
+            del fields["repeat"], fields["reminders"]
+            legacy.append((fire_at, json.dumps(fields), key))
+        async with first.transaction() as conn:
+            await conn.executemany("UPDATE alert_timers SET fire_at = ?, data = ? WHERE key = ?", legacy)
+    async with SqliteStore(path) as second:
+        again = make_router(config, second, Clock(T0 + timedelta(minutes=20)))
+        await again.load()
+        assert await again.rederive(T0 - timedelta(days=2), second) == 0
+        assert again.groups.next_fire() == T0 + timedelta(minutes=30)
+        assert await again.tick(T0 + timedelta(minutes=30)) == 2
+        rows = await outbox_rows(second)
+    assert [row["key"] for row in rows] == keys_of_both(ids[0], "down", "down:r1")

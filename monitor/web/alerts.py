@@ -14,7 +14,10 @@ from datetime import timedelta
 from aiohttp import web
 
 from alerts.model import AlertStatus
-from monitor.web.common import ApiError, iso, json_error, json_response, parse_limit, parse_time_param
+from monitor.web.common import json_error
+from monitor.web.queries import AlertsQuery, parse_query
+from monitor.web.replies import AlertItem, AlertsReply, ErrorReply, reply
+from monitor.web.routes import ApiRoute, Reply, add_route
 from monitor.web.services import SERVICES, AlertsView
 
 __all__ = ["add_routes"]
@@ -27,35 +30,35 @@ async def _alerts(request: web.Request) -> web.Response:
     outbox = service.outbox if service is not None else None
     if outbox is None:
         raise json_error(web.HTTPServiceUnavailable, "alerts are not configured")
-    since = parse_time_param(request, "since", services.now() - _DEFAULT_SINCE)
-    raw_status = request.query.get("status") or None
-    status: AlertStatus | None = None
-    if raw_status is not None:
-        try:
-            status = AlertStatus(raw_status)
-        except ValueError:
-            allowed = ", ".join(item.value for item in AlertStatus)
-            raise ApiError(f"status: {raw_status!r} is not one of {allowed}") from None
-    limit = parse_limit(request)
-    rows = await outbox.list(since=since, status=status, limit=limit)
+    query = parse_query(request, AlertsQuery)
+    since = query.since.value if query.since else services.now() - _DEFAULT_SINCE
+    status = AlertStatus(query.status) if query.status else None
+    rows = await outbox.list(since=since, status=status, limit=query.limit)
     counts = await outbox.counts()
-    items = []
-    for row in rows:
-        item = row.public()
-        for key, value in item.items():
-            if key.endswith("_at") or key == "not_before":
-                item[key] = iso(value)
-        items.append(item)
-    return json_response(
-        {
-            "since": iso(since),
-            "status": status.value if status else None,
-            "counts": {key.value: value for key, value in counts.items()},
-            "alerts": items,
-        }
+    return reply(
+        AlertsReply(
+            since=since,
+            status=query.status,
+            counts={key.value: value for key, value in counts.items()},
+            alerts=[AlertItem.model_validate(row.public()) for row in rows],
+        )
     )
+
+
+_ROUTE = ApiRoute(
+    "GET",
+    "/api/v1/alerts",
+    _alerts,
+    "Alerts in the outbox since a time: who, what, status, channel, attempts (never phones or text).",
+    {
+        200: Reply("The alerts and the outbox's counts per status.", AlertsReply),
+        503: Reply("Alerts are not configured.", ErrorReply),
+    },
+    query=AlertsQuery,
+    tags=("alerts",),
+)
 
 
 def add_routes(app: web.Application) -> None:
     """Add the alert endpoints to the daemon's web app."""
-    app.router.add_get("/api/v1/alerts", _alerts)
+    add_route(app, _ROUTE)

@@ -17,15 +17,23 @@ from pydantic import SecretStr
 
 from monitor.maintenance import in_maintenance, planned_maintenance
 from monitor.web.alerts import add_routes as add_alert_routes
-from monitor.web.common import (
-    iso,
-    json_error,
-    json_response,
-    parse_limit,
-    parse_time_param,
-    parse_time_range,
-)
+from monitor.web.common import json_error, json_response
 from monitor.web.dossiers import add_routes as add_dossier_routes
+from monitor.web.openapi import add_routes as add_openapi_routes
+from monitor.web.queries import IncidentsQuery, UptimeQuery, ordered_range, parse_query
+from monitor.web.replies import (
+    ErrorReply,
+    IncidentItem,
+    IncidentsReply,
+    ReadyReply,
+    ReloadApplied,
+    ReloadFailed,
+    TargetItem,
+    TargetsReply,
+    UptimeReply,
+    reply,
+)
+from monitor.web.routes import Access, ApiRoute, Reply, add_route
 from monitor.web.services import SERVICES, WebServices
 from monitor.web.status import add_routes as add_status_routes
 
@@ -142,27 +150,27 @@ async def _targets(request: web.Request) -> web.Response:
         target = scheduler.targets[name]
         outcome = tracker.last_outcome
         items.append(
-            {
-                "name": name,
-                "type": target.type,
-                "health": tracker.health.value,
-                "since": iso(tracker.last_change_at),
-                "in_maintenance": in_maintenance(target.maintenance, now, services.config.zone),
-                "last_probe_at": iso(tracker.last_probe_at),
-                "last_duration_seconds": round(tracker.last_duration, 6) if outcome else None,
-                "last_success": outcome.success if outcome else None,
-                "reason": outcome.reason.value if outcome and outcome.reason else None,
-                "detail": outcome.detail if outcome else None,
-                "status_code": outcome.status_code if outcome else None,
-                "cert_expiry": iso(datetime.fromtimestamp(outcome.cert_expiry, UTC))
+            TargetItem(
+                name=name,
+                type=target.type,
+                health=tracker.health.value,
+                since=tracker.last_change_at,
+                in_maintenance=in_maintenance(target.maintenance, now, services.config.zone),
+                last_probe_at=tracker.last_probe_at,
+                last_duration_seconds=round(tracker.last_duration, 6) if outcome else None,
+                last_success=outcome.success if outcome else None,
+                reason=outcome.reason.value if outcome and outcome.reason else None,
+                detail=outcome.detail if outcome else None,
+                status_code=outcome.status_code if outcome else None,
+                cert_expiry=datetime.fromtimestamp(outcome.cert_expiry, UTC)
                 if outcome and outcome.cert_expiry
                 else None,
-                "incident_open": tracker.incident_open,
-                "incident_id": scheduler.open_incident_id(name),
-                "interval_seconds": target.interval.total_seconds(),
-            }
+                incident_open=tracker.incident_open,
+                incident_id=scheduler.open_incident_id(name),
+                interval_seconds=target.interval.total_seconds(),
+            )
         )
-    return json_response({"targets": items})
+    return reply(TargetsReply(targets=items))
 
 
 def _known_target(services: WebServices, name: str) -> None:
@@ -174,73 +182,141 @@ async def _target_uptime(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     name = request.match_info["name"]
     _known_target(services, name)
-    start, end = parse_time_range(request, timedelta(days=30))
+    query = parse_query(request, UptimeQuery)
+    start, end = ordered_range(query.start, query.end, services.now(), timedelta(days=30))
     target = services.scheduler.targets[name]
     planned = planned_maintenance([target], start, end, services.config.zone)
     report = await services.store.uptime(name, start, end, planned)
-    return json_response(
-        {
-            "target": name,
-            "from": iso(report.start),
-            "to": iso(report.end),
-            "uptime_percent": None if report.uptime_ratio is None else round(report.uptime_ratio * 100, 4),
-            "downtime_seconds": round(report.downtime_seconds, 3),
-            "incidents": report.incidents,
-            "probes": report.probes,
-            "failures": report.failures,
-            "degraded": report.degraded,
-            "latency_p50_seconds": report.latency_p50,
-            "latency_p95_seconds": report.latency_p95,
-        }
+    return reply(
+        UptimeReply(
+            target=name,
+            from_=report.start,
+            to=report.end,
+            uptime_percent=None if report.uptime_ratio is None else round(report.uptime_ratio * 100, 4),
+            downtime_seconds=round(report.downtime_seconds, 3),
+            incidents=report.incidents,
+            probes=report.probes,
+            failures=report.failures,
+            degraded=report.degraded,
+            latency_p50_seconds=report.latency_p50,
+            latency_p95_seconds=report.latency_p95,
+        )
     )
 
 
 async def _incidents(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     now = services.now()
-    since = parse_time_param(request, "since", now - timedelta(days=7))
-    target = request.query.get("target") or None
-    if target is not None:
-        _known_target(services, target)
-    limit = parse_limit(request)
-    incidents = (await services.store.incidents(since, target=target))[:limit]
-    return json_response(
-        {
-            "incidents": [
-                {
-                    "id": incident.id,
-                    "target": incident.target,
-                    "started_at": iso(incident.started_at),
-                    "ended_at": iso(incident.ended_at),
-                    "duration_seconds": round(incident.duration_seconds(now), 3),
-                    "reason": incident.reason,
-                    "detail": incident.detail,
-                    "open": incident.ended_at is None,
-                }
+    query = parse_query(request, IncidentsQuery)
+    since = query.since.value if query.since else now - timedelta(days=7)
+    if query.target is not None:
+        _known_target(services, query.target)
+    incidents = (await services.store.incidents(since, target=query.target))[: query.limit]
+    return reply(
+        IncidentsReply(
+            incidents=[
+                IncidentItem(
+                    id=incident.id,
+                    target=incident.target,
+                    started_at=incident.started_at,
+                    ended_at=incident.ended_at,
+                    duration_seconds=round(incident.duration_seconds(now), 3),
+                    reason=incident.reason,
+                    detail=incident.detail,
+                    open=incident.ended_at is None,
+                )
                 for incident in incidents
             ]
-        }
+        )
     )
 
 
 async def _reload(request: web.Request) -> web.Response:
     """Apply the config file now, as SIGHUP does: what changed, or the config errors and nothing changed."""
     outcome = await request.app[SERVICES].reload()
-    return json_response(outcome.to_json(), status=outcome.http_status)
+    model = ReloadApplied if outcome.ok else ReloadFailed
+    return reply(model(**outcome.to_json()), status=outcome.http_status)
+
+
+_NOT_FOUND_TARGET = Reply("No target of that name.", ErrorReply)
+_ROUTES = (
+    ApiRoute(
+        "GET",
+        "/healthz",
+        _healthz,
+        "Liveness: the process answers.",
+        {200: Reply("`ok`.", media_type="text/plain")},
+        access=Access.OPEN,
+        tags=("operations",),
+    ),
+    ApiRoute(
+        "GET",
+        "/readyz",
+        _readyz,
+        "Readiness: config loaded, store writable, scheduler running.",
+        {200: Reply("Ready.", ReadyReply), 503: Reply("Not ready: failing checks are false.", ReadyReply)},
+        access=Access.OPEN,
+        tags=("operations",),
+    ),
+    ApiRoute(
+        "GET",
+        "/metrics",
+        _metrics,
+        "Prometheus metrics (text exposition format).",
+        {200: Reply("The metrics.", media_type=CONTENT_TYPE_LATEST.split(";")[0])},
+        access=Access.OPEN,
+        tags=("operations",),
+    ),
+    ApiRoute(
+        "GET",
+        "/api/v1/targets",
+        _targets,
+        "Every target: health, last probe, open incident.",
+        {200: Reply("The targets.", TargetsReply)},
+        tags=("targets",),
+    ),
+    ApiRoute(
+        "GET",
+        "/api/v1/targets/{name}/uptime",
+        _target_uptime,
+        "One target's uptime, downtime and latency over a window (planned maintenance left out).",
+        {200: Reply("The target's uptime.", UptimeReply), 404: _NOT_FOUND_TARGET},
+        query=UptimeQuery,
+        tags=("targets",),
+    ),
+    ApiRoute(
+        "GET",
+        "/api/v1/incidents",
+        _incidents,
+        "Incidents that started since a time, newest first.",
+        {200: Reply("The incidents.", IncidentsReply), 404: _NOT_FOUND_TARGET},
+        query=IncidentsQuery,
+        tags=("targets",),
+    ),
+    ApiRoute(
+        "POST",
+        "/api/v1/reload",
+        _reload,
+        "Re-read and apply the config file, as SIGHUP does.",
+        {
+            200: Reply("Applied: what changed.", ReloadApplied),
+            400: Reply("The daemon has no config file to read.", ReloadFailed),
+            422: Reply("The config has errors; nothing changed.", ReloadFailed),
+            500: Reply("Applying the valid config failed half-way (a bug; see the log).", ReloadFailed),
+        },
+        tags=("operations",),
+    ),
+)
 
 
 def create_web_app(services: WebServices) -> web.Application:
     """The app with every route; handlers read `services` (the daemon) through `app[SERVICES]`."""
     app = web.Application(middlewares=[_json_errors, _auth])
     app[SERVICES] = services
-    app.router.add_get("/healthz", _healthz)
-    app.router.add_get("/readyz", _readyz)
-    app.router.add_get("/metrics", _metrics)
-    app.router.add_get("/api/v1/targets", _targets)
-    app.router.add_get("/api/v1/targets/{name}/uptime", _target_uptime)
-    app.router.add_get("/api/v1/incidents", _incidents)
-    app.router.add_post("/api/v1/reload", _reload)
+    for route in _ROUTES:
+        add_route(app, route)
     add_dossier_routes(app)
     add_alert_routes(app)
     add_status_routes(app)
+    add_openapi_routes(app)
     return app

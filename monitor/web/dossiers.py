@@ -6,39 +6,42 @@ States are computed in SQL for the request's `now` (see monitor/dossiers/store.p
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from monitor.dossiers.store import STATES, DossierRow
-from monitor.web.common import ApiError, iso, json_error, json_response, parse_limit, parse_time_param
+from monitor.dossiers.store import DossierRow
+from monitor.web.common import json_error
+from monitor.web.queries import (
+    DossiersQuery,
+    OverdueQuery,
+    SinceQuery,
+    decode_cursor,
+    encode_cursor,
+    parse_query,
+)
+from monitor.web.replies import (
+    CrossingItem,
+    DossierDetail,
+    DossierItem,
+    DossiersReply,
+    ErrorReply,
+    Named,
+    OverdueItem,
+    OverdueReply,
+    Person,
+    UnitItem,
+    UnitsReply,
+    reply,
+)
+from monitor.web.routes import ApiRoute, Reply, add_route
 from monitor.web.services import SERVICES
 
 if TYPE_CHECKING:
     from monitor.dossiers.service import DossierService
 
 __all__ = ["add_routes", "decode_cursor", "encode_cursor"]
-
-
-def encode_cursor(code: str) -> str:
-    """An opaque cursor: clients pass it back, never build it."""
-    raw = json.dumps({"after": code}, ensure_ascii=False).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> str:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        after = json.loads(raw)["after"]
-    except (binascii.Error, ValueError, KeyError, TypeError, UnicodeDecodeError):
-        raise ApiError("cursor: not a cursor returned by this API") from None
-    if not isinstance(after, str):
-        raise ApiError("cursor: not a cursor returned by this API")
-    return after
 
 
 def _service(request: web.Request) -> DossierService:
@@ -55,25 +58,25 @@ def _left(service: DossierService, row: DossierRow, now: datetime) -> float | No
     return calendar.working_time_between(now, row.deadline_at).total_seconds()
 
 
-def _dossier_json(service: DossierService, row: DossierRow, now: datetime) -> dict[str, Any]:
+def _dossier_fields(service: DossierService, row: DossierRow, now: datetime) -> dict[str, object]:
     return {
         "code": row.code,
         "source": row.source,
         "status": row.status,
         "state": row.state,
-        "unit": {"code": row.unit_code, "name": row.unit_name},
-        "procedure": {"code": row.procedure_code, "name": row.procedure_name},
-        "assignee": {"id": row.assignee_id, "name": row.assignee_name},
-        "received_at": iso(row.received_at),
-        "due_at": iso(row.deadline_at),
+        "unit": Named(code=row.unit_code, name=row.unit_name),
+        "procedure": Named(code=row.procedure_code, name=row.procedure_name),
+        "assignee": Person(id=row.assignee_id, name=row.assignee_name),
+        "received_at": row.received_at,
+        "due_at": row.deadline_at,
         "working_seconds_left": _left(service, row, now),
-        "released_at": iso(row.released_at),
-        "finished_at": iso(row.finished_at),
+        "released_at": row.released_at,
+        "finished_at": row.finished_at,
         "via_postal": row.via_postal,
         "timeliness": row.timeliness,
         "missed_full_syncs": row.missed_full_syncs,
-        "first_seen": iso(row.first_seen),
-        "last_seen": iso(row.last_seen),
+        "first_seen": row.first_seen,
+        "last_seen": row.last_seen,
         "overdue_outage": row.overdue_outage,
         "outage_incident_ids": list(row.outage_incident_ids),
     }
@@ -82,23 +85,17 @@ def _dossier_json(service: DossierService, row: DossierRow, now: datetime) -> di
 async def _list_dossiers(request: web.Request) -> web.Response:
     service = _service(request)
     now = request.app[SERVICES].now()
-    state = request.query.get("state") or None
-    if state is not None and state not in STATES:
-        raise ApiError(f"state: must be one of {', '.join(STATES)}")
-    unit = request.query.get("unit") or None
-    limit = parse_limit(request)
-    cursor = request.query.get("cursor") or None
-    after = decode_cursor(cursor) if cursor else None
+    query = parse_query(request, DossiersQuery)
     rows = await service.dossier_store.list_dossiers(
-        now, state=state, unit=unit, after=after, limit=limit + 1
+        now, state=query.state, unit=query.unit, after=query.cursor, limit=query.limit + 1
     )
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return json_response(
-        {
-            "dossiers": [_dossier_json(service, row, now) for row in rows],
-            "next_cursor": encode_cursor(rows[-1].code) if more and rows else None,
-        }
+    more = len(rows) > query.limit
+    rows = rows[: query.limit]
+    return reply(
+        DossiersReply(
+            dossiers=[DossierItem.model_validate(_dossier_fields(service, row, now)) for row in rows],
+            next_cursor=encode_cursor(rows[-1].code) if more and rows else None,
+        )
     )
 
 
@@ -109,71 +106,113 @@ async def _get_dossier(request: web.Request) -> web.Response:
     row = await service.dossier_store.get(code, now)
     if row is None:
         raise json_error(web.HTTPNotFound, f"unknown dossier {code!r}")
-    body = _dossier_json(service, row, now)
-    body["crossings"] = [
-        {
-            "id": crossing.id,
-            "threshold": crossing.threshold,
-            "due_at": iso(crossing.due_at),
-            "crossed_at": iso(crossing.crossed_at),
-            "working_seconds_left": crossing.working_seconds_left,
-            "suppressed": crossing.suppressed,
-            "outage_overlap": crossing.outage_overlap,
-            "outage_incident_ids": list(crossing.outage_incident_ids),
-        }
+    crossings = [
+        CrossingItem(
+            id=crossing.id,
+            threshold=crossing.threshold,
+            due_at=crossing.due_at,
+            crossed_at=crossing.crossed_at,
+            working_seconds_left=crossing.working_seconds_left,
+            suppressed=crossing.suppressed,
+            outage_overlap=crossing.outage_overlap,
+            outage_incident_ids=list(crossing.outage_incident_ids),
+        )
         for crossing in await service.dossier_store.crossings(code)
     ]
-    return json_response(body)
+    return reply(DossierDetail.model_validate({**_dossier_fields(service, row, now), "crossings": crossings}))
 
 
 async def _units(request: web.Request) -> web.Response:
     service = _service(request)
     now = request.app[SERVICES].now()
-    since = parse_time_param(request, "since", now - service.settings.on_time_window)
+    query = parse_query(request, SinceQuery)
+    since = query.since.value if query.since else now - service.settings.on_time_window
     summaries = await service.dossier_store.unit_summaries(now, since)
-    return json_response(
-        {
-            "since": iso(since),
-            "units": [
-                {
-                    "code": summary.unit_code,
-                    "name": summary.unit_name,
-                    "states": summary.states,
-                    "returned": summary.returned,
-                    "on_time_ratio": summary.on_time_ratio,
-                    "via_postal_ratio": summary.postal_ratio,
-                }
+    return reply(
+        UnitsReply(
+            since=since,
+            units=[
+                UnitItem(
+                    code=summary.unit_code,
+                    name=summary.unit_name,
+                    states=summary.states,
+                    returned=summary.returned,
+                    on_time_ratio=summary.on_time_ratio,
+                    via_postal_ratio=summary.postal_ratio,
+                )
                 for summary in summaries
             ],
-        }
+        )
     )
 
 
 async def _overdue_during_outage(request: web.Request) -> web.Response:
     service = _service(request)
     now = request.app[SERVICES].now()
-    since = parse_time_param(request, "since", now - timedelta(days=30))
+    query = parse_query(request, OverdueQuery)
+    since = query.since.value if query.since else now - timedelta(days=30)
     items = []
-    limit = parse_limit(request)
-    for crossing, code in await service.dossier_store.overdue_during_outage(since, limit):
+    for crossing, code in await service.dossier_store.overdue_during_outage(since, query.limit):
         row = await service.dossier_store.get(code, now)
         items.append(
-            {
-                "code": code,
-                "unit": {"code": row.unit_code, "name": row.unit_name} if row else None,
-                "procedure": {"code": row.procedure_code, "name": row.procedure_name} if row else None,
-                "due_at": iso(crossing.due_at),
-                "crossing_id": crossing.id,
-                "outage_incident_ids": list(crossing.outage_incident_ids),
-                "timeliness": row.timeliness if row else None,
-            }
+            OverdueItem(
+                code=code,
+                unit=Named(code=row.unit_code, name=row.unit_name) if row else None,
+                procedure=Named(code=row.procedure_code, name=row.procedure_name) if row else None,
+                due_at=crossing.due_at,
+                crossing_id=crossing.id,
+                outage_incident_ids=list(crossing.outage_incident_ids),
+                timeliness=row.timeliness if row else None,
+            )
         )
-    return json_response({"since": iso(since), "dossiers": items})
+    return reply(OverdueReply(since=since, dossiers=items))
+
+
+_NOT_RUNNING = Reply("Dossier tracking is not running.", ErrorReply)
+_ROUTES = (
+    ApiRoute(
+        "GET",
+        "/api/v1/dossiers",
+        _list_dossiers,
+        "A page of tracked dossiers with their deadline state, ordered by code.",
+        {200: Reply("The page; `next_cursor` fetches the next one.", DossiersReply), 503: _NOT_RUNNING},
+        query=DossiersQuery,
+        tags=("dossiers",),
+    ),
+    ApiRoute(
+        "GET",
+        "/api/v1/dossiers/{code}",
+        _get_dossier,
+        "One dossier with the deadline thresholds it crossed.",
+        {
+            200: Reply("The dossier.", DossierDetail),
+            404: Reply("No dossier of that code.", ErrorReply),
+            503: _NOT_RUNNING,
+        },
+        tags=("dossiers",),
+    ),
+    ApiRoute(
+        "GET",
+        "/api/v1/units",
+        _units,
+        "Per unit: dossiers per state, returns by timeliness, on-time and postal ratios.",
+        {200: Reply("The units.", UnitsReply), 503: _NOT_RUNNING},
+        query=SinceQuery,
+        tags=("dossiers",),
+    ),
+    ApiRoute(
+        "GET",
+        "/api/v1/overdue-during-outage",
+        _overdue_during_outage,
+        "Dossiers that went overdue while a system they depend on was down (evidence for the office).",
+        {200: Reply("The dossiers.", OverdueReply), 503: _NOT_RUNNING},
+        query=OverdueQuery,
+        tags=("dossiers",),
+    ),
+)
 
 
 def add_routes(app: web.Application) -> None:
     """Register the dossier endpoints under /api/v1 (the app's bearer-token middleware applies)."""
-    app.router.add_get("/api/v1/dossiers", _list_dossiers)
-    app.router.add_get("/api/v1/dossiers/{code}", _get_dossier)
-    app.router.add_get("/api/v1/units", _units)
-    app.router.add_get("/api/v1/overdue-during-outage", _overdue_during_outage)
+    for route in _ROUTES:
+        add_route(app, route)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from monitor.web.routes import Access, ApiRoute, Reply, add_route
 from monitor.web.services import SERVICES
 from monitor.web.status_html import render_status
 from monitor.web.status_view import build_status
@@ -36,4 +37,15 @@ async def _status(request: web.Request) -> web.Response:
 
 def add_routes(app: web.Application) -> None:
     """Register /status (the app's auth middleware decides whether it needs the bearer token)."""
-    app.router.add_get("/status", _status)
+    add_route(
+        app,
+        ApiRoute(
+            "GET",
+            "/status",
+            _status,
+            "The status page: targets, 90 daily uptime bars, open incidents, dossiers per unit.",
+            {200: Reply("The page (HTML and inline CSS only).", media_type="text/html")},
+            access=Access.STATUS,
+            tags=("status",),
+        ),
+    )

@@ -1,0 +1,68 @@
+"""The route registry: registering a route and documenting it are one step.
+
+Each module adds its routes with `add_route(app, ApiRoute(...))`: aiohttp gets the handler, and the app's
+list of `ApiRoute`s gets method, path, summary, query model and reply models per status, from which
+monitor/web/openapi.py builds `/api/v1/openapi.json`. A route cannot be served undocumented.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from aiohttp import web
+from pydantic import BaseModel
+
+__all__ = ["ROUTES", "Access", "ApiRoute", "Reply", "add_route", "registered_routes"]
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class Access(StrEnum):
+    """Who may call a route: the app's auth middleware decides by path; this documents the same rule."""
+
+    OPEN = "open"  # /healthz, /readyz, /metrics: for probes and Prometheus on the office network
+    TOKEN = "token"  # everything under /api/ when `api.token` is set
+    STATUS = "status"  # /status: the token unless `status.public`
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """One documented reply: its JSON model, or a non-JSON media type (`model` None) with a description."""
+
+    description: str
+    model: type[BaseModel] | None = None
+    media_type: str = "application/json"
+
+
+@dataclass(frozen=True, slots=True)
+class ApiRoute:
+    """One route as served and as documented."""
+
+    method: str
+    path: str
+    handler: Handler
+    summary: str
+    replies: Mapping[int, Reply]
+    query: type[BaseModel] | None = None
+    access: Access = Access.TOKEN
+    tags: tuple[str, ...] = field(default=())
+
+
+ROUTES: web.AppKey[list[ApiRoute]] = web.AppKey("routes", list)
+
+
+def add_route(app: web.Application, route: ApiRoute) -> None:
+    """Serve `route.handler` at `route.method route.path` and record the route for the OpenAPI document."""
+    if route.method == "GET":
+        app.router.add_get(route.path, route.handler)  # HEAD too, as aiohttp's add_get always did
+    else:
+        app.router.add_route(route.method, route.path, route.handler)
+    if ROUTES not in app:
+        app[ROUTES] = []
+    app[ROUTES].append(route)
+
+
+def registered_routes(app: web.Application) -> tuple[ApiRoute, ...]:
+    return tuple(app.get(ROUTES, ()))
