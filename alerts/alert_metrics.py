@@ -35,6 +35,7 @@ class OutboxSnapshot:
 
     pending_by_channel: dict[str, int] = field(default_factory=dict)
     oldest_pending_age: float = 0.0
+    oldest_deferred_age: float = 0.0
     refreshed_at: float = 0.0
 
 
@@ -62,9 +63,14 @@ class OutboxCollector(Collector):
             pending.add_metric([name or "none"], float(counts.get(name, 0)))
         oldest = GaugeMetricFamily(
             "tthc_outbox_oldest_pending_age_seconds",
-            "Age of the oldest alert still waiting to be sent, in seconds (0 when none waits).",
-            value=self._snapshot.oldest_pending_age,
+            "Age of the oldest alert still waiting to be sent, in seconds (0 when none waits): state=due"
+            " since it became sendable, state=deferred since it was created and held for working or"
+            " quiet hours.",
+            labels=["state"],
         )
+        # Deferred alerts apart, so "stuck" alerting (state="due") does not fire every night.
+        oldest.add_metric(["due"], self._snapshot.oldest_pending_age)
+        oldest.add_metric(["deferred"], self._snapshot.oldest_deferred_age)
         up = GaugeMetricFamily(
             "tthc_channel_up", "1 when the channel's circuit breaker is closed.", labels=["channel"]
         )
@@ -152,4 +158,5 @@ class AlertMetrics:
             return
         self.snapshot.pending_by_channel = await self._outbox.pending_by_channel()
         self.snapshot.oldest_pending_age = await self._outbox.oldest_pending_age(self._clock())
+        self.snapshot.oldest_deferred_age = await self._outbox.oldest_deferred_age(self._clock())
         self.snapshot.refreshed_at = time.time()

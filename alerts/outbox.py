@@ -459,6 +459,15 @@ class Outbox:
         oldest = rows[0][0] if rows else None
         return 0.0 if oldest is None else max(0.0, (_to_ms(now) - oldest) / 1000)
 
+    async def oldest_deferred_age(self, now: datetime) -> float:
+        """Seconds since the oldest alert held back (quiet or working hours) was created (0 when none)."""
+        rows = await self.store.reader.execute_fetchall(
+            "SELECT min(created_at) FROM alert_outbox WHERE status = 'pending' AND not_before > ?",
+            (_to_ms(now),),
+        )
+        oldest = rows[0][0] if rows else None
+        return 0.0 if oldest is None else max(0.0, (_to_ms(now) - oldest) / 1000)
+
     async def cancel_for_people(self, person_ids: Iterable[str], reason: str) -> int:
         """Fail, never to be sent, the pending alerts of these people (removed from the directory by a
         reload), with `reason` as their error. Rows in flight finish their send. Returns how many."""

@@ -30,6 +30,7 @@ from monitor.reload import RESTART_ONLY, ReloadOutcome, changed_sections
 from monitor.runtime_metrics import RuntimeCollector
 from monitor.scheduler import Scheduler
 from monitor.store import SqliteStore
+from monitor.store.heartbeat import Heartbeat
 from monitor.supervisor import Supervisor
 from monitor.web.app import create_web_app
 
@@ -98,6 +99,7 @@ class Daemon:
         self.supervisor = Supervisor()
         self.store = SqliteStore.from_config(config.store, clock=clock, supervisor=self.supervisor)
         self.metrics.register(RuntimeCollector(self.store, self.supervisor, self.bus))
+        self.heartbeat = Heartbeat(self.store, config.store.heartbeat_interval, clock, self.supervisor)
         self.scheduler = Scheduler(
             store=self.store,
             bus=self.bus,
@@ -141,6 +143,8 @@ class Daemon:
     async def start(self) -> None:
         register_secrets(config_secrets(self.config))
         await self.store.open()
+        # Before the scheduler resumes open incidents: they end at the last probe before this run.
+        await self.heartbeat.start()
         # Alerts subscribe to the bus before anything can publish, so no event is missed.
         await self.alerts.start()
         await self.dossiers.start()
@@ -279,6 +283,8 @@ class Daemon:
             # Last: alerts route what the others published while stopping, then the worker stops.
             ("alerts", lambda: self.alerts.stop(grace)),
             ("background", cancel_background),
+            # The run ends (stopped_at) before the store closes: uptime counts only running time.
+            ("heartbeat", self.heartbeat.stop),
             ("store", self.store.close),
             ("supervisor", self.supervisor.stop),
         ]

@@ -11,16 +11,24 @@ changes to the event bus, and incidents to a single writer task (which keeps the
 them store ids before IncidentOpened/IncidentClosed are published). The writer retries each incident
 write until it is committed (a locked or full disk delays it, never drops it), so its alerts go out
 once the store is back.
+
+An incident open when the monitor stopped (cleanly or not) is closed at start at its target's last probe
+before the stop: the monitor cannot say the target was down while nobody watched. The first probe after
+the restart decides the rest: still failing, the same incident opens again (same id, no new alert) and
+the time the monitor was off stays out of its downtime, because downtime is clipped to monitored time
+(monitor/store/monitored.py); succeeding, it stays closed there and IncidentClosed is published with that
+end (recovered while unmonitored).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import heapq
 import itertools
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -34,7 +42,7 @@ from monitor.maintenance import in_maintenance
 from monitor.model import FailureReason, Health, ProbeOutcome
 from monitor.probe_slots import ProbeSlots
 from monitor.state import TargetTracker
-from monitor.store.base import ProbeResult, Store
+from monitor.store.base import Incident, ProbeResult, Store
 from monitor.store.durable import until_committed
 from monitor.supervisor import Supervisor
 from monitor.targets import HttpTarget, TcpTarget
@@ -81,6 +89,8 @@ class _IncidentHandle:
     target: str
     started_at: datetime
     id: int | None = None
+    # Closed at a restart, at the last probe before the stop, until the first probe after it decides.
+    suspended_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +100,8 @@ class _IncidentWork:
     at: datetime
     reason: FailureReason | None
     detail: str
+    # Open again an incident suspended at a restart (its target is still down).
+    reopen: bool = False
 
 
 class Scheduler:
@@ -137,11 +149,14 @@ class Scheduler:
         self._incident_queue: asyncio.Queue[_IncidentWork | None] = asyncio.Queue()
         self._incident_writer: asyncio.Task[None] | None = None
         self._open_incidents: dict[str, _IncidentHandle] = {}
+        # Targets whose first probe after a restart decides a suspended incident.
+        self._suspended: set[str] = set()
 
     async def start(self, targets: Sequence[Target]) -> None:
         """Resume health and open incidents from the store, then start one loop per target."""
         latest = await self.store.latest_health()
         open_incidents = {incident.target: incident for incident in await self.store.open_incidents()}
+        suspended_at = await self._suspend_open_incidents(open_incidents.values())
         self._incident_writer = self._supervisor.spawn("incident-writer", self._write_incidents)
         self.running = True
         self._admit(targets)
@@ -151,8 +166,9 @@ class Scheduler:
             health = latest.get(target.name, Health.UNKNOWN)
             if incident is not None:
                 self._open_incidents[target.name] = _IncidentHandle(
-                    target.name, incident.started_at, incident.id
+                    target.name, incident.started_at, incident.id, suspended_at[incident.id]
                 )
+                self._suspended.add(target.name)
             if incident is not None or health is not Health.UNKNOWN:
                 tracker.resume(health, incident.started_at if incident else None)
             self._schedule_first(target)
@@ -169,6 +185,17 @@ class Scheduler:
                 hint="probes that hang until their timeout would need more slots than exist: raise"
                 " scheduler.max_concurrency, lengthen intervals or shorten timeouts",
             )
+
+    async def _suspend_open_incidents(self, incidents: Iterable[Incident]) -> dict[int, datetime]:
+        """Close every incident left open by the last run at its target's last probe before the stop."""
+        ended: dict[int, datetime] = {}
+        for incident in incidents:
+            at = await self.store.interrupted_at(incident.target, incident.started_at)
+            close = functools.partial(self.store.close_incident, incident.id, at)
+            await until_committed(self.store.facts, "incident", close)
+            ended[incident.id] = at
+            log.info("incident_suspended", target=incident.target, incident_id=incident.id, at=at.isoformat())
+        return ended
 
     def _tracker_for(self, target: Target) -> TargetTracker:
         tracker = self.trackers.get(target.name)
@@ -280,6 +307,8 @@ class Scheduler:
         if tracker is None:
             return
         maintenance = in_maintenance(target.maintenance, at, self.zone)
+        if target.name in self._suspended:
+            self._decide_suspended(tracker, outcome, at)
         transition = tracker.observe(outcome, at, duration, maintenance)
         self.store.record(
             ProbeResult(
@@ -318,6 +347,20 @@ class Scheduler:
         elif transition.close_incident:
             self._queue_incident(tracker, opening=False, at=at, outcome=outcome)
 
+    def _decide_suspended(self, tracker: TargetTracker, outcome: ProbeOutcome, at: datetime) -> None:
+        """The first probe after a restart: still down continues the incident, up ends it (see top)."""
+        self._suspended.discard(tracker.name)
+        handle = self._open_incidents.get(tracker.name)
+        if handle is None or handle.suspended_at is None:
+            return
+        if outcome.success:
+            # Recovered while unmonitored: this one success is the recovery, however many are required.
+            tracker.successes_in_row = max(0, tracker.success_threshold - 1)
+            return
+        handle.suspended_at = None
+        work = _IncidentWork(handle, True, at, outcome.reason, outcome.detail, reopen=True)
+        self._incident_queue.put_nowait(work)
+
     def _queue_incident(
         self, tracker: TargetTracker, *, opening: bool, at: datetime, outcome: ProbeOutcome | None
     ) -> None:
@@ -328,6 +371,8 @@ class Scheduler:
             handle = self._open_incidents.pop(tracker.name, None)
             if handle is None:
                 return
+            # A suspended incident already ended at the last probe before the stop.
+            at = handle.suspended_at or at
         reason = outcome.reason if outcome else None
         detail = outcome.detail if outcome else ""
         self._incident_queue.put_nowait(_IncidentWork(handle, opening, at, reason, detail))
@@ -344,6 +389,12 @@ class Scheduler:
         handle = work.handle
         reason = work.reason.value if work.reason else None
         facts = self.store.facts
+        if work.reopen:
+            if handle.id is not None:
+                reopened = handle.id
+                await until_committed(facts, "incident", lambda: self.store.reopen_incident(reopened))
+                log.warning("incident_continued", target=handle.target, incident_id=reopened, reason=reason)
+            return
         if work.opening:
             handle.id = await until_committed(
                 facts,

@@ -1,5 +1,6 @@
 """The monthly SLA report on a known series in a real SQLite store: an incident across the month start,
-one across a monitor restart, one across the month end, failures inside a maintenance window; dossier
+one across a monitor stop (a heartbeat gap, left out), one across the month end, failures inside a
+maintenance window; dossier
 returns and overdue crossings per unit; the CLI in every format; agreement with `tthc-monitor uptime`
 and /api/v1/targets/{name}/uptime; the HTML printed to A4 PDF in headless Chromium."""
 
@@ -24,11 +25,13 @@ import pytest
 from monitor.calendar import Calendars
 from monitor.config import load_config_text
 from monitor.daemon import Daemon
+from monitor.durations import format_duration
 from monitor.model import FailureReason, Health, ProbeOutcome
 from monitor.reports.render import render
 from monitor.reports.sla import Month, build_report, parse_month
 from monitor.store import ProbeResult, SqliteStore
 from monitor.store.availability import Span
+from monitor.store.heartbeat import Heartbeat
 from tests.browser import ARTIFACTS, chromium_path, open_browser
 
 ZONE = ZoneInfo("Asia/Ho_Chi_Minh")
@@ -45,10 +48,13 @@ def local(day: str, clock: str) -> datetime:
 # portal: watched from 25 Sep to 5 Nov.
 # A: across the month start, 4 h, 2 h of it in October (00:00-02:00, outside working hours).
 A = (local("2025-09-30", "22:00"), local("2025-10-01", "02:00"), "timeout")
-# B: across a monitor restart (down 11:20-12:40, no samples meanwhile), Tuesday 11:00-14:00:
-# 1 h inside the sessions 07:00-11:30 and 13:30-17:00, 2 h outside.
+# B: Tuesday 11:00-14:00, across a monitor stop (off 11:20-12:40: no samples, no heartbeats). The
+# 80 min off are unmonitored, not down: 100 min count, 50 of them inside the sessions 07:00-11:30 and
+# 13:30-17:00 (11:00-11:20 and 13:30-14:00).
 B = (local("2025-10-14", "11:00"), local("2025-10-14", "14:00"), "refused")
 RESTART = (local("2025-10-14", "11:20"), local("2025-10-14", "12:40"))
+GAP = (RESTART[1] - RESTART[0]).total_seconds()
+B_COUNTED = 3 * 3600 - GAP
 # C: across the month end, 1 h of it in October.
 C = (local("2025-10-31", "23:00"), local("2025-11-01", "01:00"), "status")
 # A planned maintenance window (in the config) 22:00-23:00 on Monday 20 Oct; incident E started half an
@@ -61,12 +67,13 @@ DB_FIRST, DB_LAST = local("2025-10-11", "00:00"), local("2025-10-20", "12:00")
 D = (local("2025-10-15", "14:00"), local("2025-10-15", "14:30"), "timeout")
 
 OCTOBER_SECONDS = 31 * 86400
-# With the config (maintenance known): A 2 h + B 3 h + E 30 min + C 1 h, over October minus the window.
-PORTAL_DOWN = 2 * 3600 + 3 * 3600 + 1800 + 3600
-PORTAL_MONITORED = OCTOBER_SECONDS - 3600
+# With the config (maintenance known): A 2 h + B 100 min + E 30 min + C 1 h, over October minus the
+# window and minus the monitor's stop.
+PORTAL_DOWN = 2 * 3600 + B_COUNTED + 1800 + 3600
+PORTAL_MONITORED = OCTOBER_SECONDS - 3600 - GAP
 # From the store alone, nothing says 22:00-23:00 was planned: E counts whole, the window is monitored.
 PORTAL_DOWN_STORE_ONLY = PORTAL_DOWN + 1800
-DB_MONITORED = (local("2025-10-20", "13:00") - DB_FIRST).total_seconds()
+DB_MONITORED = (local("2025-10-20", "13:00") - DB_FIRST).total_seconds() - GAP
 
 
 def _samples(name: str, start: datetime, end: datetime, down: list[tuple[datetime, datetime]]) -> Iterator:
@@ -127,11 +134,14 @@ async def _dossiers(store: SqliteStore) -> None:
 
 
 async def write_known_series(path: Path) -> None:
-    """Two daemon runs on one file: the first stops at 11:20 on 14 Oct inside incident B, the second
-    starts at 12:40 and closes it."""
+    """Two daemon runs on one file, with their heartbeats: the first runs from 25 Sep and stops at 11:20
+    on 14 Oct inside incident B, the second starts at 12:40, closes it and runs until 5 Nov."""
     before, after = RESTART
+    moment = [local("2025-09-25", "00:00")]
     first = SqliteStore(path, flush_interval=3600)
     await first.open()
+    beat = Heartbeat(first, clock=lambda: moment[0])
+    await beat.start()
     portal_down = [A[:2], B[:2], E[:2], C[:2]]
     for result in _samples("portal", local("2025-09-25", "00:00"), before, portal_down):
         first.record(result)
@@ -139,9 +149,14 @@ async def write_known_series(path: Path) -> None:
         first.record(result)
     await _incident(first, "portal", A)
     b_id = await first.open_incident("portal", B[0], B[2], "")
+    moment[0] = before
+    await beat.stop()
     await first.close()
 
     async with SqliteStore(path, flush_interval=3600) as second:
+        moment[0] = after
+        beat = Heartbeat(second, clock=lambda: moment[0])
+        await beat.start()
         assert [i.id for i in await second.open_incidents()] == [b_id], "B stays open across the restart"
         for result in _samples("portal", after, local("2025-11-05", "00:00"), portal_down):
             second.record(result)
@@ -152,6 +167,8 @@ async def write_known_series(path: Path) -> None:
         await _incident(second, "portal", C)
         await _incident(second, "motcua-db", D)
         await _dossiers(second)
+        moment[0] = local("2025-11-05", "00:00")
+        await beat.stop()
 
 
 @pytest.fixture(scope="module")
@@ -193,7 +210,7 @@ async def _report(path: Path, month: Month = MONTH, *, with_config: bool = True)
 
 
 async def test_uptime_and_incidents_count_only_what_falls_inside_the_month(known_store: Path) -> None:
-    """Exact figures: boundary incidents clipped to October, the restart one whole, maintenance free."""
+    """Exact figures: boundary incidents clipped to October, the monitor's stop left out, maintenance free."""
     report = await _report(known_store)
     planned = {"portal": [Span(*MAINTENANCE)]}
     assert (report.start, report.end) == (local("2025-10-01", "00:00"), local("2025-11-01", "00:00"))
@@ -204,7 +221,7 @@ async def test_uptime_and_incidents_count_only_what_falls_inside_the_month(known
     assert portal.uptime_ratio == pytest.approx(1 - PORTAL_DOWN / PORTAL_MONITORED)
     assert [(i.started_at, i.counted_seconds, i.cause) for i in portal.incidents] == [
         (A[0], 2 * 3600, "timeout"),
-        (B[0], 3 * 3600, "refused"),
+        (B[0], B_COUNTED, "refused"),
         (E[0], 1800, "timeout"),
         (C[0], 3600, "status"),
     ]
@@ -214,20 +231,28 @@ async def test_uptime_and_incidents_count_only_what_falls_inside_the_month(known
         stored = await store.uptime("portal", report.start, report.end, planned)
     assert (stored.downtime_seconds, stored.uptime_ratio) == (portal.downtime_seconds, portal.uptime_ratio)
     assert (stored.maintenance, stored.incidents) == (30, 4)
+    # The stop is shown apart, the same in the report and the store.
+    assert portal.unmonitored_seconds == stored.unmonitored_seconds == GAP
     # MTTR over incidents that ended in October, at their full length: A (4 h), B (3 h), E (1 h).
     assert portal.mttr_seconds == pytest.approx(8 * 3600 / 3)
-    assert portal.downtime_working_seconds == 3600
-    assert portal.downtime_off_hours_seconds == PORTAL_DOWN - 3600
+    assert portal.downtime_working_seconds == 3000
+    assert portal.downtime_off_hours_seconds == PORTAL_DOWN - 3000
     # Added on the 11th, last probed at 12:00 on the 20th: monitored until the end of that hour.
     assert db.monitored_seconds == DB_MONITORED
     assert db.downtime_seconds == 1800 and db.downtime_working_seconds == 1800
     assert db.uptime_ratio == pytest.approx(1 - 1800 / DB_MONITORED)
     assert db.mttr_seconds == 1800
+    # Unmonitored is the monitor being off, not the target being unwatched: after its removal on the
+    # 20th the monitor kept running, so only the stop on the 14th counts.
+    assert db.unmonitored_seconds == GAP
 
     # Without the config the window is not known to be planned: E counts whole, October is monitored whole.
     store_only = await _report(known_store, with_config=False)
     portal = store_only.targets[1]
-    assert (portal.monitored_seconds, portal.downtime_seconds) == (OCTOBER_SECONDS, PORTAL_DOWN_STORE_ONLY)
+    assert (portal.monitored_seconds, portal.downtime_seconds) == (
+        OCTOBER_SECONDS - GAP,
+        PORTAL_DOWN_STORE_ONLY,
+    )
 
     # September, for the comparison: portal from the 25th, A's first 2 h.
     previous = report.previous
@@ -284,6 +309,7 @@ def test_cli_writes_every_format_and_agrees_with_uptime(
     rows = list(csv.DictReader(io.StringIO(done.stdout)))
     targets = {row["name"]: row for row in rows if row["section"] == "target"}
     assert float(targets["portal"]["downtime_seconds"]) == PORTAL_DOWN
+    assert float(targets["portal"]["unmonitored_seconds"]) == GAP
     assert float(targets["portal"]["uptime_percent"]) == pytest.approx(
         100 * (1 - PORTAL_DOWN / PORTAL_MONITORED), abs=1e-4
     )
@@ -301,13 +327,17 @@ def test_cli_writes_every_format_and_agrees_with_uptime(
             name = row["name"]
             assert printed[name][1] == f"{float(row['uptime_percent']):.3f}", (name, printed[name], row)
             assert printed[name][2] == row["incidents"]
+            # The UNMONITORED column: the monitor's stop on the 14th, for both targets.
+            assert format_duration(float(row["unmonitored_seconds"])) == "1h 20m", row
+            assert " 1h 20m " in " ".join(printed[name]), printed[name]
 
     markdown = _cli("report", "--month", "2025-10", "--config", str(config_file))
     assert markdown.returncode == 0, markdown.stderr
     text = markdown.stdout
     for expected in (
         "# Báo cáo chất lượng dịch vụ (SLA) tháng 10/2025",
-        "| portal | 30 ngày 23 giờ | 99,125% | 6 giờ 30 phút | 1 giờ | 5 giờ 30 phút | 4 | 2 giờ 40 phút |",
+        "| portal | 30 ngày 21 giờ | 1 giờ 20 phút | 99,303% | 5 giờ 10 phút | 50 phút | 4 giờ 20 phút | 4"
+        " | 2 giờ 40 phút |",
         "| portal | #",
         "| 2 giờ | Quá thời gian phản hồi |",
         "| Phòng Tài nguyên và Môi trường | 6 | 3 | 2 | 1 | 83,3% | 2 | 1 | 33,3% |",
@@ -361,6 +391,7 @@ async def test_api_uptime_agrees_with_the_report(known_store: Path, tmp_path: Pa
                 assert body["downtime_seconds"] == round(target.downtime_seconds, 3)
                 assert body["uptime_percent"] == round(target.uptime_ratio * 100, 4)  # type: ignore[operator]
                 assert body["incidents"] == len(target.incidents)
+                assert body["unmonitored_seconds"] == round(target.unmonitored_seconds, 3) == GAP
     finally:
         await daemon.stop()
         server.close()

@@ -401,15 +401,19 @@ async def _print_uptime(
         reports = [report for report in reports if report.target == target]
         if not reports:
             return fail(f"no data for target {target!r}")
-    header = f"{'TARGET':<28} {'UPTIME %':>9} {'INCIDENTS':>9} {'DOWNTIME':>10} {'P50 ms':>8} {'P95 ms':>8}"
+    header = (
+        f"{'TARGET':<28} {'UPTIME %':>9} {'INCIDENTS':>9} {'DOWNTIME':>10} {'UNMONITORED':>11}"
+        f" {'P50 ms':>8} {'P95 ms':>8}"
+    )
     print(label)
     print(header)
     for report in reports:
         uptime = "-" if report.uptime_ratio is None else f"{report.uptime_ratio * 100:.3f}"
         p50 = "-" if report.latency_p50 is None else f"{report.latency_p50 * 1000:.0f}"
         p95 = "-" if report.latency_p95 is None else f"{report.latency_p95 * 1000:.0f}"
+        unmonitored = format_duration(report.unmonitored_seconds)
         print(
             f"{report.target:<28} {uptime:>9} {report.incidents:>9} "
-            f"{format_duration(report.downtime_seconds):>10} {p50:>8} {p95:>8}"
+            f"{format_duration(report.downtime_seconds):>10} {unmonitored:>11} {p50:>8} {p95:>8}"
         )
     return 0

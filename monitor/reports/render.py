@@ -53,6 +53,7 @@ def _target_row(target: TargetSla) -> tuple[str, ...]:
     return (
         target.name,
         _duration(target.monitored_seconds),
+        _duration(target.unmonitored_seconds),
         format_percent(target.uptime_ratio, 3),
         _duration(target.downtime_seconds),
         _duration(target.downtime_working_seconds),
@@ -97,6 +98,7 @@ def _tables(report: SlaReport) -> list[_Table]:
             (
                 "Hệ thống",
                 "Thời gian giám sát",
+                "Không giám sát",
                 "Tỷ lệ hoạt động",
                 "Gián đoạn",
                 "Trong giờ làm việc",
@@ -106,7 +108,7 @@ def _tables(report: SlaReport) -> list[_Table]:
             ),
             tuple(_target_row(target) for target in report.targets),
             "Không có dữ liệu giám sát trong tháng.",
-            "-nnnnnnn",
+            "-nnnnnnnn",
         ),
         _Table(
             "Sự cố",
@@ -291,6 +293,7 @@ _CSV_COLUMNS = (
     "month",
     "name",
     "monitored_seconds",
+    "unmonitored_seconds",
     "uptime_percent",
     "downtime_seconds",
     "downtime_working_seconds",
@@ -341,6 +344,7 @@ def render_csv(report: SlaReport) -> str:
                 "month": month,
                 "name": target.name,
                 "monitored_seconds": _number(target.monitored_seconds),
+                "unmonitored_seconds": _number(target.unmonitored_seconds),
                 "uptime_percent": _percent(target.uptime_ratio),
                 "downtime_seconds": _number(target.downtime_seconds),
                 "downtime_working_seconds": _number(target.downtime_working_seconds),

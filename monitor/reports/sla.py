@@ -3,7 +3,8 @@ per unit dossier returns by timeliness, overdue ones (and those during outages),
 previous month beside it. Rendered by render.py (Markdown, CSV, HTML for A4).
 
 Figures come from the same store reads as `tthc-monitor uptime` and /api/v1/targets/{name}/uptime:
-monitored spans from `SqliteStore.monitored_spans`, downtime from incidents, both through
+monitored spans (the time the daemon was running and watching) and unmonitored seconds from
+`SqliteStore.coverage`, downtime from incidents, both through
 `monitor.store.availability.availability`, so the three agree on the same data. Months are calendar
 months in the office's zone. Only the part of an incident inside the month and outside planned maintenance
 counts as its downtime; MTTR is the mean full length of the incidents that ended within the month.
@@ -22,6 +23,7 @@ from monitor.dossiers.store import DossierStore
 from monitor.maintenance import planned_maintenance
 from monitor.store.availability import Span, availability, clip_spans, spans_seconds
 from monitor.store.base import Incident
+from monitor.store.monitored import Coverage
 from monitor.store.sqlite import SqliteStore
 from monitor.targets import Target
 
@@ -92,6 +94,8 @@ class TargetSla:
     mttr_seconds: float | None  # mean full length of incidents that ended in the month
     downtime_working_seconds: float
     downtime_off_hours_seconds: float
+    # Inside the month, before now, the monitor was not running: neither up nor down.
+    unmonitored_seconds: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,13 +164,13 @@ async def build_report(
     window = month.span(zone)
     end = min(window.end, now)
     planned = planned_maintenance(configured, window.start, window.end, zone)
-    spans = await store.monitored_spans(window.start, window.end, planned)
+    coverage = await store.coverage(window.start, window.end, planned)
     by_target: dict[str, list[Incident]] = {}
     for incident in await store.incidents(window.start, window.end):
         by_target.setdefault(incident.target, []).append(incident)
-    names = targets if targets is not None else [name for name, found in spans.items() if found]
+    names = targets if targets is not None else [name for name, found in coverage.items() if found.monitored]
     target_lines = tuple(
-        _target_sla(name, spans.get(name, []), by_target.get(name, []), window, end, calendar)
+        _target_sla(name, coverage.get(name), by_target.get(name, []), window, end, calendar)
         for name in names
     )
     previous = None
@@ -196,12 +200,13 @@ async def build_report(
 
 def _target_sla(
     name: str,
-    monitored: list[Span],
+    coverage: Coverage | None,
     incidents: list[Incident],
     window: Span,
     end: datetime,
     calendar: WorkingCalendar,
 ) -> TargetSla:
+    monitored = coverage.monitored if coverage else []
     lines = []
     down = []
     for incident in sorted(incidents, key=lambda i: (i.started_at, i.id)):
@@ -236,6 +241,7 @@ def _target_sla(
         mttr_seconds=sum(ended) / len(ended) if ended else None,
         downtime_working_seconds=working,
         downtime_off_hours_seconds=max(0.0, figures.downtime_seconds - working),
+        unmonitored_seconds=coverage.unmonitored_seconds if coverage else 0.0,
     )
 
 

@@ -1,11 +1,11 @@
 """Availability arithmetic shared by every uptime figure: the store's `uptime`, the status page's daily
 bars and the monthly SLA report all call `availability`, so they cannot disagree on the same data.
 
-Uptime is computed over *monitored* time only. The monitored spans are an input: today the store derives
-them from the probe samples it holds (`SqliteStore.monitored_spans`: from the first sample to the end of
-the hour of the last one, clipped to the window and to now), minus the target's planned maintenance when
-the caller knows it (from the config, `monitor.maintenance.planned_maintenance`); once the daemon records
-heartbeats, that derivation returns the spans the daemon was actually running and nothing here changes.
+Uptime is computed over *monitored* time only. The monitored spans are an input: the store derives them
+(`SqliteStore.monitored_spans`, reports.py: from the first sample to the end of the hour of the last one,
+clipped to the window and to now, intersected with the daemon's recorded runs, monitored.py), minus the
+target's planned maintenance when the caller knows it (from the config,
+`monitor.maintenance.planned_maintenance`). Time the monitor was not running is unmonitored, never down.
 """
 
 from __future__ import annotations

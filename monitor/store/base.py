@@ -60,6 +60,8 @@ class UptimeReport:
     `start`/`end` are the requested window clipped to [first data seen, now]. `failures` and `degraded`
     leave out results inside maintenance (counted in `maintenance` instead); latency percentiles are over
     successful probes only, estimated from a log-bucket histogram (within about 5 %).
+    `unmonitored_seconds` is the part of the window the monitor itself was not running: neither up nor
+    down, so it is out of `uptime_ratio` and shown apart.
     """
 
     target: str
@@ -74,9 +76,12 @@ class UptimeReport:
     latency_p50: float | None
     latency_p95: float | None
     maintenance: int = 0
+    unmonitored_seconds: float = 0.0
 
     @property
     def monitored_seconds(self) -> float:
+        """From the first to the last monitored moment: gaps inside (the monitor off, planned maintenance)
+        included, so this is an upper bound; the ratio uses the exact monitored spans."""
         return max(0.0, (self.end - self.start).total_seconds())
 
 
@@ -108,6 +113,10 @@ class Store(Protocol):
     async def close_incident(self, incident_id: int, ended_at: datetime) -> None: ...
 
     async def open_incidents(self) -> list[Incident]: ...
+
+    async def interrupted_at(self, target: str, started_at: datetime) -> datetime: ...
+
+    async def reopen_incident(self, incident_id: int) -> None: ...
 
     async def incidents(
         self, since: datetime, until: datetime | None = None, target: str | None = None

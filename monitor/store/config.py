@@ -29,3 +29,6 @@ class StoreConfig(StrictModel):
     # Raw probe rows kept in memory while the store cannot be written; past it, new raw samples are
     # dropped (counted) while rollups, health and every durable fact are still kept.
     raw_backlog_limit: int = Field(default=200_000, ge=1000)
+    # How often the daemon records that it is still running: uptime counts only time it was running,
+    # and a crash loses at most this much of it.
+    heartbeat_interval: PositiveDuration = timedelta(seconds=10)

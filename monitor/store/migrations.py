@@ -249,11 +249,41 @@ CREATE TABLE alert_timers (
 CREATE INDEX alert_timers_fire ON alert_timers (fire_at);
 """
 
+_MONITOR_RUNS = """
+-- When the daemon was running (monitor/store/monitored.py): uptime counts only this time. Times are
+-- epoch ms; last_seen_at moves forward every heartbeat; stopped_at is NULL while running or after a crash.
+CREATE TABLE monitor_runs (
+    id INTEGER PRIMARY KEY,
+    started_at INTEGER NOT NULL,
+    last_seen_at INTEGER NOT NULL,
+    stopped_at INTEGER,
+    heartbeat_ms INTEGER NOT NULL         -- the run's heartbeat interval: how stale last_seen_at may get
+);
+CREATE INDEX monitor_runs_started ON monitor_runs (started_at);
+
+-- The daemon's open (in-memory) minute and hour rollups as of its last heartbeat (monitor/store/live.py),
+-- so another process (the CLI) reads the same counts and latencies as the daemon's API.
+CREATE TABLE rollup_live (
+    size INTEGER NOT NULL,                -- 60 or 3600
+    bucket INTEGER NOT NULL,              -- epoch seconds
+    target_id INTEGER NOT NULL,
+    probes INTEGER NOT NULL,
+    failures INTEGER NOT NULL,
+    degraded INTEGER NOT NULL,
+    maintenance INTEGER NOT NULL,
+    latency_sum_us INTEGER NOT NULL,
+    latency_max_us INTEGER NOT NULL,
+    histogram BLOB NOT NULL,
+    PRIMARY KEY (size, bucket, target_id)
+) WITHOUT ROWID;
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "targets, probe results, rollups, incidents, kv", _CORE),
     Migration(2, "dossiers", _DOSSIERS),
     Migration(3, "alert outbox", _ALERT_OUTBOX),
     Migration(4, "alert routing state", _ALERT_ROUTING),
+    Migration(5, "daemon runs (heartbeat) and live rollups", _MONITOR_RUNS),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

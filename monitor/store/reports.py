@@ -15,13 +15,13 @@ from typing import Any
 
 import aiosqlite
 
-from monitor.store import latency, packed
-from monitor.store.availability import Span, availability, subtract_spans
+from monitor.store import latency, live, monitored, packed
+from monitor.store.availability import Span, availability, clip_spans, subtract_spans
 from monitor.store.base import UptimeReport
 from monitor.store.buffer import HOUR, MINUTE, Rollup, floor, to_ms
 from monitor.store.rollups import HOUR_PACKS, MINUTE_PACKS, Slicer, add_values
 
-__all__ = ["InMemory", "Planned", "from_ms", "monitored_spans", "uptime_reports"]
+__all__ = ["InMemory", "Planned", "coverage", "from_ms", "uptime_reports"]
 
 # Per target, planned maintenance in the window: left out of monitored time.
 Planned = Mapping[str, Sequence[Span]]
@@ -36,11 +36,13 @@ def from_ms(value: int) -> datetime:
 
 @dataclass(frozen=True, slots=True)
 class InMemory:
-    """The writer's open minutes and hours, and the committed targets (name -> (id, first seen, health))."""
+    """The writer's open minutes and hours, the committed targets (name -> (id, first seen, health)) and
+    the daemon run it records (heartbeat.py), whose watched time extends to now."""
 
     minutes: Mapping[tuple[str, int], Rollup]
     hours: Mapping[tuple[str, int], Rollup]
     targets: Mapping[str, tuple[int, int, int | None]]
+    current_run: int | None = None
 
 
 @dataclass(slots=True)
@@ -91,14 +93,14 @@ async def uptime_reports(
     if not rows:
         return []
     target_id = rows[0][0] if target is not None else None
-    spans = await _monitored_spans(reader, memory, now, rows, start, end, target_id, planned)
+    covered = await _coverage(reader, memory, now, rows, start, end, target_id, planned)
     end_ms = to_ms(min(end, now))
     start_ms = to_ms(start)
     totals = await _rollup_totals(reader, memory, start_ms, end_ms, to_ms(now - minute_retention), target_id)
     downtime = await _downtime(reader, start_ms, end_ms, target_id)
     reports = []
     for tid, name, _first_seen in rows:
-        monitored = spans[name]
+        monitored = covered[name].monitored
         window_start = to_ms(monitored[0].start) if monitored else end_ms
         window_end = to_ms(monitored[-1].end) if monitored else end_ms
         down = [Span(from_ms(a), from_ms(b)) for a, b in downtime.get(tid, ())]
@@ -120,33 +122,36 @@ async def uptime_reports(
                 latency_p50=latency.percentile(histogram, 0.50, max_latency),
                 latency_p95=latency.percentile(histogram, 0.95, max_latency),
                 maintenance=total.maintenance,
+                unmonitored_seconds=covered[name].unmonitored_seconds,
             )
         )
     return reports
 
 
-async def monitored_spans(
+async def coverage(
     reader: aiosqlite.Connection,
     memory: InMemory | None,
     now: datetime,
     start: datetime,
     end: datetime,
     planned: Planned | None = None,
-) -> dict[str, list[Span]]:
-    """Per known target, the parts of [start, end) the monitor was watching it (see availability.py).
+) -> dict[str, monitored.Coverage]:
+    """Per known target, the parts of [start, end) the monitor was watching it (see availability.py),
+    and the seconds of the window the monitor was not running.
 
     Today: from its first stored sample (or incident) to the end of the hour of its last sample before
     the window's end, clipped to the window and to now; a target with incidents but no samples counts
     up to now. `planned` (per target, its maintenance in the window, from the config) is left out:
     planned outages are neither up nor down.
-    HEARTBEAT: when the daemon records when it was running, intersect these spans with the running
-    intervals here; `uptime`, the status page and the SLA report all read monitored time from here.
+    Within that, only the time the daemon was running counts (its heartbeats, monitored.py): the monitor
+    being off is unmonitored time, neither up nor down. `uptime`, the status page and the SLA report all
+    read monitored time from here.
     """
     rows = await reader.execute_fetchall("SELECT id, name, first_seen FROM targets ORDER BY name")
-    return await _monitored_spans(reader, memory, now, rows, start, end, None, planned)
+    return await _coverage(reader, memory, now, rows, start, end, None, planned)
 
 
-async def _monitored_spans(
+async def _coverage(
     reader: aiosqlite.Connection,
     memory: InMemory | None,
     now: datetime,
@@ -155,20 +160,26 @@ async def _monitored_spans(
     end: datetime,
     target_id: int | None,
     planned: Planned | None,
-) -> dict[str, list[Span]]:
+) -> dict[str, monitored.Coverage]:
     last_hours = await _last_sample_hours(reader, memory, min(end, now), target_id)
-    spans: dict[str, list[Span]] = {}
+    current_run = memory.current_run if memory is not None else None
+    runs = await monitored.read_runs(reader)
+    running = monitored.running_spans(runs, start, min(end, now), now, current_run)
+    covered: dict[str, monitored.Coverage] = {}
     for tid, name, first_seen in rows:
         low = max(start, from_ms(first_seen))
         high = min(end, now)
+        holes = planned[name] if planned and name in planned else ()
+        window = Span(low, high) if low < high else None
         last_hour = last_hours.get(tid)
         if last_hour is not None:
             high = min(high, from_ms((last_hour + HOUR) * 1000))
-        # HEARTBEAT: replace this one span by clip_spans([Span(low, high)], running), `running` being the
-        # daemon's recorded run intervals over [start, end), read once before this loop.
-        watched = [Span(low, high)] if low < high else []
-        spans[name] = subtract_spans(watched, planned[name]) if planned and name in planned else watched
-    return spans
+        watched = clip_spans([Span(low, high)], running) if low < high else []
+        covered[name] = monitored.Coverage(
+            subtract_spans(watched, holes) if holes else watched,
+            monitored.unmonitored_seconds(window, running, holes) if window else 0.0,
+        )
+    return covered
 
 
 async def _last_sample_hours(
@@ -214,6 +225,11 @@ async def _last_sample_hours(
             known = memory.targets.get(name)
             if known is not None and hour < end_s and (target_id is None or known[0] == target_id):
                 last[known[0]] = max(hour, last.get(known[0], hour))
+    else:
+        # Another process (the CLI): the daemon's open hours as of its last heartbeat (live.py).
+        for size, hour, tid, _counts in await live.read_live(reader, 0, end_s, target_id):
+            if size == HOUR:
+                last[tid] = max(hour, last.get(tid, hour))
     return last
 
 
@@ -334,6 +350,10 @@ async def _rollup_totals(
                 if start_s - HOUR < bucket < end_s:
                     add(known[0], bucket, rollup)
                 await slicer.tick()
+    else:
+        # Another process (the CLI): the daemon's memory as of its last heartbeat (live.py).
+        for size, bucket, tid, counts in await live.read_live(reader, start_s - HOUR, end_s, target_id):
+            (add_minute if size == MINUTE else add_hour)(tid, bucket, counts)
     return totals
 
 

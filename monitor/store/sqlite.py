@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager, suppress
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -37,11 +37,13 @@ import aiosqlite
 import structlog
 
 from monitor.model import Health
+from monitor.store import live, monitored, packed
 from monitor.store.availability import Span
 from monitor.store.base import Incident, ProbeResult, StoreError, UptimeReport
 from monitor.store.buffer import (
     HEALTH_CODES,
     HOUR,
+    MINUTE,
     REASON_CODES,
     Batch,
     WriteBuffer,
@@ -58,7 +60,7 @@ from monitor.store.packing import (
     staging_params,
     write_batch,
 )
-from monitor.store.reports import InMemory, Planned, from_ms, monitored_spans, uptime_reports
+from monitor.store.reports import InMemory, Planned, coverage, from_ms, uptime_reports
 from monitor.store.rollups import PACK_SPECS
 from monitor.supervisor import Supervisor
 
@@ -70,6 +72,9 @@ __all__ = ["HEALTH_CODES", "REASON_CODES", "SqliteStore"]
 log = structlog.get_logger(__name__)
 
 _HEALTH_BY_CODE = {code: health for health, code in HEALTH_CODES.items()}
+
+# Work done inside every flush transaction (conn, now in epoch seconds, closing): the heartbeat.
+BatchHook = Callable[[aiosqlite.Connection, int, bool], Awaitable[None]]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
@@ -120,6 +125,9 @@ class SqliteStore:
         self._open_rows: dict[str, set[int]] = {spec.table: set() for spec in PACK_SPECS}
         # name -> (id, first_seen ms, stored health code); only what is committed.
         self._targets: dict[str, tuple[int, int, int | None]] = {}
+        # The daemon run this process records (heartbeat.py): its watched time extends to now.
+        self.current_run: int | None = None
+        self._batch_hooks: list[BatchHook] = []
 
     @classmethod
     def from_config(
@@ -182,6 +190,8 @@ class SqliteStore:
             applied = await apply_migrations(writer, self._migrations)
             if applied:
                 log.info("store_migrated", path=str(self.path), versions=applied)
+            # A crashed daemon's copy of its open rollups: this process starts with empty memory.
+            await writer.execute("DELETE FROM rollup_live")
             reader = await self._connect_reader(self.path.resolve().as_uri())
         except BaseException:
             await writer.close()
@@ -354,6 +364,10 @@ class SqliteStore:
             staged = await staging_params(batch, closing)
             async with self.transaction("flush") as conn:
                 added = await write_batch(conn, batch, closing, staged, self._targets)
+                # Copies of the entries this batch closes go with them (all on close): see live.py.
+                await live.drop_closed(conn, None if force else now_s)
+                for hook in self._batch_hooks:
+                    await hook(conn, now_s, force)
         except BaseException:
             self._buffer.put_back(batch)
             raise
@@ -462,6 +476,33 @@ class SqliteStore:
         rows = await self.reader.execute_fetchall(sql + " ORDER BY i.started_at DESC, i.id DESC", params)
         return [_incident(row) for row in rows]
 
+    async def interrupted_at(self, target: str, started_at: datetime) -> datetime:
+        """Where an incident left open by an earlier run stops counting (monitored.py)."""
+        now = self._clock()
+        return await monitored.interrupted_at(self.reader, target, started_at, now, self.current_run)
+
+    async def reopen_incident(self, incident_id: int) -> None:
+        """Open again an incident closed at a restart because its target is still down."""
+        async with self.transaction("incident") as conn:
+            if not await monitored.reopen_incident(conn, incident_id):
+                raise StoreError(f"no incident {incident_id}")
+
+    def add_batch_hook(self, hook: BatchHook) -> None:
+        """Run `hook` inside every flush transaction (no commit of its own): the daemon's heartbeat."""
+        self._batch_hooks.append(hook)
+
+    def remove_batch_hook(self, hook: BatchHook) -> None:
+        with suppress(ValueError):
+            self._batch_hooks.remove(hook)
+
+    def live_tables(self) -> list[tuple[int, Mapping[tuple[str, int], packed.Counts]]]:
+        """The open minute and hour entries in memory, for the heartbeat's copy (live.py)."""
+        return [(MINUTE, self._buffer.minutes), (HOUR, self._buffer.hours)]
+
+    def committed_target_id(self, name: str) -> int | None:
+        known = self._targets.get(name)
+        return known[0] if known else None
+
     # --- uptime ---------------------------------------------------------------------------------------
 
     async def uptime(
@@ -484,8 +525,14 @@ class SqliteStore:
         self, start: datetime, end: datetime, planned: Planned | None = None
     ) -> dict[str, list[Span]]:
         """Per known target, the parts of [start, end) the monitor was watching it (see reports.py)."""
+        return {name: found.monitored for name, found in (await self.coverage(start, end, planned)).items()}
+
+    async def coverage(
+        self, start: datetime, end: datetime, planned: Planned | None = None
+    ) -> dict[str, monitored.Coverage]:
+        """Per known target, `monitored_spans` and the seconds of the window the monitor was not running."""
         async with self._reading() as memory:
-            return await monitored_spans(self.reader, memory, self._clock(), start, end, planned)
+            return await coverage(self.reader, memory, self._clock(), start, end, planned)
 
     async def _reports(
         self, start: datetime, end: datetime, target: str | None, planned: Planned | None
@@ -507,7 +554,7 @@ class SqliteStore:
             with suppress(sqlite3.OperationalError):
                 # A locked or full disk: the batch went back to memory, where the report reads it too.
                 await self._flush(force=False)
-            yield InMemory(self._buffer.minutes, self._buffer.hours, self._targets)
+            yield InMemory(self._buffer.minutes, self._buffer.hours, self._targets, self.current_run)
 
     # --- health, retention, readiness, key/value ------------------------------------------------------
 

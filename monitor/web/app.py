@@ -194,6 +194,7 @@ async def _target_uptime(request: web.Request) -> web.Response:
             to=report.end,
             uptime_percent=None if report.uptime_ratio is None else round(report.uptime_ratio * 100, 4),
             downtime_seconds=round(report.downtime_seconds, 3),
+            unmonitored_seconds=round(report.unmonitored_seconds, 3),
             incidents=report.incidents,
             probes=report.probes,
             failures=report.failures,

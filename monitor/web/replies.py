@@ -108,8 +108,11 @@ class UptimeReply(_Reply):
     # `from` is a Python keyword: the field is `from_`, written `from`.
     from_: Instant = Field(alias="from")
     to: Instant
+    # Over monitored time: the time the monitor was not running is neither up nor down.
     uptime_percent: float | None
     downtime_seconds: float
+    # The part of the window the monitor itself was not running.
+    unmonitored_seconds: float
     incidents: int
     probes: int
     failures: int
