@@ -25,10 +25,9 @@ from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
 import holidays
-import yaml
 from pydantic import AfterValidator, BeforeValidator, Field, ValidationError, ValidationInfo, model_validator
 
-from monitor.configtypes import StrictModel, format_validation_error, reads_files
+from monitor.configtypes import ConfigPath, StrictModel, format_validation_error, parse_yaml, reads_files
 
 __all__ = [
     "BUILTIN_CALENDARS",
@@ -166,11 +165,11 @@ def load_override_file(path: str | Path) -> OverrideFile:
     """Read and validate an override file; ValueError with a short message when it is unusable."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = parse_yaml(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ValueError(f"cannot read {path}: {exc.strerror or exc}") from exc
-    except yaml.YAMLError as exc:
-        raise ValueError(f"{path.name}: invalid yaml: {getattr(exc, 'problem', None) or exc}") from exc
+    except ValueError as exc:
+        raise ValueError(f"{path.name}: invalid yaml: {exc}") from exc
     try:
         return OverrideFile.model_validate(raw or {})
     except ValidationError as exc:
@@ -188,6 +187,9 @@ def _readable_override(path: Path) -> Path:
     return path
 
 
+_ReadableOverridePath = Annotated[ConfigPath, AfterValidator(_readable_override)]
+
+
 class CalendarConfig(StrictModel):
     """How one office counts working time.
 
@@ -202,7 +204,9 @@ class CalendarConfig(StrictModel):
     hours_per_day: float | None = Field(default=None, gt=0, le=24)
     holidays: bool = True
     builtin_overrides: bool = True
-    override_files: list[Annotated[Path, AfterValidator(_readable_override)]] = Field(default_factory=list)
+    override_files: list[Annotated[ConfigPath, AfterValidator(_readable_override)]] = Field(
+        default_factory=list
+    )
     days_off: list[DayEntry] = Field(default_factory=list)
     working_days: list[DayEntry] = Field(default_factory=list)
     # Decree 61/2018 Art. 18: dossiers received after 15:00 count from the next working day. Decree

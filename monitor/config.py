@@ -16,13 +16,13 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import yaml
 from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
 
 from alerts.config import AlertsConfig
 from monitor.calendar import CalendarsConfig
 from monitor.configtypes import (
+    CONFIG_DIR,
     ConfigError,
     Duration,
     PositiveDuration,
@@ -30,6 +30,7 @@ from monitor.configtypes import (
     format_validation_error,
     join_path,
     offline_validation,
+    parse_yaml,
     register_union_tags,
     secret_file_fields,
     split_listen,
@@ -187,30 +188,6 @@ def _depends_on(error: str, paths: set[str]) -> bool:
     return any(location == path or location.startswith((f"{path}.", f"{path}[")) for path in paths)
 
 
-def _make_paths_relative_to(data: Any, base_dir: Path) -> None:
-    """Relative `*_file`, `ca_file` and `path` values are read relative to the config file."""
-    if isinstance(data, dict):
-        for key, value in data.items():
-            if not isinstance(key, str):  # `? ` or `1: x`: validation reports the key; nothing to resolve
-                _make_paths_relative_to(value, base_dir)
-            elif isinstance(value, str) and (key.endswith("_file") or key in ("path", "ca_file", "folder")):
-                candidate = Path(value).expanduser()
-                if not candidate.is_absolute():
-                    data[key] = str(base_dir / candidate)
-            elif key.endswith("_files") and isinstance(value, list):
-                data[key] = [
-                    str(base_dir / Path(item).expanduser())
-                    if isinstance(item, str) and not Path(item).expanduser().is_absolute()
-                    else item
-                    for item in value
-                ]
-            else:
-                _make_paths_relative_to(value, base_dir)
-    elif isinstance(data, list):
-        for value in data:
-            _make_paths_relative_to(value, base_dir)
-
-
 def load_config_text(
     text: str,
     *,
@@ -231,15 +208,9 @@ def _validate(
     references only; no file read; unset environment variables allowed) the Config is None when a
     value holding an unset variable kept it from being built, though nothing else was wrong."""
     try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError([f"<yaml>: {where}{problem}"], source) from exc
-    except (ValueError, TypeError, OverflowError) as exc:
-        # PyYAML's constructors raise these for scalars that look typed but are not: `2026-13-45`.
-        raise ConfigError([f"<yaml>: a value cannot be read: {exc}"], source) from exc
+        raw = parse_yaml(text)
+    except ValueError as exc:
+        raise ConfigError([f"<yaml>: {exc}"], source) from exc
     if raw is None:
         # Almost always a mistake (wrong file, truncated copy): a daemon watching nothing looks healthy.
         raise ConfigError(
@@ -251,15 +222,16 @@ def _validate(
     unresolved: set[str] = set()
     environ = dict(os.environ if environ is None else environ)
     raw = _interpolate(raw, "", None if offline else errors, environ, unresolved)
-    if base_dir is not None:
-        _make_paths_relative_to(raw, base_dir)
     config: Config | None = None
+    # Relative paths are resolved by the fields that hold paths (ConfigPath, `*_file` secrets), never by
+    # key names: a `path:` inside a request body is text.
+    context = {CONFIG_DIR: base_dir} if base_dir is not None else None
     try:
         if offline:
             with offline_validation():
-                config = Config.model_validate(raw)
+                config = Config.model_validate(raw, context=context)
         else:
-            config = Config.model_validate(raw)
+            config = Config.model_validate(raw, context=context)
     except ValidationError as exc:
         # A value whose variable is unset has its own error (or, offline, cannot be checked).
         errors.extend(error for error in format_validation_error(exc) if not _depends_on(error, unresolved))

@@ -13,13 +13,24 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, PlainSerializer, ValidationError, model_validator
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    PlainSerializer,
+    ValidationError,
+    ValidationInfo,
+    model_validator,
+)
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from monitor.durations import parse_duration
 
 __all__ = [
+    "CONFIG_DIR",
     "ConfigError",
+    "ConfigPath",
     "Duration",
     "PositiveDuration",
     "StrictModel",
@@ -27,6 +38,7 @@ __all__ = [
     "format_validation_error",
     "join_path",
     "offline_validation",
+    "parse_yaml",
     "raise_at",
     "reads_files",
     "register_union_tags",
@@ -73,6 +85,22 @@ def raise_at(problems: Sequence[tuple[tuple[str | int, ...], str]], title: str =
         for location, message in problems
     ]
     raise ValidationError.from_exception_data(title, details)
+
+
+def parse_yaml(text: str) -> Any:
+    """YAML text as Python values; ValueError saying where (line, column) and what is wrong otherwise.
+
+    PyYAML raises YAMLError for syntax, but plain ValueError, TypeError or OverflowError for a scalar it
+    recognises and cannot build (`0000-00-00` read as a date): all become the same short message.
+    """
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise ValueError(f"{where}{getattr(exc, 'problem', None) or exc}") from exc
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise ValueError(f"a value cannot be read: {exc}") from exc
 
 
 class ConfigError(Exception):
@@ -123,12 +151,29 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
 
 
+# The folder of the config file being validated, passed as pydantic validation context: relative file
+# paths are read from there. Only fields typed ConfigPath and the `<secret>_file` keys of
+# secret_file_fields are paths; a `path:` inside a request body or header is just text.
+CONFIG_DIR = "config_dir"
+
+
+def _relative_to_config(value: Any, info: ValidationInfo) -> Any:
+    base = (info.context or {}).get(CONFIG_DIR)
+    if base is None or not isinstance(value, str | Path):
+        return value
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else Path(base) / path
+
+
+ConfigPath = Annotated[Path, BeforeValidator(_relative_to_config)]
+
+
 # Secrets: a field `token` may be given as `token_file: /run/secrets/token` instead. The file is read
 # here, once, so the rest of the daemon only ever sees a SecretStr.
 def secret_file_fields(*names: str):
     """A `mode="before"` validator that resolves `<name>_file` keys into `<name>` for each secret."""
 
-    def resolve(cls: type[BaseModel], data: Any) -> Any:
+    def resolve(cls: type[BaseModel], data: Any, info: ValidationInfo) -> Any:
         if not isinstance(data, dict):
             return data
         data = dict(data)
@@ -139,7 +184,7 @@ def secret_file_fields(*names: str):
                 continue
             if data.get(name) not in (None, ""):
                 raise ValueError(f"give either {name} or {file_key}, not both")
-            path = Path(str(data.pop(file_key))).expanduser()
+            path = Path(_relative_to_config(str(data.pop(file_key)), info)).expanduser()
             if not reads_files():
                 data[name] = OFFLINE_SECRET
                 continue

@@ -107,6 +107,7 @@ class Daemon:
             max_concurrency=config.scheduler.max_concurrency,
             start_jitter=config.scheduler.start_jitter,
             observe_lateness=self.metrics.probe_lateness.observe,
+            report_saturation=self.metrics.scheduler_saturation.set,
             clock=clock,
             supervisor=self.supervisor,
         )

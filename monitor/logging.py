@@ -1,11 +1,15 @@
 """structlog set-up: JSON when not on a terminal, one event name per line, secrets redacted.
 
-Two guards keep secrets out of logs: keys that name a secret are masked whatever their value, and the
-values of every configured secret are scrubbed from any string that would be written.
+Two guards keep secrets out of logs: keys that name a secret are masked whatever their value, and every
+configured secret is scrubbed from the final rendered line, after exceptions are formatted, for
+structlog and stdlib (aiohttp) records alike. The line is scrubbed of each secret as written and as JSON
+or repr() would escape it, so a secret with quotes or Vietnamese letters cannot slip through escaped.
 """
 
 from __future__ import annotations
 
+import collections
+import json
 import logging
 import re
 import sys
@@ -17,7 +21,7 @@ import structlog
 
 from monitor.configtypes import StrictModel
 
-__all__ = ["LoggingConfig", "configure_logging", "redact_secrets", "register_secrets"]
+__all__ = ["LoggingConfig", "configure_logging", "redact_secrets", "register_secrets", "scrub_text"]
 
 
 class LoggingConfig(StrictModel):
@@ -33,20 +37,48 @@ class LoggingConfig(StrictModel):
 _SECRET_KEY = re.compile(r"(token|secret|password|passwd|api_?key|authorization|cookie)", re.IGNORECASE)
 _MASK = "[redacted]"
 _secret_values: set[str] = set()
+# Tokens issued at run time (Zalo, source logins): only the newest are kept, so a daemon renewing its
+# tokens for a year does not scan thousands of dead ones on every line.
+_TRANSIENT_KEPT = 64
+_transient_values: collections.deque[str] = collections.deque(maxlen=_TRANSIENT_KEPT)
+# Every form a secret can take in a rendered line (raw, JSON- and repr-escaped), longest first.
+_secret_forms: list[str] = []
 
 
-def register_secrets(values: Iterable[str]) -> None:
-    """Remember secret values so they are scrubbed from every log line from now on."""
+def register_secrets(values: Iterable[str], *, transient: bool = False) -> None:
+    """Remember secret values so they are scrubbed from every log line from now on. `transient` ones
+    (tokens issued at run time) are kept among the newest few only."""
     # Very short values would mask ordinary words; no real token is this short.
-    _secret_values.update(value for value in values if value and len(value) >= 6)
+    fresh = [value for value in values if value and len(value) >= 6]
+    if transient:
+        _transient_values.extend(value for value in fresh if value not in _transient_values)
+    else:
+        _secret_values.update(fresh)
+    forms = set()
+    for secret in (*_secret_values, *_transient_values):
+        forms.update(
+            (
+                secret,
+                json.dumps(secret)[1:-1],
+                json.dumps(secret, ensure_ascii=False)[1:-1],
+                repr(secret)[1:-1],
+                ascii(secret)[1:-1],
+            )
+        )
+    _secret_forms[:] = sorted(forms, key=len, reverse=True)
+
+
+def scrub_text(text: str) -> str:
+    """`text` with every registered secret, in any of its escaped forms, replaced by the mask."""
+    for form in _secret_forms:
+        if form in text:
+            text = text.replace(form, _MASK)
+    return text
 
 
 def _scrub(value: Any) -> Any:
     if isinstance(value, str):
-        for secret in _secret_values:
-            if secret in value:
-                value = value.replace(secret, _MASK)
-        return value
+        return scrub_text(value)
     if isinstance(value, dict):
         return {key: _MASK if _SECRET_KEY.search(str(key)) else _scrub(item) for key, item in value.items()}
     if isinstance(value, list | tuple):
@@ -64,6 +96,24 @@ def redact_secrets(
         else:
             event_dict[key] = _scrub(value)
     return event_dict
+
+
+class _ScrubbedRenderer:
+    """The renderer, then scrub_text on the finished line: nothing reaches the stream unscrubbed."""
+
+    def __init__(self, renderer: Any) -> None:
+        self._renderer = renderer
+
+    def __call__(self, logger: Any, method: str, event_dict: MutableMapping[str, Any]) -> str:
+        return scrub_text(str(self._renderer(logger, method, event_dict)))
+
+
+class _ScrubbingFormatter(structlog.stdlib.ProcessorFormatter):
+    """Stdlib records (aiohttp's) through the same processors, and the final text scrubbed: the base
+    class may still append traceback text of its own after the processors ran."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return scrub_text(super().format(record))
 
 
 def _local_timestamp(zone: tzinfo | None) -> Any:
@@ -92,17 +142,21 @@ def configure_logging(
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         _local_timestamp(zone) if timestamps == "local" else structlog.processors.TimeStamper(fmt="iso"),
-        redact_secrets,
     ]
+    # Exceptions become text first, then secrets are masked in the event and once more in the line.
+    tail: list[Any] = [structlog.processors.format_exc_info, redact_secrets, _ScrubbedRenderer(renderer)]
     structlog.configure(
-        processors=[*shared, structlog.processors.format_exc_info, renderer],
+        processors=[*shared, *tail],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=False,
     )
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
-        structlog.stdlib.ProcessorFormatter(processors=[*shared[1:], renderer], foreign_pre_chain=[])
+        _ScrubbingFormatter(
+            processors=[*shared[1:], structlog.stdlib.ProcessorFormatter.remove_processors_meta, *tail],
+            foreign_pre_chain=[],
+        )
     )
     root = logging.getLogger()
     root.handlers[:] = [handler]

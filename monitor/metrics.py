@@ -140,7 +140,31 @@ class Metrics:
         self.probe_lateness = Histogram(
             "tthc_probe_lateness_seconds",
             "How late probes start compared with their schedule, in seconds.",
-            buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+            # Up to minutes: an overloaded scheduler makes probes late by whole intervals.
+            buckets=(
+                0.001,
+                0.0025,
+                0.005,
+                0.01,
+                0.02,
+                0.05,
+                0.1,
+                0.25,
+                0.5,
+                1.0,
+                2.5,
+                5.0,
+                10.0,
+                30.0,
+                60.0,
+                120.0,
+            ),
+            registry=self.registry,
+        )
+        self.scheduler_saturation = Gauge(
+            "tthc_scheduler_saturation",
+            "Sum of timeout/interval over targets divided by scheduler.max_concurrency; above 1 hanging"
+            " targets alone could take every probe slot.",
             registry=self.registry,
         )
         self.config_reload_successful = Gauge(

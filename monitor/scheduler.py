@@ -1,5 +1,11 @@
 """Runs every target on its own interval, never overlapping itself, under a global concurrency limit.
 
+Fairness (monitor.probe_slots): a probe still running after `park_after` gives its slot back and waits
+for its peer in a parked slot, and targets known to be slow share at most half of the slots, so hanging
+targets never hold the slots of the targets that answer; those keep their interval. Admission: when the
+configured targets need more slots than exist on average (Σ timeout ÷ interval > max_concurrency) a
+warning is logged and tthc_scheduler_saturation exported at start and on every reload.
+
 The probe path does no I/O besides the probe: results go to the store's in-memory buffer, state
 changes to the event bus, and incidents to a single writer task (which keeps their order and gives
 them store ids before IncidentOpened/IncidentClosed are published). The writer retries each incident
@@ -34,6 +40,7 @@ from monitor.configtypes import Duration, StrictModel
 from monitor.events import EventBus, IncidentClosed, IncidentOpened, TargetStateChanged
 from monitor.maintenance import in_maintenance
 from monitor.model import FailureReason, Health, ProbeOutcome
+from monitor.probe_slots import ProbeSlots
 from monitor.state import TargetTracker
 from monitor.store.base import Incident, ProbeResult, Store
 from monitor.store.durable import until_committed
@@ -44,6 +51,7 @@ from probes import ProbeContext, run_probe
 __all__ = [
     "Scheduler",
     "SchedulerConfig",
+    "scheduler_saturation",
 ]
 
 
@@ -59,6 +67,19 @@ class SchedulerConfig(StrictModel):
 log = structlog.get_logger("monitor.scheduler")
 
 Target = HttpTarget | TcpTarget
+
+# A probe that used at least this share of its timeout marks its target slow until a quicker one.
+_SLOW_SHARE = 0.5
+# A probe still running after this long (or half its timeout, if shorter) is waiting on a silent peer
+# and gives its slot back (ProbeSlots.park). Healthy probes on a LAN finish well within it.
+_PARK_AFTER = 0.5
+
+
+def scheduler_saturation(targets: Sequence[Target], max_concurrency: int) -> float:
+    """Σ(timeout ÷ interval) ÷ max_concurrency: the share of slots the targets would hold if every probe
+    ran to its timeout. Above 1, hanging targets alone can take every slot."""
+    demand = sum(target.timeout / target.interval for target in targets)
+    return demand / max_concurrency
 
 
 @dataclass(slots=True)
@@ -95,6 +116,8 @@ class Scheduler:
         max_concurrency: int = 256,
         start_jitter: float = 1.0,
         observe_lateness: Callable[[float], None] = lambda _seconds: None,
+        report_saturation: Callable[[float], None] = lambda _share: None,
+        parked_limit: int | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         supervisor: Supervisor | None = None,
     ) -> None:
@@ -107,8 +130,12 @@ class Scheduler:
         self.targets: dict[str, Target] = {}
         self.running = False
         self._observe_lateness = observe_lateness
+        self._report_saturation = report_saturation
         self._clock = clock
-        self._semaphore = asyncio.Semaphore(max_concurrency)
+        self.max_concurrency = max_concurrency
+        self.slots = ProbeSlots(max_concurrency, parked_limit)
+        # Targets whose last probe timed out or used half its timeout (see ProbeSlots).
+        self.slow: set[str] = set()
         # One dispatcher over a heap of (due, seq, name, generation) rather than a sleeping task per
         # target: between runs a target costs one tuple, which the garbage collector never walks.
         self._heap: list[tuple[float, int, str, int]] = []
@@ -132,6 +159,7 @@ class Scheduler:
         suspended_at = await self._suspend_open_incidents(open_incidents.values())
         self._incident_writer = self._supervisor.spawn("incident-writer", self._write_incidents)
         self.running = True
+        self._admit(targets)
         for target in targets:
             tracker = self._tracker_for(target)
             incident = open_incidents.get(target.name)
@@ -145,6 +173,18 @@ class Scheduler:
                 tracker.resume(health, incident.started_at if incident else None)
             self._schedule_first(target)
         self._dispatcher = self._supervisor.spawn("probe-dispatcher", self._dispatch)
+
+    def _admit(self, targets: Sequence[Target]) -> None:
+        saturation = scheduler_saturation(targets, self.max_concurrency)
+        self._report_saturation(saturation)
+        if saturation > 1:
+            log.warning(
+                "scheduler_saturated",
+                saturation=round(saturation, 3),
+                max_concurrency=self.max_concurrency,
+                hint="probes that hang until their timeout would need more slots than exist: raise"
+                " scheduler.max_concurrency, lengthen intervals or shorten timeouts",
+            )
 
     async def _suspend_open_incidents(self, incidents: Iterable[Incident]) -> dict[int, datetime]:
         """Close every incident left open by the last run at its target's last probe before the stop."""
@@ -181,12 +221,14 @@ class Scheduler:
     async def reload(self, targets: Sequence[Target]) -> None:
         """Apply a new target list: drop removed ones, reschedule changed ones, keep their health."""
         wanted = {target.name: target for target in targets}
+        self._admit(targets)
         for name in list(self.trackers):
             if name not in wanted:
                 tracker = self.trackers.pop(name)
                 self.targets.pop(name, None)
                 # Heap entries of a removed target are skipped: their generation no longer matches.
                 self._generation.pop(name, None)
+                self.slow.discard(name)
                 if tracker.incident_open:
                     # A removed target's outage is over as far as this monitor can tell.
                     self._queue_incident(tracker, opening=False, at=self._clock(), outcome=None)
@@ -226,10 +268,17 @@ class Scheduler:
     async def _run(self, target: Target, due: float) -> None:
         loop = asyncio.get_running_loop()
         try:
-            async with self._semaphore:
+            held = await self.slots.hold(slow=target.name in self.slow)
+            # A timer, not a task: parking costs nothing for the probes that finish in time.
+            park_after = min(_PARK_AFTER, target.timeout.total_seconds() * _SLOW_SHARE)
+            parking = loop.call_later(park_after, self.slots.park, held)
+            try:
                 self._observe_lateness(max(0.0, loop.time() - due))
                 self._in_flight.add(target.name)
                 await self._probe_once(target)
+            finally:
+                parking.cancel()
+                self.slots.release(held)
         finally:
             self._in_flight.discard(target.name)
             self._probes.pop(target.name, None)
@@ -243,6 +292,13 @@ class Scheduler:
         except TimeoutError:
             outcome = ProbeOutcome(success=False, reason=FailureReason.TIMEOUT, detail="probe overran")
         duration = time.perf_counter() - started
+        if (
+            outcome.reason is FailureReason.TIMEOUT
+            or duration >= target.timeout.total_seconds() * _SLOW_SHARE
+        ):
+            self.slow.add(target.name)
+        else:
+            self.slow.discard(target.name)
         self.observe(target, outcome, duration, self._clock())
 
     def observe(self, target: Target, outcome: ProbeOutcome, duration: float, at: datetime) -> None:

@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator, model_validator
 
-from monitor.configtypes import PositiveDuration, StrictModel, reads_files, register_union_tags
+from monitor.configtypes import ConfigPath, PositiveDuration, StrictModel, reads_files, register_union_tags
 from monitor.durations import format_duration
 
 __all__ = [
@@ -40,7 +40,7 @@ class TlsConfig(StrictModel):
     """TLS settings of a probe. Vietnamese government CAs are often missing from default bundles."""
 
     verify: bool = True
-    ca_file: Path | None = None
+    ca_file: ConfigPath | None = None
     server_name: str | None = None
     # A certificate with fewer days left than this makes the target DEGRADED (cert_expiring); 0 = off.
     min_cert_days: int = Field(default=14, ge=0)

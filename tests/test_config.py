@@ -121,3 +121,47 @@ def test_parse_duration(text: str | int, seconds: float) -> None:
 def test_format_duration() -> None:
     """Durations print short and human."""
     assert [format_duration(value) for value in (45, 300, 5400, 90000)] == ["45s", "5m", "1h 30m", "1d 1h"]
+
+
+def test_only_path_fields_are_resolved_as_paths(tmp_path: Path) -> None:
+    """Free-form values under keys named `path`/`*_file` (request body, headers, query) are left alone;
+    the model's path fields (store, csv, ca_file, override files, secret files) resolve against the file."""
+    (tmp_path / "ca.pem").write_text("placeholder")
+    (tmp_path / "pw").write_text("opencps-password\n")
+    (tmp_path / "holidays.yaml").write_text("days_off: []\n")
+    (tmp_path / "config.yaml").write_text(
+        """
+store: {path: data/monitor.db}
+targets:
+  - {name: portal, type: http, url: "https://127.0.0.1/", tls: {ca_file: ca.pem}}
+calendars:
+  calendars: {office: {override_files: [holidays.yaml]}}
+dossiers:
+  sources:
+    - name: vendor
+      type: json_api
+      url: http://127.0.0.1:1/search
+      method: POST
+      query: {path: reports/open, report_file: x.csv}
+      headers: {path: inbox/a, X-Key-File: k.txt}
+      body: {path: hoso/mo, filter: {path: a/b, list: [{folder: c}]}, export_file: out.csv}
+      fields: {code: code, received_at: received, due_at: due}
+    - {name: exports, type: csv, path: exports, fields: {code: code, received_at: received, due_at: due}}
+    - {name: motcua, type: opencps, base_url: "http://127.0.0.1:1/o/rest/v2", group_id: "1",
+       username: u, password_file: pw}
+"""
+    )
+    config = load_config(tmp_path / "config.yaml", environ={})
+    vendor, exports, motcua = config.dossiers.sources
+    assert vendor.body == {
+        "path": "hoso/mo",
+        "filter": {"path": "a/b", "list": [{"folder": "c"}]},
+        "export_file": "out.csv",
+    }
+    assert vendor.headers == {"path": "inbox/a", "X-Key-File": "k.txt"}
+    assert vendor.query == {"path": "reports/open", "report_file": "x.csv"}
+    assert config.store.path == tmp_path / "data" / "monitor.db"
+    assert exports.path == tmp_path / "exports"
+    assert config.targets[0].tls.ca_file == tmp_path / "ca.pem"
+    assert config.calendars.calendars["office"].override_files == [tmp_path / "holidays.yaml"]
+    assert motcua.password.get_secret_value() == "opencps-password"

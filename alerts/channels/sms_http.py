@@ -23,10 +23,10 @@ from alerts.channels.base import (
 )
 from alerts.errors import AuthError, InvalidRecipient, PermanentError
 from monitor.configtypes import StrictModel, secret_file_fields
+from monitor.placeholders import fill_placeholders
 
 __all__ = ["HttpSmsChannel", "HttpSmsConfig", "HttpSuccess", "json_path_get"]
 
-_PLACEHOLDERS = ("{phone}", "{text}", "{id}", "{secret}")
 _PATH_PART = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 _MISSING = object()
 
@@ -93,18 +93,6 @@ class HttpSmsConfig(SmsConfigBase):
         return self
 
 
-def _fill(template: Any, values: dict[str, str]) -> Any:
-    if isinstance(template, str):
-        for placeholder, value in values.items():
-            template = template.replace(placeholder, value)
-        return template
-    if isinstance(template, dict):
-        return {key: _fill(item, values) for key, item in template.items()}
-    if isinstance(template, list):
-        return [_fill(item, values) for item in template]
-    return template
-
-
 class HttpSmsChannel(BaseChannel):
     """Sends the (unaccented, fitted) text with the configured request."""
 
@@ -120,11 +108,12 @@ class HttpSmsChannel(BaseChannel):
             raise InvalidRecipient(f"person {message.person_id!r} has no phone number")
         sms = SmsText.prepare(message, self.config)
         secret = self.config.secret.get_secret_value() if self.config.secret else ""
-        values = {"{phone}": self._phone(message.phone), "{text}": sms.content, "{id}": message.alert_id}
-        values["{secret}"] = secret
-        url = _fill(self.config.url, {key: quote(value, safe="") for key, value in values.items()})
-        headers = _fill(self.config.headers, values)
-        body = _fill(self.config.body, values) if self.config.body is not None else None
+        # One pass (fill_placeholders): the text may itself contain "{secret}" and must stay text.
+        values = {"phone": self._phone(message.phone), "text": sms.content, "id": message.alert_id}
+        values["secret"] = secret
+        url = fill_placeholders(self.config.url, values, encode=lambda value: quote(value, safe=""))
+        headers = fill_placeholders(self.config.headers, values)
+        body = fill_placeholders(self.config.body, values) if self.config.body is not None else None
         kwargs: dict[str, Any] = {}
         if body is not None:
             if self.config.body_format == "json":

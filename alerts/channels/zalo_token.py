@@ -36,6 +36,7 @@ from alerts.channels.store_lease import LeaseBusy, StoreLease, TransactionalStor
 from alerts.errors import AuthError, GatewayUnavailable, TransientError
 from alerts.transport import Transport
 from monitor.configtypes import PositiveDuration, secret_file_fields
+from monitor.logging import register_secrets
 
 __all__ = [
     "DEFAULT_OAUTH_URL",
@@ -200,7 +201,14 @@ class ZaloTokenManager:
         if not isinstance(stored, dict):
             log.warning("zalo_token_store_unreadable", app_id=self.app_id)
             return {}
-        return stored if stored.get("configured_sha256") == self._configured_fingerprint else {}
+        if stored.get("configured_sha256") != self._configured_fingerprint:
+            return {}
+        # Tokens read back (another process's, or an earlier run's) are scrubbed from logs like new ones.
+        register_secrets(
+            (str(stored[name]) for name in ("refresh_token", "access_token") if stored.get(name)),
+            transient=True,
+        )
+        return stored
 
     async def _refresh_shared(self) -> str:
         if self._lease is None:
@@ -245,6 +253,8 @@ class ZaloTokenManager:
         new_refresh_token = str(reply.get("refresh_token") or refresh_token)
         access_token = str(reply["access_token"])
         expires_at = self._clock() + _expires_in(reply.get("expires_in"))
+        # Tokens issued at run time are secrets like the configured ones: keep them out of every log line.
+        register_secrets((new_refresh_token, access_token), transient=True)
         # The old refresh token is dead from here on: remember the new one before anything can fail.
         self._unsaved = self._value(new_refresh_token, access_token, expires_at)
         self._unsaved_refresh_token = new_refresh_token

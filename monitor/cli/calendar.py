@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from monitor.calendar import DEFAULT_TIMEZONE, WEEKDAYS, Calendars, CalendarsConfig, WorkingCalendar
 from monitor.config import ConfigError, format_validation_error, load_config, load_config_text
+from monitor.configtypes import CONFIG_DIR, parse_yaml
 
 __all__ = ["add_parser", "load_calendars", "run"]
 
@@ -130,19 +131,19 @@ def load_calendars(
 
 def _read_yaml(path: Path) -> Any:
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
+        return parse_yaml(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ConfigError([f"cannot read {path}: {exc.strerror or exc}"], str(path)) from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError([f"<yaml>: {getattr(exc, 'problem', None) or exc}"], str(path)) from exc
+    except ValueError as exc:
+        raise ConfigError([f"<yaml>: {exc}"], str(path)) from exc
 
 
 def _validate_section(raw: Any, path: Path, *, prefix: str) -> CalendarsConfig:
     if raw is None:
         raw = {}
-    _relative_override_files(raw, path.resolve().parent)
     try:
-        return CalendarsConfig.model_validate(raw)
+        # Override files named in the file are read relative to it, like every config path.
+        return CalendarsConfig.model_validate(raw, context={CONFIG_DIR: path.resolve().parent})
     except ValidationError as exc:
         lines = format_validation_error(exc)
         if prefix:
@@ -150,19 +151,6 @@ def _validate_section(raw: Any, path: Path, *, prefix: str) -> CalendarsConfig:
                 f"{prefix}.{line}" if not line.startswith("<root>") else f"{prefix}: {line}" for line in lines
             ]
         raise ConfigError(lines, str(path)) from None
-
-
-def _relative_override_files(section: Any, base_dir: Path) -> None:
-    """Relative override files are read relative to the file that names them, like other `*_file`s."""
-    calendars = section.get("calendars") if isinstance(section, dict) else None
-    if not isinstance(calendars, dict):
-        return
-    for calendar in calendars.values():
-        files = calendar.get("override_files") if isinstance(calendar, dict) else None
-        if isinstance(files, list):
-            calendar["override_files"] = [
-                str(base_dir / Path(item).expanduser()) if isinstance(item, str) else item for item in files
-            ]
 
 
 def _parse_moment(text: str, calendar: WorkingCalendar) -> datetime:

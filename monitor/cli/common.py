@@ -13,6 +13,7 @@ from pathlib import Path
 
 from monitor.config import Config, ConfigError, load_config
 from monitor.configtypes import split_listen
+from monitor.store.files import prepare_private_file
 
 __all__ = [
     "DEFAULT_CONFIG",
@@ -122,9 +123,12 @@ def store_path_problem(path: Path, named_by: str, *, must_exist: bool = True) ->
             return f"{named_by}: no store at {path} (the daemon creates it when it first runs)"
         return None
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        # Created private (folder 0700, file 0600) as the store itself would: it will hold secrets.
+        prepare_private_file(path)
     except OSError as exc:
-        return f"{named_by}: cannot create the folder of {path}: {exc.strerror or exc}"
+        if not path.parent.is_dir():
+            return f"{named_by}: cannot create the folder of {path}: {exc.strerror or exc}"
+        # The file itself: SQLite's own attempt below says best what is wrong.
     try:
         with closing(sqlite3.connect(path)) as connection:
             connection.execute("PRAGMA schema_version").fetchall()

@@ -158,7 +158,23 @@ def _check_config(args: argparse.Namespace) -> int:
         return 1
     checked = " (offline: files and environment variables not checked)" if args.offline else ""
     print(f"{args.file}: ok ({targets} targets){checked}")
+    if not args.offline:
+        _warn_if_saturated(args.file)
     return 0
+
+
+def _warn_if_saturated(path: Path) -> None:
+    """Valid, but hanging targets alone could take every probe slot: say so before it is deployed."""
+    from monitor.scheduler import scheduler_saturation
+
+    config = load_config(path)
+    saturation = scheduler_saturation(config.targets, config.scheduler.max_concurrency)
+    if saturation > 1:
+        print(
+            f"{path}: warning: scheduler saturation {saturation:.2f} (sum of timeout/interval over"
+            f" targets is above scheduler.max_concurrency {config.scheduler.max_concurrency})",
+            file=sys.stderr,
+        )
 
 
 def _valid_offline(path: Path) -> bool:

@@ -16,6 +16,7 @@ from monitor.calendar import Calendars
 from monitor.cli.common import add_store_arguments, fail, resolve_store
 from monitor.reports.render import FORMATS, render
 from monitor.reports.sla import Month, build_report, parse_month
+from monitor.store.files import write_private_text
 from monitor.targets import Target
 
 __all__ = ["add_parser", "run"]
@@ -57,7 +58,7 @@ def run(args: argparse.Namespace, *, now: datetime | None = None) -> int:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
         return 0
     try:
-        out.write_text(text, encoding="utf-8")
+        write_private_text(out, text)
     except OSError as exc:
         return fail(f"--out: cannot write {out}: {exc.strerror or exc}")
     print(f"wrote the {month} report to {out}", file=sys.stderr)

@@ -100,6 +100,8 @@ class SyncFailure(StrEnum):
     TRUNCATED = "truncated"
     SUSPICIOUS_EMPTY = "suspicious_empty"
     PARSE = "parse"
+    # A reply above the source's byte cap, or a page longer than the page size asked for.
+    OVERSIZED = "oversized"
 
 
 class SyncError(Exception):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from pydantic import Field
 
-from monitor.configtypes import PositiveDuration, StrictModel
+from monitor.configtypes import ConfigPath, PositiveDuration, StrictModel
 
 __all__ = ["StoreConfig"]
 
@@ -15,7 +15,7 @@ __all__ = ["StoreConfig"]
 class StoreConfig(StrictModel):
     """The embedded SQLite store and how long each kind of history is kept."""
 
-    path: Path = Path("data/tthc-monitor.db")
+    path: ConfigPath = Path("data/tthc-monitor.db")
     raw_retention: PositiveDuration = timedelta(days=7)
     minute_retention: PositiveDuration = timedelta(days=90)
     hour_retention: PositiveDuration = timedelta(days=730)

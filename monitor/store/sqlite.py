@@ -51,6 +51,7 @@ from monitor.store.buffer import (
     to_ms,
 )
 from monitor.store.facts import WriteFacts, close_joined, rollback
+from monitor.store.files import prepare_private_file
 from monitor.store.migrations import MIGRATIONS, Migration, apply_migrations, schema_version
 from monitor.store.packing import (
     batch_entries,
@@ -175,7 +176,7 @@ class SqliteStore:
         if self.readonly:
             await self._open_readonly()
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        prepare_private_file(self.path)
         writer = await aiosqlite.connect(self.path, isolation_level=None)
         try:
             await writer.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")

@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import SecretStr
 
 from monitor.maintenance import in_maintenance, planned_maintenance
 from monitor.web.alerts import add_routes as add_alert_routes
@@ -36,12 +37,21 @@ from monitor.web.routes import Access, ApiRoute, Reply, add_route
 from monitor.web.services import SERVICES, WebServices
 from monitor.web.status import add_routes as add_status_routes
 
-__all__ = ["create_web_app"]
+__all__ = ["bearer_matches", "create_web_app"]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 # /readyz fails when writes have waited this long (at least) without any commit.
 _COMMIT_STALL_SECONDS = 30.0
+
+
+def bearer_matches(header: str, token: SecretStr) -> bool:
+    """Whether an Authorization header carries the bearer token. The scheme name is case-insensitive
+    (RFC 7235 section 2.1), so `bearer x` and `BEARER x` are as good as `Bearer x`."""
+    scheme, _space, credentials = header.strip().partition(" ")
+    if scheme.lower() != "bearer":
+        return False
+    return hmac.compare_digest(credentials.strip().encode(), token.get_secret_value().encode())
 
 
 def _needs_token(request: web.Request) -> bool:
@@ -56,15 +66,12 @@ def _needs_token(request: web.Request) -> bool:
 async def _auth(request: web.Request, handler: Handler) -> web.StreamResponse:
     if _needs_token(request):
         token = request.app[SERVICES].config.api.token
-        if token is not None:
-            expected = f"Bearer {token.get_secret_value()}"
-            given = request.headers.get("Authorization", "")
-            if not hmac.compare_digest(given.encode(), expected.encode()):
-                return web.json_response(
-                    {"error": "missing or wrong bearer token"},
-                    status=401,
-                    headers={"WWW-Authenticate": 'Bearer realm="tthc-monitor"'},
-                )
+        if token is not None and not bearer_matches(request.headers.get("Authorization", ""), token):
+            return web.json_response(
+                {"error": "missing or wrong bearer token"},
+                status=401,
+                headers={"WWW-Authenticate": 'Bearer realm="tthc-monitor"'},
+            )
     return await handler(request)
 
 

@@ -11,7 +11,7 @@ import asyncio
 import base64
 import json
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal, Protocol, runtime_checkable
@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 
 import aiohttp
 import structlog
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import ByteSize, Field, SecretStr, field_validator, model_validator
 from tenacity import (
     AsyncRetrying,
     retry_if_exception,
@@ -28,11 +28,15 @@ from tenacity import (
     wait_exponential,
     wait_random,
 )
+from yarl import URL
 
 from monitor.configtypes import Duration, PositiveDuration, StrictModel, secret_file_fields
 from monitor.dossiers.model import Dossier, SyncBatch, SyncError, SyncFailure
+from monitor.logging import register_secrets
+from monitor.placeholders import fill_placeholders
 
 from .mapping import BatchBuilder, Path, get_path, split_path
+from .replies import DEFAULT_MAX_REPLY_BYTES, MISSING, decode_paths, origin_of, read_capped
 
 __all__ = [
     "ApiKeyAuth",
@@ -44,6 +48,7 @@ __all__ = [
     "HttpFetcher",
     "HttpListingConfig",
     "HttpListingSource",
+    "HttpSourceConfigBase",
     "LoginAuth",
     "NextLinkPaging",
     "NoAuth",
@@ -100,6 +105,30 @@ class SourceConfigBase(StrictModel):
     @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+
+class HttpSourceConfigBase(SourceConfigBase):
+    """Settings every source read over HTTP has: how big a reply may be and where paging may lead."""
+
+    # Largest reply accepted ("32MiB", "500KB" or bytes); a bigger one fails the sync (no retry).
+    max_reply_bytes: ByteSize = Field(default=ByteSize(DEFAULT_MAX_REPLY_BYTES), ge=1024)
+    # Other origins (https://host[:port]) that next links and redirects may lead to. Credentials are
+    # never sent there: only the listing's own origin gets them.
+    allowed_origins: list[str] = Field(default_factory=list)
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _origins(cls, values: list[str]) -> list[str]:
+        origins = []
+        for value in values:
+            parsed = URL(value) if value.startswith(("http://", "https://")) else None
+            bare = parsed is not None and bool(parsed.host) and parsed.path in ("", "/")
+            if not bare or parsed is None or parsed.query_string or parsed.fragment or parsed.user:
+                raise ValueError(
+                    f"{value!r} is not an origin like https://api.example.vn or http://host:8080"
+                )
+            origins.append(origin_of(parsed))
+        return origins
 
 
 # --- auth -------------------------------------------------------------------------------------------
@@ -233,6 +262,10 @@ class Page:
     total: int | None
 
 
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_MAX_REDIRECTS = 5
+
+
 class _Retryable(SyncError):
     """A page failure worth another attempt (timeouts, 5xx, connection errors, garbled bodies)."""
 
@@ -257,8 +290,12 @@ class HttpFetcher:
         auth: NoAuth | BasicAuth | BearerAuth | ApiKeyAuth | LoginAuth | None = None,
         headers: Mapping[str, str] | None = None,
         session: aiohttp.ClientSession | None = None,
+        max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES,
+        allowed_origins: Sequence[str] = (),
     ) -> None:
         self.name = name
+        self.max_reply_bytes = max_reply_bytes
+        self.allowed_origins = frozenset(allowed_origins)
         self._timeout = aiohttp.ClientTimeout(total=timeout.total_seconds())
         self._attempts = attempts
         self._retry_wait = retry_wait.total_seconds()
@@ -275,7 +312,7 @@ class HttpFetcher:
     @classmethod
     def for_source(
         cls,
-        config: SourceConfigBase,
+        config: HttpSourceConfigBase,
         *,
         auth: NoAuth | BasicAuth | BearerAuth | ApiKeyAuth | LoginAuth | None = None,
         headers: Mapping[str, str] | None = None,
@@ -290,6 +327,8 @@ class HttpFetcher:
             auth=auth,
             headers=headers,
             session=session,
+            max_reply_bytes=int(config.max_reply_bytes),
+            allowed_origins=config.allowed_origins,
         )
 
     @property
@@ -324,28 +363,17 @@ class HttpFetcher:
             # Another page may have renewed the token while this one waited.
             if self._token is not None and self._token != stale:
                 return self._token
-            replacements = {"{username}": auth.username, "{password}": auth.password.get_secret_value()}
-
-            def fill(value: Any) -> Any:
-                if isinstance(value, str):
-                    for key, secret in replacements.items():
-                        value = value.replace(key, secret)
-                    return value
-                if isinstance(value, dict):
-                    return {k: fill(v) for k, v in value.items()}
-                if isinstance(value, list):
-                    return [fill(v) for v in value]
-                return value
-
+            # One pass: a password containing "{username}" is sent as it is.
+            credentials = {"username": auth.username, "password": auth.password.get_secret_value()}
             kwargs: dict[str, Any] = {}
             if auth.body is not None:
-                kwargs["json"] = fill(auth.body)
+                kwargs["json"] = fill_placeholders(auth.body, credentials)
             elif auth.form is not None:
-                kwargs["data"] = fill(auth.form)
+                kwargs["data"] = fill_placeholders(auth.form, credentials)
             self.logins += 1
             try:
                 async with self.session.request(auth.method, auth.url, **kwargs) as response:
-                    body = await response.read()
+                    body = await read_capped(response, self.max_reply_bytes, self.name, _where(auth.url))
                     status = response.status
             except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
                 raise _Retryable(SyncFailure.TIMEOUT, f"{self.name}: login timed out") from exc
@@ -362,6 +390,8 @@ class HttpFetcher:
                 raise SyncError(
                     SyncFailure.AUTH, f"{self.name}: login reply has no token at {auth.token_path}"
                 )
+            # A token issued at run time is a secret like the configured ones: never in a log line.
+            register_secrets((token,), transient=True)
             self._token = token
             return token
 
@@ -374,15 +404,18 @@ class HttpFetcher:
 
     # -- one request --
 
-    async def get_json(
+    async def get_values(
         self,
         url: str,
+        paths: Mapping[str, Path],
         *,
+        home: str,
         params: Mapping[str, str] | None = None,
         method: str = "GET",
         body: Any = None,
-    ) -> Any:
-        """One page as JSON, retried; SyncError with the failure reason once attempts are spent."""
+    ) -> dict[str, Any]:
+        """The values at `paths` of one JSON page (MISSING where absent), retried; SyncError once attempts
+        are spent. Credentials go only to the origin `home` (the listing's own)."""
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self._attempts),
             # Exponential with jitter, spelled so it works on tenacity 8.2 through 9.x.
@@ -394,29 +427,68 @@ class HttpFetcher:
         try:
             async for attempt in retrying:
                 with attempt:
-                    return await self._request_once(url, params, method, body)
+                    payload, final_url = await self._request_once(url, params, method, body, home)
+                    return await self._decode(payload, final_url, paths)
         except _Retryable as exc:
             # Strip the internal subclass: callers and tests see a plain SyncError.
             raise SyncError(exc.reason, str(exc)) from exc.__cause__
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _request_once(self, url: str, params: Mapping[str, str] | None, method: str, body: Any) -> Any:
+    def check_origin(self, url: str, home: str, what: str) -> None:
+        """SyncError unless `url` is on the listing's origin or an allowed one."""
+        origin = origin_of(url)
+        if origin != home and origin not in self.allowed_origins:
+            raise SyncError(
+                SyncFailure.PARSE,
+                f"{self.name}: {what} leads to another origin ({origin or url[:80]}); not followed"
+                " (list it in allowed_origins to follow it; credentials are never sent there)",
+            )
+
+    async def _request_once(
+        self, url: str, params: Mapping[str, str] | None, method: str, body: Any, home: str
+    ) -> tuple[bytes | bytearray, str]:
         renewed = False
+        hops = 0
         while True:
-            headers = {"Accept": "application/json", **self._headers, **await self._auth_headers()}
+            headers = {"Accept": "application/json"}
+            if origin_of(url) == home:
+                # Configured headers may carry keys too (a vendor's X-Token): home origin only.
+                headers.update({**self._headers, **await self._auth_headers()})
             self.requests += 1
             try:
                 async with self.session.request(
-                    method, url, params=params, headers=headers, json=body, timeout=self._timeout
+                    method,
+                    url,
+                    params=params,
+                    headers=headers,
+                    json=body,
+                    timeout=self._timeout,
+                    # Redirects are followed here, origin by origin, so no credential crosses one.
+                    allow_redirects=False,
                 ) as response:
                     status = response.status
                     content_type = response.content_type
-                    payload = await response.read()
+                    location = response.headers.get("Location")
+                    payload: bytes | bytearray
+                    if status in _REDIRECTS and location:
+                        payload = b""
+                    else:
+                        payload = await read_capped(response, self.max_reply_bytes, self.name, _where(url))
             except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
                 raise _Retryable(SyncFailure.TIMEOUT, f"{self.name}: {_where(url)} timed out") from exc
             except aiohttp.ClientError as exc:
                 raise _Retryable(SyncFailure.ERROR, f"{self.name}: {_where(url)}: {_brief(exc)}") from exc
-            if status == 401 and isinstance(self._auth, LoginAuth) and not renewed:
+            if status in _REDIRECTS and location:
+                hops += 1
+                if hops > _MAX_REDIRECTS:
+                    raise SyncError(SyncFailure.STATUS, f"{self.name}: more than {_MAX_REDIRECTS} redirects")
+                target = str(response.url.join(URL(location)))
+                self.check_origin(target, home, f"a redirect from {_where(url)}")
+                url, params = target, None
+                if status == 303 or (status in (301, 302) and method != "GET"):
+                    method, body = "GET", None
+                continue
+            if status == 401 and isinstance(self._auth, LoginAuth) and not renewed and origin_of(url) == home:
                 # The token expired: log in again once for this request.
                 renewed = True
                 await self._login(self._token)
@@ -428,17 +500,23 @@ class HttpFetcher:
             raise _Retryable(SyncFailure.STATUS, f"{self.name}: {_where(url)} answered HTTP {status}")
         if status >= 300:
             raise SyncError(SyncFailure.STATUS, f"{self.name}: {_where(url)} answered HTTP {status}")
-        stripped = payload.lstrip()
+        stripped = payload[:64].lstrip()
         # A maintenance or login page served with 200 must not read as an empty listing.
         if content_type == "text/html" or stripped[:1] == b"<":
             raise _Retryable(SyncFailure.HTML, f"{self.name}: {_where(url)} returned an HTML page")
-        if not stripped:
+        if not payload.strip():
             raise _Retryable(SyncFailure.NOT_JSON, f"{self.name}: {_where(url)} returned an empty body")
+        return payload, url
+
+    async def _decode(
+        self, payload: bytes | bytearray, url: str, paths: Mapping[str, Path]
+    ) -> dict[str, Any]:
         try:
-            return json.loads(payload)
+            return await decode_paths(payload, paths)
         except ValueError as exc:
+            detail = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
             raise _Retryable(
-                SyncFailure.NOT_JSON, f"{self.name}: {_where(url)} did not return JSON ({exc.msg})"
+                SyncFailure.NOT_JSON, f"{self.name}: {_where(url)} did not return JSON ({detail})"
             ) from None
 
     # -- a whole listing --
@@ -459,6 +537,18 @@ class HttpFetcher:
         """Every page of a listing, in order. Raises SyncError(truncated) when the listing comes up short
         of its own total, SyncError(parse) when a page has no item list."""
         base_params = dict(params or {})
+        home = origin_of(url)
+        paths: dict[str, Path] = {"items": items_path}
+        if total_path:
+            paths["total"] = total_path
+        if isinstance(paging, NextLinkPaging):
+            paths["link"] = split_path(paging.next_path)
+        elif isinstance(paging, CursorPaging):
+            paths["link"] = split_path(paging.cursor_path)
+        # Kinds that always ask for page_size records: a longer page means the server ignored that.
+        sized = isinstance(paging, PageNumberPaging | OffsetPaging | StartEndPaging) or bool(
+            getattr(paging, "size_param", None)
+        )
         seen = 0
         total: int | None = None
         offset = 0
@@ -490,8 +580,17 @@ class HttpFetcher:
                     query[paging.size_param] = str(page_size)
                 if cursor is not None:
                     query[paging.cursor_param] = cursor
-            document = await self.get_json(request_url, params=query or None, method=method, body=body)
-            page = _decode_page(document, items_path, total_path, self.name, page_index)
+            values = await self.get_values(
+                request_url, paths, home=home, params=query or None, method=method, body=body
+            )
+            page = _decode_page(values, items_path, self.name, page_index)
+            if sized and len(page.items) > page_size:
+                raise SyncError(
+                    SyncFailure.OVERSIZED,
+                    f"{self.name}: page {page_index + 1} has {len(page.items)} records, more than page_size"
+                    f" {page_size}: the server ignores the paging parameters",
+                )
+            link = values.get("link", MISSING)
             if page.total is not None:
                 total = page.total
             seen += len(page.items)
@@ -500,10 +599,10 @@ class HttpFetcher:
             if isinstance(paging, NoPaging):
                 break
             if isinstance(paging, NextLinkPaging):
-                link = get_path(document, split_path(paging.next_path))
-                if not link or not isinstance(link, str):
+                if not link or not isinstance(link, str) or link is MISSING:
                     break
                 next_url = urljoin(request_url, link)
+                self.check_origin(next_url, home, f"the next link of page {page_index + 1}")
                 if next_url in visited:
                     raise SyncError(
                         SyncFailure.PARSE, f"{self.name}: next link loops back to {_where(next_url)}"
@@ -511,7 +610,7 @@ class HttpFetcher:
                 visited.add(next_url)
                 continue
             if isinstance(paging, CursorPaging):
-                value = get_path(document, split_path(paging.cursor_path))
+                value = None if link is MISSING else link
                 if value in (None, "") or count == 0:
                     break
                 cursor = str(value)
@@ -546,32 +645,33 @@ class HttpFetcher:
         return items, total
 
 
-def _decode_page(document: Any, items_path: Path, total_path: Path | None, name: str, index: int) -> Page:
-    items = get_path(document, items_path) if items_path else document
-    if items is None and isinstance(document, dict) and items_path:
+def _decode_page(values: Mapping[str, Any], items_path: Path, name: str, index: int) -> Page:
+    items = values["items"]
+    raw_total = values.get("total", MISSING)
+    if items in (MISSING, None) and items_path and raw_total in (0, "0"):
         # OpenCPS and others omit the list entirely when nothing matches; only accept that with total 0.
-        total_value = get_path(document, total_path) if total_path else None
-        if total_value in (0, "0"):
-            return Page([], 0)
+        return Page([], 0)
     if not isinstance(items, list):
         where = ".".join(map(str, items_path)) or "<root>"
         raise SyncError(SyncFailure.PARSE, f"{name}: page {index + 1} has no item list at {where}")
     total: int | None = None
-    if total_path:
-        raw = get_path(document, total_path)
-        if raw is not None:
-            try:
-                total = int(raw)
-            except (TypeError, ValueError):
-                raise SyncError(
-                    SyncFailure.PARSE, f"{name}: page {index + 1} total {str(raw)[:20]!r} is not a number"
-                ) from None
+    if raw_total not in (MISSING, None):
+        try:
+            total = int(raw_total)
+        except (TypeError, ValueError):
+            raise SyncError(
+                SyncFailure.PARSE, f"{name}: page {index + 1} total {str(raw_total)[:20]!r} is not a number"
+            ) from None
     return Page(items, total)
 
 
 def _where(url: str) -> str:
-    # Never log query strings: some vendors put API keys there.
-    return url.split("?", 1)[0]
+    """The URL as it may appear in errors, logs and the API: no user:password@, no query string (some
+    vendors put API keys there), no fragment."""
+    try:
+        return str(URL(url).with_user(None).with_query(None).with_fragment(None))
+    except (ValueError, TypeError):
+        return url.split("?", 1)[0].rsplit("@", 1)[-1]
 
 
 def _brief(exc: BaseException) -> str:
@@ -581,7 +681,7 @@ def _brief(exc: BaseException) -> str:
 # --- configured HTTP listings (json_api, dvcqg) -----------------------------------------------------
 
 
-class HttpListingConfig(SourceConfigBase):
+class HttpListingConfig(HttpSourceConfigBase):
     """A listing over HTTP whose URL, auth, paging and item location come from the config."""
 
     url: str
@@ -650,7 +750,7 @@ class HttpListingSource(ABC):
             method=config.method,
             body=config.body,
         ):
-            builder.add_all(page.items)
+            await builder.add_all_yielding(page.items)
             if page.total is not None:
                 total = page.total
         return builder.build(full=not incremental, total_reported=total)

@@ -20,7 +20,7 @@ from typing import Literal
 import structlog
 from pydantic import Field, field_validator
 
-from monitor.configtypes import Duration
+from monitor.configtypes import ConfigPath, Duration
 from monitor.dossiers.model import SyncBatch, SyncError, SyncFailure
 
 from .json_api import _MappedConfig
@@ -36,7 +36,7 @@ _SNIFF_DELIMITERS = ",;\t|"
 class CsvSourceConfig(_MappedConfig):
     type: Literal["csv"]
     # A .csv file, or a folder whose *.csv files are all read (newest last, so its rows win).
-    path: Path
+    path: ConfigPath
     # None = sniffed from the header line among , ; tab |.
     delimiter: str | None = Field(default=None, min_length=1, max_length=1)
     encoding: str = "utf-8-sig"

@@ -24,7 +24,7 @@ from pydantic import Field, SecretStr, field_validator
 from monitor.configtypes import secret_file_fields
 from monitor.dossiers.model import Dossier, DossierStatus, SyncBatch
 
-from .base import BasicAuth, HttpFetcher, SourceConfigBase, StartEndPaging, format_since
+from .base import BasicAuth, HttpFetcher, HttpSourceConfigBase, StartEndPaging, format_since
 from .mapping import (
     BatchBuilder,
     DateParser,
@@ -72,7 +72,7 @@ _DATE_KEYS: Final = (
 _DATE_FORMATS: Final = ("%d/%m/%Y %H:%M:%S", "%d/%m/%Y %H:%M", "%d/%m/%Y", "epoch_ms")
 
 
-class OpenCpsSourceConfig(SourceConfigBase):
+class OpenCpsSourceConfig(HttpSourceConfigBase):
     type: Literal["opencps"]
     # e.g. https://dichvucong.example.gov.vn/o/rest/v2 (the app is also mounted at /o/secure/rest/v2).
     base_url: str
@@ -220,7 +220,7 @@ class OpenCpsSource:
             total_path=split_path("total"),
             params=params,
         ):
-            builder.add_all(page.items)
+            await builder.add_all_yielding(page.items)
             if page.total is not None:
                 total = page.total
         return builder.build(full=not incremental, total_reported=total)
