@@ -8,7 +8,6 @@ Every model forbids unknown keys and carries its defaults. `load_config` returns
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import re
 from datetime import timedelta
@@ -114,10 +113,10 @@ class Config(StrictModel):
         # The API lists dossier codes, units and people's ids: an address other machines can reach
         # (0.0.0.0 in a container) is only safe behind a token.
         listen = info.data.get("listen")
-        if api.token is None and listen is not None and not _loopback(split_listen(listen)[0]):
+        if listen is not None and api.open_to_network(listen) and not api.allow_remote_without_token:
             raise ValueError(
                 f"listen {listen} can be reached from other machines: set api.token_file (or api.token),"
-                " or listen on 127.0.0.1 behind a proxy"
+                " listen on 127.0.0.1 behind a proxy, or set api.allow_remote_without_token: true"
             )
         return api
 
@@ -134,15 +133,6 @@ class Config(StrictModel):
     @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
-
-
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False  # a host name: it may resolve to anything
 
 
 # --- loading --------------------------------------------------------------------------------------

@@ -161,6 +161,13 @@ class Daemon:
         # The bound address, which differs from the configured one for port 0.
         bound = self._runner.addresses[0]
         self.listen_address = (bound[0], bound[1])
+        if self.config.api.open_to_network(self.config.listen):
+            # Only reachable with api.allow_remote_without_token: the operator said so, but say it again.
+            log.warning(
+                "api_open_without_token",
+                listen=self.config.listen,
+                hint="anyone who can reach this address reads dossier codes, units and people's ids",
+            )
         log.info(
             "daemon_started",
             listen=f"{self.listen_address[0]}:{self.listen_address[1]}",

@@ -12,8 +12,10 @@ from pathlib import Path
 import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
+from structlog.testing import capture_logs
 
 from monitor.config import ConfigError, load_config
+from monitor.daemon import Daemon
 from monitor.durations import parse_duration
 from monitor.scheduler import SchedulerConfig
 
@@ -116,7 +118,7 @@ def test_container_config_listens_everywhere_only_with_a_token(tmp_path: Path) -
         load_config(container_config(tmp_path, token=False))
     assert caught.value.errors == [
         "api: listen 0.0.0.0:9464 can be reached from other machines: set api.token_file (or api.token),"
-        " or listen on 127.0.0.1 behind a proxy"
+        " listen on 127.0.0.1 behind a proxy, or set api.allow_remote_without_token: true"
     ]
 
 
@@ -144,6 +146,23 @@ def test_only_loopback_addresses_may_go_without_a_token(tmp_path: Path, listen: 
         assert [error.split(" can be")[0] for error in caught.value.errors] == [f"api: listen {listen}"]
         path.write_text(f'listen: "{listen}"\napi: {{token: abc}}\n')
     assert load_config(path).listen == listen
+
+
+async def test_an_open_api_must_be_meant_and_is_warned_about_at_start(tmp_path: Path) -> None:
+    """allow_remote_without_token lets a tokenless API listen beyond loopback, and every start warns."""
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        'listen: "0.0.0.0:0"\napi: {allow_remote_without_token: true}\n'
+        f"store: {{path: {tmp_path / 's.db'}}}\n"
+    )
+    config = load_config(path)
+    assert config.api.open_to_network(config.listen)
+    daemon = Daemon(config)
+    with capture_logs() as logs:
+        await daemon.start()
+        await daemon.stop()
+    warnings = [entry for entry in logs if entry["event"] == "api_open_without_token"]
+    assert [entry["listen"] for entry in warnings] == ["0.0.0.0:0"]
 
 
 @pytest.mark.skipif(shutil.which("docker") is None, reason="docker is not installed")
