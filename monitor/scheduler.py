@@ -164,6 +164,11 @@ class Scheduler:
             tracker = self._tracker_for(target)
             incident = open_incidents.get(target.name)
             health = latest.get(target.name, Health.UNKNOWN)
+            if incident is None and health is Health.DOWN:
+                # An incident's close is committed before the health that follows it is flushed, so a
+                # crash in between leaves DOWN stored with no open incident. The committed close is the
+                # truth: resuming DOWN would open a new incident at once and close it on the next probe.
+                health = Health.UNKNOWN
             if incident is not None:
                 self._open_incidents[target.name] = _IncidentHandle(
                     target.name, incident.started_at, incident.id, suspended_at[incident.id]

@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import aiohttp
 import pytest
 from aiohttp import web
 
-from monitor.config import load_config_text
+from monitor.config import Config, load_config_text
 from monitor.daemon import Daemon
+from monitor.model import FailureReason, Health, ProbeOutcome
+from monitor.store import ProbeResult, SqliteStore
 from tests.promtool import assert_promtool_accepts
 
 
@@ -121,6 +124,33 @@ async def test_target_goes_down_and_recovers_with_one_incident(daemon: Daemon, b
     assert incidents[0]["duration_seconds"] > 0
     status, uptime = await _get_json(f"{daemon.base_url}/api/v1/targets/portal/uptime?from=1h")
     assert status == 200 and uptime["incidents"] == 1 and 0 < uptime["uptime_percent"] < 100
+
+
+async def test_down_health_left_without_an_open_incident_opens_none(backend: Backend, tmp_path: Path) -> None:
+    """A crash after an incident's close committed but before the UP health flushed opens no new incident."""
+    config = load_config_text(_config_text(backend, tmp_path), environ={})
+    async with SqliteStore.from_config(config.store) as store:
+        at = datetime.now(UTC)
+        failed = ProbeOutcome(success=False, reason=FailureReason.TIMEOUT)
+        incident = await store.open_incident("portal", at - timedelta(seconds=5), "timeout", "")
+        store.record(ProbeResult("portal", at, 0.1, failed, Health.DOWN, changed=True))
+        await store.flush()
+        await store.close_incident(incident, at)
+    assert (await _latest_health(config))["portal"] is Health.DOWN
+    running = Daemon(config)
+    await running.start()
+    try:
+        await _wait_for(lambda: _is(running, "portal", "up"))
+        await running.store.flush()
+        incidents = await running.store.incidents(datetime.now(UTC) - timedelta(hours=1), target="portal")
+        assert [item.id for item in incidents] == [incident]
+    finally:
+        await running.stop()
+
+
+async def _latest_health(config: Config) -> dict[str, Health]:
+    async with SqliteStore.from_config(config.store) as store:
+        return await store.latest_health()
 
 
 async def _is(daemon: Daemon, name: str, health: str) -> bool:
