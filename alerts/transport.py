@@ -27,7 +27,21 @@ __all__ = [
     "TransportRequest",
     "TransportResponse",
     "encode_body",
+    "host_of",
 ]
+
+
+def host_of(url: str) -> str:
+    """Host and port of `url` for messages: never its `user:password@`, path or query (they carry keys)."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    host = parts.hostname or "?"
+    host = f"[{host}]" if ":" in host else host
+    return f"{host}:{port}" if port is not None else host
+
 
 # Replies are small JSON documents; a larger one is a misbehaving gateway, not a reason to use memory.
 MAX_REPLY_BYTES = 1 << 20
@@ -62,7 +76,7 @@ class TransportRequest:
 
     def __repr__(self) -> str:
         # Headers and body carry credentials: only say where the request went.
-        return f"TransportRequest({self.method} {urlsplit(self.url).netloc}, {len(self.body)} bytes)"
+        return f"TransportRequest({self.method} {host_of(self.url)}, {len(self.body)} bytes)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,7 +168,7 @@ class AiohttpTransport:
         timeout: float,  # noqa: ASYNC109 - the per-request budget is part of the seam's contract
     ) -> TransportResponse:
         merged, body = encode_body(headers, json, data)
-        host = urlsplit(url).netloc
+        host = host_of(url)
         session = self._get_session()
         try:
             async with session.request(
@@ -211,7 +225,7 @@ class MockTransport:
                 if inspect.isawaitable(result):
                     result = await result
         except TimeoutError as exc:
-            raise GatewayTimeout(f"no reply from {urlsplit(url).netloc} within {timeout:g}s") from exc
+            raise GatewayTimeout(f"no reply from {host_of(url)} within {timeout:g}s") from exc
         return result
 
     async def close(self) -> None:

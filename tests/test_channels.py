@@ -370,6 +370,9 @@ async def test_aiohttp_transport_errors_translate() -> None:
         with pytest.raises(GatewayUnavailable, match=f"cannot reach 127.0.0.1:{port}") as info:
             await transport.request("GET", f"http://127.0.0.1:{port}/x?key=topsecret", timeout=2)
         assert "topsecret" not in str(info.value)
+        with pytest.raises(GatewayUnavailable, match=f"cannot reach 127.0.0.1:{port}:") as info:
+            await transport.request("GET", f"http://user:pa55word@127.0.0.1:{port}/", timeout=2)
+        assert "pa55word" not in str(info.value) and "user" not in str(info.value)
         async with FakeEsms() as fake:
             fake.down = True
             response = await transport.request("POST", fake.url, json={"a": 1}, timeout=2)
