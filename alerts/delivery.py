@@ -140,6 +140,15 @@ class DeliveryWorker:
     def running(self) -> bool:
         return self._task is not None and not self._task.done()
 
+    def take_crash(self) -> BaseException | None:
+        """The exception that ended the loop, handed out once (None while it runs, after a stop, or when
+        already taken); `start()` may then run the loop again."""
+        task = self._task
+        if task is None or not task.done():
+            return None
+        self._task = None
+        return None if task.cancelled() else task.exception()
+
     # --- lifecycle ------------------------------------------------------------------------------------
 
     async def start(self) -> None:

@@ -318,12 +318,17 @@ class AlertService:
                     await asyncio.sleep(0.2 * attempt)
 
     async def _watch_delivery(self) -> None:
-        """Restart the delivery worker's loop if it ended while the service runs (it is its own task)."""
+        """Keep the delivery worker's loop (its own task) running. A crash of the loop is raised here, so
+        the supervisor logs its traceback, counts the restart and /readyz names `alert-delivery` until the
+        next run of this watcher starts the loop again."""
         while True:
             worker = self.worker
-            if worker is not None and not worker.running and not self._worker_swapping:
-                log.error("alert_delivery_loop_ended")
-                await worker.start()
+            if worker is not None and not self._worker_swapping:
+                crash = worker.take_crash()
+                if crash is not None:
+                    raise crash
+                if not worker.running:
+                    await worker.start()
             await asyncio.sleep(_DELIVERY_WATCH_SECONDS)
 
     async def tick(self, now: datetime | None = None) -> int:

@@ -13,6 +13,7 @@ import structlog
 from monitor.config import load_config_text
 from monitor.daemon import Daemon
 from monitor.supervisor import Supervisor
+from tests.alert_support import new_alert
 
 
 async def _eventually(condition: Callable[[], bool], seconds: float = 5.0) -> None:
@@ -96,5 +97,57 @@ targets: []
                 text = await response.text()
             assert 'tthc_task_restarts_total{task="probe-dispatcher"} 1.0' in text
             assert "tthc_store_backlog " in text
+    finally:
+        await daemon.stop()
+
+
+async def test_a_crashed_delivery_loop_is_restarted_counted_and_keeps_delivering(tmp_path: Path) -> None:
+    """The delivery worker's loop dies on a send that raised: /readyz names alert-delivery, the restart is
+    counted, and an alert stored afterwards is still sent."""
+    config = load_config_text(
+        f"""
+listen: 127.0.0.1:0
+store: {{path: {tmp_path / "store.db"}, flush_interval: 0.05s}}
+logging: {{format: json}}
+targets: []
+alerts:
+  channels: [{{type: log, name: log}}]
+  directory: {{people: [{{id: can-bo-07, roles: [it_oncall]}}]}}
+""",
+        environ={},
+    )
+    daemon = Daemon(config)
+    await daemon.start()
+    try:
+        worker = daemon.alerts.worker
+        assert worker is not None and daemon.alerts.outbox is not None
+
+        async def send_that_raised() -> None:
+            raise RuntimeError("a send that escaped its error handling")
+
+        escaped = asyncio.ensure_future(send_that_raised())
+        await asyncio.sleep(0)
+        worker._tasks.add(escaped)  # type: ignore[arg-type]
+        daemon.alerts.outbox.wakeup.set()
+        async with aiohttp.ClientSession() as session:
+
+            async def readyz() -> tuple[int, dict]:
+                async with session.get(f"{daemon.base_url}/readyz") as response:
+                    return response.status, await response.json()
+
+            seen: list[tuple[int, dict]] = []
+            for _ in range(400):
+                seen.append(await readyz())
+                if seen[-1][0] == 503:
+                    break
+                await asyncio.sleep(0.01)
+            assert seen[-1][1]["tasks_down"] == {"alert-delivery": "RuntimeError"}
+            await _eventually(lambda: daemon.alerts.worker is not None and daemon.alerts.worker.running)
+            assert (await readyz())[0] == 200
+            async with session.get(f"{daemon.base_url}/metrics") as response:
+                assert 'tthc_task_restarts_total{task="alert-delivery"} 1.0' in await response.text()
+        now = daemon.now()
+        await daemon.alerts.outbox.enqueue([new_alert(1, at=now, channels=("log",))])
+        await _eventually(lambda: daemon.alerts.worker is not None and daemon.alerts.worker.sent == 1)
     finally:
         await daemon.stop()
