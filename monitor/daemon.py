@@ -108,6 +108,7 @@ class Daemon:
             start_jitter=config.scheduler.start_jitter,
             observe_lateness=self.metrics.probe_lateness.observe,
             report_saturation=self.metrics.scheduler_saturation.set,
+            count_held_back=self.metrics.probes_held_back.inc,
             clock=clock,
             supervisor=self.supervisor,
         )

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.registry import Collector
 
 from monitor import __version__
@@ -165,6 +165,11 @@ class Metrics:
             "tthc_scheduler_saturation",
             "Sum of timeout/interval over targets divided by scheduler.max_concurrency; above 1 hanging"
             " targets alone could take every probe slot.",
+            registry=self.registry,
+        )
+        self.probes_held_back = Counter(
+            "tthc_probes_held_back",
+            "Probes not run because their target's incident writes were waiting for the store.",
             registry=self.registry,
         )
         self.config_reload_successful = Gauge(

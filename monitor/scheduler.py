@@ -10,7 +10,10 @@ The probe path does no I/O besides the probe: results go to the store's in-memor
 changes to the event bus, and incidents to a single writer task (which keeps their order and gives
 them store ids before IncidentOpened/IncidentClosed are published). The writer retries each incident
 write until it is committed (a locked or full disk delays it, never drops it), so its alerts go out
-once the store is back.
+once the store is back. Its queue is bounded without losing an incident: a target with
+`MAX_PENDING_INCIDENT_WRITES` waiting (its outage's open and close) is not probed again until they are
+committed, so a store outage holds at most that many per target; the probes held back are counted
+(tthc_probes_held_back_total), like the raw samples the store may drop.
 
 An incident open when the monitor stopped (cleanly or not) is closed at start at its target's last probe
 before the stop: the monitor cannot say the target was down while nobody watched. The first probe after
@@ -23,6 +26,7 @@ end (recovered while unmonitored).
 from __future__ import annotations
 
 import asyncio
+import collections
 import functools
 import heapq
 import itertools
@@ -73,6 +77,8 @@ _SLOW_SHARE = 0.5
 # A probe still running after this long (or half its timeout, if shorter) is waiting on a silent peer
 # and gives its slot back (ProbeSlots.park). Healthy probes on a LAN finish well within it.
 _PARK_AFTER = 0.5
+# Incident writes one target may have waiting for the store: an outage's open and its close.
+MAX_PENDING_INCIDENT_WRITES = 2
 
 
 def scheduler_saturation(targets: Sequence[Target], max_concurrency: int) -> float:
@@ -117,6 +123,7 @@ class Scheduler:
         start_jitter: float = 1.0,
         observe_lateness: Callable[[float], None] = lambda _seconds: None,
         report_saturation: Callable[[float], None] = lambda _share: None,
+        count_held_back: Callable[[], None] = lambda: None,
         parked_limit: int | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         supervisor: Supervisor | None = None,
@@ -131,6 +138,9 @@ class Scheduler:
         self.running = False
         self._observe_lateness = observe_lateness
         self._report_saturation = report_saturation
+        self._count_held_back = count_held_back
+        # Per target: incident writes queued and not yet committed (bounded, see the module docstring).
+        self._incident_pending: collections.Counter[str] = collections.Counter()
         self._clock = clock
         self.max_concurrency = max_concurrency
         self.slots = ProbeSlots(max_concurrency, parked_limit)
@@ -260,6 +270,9 @@ class Scheduler:
                 heapq.heappush(heap, (next_due, next(self._sequence), name, generation))
                 if name in self._probes:
                     continue  # still running: a target never overlaps itself
+                if self._incident_pending[name] >= MAX_PENDING_INCIDENT_WRITES:
+                    self._count_held_back()  # its incidents wait for the store: keep the queue bounded
+                    continue
                 self._probes[name] = loop.create_task(self._run(target, due), name=f"probe:{name}")
             self._wake = loop.create_future()
             timer = loop.call_at(heap[0][0], _wake_up, self._wake) if heap else None
@@ -363,8 +376,7 @@ class Scheduler:
             tracker.successes_in_row = max(0, tracker.success_threshold - 1)
             return
         handle.suspended_at = None
-        work = _IncidentWork(handle, True, at, outcome.reason, outcome.detail, reopen=True)
-        self._incident_queue.put_nowait(work)
+        self._put_incident(_IncidentWork(handle, True, at, outcome.reason, outcome.detail, reopen=True))
 
     def _queue_incident(
         self, tracker: TargetTracker, *, opening: bool, at: datetime, outcome: ProbeOutcome | None
@@ -380,7 +392,11 @@ class Scheduler:
             at = handle.suspended_at or at
         reason = outcome.reason if outcome else None
         detail = outcome.detail if outcome else ""
-        self._incident_queue.put_nowait(_IncidentWork(handle, opening, at, reason, detail))
+        self._put_incident(_IncidentWork(handle, opening, at, reason, detail))
+
+    def _put_incident(self, work: _IncidentWork) -> None:
+        self._incident_pending[work.handle.target] += 1
+        self._incident_queue.put_nowait(work)
 
     def open_incident_id(self, target: str) -> int | None:
         handle = self._open_incidents.get(target)
@@ -388,7 +404,13 @@ class Scheduler:
 
     async def _write_incidents(self) -> None:
         while (work := await self._incident_queue.get()) is not None:
-            await self._write_incident(work)
+            try:
+                await self._write_incident(work)
+            finally:
+                target = work.handle.target
+                self._incident_pending[target] -= 1
+                if self._incident_pending[target] <= 0:
+                    del self._incident_pending[target]
 
     async def _write_incident(self, work: _IncidentWork) -> None:
         handle = work.handle
