@@ -33,8 +33,11 @@ import pytest
 import yaml
 from aiohttp import web
 
+from monitor.config import load_config_text
+from monitor.daemon import config_secrets
 from monitor.simulator import PORTAL_MARKER, Simulator
 from monitor.simulator.catalog import UNITS
+from probes.sources.mapping import DateParser
 from tests.fakes import FakeServer
 from tests.fakes.esms import FakeEsms
 from tests.fakes.speedsms import FakeSpeedSms
@@ -524,3 +527,39 @@ def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
     """The test talks to 127.0.0.1 only, whatever proxy the environment names."""
     for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
         monkeypatch.delenv(name, raising=False)
+
+
+def test_a_long_bad_value_is_described_not_cut() -> None:
+    """A date that cannot be parsed is quoted whole when short, and only by its length when long."""
+    parser = DateParser(["%d/%m/%Y"], "Asia/Ho_Chi_Minh")
+    with pytest.raises(ValueError, match=r"cannot parse '31/02/2026'"):
+        parser.parse("31/02/2026")
+    echoed = "Basic " + base64.b64encode(b"admin:mat-khau-nguon-2026").decode()
+    with pytest.raises(ValueError) as info:
+        parser.parse(echoed)
+    assert f"a text of {len(echoed)} characters" in str(info.value)
+    assert "YWRt" not in str(info.value)
+
+
+def test_basic_auth_credentials_are_scrubbed_like_the_password() -> None:
+    """The base64 of a source's `username:password` is one of the secrets logging scrubs."""
+    config = load_config_text(
+        yaml.safe_dump(
+            {
+                "dossiers": {
+                    "sources": [
+                        {
+                            "name": "motcua",
+                            "type": "opencps",
+                            "base_url": "http://127.0.0.1:9/o/rest/v2",
+                            "group_id": "35402",
+                            "username": "admin",
+                            "password": "mat-khau-nguon",
+                        }
+                    ]
+                }
+            }
+        ),
+        environ={},
+    )
+    assert base64.b64encode(b"admin:mat-khau-nguon").decode() in config_secrets(config)
