@@ -32,7 +32,7 @@ from tenacity import (
 from monitor.configtypes import Duration, PositiveDuration, StrictModel, secret_file_fields
 from monitor.dossiers.model import Dossier, SyncBatch, SyncError, SyncFailure
 
-from .mapping import BatchBuilder, Path, get_path, split_path
+from .mapping import BatchBuilder, Path, get_path, quoted_value, split_path
 
 __all__ = [
     "ApiKeyAuth",
@@ -564,7 +564,7 @@ def _decode_page(document: Any, items_path: Path, total_path: Path | None, name:
                 total = int(raw)
             except (TypeError, ValueError):
                 raise SyncError(
-                    SyncFailure.PARSE, f"{name}: page {index + 1} total {str(raw)[:20]!r} is not a number"
+                    SyncFailure.PARSE, f"{name}: page {index + 1} total {quoted_value(raw)} is not a number"
                 ) from None
     return Page(items, total)
 
