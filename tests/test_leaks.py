@@ -575,3 +575,59 @@ def test_basic_auth_credentials_are_scrubbed_like_the_password() -> None:
         environ={},
     )
     assert base64.b64encode(b"admin:mat-khau-nguon").decode() in config_secrets(config)
+
+
+# Requests aiohttp's parser refuses, each carrying the API token where the refusal quotes it.
+_MALFORMED = (
+    b"GET /api/v1/targets HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nX-Bad: \x01{token}\r\n\r\n",
+    b"GET /api/v1/targets HTTP/1.1\r\nHost: x\r\nContent-Length: 1-{token}\r\n\r\n",
+    b"G\x00T /{token} HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"POST /api/v1/reload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz-{token}\r\n",
+)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="aiohttp.server logs a refused request with the offending line at error level and the stdlib "
+    "bridge of monitor/logging.py does not scrub it; the boundary-hardening branch scrubs the final "
+    "rendered line of stdlib records (remove this marker when it is merged)",
+)
+async def test_requests_refused_by_the_parser_do_not_log_the_token(tmp_path: Path) -> None:
+    """Malformed requests carrying the API token are refused with 400 and the token is not in the log."""
+    token = _secret("api-token")
+    port = _free_port()
+    config = tmp_path / "monitor.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "listen": f"127.0.0.1:{port}",
+                "api": {"token": "${LEAK_API_TOKEN}"},
+                "store": {"path": str(tmp_path / "monitor.db")},
+                "logging": {"level": "debug", "format": "json"},
+            }
+        ),
+        "utf-8",
+    )
+    log = tmp_path / "daemon.log"
+    with log.open("wb") as out:
+        daemon = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "monitor", "run", "--config", str(config),
+            stdout=out, stderr=out, cwd=tmp_path, env={**os.environ, "LEAK_API_TOKEN": token},
+        )  # fmt: skip
+    try:
+        await _until(lambda: "daemon_started" in log.read_text(), "the daemon to start")
+        statuses = []
+        for request in _MALFORMED:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(request.replace(b"{token}", token.encode()))
+            await writer.drain()
+            statuses.append((await reader.readline()).decode().strip())
+            writer.close()
+            await writer.wait_closed()
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(daemon.wait(), 30) == 0
+    assert all(" 400 " in status for status in statuses), statuses
+    text = log.read_text(encoding="utf-8")
+    assert "daemon_stopped" in text
+    assert token[-20:-12] not in text, [line for line in text.splitlines() if token[-20:-12] in line][:3]
