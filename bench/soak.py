@@ -59,6 +59,7 @@ GROUP_ID = "35402"
 PHONE = "0912345678"
 LATENESS = "tthc_probe_lateness_seconds"
 RESTARTS = "tthc_task_restarts_total"
+SEGMENT_SECONDS = 300
 
 
 @dataclass(slots=True)
@@ -444,13 +445,15 @@ def report(result: SoakResult) -> None:
         f"RSS after warm-up {result.rss_after_warmup_mb} MB, at the end {result.rss_end_mb} MB"
         f" (growth {result.rss_growth_pct} %)"
     )
-    p99s = [w.lateness_p99_ms for w in result.windows if not math.isnan(w.lateness_p99_ms)]
-    if p99s:
-        third = max(1, len(p99s) // 3)
-        print(
-            f"lateness p99 per window: first third max {max(p99s[:third])} ms,"
-            f" last third max {max(p99s[-third:])} ms, overall max {max(p99s)} ms"
-        )
+    print("lateness p99 of the scrape windows, per 5 minutes (median / max), RSS at the segment's end:")
+    for start in range(0, int(result.minutes * 60) + 1, SEGMENT_SECONDS):
+        windows = [w for w in result.windows if start <= w.at < start + SEGMENT_SECONDS]
+        p99s = sorted(w.lateness_p99_ms for w in windows if not math.isnan(w.lateness_p99_ms))
+        if p99s:
+            print(
+                f"  {start // 60:3d}-{start // 60 + SEGMENT_SECONDS // 60:<3d} min:"
+                f" {p99s[len(p99s) // 2]:7.1f} / {p99s[-1]:7.1f} ms, RSS {windows[-1].rss_mb} MB"
+            )
     print(f"store {result.store_mb_end} MB")
     print(
         f"alerts: injected {result.alerts_injected}, sent {result.alerts_sent},"
@@ -478,7 +481,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scrape-interval", type=float, default=15.0)
     parser.add_argument("--warmup", type=float, default=300.0, help="seconds before the first RSS figure")
     parser.add_argument("--json", type=Path, help="also write the result here as JSON")
+    parser.add_argument("--report", type=Path, help="only print the report of a saved --json result")
     args = parser.parse_args(argv)
+    if args.report is not None:
+        saved = json.loads(args.report.read_text(encoding="utf-8"))
+        saved["windows"] = [Window(**window) for window in saved["windows"]]
+        report(SoakResult(**saved))
+        return 0
     with tempfile.TemporaryDirectory(prefix="tthc-soak-") as folder:
         result = asyncio.run(soak(args, Path(folder)))
     report(result)
