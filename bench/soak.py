@@ -12,8 +12,8 @@ What runs, each in its own process, all on 127.0.0.1:
 - the daemon itself, its store in a temporary folder, logging at warning;
 - in this process: the fake eSMS gateway (`tests/fakes/esms.py`) and the alert injector, which writes
   `--alert-rate` alerts per second into the daemon's outbox through a second store connection, as
-  `tthc-monitor notify-test` does; and the scraper, reading /metrics, /api/v1/targets and /status every
-  `--scrape-interval` seconds.
+  `tthc-monitor notify-test` does; and the scraper, reading /metrics every `--scrape-interval` seconds
+  and /api/v1/targets and /status every `--pages-every` scrapes (5 minutes by default).
 
 Printed: RSS of the daemon after the warm-up and at the end (goal: < 5 % growth), probe lateness p99 per
 scrape window (from the histogram's bucket deltas; goal: no drift), store size, alerts injected / sent /
@@ -266,10 +266,15 @@ async def scrape_loop(
     until: float,
 ) -> None:
     previous: dict[float, float] = {}
+    scrapes = 0
     while time.monotonic() < until:
         await asyncio.sleep(min(args.scrape_interval, max(0.0, until - time.monotonic())))
+        scrapes += 1
+        # /status renders every target's daily bars: ~20 MB and ~1.6 s at 1,000 targets, much of it on
+        # the loop; read every 15 s it was most of the lateness, so it is read every --pages-every scrapes.
+        pages = ("/api/v1/targets", "/status") if scrapes % args.pages_every == 1 % args.pages_every else ()
         try:
-            for path in ("/api/v1/targets", "/status"):
+            for path in pages:
                 async with session.get(base + path) as reply:
                     await reply.read()
                     result.http_5xx += reply.status >= 500
@@ -479,6 +484,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dossiers", type=int, default=100_000)
     parser.add_argument("--alert-rate", type=float, default=50.0, help="alerts per second into the outbox")
     parser.add_argument("--scrape-interval", type=float, default=15.0)
+    parser.add_argument(
+        "--pages-every", type=int, default=20, help="read /status and /api/v1/targets every N scrapes"
+    )
     parser.add_argument("--warmup", type=float, default=300.0, help="seconds before the first RSS figure")
     parser.add_argument("--json", type=Path, help="also write the result here as JSON")
     parser.add_argument("--report", type=Path, help="only print the report of a saved --json result")

@@ -22,6 +22,7 @@ def test_soak_loses_nothing_duplicates_nothing_and_restarts_nothing(tmp_path: Pa
         [
             *(sys.executable, str(ROOT / "bench" / "soak.py"), "--minutes", "1.5", "--targets", "200"),
             *("--dossiers", "10000", "--alert-rate", "10", "--warmup", "30", "--scrape-interval", "5"),
+            *("--pages-every", "3"),
             *("--json", str(result_file)),
         ],
         cwd=ROOT,
