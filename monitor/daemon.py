@@ -7,6 +7,7 @@ in-flight probes up to the grace period, cancel the rest; then the store flushes
 from __future__ import annotations
 
 import asyncio
+import base64
 import gc
 import signal
 import sys
@@ -53,6 +54,10 @@ def config_secrets(config: Config) -> list[str]:
         elif isinstance(node, BaseModel):
             for name in type(node).model_fields:
                 walk(getattr(node, name))
+            # Basic auth sends base64("user:password"); a server echoing its header would show that.
+            username, password = getattr(node, "username", None), getattr(node, "password", None)
+            if isinstance(username, str) and isinstance(password, SecretStr) and password.get_secret_value():
+                found.append(base64.b64encode(f"{username}:{password.get_secret_value()}".encode()).decode())
         elif isinstance(node, list | tuple):
             for item in node:
                 walk(item)

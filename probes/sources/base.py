@@ -35,7 +35,7 @@ from monitor.dossiers.model import Dossier, SyncBatch, SyncError, SyncFailure
 from monitor.logging import register_secrets
 from monitor.placeholders import fill_placeholders
 
-from .mapping import BatchBuilder, Path, get_path, split_path
+from .mapping import BatchBuilder, Path, get_path, quoted_value, split_path
 from .replies import DEFAULT_MAX_REPLY_BYTES, MISSING, decode_paths, origin_of, read_capped
 
 __all__ = [
@@ -660,7 +660,7 @@ def _decode_page(values: Mapping[str, Any], items_path: Path, name: str, index: 
             total = int(raw_total)
         except (TypeError, ValueError):
             raise SyncError(
-                SyncFailure.PARSE, f"{name}: page {index + 1} total {str(raw_total)[:20]!r} is not a number"
+                SyncFailure.PARSE, f"{name}: page {index + 1} total {quoted_value(raw_total)} is not a number"
             ) from None
     return Page(items, total)
 

@@ -33,6 +33,7 @@ __all__ = [
     "parse_bool",
     "parse_float",
     "parse_status",
+    "quoted_value",
     "shared",
     "split_path",
     "validate_dossier",
@@ -240,13 +241,16 @@ class DateParser:
                 return parsed
         if value in (0, "0"):  # epoch sources write 0 for "no date"
             return None
-        raise ValueError(f"cannot parse {_short(value)!r} with formats {list(self.formats)}")
+        raise ValueError(f"cannot parse {quoted_value(value)} with formats {list(self.formats)}")
 
 
-def _short(value: Any) -> Any:
+def quoted_value(value: Any) -> str:
+    """The value as the error quotes it: whole, or only its length when long. A cut excerpt would defeat
+    the log's scrubbing of secrets, which masks whole values (a reply echoing `Basic <credentials>` in a
+    date field showed half the password)."""
     if isinstance(value, str) and len(value) > 40:
-        return value[:40] + "..."
-    return value
+        return f"a text of {len(value)} characters"
+    return repr(value)
 
 
 # --- scalars ----------------------------------------------------------------------------------------
@@ -313,7 +317,7 @@ def parse_status(
         return status
     if default is not None:
         return default
-    raise Rejected(RejectReason.UNKNOWN_STATUS, "status", f"unknown status {_short(raw)!r}")
+    raise Rejected(RejectReason.UNKNOWN_STATUS, "status", f"unknown status {quoted_value(raw)}")
 
 
 # --- validation -------------------------------------------------------------------------------------
