@@ -31,7 +31,7 @@ from alerts.channels.base import Channel, DeliveryReceipt
 from alerts.circuit import CircuitBreaker, CircuitState
 from alerts.config import DeliveryConfig
 from alerts.errors import AuthError, ChannelError, PermanentError, QuotaExceeded, RateLimited, TransientError
-from alerts.outbox import OutboxChange, OutboxRow, failed_change, reschedule_change
+from alerts.outbox_rows import OutboxChange, OutboxRow, failed_change, reschedule_change
 from monitor.durations import format_duration
 
 __all__ = ["AttemptPolicy", "Outcome", "short_error", "unreachable_error"]

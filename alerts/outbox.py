@@ -13,14 +13,25 @@ the API and CLI show) and `repr` leave them out.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from alerts.model import AlertStatus, NewAlert
+from alerts.outbox_rows import (
+    OutboxChange,
+    OutboxRow,
+    PreparedChanges,
+    SentMark,
+    alert_id_for,
+    failed_change,
+    from_ms,
+    prepare_changes,
+    reschedule_change,
+    row_from_values,
+    to_ms,
+)
 from monitor.store import SqliteStore
 
 __all__ = [
@@ -32,11 +43,6 @@ __all__ = [
     "failed_change",
     "reschedule_change",
 ]
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MS = timedelta(milliseconds=1)
-# Errors come from gateways: keep a bounded amount in the row and in API output.
-_MAX_ERROR = 300
 
 _COLUMNS = (
     "id, dedupe_key, kind, severity, person_id, channels, channel_index, channel, text, template_params,"
@@ -50,148 +56,6 @@ _INSERT = (
     " created_at, event_at, not_before, deliver_by)"
     " VALUES (?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
-
-
-def _to_ms(value: datetime) -> int:
-    if value.tzinfo is None:
-        raise ValueError("datetime must be timezone aware")
-    return (value - _EPOCH) // _MS
-
-
-def _from_ms(value: int | None) -> datetime | None:
-    return None if value is None else _EPOCH + timedelta(milliseconds=value)
-
-
-def alert_id_for(dedupe_key: str) -> str:
-    """The idempotency key sent to gateways: stable for a dedupe_key, short enough for eSMS (≤ 50)."""
-    return "a" + hashlib.sha256(dedupe_key.encode()).hexdigest()[:32]
-
-
-def _error_text(error: str | None) -> str | None:
-    return None if error is None else error[:_MAX_ERROR]
-
-
-@dataclass(frozen=True, slots=True)
-class OutboxRow:
-    """One stored alert. `channel` is the current channel of the plan (None once it is used up)."""
-
-    id: int
-    dedupe_key: str
-    kind: str
-    severity: str
-    person_id: str
-    channels: tuple[str, ...]
-    channel_index: int
-    channel: str | None
-    text: str
-    template_params: Mapping[str, str]
-    phone: str | None
-    zalo_user_id: str | None
-    subject: str
-    keep: tuple[str, ...]
-    status: AlertStatus
-    attempts: int
-    channel_attempts: int
-    next_attempt_at: datetime
-    created_at: datetime
-    event_at: datetime
-    not_before: datetime
-    sent_at: datetime | None
-    channel_used: str | None
-    provider_message_id: str | None
-    segments: int | None
-    last_error: str | None
-    duplicate_hint: bool
-    # Later than this the alert is late; not_before when the alert had none (deliver at once).
-    deliver_by: datetime
-
-    @property
-    def alert_id(self) -> str:
-        return alert_id_for(self.dedupe_key)
-
-    @property
-    def next_channel(self) -> str | None:
-        """The channel after the current one in the plan, if any."""
-        index = self.channel_index + 1
-        return self.channels[index] if index < len(self.channels) else None
-
-    def public(self) -> dict[str, Any]:
-        """What the API and CLI may show: no phone, no Zalo id, no text (personal data)."""
-        return {
-            "id": self.id,
-            "alert_id": self.alert_id,
-            "kind": self.kind,
-            "severity": self.severity,
-            "person_id": self.person_id,
-            "subject": self.subject,
-            "status": self.status.value,
-            "channel": self.channel_used or self.channel,
-            "channels": list(self.channels),
-            "attempts": self.attempts,
-            "created_at": self.created_at,
-            "event_at": self.event_at,
-            "not_before": self.not_before,
-            "next_attempt_at": self.next_attempt_at if self.status is AlertStatus.PENDING else None,
-            "sent_at": self.sent_at,
-            "last_error": self.last_error,
-            "duplicate": self.duplicate_hint,
-        }
-
-    def __repr__(self) -> str:
-        return (
-            f"OutboxRow(id={self.id}, kind={self.kind!r}, person_id={self.person_id!r},"
-            f" status={self.status.value!r}, channel={self.channel!r}, attempts={self.attempts})"
-        )
-
-
-def _row(values: Sequence[Any]) -> OutboxRow:
-    (
-        row_id, dedupe_key, kind, severity, person_id, channels, channel_index, channel, text, params,
-        phone, zalo_user_id, subject, keep, status, attempts, channel_attempts, next_attempt_at,
-        created_at, event_at, not_before, sent_at, channel_used, provider_message_id, segments,
-        last_error, duplicate_hint, deliver_by,
-    ) = values  # fmt: skip
-    return OutboxRow(
-        id=row_id,
-        dedupe_key=dedupe_key,
-        kind=kind,
-        severity=severity,
-        person_id=person_id,
-        channels=tuple(json.loads(channels)),
-        channel_index=channel_index,
-        channel=channel,
-        text=text,
-        template_params=json.loads(params),
-        phone=phone,
-        zalo_user_id=zalo_user_id,
-        subject=subject,
-        keep=tuple(json.loads(keep)),
-        status=AlertStatus(status),
-        attempts=attempts,
-        channel_attempts=channel_attempts,
-        next_attempt_at=_from_ms(next_attempt_at),  # type: ignore[arg-type]
-        created_at=_from_ms(created_at),  # type: ignore[arg-type]
-        event_at=_from_ms(event_at),  # type: ignore[arg-type]
-        not_before=_from_ms(not_before),  # type: ignore[arg-type]
-        sent_at=_from_ms(sent_at),
-        channel_used=channel_used,
-        provider_message_id=provider_message_id,
-        segments=segments,
-        last_error=last_error,
-        duplicate_hint=bool(duplicate_hint),
-        deliver_by=_from_ms(not_before if deliver_by is None else deliver_by),  # type: ignore[arg-type]
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class SentMark:
-    """A gateway accepted row `id`: what `mark_sent_many` records."""
-
-    id: int
-    channel: str
-    provider_message_id: str | None
-    segments: int
-    duplicate: bool = False
 
 
 class Outbox:
@@ -219,7 +83,7 @@ class Outbox:
         """
         if not alerts:
             return 0
-        created = _to_ms(self._clock())
+        created = to_ms(self._clock())
         rows = [self._insert_values(alert, created) for alert in alerts]
         async with self.store.transaction("outbox") as conn:
             cursor = await conn.executemany(_INSERT, rows)
@@ -234,7 +98,7 @@ class Outbox:
 
         A running delivery worker, even in another process, can then never pick it up as well.
         """
-        created = _to_ms(self._clock())
+        created = to_ms(self._clock())
         values = list(self._insert_values(alert, created))
         values[12], values[13] = AlertStatus.IN_FLIGHT.value, 1
         async with self.store.transaction("outbox") as conn:
@@ -243,13 +107,13 @@ class Outbox:
             await cursor.close()
             await conn.execute("UPDATE alert_outbox SET channel_attempts = 1 WHERE id = ?", (row_id,))
             rows = await conn.execute_fetchall(f"SELECT {_COLUMNS} FROM alert_outbox WHERE id = ?", (row_id,))
-        return _row(next(iter(rows)))
+        return row_from_values(next(iter(rows)))
 
     @staticmethod
     def _insert_values(alert: NewAlert, created: int) -> tuple[Any, ...]:
         if not alert.dedupe_key:
             raise ValueError("dedupe_key must not be empty")
-        not_before = _to_ms(alert.not_before)
+        not_before = to_ms(alert.not_before)
         return (
             alert.dedupe_key,
             str(alert.kind),
@@ -268,9 +132,9 @@ class Outbox:
             0,
             not_before,
             created,
-            _to_ms(alert.event_at),
+            to_ms(alert.event_at),
             not_before,
-            None if alert.deliver_by is None else max(not_before, _to_ms(alert.deliver_by)),
+            None if alert.deliver_by is None else max(not_before, to_ms(alert.deliver_by)),
         )
 
     async def claim(
@@ -301,7 +165,7 @@ class Outbox:
     ) -> dict[str, list[OutboxRow]]:
         """`apply` the outcomes, then `claim` up to `limits[channel]` due rows per channel, in one
         transaction: the delivery worker's round costs one commit instead of two."""
-        prepared = _prepare(changes, _to_ms(at))
+        prepared = prepare_changes(changes, to_ms(at))
         limits = {name: limit for name, limit in limits.items() if limit > 0}
         if not (any(prepared) or limits):
             return {}
@@ -341,7 +205,7 @@ class Outbox:
 
     async def apply(self, changes: Iterable[OutboxChange], at: datetime | None = None) -> None:
         """Several outcomes (sent, rescheduled, failed) in one transaction: one commit per batch of sends."""
-        prepared = _prepare(changes, _to_ms(at or self._clock()))
+        prepared = prepare_changes(changes, to_ms(at or self._clock()))
         if not any(prepared):
             return
         async with self.store.transaction("outbox") as conn:
@@ -352,7 +216,7 @@ class Outbox:
 
         Such a row may or may not have reached its gateway; it is resent with the same alert_id.
         """
-        now = _to_ms(self._clock())
+        now = to_ms(self._clock())
         async with self.store.transaction("outbox") as conn:
             cursor = await conn.execute(
                 "UPDATE alert_outbox SET status = 'pending', next_attempt_at = min(next_attempt_at, ?),"
@@ -372,13 +236,13 @@ class Outbox:
         rows = await self.store.reader.execute_fetchall(
             f"SELECT {_COLUMNS} FROM alert_outbox WHERE id = ?", (row_id,)
         )
-        return _row(rows[0]) if rows else None
+        return row_from_values(rows[0]) if rows else None
 
     async def get_by_key(self, dedupe_key: str) -> OutboxRow | None:
         rows = await self.store.reader.execute_fetchall(
             f"SELECT {_COLUMNS} FROM alert_outbox WHERE dedupe_key = ?", (dedupe_key,)
         )
-        return _row(rows[0]) if rows else None
+        return row_from_values(rows[0]) if rows else None
 
     async def list(
         self,
@@ -390,7 +254,7 @@ class Outbox:
         where, params = ["1"], []
         if since is not None:
             where.append("created_at >= ?")
-            params.append(_to_ms(since))
+            params.append(to_ms(since))
         if status is not None:
             where.append("status = ?")
             params.append(AlertStatus(status).value)
@@ -400,7 +264,7 @@ class Outbox:
             " ORDER BY created_at DESC, id DESC LIMIT ?",
             params,
         )
-        return [_row(values) for values in rows]
+        return [row_from_values(values) for values in rows]
 
     async def counts(self) -> dict[AlertStatus, int]:
         """Rows per status."""
@@ -423,19 +287,19 @@ class Outbox:
         rows = await self.store.reader.execute_fetchall(
             "SELECT min(max(created_at, not_before)) FROM alert_outbox"
             " WHERE status IN ('pending', 'in_flight') AND not_before <= ?",
-            (_to_ms(now),),
+            (to_ms(now),),
         )
         oldest = rows[0][0] if rows else None
-        return 0.0 if oldest is None else max(0.0, (_to_ms(now) - oldest) / 1000)
+        return 0.0 if oldest is None else max(0.0, (to_ms(now) - oldest) / 1000)
 
     async def oldest_deferred_age(self, now: datetime) -> float:
         """Seconds since the oldest alert held back (quiet or working hours) was created (0 when none)."""
         rows = await self.store.reader.execute_fetchall(
             "SELECT min(created_at) FROM alert_outbox WHERE status = 'pending' AND not_before > ?",
-            (_to_ms(now),),
+            (to_ms(now),),
         )
         oldest = rows[0][0] if rows else None
-        return 0.0 if oldest is None else max(0.0, (_to_ms(now) - oldest) / 1000)
+        return 0.0 if oldest is None else max(0.0, (to_ms(now) - oldest) / 1000)
 
     async def cancel_for_people(self, person_ids: Iterable[str], reason: str) -> int:
         """Fail, never to be sent, the pending alerts of these people (removed from the directory by a
@@ -472,61 +336,13 @@ class Outbox:
         rows = await self.store.reader.execute_fetchall(
             "SELECT min(next_attempt_at) FROM alert_outbox WHERE status = 'pending'"
         )
-        return _from_ms(rows[0][0]) if rows and rows[0][0] is not None else None
+        return from_ms(rows[0][0]) if rows and rows[0][0] is not None else None
 
     def __repr__(self) -> str:
         return f"Outbox({self.store!r})"
 
 
-@dataclass(frozen=True, slots=True)
-class _Reschedule:
-    id: int
-    at: int
-    error: str | None
-    next_channel: bool
-
-
-@dataclass(frozen=True, slots=True)
-class _Fail:
-    id: int
-    error: str | None
-
-
-OutboxChange = SentMark | _Reschedule | _Fail
-
-
-def reschedule_change(row_id: int, at: datetime, error: str, next_channel: bool = False) -> OutboxChange:
-    """A pending `reschedule` for `Outbox.apply`."""
-    return _Reschedule(row_id, _to_ms(at), _error_text(error), next_channel)
-
-
-def failed_change(row_id: int, error: str) -> OutboxChange:
-    """A pending `mark_failed` for `Outbox.apply`."""
-    return _Fail(row_id, _error_text(error))
-
-
-_Prepared = tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]]]
-
-
-def _prepare(changes: Iterable[OutboxChange], sent_at: int) -> _Prepared:
-    """The parameters of `_apply`'s three statements: sent, rescheduled, failed."""
-    sent: list[tuple[Any, ...]] = []
-    moved: list[tuple[Any, ...]] = []
-    failed: list[tuple[Any, ...]] = []
-    for change in changes:
-        if isinstance(change, SentMark):
-            sent.append(
-                (sent_at, change.channel, change.provider_message_id, change.segments,
-                 int(change.duplicate), change.id)
-            )  # fmt: skip
-        elif isinstance(change, _Reschedule):
-            moved.append((change.at, change.error, int(change.next_channel), change.id))
-        else:
-            failed.append((change.error, change.id))
-    return sent, moved, failed
-
-
-async def _apply(conn: Any, prepared: _Prepared) -> None:
+async def _apply(conn: Any, prepared: PreparedChanges) -> None:
     sent, moved, failed = prepared
     if sent:
         await conn.executemany(
@@ -559,7 +375,7 @@ def _claim_query(
     waiting_too: bool = False,
 ) -> tuple[str, list[Any]]:
     """The statement and parameters of `Outbox.claim` (see there)."""
-    at = _to_ms(now)
+    at = to_ms(now)
     where = "status = 'pending' AND not_before <= ?"
     params: list[Any] = [at]
     if not waiting_too:
@@ -586,6 +402,6 @@ def _claim_query(
 
 async def _claimed(conn: Any, query: tuple[str, list[Any]]) -> list[OutboxRow]:
     rows = await conn.execute_fetchall(*query)
-    claimed = [_row(values) for values in rows]
+    claimed = [row_from_values(values) for values in rows]
     claimed.sort(key=lambda row: (row.next_attempt_at, row.id))
     return claimed

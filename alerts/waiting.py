@@ -13,7 +13,7 @@ from datetime import datetime, time, tzinfo
 
 from alerts.config import QuietHoursConfig
 from alerts.model import AlertKind
-from alerts.outbox import OutboxRow
+from alerts.outbox_rows import OutboxRow
 
 __all__ = ["PendingWait", "pending_wait"]
 
