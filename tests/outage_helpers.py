@@ -39,6 +39,17 @@ BUSY_TIMEOUT = 1.0
 FLUSH_INTERVAL = 0.2
 
 
+# Holds BEGIN EXCLUSIVE on the file (as an admin's `sqlite3` shell would) until its stdin closes.
+WRITE_LOCKER = """
+import sqlite3, sys
+conn = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=30)
+conn.execute("BEGIN EXCLUSIVE")
+print("locked", flush=True)
+sys.stdin.read()
+conn.execute("ROLLBACK")
+"""
+
+
 def fault_seconds(default: float) -> float:
     """The fault's duration: TTHC_FAULT_SECONDS overrides the default run's (the issue's 30 s and 20 s)."""
     return float(os.environ.get("TTHC_FAULT_SECONDS", default))

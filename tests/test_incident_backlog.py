@@ -11,16 +11,7 @@ from pathlib import Path
 from monitor.config import load_config_text
 from monitor.daemon import Daemon
 from monitor.scheduler import MAX_PENDING_INCIDENT_WRITES
-from tests.outage_helpers import Portal
-
-_LOCKER = """
-import sqlite3, sys
-conn = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=30)
-conn.execute("BEGIN EXCLUSIVE")
-print("locked", flush=True)
-sys.stdin.read()
-conn.execute("ROLLBACK")
-"""
+from tests.outage_helpers import WRITE_LOCKER, Portal
 
 
 async def test_a_flapping_target_under_a_locked_store_keeps_the_incident_queue_bounded(
@@ -47,7 +38,7 @@ targets:
     locker = await asyncio.create_subprocess_exec(
         sys.executable,
         "-c",
-        _LOCKER,
+        WRITE_LOCKER,
         str(store_path),
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,

@@ -17,7 +17,6 @@ from typing import Any
 import aiohttp
 import pytest
 import yaml
-from aiohttp import web
 
 from alerts.model import AlertKind, NewAlert, Severity
 from alerts.outbox import Outbox
@@ -27,42 +26,18 @@ from monitor.daemon import Daemon
 from monitor.simulator import DEFAULT_PASSWORD, Simulator
 from tests.crash_helpers import DaemonProcess, SlowEsms
 from tests.fakes.esms import FakeEsms
+from tests.outage_helpers import Portal
 
 TOKEN = "reload-api-token-81c3"
 EM_PHONE = "0977777777"
 GIANG_PHONE = "0966666666"
 
 
-class Switch:
-    """A loopback web server the test takes down (503) and brings back."""
-
-    def __init__(self) -> None:
-        self.up = True
-        self.runner: web.AppRunner | None = None
-        self.url = ""
-
-    async def _handle(self, _request: web.Request) -> web.Response:
-        return web.Response(text="Cổng Dịch vụ công", status=200 if self.up else 503)
-
-    async def start(self) -> None:
-        app = web.Application()
-        app.router.add_get("/{tail:.*}", self._handle)
-        self.runner = web.AppRunner(app)
-        await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
-        await site.start()
-        self.url = f"http://127.0.0.1:{self.runner.addresses[0][1]}/"
-
-    async def stop(self) -> None:
-        if self.runner is not None:
-            await self.runner.cleanup()
-
-
 def person(person_id: str, phone: str) -> dict[str, Any]:
     return {"id": person_id, "phone": phone, "roles": ["it_oncall"], "channels": ["sms"]}
 
 
-def base_config(tmp_path: Path, sim: Simulator, esms: FakeEsms, switch: Switch) -> dict[str, Any]:
+def base_config(tmp_path: Path, sim: Simulator, esms: FakeEsms, switch: Portal) -> dict[str, Any]:
     """One target, one OpenCPS source on the simulator, one SMS channel, IT on-call told at once."""
     return {
         "listen": "127.0.0.1:0",
@@ -135,7 +110,7 @@ class Office:
     config: dict[str, Any]
     sim: Simulator
     esms: FakeEsms
-    switch: Switch
+    switch: Portal
 
     def write(self, config: dict[str, Any]) -> None:
         self.config = config
@@ -158,9 +133,9 @@ class Office:
     async def outage(self, people: int = 1) -> None:
         """The portal goes down and comes back (one incident): wait for each person's two messages."""
         before = len(self.esms.messages)
-        self.switch.up = False
+        self.switch.status = 503
         await wait_for(lambda: self._messages_since(before, "NGUNG", people))
-        self.switch.up = True
+        self.switch.status = 200
         await wait_for(lambda: self._messages_since(before, "hoat dong lai", people))
 
     async def _messages_since(self, before: int, word: str, count: int) -> bool:
@@ -183,7 +158,7 @@ async def start_office(tmp_path: Path, esms: FakeEsms) -> AsyncIterator[Office]:
     """The simulator, the target, the config file and the daemon on it; all stopped afterwards."""
     sim = Simulator(seed=5, dossier_count=120, tls=False, tick_interval=3600)
     await sim.start()
-    switch = Switch()
+    switch = Portal()
     await switch.start()
     path = tmp_path / "monitor.yaml"
     office = Office(None, path, {}, sim, esms, switch)  # type: ignore[arg-type]
@@ -398,14 +373,14 @@ async def test_an_alert_in_flight_during_a_channel_reload_is_delivered_once(tmp_
     async with SlowEsms(delay=1.0) as esms, start_office(tmp_path, esms) as office:
         outbox = office.daemon.alerts.outbox
         assert outbox is not None
-        office.switch.up = False
+        office.switch.status = 503
         await wait_for(lambda: has_counts(outbox, in_flight=1))
         config = office.edited()
         config["alerts"]["channels"][0]["timeout"] = "8s"
         office.write(config)
         status, body = await office.post_reload()
         assert status == 200 and body["details"]["channels_rebuilt"] == ["sms"]
-        office.switch.up = True
+        office.switch.status = 200
         await wait_for(lambda: has_counts(outbox, sent=2), within=15)
         assert len(esms.messages) == 2
         worker = office.daemon.alerts.worker
@@ -424,7 +399,7 @@ async def test_sighup_to_tthc_monitor_run_applies_the_file(tmp_path: Path) -> No
     async with FakeEsms() as esms:
         sim = Simulator(seed=5, dossier_count=20, tls=False, tick_interval=3600)
         await sim.start()
-        switch = Switch()
+        switch = Portal()
         await switch.start()
         daemon = DaemonProcess(tmp_path / "monitor.yaml", tmp_path / "daemon.log")
         try:

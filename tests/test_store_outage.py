@@ -26,17 +26,7 @@ import pytest
 from alerts.outbox import Outbox
 from monitor.store import SqliteStore
 from tests.fakes.esms import FakeEsms
-from tests.outage_helpers import BASE, Outage, OutageReport, Portal, fault_seconds
-
-# Holds BEGIN EXCLUSIVE on the file (as an admin's `sqlite3` shell would) until its stdin closes.
-_LOCKER = """
-import sqlite3, sys
-conn = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=30)
-conn.execute("BEGIN EXCLUSIVE")
-print("locked", flush=True)
-sys.stdin.read()
-conn.execute("ROLLBACK")
-"""
+from tests.outage_helpers import BASE, WRITE_LOCKER, Outage, OutageReport, Portal, fault_seconds
 
 
 async def _check_outcome(outage: Outage, report: OutageReport, fault: str) -> None:
@@ -91,7 +81,7 @@ async def test_another_process_holding_the_write_lock_loses_nothing(tmp_path: Pa
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-c",
-            _LOCKER,
+            WRITE_LOCKER,
             str(outage.store_path),
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
