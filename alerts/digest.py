@@ -23,7 +23,7 @@ from alerts.directory import Directory
 from alerts.model import AlertKind, AlertSink, NewAlert, Severity
 from alerts.templates import Templates
 from monitor.calendar import Calendars, WorkingCalendar
-from monitor.store import SqliteStore
+from monitor.store import SqlStore
 
 __all__ = ["Digest", "DigestItem"]
 
@@ -55,7 +55,7 @@ class Digest:
     def __init__(
         self,
         config: DigestConfig,
-        store: SqliteStore,
+        store: SqlStore,
         sink: AlertSink,
         directory: Directory,
         calendars: Calendars,

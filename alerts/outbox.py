@@ -32,7 +32,7 @@ from alerts.outbox_rows import (
     row_from_values,
     to_ms,
 )
-from monitor.store import SqliteStore
+from monitor.store import SqlStore
 
 __all__ = [
     "Outbox",
@@ -66,7 +66,7 @@ class Outbox:
     `store.transaction()` (serialised with the store's own batch writer).
     """
 
-    def __init__(self, store: SqliteStore, clock: Callable[[], datetime] | None = None) -> None:
+    def __init__(self, store: SqlStore, clock: Callable[[], datetime] | None = None) -> None:
         self.store = store
         self._clock = clock or (lambda: datetime.now(UTC))
         self.wakeup = asyncio.Event()

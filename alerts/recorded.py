@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from alerts.timers import epoch, from_epoch
 from monitor.calendar import Calendars
 from monitor.events import DossierThresholdCrossed
-from monitor.store import SqliteStore
+from monitor.store import SqlStore
 
 __all__ = ["recorded_crossings", "told_of_incidents"]
 
@@ -23,7 +23,7 @@ _ALERT_OF_CROSSING = (
 
 
 async def recorded_crossings(
-    store: SqliteStore, since: datetime, calendars: Calendars, thresholds: Sequence[str] = ()
+    store: SqlStore, since: datetime, calendars: Calendars, thresholds: Sequence[str] = ()
 ) -> list[DossierThresholdCrossed]:
     """Published crossings of dossiers still open (not paused, finished or vanished), rebuilt as events,
     oldest first: those since `since`, and older ones with no alert or digest item stored at all (a
@@ -92,7 +92,7 @@ def _working_amount(key: str) -> tuple[float, float]:
     return days, hours
 
 
-async def told_of_incidents(store: SqliteStore) -> dict[int, set[str]]:
+async def told_of_incidents(store: SqlStore) -> dict[int, set[str]]:
     """incident id → people whose outbox holds its own down message (`incident:{id}:down:{person}`).
 
     Outages sent one message per incident before they were grouped: on the first start after the upgrade

@@ -57,7 +57,7 @@ from monitor.events import (
     TargetStateChanged,
 )
 from monitor.model import FailureReason, Health
-from monitor.store import SqliteStore
+from monitor.store import SqlStore
 
 __all__ = ["ROUTED_EVENTS", "Router", "recorded_crossings"]
 
@@ -487,7 +487,7 @@ class Router:
         repeats = {rule.name: rule.repeat for rule in self.config.rules}
         self.groups.load(repeats.get)
 
-    async def rederive(self, since: datetime, store: SqliteStore, *, thresholds: Sequence[str] = ()) -> int:
+    async def rederive(self, since: datetime, store: SqlStore, *, thresholds: Sequence[str] = ()) -> int:
         """Re-create the alerts of incidents and crossings recorded since `since` (idempotent: the sink
         ignores known keys). Returns how many alerts were new.
 

@@ -30,7 +30,7 @@ from alerts.templates import Templates
 from alerts.timers import Timers
 from monitor.calendar import Calendars
 from monitor.events import Event, EventBus, Subscription
-from monitor.store import SqliteStore
+from monitor.store import SqlStore
 from monitor.store.durable import until_committed
 from monitor.supervisor import Supervisor
 
@@ -85,7 +85,7 @@ class AlertService:
     def __init__(
         self,
         config: Config,
-        store: SqliteStore,
+        store: SqlStore,
         bus: EventBus,
         calendars: Calendars,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),

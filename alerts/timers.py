@@ -12,7 +12,7 @@ from typing import Any
 from alerts.model import AlertKind
 from alerts.rules import RuleConfig
 from monitor.events import DossierSyncFailed, TargetStateChanged
-from monitor.store import SqliteStore
+from monitor.store import SqlStore
 
 __all__ = [
     "Timer",
@@ -93,7 +93,7 @@ def sync_timer(event: DossierSyncFailed, rule: RuleConfig) -> Timer:
 class Timers:
     """The `alert_timers` table with an in-memory copy; memory only without a store (tests, dry runs)."""
 
-    def __init__(self, store: SqliteStore | None = None) -> None:
+    def __init__(self, store: SqlStore | None = None) -> None:
         self.store = store
         self._timers: dict[str, Timer] = {}
 

@@ -30,8 +30,8 @@ from monitor.metrics import UPTIME_WINDOWS, Metrics, TargetSeries
 from monitor.reload import RESTART_ONLY, ReloadOutcome, changed_sections
 from monitor.runtime_metrics import RuntimeCollector
 from monitor.scheduler import Scheduler
-from monitor.store import SqliteStore
 from monitor.store.heartbeat import Heartbeat
+from monitor.store.open import store_from_config
 from monitor.supervisor import Supervisor
 from monitor.web.app import create_web_app
 
@@ -102,7 +102,7 @@ class Daemon:
         self.metrics = Metrics()
         # Every long-lived loop runs under it: a crash is logged, counted, restarted and shown by /readyz.
         self.supervisor = Supervisor()
-        self.store = SqliteStore.from_config(config.store, clock=clock, supervisor=self.supervisor)
+        self.store = store_from_config(config.store, clock=clock, supervisor=self.supervisor)
         self.metrics.register(RuntimeCollector(self.store, self.supervisor, self.bus))
         self.heartbeat = Heartbeat(self.store, config.store.heartbeat_interval, clock, self.supervisor)
         self.scheduler = Scheduler(

@@ -80,7 +80,7 @@ def planned_maintenance(
     targets: Iterable[Target], start: datetime, end: datetime, zone: ZoneInfo
 ) -> dict[str, list[Span]]:
     """Per target with maintenance windows, their occurrences in [start, end): time that is planned out of
-    service, so neither up nor down (`SqliteStore.monitored_spans` leaves it out of monitored time)."""
+    service, so neither up nor down (`SqlStore.monitored_spans` leaves it out of monitored time)."""
     planned = {}
     for target in targets:
         if target.maintenance:

@@ -14,7 +14,7 @@ from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
     from monitor.events import EventBus
-    from monitor.store.sqlite import SqliteStore
+    from monitor.store.sql import SqlStore
     from monitor.supervisor import Supervisor
 
 __all__ = ["RuntimeCollector"]
@@ -25,7 +25,7 @@ class RuntimeCollector(Collector):
     tthc_store_last_commit_age_seconds, tthc_task_restarts_total{task}, tthc_tasks_down,
     tthc_events_dropped_total."""
 
-    def __init__(self, store: SqliteStore, supervisor: Supervisor, bus: EventBus) -> None:
+    def __init__(self, store: SqlStore, supervisor: Supervisor, bus: EventBus) -> None:
         self.store = store
         self.supervisor = supervisor
         self.bus = bus

@@ -19,7 +19,8 @@ from monitor.model import FailureReason, Health, ProbeOutcome
 from monitor.store import Incident, ProbeResult, SqliteStore, Store, StoreError, latency, packed
 from monitor.store.config import StoreConfig
 from monitor.store.migrations import MIGRATIONS, Migration
-from monitor.store.sqlite import REASON_CODES
+from monitor.store.sql import REASON_CODES, SqlStore
+from tests.store_engines import StoreFactory
 
 T0 = datetime(2026, 3, 2, 0, 0, tzinfo=UTC)
 # Other modules add their own migrations; test ones go after whatever ships.
@@ -52,8 +53,8 @@ def result(
     return ProbeResult(target, at, duration, outcome, health, in_maintenance, changed)
 
 
-def make_store(path: Path, clock: Clock, **kwargs: object) -> SqliteStore:
-    return SqliteStore(path, clock=clock, **kwargs)  # type: ignore[arg-type]
+def make_store(stores: StoreFactory, path: Path, clock: Clock, **kwargs: object) -> SqlStore:
+    return stores.new(path, clock=clock, **kwargs)
 
 
 async def raw_rows(store: SqliteStore, target: str | None = None) -> list[tuple]:
@@ -88,25 +89,26 @@ def nearest_rank(values: list[float], quantile: float) -> float:
 # --- migrations -----------------------------------------------------------------------------------------
 
 
-async def test_migrations_apply_once_and_are_recorded(tmp_path: Path) -> None:
+async def test_migrations_apply_once_and_are_recorded(stores: StoreFactory, tmp_path: Path) -> None:
     """A new file gets every migration once; reopening applies nothing and keeps one row per version."""
     path = tmp_path / "nested" / "dir" / "store.db"
     clock = Clock(T0)
-    async with make_store(path, clock) as store:
+    async with make_store(stores, path, clock) as store:
         rows = await store.reader.execute_fetchall("SELECT version FROM schema_version")
         assert [row[0] for row in rows] == [m.version for m in MIGRATIONS]
-        mode = await store.reader.execute_fetchall("PRAGMA journal_mode")
-        assert mode[0][0] == "wal"
-    async with make_store(path, clock) as store:
+        if not stores.postgres:
+            mode = await store.reader.execute_fetchall("PRAGMA journal_mode")
+            assert mode[0][0] == "wal"
+    async with make_store(stores, path, clock) as store:
         rows = await store.reader.execute_fetchall("SELECT version FROM schema_version")
         assert [row[0] for row in rows] == [m.version for m in MIGRATIONS]
 
 
-async def test_later_migrations_apply_only_the_new_steps(tmp_path: Path) -> None:
+async def test_later_migrations_apply_only_the_new_steps(stores: StoreFactory, tmp_path: Path) -> None:
     """A new migration (script or callable) runs once on an existing file; a failing one leaves no trace."""
     path = tmp_path / "store.db"
     clock = Clock(T0)
-    async with make_store(path, clock):
+    async with make_store(stores, path, clock):
         pass
 
     async def seed(conn: aiosqlite.Connection) -> None:
@@ -117,10 +119,10 @@ async def test_later_migrations_apply_only_the_new_steps(tmp_path: Path) -> None
         Migration(NEXT, "outbox", "CREATE TABLE test_outbox (id INTEGER PRIMARY KEY, body TEXT NOT NULL);"),
         Migration(NEXT + 1, "seed outbox", seed),
     )
-    async with make_store(path, clock, migrations=extended) as store:
+    async with make_store(stores, path, clock, migrations=extended) as store:
         rows = await store.reader.execute_fetchall("SELECT body FROM test_outbox")
         assert [row[0] for row in rows] == ["first"]
-    async with make_store(path, clock, migrations=extended) as store:
+    async with make_store(stores, path, clock, migrations=extended) as store:
         rows = await store.reader.execute_fetchall("SELECT body FROM test_outbox")
         assert [row[0] for row in rows] == ["first"], "the callable ran twice"
 
@@ -129,24 +131,24 @@ async def test_later_migrations_apply_only_the_new_steps(tmp_path: Path) -> None
         Migration(NEXT + 2, "broken", "CREATE TABLE half (x);\nINSERT INTO missing VALUES (1);"),
     )
     with pytest.raises(sqlite3.OperationalError):
-        await make_store(path, clock, migrations=broken).open()
+        await make_store(stores, path, clock, migrations=broken).open()
     with sqlite3.connect(path) as conn:
         assert conn.execute("SELECT max(version) FROM schema_version").fetchone()[0] == NEXT + 1
         assert conn.execute("SELECT name FROM sqlite_master WHERE name = 'half'").fetchone() is None
     conn.close()
 
 
-async def test_newer_or_missing_schema_is_refused(tmp_path: Path) -> None:
+async def test_newer_or_missing_schema_is_refused(stores: StoreFactory, tmp_path: Path) -> None:
     """A file from a newer program, or one without a schema, fails with a clear message."""
     path = tmp_path / "store.db"
     clock = Clock(T0)
-    async with make_store(path, clock):
+    async with make_store(stores, path, clock):
         pass
     with sqlite3.connect(path) as conn:
         conn.execute("INSERT INTO schema_version VALUES (99, 'future', 0)")
     conn.close()
     with pytest.raises(StoreError, match="newer than this program"):
-        await make_store(path, clock).open()
+        await make_store(stores, path, clock).open()
     with pytest.raises(StoreError, match="newer than this program"):
         await SqliteStore.open_readonly(path)
 
@@ -165,10 +167,10 @@ async def test_newer_or_missing_schema_is_refused(tmp_path: Path) -> None:
 # --- raw rows and persistence ---------------------------------------------------------------------------
 
 
-async def test_successes_are_sampled_and_everything_else_is_a_row(tmp_path: Path) -> None:
+async def test_successes_are_sampled_and_everything_else_is_a_row(stores: StoreFactory, tmp_path: Path) -> None:
     """1,000 quiet successes leave a row per sample interval; failures, changes, degraded, maintenance do."""
     clock = Clock(T0 + timedelta(days=1))
-    async with make_store(tmp_path / "store.db", clock) as store:
+    async with make_store(stores, tmp_path / "store.db", clock) as store:
         for i in range(1000):
             store.record(result("portal", T0 + timedelta(seconds=10 * i)))
         await store.flush()
@@ -207,11 +209,11 @@ async def test_successes_are_sampled_and_everything_else_is_a_row(tmp_path: Path
         assert await count(store, "targets") == 1
 
 
-async def test_reopen_keeps_results_incidents_and_health(tmp_path: Path) -> None:
+async def test_reopen_keeps_results_incidents_and_health(stores: StoreFactory, tmp_path: Path) -> None:
     """Closing flushes the buffer; a new store on the same file resumes health and open incidents."""
     path = tmp_path / "store.db"
     clock = Clock(T0 + timedelta(hours=1))
-    store = make_store(path, clock, flush_interval=3600)
+    store = make_store(stores, path, clock, flush_interval=3600)
     await store.open()
     store.record(result("portal", T0, TIMEOUT, 10.0, Health.DOWN, changed=True))
     store.record(result("db", T0, OK, 0.01, Health.UP, changed=True))
@@ -219,7 +221,7 @@ async def test_reopen_keeps_results_incidents_and_health(tmp_path: Path) -> None
     assert store.pending_writes == 2
     await store.close()
 
-    async with make_store(path, clock) as store:
+    async with make_store(stores, path, clock) as store:
         assert await store.latest_health() == {"portal": Health.DOWN, "db": Health.UP}
         assert await store.open_incidents() == [
             Incident(incident_id, "portal", T0, None, "timeout", "timed out")
@@ -229,17 +231,17 @@ async def test_reopen_keeps_results_incidents_and_health(tmp_path: Path) -> None
         await store.close_incident(incident_id, T0 + timedelta(minutes=9))  # already closed: no change
         with pytest.raises(StoreError, match="no incident"):
             await store.close_incident(incident_id + 100, T0)
-    async with make_store(path, clock) as store:
+    async with make_store(stores, path, clock) as store:
         assert await store.open_incidents() == []
         [closed] = await store.incidents(T0)
         assert closed.ended_at == T0 + timedelta(minutes=7)
         assert closed.duration_seconds(clock()) == 420
 
 
-async def test_incident_queries_filter_overlap_and_order(tmp_path: Path) -> None:
+async def test_incident_queries_filter_overlap_and_order(stores: StoreFactory, tmp_path: Path) -> None:
     """incidents() returns those overlapping the range, newest first, optionally for one target."""
     clock = Clock(T0 + timedelta(hours=10))
-    async with make_store(tmp_path / "store.db", clock) as store:
+    async with make_store(stores, tmp_path / "store.db", clock) as store:
         first = await store.open_incident("portal", T0, "timeout", "")
         await store.close_incident(first, T0 + timedelta(hours=1))
         second = await store.open_incident("db", T0 + timedelta(hours=2), "refused", "port closed")
@@ -299,10 +301,10 @@ async def record_known_series(store: SqliteStore) -> list[float]:
     return latencies
 
 
-async def test_uptime_arithmetic_on_a_known_series(tmp_path: Path) -> None:
+async def test_uptime_arithmetic_on_a_known_series(stores: StoreFactory, tmp_path: Path) -> None:
     """Exact counts, downtime and ratio over three hours; percentiles within the histogram's precision."""
     clock = Clock(T0 + timedelta(hours=3))
-    async with make_store(tmp_path / "store.db", clock) as store:
+    async with make_store(stores, tmp_path / "store.db", clock) as store:
         latencies = await record_known_series(store)
         results, _ = known_series()
         failures = sum(1 for r in results if not r.outcome.success)
@@ -345,10 +347,10 @@ async def test_uptime_arithmetic_on_a_known_series(tmp_path: Path) -> None:
         assert packed.day_histogram(blob) == latency.histogram_of(latencies)
 
 
-async def test_uptime_windows_clip_incidents_across_minute_and_hour_boundaries(tmp_path: Path) -> None:
+async def test_uptime_windows_clip_incidents_across_minute_and_hour_boundaries(stores: StoreFactory, tmp_path: Path) -> None:
     """Partial windows count each incident once, clipped exactly, with minute-exact probe counts."""
     clock = Clock(T0 + timedelta(hours=3))
-    async with make_store(tmp_path / "store.db", clock) as store:
+    async with make_store(stores, tmp_path / "store.db", clock) as store:
         await record_known_series(store)
         results, _ = known_series()
 
@@ -388,10 +390,10 @@ async def test_uptime_windows_clip_incidents_across_minute_and_hour_boundaries(t
         assert report.uptime_ratio == pytest.approx(1 - (290 + 2400) / (3.5 * 3600))
 
 
-async def test_uptime_all_matches_uptime_per_target(tmp_path: Path) -> None:
+async def test_uptime_all_matches_uptime_per_target(stores: StoreFactory, tmp_path: Path) -> None:
     """uptime_all reports every known target exactly as uptime does, including unflushed results."""
     clock = Clock(T0 + timedelta(hours=3))
-    async with make_store(tmp_path / "store.db", clock, flush_interval=3600) as store:
+    async with make_store(stores, tmp_path / "store.db", clock, flush_interval=3600) as store:
         await record_known_series(store)
         for i in range(360):
             at = T0 + timedelta(hours=1, seconds=10 * i)
@@ -408,10 +410,10 @@ async def test_uptime_all_matches_uptime_per_target(tmp_path: Path) -> None:
         assert (missing.uptime_ratio, missing.probes) == (None, 0)
 
 
-async def test_maintenance_results_are_rows_but_not_failures(tmp_path: Path) -> None:
+async def test_maintenance_results_are_rows_but_not_failures(stores: StoreFactory, tmp_path: Path) -> None:
     """Failures inside maintenance are stored and marked, counted as maintenance, and cost no uptime."""
     clock = Clock(T0 + timedelta(hours=1))
-    async with make_store(tmp_path / "store.db", clock) as store:
+    async with make_store(stores, tmp_path / "store.db", clock) as store:
         for i in range(360):
             at = T0 + timedelta(seconds=10 * i)
             maintenance = 60 <= i < 120
@@ -427,10 +429,10 @@ async def test_maintenance_results_are_rows_but_not_failures(tmp_path: Path) -> 
         assert all(row[2] == 0 for row in marked)
 
 
-async def test_old_windows_fall_back_to_hour_rollups(tmp_path: Path) -> None:
+async def test_old_windows_fall_back_to_hour_rollups(stores: StoreFactory, tmp_path: Path) -> None:
     """Once minute rollups are expired, a partial hour is counted from the whole hour rollup."""
     clock = Clock(T0 + timedelta(hours=3))
-    async with make_store(tmp_path / "store.db", clock, minute_retention=timedelta(hours=1)) as store:
+    async with make_store(stores, tmp_path / "store.db", clock, minute_retention=timedelta(hours=1)) as store:
         await record_known_series(store)
         clock.now = T0 + timedelta(hours=4)
         deleted = await store.run_retention()
@@ -444,11 +446,11 @@ async def test_old_windows_fall_back_to_hour_rollups(tmp_path: Path) -> None:
 # --- retention ------------------------------------------------------------------------------------------
 
 
-async def test_retention_deletes_exactly_the_expired_rows_in_batches(tmp_path: Path) -> None:
+async def test_retention_deletes_exactly_the_expired_rows_in_batches(stores: StoreFactory, tmp_path: Path) -> None:
     """Raw rows, minute and hour rollups and closed incidents go at their own ages, a few at a time."""
     now = datetime(2026, 6, 1, tzinfo=UTC)
     clock = Clock(now)
-    async with make_store(tmp_path / "store.db", clock) as store:
+    async with make_store(stores, tmp_path / "store.db", clock) as store:
         for age in (
             timedelta(days=800),
             timedelta(days=400),
@@ -489,11 +491,11 @@ async def test_retention_deletes_exactly_the_expired_rows_in_batches(tmp_path: P
         assert await store.run_retention(batch=5) == 0
 
 
-async def test_writer_runs_retention_by_itself(tmp_path: Path) -> None:
+async def test_writer_runs_retention_by_itself(stores: StoreFactory, tmp_path: Path) -> None:
     """The background writer applies retention periodically without anyone calling it."""
     now = T0 + timedelta(days=30)
     clock = Clock(now)
-    store = make_store(
+    store = make_store(stores, 
         tmp_path / "store.db", clock, flush_interval=0.01, retention_interval=timedelta(seconds=0.05)
     )
     async with store:
@@ -508,11 +510,11 @@ async def test_writer_runs_retention_by_itself(tmp_path: Path) -> None:
 # --- key/value, readiness, read-only --------------------------------------------------------------------
 
 
-async def test_key_value_round_trip_survives_reopen(tmp_path: Path) -> None:
+async def test_key_value_round_trip_survives_reopen(stores: StoreFactory, tmp_path: Path) -> None:
     """set_value commits at once; the newest value is there after a reopen and in a read-only store."""
     path = tmp_path / "store.db"
     clock = Clock(T0)
-    async with make_store(path, clock, flush_interval=3600) as store:
+    async with make_store(stores, path, clock, flush_interval=3600) as store:
         assert await store.get_value("zalo.refresh_token") is None
         await store.set_value("zalo.refresh_token", "first")
         await store.set_value("zalo.refresh_token", "second")
@@ -523,15 +525,15 @@ async def test_key_value_round_trip_survives_reopen(tmp_path: Path) -> None:
             await readonly.close()
         sync = await store.connection.execute_fetchall("PRAGMA synchronous")
         assert sync[0][0] == 1  # back to NORMAL after the durable write
-    async with make_store(path, clock) as store:
+    async with make_store(stores, path, clock) as store:
         assert await store.get_value("zalo.refresh_token") == "second"
 
 
-async def test_readonly_store_reads_while_the_daemon_writes(tmp_path: Path) -> None:
+async def test_readonly_store_reads_while_the_daemon_writes(stores: StoreFactory, tmp_path: Path) -> None:
     """A read-only store on the same file sees each committed batch and refuses to write."""
     path = tmp_path / "odd name #1?" / "store.db"  # the readers open the file by URI
     clock = Clock(T0 + timedelta(hours=1))
-    async with make_store(path, clock) as daemon:
+    async with make_store(stores, path, clock) as daemon:
         for i in range(60):
             daemon.record(result("portal", T0 + timedelta(seconds=10 * i)))
         await daemon.flush()
@@ -554,11 +556,11 @@ async def test_readonly_store_reads_while_the_daemon_writes(tmp_path: Path) -> N
             await cli.close()
 
 
-async def test_record_never_waits_while_another_process_holds_the_write_lock(tmp_path: Path) -> None:
+async def test_record_never_waits_while_another_process_holds_the_write_lock(stores: StoreFactory, tmp_path: Path) -> None:
     """With the file locked, record() stays instant and the buffer grows; it drains once the lock goes."""
     path = tmp_path / "store.db"
     clock = Clock(T0 + timedelta(hours=1))
-    store = make_store(path, clock, flush_interval=0.02, busy_timeout=0.05)
+    store = make_store(stores, path, clock, flush_interval=0.02, busy_timeout=0.05)
     await store.open()
     other = sqlite3.connect(path, isolation_level=None)
     try:
@@ -584,10 +586,10 @@ async def test_record_never_waits_while_another_process_holds_the_write_lock(tmp
         await store.close()
 
 
-async def test_transaction_commits_or_rolls_back_for_extensions(tmp_path: Path) -> None:
+async def test_transaction_commits_or_rolls_back_for_extensions(stores: StoreFactory, tmp_path: Path) -> None:
     """Other modules write their own tables through transaction(); an error rolls the whole block back."""
     extended = (*MIGRATIONS, Migration(NEXT, "outbox", "CREATE TABLE test_outbox (body TEXT NOT NULL);"))
-    async with make_store(tmp_path / "store.db", Clock(T0), migrations=extended) as store:
+    async with make_store(stores, tmp_path / "store.db", Clock(T0), migrations=extended) as store:
         async with store.transaction() as conn:
             await conn.execute("INSERT INTO test_outbox VALUES ('kept')")
         with pytest.raises(RuntimeError):
@@ -647,17 +649,17 @@ def test_histogram_encodings_concatenate_and_merge() -> None:
 # --- packed rollups -------------------------------------------------------------------------------------
 
 
-async def test_restart_merges_into_the_packed_rows_without_double_counting(tmp_path: Path) -> None:
+async def test_restart_merges_into_the_packed_rows_without_double_counting(stores: StoreFactory, tmp_path: Path) -> None:
     """Results after a reopen join the same packed hour and day rows; nothing is lost or counted twice."""
     path = tmp_path / "store.db"
     clock = Clock(T0 + timedelta(hours=2))
-    async with make_store(path, clock) as store:
+    async with make_store(stores, path, clock) as store:
         for i in range(90):  # 00:00-00:15, with every 10th a timeout
             store.record(result("portal", T0 + timedelta(seconds=10 * i), TIMEOUT if i % 10 == 0 else OK))
         await store.flush()
         for i in range(90, 180):  # flushed again: the cached rows are rewritten, not added twice
             store.record(result("portal", T0 + timedelta(seconds=10 * i), OK, 0.2))
-    async with make_store(path, clock) as store:
+    async with make_store(stores, path, clock) as store:
         # The same minute as the last result before the restart, then the next hour.
         for i in range(179, 540):
             store.record(result("portal", T0 + timedelta(seconds=10 * i), OK, 0.02))
@@ -734,10 +736,10 @@ def test_version_1_packs_still_read() -> None:
     assert packed.day_histogram(blob) == {0: 1, 20: 3, 25: 2, 30: 300, 143: 2}
 
 
-async def test_open_minutes_stay_in_memory_and_late_results_merge_into_packed_rows(tmp_path: Path) -> None:
+async def test_open_minutes_stay_in_memory_and_late_results_merge_into_packed_rows(stores: StoreFactory, tmp_path: Path) -> None:
     """A flush writes only closed minutes; reports add the open ones; a late result joins its packed row."""
     clock = Clock(T0 + timedelta(minutes=1, seconds=30))
-    async with make_store(tmp_path / "store.db", clock, flush_interval=3600) as store:
+    async with make_store(stores, tmp_path / "store.db", clock, flush_interval=3600) as store:
         for i in range(9):  # 00:00:00 - 00:01:20: minute 00:00 is closed at 00:01:30, 00:01 is open
             store.record(result("portal", T0 + timedelta(seconds=10 * i), TIMEOUT if i == 8 else OK))
         await store.flush()

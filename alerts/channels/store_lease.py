@@ -32,7 +32,7 @@ _POLL = 0.05
 
 @runtime_checkable
 class TransactionalStore(Protocol):
-    """What a lease needs of the store: a write transaction (monitor.store.SqliteStore has it)."""
+    """What a lease needs of the store: a write transaction (monitor.store.SqlStore has it)."""
 
     def transaction(self) -> AbstractAsyncContextManager[Any]: ...
 

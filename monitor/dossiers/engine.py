@@ -32,7 +32,7 @@ from monitor.dossiers.model import Dossier, DossierStatus, collector_paused
 from monitor.dossiers.store import DossierStore, NewCrossing, Timeline
 from monitor.events import DossierFinished, DossierThresholdCrossed, EventBus
 from monitor.store.durable import until_committed
-from monitor.store.sqlite import SqliteStore
+from monitor.store.sql import SqlStore
 from monitor.supervisor import Supervisor
 
 __all__ = ["DeadlineEngine", "deadline_state"]
@@ -96,7 +96,7 @@ class DeadlineEngine:
         calendars: Calendars,
         thresholds: Sequence[str | WorkingAmount],
         dossier_store: DossierStore,
-        store: SqliteStore,
+        store: SqlStore,
         bus: EventBus,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         dossier_system_targets: Sequence[str] | Callable[[], Sequence[str]] = (),

@@ -22,7 +22,7 @@ from monitor.dossiers.metrics import DossierAggregates, DossierCollector
 from monitor.dossiers.store import DossierStore
 from monitor.dossiers.sync import SourceTiming, SyncManager
 from monitor.events import EventBus
-from monitor.store.sqlite import SqliteStore
+from monitor.store.sql import SqlStore
 from monitor.supervisor import Supervisor
 from probes.sources import DossierSource, build_source
 
@@ -50,7 +50,7 @@ class DossierService:
     def __init__(
         self,
         config: Config,
-        store: SqliteStore,
+        store: SqlStore,
         bus: EventBus,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         *,

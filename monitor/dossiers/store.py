@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from monitor.dossiers.model import Dossier, DossierStatus
-from monitor.store.sqlite import SqliteStore
+from monitor.store.sql import SqlStore
 
 __all__ = [
     "OPEN_STATES",
@@ -312,9 +312,9 @@ def _upsert_params(upsert: Upsert, now: int) -> tuple[Any, ...]:
 
 
 class DossierStore:
-    """Dossier rows and crossings on a `SqliteStore` (writer for writes, reader for queries)."""
+    """Dossier rows and crossings on a `SqlStore` (writer for writes, reader for queries)."""
 
-    def __init__(self, store: SqliteStore) -> None:
+    def __init__(self, store: SqlStore) -> None:
         self.store = store
         # Filled by load(): what the sync manager compares each listing with.
         self.tracked: dict[str, TrackedDossier] = {}

@@ -4,7 +4,7 @@ previous month beside it. Rendered by render.py (Markdown, CSV, HTML for A4).
 
 Figures come from the same store reads as `tthc-monitor uptime` and /api/v1/targets/{name}/uptime:
 monitored spans (the time the daemon was running and watching) and unmonitored seconds from
-`SqliteStore.coverage`, downtime from incidents, both through
+`SqlStore.coverage`, downtime from incidents, both through
 `monitor.store.availability.availability`, so the three agree on the same data. Months are calendar
 months in the office's zone. Only the part of an incident inside the month and outside planned maintenance
 counts as its downtime; MTTR is the mean full length of the incidents that ended within the month.
@@ -24,7 +24,7 @@ from monitor.maintenance import planned_maintenance
 from monitor.store.availability import Span, availability, clip_spans, spans_seconds
 from monitor.store.base import Incident
 from monitor.store.monitored import Coverage
-from monitor.store.sqlite import SqliteStore
+from monitor.store.sql import SqlStore
 from monitor.targets import Target
 
 __all__ = [
@@ -148,7 +148,7 @@ class SlaReport:
 
 
 async def build_report(
-    store: SqliteStore,
+    store: SqlStore,
     month: Month,
     *,
     zone: ZoneInfo,

@@ -18,7 +18,7 @@ import structlog
 
 from monitor.store import live
 from monitor.store.monitored import ms
-from monitor.store.sqlite import SqliteStore
+from monitor.store.sql import SqlStore
 from monitor.supervisor import Supervisor
 
 __all__ = ["Heartbeat"]
@@ -31,7 +31,7 @@ class Heartbeat:
 
     def __init__(
         self,
-        store: SqliteStore,
+        store: SqlStore,
         interval: timedelta = timedelta(seconds=10),
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         supervisor: Supervisor | None = None,

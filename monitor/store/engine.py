@@ -1,0 +1,255 @@
+"""The two database engines behind the store: one connection shape for SQLite and PostgreSQL.
+
+Every module writes its SQL once, in SQLite's `?` / `?N` placeholder style, and runs it on the
+connection the store hands out. On SQLite that is the aiosqlite connection itself (no layer, no cost on
+the embedded path); on PostgreSQL it is `PgConnection`, which rewrites the placeholders for psycopg and
+offers the few aiosqlite methods the store uses (`execute`, `executemany`, `execute_fetchall`,
+`total_changes`, `in_transaction`, cursors with `rowcount` that iterate asynchronously).
+
+Only placeholders are rewritten: where the engines' SQL really differs (upserts that need
+`FOR UPDATE SKIP LOCKED`, JSON, scalar `max`), a module keeps both statements side by side and picks one
+with `store.dialect` (see `pick`).
+
+Why psycopg 3 rather than asyncpg: the store's code is DB-API shaped (cursors, `rowcount` summed over
+`executemany`, positional parameters), which psycopg keeps and asyncpg does not (no rowcount for
+`executemany`, `$n` only, its own record type); psycopg's binary wheel needs no compiler, and its loader
+hooks let NUMERIC come back as int/float so aggregate sums mix with Python numbers as SQLite's do.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from functools import lru_cache
+from typing import Any, Final, Literal
+
+import psycopg
+from psycopg.adapt import Loader
+from psycopg.pq import TransactionStatus
+from psycopg.types.numeric import Int8Dumper
+
+__all__ = [
+    "DB_ERRORS",
+    "POSTGRESQL",
+    "SQLITE",
+    "UNAVAILABLE_ERRORS",
+    "Dialect",
+    "PgConnection",
+    "connect_postgres",
+    "dialect_of",
+    "pick",
+    "postgres_sql",
+]
+
+Dialect = Literal["sqlite", "postgresql"]
+SQLITE: Final = "sqlite"
+POSTGRESQL: Final = "postgresql"
+
+# Any failure of the database itself (not of our arguments): what the write path retries.
+DB_ERRORS: tuple[type[Exception], ...] = (sqlite3.Error, psycopg.Error)
+# The database cannot take work right now (locked, full, unreachable, restarting): try again later.
+UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (sqlite3.OperationalError, psycopg.OperationalError)
+
+_PLACEHOLDER = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|--[^\n]*|\?(\d*)|%")
+
+
+def dialect_of(conn: object) -> Dialect:
+    """The engine behind a connection the store handed out."""
+    return POSTGRESQL if isinstance(conn, PgConnection) else SQLITE
+
+
+def pick(dialect: str, *, sqlite: str, postgresql: str) -> str:
+    """One statement of two written side by side, for the engine in use."""
+    return postgresql if dialect == POSTGRESQL else sqlite
+
+
+@lru_cache(maxsize=2048)
+def postgres_sql(sql: str) -> tuple[str, bool]:
+    """`sql` with `?` as `%s`, `?N` as `%(pN)s` and `%` doubled; whether it uses numbered parameters.
+
+    Quoted strings and comments are left as they are (apart from `%`, which psycopg reads everywhere).
+    """
+    numbered = False
+
+    def replace(match: re.Match[str]) -> str:
+        nonlocal numbered
+        text = match.group(0)
+        if text == "%":
+            return "%%"
+        if text.startswith("?"):
+            if match.group(1):
+                numbered = True
+                return f"%(p{match.group(1)})s"
+            return "%s"
+        return text.replace("%", "%%")
+
+    return _PLACEHOLDER.sub(replace, sql), numbered
+
+
+def _params(params: Sequence[Any] | Mapping[str, Any] | None, numbered: bool) -> Any:
+    if params is None:
+        return None
+    if numbered and not isinstance(params, Mapping):
+        return {f"p{index}": value for index, value in enumerate(params, start=1)}
+    return params
+
+
+class _NumericLoader(Loader):
+    """NUMERIC (what PostgreSQL's sum() and avg() of integers give) as int or float, like SQLite."""
+
+    def load(self, data: Any) -> int | float:
+        text = bytes(data).decode()
+        if "." in text or "e" in text.lower() or text in ("NaN", "Infinity", "-Infinity"):
+            return float(text)
+        return int(text)
+
+
+class _BoolAsIntDumper(Int8Dumper):
+    """Python bools into the INTEGER flag columns both engines share (PostgreSQL refuses a boolean)."""
+
+    def dump(self, obj: Any) -> bytes:
+        return b"1" if obj else b"0"
+
+
+class PgCursor:
+    """The result of one statement: rows already fetched, `rowcount`, async iteration (aiosqlite's shape)."""
+
+    __slots__ = ("_index", "_rows", "lastrowid", "rowcount")
+
+    def __init__(self, rows: list[tuple[Any, ...]], rowcount: int) -> None:
+        self._rows = rows
+        self._index = 0
+        self.rowcount = rowcount
+        # PostgreSQL has no rowid: use `INSERT ... RETURNING id` (both engines read it the same way).
+        self.lastrowid = None
+
+    async def fetchall(self) -> list[tuple[Any, ...]]:
+        rows, self._rows = self._rows[self._index :], []
+        return rows
+
+    async def fetchone(self) -> tuple[Any, ...] | None:
+        if self._index >= len(self._rows):
+            return None
+        self._index += 1
+        return self._rows[self._index - 1]
+
+    async def close(self) -> None:
+        self._rows = []
+
+    def __aiter__(self) -> AsyncIterator[tuple[Any, ...]]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[tuple[Any, ...]]:
+        while (row := await self.fetchone()) is not None:
+            yield row
+
+    async def __aenter__(self) -> PgCursor:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+
+class _Pending:
+    """`conn.execute(...)` is both awaitable and an async context manager, as in aiosqlite."""
+
+    __slots__ = ("_coro", "_cursor")
+
+    def __init__(self, coro: Any) -> None:
+        self._coro = coro
+        self._cursor: PgCursor | None = None
+
+    def __await__(self) -> Any:
+        return self._coro.__await__()
+
+    async def __aenter__(self) -> PgCursor:
+        self._cursor = await self._coro
+        return self._cursor
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._cursor is not None:
+            await self._cursor.close()
+
+
+class PgConnection:
+    """A psycopg async connection in autocommit mode, wearing the aiosqlite methods the store uses.
+
+    Transactions are explicit `BEGIN` ... `COMMIT` statements, as on SQLite, so `store.transaction()`
+    is the same code on both engines.
+    """
+
+    dialect: Final = POSTGRESQL
+
+    def __init__(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        self.raw = conn
+        self.total_changes = 0
+
+    @property
+    def in_transaction(self) -> bool:
+        return self.raw.info.transaction_status != TransactionStatus.IDLE
+
+    @property
+    def closed(self) -> bool:
+        return bool(self.raw.closed)
+
+    def execute(self, sql: str, params: Sequence[Any] | Mapping[str, Any] | None = None) -> _Pending:
+        return _Pending(self._execute(sql, params))
+
+    async def _execute(self, sql: str, params: Sequence[Any] | Mapping[str, Any] | None) -> PgCursor:
+        # Without parameters psycopg sends the text as it is: nothing to rewrite (scripts, DDL).
+        text, numbered = (sql, False) if params is None else postgres_sql(sql)
+        async with self.raw.cursor() as cursor:
+            await cursor.execute(text, _params(params, numbered))
+            rows = await cursor.fetchall() if cursor.description is not None else []
+            rowcount = cursor.rowcount
+        if (rowcount > 0 and cursor.description is None) or (rowcount > 0 and _writes(text)):
+            self.total_changes += rowcount
+        return PgCursor(rows, rowcount)
+
+    async def executemany(self, sql: str, seq: Iterable[Sequence[Any] | Mapping[str, Any]]) -> PgCursor:
+        text, numbered = postgres_sql(sql)
+        values = [_params(params, numbered) for params in seq]
+        if not values:
+            return PgCursor([], 0)
+        async with self.raw.cursor() as cursor:
+            await cursor.executemany(text, values)
+            rowcount = cursor.rowcount
+        if rowcount > 0:
+            self.total_changes += rowcount
+        return PgCursor([], rowcount)
+
+    async def execute_fetchall(
+        self, sql: str, params: Sequence[Any] | Mapping[str, Any] | None = None
+    ) -> list[tuple[Any, ...]]:
+        cursor = await self._execute(sql, params)
+        return await cursor.fetchall()
+
+    async def close(self) -> None:
+        await self.raw.close()
+
+    def __repr__(self) -> str:
+        return f"PgConnection({self.raw.info.host}:{self.raw.info.port}/{self.raw.info.dbname})"
+
+
+def _writes(sql: str) -> bool:
+    head = sql.lstrip()[:6].upper()
+    return head in ("INSERT", "UPDATE", "DELETE")
+
+
+async def connect_postgres(
+    url: str, *, application_name: str = "tthc-monitor", schema: str | None = None, readonly: bool = False
+) -> PgConnection:
+    """An autocommit connection to `url`, its loaders set up; `schema` (tests) becomes the search path."""
+    options: dict[str, Any] = {"autocommit": True, "application_name": application_name}
+    settings = []
+    if schema:
+        settings.append(f"-c search_path={schema}")
+    if readonly:
+        settings.append("-c default_transaction_read_only=on")
+    if settings:
+        options["options"] = " ".join(settings)
+    raw = await psycopg.AsyncConnection.connect(url, **options)
+    raw.adapters.register_loader("numeric", _NumericLoader)
+    raw.adapters.register_dumper(bool, _BoolAsIntDumper)
+    return PgConnection(raw)

@@ -1,0 +1,633 @@
+"""The SQLite store: buffered writes off the probe path, compact history, rollup-based uptime.
+
+Why it looks like this (Uptime Kuma's heartbeat table grew to GBs and DB work caused false downtime):
+- `record()` only appends to memory (buffer.py); a background writer commits one transaction per
+  `flush_interval` (packing.py). A slow, locked or full database makes the bounded buffer grow
+  (`pending_writes`), never a probe wait; the failed batch goes back to memory and is retried.
+- Successes that change nothing are folded into per-minute and per-hour rollups; the raw table keeps
+  failures, degraded and maintenance results, state changes and one sample per target per
+  `success_sample_interval`.
+- Rollups are packed (packed.py): one row per target per hour holding its minutes, one per target per
+  UTC day holding its hours (with day totals as columns), ~7 GB -> 0.93 GB at 1,000 targets x
+  10 s with the default retention. The writer keeps the current rows in memory and rewrites each touched
+  row once per flush; after a restart it reads them back before merging, so nothing counts twice.
+- Uptime (reports.py) precision: counts are exact to the minute while minute rollups are kept (to the
+  hour after); latency percentiles and the maximum come from hour histograms, so a window edge inside an
+  hour brings that whole hour's latencies (within about 4.5 % per bucket otherwise). Stored maxima are
+  rounded up by at most 4.4 % and latency sums read back within 2.2 % (packed.py): small packs.
+- Two connections: the writer (all writes, serialised by `transaction()`) and a reader, so reads never
+  see half a batch and never queue behind a flush. WAL lets another process (the CLI) read meanwhile.
+
+Other modules extend the store with their own tables (added in migrations.py) and methods that write
+through `async with store.transaction(op) as conn:` and read through `store.reader`. Durable facts are
+written through `until_committed` (durable.py); readiness reads `store.facts` (facts.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager, suppress
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol, Self
+
+import structlog
+
+from monitor.model import Health
+from monitor.store import live, monitored, packed
+from monitor.store.availability import Span
+from monitor.store.base import Incident, ProbeResult, StoreError, UptimeReport
+from monitor.store.buffer import (
+    HEALTH_CODES,
+    HOUR,
+    MINUTE,
+    REASON_CODES,
+    Batch,
+    WriteBuffer,
+    floor,
+    to_ms,
+)
+from monitor.store.engine import DB_ERRORS, POSTGRESQL, SQLITE, UNAVAILABLE_ERRORS, Dialect, pick
+from monitor.store.facts import WriteFacts, rollback
+from monitor.store.migrations import MIGRATIONS, Migration
+from monitor.store.packing import (
+    batch_entries,
+    prepare_closing,
+    resolve_targets,
+    staging_params,
+    write_batch,
+)
+from monitor.store.reports import InMemory, Planned, coverage, from_ms, uptime_reports
+from monitor.store.rollups import PACK_SPECS
+from monitor.supervisor import Supervisor
+
+__all__ = ["HEALTH_CODES", "REASON_CODES", "BatchHook", "Engine", "SqlStore"]
+
+log = structlog.get_logger(__name__)
+
+_HEALTH_BY_CODE = {code: health for health, code in HEALTH_CODES.items()}
+
+# What both engines' connections offer (aiosqlite's, or engine.PgConnection wearing its methods).
+Connection = Any
+
+
+# Work done inside every flush transaction (conn, now in epoch seconds, closing): the heartbeat.
+BatchHook = Callable[[Connection, int, bool], Awaitable[None]]
+
+
+class Engine(Protocol):
+    """Connecting to one kind of database and its few engine-only steps (sqlite.py, postgres.py)."""
+
+    dialect: Dialect
+    # Starts a write transaction that takes the write lock at once (SQLite) or just a transaction.
+    begin: str
+
+    def describe(self) -> str: ...
+
+    async def open_writer(
+        self, migrations: Sequence[Migration], *, migrate: bool
+    ) -> tuple[Any, list[int]]: ...
+
+    async def open_reader(self) -> Any: ...
+
+    async def open_readonly(self, migrations: Sequence[Migration]) -> Any: ...
+
+    async def power_safe(self, conn: Any, on: bool) -> None: ...
+
+    async def reclaim(self, conn: Any) -> None: ...
+
+    async def close(self, conn: Any) -> None: ...
+
+
+# Expired history, deleted a batch at a time (?1 the cutoff, ?2 the batch size).
+_RETENTION: dict[str, tuple[str, ...]] = {
+    SQLITE: (
+        # Walk targets so each one costs an index seek, not a scan of the whole raw table.
+        "DELETE FROM probe_results WHERE (target_id, at) IN (SELECT r.target_id, r.at FROM targets AS t"
+        " CROSS JOIN probe_results AS r ON r.target_id = t.id AND r.at < ?1 LIMIT ?2)",
+        # A packed row goes once all of it is expired: its bucket ends at or before the cutoff.
+        "DELETE FROM rollup_minute WHERE (bucket, target_id) IN"
+        " (SELECT bucket, target_id FROM rollup_minute WHERE bucket <= ?1 LIMIT ?2)",
+        "DELETE FROM rollup_hour WHERE rowid IN (SELECT rowid FROM rollup_hour WHERE bucket <= ?1 LIMIT ?2)",
+        "DELETE FROM incidents WHERE id IN (SELECT id FROM incidents"
+        " WHERE ended_at IS NOT NULL AND ended_at < ?1 LIMIT ?2)",
+    ),
+    POSTGRESQL: (
+        # The planner walks the (target_id, at) primary key on its own; ctid is the row's address.
+        "DELETE FROM probe_results WHERE ctid IN (SELECT ctid FROM probe_results WHERE at < ?1 LIMIT ?2)",
+        "DELETE FROM rollup_minute WHERE ctid IN"
+        " (SELECT ctid FROM rollup_minute WHERE bucket <= ?1 LIMIT ?2)",
+        "DELETE FROM rollup_hour WHERE ctid IN (SELECT ctid FROM rollup_hour WHERE bucket <= ?1 LIMIT ?2)",
+        "DELETE FROM incidents WHERE id IN (SELECT id FROM incidents"
+        " WHERE ended_at IS NOT NULL AND ended_at < ?1 LIMIT ?2)",
+    ),
+}
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+_DAY = 86400
+
+
+class SqlStore:
+    """The `Store` on one database engine (engine.py): SQLite for one machine, PostgreSQL for replicas.
+
+    Use a subclass: `async with SqliteStore(path) as store:` or `PostgresStore(url)`; the daemon builds
+    one from its config with `monitor.store.open.store_from_config`.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        raw_retention: timedelta = timedelta(days=7),
+        minute_retention: timedelta = timedelta(days=90),
+        hour_retention: timedelta = timedelta(days=730),
+        flush_interval: float | timedelta = 1.0,
+        success_sample_interval: timedelta = timedelta(minutes=5),
+        retention_interval: timedelta = timedelta(hours=1),
+        raw_backlog_limit: int = 200_000,
+        supervisor: Supervisor | None = None,
+        clock: Callable[[], datetime] | None = None,
+        readonly: bool = False,
+        auto_migrate: bool = True,
+        migrations: Sequence[Migration] = MIGRATIONS,
+    ) -> None:
+        self.engine = engine
+        self.raw_retention = raw_retention
+        self.minute_retention = minute_retention
+        self.hour_retention = hour_retention
+        self.flush_interval = _seconds(flush_interval)
+        self.success_sample_interval = success_sample_interval
+        self.retention_interval = retention_interval
+        self.readonly = readonly
+        self.auto_migrate = auto_migrate
+        self._clock = clock or (lambda: datetime.now(UTC))
+        self._migrations = tuple(migrations)
+        self._writer: Connection | None = None
+        self._reader: Connection | None = None
+        self._write_lock = asyncio.Lock()
+        self._flush_lock = asyncio.Lock()
+        self._stop = asyncio.Event()
+        self._writer_task: asyncio.Task[None] | None = None
+        self._supervisor = supervisor or Supervisor()
+        self.facts = WriteFacts()
+        self._buffer = WriteBuffer(success_sample_interval, raw_backlog_limit)
+        # Row buckets (hours of minutes, days of hours) with entries waiting in `rollup_open`.
+        self._open_rows: dict[str, set[int]] = {spec.table: set() for spec in PACK_SPECS}
+        # name -> (id, first_seen ms, stored health code); only what is committed.
+        self._targets: dict[str, tuple[int, int, int | None]] = {}
+        # The daemon run this process records (heartbeat.py): its watched time extends to now.
+        self.current_run: int | None = None
+        self._batch_hooks: list[BatchHook] = []
+
+    @property
+    def dialect(self) -> Dialect:
+        """ "sqlite" or "postgresql": which of two side-by-side statements to run (engine.pick)."""
+        return self.engine.dialect
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    # --- lifecycle ------------------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Connect, migrate (or check the schema), start the background writer."""
+        if self._reader is not None:
+            return
+        if self.readonly:
+            self._reader = await self.engine.open_readonly(self._migrations)
+            return
+        writer, applied = await self.engine.open_writer(self._migrations, migrate=self.auto_migrate)
+        try:
+            if applied:
+                log.info("store_migrated", store=self.engine.describe(), versions=applied)
+            await self._on_writer_open(writer)
+            reader = await self.engine.open_reader()
+        except BaseException:
+            await self.engine.close(writer)
+            raise
+        self._writer, self._reader = writer, reader
+        for target_id, name, first_seen, health in await reader.execute_fetchall(
+            "SELECT id, name, first_seen, health FROM targets"
+        ):
+            self._targets[name] = (target_id, first_seen, health)
+        for spec in PACK_SPECS:
+            for (bucket,) in await reader.execute_fetchall(
+                "SELECT DISTINCT bucket - bucket % ? FROM rollup_open WHERE size = ?",
+                (spec.row_size, spec.entry_size),
+            ):
+                self._open_rows[spec.table].add(bucket)
+        self._stop.clear()
+        self._writer_task = self._supervisor.spawn("store-writer", self._run_writer)
+
+    async def _on_writer_open(self, writer: Connection) -> None:
+        # A crashed daemon's copy of its open rollups: this process starts with empty memory.
+        await writer.execute("DELETE FROM rollup_live")
+
+    async def close(self) -> None:
+        """Flush everything pending, stop the writer, close both connections and join their threads.
+
+        Never raises for a flush that fails (a locked or full disk at shutdown): what could not be
+        written is logged and dropped; durable facts were committed by their own writers already.
+        """
+        try:
+            if self._writer_task is not None:
+                self._stop.set()
+                task, self._writer_task = self._writer_task, None
+                # Waited for, not awaited: a writer cancelled from outside must not fail the close.
+                await asyncio.wait([task])
+                async with self._flush_lock:
+                    try:
+                        # Open minutes and hours too: they are staged, so nothing is lost over a restart.
+                        await self._flush(force=True)
+                    except DB_ERRORS as exc:
+                        log.warning(
+                            "store_close_unflushed", error=str(exc), pending_writes=self.pending_writes
+                        )
+        finally:
+            connections = [conn for conn in (self._writer, self._reader) if conn is not None]
+            self._writer = self._reader = None
+            for conn in connections:
+                await self.engine.close(conn)
+
+    # --- extension points -----------------------------------------------------------------------------
+
+    @property
+    def connection(self) -> Connection:
+        """The writer connection. Write only inside `transaction()`; read through `reader`."""
+        if self._writer is None:
+            raise StoreError("store is read-only" if self.readonly else "store is not open")
+        return self._writer
+
+    @property
+    def reader(self) -> Connection:
+        """The read connection: sees committed data only, never waits for the writer."""
+        if self._reader is None:
+            raise StoreError("store is not open")
+        return self._reader
+
+    @asynccontextmanager
+    async def transaction(self, op: str = "write", *, power_safe: bool = False) -> AsyncIterator[Connection]:
+        """BEGIN IMMEDIATE ... COMMIT on the writer, serialised with the batch writer; rolls back on error.
+
+        `op` names the kind of write in `tthc_store_errors_total{op}`. `power_safe` commits with
+        synchronous=FULL: the default NORMAL may lose the last commits on power loss (fine for history,
+        not for a single-use token). Cancellation-safe: aiosqlite runs
+        statements in order on its thread, so a ROLLBACK queued after a cancelled BEGIN or COMMIT always
+        undoes what that statement left open (a leftover transaction made the next BEGIN fail with
+        "cannot start a transaction within a transaction").
+        """
+        conn = self.connection
+        async with self._write_lock:
+            # Read between statements (aiosqlite's thread is idle): only a commit that changed rows
+            # shows the disk takes writes; an empty one succeeds even on a full disk.
+            changes = conn.total_changes
+            if power_safe:
+                await self.engine.power_safe(conn, True)
+            try:
+                await conn.execute(self.engine.begin)
+                try:
+                    yield conn
+                    await conn.execute("COMMIT")
+                except BaseException:
+                    await rollback(conn)
+                    raise
+            except asyncio.CancelledError:
+                await rollback(conn)
+                raise
+            except UNAVAILABLE_ERRORS:
+                self.facts.failed(op)
+                raise
+            finally:
+                if power_safe:
+                    # Queued after whatever ran before, so it also runs when this task is cancelled.
+                    await asyncio.shield(self.engine.power_safe(conn, False))
+            if conn.total_changes != changes:
+                self.facts.committed()
+
+    # --- the probe path -------------------------------------------------------------------------------
+
+    @property
+    def pending_writes(self) -> int:
+        """Results recorded but not yet committed (grows while the database is slow or locked)."""
+        return self._buffer.backlog
+
+    def record(self, result: ProbeResult) -> None:
+        """Buffer one result. Synchronous and cheap: the probe path must never wait on the disk."""
+        if self.readonly:
+            raise StoreError("store is read-only")
+        self._buffer.record(result)
+
+    # --- the writer -----------------------------------------------------------------------------------
+
+    async def flush(self) -> None:
+        """Commit buffered results: raw rows and health at once, rollup entries once their minute or hour
+        has closed (open ones stay in memory, where reports read them); put back if the commit fails."""
+        async with self._flush_lock:
+            await self._flush(force=False)
+
+    async def _flush(self, force: bool) -> None:
+        """One batch; `force` also stages the open minutes and hours (on close, so nothing is lost).
+
+        The event loop is only ever busy for a slice of about a millisecond at a time: the packed rows
+        that close are read and encoded before the transaction in sliced steps, and SQLite runs in
+        aiosqlite's thread (it lets go of the GIL while stepping).
+        """
+        now_s = to_ms(self._clock()) // 1000
+        batch = self._take(now_s, force)
+        if batch is None:
+            return
+        try:
+            closing = await prepare_closing(self.reader, self._open_rows, self._targets, batch, now_s)
+            staged = await staging_params(batch, closing)
+            async with self.transaction("flush") as conn:
+                added = await write_batch(conn, batch, closing, staged, self._targets)
+                # Copies of the entries this batch closes go with them (all on close): see live.py.
+                await live.drop_closed(conn, None if force else now_s)
+                for hook in self._batch_hooks:
+                    await hook(conn, now_s, force)
+        except BaseException:
+            self._buffer.put_back(batch)
+            raise
+        self._buffer.committed()
+        self._targets.update(added)
+        for spec in PACK_SPECS:
+            rows = self._open_rows[spec.table]
+            rows.update(floor(bucket, spec.row_size) for _, bucket in batch_entries(batch, spec))
+            rows.difference_update(closing[spec.table].buckets)
+
+    def _take(self, now_s: int, force: bool) -> Batch | None:
+        due = any(
+            bucket + spec.row_size <= now_s for spec in PACK_SPECS for bucket in self._open_rows[spec.table]
+        )
+        return self._buffer.take(now_s, force, due)
+
+    async def _run_writer(self) -> None:
+        loop = asyncio.get_running_loop()
+        # The first pass waits a little so start-up is not spent deleting old history.
+        next_retention = loop.time() + min(self.retention_interval.total_seconds(), 60.0)
+        failures = 0
+        while True:
+            with suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), timeout=self.flush_interval)
+            stopping = self._stop.is_set()
+            try:
+                await self.flush()
+            except Exception as exc:
+                # Keep going: the batch is back in memory and the next pass retries it. Logged when the
+                # stall starts and then now and again, not on every pass (tthc_store_errors_total counts).
+                if failures % 60 == 0:
+                    log.warning(
+                        "store_flush_failed",
+                        error=str(exc),
+                        pending_writes=self.pending_writes,
+                        failures=failures,
+                    )
+                failures += 1
+            else:
+                if failures:
+                    log.info("store_flush_recovered", failures=failures)
+                failures = 0
+            if stopping:
+                return
+            if loop.time() >= next_retention:
+                next_retention = loop.time() + self.retention_interval.total_seconds()
+                try:
+                    deleted = await self.run_retention()
+                except Exception as exc:
+                    log.warning("store_retention_failed", error=str(exc))
+                else:
+                    if deleted:
+                        log.info("store_retention", deleted=deleted)
+
+    # --- incidents ------------------------------------------------------------------------------------
+
+    async def open_incident(self, target: str, started_at: datetime, reason: str | None, detail: str) -> int:
+        """Insert an open incident and return its id (committed before returning)."""
+        started_ms = to_ms(started_at)
+        async with self.transaction("incident") as conn:
+            ids, added = await resolve_targets(conn, self._targets, {target: started_ms})
+            rows = await conn.execute_fetchall(
+                "INSERT INTO incidents (target_id, started_at, reason, detail) VALUES (?, ?, ?, ?)"
+                " RETURNING id",
+                (ids[target], started_ms, reason, detail),
+            )
+        self._targets.update(added)
+        return int(rows[0][0])
+
+    async def close_incident(self, incident_id: int, ended_at: datetime) -> None:
+        """Set the end of an open incident; closing one already closed changes nothing."""
+        async with self.transaction("incident") as conn:
+            rows = await conn.execute_fetchall(
+                pick(
+                    self.dialect,
+                    sqlite="UPDATE incidents SET ended_at = max(started_at, ?) WHERE id = ?"
+                    " AND ended_at IS NULL RETURNING id",
+                    postgresql="UPDATE incidents SET ended_at = GREATEST(started_at, ?) WHERE id = ?"
+                    " AND ended_at IS NULL RETURNING id",
+                ),
+                (to_ms(ended_at), incident_id),
+            )
+            if not rows:
+                exists = await conn.execute_fetchall("SELECT 1 FROM incidents WHERE id = ?", (incident_id,))
+                if not exists:
+                    raise StoreError(f"no incident {incident_id}")
+
+    async def open_incidents(self) -> list[Incident]:
+        """Incidents still open (to resume after a restart), oldest first."""
+        rows = await self.reader.execute_fetchall(
+            "SELECT i.id, t.name, i.started_at, i.ended_at, i.reason, i.detail FROM incidents AS i"
+            " JOIN targets AS t ON t.id = i.target_id WHERE i.ended_at IS NULL ORDER BY i.started_at, i.id"
+        )
+        return [_incident(row) for row in rows]
+
+    async def incidents(
+        self, since: datetime, until: datetime | None = None, target: str | None = None
+    ) -> list[Incident]:
+        """Incidents overlapping [since, until) (an open one overlaps all after its start), newest first."""
+        sql = (
+            "SELECT i.id, t.name, i.started_at, i.ended_at, i.reason, i.detail FROM incidents AS i"
+            " JOIN targets AS t ON t.id = i.target_id WHERE (i.ended_at IS NULL OR i.ended_at > ?)"
+        )
+        params: list[Any] = [to_ms(since)]
+        if until is not None:
+            sql += " AND i.started_at < ?"
+            params.append(to_ms(until))
+        if target is not None:
+            sql += " AND t.name = ?"
+            params.append(target)
+        rows = await self.reader.execute_fetchall(sql + " ORDER BY i.started_at DESC, i.id DESC", params)
+        return [_incident(row) for row in rows]
+
+    async def interrupted_at(self, target: str, started_at: datetime) -> datetime:
+        """Where an incident left open by an earlier run stops counting (monitored.py)."""
+        now = self._clock()
+        return await monitored.interrupted_at(self.reader, target, started_at, now, self.current_run)
+
+    async def reopen_incident(self, incident_id: int) -> None:
+        """Open again an incident closed at a restart because its target is still down."""
+        async with self.transaction("incident") as conn:
+            if not await monitored.reopen_incident(conn, incident_id):
+                raise StoreError(f"no incident {incident_id}")
+
+    def add_batch_hook(self, hook: BatchHook) -> None:
+        """Run `hook` inside every flush transaction (no commit of its own): the daemon's heartbeat."""
+        self._batch_hooks.append(hook)
+
+    def remove_batch_hook(self, hook: BatchHook) -> None:
+        with suppress(ValueError):
+            self._batch_hooks.remove(hook)
+
+    def live_tables(self) -> list[tuple[int, Mapping[tuple[str, int], packed.Counts]]]:
+        """The open minute and hour entries in memory, for the heartbeat's copy (live.py)."""
+        return [(MINUTE, self._buffer.minutes), (HOUR, self._buffer.hours)]
+
+    def committed_target_id(self, name: str) -> int | None:
+        known = self._targets.get(name)
+        return known[0] if known else None
+
+    # --- uptime ---------------------------------------------------------------------------------------
+
+    async def uptime(
+        self, target: str, start: datetime, end: datetime, planned: Planned | None = None
+    ) -> UptimeReport:
+        """Uptime of one target over its monitored time in [start, end) (see `monitored_spans`)."""
+        reports = await self._reports(start, end, target, planned)
+        if reports:
+            return reports[0]
+        clipped = min(end, self._clock())
+        return UptimeReport(target, clipped, clipped, None, 0.0, 0, 0, 0, 0, None, None)
+
+    async def uptime_all(
+        self, start: datetime, end: datetime, planned: Planned | None = None
+    ) -> list[UptimeReport]:
+        """`uptime` for every known target, in a handful of queries whatever the number of targets."""
+        return await self._reports(start, end, None, planned)
+
+    async def monitored_spans(
+        self, start: datetime, end: datetime, planned: Planned | None = None
+    ) -> dict[str, list[Span]]:
+        """Per known target, the parts of [start, end) the monitor was watching it (see reports.py)."""
+        return {name: found.monitored for name, found in (await self.coverage(start, end, planned)).items()}
+
+    async def coverage(
+        self, start: datetime, end: datetime, planned: Planned | None = None
+    ) -> dict[str, monitored.Coverage]:
+        """Per known target, `monitored_spans` and the seconds of the window the monitor was not running."""
+        async with self._reading() as memory:
+            return await coverage(self.reader, memory, self._clock(), start, end, planned)
+
+    async def _reports(
+        self, start: datetime, end: datetime, target: str | None, planned: Planned | None
+    ) -> list[UptimeReport]:
+        async with self._reading() as memory:
+            return await uptime_reports(
+                self.reader, memory, self._clock(), start, end, target, self.minute_retention, planned
+            )
+
+    @asynccontextmanager
+    async def _reading(self) -> AsyncIterator[InMemory | None]:
+        """What reports add to the committed rows: the writer's open minutes and hours (None read-only)."""
+        if self._writer is None:
+            yield None
+            return
+        # Under the flush lock no batch is half-way between memory and the file, so the open minutes
+        # and hours still in memory add to what is committed without counting anything twice.
+        async with self._flush_lock:
+            with suppress(*UNAVAILABLE_ERRORS):
+                # A locked or full disk: the batch went back to memory, where the report reads it too.
+                await self._flush(force=False)
+            yield InMemory(self._buffer.minutes, self._buffer.hours, self._targets, self.current_run)
+
+    # --- health, retention, readiness, key/value ------------------------------------------------------
+
+    async def latest_health(self) -> dict[str, Health]:
+        """Last known health per target: what is committed, overlaid with what is still buffered."""
+        rows = await self.reader.execute_fetchall("SELECT name, health FROM targets WHERE health IS NOT NULL")
+        health = {name: _HEALTH_BY_CODE.get(code, Health.UNKNOWN) for name, code in rows}
+        health.update(self._buffer.last_health)
+        return health
+
+    async def run_retention(self, now: datetime | None = None, batch: int = 5000) -> int:
+        """Delete expired history in transactions of at most `batch` rows; return how many rows went."""
+        if batch < 1:
+            raise ValueError("batch must be at least 1")
+        # Buffered results may already be expired (e.g. after a long lock); let them go in this pass.
+        await self.flush()
+        now = now or self._clock()
+        now_ms = to_ms(now)
+        raw_cutoff = to_ms(now - self.raw_retention)
+        minute_cutoff = to_ms(now - self.minute_retention) // 1000
+        hour_cutoff = to_ms(now - self.hour_retention) // 1000
+        incident_cutoff = now_ms - int(self.hour_retention / _MS)
+        statements = _RETENTION[self.dialect]
+        cutoffs = [raw_cutoff, minute_cutoff - HOUR, hour_cutoff - _DAY, incident_cutoff]
+        deleted = 0
+        for sql, cutoff in zip(statements, cutoffs, strict=True):
+            while True:
+                async with self.transaction("retention") as conn:
+                    cursor = await conn.execute(sql, (cutoff, batch))
+                    count = cursor.rowcount
+                    await cursor.close()
+                deleted += count
+                # Let flushes and incident writes in between batches.
+                await asyncio.sleep(0)
+                if count < batch:
+                    break
+        if deleted:
+            async with self._write_lock:
+                await self.engine.reclaim(self.connection)
+        return deleted
+
+    async def writable(self) -> bool:
+        """Whether writes are committing (for the CLI and /readyz): from facts, never a transaction."""
+        return self._writer is not None and self.facts.failing_since is None
+
+    @property
+    def backlog(self) -> int:
+        """What waits in memory for the store: buffered probe results and durable writes being retried."""
+        return self._buffer.backlog + self.facts.durable_waiting
+
+    @property
+    def dropped_samples(self) -> int:
+        return self._buffer.dropped_samples
+
+    async def get_value(self, key: str) -> str | None:
+        """A value from the durable key/value table, or None."""
+        rows = await self.reader.execute_fetchall("SELECT value FROM kv WHERE key = ?", (key,))
+        return rows[0][0] if rows else None
+
+    async def set_value(self, key: str, value: str) -> None:
+        """Store a value and make it survive a power cut before returning (e.g. a single-use token)."""
+        async with self.transaction("kv", power_safe=True) as conn:
+            await conn.execute(
+                "INSERT INTO kv (key, value, updated_at) VALUES (?, ?, ?) ON CONFLICT (key)"
+                " DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+                (key, value, to_ms(self._clock())),
+            )
+
+    def __repr__(self) -> str:
+        mode = "readonly" if self.readonly else "readwrite"
+        return (
+            f"{type(self).__name__}({self.engine.describe()!r}, {mode}, pending_writes={self.pending_writes})"
+        )
+
+
+def _seconds(value: float | timedelta) -> float:
+    return value.total_seconds() if isinstance(value, timedelta) else float(value)
+
+
+def _incident(row: Sequence[Any]) -> Incident:
+    incident_id, name, started, ended, reason, detail = row
+    return Incident(
+        id=incident_id,
+        target=name,
+        started_at=from_ms(started),
+        ended_at=None if ended is None else from_ms(ended),
+        reason=reason,
+        detail=detail or "",
+    )

@@ -1,0 +1,19 @@
+"""Fixtures every test module may use: `stores`, one store factory per engine (store_engines.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.store_engines import ENGINES, StoreFactory
+
+
+@pytest.fixture(params=ENGINES)
+def stores(request: pytest.FixtureRequest) -> Iterator[StoreFactory]:
+    """Build stores on SQLite and, in a second run of the test, on PostgreSQL."""
+    factory = StoreFactory(request.param, request.node.nodeid)
+    try:
+        yield factory
+    finally:
+        factory.drop()
