@@ -15,7 +15,8 @@ from aiohttp import web
 from monitor.config import Config, load_config_text
 from monitor.daemon import Daemon
 from monitor.model import FailureReason, Health, ProbeOutcome
-from monitor.store import ProbeResult, SqliteStore
+from monitor.store import ProbeResult
+from monitor.store.open import store_from_config
 from tests.promtool import assert_promtool_accepts
 
 
@@ -129,7 +130,7 @@ async def test_target_goes_down_and_recovers_with_one_incident(daemon: Daemon, b
 async def test_down_health_left_without_an_open_incident_opens_none(backend: Backend, tmp_path: Path) -> None:
     """A crash after an incident's close committed but before the UP health flushed opens no new incident."""
     config = load_config_text(_config_text(backend, tmp_path), environ={})
-    async with SqliteStore.from_config(config.store) as store:
+    async with store_from_config(config.store) as store:
         at = datetime.now(UTC)
         failed = ProbeOutcome(success=False, reason=FailureReason.TIMEOUT)
         incident = await store.open_incident("portal", at - timedelta(seconds=5), "timeout", "")
@@ -149,7 +150,7 @@ async def test_down_health_left_without_an_open_incident_opens_none(backend: Bac
 
 
 async def _latest_health(config: Config) -> dict[str, Health]:
-    async with SqliteStore.from_config(config.store) as store:
+    async with store_from_config(config.store) as store:
         return await store.latest_health()
 
 

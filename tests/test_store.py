@@ -19,6 +19,7 @@ from monitor.model import FailureReason, Health, ProbeOutcome
 from monitor.store import Incident, ProbeResult, SqliteStore, Store, StoreError, latency, packed
 from monitor.store.config import StoreConfig
 from monitor.store.migrations import MIGRATIONS, Migration
+from monitor.store.open import store_from_config
 from monitor.store.sql import REASON_CODES, SqlStore
 from tests.store_engines import StoreFactory
 
@@ -495,7 +496,7 @@ async def test_writer_runs_retention_by_itself(stores: StoreFactory, tmp_path: P
     """The background writer applies retention periodically without anyone calling it."""
     now = T0 + timedelta(days=30)
     clock = Clock(now)
-    store = make_store(stores, 
+    store = make_store(stores,
         tmp_path / "store.db", clock, flush_interval=0.01, retention_interval=timedelta(seconds=0.05)
     )
     async with store:
@@ -603,7 +604,7 @@ async def test_transaction_commits_or_rolls_back_for_extensions(stores: StoreFac
 async def test_from_config_uses_the_store_section(tmp_path: Path) -> None:
     """The config's retention and intervals reach the store."""
     config = StoreConfig(path=tmp_path / "cfg.db", raw_retention="3d", flush_interval="250ms")
-    store = SqliteStore.from_config(config)
+    store = store_from_config(config)
     assert (store.raw_retention, store.flush_interval, store.path) == (
         timedelta(days=3),
         0.25,
