@@ -18,7 +18,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
 from monitor.store.base import StoreError
-from monitor.store.engine import POSTGRESQL, PgConnection, connect_postgres
+from monitor.store.engine import POSTGRESQL, PgConnection, connect_postgres, lock_key
 from monitor.store.migrations import Migration, apply_migrations, check_version, schema_version
 from monitor.store.sql import SqlStore
 
@@ -36,11 +36,6 @@ def describe_url(url: str) -> str:
     host = parts.get("host") or "localhost"
     port = parts.get("port") or "5432"
     return f"postgresql://{parts.get('user') or ''}@{host}:{port}/{parts.get('dbname') or ''}"
-
-
-def lock_key(name: str) -> str:
-    """SQL for an advisory lock key: `name` within the current schema, so deployments never collide."""
-    return f"hashtextextended(current_schema() || ':{name}', 0)"
 
 
 class PostgresEngine:
@@ -65,7 +60,11 @@ class PostgresEngine:
     async def _connect(self, *, readonly: bool = False) -> PgConnection:
         try:
             return await connect_postgres(
-                self.url, application_name=self.application_name, schema=self.schema, readonly=readonly
+                self.url,
+                application_name=self.application_name,
+                schema=self.schema,
+                readonly=readonly,
+                reconnect=True,
             )
         except psycopg.OperationalError as exc:
             # The server's message names host and user, never the password.
