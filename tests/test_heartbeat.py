@@ -1,6 +1,7 @@
-"""The daemon's heartbeat on both engines (a SQLite file, a PostgreSQL schema): run intervals bound monitored time, the off time between
-two runs is unmonitored and never down, and another process reads the daemon's open rollups (counts and
-latency percentiles of the current hour) exactly as the daemon does, without counting any twice."""
+"""The daemon's heartbeat on both engines (a SQLite file, a PostgreSQL schema): run intervals bound
+monitored time, the off time between two runs is unmonitored and never down, and another process reads
+the daemon's open rollups (counts and latency percentiles of the current hour) exactly as the daemon does,
+without counting any twice."""
 
 from __future__ import annotations
 

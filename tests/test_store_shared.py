@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from monitor.store.engine import DB_ERRORS
 from monitor.store.heartbeat import Heartbeat
 from monitor.store.migrations import MIGRATIONS
 from tests.store_engines import StoreFactory
@@ -171,7 +172,7 @@ async def test_migration_7_keeps_the_oldest_open_incident_of_a_target(
         [later] = [i for i in await store.incidents(T0) if i.id != first]
         assert later.ended_at == later.started_at == T0 + HOUR
         assert await store.open_incident("portal", T0 + 2 * HOUR, "refused", "") == first
-        with pytest.raises(Exception, match="(?i)unique"):
+        with pytest.raises(DB_ERRORS, match=r"(?i)unique"):
             async with store.transaction() as conn:
                 await conn.execute(
                     "INSERT INTO incidents (target_id, started_at) VALUES (?, ?)",
