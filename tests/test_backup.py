@@ -203,3 +203,15 @@ async def test_a_backup_run_as_root_leaves_the_store_files_to_their_owner(tmp_pa
     os.chown(path, 4321, 4321)
     backup_store(path, tmp_path / "copy.db")
     assert owners(path) == {(4321, 4321)}
+
+
+def test_a_postgresql_store_is_refused_with_a_pointer_to_pg_dump(tmp_path: Path) -> None:
+    """The online copy is SQLite's: a `store.url` gets one line naming pg_dump; a path gets the file."""
+    from monitor.store.backup import backup_source
+    from monitor.store.config import StoreConfig
+
+    postgres = StoreConfig.model_validate({"url": "postgresql://monitor@127.0.0.1:5432/tthc"})
+    with pytest.raises(StoreError, match="pg_dump") as refused:
+        backup_source(postgres)
+    assert "\n" not in str(refused.value)
+    assert backup_source(StoreConfig.model_validate({"path": str(tmp_path / "s.db")})) == tmp_path / "s.db"
