@@ -18,6 +18,7 @@ hooks let NUMERIC come back as int/float so aggregate sums mix with Python numbe
 
 from __future__ import annotations
 
+import asyncio
 import re
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
@@ -51,6 +52,9 @@ POSTGRESQL: Final = "postgresql"
 DB_ERRORS: tuple[type[Exception], ...] = (sqlite3.Error, psycopg.Error)
 # The database cannot take work right now (locked, full, unreachable, restarting): try again later.
 UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (sqlite3.OperationalError, psycopg.OperationalError)
+
+# Seconds a writer waits for the server to learn whether a COMMIT it lost the answer to went through.
+_OUTCOME_PATIENCE = 60.0
 
 _PLACEHOLDER = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|--[^\n]*|\?(\d*)|%")
 
@@ -198,6 +202,12 @@ class PgConnection:
         self._reconnect = reconnect
         # Inside BEGIN ... COMMIT/ROLLBACK: a connection lost there is never replaced mid-transaction.
         self._explicit = False
+        # A reader's statement found its connection lost runs again once on a new one: reads repeat
+        # safely; a writer's statement never does (it may have committed before the connection went).
+        self.retry_lost = False
+        # The writer's open transaction id (PostgreSQL's xid8, as text): a COMMIT whose answer the lost
+        # connection took with it is looked up by id, so a committed batch is never written twice.
+        self._xid: str | None = None
 
     @property
     def in_transaction(self) -> bool:
@@ -235,6 +245,62 @@ class PgConnection:
         return True
 
     async def _execute(self, sql: str, params: Sequence[Any] | Mapping[str, Any] | None) -> PgCursor:
+        if self._reconnect is None:
+            return await self._execute_once(sql, params)
+        if self.retry_lost:
+            if self._explicit:
+                return await self._execute_once(sql, params)
+            try:
+                return await self._execute_once(sql, params)
+            except psycopg.OperationalError:
+                if not self.closed:
+                    raise
+                return await self._execute_once(sql, params)
+        head = sql.lstrip()[:8].upper()
+        if head.startswith("BEGIN"):
+            cursor = await self._execute_once(sql, params)
+            rows = await (await self._execute_once("SELECT pg_current_xact_id()::text", None)).fetchall()
+            self._xid = rows[0][0]
+            return cursor
+        if head.startswith("COMMIT") and self._xid is not None:
+            xid, self._xid = self._xid, None
+            try:
+                return await self._execute_once(sql, params)
+            except psycopg.OperationalError:
+                if not self.closed or await self._outcome(xid) != "committed":
+                    raise
+                return PgCursor([], 0)
+        if head.startswith("ROLLBACK"):
+            self._xid = None
+        return await self._execute_once(sql, params)
+
+    async def _outcome(self, xid: str) -> str | None:
+        """What became of transaction `xid` whose COMMIT lost its connection: "committed", "aborted", or
+        None when the server stayed unreachable for a minute (the caller then retries, as for a failure).
+
+        Waits for the server (the writer holds its lock meanwhile; probe results keep buffering): retrying
+        a batch that did commit would count its rollups twice.
+        """
+        reconnect = self._reconnect
+        if reconnect is None:
+            return None
+        delay = 0.05
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + _OUTCOME_PATIENCE
+        while True:
+            try:
+                self.raw = await reconnect()
+                self.reconnects += 1
+                cursor = await self._execute_once("SELECT pg_xact_status(?::xid8)", (xid,))
+                rows = await cursor.fetchall()
+                return str(rows[0][0]) if rows and rows[0][0] is not None else None
+            except psycopg.OperationalError:
+                if loop.time() >= give_up:
+                    return None
+                await asyncio.sleep(delay)
+                delay = min(1.0, delay * 2)
+
+    async def _execute_once(self, sql: str, params: Sequence[Any] | Mapping[str, Any] | None) -> PgCursor:
         if not await self._ready(sql):
             return PgCursor([], 0)
         # Without parameters psycopg sends the text as it is: nothing to rewrite (scripts, DDL).

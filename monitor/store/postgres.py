@@ -94,10 +94,13 @@ class PostgresEngine:
             await conn.execute(f"SELECT pg_advisory_unlock({lock_key('migrate')})")
 
     async def open_reader(self) -> PgConnection:
-        return await self._connect()
+        reader = await self._connect()
+        reader.retry_lost = True
+        return reader
 
     async def open_readonly(self, migrations: Sequence[Migration]) -> PgConnection:
         reader = await self._connect(readonly=True)
+        reader.retry_lost = True
         try:
             check_version(await schema_version(reader), migrations, self.describe())
         except BaseException:
