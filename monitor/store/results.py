@@ -1,8 +1,22 @@
 """Probe results and rollups: one flush of the buffer into the database, and their retention.
 
+Why it looks like this (Uptime Kuma's heartbeat table grew to GBs and DB work caused false downtime):
+successes that change nothing are folded into per-minute and per-hour rollups; the raw table keeps
+failures, degraded and maintenance results, state changes and one sample per target per
+`success_sample_interval`. Rollups are packed (packed.py): one row per target per hour holding its
+minutes, one per target per UTC day holding its hours (with day totals as columns). A packed row is written
+once, when its hour or day closes; its closed entries wait in `rollup_open` until then, and a restart reads
+them back before merging, so nothing counts twice.
+
 A flush reads and encodes the packed rows that close before its transaction (sliced, packing.py), then
 writes raw rows, staged entries, closed packed rows and health in one transaction with the batch hooks
-(the heartbeat). A failed commit puts the batch back into memory; the next flush retries it.
+(the heartbeat). A failed commit puts the batch back into memory; the next flush retries it. On
+PostgreSQL several replicas close the same hour's rows: there the reads happen inside the transaction,
+after a transaction advisory lock, so each closer sees what the previous one committed.
+
+Uptime precision (reports.py): counts are exact to the minute while minute rollups are kept (to the hour
+after); latency percentiles and the maximum come from hour histograms; stored maxima are rounded up by at
+most 4.4 % and latency sums read back within 2.2 % (packed.py).
 """
 
 from __future__ import annotations

@@ -1,22 +1,18 @@
-"""The SQLite store: buffered writes off the probe path, compact history, rollup-based uptime.
+"""The store over one database engine: lifecycle, transactions, the writer loop, and the aggregates.
 
-Why it looks like this (Uptime Kuma's heartbeat table grew to GBs and DB work caused false downtime):
+`SqlStore` is the one object implementing `monitor.store.base.Store`; each aggregate keeps its SQL (both
+engines' statements side by side where they differ) in its own module and the store delegates:
+probe results and rollups (results.py, packing.py, reports.py, live.py), target ids (targets.py),
+incidents (incidents.py), key-value state (kv.py), daemon runs (heartbeat.py, monitored.py).
+
 - `record()` only appends to memory (buffer.py); a background writer commits one transaction per
-  `flush_interval` (packing.py). A slow, locked or full database makes the bounded buffer grow
-  (`pending_writes`), never a probe wait; the failed batch goes back to memory and is retried.
-- Successes that change nothing are folded into per-minute and per-hour rollups; the raw table keeps
-  failures, degraded and maintenance results, state changes and one sample per target per
-  `success_sample_interval`.
-- Rollups are packed (packed.py): one row per target per hour holding its minutes, one per target per
-  UTC day holding its hours (with day totals as columns), ~7 GB -> 0.93 GB at 1,000 targets x
-  10 s with the default retention. The writer keeps the current rows in memory and rewrites each touched
-  row once per flush; after a restart it reads them back before merging, so nothing counts twice.
-- Uptime (reports.py) precision: counts are exact to the minute while minute rollups are kept (to the
-  hour after); latency percentiles and the maximum come from hour histograms, so a window edge inside an
-  hour brings that whole hour's latencies (within about 4.5 % per bucket otherwise). Stored maxima are
-  rounded up by at most 4.4 % and latency sums read back within 2.2 % (packed.py): small packs.
+  `flush_interval` (results.py). A slow, locked, full or unreachable database makes the bounded buffer
+  grow (`pending_writes`), never a probe wait; the failed batch goes back to memory and is retried.
+- Successes that change nothing are folded into packed per-minute and per-hour rollups (packed.py):
+  ~7 GB -> 0.93 GB at 1,000 targets x 10 s with the default retention.
 - Two connections: the writer (all writes, serialised by `transaction()`) and a reader, so reads never
-  see half a batch and never queue behind a flush. WAL lets another process (the CLI) read meanwhile.
+  see half a batch and never queue behind a flush. On PostgreSQL both reconnect after the server or the
+  network dropped them (engine.PgConnection).
 
 Other modules extend the store with their own tables (added in migrations.py) and methods that write
 through `async with store.transaction(op) as conn:` and read through `store.reader`. Durable facts are
