@@ -10,7 +10,9 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+import psycopg
 import pytest
 
 from monitor.model import FailureReason, Health, ProbeOutcome
@@ -147,3 +149,32 @@ async def test_a_commit_whose_answer_is_lost_is_not_written_twice(proxy: PgProxy
     finally:
         await store.close()
         schemas.drop()
+
+
+async def test_connections_the_server_ended_while_idle_are_replaced_without_a_failed_write(
+    tmp_path: Path,
+) -> None:
+    """The server ends both idle connections (as a restart or an administrator would): the next flush
+    and the next read reconnect at their first statement, with no write failing."""
+    url = require_postgres()
+    schemas = StoreFactory("postgresql", f"idle-{uuid.uuid4()}")
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
+    async with schemas.new(tmp_path / "idle.db", flush_interval=3600) as store:
+        try:
+            store.record(ProbeResult("portal", start, 0.01, OK, Health.UP))
+            await store.flush()
+            pids = [
+                (await store.connection.execute_fetchall("SELECT pg_backend_pid()"))[0][0],
+                (await store.reader.execute_fetchall("SELECT pg_backend_pid()"))[0][0],
+            ]
+            with psycopg.connect(url, autocommit=True) as admin:
+                for pid in pids:
+                    admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+            store.record(ProbeResult("portal", start + timedelta(seconds=10), 0.01, DOWN, Health.DOWN))
+            await store.flush()
+            assert (await store.latest_health())["portal"] is Health.DOWN
+            assert dict(store.facts.errors) == {}
+            assert store.connection.reconnects == 1 and store.reader.reconnects == 1
+        finally:
+            await store.close()
+            schemas.drop()

@@ -258,7 +258,14 @@ class PgConnection:
                 return await self._execute_once(sql, params)
         head = sql.lstrip()[:8].upper()
         if head.startswith("BEGIN"):
-            cursor = await self._execute_once(sql, params)
+            try:
+                cursor = await self._execute_once(sql, params)
+            except psycopg.OperationalError:
+                # Found dead at the first statement (server restarted while idle): nothing ran yet.
+                if not self.closed:
+                    raise
+                self._explicit = False
+                cursor = await self._execute_once(sql, params)
             rows = await (await self._execute_once("SELECT pg_current_xact_id()::text", None)).fetchall()
             self._xid = rows[0][0]
             return cursor
