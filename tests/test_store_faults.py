@@ -1,6 +1,7 @@
 """One fault each, against a real SQLite file locked by another connection: routing survives a long stall,
 a crossing is never taken as recorded before its commit, the write buffer stays bounded, and a
-transaction cancelled half-way leaves nothing open behind it."""
+transaction cancelled half-way leaves nothing open behind it. SQLite only (a file lock); PostgreSQL's
+counterpart, the server unreachable, is tests/test_store_outage_postgres.py."""
 
 from __future__ import annotations
 
