@@ -296,11 +296,16 @@ class PgConnection:
         give_up = loop.time() + _OUTCOME_PATIENCE
         while True:
             try:
-                self.raw = await reconnect()
-                self.reconnects += 1
+                if self.closed:
+                    self.raw = await reconnect()
+                    self.reconnects += 1
                 cursor = await self._execute_once("SELECT pg_xact_status(?::xid8)", (xid,))
                 rows = await cursor.fetchall()
-                return str(rows[0][0]) if rows and rows[0][0] is not None else None
+                status = str(rows[0][0]) if rows and rows[0][0] is not None else None
+                # The old backend may not have noticed its client is gone yet: ask until it ends.
+                if status != "in progress" or loop.time() >= give_up:
+                    return status
+                await asyncio.sleep(0.05)
             except psycopg.OperationalError:
                 if loop.time() >= give_up:
                     return None
