@@ -8,12 +8,12 @@ already packed rows back before merging, so nothing counts twice.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from monitor.store import latency, packed
 from monitor.store.buffer import Batch, Rollup, floor
-from monitor.store.engine import dialect_of, pick
+from monitor.store.engine import POSTGRESQL, dialect_of, pick
 from monitor.store.rollups import MINUTE_PACKS, PACK_SPECS, Pack, PackSpec, Slicer, add_values
 from monitor.store.targets import TargetRow, load_targets, resolve_targets
 
@@ -47,10 +47,13 @@ def batch_entries(batch: Batch, spec: PackSpec) -> dict[tuple[str, int], Rollup]
 
 @dataclass(slots=True)
 class Closing:
-    """Packed rows of one table written by this flush: their row buckets and (row, target, totals, blob)."""
+    """Packed rows of one table written by this flush: their row buckets, (row, target, totals, blob), and
+    the staged entries read into them ((bucket, target id); deleted one by one on PostgreSQL, where a
+    replica may stage another entry of the same row meanwhile, which must stay for its next flush)."""
 
     buckets: set[int]
     rows: list[tuple[int, str, tuple[int, ...], bytes]]
+    staged: list[tuple[int, int]] = field(default_factory=list)
 
 
 def closes_rows(open_rows: Mapping[str, set[int]], batch: Batch, now_s: int) -> bool:
@@ -88,6 +91,7 @@ async def prepare_closing(
         if buckets and not id_names:
             id_names = {known[0]: name for name, known in targets.items()}
         packs: dict[tuple[int, str], Pack] = {}
+        staged: list[tuple[int, int]] = []
 
         def entry(
             row: int, name: str, offset: int, packs: dict[tuple[int, str], Pack] = packs
@@ -107,6 +111,7 @@ async def prepare_closing(
                     (spec.entry_size, row, row + spec.row_size),
                 ):
                     offset = (bucket - row) // spec.entry_size
+                    staged.append((bucket, tid))
                     if tid not in id_names:
                         id_names = await _learn_targets(reader, targets)
                     add_values(entry(row, id_names[tid], offset), values, hist)
@@ -141,7 +146,7 @@ async def prepare_closing(
                 totals = ()
             rows.append((row, name, totals, blob))
             await slicer.tick()
-        closing[spec.table] = Closing(buckets, rows)
+        closing[spec.table] = Closing(buckets, rows, staged)
     return closing
 
 
@@ -224,6 +229,12 @@ async def write_batch(
                 " ON CONFLICT (bucket, target_id) DO UPDATE SET minutes = excluded.minutes",
                 [(row, target_id(name), blob) for row, name, _, blob in rows.rows],
             )
+        if dialect_of(conn) == POSTGRESQL:
+            await conn.executemany(
+                "DELETE FROM rollup_open WHERE size = ? AND bucket = ? AND target_id = ?",
+                [(spec.entry_size, bucket, tid) for bucket, tid in rows.staged],
+            )
+            continue
         for row in sorted(rows.buckets):
             await conn.execute(
                 "DELETE FROM rollup_open WHERE size = ? AND bucket >= ? AND bucket < ?",
