@@ -246,5 +246,8 @@ async def write_batch(
         if known is not None and known[2] != code:
             changed_health.append((code, ids[name]))
             added[name] = (known[0], known[1], code)
-    await conn.executemany("UPDATE targets SET health = ? WHERE id = ?", changed_health)
+    # In id order: two replicas updating the same targets (a takeover) lock them in one order.
+    await conn.executemany(
+        "UPDATE targets SET health = ? WHERE id = ?", sorted(changed_health, key=lambda row: row[1])
+    )
     return added
