@@ -178,3 +178,33 @@ async def test_connections_the_server_ended_while_idle_are_replaced_without_a_fa
         finally:
             await store.close()
             schemas.drop()
+
+
+async def test_write_buffer_stays_bounded_while_the_server_is_unreachable(proxy: PgProxy) -> None:
+    """Past the backlog limit only raw samples are dropped (counted); rollups still count every result
+    once the server is back (the PostgreSQL side of test_store_faults.py's locked file)."""
+    schemas = StoreFactory("postgresql", f"bounded-{uuid.uuid4()}")
+    start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=3)
+    limit = 1000
+    store = PostgresStore(
+        proxy.proxied_url, schema=schemas.schema("bounded.db"), flush_interval=0.02, raw_backlog_limit=limit
+    )
+    try:
+        await store.open()
+        proxy.cut()
+        for second in range(5000):
+            store.record(ProbeResult("portal", start + timedelta(seconds=second), 1.0, DOWN, Health.DOWN))
+            if second % 500 == 0:
+                await asyncio.sleep(0.05)  # the writer tries, and fails, in between
+        await asyncio.sleep(0.1)
+        assert store.dropped_samples == 4000
+        assert store.facts.errors["flush"] >= 1
+        proxy.restore()
+        await _eventually(lambda: _drained(store))
+        rows = await store.reader.execute_fetchall("SELECT count(*) FROM probe_results")
+        assert rows[0][0] == limit, "the oldest samples are kept, in order"
+        report = await store.uptime("portal", start, start + timedelta(hours=2))
+        assert report.failures == 5000, "rollups counted every result"
+    finally:
+        await store.close()
+        schemas.drop()
