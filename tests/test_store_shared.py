@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from monitor.store.base import StoreError
 from monitor.store.engine import DB_ERRORS
 from monitor.store.heartbeat import Heartbeat
 from monitor.store.migrations import MIGRATIONS
@@ -178,3 +179,22 @@ async def test_migration_7_keeps_the_oldest_open_incident_of_a_target(
                     "INSERT INTO incidents (target_id, started_at) VALUES (?, ?)",
                     (store.committed_target_id("portal"), 0),
                 )
+
+
+async def test_reopening_an_incident_leaves_a_takeover_incident_alone(
+    stores: StoreFactory, tmp_path: Path
+) -> None:
+    """A restarted daemon reopens its incident closed at shutdown, unless another writer opened one for
+    the target meanwhile: that one stays the only open incident."""
+    path = tmp_path / "store.db"
+    async with stores.new(path, clock=Clock(T0)) as store:
+        first = await store.open_incident("portal", T0, "timeout", "")
+        await store.close_incident(first, T0 + timedelta(minutes=1))
+        await store.reopen_incident(first)
+        assert [i.id for i in await store.open_incidents()] == [first]
+        await store.close_incident(first, T0 + timedelta(minutes=2))
+        taken_over = await store.open_incident("portal", T0 + timedelta(minutes=3), "timeout", "")
+        await store.reopen_incident(first)
+        assert [i.id for i in await store.open_incidents()] == [taken_over]
+        with pytest.raises(StoreError, match="no incident 999"):
+            await store.reopen_incident(999)
