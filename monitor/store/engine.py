@@ -208,6 +208,9 @@ class PgConnection:
         # The writer's open transaction id (PostgreSQL's xid8, as text): a COMMIT whose answer the lost
         # connection took with it is looked up by id, so a committed batch is never written twice.
         self._xid: str | None = None
+        # False while something rides on this very session (a session advisory lock, e.g. while
+        # migrating): losing the connection then must fail, not silently continue on a new session.
+        self.reconnect_enabled = True
 
     @property
     def in_transaction(self) -> bool:
@@ -237,7 +240,11 @@ class PgConnection:
                 return False
         if not self.closed:
             return True
-        if self._reconnect is None or (self._explicit and not head.startswith("BEGIN")):
+        if (
+            self._reconnect is None
+            or not self.reconnect_enabled
+            or (self._explicit and not head.startswith("BEGIN"))
+        ):
             raise psycopg.OperationalError("the connection to the store was lost")
         # Raises OperationalError while the server stays unreachable: the caller retries later.
         self.raw = await self._reconnect()
@@ -245,7 +252,7 @@ class PgConnection:
         return True
 
     async def _execute(self, sql: str, params: Sequence[Any] | Mapping[str, Any] | None) -> PgCursor:
-        if self._reconnect is None:
+        if self._reconnect is None or not self.reconnect_enabled:
             return await self._execute_once(sql, params)
         if self.retry_lost:
             if self._explicit:

@@ -87,11 +87,16 @@ class PostgresEngine:
         """Apply what is missing, holding the migration lock: one replica migrates, the others wait."""
         if self.schema:
             await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {self.schema}")
-        await conn.execute(f"SELECT pg_advisory_lock({lock_key('migrate')})")
+        # The lock lives in this session: a lost connection must fail the migration, not go on unlocked.
+        conn.reconnect_enabled = False
         try:
-            return await apply_migrations(conn, migrations)
+            await conn.execute(f"SELECT pg_advisory_lock({lock_key('migrate')})")
+            try:
+                return await apply_migrations(conn, migrations)
+            finally:
+                await conn.execute(f"SELECT pg_advisory_unlock({lock_key('migrate')})")
         finally:
-            await conn.execute(f"SELECT pg_advisory_unlock({lock_key('migrate')})")
+            conn.reconnect_enabled = True
 
     async def open_reader(self) -> PgConnection:
         reader = await self._connect()
