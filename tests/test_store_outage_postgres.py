@@ -20,6 +20,10 @@ from monitor.store import PostgresStore, ProbeResult
 from monitor.store.durable import until_committed
 from tests.pg_proxy import PgProxy
 from tests.store_engines import StoreFactory, require_postgres
+from tests.test_store_faults import (
+    check_oldest_samples_kept_and_every_result_counted,
+    record_past_the_backlog_limit,
+)
 
 OK = ProbeOutcome(success=True)
 DOWN = ProbeOutcome(success=False, reason=FailureReason.REFUSED, detail="connection refused")
@@ -192,19 +196,10 @@ async def test_write_buffer_stays_bounded_while_the_server_is_unreachable(proxy:
     try:
         await store.open()
         proxy.cut()
-        for second in range(5000):
-            store.record(ProbeResult("portal", start + timedelta(seconds=second), 1.0, DOWN, Health.DOWN))
-            if second % 500 == 0:
-                await asyncio.sleep(0.05)  # the writer tries, and fails, in between
-        await asyncio.sleep(0.1)
-        assert store.dropped_samples == 4000
-        assert store.facts.errors["flush"] >= 1
+        await record_past_the_backlog_limit(store, start)
         proxy.restore()
         await _eventually(lambda: _drained(store))
-        rows = await store.reader.execute_fetchall("SELECT count(*) FROM probe_results")
-        assert rows[0][0] == limit, "the oldest samples are kept, in order"
-        report = await store.uptime("portal", start, start + timedelta(hours=2))
-        assert report.failures == 5000, "rollups counted every result"
+        await check_oldest_samples_kept_and_every_result_counted(store, start, limit)
     finally:
         await store.close()
         schemas.drop()
