@@ -339,6 +339,38 @@ CREATE TABLE leases (
 ) WITHOUT ROWID;
 """
 
+# Several processes on one database (replicas): the database, not one process's memory, keeps one open
+# incident per target (monitor/store/incidents.py), and the live rollup copies carry the run that wrote
+# them (monitor/store/live.py).
+_ONE_OPEN_INCIDENT = """
+-- Stores written before this had at most one open incident per target by the daemon's own bookkeeping;
+-- should one hold two, the oldest stays open and covers the later one's time (downtime is their union),
+-- which ends where it started.
+UPDATE incidents SET ended_at = started_at WHERE ended_at IS NULL
+    AND EXISTS (SELECT 1 FROM incidents AS o WHERE o.target_id = incidents.target_id AND o.ended_at IS NULL
+        AND (o.started_at < incidents.started_at
+             OR (o.started_at = incidents.started_at AND o.id < incidents.id)));
+DROP INDEX incidents_open;
+CREATE UNIQUE INDEX incidents_open_one ON incidents (target_id) WHERE ended_at IS NULL;
+
+-- A copy of memory, rewritten every heartbeat: dropped, not converted.
+DROP TABLE rollup_live;
+CREATE TABLE rollup_live (
+    run_id INTEGER NOT NULL,              -- the monitor_runs row (process) whose memory this copies
+    size INTEGER NOT NULL,                -- 60 or 3600
+    bucket INTEGER NOT NULL,              -- epoch seconds
+    target_id INTEGER NOT NULL,
+    probes INTEGER NOT NULL,
+    failures INTEGER NOT NULL,
+    degraded INTEGER NOT NULL,
+    maintenance INTEGER NOT NULL,
+    latency_sum_us INTEGER NOT NULL,
+    latency_max_us INTEGER NOT NULL,
+    histogram BLOB NOT NULL,
+    PRIMARY KEY (run_id, size, bucket, target_id)
+) WITHOUT ROWID;
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1,
@@ -351,6 +383,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(4, "alert routing state", _ALERT_ROUTING),
     Migration(5, "daemon runs (heartbeat) and live rollups", _MONITOR_RUNS),
     Migration(6, "alert deliver-by, leases", _ALERT_DELIVER_BY),
+    Migration(7, "one open incident per target; live rollups per run", _ONE_OPEN_INCIDENT),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version
