@@ -110,8 +110,8 @@ class Digest:
             return 0
         async with self.store.transaction() as conn:
             cursor = await conn.executemany(
-                "INSERT OR IGNORE INTO alert_digest_items (dedupe_key, person_id, code, due_at, event_at,"
-                " channels) VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO alert_digest_items (dedupe_key, person_id, code, due_at, event_at, channels)"
+                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (dedupe_key) DO NOTHING",
                 [
                     (
                         item.dedupe_key,

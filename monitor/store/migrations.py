@@ -339,6 +339,22 @@ CREATE TABLE leases (
 ) WITHOUT ROWID;
 """
 
+_ALERT_OUTBOX_CLAIM_LEASE = """
+-- Who holds an in_flight row and until when (ms since epoch): replicas sharing one database claim rows
+-- with a lease (alerts/outbox.py); a row whose holder died comes back to pending once it lapses.
+ALTER TABLE alert_outbox ADD COLUMN claimed_by TEXT;
+ALTER TABLE alert_outbox ADD COLUMN claim_expires_at INTEGER;
+CREATE INDEX alert_outbox_claim_expiry ON alert_outbox (claim_expires_at) WHERE status = 'in_flight';
+"""
+
+# PostgreSQL compares text in the database's collation, which may ignore punctuation: the range of keys
+# of one crossing (`crossing:<id>:` to `crossing:<id>;`, alerts/recorded.py) is read in byte order, from
+# these indexes. (SQLite compares bytes already.)
+_ALERT_KEYS_BYTE_ORDER = """
+CREATE INDEX alert_outbox_key_bytes ON alert_outbox ((dedupe_key COLLATE "C"));
+CREATE INDEX alert_digest_items_key_bytes ON alert_digest_items ((dedupe_key COLLATE "C"));
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1,
@@ -351,6 +367,15 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(4, "alert routing state", _ALERT_ROUTING),
     Migration(5, "daemon runs (heartbeat) and live rollups", _MONITOR_RUNS),
     Migration(6, "alert deliver-by, leases", _ALERT_DELIVER_BY),
+    # Placeholder on the pg-alerts branch only: version 7 belongs to the core store (pg-core); replace
+    # this line with that branch's migration 7 when merging.
+    Migration(7, "reserved for the core store", ""),
+    Migration(
+        8,
+        "alert outbox claim lease",
+        _ALERT_OUTBOX_CLAIM_LEASE,
+        postgresql=postgres_ddl(_ALERT_OUTBOX_CLAIM_LEASE) + _ALERT_KEYS_BYTE_ORDER,
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version
