@@ -246,15 +246,15 @@ class Outbox:
 
         Such a row may or may not have reached its gateway; it is resent with the same alert_id.
         """
-        return await self.release_expired()
+        return await self.release_expired(own_too=True)
 
-    async def release_expired(self) -> int:
-        """`recover()`'s statement: what it puts back (the worker runs it once per poll on PostgreSQL,
-        where a replica may die at any time)."""
+    async def release_expired(self, *, own_too: bool = False) -> int:
+        """Rows whose claim lease lapsed go back to `pending` (on SQLite every in-flight row: see
+        `recover`); with `own_too` also this outbox's own claims. The worker runs it once per poll on
+        PostgreSQL, where a replica may die at any time."""
+        claimer = self.claimer if own_too else None
         async with self.store.transaction("outbox") as conn:
-            cursor = await conn.execute(
-                *release_statement(self.store.dialect, to_ms(self._clock()), self.claimer)
-            )
+            cursor = await conn.execute(*release_statement(self.store.dialect, to_ms(self._clock()), claimer))
             count = max(0, cursor.rowcount)
             await cursor.close()
         if count:

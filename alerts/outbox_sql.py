@@ -35,7 +35,7 @@ INSERT = (
 )
 
 # In-flight rows going back to pending, due now (?1 now): on SQLite every one (one daemon per file, at
-# its start); on PostgreSQL those whose claim lease lapsed, and this outbox's own leftovers (?2).
+# its start); on PostgreSQL those whose claim lease lapsed, and those of claimer ?2 (NULL: none).
 _RELEASE = {
     SQLITE: (
         "UPDATE alert_outbox SET status = 'pending', next_attempt_at = min(next_attempt_at, ?1),"
@@ -78,8 +78,8 @@ _HAS_FALLBACK = {
 _CLAIM_LOCK = {SQLITE: "", POSTGRESQL: " FOR UPDATE SKIP LOCKED"}
 
 
-def release_statement(dialect: str, now_ms: int, claimer: str) -> tuple[str, tuple[Any, ...]]:
-    """`Outbox.release_expired`'s statement and parameters."""
+def release_statement(dialect: str, now_ms: int, claimer: str | None) -> tuple[str, tuple[Any, ...]]:
+    """`Outbox.release_expired`'s statement and parameters (`claimer`: whose claims go back too)."""
     return _RELEASE[dialect], (now_ms,) if dialect == SQLITE else (now_ms, claimer)
 
 
