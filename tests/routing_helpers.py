@@ -21,7 +21,7 @@ from alerts.timers import Timers
 from monitor.calendar import Calendars
 from monitor.config import Config, load_config_text
 from monitor.events import DossierThresholdCrossed, EventBus
-from monitor.store import SqliteStore
+from monitor.store import SqlStore
 
 __all__ = [
     "CODE",
@@ -142,7 +142,7 @@ def crossing(
     )
 
 
-def make_router(config: Config, store: SqliteStore, clock: Clock) -> Router:
+def make_router(config: Config, store: SqlStore, clock: Clock) -> Router:
     """A router as the service builds it: real outbox, timers table and digest on `store`."""
     alerts = config.alerts
     directory = Directory(alerts.directory)
@@ -165,7 +165,7 @@ def make_router(config: Config, store: SqliteStore, clock: Clock) -> Router:
     return router
 
 
-async def outbox_rows(store: SqliteStore) -> list[dict[str, Any]]:
+async def outbox_rows(store: SqlStore) -> list[dict[str, Any]]:
     rows = await store.reader.execute_fetchall(
         "SELECT dedupe_key, person_id, kind, severity, channels, text, not_before, phone,"
         " coalesce(deliver_by, not_before) FROM alert_outbox ORDER BY id"
@@ -196,7 +196,7 @@ def to_fake_sms(section: dict[str, Any], esms: Any) -> dict[str, Any]:
 
 
 @asynccontextmanager
-async def running_service(config: Config, store: SqliteStore) -> AsyncIterator[tuple[AlertService, EventBus]]:
+async def running_service(config: Config, store: SqlStore) -> AsyncIterator[tuple[AlertService, EventBus]]:
     """An AlertService started on `store` with its own bus, stopped (grace 2 s) on leaving."""
     bus = EventBus()
     service = AlertService(config, store, bus, Calendars(config.calendars, config.zone))
