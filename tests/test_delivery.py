@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
 from prometheus_client import CollectorRegistry, generate_latest
 from structlog.testing import capture_logs
 
@@ -339,28 +338,11 @@ async def test_recover_after_crash_resends_and_gateways_deduplicate(
         assert restarted.count("due_soon", "sms", "duplicate") == 1
 
 
-class StallingEsms(FakeEsms):
-    """eSMS that, while `stalled`, does not answer until `release` is set."""
-
-    stalled = False
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.release = asyncio.Event()
-        self.stalling = asyncio.Event()
-
-    async def _send(self, request: web.Request) -> web.Response:
-        if self.stalled:
-            self.stalling.set()
-            await self.release.wait()
-        return await super()._send(request)
-
-
 async def test_loop_wakes_on_enqueue_and_stops_in_three_steps(stores: StoreFactory, tmp_path: Path) -> None:
     """The running worker sends as soon as alerts are enqueued (not at its poll), and stop() leaves sends
     cut off after the grace period in_flight for recovery."""
     async with (
-        StallingEsms(api_key=ESMS_SECRET, secret_key=ESMS_SECRET_KEY) as esms,
+        FakeEsms(api_key=ESMS_SECRET, secret_key=ESMS_SECRET_KEY) as esms,
         stores.new(tmp_path / "store.db") as store,
     ):
         deps = ChannelDeps(kv=store)
