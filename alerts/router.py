@@ -19,6 +19,11 @@ down together are grouped into one message per person (alerts/grouping.py: a gro
 incident's keys, follow-ups add `:g{n}`, and one reminder per `repeat` names the targets still down).
 "Longer than" timers and pending groups live in the
 `alert_timers` table so a restart neither loses nor repeats them.
+
+Replicas: `leader()` (default: always) says whether this member fires timers, group messages and
+reminders in `tick`; only the elected member does. Any member routes the events of its own targets and
+sources and writes timers and groups to the table; with a `leader` given, a member reads the table back
+before firing (and before routing events), so the member elected next fires what the last one left.
 """
 
 from __future__ import annotations
@@ -63,6 +68,11 @@ __all__ = ["ROUTED_EVENTS", "Router", "recorded_crossings"]
 
 log = structlog.get_logger("alerts.router")
 
+
+def _always() -> bool:
+    return True
+
+
 ROUTED_EVENTS: tuple[type[Event], ...] = (
     TargetStateChanged,
     IncidentOpened,
@@ -98,6 +108,7 @@ class Router:
         digest: Digest | None = None,
         timers: Timers | None = None,
         cert_expiry: Callable[[str], float | None] | None = None,
+        leader: Callable[[], bool] | None = None,
     ) -> None:
         self.config = config
         self.directory = directory
@@ -110,6 +121,9 @@ class Router:
         self.timers = timers if timers is not None else Timers()
         self.groups = OutageGroups(self.timers)
         self.cert_expiry = cert_expiry
+        # Several members share the tables: what this one holds in memory may be stale (see above).
+        self.shared = leader is not None
+        self.leader: Callable[[], bool] = leader or _always
         self.occurrences = OccurrenceBuilder(calendars, directory, zone)
         self.policy = RecipientPolicy(config, directory, zone)
         # person id → alerts skipped because no channel could reach them.
@@ -186,7 +200,12 @@ class Router:
     # --- periodic work --------------------------------------------------------------------------------
 
     async def tick(self, now: datetime | None = None) -> int:
-        """Fire due timers and outage groups (reminders included); return how many alerts were new."""
+        """Fire due timers and outage groups (reminders included); return how many alerts were new.
+
+        Only on the leader; with replicas, from the timers and groups as the table holds them."""
+        if not self.leader():
+            return 0
+        await self._reread()
         now = now or self.clock()
         added = 0
         rules = {rule.name: rule for rule in self.config.rules}
@@ -465,6 +484,7 @@ class Router:
 
     async def handle_many(self, events: Sequence[Event]) -> int:
         """`handle` each event in order; consecutive crossings are routed together (`route_many`)."""
+        await self._reread()
         added = 0
         crossings: list[Occurrence] = []
         for event in events:
@@ -486,6 +506,11 @@ class Router:
         await self.timers.load()
         repeats = {rule.name: rule.repeat for rule in self.config.rules}
         self.groups.load(repeats.get)
+
+    async def _reread(self) -> None:
+        """With replicas, the timers and groups as other members left them in the table."""
+        if self.shared:
+            await self.load()
 
     async def rederive(self, since: datetime, store: SqlStore, *, thresholds: Sequence[str] = ()) -> int:
         """Re-create the alerts of incidents and crossings recorded since `since` (idempotent: the sink

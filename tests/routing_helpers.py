@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -142,15 +142,26 @@ def crossing(
     )
 
 
-def make_router(config: Config, store: SqlStore, clock: Clock) -> Router:
-    """A router as the service builds it: real outbox, timers table and digest on `store`."""
+def make_router(
+    config: Config, store: SqlStore, clock: Clock, leader: Callable[[], bool] | None = None
+) -> Router:
+    """A router as the service builds it: real outbox, timers table and digest on `store`; `leader`: a
+    replica's election (None: one daemon)."""
     alerts = config.alerts
     directory = Directory(alerts.directory)
     calendars = Calendars(config.calendars, ZONE)
     templates = Templates(alerts.templates)
     outbox = Outbox(store, clock)
     router = Router(
-        alerts, directory, calendars, outbox, clock, ZONE, templates=templates, timers=Timers(store)
+        alerts,
+        directory,
+        calendars,
+        outbox,
+        clock,
+        ZONE,
+        templates=templates,
+        timers=Timers(store),
+        leader=leader,
     )
     router.digest = Digest(
         alerts.digest,
@@ -161,6 +172,7 @@ def make_router(config: Config, store: SqlStore, clock: Clock) -> Router:
         templates,
         ZONE,
         schedule=router.policy.schedule_digest,
+        leader=leader,
     )
     return router
 
