@@ -132,11 +132,10 @@ async def apply_changes(conn: Any, prepared: PreparedChanges, dialect: str, clai
     """A delivery round's outcomes (sent, rescheduled, failed) on the rows `claimer` holds."""
     sent, moved, failed = prepared
     if sent:
-        # A send that happened is recorded whoever holds the row now.
+        # A send that happened is recorded whoever holds the row now; claimed_by keeps who sent it.
         await conn.executemany(
             "UPDATE alert_outbox SET status = 'sent', sent_at = ?, channel_used = ?,"
-            " provider_message_id = ?, segments = ?, duplicate_hint = ?, claimed_by = NULL,"
-            " claim_expires_at = NULL WHERE id = ?",
+            " provider_message_id = ?, segments = ?, duplicate_hint = ? WHERE id = ?",
             sent,
         )
     if moved:

@@ -340,11 +340,11 @@ CREATE TABLE leases (
 """
 
 _ALERT_OUTBOX_CLAIM_LEASE = """
--- Who holds an in_flight row and until when (ms since epoch): replicas sharing one database claim rows
--- with a lease (alerts/outbox.py); a row whose holder died comes back to pending once it lapses.
+-- Who holds (or last held) a row's claim and until when (ms since epoch): replicas sharing one database
+-- claim rows with a lease (alerts/outbox.py); an in_flight row whose holder died comes back to pending
+-- once it lapses. No index of its own: in_flight rows are few (alert_outbox_in_flight finds them).
 ALTER TABLE alert_outbox ADD COLUMN claimed_by TEXT;
 ALTER TABLE alert_outbox ADD COLUMN claim_expires_at INTEGER;
-CREATE INDEX alert_outbox_claim_expiry ON alert_outbox (claim_expires_at) WHERE status = 'in_flight';
 """
 
 # PostgreSQL compares text in the database's collation, which may ignore punctuation: the range of keys
