@@ -168,9 +168,7 @@ async def test_newer_or_missing_schema_is_refused(stores: StoreFactory, tmp_path
 # --- raw rows and persistence ---------------------------------------------------------------------------
 
 
-async def test_successes_are_sampled_and_everything_else_is_a_row(
-    stores: StoreFactory, tmp_path: Path
-) -> None:
+async def test_successes_are_sampled_and_everything_else_is_a_row(stores: StoreFactory, tmp_path: Path) -> None:
     """1,000 quiet successes leave a row per sample interval; failures, changes, degraded, maintenance do."""
     clock = Clock(T0 + timedelta(days=1))
     async with make_store(stores, tmp_path / "store.db", clock) as store:
@@ -350,9 +348,7 @@ async def test_uptime_arithmetic_on_a_known_series(stores: StoreFactory, tmp_pat
         assert packed.day_histogram(blob) == latency.histogram_of(latencies)
 
 
-async def test_uptime_windows_clip_incidents_across_minute_and_hour_boundaries(
-    stores: StoreFactory, tmp_path: Path
-) -> None:
+async def test_uptime_windows_clip_incidents_across_minute_and_hour_boundaries(stores: StoreFactory, tmp_path: Path) -> None:
     """Partial windows count each incident once, clipped exactly, with minute-exact probe counts."""
     clock = Clock(T0 + timedelta(hours=3))
     async with make_store(stores, tmp_path / "store.db", clock) as store:
@@ -451,9 +447,7 @@ async def test_old_windows_fall_back_to_hour_rollups(stores: StoreFactory, tmp_p
 # --- retention ------------------------------------------------------------------------------------------
 
 
-async def test_retention_deletes_exactly_the_expired_rows_in_batches(
-    stores: StoreFactory, tmp_path: Path
-) -> None:
+async def test_retention_deletes_exactly_the_expired_rows_in_batches(stores: StoreFactory, tmp_path: Path) -> None:
     """Raw rows, minute and hour rollups and closed incidents go at their own ages, a few at a time."""
     now = datetime(2026, 6, 1, tzinfo=UTC)
     clock = Clock(now)
@@ -502,8 +496,8 @@ async def test_writer_runs_retention_by_itself(stores: StoreFactory, tmp_path: P
     """The background writer applies retention periodically without anyone calling it."""
     now = T0 + timedelta(days=30)
     clock = Clock(now)
-    store = make_store(
-        stores, tmp_path / "store.db", clock, flush_interval=0.01, retention_interval=timedelta(seconds=0.05)
+    store = make_store(stores,
+        tmp_path / "store.db", clock, flush_interval=0.01, retention_interval=timedelta(seconds=0.05)
     )
     async with store:
         store.record(result("portal", now - timedelta(days=8), TIMEOUT, 10.0))
@@ -563,9 +557,7 @@ async def test_readonly_store_reads_while_the_daemon_writes(stores: StoreFactory
             await cli.close()
 
 
-async def test_record_never_waits_while_another_process_holds_the_write_lock(
-    stores: StoreFactory, tmp_path: Path
-) -> None:
+async def test_record_never_waits_while_another_process_holds_the_write_lock(stores: StoreFactory, tmp_path: Path) -> None:
     """With the file locked, record() stays instant and the buffer grows; it drains once the lock goes."""
     path = tmp_path / "store.db"
     clock = Clock(T0 + timedelta(hours=1))
@@ -658,9 +650,7 @@ def test_histogram_encodings_concatenate_and_merge() -> None:
 # --- packed rollups -------------------------------------------------------------------------------------
 
 
-async def test_restart_merges_into_the_packed_rows_without_double_counting(
-    stores: StoreFactory, tmp_path: Path
-) -> None:
+async def test_restart_merges_into_the_packed_rows_without_double_counting(stores: StoreFactory, tmp_path: Path) -> None:
     """Results after a reopen join the same packed hour and day rows; nothing is lost or counted twice."""
     path = tmp_path / "store.db"
     clock = Clock(T0 + timedelta(hours=2))
@@ -747,9 +737,7 @@ def test_version_1_packs_still_read() -> None:
     assert packed.day_histogram(blob) == {0: 1, 20: 3, 25: 2, 30: 300, 143: 2}
 
 
-async def test_open_minutes_stay_in_memory_and_late_results_merge_into_packed_rows(
-    stores: StoreFactory, tmp_path: Path
-) -> None:
+async def test_open_minutes_stay_in_memory_and_late_results_merge_into_packed_rows(stores: StoreFactory, tmp_path: Path) -> None:
     """A flush writes only closed minutes; reports add the open ones; a late result joins its packed row."""
     clock = Clock(T0 + timedelta(minutes=1, seconds=30))
     async with make_store(stores, tmp_path / "store.db", clock, flush_interval=3600) as store:
