@@ -45,6 +45,7 @@ from alerts.outbox_rows import (
 from alerts.outbox_sql import (
     COLUMNS,
     INSERT,
+    ClaimFilter,
     apply_changes,
     claim_statement,
     claimed_rows,
@@ -183,7 +184,7 @@ class Outbox:
         """
         if limit <= 0:
             return []
-        query = self._claim_query(now, limit, channel, other_than, fallback_only, waiting_too)
+        query = self._claim_query(now, limit, ClaimFilter(channel, other_than, fallback_only, waiting_too))
         async with self.store.transaction("outbox") as conn:
             return await claimed_rows(conn, query)
 
@@ -199,7 +200,7 @@ class Outbox:
         async with self.store.transaction("outbox") as conn:
             await apply_changes(conn, prepared, self.store.dialect, self.claimer)
             return {
-                name: await claimed_rows(conn, self._claim_query(now, limit, name))
+                name: await claimed_rows(conn, self._claim_query(now, limit, ClaimFilter(name)))
                 for name, limit in limits.items()
             }
 
@@ -396,27 +397,10 @@ class Outbox:
         )
         return from_ms(rows[0][0]) if rows and rows[0][0] is not None else None
 
-    def _claim_query(
-        self,
-        now: datetime,
-        limit: int,
-        channel: str | None = None,
-        other_than: Collection[str] | None = None,
-        fallback_only: bool = False,
-        waiting_too: bool = False,
-    ) -> tuple[str, list[Any]]:
+    def _claim_query(self, now: datetime, limit: int, which: ClaimFilter) -> tuple[str, list[Any]]:
         """The statement and parameters of `claim` (see there): the rows it takes carry our claim lease."""
         at = to_ms(now)
-        return claim_statement(
-            self.store.dialect,
-            (self.claimer, self._lease_end(at)),
-            at,
-            limit,
-            channel=channel,
-            other_than=other_than,
-            fallback_only=fallback_only,
-            waiting_too=waiting_too,
-        )
+        return claim_statement(self.store.dialect, (self.claimer, self._lease_end(at)), at, limit, which)
 
     def __repr__(self) -> str:
         return f"Outbox({self.store!r})"

@@ -7,6 +7,7 @@ min/max, row locks for claims shared by replicas) both statements are here, smal
 from __future__ import annotations
 
 from collections.abc import Collection
+from dataclasses import dataclass
 from typing import Any
 
 from alerts.outbox_rows import OutboxRow, PreparedChanges, row_from_values
@@ -15,6 +16,7 @@ from monitor.store.engine import POSTGRESQL, SQLITE
 __all__ = [
     "COLUMNS",
     "INSERT",
+    "ClaimFilter",
     "apply_changes",
     "claim_statement",
     "claimed_rows",
@@ -83,32 +85,34 @@ def release_statement(dialect: str, now_ms: int, claimer: str | None) -> tuple[s
     return _RELEASE[dialect], (now_ms,) if dialect == SQLITE else (now_ms, claimer)
 
 
+@dataclass(frozen=True, slots=True)
+class ClaimFilter:
+    """Which due pending rows a claim takes (see `Outbox.claim`)."""
+
+    channel: str | None = None
+    other_than: Collection[str] | None = None
+    fallback_only: bool = False
+    waiting_too: bool = False
+
+
 def claim_statement(
-    dialect: str,
-    lease: tuple[str, int],
-    at: int,
-    limit: int,
-    *,
-    channel: str | None = None,
-    other_than: Collection[str] | None = None,
-    fallback_only: bool = False,
-    waiting_too: bool = False,
+    dialect: str, lease: tuple[str, int], at: int, limit: int, which: ClaimFilter
 ) -> tuple[str, list[Any]]:
     """`Outbox.claim`'s statement and parameters; `lease` is (claimer, lease end in ms)."""
     where = "status = 'pending' AND not_before <= ?"
     params: list[Any] = [*lease, at]
-    if not waiting_too:
+    if not which.waiting_too:
         where += " AND next_attempt_at <= ?"
         params.append(at)
-    if channel is not None:
+    if which.channel is not None:
         where += " AND channel = ?"
-        params.append(channel)
-    if other_than is not None:
-        names = sorted(other_than)
+        params.append(which.channel)
+    if which.other_than is not None:
+        names = sorted(which.other_than)
         marks = ", ".join("?" * len(names))
         where += f" AND (channel IS NULL OR channel NOT IN ({marks}))" if names else ""
         params.extend(names)
-    if fallback_only:
+    if which.fallback_only:
         where += _HAS_FALLBACK[dialect]
     params.append(limit)
     return (

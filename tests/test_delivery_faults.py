@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,7 +18,7 @@ from alerts.config import DeliveryConfig
 from alerts.delivery import DeliveryWorker
 from alerts.model import AlertKind, AlertStatus, NewAlert
 from alerts.outbox import Outbox
-from tests.alert_support import esms_config, new_alert, zns_config
+from tests.alert_support import esms_config, new_alert, until, zns_config
 from tests.fakes import RecordedRequest, ScriptedReply
 from tests.fakes.esms import FakeEsms
 from tests.fakes.zalo import FakeZalo
@@ -46,15 +46,6 @@ async def running(
             for channel in channels.values():
                 await channel.close()
             await deps.aclose()
-
-
-async def until(condition: Callable[[], bool], seconds: float, what: str) -> None:
-    try:
-        async with asyncio.timeout(seconds):
-            while not condition():  # noqa: ASYNC110 - the fakes have no event to wait on
-                await asyncio.sleep(0.01)
-    except TimeoutError:
-        raise AssertionError(f"not within {seconds:g}s: {what}") from None
 
 
 async def settled(worker: DeliveryWorker, sent: int) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
@@ -24,7 +24,7 @@ from alerts.model import AlertStatus
 from alerts.outbox import Outbox
 from alerts.outbox_rows import alert_id_for
 from monitor.store import SqlStore
-from tests.alert_support import esms_config, new_alert
+from tests.alert_support import esms_config, new_alert, until
 from tests.fakes import RecordedRequest
 from tests.fakes.esms import FakeEsms
 from tests.store_engines import StoreFactory
@@ -86,15 +86,6 @@ async def replicas(
         for replica in pair:
             stack.push_async_callback(replica.close)
         yield pair
-
-
-async def until(condition: Callable[[], bool], seconds: float, what: str) -> None:
-    try:
-        async with asyncio.timeout(seconds):
-            while not condition():  # noqa: ASYNC110 - the fake has no event to wait on
-                await asyncio.sleep(0.02)
-    except TimeoutError:
-        raise AssertionError(f"not within {seconds:g}s: {what}") from None
 
 
 def request_id(request: RecordedRequest) -> str:

@@ -16,10 +16,11 @@ import asyncio
 import re
 import time
 import uuid
-from collections.abc import Callable
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from types import TracebackType
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, Self, runtime_checkable
 
 import structlog
 
@@ -52,7 +53,48 @@ class LeaseBusy(Exception):
     """Someone else held the lease for longer than we were willing to wait."""
 
 
-class StoreLease:
+async def _take_within(try_take: Callable[[], Awaitable[bool]], wait: float, what: str) -> None:
+    """Try to take `what` until it is ours, for at most `wait` seconds (then LeaseBusy)."""
+    deadline = time.monotonic() + wait
+    while not await try_take():
+        if time.monotonic() >= deadline:
+            raise LeaseBusy(f"{what} is held elsewhere")
+        await asyncio.sleep(_POLL)
+
+
+class _OneHolder(ABC):
+    """`async with`: taken within `wait` seconds (else LeaseBusy), released on leaving."""
+
+    name: str
+    wait: float
+
+    @abstractmethod
+    async def try_take(self) -> bool: ...
+
+    @abstractmethod
+    async def release(self) -> None: ...
+
+    async def __aenter__(self) -> Self:
+        try:
+            await _take_within(self.try_take, self.wait, self.name)
+        except BaseException:
+            # Nothing of ours to release when not taken; a connection opened for it is closed.
+            await self.release()
+            raise
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        try:
+            await self.release()
+        except Exception as error:
+            # A lease lapses by itself after its ttl, a lock goes with its connection; the work it
+            # guarded is done either way.
+            log.warning("lease_release_failed", lease=self.name, error=type(error).__name__)
+
+
+class StoreLease(_OneHolder):
     """`async with StoreLease(store, "zalo.refresh.<app>", ttl=15, wait=20):` one holder at a time."""
 
     def __init__(
@@ -84,25 +126,8 @@ class StoreLease:
         async with self.store.transaction() as conn:
             await conn.execute("DELETE FROM leases WHERE name = ? AND holder = ?", (self.name, self.holder))
 
-    async def __aenter__(self) -> StoreLease:
-        deadline = time.monotonic() + self.wait
-        while not await self.try_take():
-            if time.monotonic() >= deadline:
-                raise LeaseBusy(f"lease {self.name} is held elsewhere")
-            await asyncio.sleep(_POLL)
-        return self
 
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        try:
-            await self.release()
-        except Exception as error:
-            # It lapses by itself after ttl; the refresh it guarded is done either way.
-            log.warning("lease_release_failed", lease=self.name, error=type(error).__name__)
-
-
-class AdvisoryLock:
+class AdvisoryLock(_OneHolder):
     """`async with AdvisoryLock(store, "zalo-refresh", wait=20):` one holder at a time across every replica
     on the store's PostgreSQL database (the lock key is scoped to the store's schema: `lock_key`)."""
 
@@ -131,27 +156,6 @@ class AdvisoryLock:
         finally:
             # Closing the session would release the lock anyway.
             await self.store.engine.close(conn)
-
-    async def __aenter__(self) -> AdvisoryLock:
-        deadline = time.monotonic() + self.wait
-        try:
-            while not await self.try_take():
-                if time.monotonic() >= deadline:
-                    raise LeaseBusy(f"lock {self.name} is held elsewhere")
-                await asyncio.sleep(_POLL)
-        except BaseException:
-            await self.release()
-            raise
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        try:
-            await self.release()
-        except Exception as error:
-            # The server releases it when the connection goes; the work it guarded is done either way.
-            log.warning("lock_release_failed", lock=self.name, error=type(error).__name__)
 
 
 Exclusive = StoreLease | AdvisoryLock
