@@ -19,8 +19,9 @@ import yaml
 from structlog.testing import capture_logs
 
 from alerts.channels import ChannelDeps, OutgoingMessage, create_channel
-from alerts.channels.store_lease import AdvisoryLock, StoreLease
+from alerts.channels.store_lease import AdvisoryLock, StoreLease, exclusive
 from monitor.store import SqliteStore, SqlStore
+from monitor.store.engine import DB_ERRORS
 from tests.alert_support import zns_config as alert_zns_config
 from tests.fakes.zalo import FakeZalo
 from tests.store_engines import StoreFactory
@@ -216,3 +217,35 @@ async def test_refused_refresh_keeps_the_live_access_token(
             await deps.aclose()
     assert zalo.rejected_refreshes == 1, "refused once, not asked again"
     assert len(zalo.messages) == 3 and len({sent["access_token"] for sent in zalo.messages}) == 1
+
+
+async def test_a_dead_refresher_leaves_the_refresh_lock_free(stores: StoreFactory, tmp_path: Path) -> None:
+    """A process that dies holding the refresh lock blocks the others no longer than its lease's ttl on
+    SQLite, and not at all on PostgreSQL, where the server drops its advisory lock with its session."""
+    path = tmp_path / "monitor.db"
+    async with stores.new(path) as first_store, stores.new(path) as second_store:
+        held = exclusive(first_store, "zalo.refresh.app", lock="zalo-refresh", ttl=0.5, wait=0)
+        waiting = exclusive(second_store, "zalo.refresh.app", lock="zalo-refresh", ttl=0.5, wait=5)
+        assert held is not None and waiting is not None
+        assert await held.try_take()
+        assert not await waiting.try_take(), "one holder at a time"
+        started = asyncio.get_running_loop().time()
+        if stores.postgres:
+            # The holder's replica dies: its session goes, and the server lets go of what it held.
+            ended = await asyncio.to_thread(
+                stores.query,
+                path,
+                "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted"
+                " AND ((classid::bigint << 32) | objid::bigint)"
+                " = hashtextextended(current_schema() || ':zalo-refresh', 0)",
+            )
+            assert ended == [(True,)]
+        async with waiting:
+            taken_after = asyncio.get_running_loop().time() - started
+        # Without a release the SQLite lease lapses after its ttl; the PostgreSQL lock is free at once.
+        assert taken_after < (0.4 if stores.postgres else 1.5)
+        if not stores.postgres:
+            assert taken_after >= 0.3
+        # What the dead holder left in this process: its connection, closed (its unlock fails on PostgreSQL).
+        with contextlib.suppress(*DB_ERRORS):
+            await held.release()
