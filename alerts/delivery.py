@@ -370,9 +370,10 @@ class DeliveryWorker:
         """After the commit of `batch`: free its slots, count it, tell `on_sent`."""
         for outcome, slot in batch:
             # Slots free up only once the outcome is committed: in_flight rows never exceed capacity.
+            if slot:
+                self.claims.done(outcome.row.id)
             if slot and outcome.channel in self._in_flight:
                 self._in_flight[outcome.channel] -= 1
-                self.claims.done(outcome.row.id)
             self._observe(outcome)
         if self.on_sent is not None:
             for outcome, _slot in batch:
