@@ -150,6 +150,29 @@ async def test_recover_puts_in_flight_rows_back(outbox: Outbox, store: SqlStore,
     assert await restarted.recover() == 4
 
 
+async def test_a_late_outcome_of_a_row_taken_over_leaves_it_to_its_new_holder(
+    store: SqlStore, clock: Clock
+) -> None:
+    """A worker whose claims came back (after a restart on SQLite, once lapsed on PostgreSQL) and were
+    claimed again: its late retry or failure does not touch them; a send it made is still recorded."""
+    first, second = Outbox(store, clock), Outbox(store, clock)
+    await first.enqueue([new_alert(1), new_alert(2)])
+    claimed = await first.claim(clock(), 10)
+    clock.advance(CLAIM_LEASE.total_seconds())
+    assert await second.recover() == 2
+    taken = await second.claim(clock(), 10)
+    assert [row.id for row in taken] == [row.id for row in claimed]
+    await first.reschedule(claimed[0].id, clock(), "sms: gateway timeout after 10s")
+    await first.mark_failed(claimed[1].id, "sms: number blocked")
+    for row in taken:
+        stored = await second.get(row.id)
+        assert stored is not None and stored.status is AlertStatus.IN_FLIGHT
+        assert (stored.last_error or "").startswith("interrupted"), "not the late outcome's error"
+    await first.mark_sent(claimed[0].id, "sms", "sms-1")
+    sent = await second.get(claimed[0].id)
+    assert sent is not None and sent.status is AlertStatus.SENT
+
+
 async def test_backlog_figures_and_listing(outbox: Outbox, clock: Clock) -> None:
     """pending_by_channel, oldest_pending_age and list() as the metrics, API and CLI use them."""
     await outbox.enqueue([new_alert(1), new_alert(2, channels=("zalo", "sms"))])
