@@ -470,6 +470,9 @@ class DeliveryWorker:
         row = await self.outbox.enqueue_claimed(alert)
         errors: list[str] = []
         for index, name in enumerate(row.channels):
+            if index and self.outbox.shared:
+                # Each channel may take its whole timeout: no replica takes the test alert over meanwhile.
+                await self.outbox.renew([row.id])
             channel = self.channels.get(name)
             if channel is None:
                 errors.append(f"{name}: channel is not configured")
