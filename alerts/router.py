@@ -22,8 +22,8 @@ incident's keys, follow-ups add `:g{n}`, and one reminder per `repeat` names the
 
 Replicas: `leader()` (default: always) says whether this member fires timers, group messages and
 reminders in `tick`; only the elected member does. Any member routes the events of its own targets and
-sources and writes timers and groups to the table; with a `leader` given, a member reads the table back
-before firing (and before routing events), so the member elected next fires what the last one left.
+sources. With a `leader` given, every change to timers and groups starts from the table and is made by
+one member at a time (alerts/shared_state.py), so the member elected next fires what the last one left.
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ from alerts.occurrences import Occurrence, OccurrenceBuilder, certificate_expiry
 from alerts.recipients import RecipientPolicy
 from alerts.recorded import recorded_crossings, told_of_incidents
 from alerts.rules import DOSSIER_KINDS, RuleConfig
+from alerts.shared_state import SharedRoutingState
 from alerts.templates import RenderedAlert, Templates
 from alerts.timers import (
     Timers,
@@ -122,8 +123,8 @@ class Router:
         self.groups = OutageGroups(self.timers)
         self.cert_expiry = cert_expiry
         # Several members share the tables: what this one holds in memory may be stale (see above).
-        self.shared = leader is not None
         self.leader: Callable[[], bool] = leader or _always
+        self.state = SharedRoutingState(self.timers.store, self.load, shared=leader is not None)
         self.occurrences = OccurrenceBuilder(calendars, directory, zone)
         self.policy = RecipientPolicy(config, directory, zone)
         # person id → alerts skipped because no channel could reach them.
@@ -205,8 +206,11 @@ class Router:
         Only on the leader; with replicas, from the timers and groups as the table holds them."""
         if not self.leader():
             return 0
-        await self._reread()
-        now = now or self.clock()
+        async with self.state.current():
+            return await self._fire(now or self.clock())
+
+    async def _fire(self, now: datetime) -> int:
+        """`tick`'s work: due timers, then due group messages and reminders."""
         added = 0
         rules = {rule.name: rule for rule in self.config.rules}
         fired: list[str] = []
@@ -484,7 +488,13 @@ class Router:
 
     async def handle_many(self, events: Sequence[Event]) -> int:
         """`handle` each event in order; consecutive crossings are routed together (`route_many`)."""
-        await self._reread()
+        # Crossings change no timer or group: with replicas, only other events wait for the state.
+        touches_state = any(not isinstance(event, DossierThresholdCrossed) for event in events)
+        async with self.state.current(touches_state):
+            return await self._handle_all(events)
+
+    async def _handle_all(self, events: Sequence[Event]) -> int:
+        """`handle_many`'s work."""
         added = 0
         crossings: list[Occurrence] = []
         for event in events:
@@ -507,11 +517,6 @@ class Router:
         repeats = {rule.name: rule.repeat for rule in self.config.rules}
         self.groups.load(repeats.get)
 
-    async def _reread(self) -> None:
-        """With replicas, the timers and groups as other members left them in the table."""
-        if self.shared:
-            await self.load()
-
     async def rederive(self, since: datetime, store: SqlStore, *, thresholds: Sequence[str] = ()) -> int:
         """Re-create the alerts of incidents and crossings recorded since `since` (idempotent: the sink
         ignores known keys). Returns how many alerts were new.
@@ -520,14 +525,15 @@ class Router:
         """
         added = 0
         told = await told_of_incidents(store)
-        for incident in reversed(await store.incidents(since)):
-            member = Member(
-                incident.id, incident.target, incident.started_at, incident.reason, incident.detail
-            )
-            if incident.started_at >= since:
-                added += await self.incident_opened(member, told=told.get(incident.id, ()))
-            if incident.ended_at is not None:
-                added += await self.incident_closed(replace(member, ended_at=incident.ended_at))
+        async with self.state.current():
+            for incident in reversed(await store.incidents(since)):
+                member = Member(
+                    incident.id, incident.target, incident.started_at, incident.reason, incident.detail
+                )
+                if incident.started_at >= since:
+                    added += await self.incident_opened(member, told=told.get(incident.id, ()))
+                if incident.ended_at is not None:
+                    added += await self.incident_closed(replace(member, ended_at=incident.ended_at))
         added += await self.handle_many(await recorded_crossings(store, since, self.calendars, thresholds))
         if added:
             log.warning("alerts_rederived", since=since.isoformat(), new=added)

@@ -4,6 +4,7 @@ a timer, a group message, a reminder or a digest (both engines: the state they r
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -83,3 +84,39 @@ async def test_only_the_leader_fires_and_the_next_leader_fires_what_the_last_one
             "incident:8:down:it-em:r2",
             "digest:desk-binh:2026-10-07",
         ]
+
+
+async def test_replicas_routing_one_persons_outages_at_once_keep_one_group(
+    postgres_stores: StoreFactory, tmp_path: Path
+) -> None:
+    """Two members route outages of the same on-call person at the same moment (their own targets): one
+    at a time under the routing lock, each from the group as the other left it, so the leader sends one
+    message naming all of them, none lost from the group (PostgreSQL: where replicas share the table)."""
+    section = alerts_yaml(rules=[{"name": "outage", "on": ["target_down"], "to": ["it_oncall"]}])
+    config = load(section)
+    clock = Clock(T0)
+    election = Election()
+    path = tmp_path / "shared.db"
+    async with postgres_stores.new(path) as first_store, postgres_stores.new(path) as second_store:
+        first = make_router(config, first_store, clock, election.of("first"))
+        second = make_router(config, second_store, clock, election.of("second"))
+        for router in (first, second):
+            await router.load()
+        targets = ("dvc", "motcua", "csdl")
+        await asyncio.gather(
+            *(
+                (first, second)[index % 2].handle_many(
+                    [IncidentOpened(T0 + timedelta(seconds=index), 10 + index, target, FailureReason.TIMEOUT)]
+                )
+                for index, target in enumerate(targets)
+            )
+        )
+        assert await first.tick(T0 + timedelta(minutes=5)) == 1
+        rows = await outbox_rows(first_store)
+        # Keyed by whichever incident joined first: the members took the lock in either order.
+        assert len(rows) == 1 and rows[0]["key"] in {f"incident:{10 + n}:down:it-em" for n in range(3)}
+        assert all(target in rows[0]["text"] for target in targets), rows[0]["text"]
+        groups = await first_store.reader.execute_fetchall(
+            "SELECT count(*) FROM alert_timers WHERE key LIKE 'group:%'"
+        )
+        assert groups == [(1,)]

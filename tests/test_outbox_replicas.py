@@ -10,12 +10,10 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
-
-import pytest
 
 from alerts.channels import ChannelDeps, build_channels
 from alerts.config import DeliveryConfig
@@ -31,16 +29,6 @@ from tests.store_engines import StoreFactory
 
 _LEASE = timedelta(seconds=1.5)
 _DELIVERY = DeliveryConfig(poll_interval="200ms", backoff_base="200ms", shutdown_grace="0s")
-
-
-@pytest.fixture
-def pg(request: pytest.FixtureRequest) -> Iterator[StoreFactory]:
-    """PostgreSQL schemas for this test (replicas share a database only on PostgreSQL)."""
-    factory = StoreFactory("postgresql", request.node.nodeid)
-    try:
-        yield factory
-    finally:
-        factory.drop()
 
 
 class Replica:
@@ -76,12 +64,12 @@ class Replica:
 
 @asynccontextmanager
 async def replicas(
-    pg: StoreFactory, tmp_path: Path, esms: FakeEsms, concurrency: int = 8
+    postgres_stores: StoreFactory, tmp_path: Path, esms: FakeEsms, concurrency: int = 8
 ) -> AsyncIterator[tuple[Replica, Replica]]:
     async with AsyncExitStack() as stack:
         # Same path: the same schema, as two daemons with the same `store.url`.
-        first = await stack.enter_async_context(pg.new(tmp_path / "shared.db"))
-        second = await stack.enter_async_context(pg.new(tmp_path / "shared.db"))
+        first = await stack.enter_async_context(postgres_stores.new(tmp_path / "shared.db"))
+        second = await stack.enter_async_context(postgres_stores.new(tmp_path / "shared.db"))
         pair = Replica(first, esms, concurrency), Replica(second, esms, concurrency)
         for replica in pair:
             stack.push_async_callback(replica.close)
@@ -98,9 +86,11 @@ def request_ids(esms: FakeEsms) -> Counter[str]:
     return Counter(request_id(request) for request in esms.requests)
 
 
-async def test_two_replicas_deliver_500_alerts_each_exactly_once(pg: StoreFactory, tmp_path: Path) -> None:
+async def test_two_replicas_deliver_500_alerts_each_exactly_once(
+    postgres_stores: StoreFactory, tmp_path: Path
+) -> None:
     """Both workers running on one schema: 500 alerts, each sent by one of them, once, none twice."""
-    async with FakeEsms() as esms, replicas(pg, tmp_path, esms) as (first, second):
+    async with FakeEsms() as esms, replicas(postgres_stores, tmp_path, esms) as (first, second):
         for replica in (first, second):
             await replica.worker.start()
         now = first.outbox.now()
@@ -120,12 +110,15 @@ async def test_two_replicas_deliver_500_alerts_each_exactly_once(pg: StoreFactor
 
 
 async def test_a_dead_replicas_claims_come_back_after_the_lease_and_go_out_once(
-    pg: StoreFactory, tmp_path: Path
+    postgres_stores: StoreFactory, tmp_path: Path
 ) -> None:
     """While both live, neither takes the other's in-flight rows (leases renewed past their length); one
     dies mid-send: after its lease its rows are sent by the other, with the same RequestId, so the
     gateway delivers each alert once."""
-    async with FakeEsms() as esms, replicas(pg, tmp_path, esms, concurrency=4) as (first, second):
+    async with (
+        FakeEsms() as esms,
+        replicas(postgres_stores, tmp_path, esms, concurrency=4) as (first, second),
+    ):
         esms.stalled = True
         for replica in (first, second):
             await replica.worker.start()
@@ -139,7 +132,7 @@ async def test_a_dead_replicas_claims_come_back_after_the_lease_and_go_out_once(
         in_flight = await first.outbox.list(status="in_flight")
         assert len(in_flight) == 8
         held = await asyncio.to_thread(
-            pg.query,
+            postgres_stores.query,
             tmp_path / "shared.db",
             "SELECT claimed_by, count(*) FROM alert_outbox WHERE status = 'in_flight' GROUP BY claimed_by",
         )
@@ -147,7 +140,7 @@ async def test_a_dead_replicas_claims_come_back_after_the_lease_and_go_out_once(
 
         await first.kill()
         claims = await asyncio.to_thread(
-            pg.query,
+            postgres_stores.query,
             tmp_path / "shared.db",
             "SELECT dedupe_key, claim_expires_at FROM alert_outbox WHERE claimed_by = ?",
             (first.outbox.claimer,),
