@@ -5,12 +5,16 @@ a timer, a group message, a reminder or a digest (both engines: the state they r
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
 
+from alerts.router import Router
+from monitor.config import Config
 from monitor.events import IncidentOpened, TargetStateChanged
 from monitor.model import FailureReason, Health
+from monitor.store import SqlStore
 from tests.routing_helpers import Clock, alerts_yaml, crossing, load, local, make_router, outbox_rows
 from tests.store_engines import StoreFactory
 
@@ -27,6 +31,19 @@ class Election:
         return lambda: self.current == member
 
 
+@asynccontextmanager
+async def two_members(
+    factory: StoreFactory, path: Path, config: Config, clock: Clock, election: Election
+) -> AsyncIterator[tuple[SqlStore, Router, Router]]:
+    """Two members' routers, each on its own store of one database; yields the first's store and both."""
+    async with factory.new(path) as first_store, factory.new(path) as second_store:
+        first = make_router(config, first_store, clock, election.of("first"))
+        second = make_router(config, second_store, clock, election.of("second"))
+        for router in (first, second):
+            await router.load()
+        yield first_store, first, second
+
+
 async def test_only_the_leader_fires_and_the_next_leader_fires_what_the_last_one_left(
     stores: StoreFactory, tmp_path: Path
 ) -> None:
@@ -40,16 +57,10 @@ async def test_only_the_leader_fires_and_the_next_leader_fires_what_the_last_one
             {"name": "digest", "on": ["due_soon"], "to": ["one_stop"], "digest": True},
         ]
     )
-    config = load(section)
     clock = Clock(T0)
     election = Election()
-    path = tmp_path / "shared.db"
-    async with stores.new(path) as first_store, stores.new(path) as second_store:
-        first = make_router(config, first_store, clock, election.of("first"))
-        second = make_router(config, second_store, clock, election.of("second"))
-        for router in (first, second):
-            await router.load()
-
+    members = two_members(stores, tmp_path / "shared.db", load(section), clock, election)
+    async with members as (first_store, first, second):
         # The follower routes its target's event; only the leader fires the timer, read from the table.
         await second.handle_many(
             [TargetStateChanged(T0, "dvc", Health.UP, Health.DEGRADED, FailureReason.SLOW, "slow")]
@@ -93,15 +104,8 @@ async def test_replicas_routing_one_persons_outages_at_once_keep_one_group(
     at a time under the routing lock, each from the group as the other left it, so the leader sends one
     message naming all of them, none lost from the group (PostgreSQL: where replicas share the table)."""
     section = alerts_yaml(rules=[{"name": "outage", "on": ["target_down"], "to": ["it_oncall"]}])
-    config = load(section)
-    clock = Clock(T0)
-    election = Election()
-    path = tmp_path / "shared.db"
-    async with postgres_stores.new(path) as first_store, postgres_stores.new(path) as second_store:
-        first = make_router(config, first_store, clock, election.of("first"))
-        second = make_router(config, second_store, clock, election.of("second"))
-        for router in (first, second):
-            await router.load()
+    members = two_members(postgres_stores, tmp_path / "shared.db", load(section), Clock(T0), Election())
+    async with members as (first_store, first, second):
         targets = ("dvc", "motcua", "csdl")
         await asyncio.gather(
             *(
