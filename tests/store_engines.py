@@ -10,11 +10,13 @@ it those tests skip, saying why; with TTHC_REQUIRE_POSTGRES=1 (CI) they fail ins
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
 import sqlite3
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -104,6 +106,15 @@ class StoreFactory:
         if self.url is None:
             return {"path": str(path)}
         return {"url": self.url, "schema": self.schema(path)}
+
+    def query(self, path: Path | str, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Rows of `sql` (`?` placeholders) read through a connection of its own: only what is committed."""
+        if self.url is None:
+            with contextlib.closing(sqlite3.connect(path)) as conn:
+                return conn.execute(sql, params).fetchall()
+        options = f"-c search_path={self.schema(path)}"
+        with psycopg.connect(self.url, autocommit=True, options=options) as pg:
+            return pg.execute(sql.replace("?", "%s"), params).fetchall()
 
     def drop(self) -> None:
         if self.url is None or not self._schemas:

@@ -371,6 +371,22 @@ CREATE TABLE rollup_live (
 ) WITHOUT ROWID;
 """
 
+_ALERT_OUTBOX_CLAIM_LEASE = """
+-- Who holds (or last held) a row's claim and until when (ms since epoch): replicas sharing one database
+-- claim rows with a lease (alerts/outbox.py); an in_flight row whose holder died comes back to pending
+-- once it lapses. No index of its own: in_flight rows are few (alert_outbox_in_flight finds them).
+ALTER TABLE alert_outbox ADD COLUMN claimed_by TEXT;
+ALTER TABLE alert_outbox ADD COLUMN claim_expires_at INTEGER;
+"""
+
+# PostgreSQL compares text in the database's collation, which may ignore punctuation: the range of keys
+# of one crossing (`crossing:<id>:` to `crossing:<id>;`, alerts/recorded.py) is read in byte order, from
+# these indexes. (SQLite compares bytes already.)
+_ALERT_KEYS_BYTE_ORDER = """
+CREATE INDEX alert_outbox_key_bytes ON alert_outbox ((dedupe_key COLLATE "C"));
+CREATE INDEX alert_digest_items_key_bytes ON alert_digest_items ((dedupe_key COLLATE "C"));
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1,
@@ -384,6 +400,12 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(5, "daemon runs (heartbeat) and live rollups", _MONITOR_RUNS),
     Migration(6, "alert deliver-by, leases", _ALERT_DELIVER_BY),
     Migration(7, "one open incident per target; live rollups per run", _ONE_OPEN_INCIDENT),
+    Migration(
+        8,
+        "alert outbox claim lease",
+        _ALERT_OUTBOX_CLAIM_LEASE,
+        postgresql=postgres_ddl(_ALERT_OUTBOX_CLAIM_LEASE) + _ALERT_KEYS_BYTE_ORDER,
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version
