@@ -1,0 +1,132 @@
+"""Threshold crossings: recorded exactly once by the database, and read back for history and reports.
+
+`(code, threshold, due_at)` is unique (migration 2), and a crossing is recorded with
+`INSERT ... ON CONFLICT DO NOTHING RETURNING id`: the rows that come back are the ones this call
+created, and only those are published. Two replicas evaluating the same dossier at the same moment on
+one PostgreSQL database therefore publish it once: the second insert waits for the first transaction
+and then finds the row (or takes its turn at the source first, see writes.py). On SQLite the write lock
+makes that trivially true. One multi-row statement per chunk, so no round trip per crossing on either.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from monitor.dossiers.rows import CROSSING_COLUMNS, CrossingRecord, NewCrossing, crossing_record, epoch
+from monitor.dossiers.writes import source_turns
+from monitor.store.engine import POSTGRESQL
+from monitor.store.sql import SqlStore
+
+__all__ = [
+    "crossing_history",
+    "overdue_by_unit",
+    "overdue_during_outage",
+    "overdue_outage_totals",
+    "record_crossings",
+    "recorded_crossings",
+]
+
+_INSERT = (
+    "INSERT INTO dossier_crossings (code, unit_code, threshold, due_at, crossed_at, working_seconds_left,"
+    " outage_overlap, outage_incident_ids, suppressed) VALUES {values}"
+    " ON CONFLICT (code, threshold, due_at) DO NOTHING RETURNING id, code, threshold, due_at"
+)
+_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?)"
+# 9 parameters a row: 4,500 per statement, well under SQLite's 32,766 and PostgreSQL's 65,535.
+_CHUNK = 500
+
+
+async def record_crossings(store: SqlStore, crossings: Sequence[NewCrossing]) -> list[int | None]:
+    """Insert each crossing unless already recorded; its new row id, or None when it was not new."""
+    if not crossings:
+        return []
+    ordered = crossings
+    if store.dialect == POSTGRESQL:
+        # The same order for every writer: two transactions never wait on each other's keys in a cycle.
+        ordered = sorted(crossings, key=lambda c: (c.code, c.threshold, c.due_at))
+    new: dict[tuple[str, str, int], int] = {}
+    async with store.transaction("crossing") as conn:
+        await source_turns(conn, store.dialect, (c.source for c in crossings))
+        for start in range(0, len(ordered), _CHUNK):
+            chunk = ordered[start : start + _CHUNK]
+            params = [value for c in chunk for value in _params(c)]
+            rows = await conn.execute_fetchall(_INSERT.format(values=", ".join([_ROW] * len(chunk))), params)
+            new.update({(code, threshold, due_at): row_id for row_id, code, threshold, due_at in rows})
+        overdue = sorted(
+            (c.code, None if c.outage_overlap is None else int(c.outage_overlap), _ids(c))
+            for c in crossings
+            if c.threshold == "overdue" and not c.suppressed and (c.code, c.threshold, c.due_at) in new
+        )
+        if overdue:
+            await conn.executemany(
+                "UPDATE dossiers SET overdue_outage = ?2, outage_incident_ids = ?3 WHERE code = ?1", overdue
+            )
+    # A crossing listed twice in one call is new only once.
+    return [new.pop((c.code, c.threshold, c.due_at), None) for c in crossings]
+
+
+def _ids(crossing: NewCrossing) -> str:
+    return ",".join(map(str, crossing.outage_incident_ids))
+
+
+def _params(c: NewCrossing) -> tuple[object, ...]:
+    overlap = None if c.outage_overlap is None else int(c.outage_overlap)
+    left = c.working_seconds_left
+    flag = int(c.suppressed)
+    return (c.code, c.unit_code, c.threshold, c.due_at, c.crossed_at, left, overlap, _ids(c), flag)
+
+
+async def recorded_crossings(store: SqlStore) -> dict[str, set[tuple[str, int]]]:
+    """(threshold, due_at) already recorded, per tracked dossier: never to be published again."""
+    found: dict[str, set[tuple[str, int]]] = {}
+    sql = (
+        "SELECT c.code, c.threshold, c.due_at FROM dossier_crossings AS c JOIN dossiers AS d"
+        " ON d.code = c.code WHERE d.status IN ('open', 'paused', 'vanished')"
+    )
+    async with store.reader.execute(sql) as cursor:
+        async for code, threshold, due_at in cursor:
+            found.setdefault(code, set()).add((threshold, due_at))
+    return found
+
+
+async def crossing_history(store: SqlStore, code: str) -> list[CrossingRecord]:
+    """The crossing history of one dossier, oldest first."""
+    rows = await store.reader.execute_fetchall(
+        f"SELECT {CROSSING_COLUMNS} FROM dossier_crossings WHERE code = ? ORDER BY crossed_at, id", (code,)
+    )
+    return [crossing_record(row) for row in rows]
+
+
+async def overdue_by_unit(store: SqlStore, since: datetime, until: datetime) -> dict[str, tuple[int, int]]:
+    """Per unit, dossiers that turned overdue in [since, until), and how many of them while a
+    dossier-system incident overlapped (the crossing's outage evidence)."""
+    rows = await store.reader.execute_fetchall(
+        "SELECT unit_code, count(DISTINCT code),"
+        " count(DISTINCT CASE WHEN outage_overlap = 1 THEN code END) FROM dossier_crossings"
+        " WHERE threshold = 'overdue' AND suppressed = 0 AND crossed_at >= ?"
+        " AND crossed_at < ? GROUP BY unit_code",
+        (epoch(since), epoch(until)),
+    )
+    return {unit: (overdue, during_outage) for unit, overdue, during_outage in rows}
+
+
+async def overdue_outage_totals(store: SqlStore) -> dict[str, int]:
+    """Overdue crossings with a dossier-system incident in the window before, per unit."""
+    rows = await store.reader.execute_fetchall(
+        "SELECT unit_code, count(*) FROM dossier_crossings WHERE threshold = 'overdue'"
+        " AND outage_overlap = 1 AND suppressed = 0 GROUP BY unit_code"
+    )
+    return {unit: count for unit, count in rows}
+
+
+async def overdue_during_outage(
+    store: SqlStore, since: datetime, limit: int = 1000
+) -> list[tuple[CrossingRecord, str]]:
+    """Overdue crossings since `since` that an outage overlapped, newest first, with their codes."""
+    rows = await store.reader.execute_fetchall(
+        f"SELECT {CROSSING_COLUMNS}, code FROM dossier_crossings WHERE threshold = 'overdue'"
+        " AND outage_overlap = 1 AND crossed_at >= ? ORDER BY crossed_at DESC, id DESC LIMIT ?",
+        (epoch(since), limit),
+    )
+    return [(crossing_record(row), row[8]) for row in rows]

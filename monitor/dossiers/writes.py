@@ -1,0 +1,152 @@
+"""Writing a sync's dossier rows (one transaction per sync), and reading them back at start-up.
+
+On SQLite one writer holds the file's write lock for the whole transaction. On PostgreSQL several
+replicas may write the same tables, so a sync first takes a transaction-scoped advisory lock per source
+it touches (sorted, `source_turns`): two writers of one source take turns instead of interleaving row
+locks, which could deadlock (the upserts, then the missed and vanished updates, lock rows in different
+orders) or let an older listing land after a newer one. Rows are also upserted in code order there.
+Whatever the engine, an older listing never overwrites what a newer one wrote (`last_seen` guards the
+upsert and the vanishing), so a replica that lost its turn cannot roll a dossier back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from monitor.dossiers.rows import (
+    CLOSED,
+    COLUMNS,
+    SyncWrite,
+    TrackedDossier,
+    Upsert,
+    dossier_from_row,
+    epoch,
+    shared_moments,
+)
+from monitor.store.engine import POSTGRESQL
+from monitor.store.sql import SqlStore
+
+__all__ = ["load_dossiers", "source_turns", "write_sync"]
+
+_UPSERT = (
+    f"INSERT INTO dossiers ({COLUMNS}) VALUES ({', '.join('?' * 30)})"
+    " ON CONFLICT (code) DO UPDATE SET source = excluded.source, status = excluded.status,"
+    " source_status = excluded.source_status, raw_status = excluded.raw_status,"
+    " unit_code = excluded.unit_code, unit_name = excluded.unit_name,"
+    " procedure_code = excluded.procedure_code, procedure_name = excluded.procedure_name,"
+    " assignee_id = excluded.assignee_id, assignee_name = excluded.assignee_name,"
+    " received_at = excluded.received_at, due_at = excluded.due_at,"
+    " extended_due_at = excluded.extended_due_at, duration_days = excluded.duration_days,"
+    " duration_hours = excluded.duration_hours, released_at = excluded.released_at,"
+    " finished_at = excluded.finished_at, modified_at = excluded.modified_at,"
+    " via_postal = excluded.via_postal, online = excluded.online, deadline_at = excluded.deadline_at,"
+    " soon_at = excluded.soon_at, due_day_at = excluded.due_day_at,"
+    " missed_full_syncs = excluded.missed_full_syncs, last_seen = excluded.last_seen,"
+    # Classified once: a finished dossier that changes again keeps its first verdict.
+    " returned_at = coalesce(dossiers.returned_at, excluded.returned_at),"
+    " timeliness = coalesce(dossiers.timeliness, excluded.timeliness),"
+    " finished_seen_at = coalesce(dossiers.finished_seen_at, excluded.finished_seen_at)"
+    " WHERE dossiers.last_seen <= excluded.last_seen"
+)
+# A transaction-scoped lock per source, named within the schema (as postgres.lock_key does).
+_SOURCE_TURN = (
+    "SELECT pg_advisory_xact_lock(hashtextextended(current_schema() || ':dossier-source:' || ?, 0))"
+)
+_CHUNK = 2000
+
+
+async def load_dossiers(store: SqlStore) -> tuple[dict[str, TrackedDossier], dict[str, int]]:
+    """Tracked dossiers (open, paused, vanished) and the fingerprints of closed ones, by code."""
+    tracked: dict[str, TrackedDossier] = {}
+    closed: dict[str, int] = {}
+    moment = shared_moments()
+    async with store.reader.execute(f"SELECT {COLUMNS} FROM dossiers") as cursor:
+        async for row in cursor:
+            dossier = dossier_from_row(row, moment)
+            status = row[2]
+            if status in ("finished", "cancelled"):
+                closed[dossier.code] = hash(dossier)
+            else:
+                tracked[dossier.code] = TrackedDossier(dossier, row[24], status == "vanished")
+    return tracked, closed
+
+
+async def source_turns(conn: Any, dialect: str, sources: Iterable[str]) -> None:
+    """On PostgreSQL, wait for this transaction's turn at each source (sorted: no lock-order cycles)."""
+    if dialect != POSTGRESQL:
+        return
+    for source in sorted(set(sources)):
+        await conn.execute(_SOURCE_TURN, (source,))
+
+
+async def write_sync(store: SqlStore, write: SyncWrite) -> None:
+    """Apply one successful sync in a single transaction."""
+    now = epoch(write.now) or 0
+    upserts = write.upserts
+    async with store.transaction("sync") as conn:
+        if store.dialect == POSTGRESQL:
+            await source_turns(conn, store.dialect, write.sources)
+            upserts = sorted(upserts, key=_code)
+        # In chunks: 100,000 rows of parameters at once would double the daemon's peak memory.
+        for start in range(0, len(upserts), _CHUNK):
+            chunk = upserts[start : start + _CHUNK]
+            await conn.executemany(_UPSERT, [_upsert_params(upsert, now) for upsert in chunk])
+        if write.missed:
+            await conn.executemany(
+                "UPDATE dossiers SET missed_full_syncs = ? WHERE code = ? AND last_seen <= ?",
+                [(missed, code, now) for code, missed in sorted(write.missed)],
+            )
+        if write.vanished:
+            await conn.executemany(
+                "UPDATE dossiers SET status = 'vanished' WHERE code = ? AND last_seen <= ?",
+                [(code, now) for code in sorted(write.vanished)],
+            )
+        if write.full_source is not None:
+            await conn.execute(
+                "UPDATE dossiers SET last_seen = ? WHERE source = ? AND status IN ('open', 'paused')"
+                " AND missed_full_syncs = 0 AND last_seen < ?",
+                (now, write.full_source, now),
+            )
+
+
+def _code(upsert: Upsert) -> str:
+    return upsert.dossier.code
+
+
+def _upsert_params(upsert: Upsert, now: int) -> tuple[Any, ...]:
+    d = upsert.dossier
+    timeline = upsert.timeline
+    finished = d.status in CLOSED
+    return (
+        d.code,
+        d.source,
+        upsert.status,
+        d.status.value,
+        d.raw_status,
+        d.unit_code,
+        d.unit_name,
+        d.procedure_code,
+        d.procedure_name,
+        d.assignee_id,
+        d.assignee_name,
+        epoch(d.received_at),
+        epoch(d.due_at),
+        epoch(d.extended_due_at),
+        d.duration_days,
+        d.duration_hours,
+        epoch(d.released_at),
+        epoch(d.finished_at),
+        epoch(d.modified_at),
+        int(d.via_postal),
+        None if d.online is None else int(d.online),
+        None if timeline is None else round(timeline.deadline),
+        None if timeline is None else round(timeline.soon),
+        None if timeline is None else round(timeline.due_day),
+        upsert.missed,
+        now,
+        now,
+        epoch(d.returned_at) if finished else None,
+        upsert.timeliness if finished else None,
+        now if finished else None,
+    )
