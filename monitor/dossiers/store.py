@@ -10,7 +10,7 @@ database for unchanged ones.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 
 from monitor.dossiers import crossings, queries
@@ -57,9 +57,26 @@ class DossierStore:
         self.tracked: dict[str, TrackedDossier] = {}
         self.closed: dict[str, int] = {}
 
-    async def load(self) -> None:
-        """Read tracked dossiers and the fingerprints of closed ones into memory (at start-up)."""
-        self.tracked, self.closed = await load_dossiers(self.store)
+    async def load(self, sources: Collection[str] | None = None) -> None:
+        """Read tracked dossiers and the fingerprints of closed ones into memory (at start-up). With
+        `sources` (a replica taking sources over), read only theirs and merge them into memory."""
+        if sources is not None and not sources:
+            return
+        tracked, closed = await load_dossiers(self.store, sources)
+        if sources is None:
+            self.tracked, self.closed = tracked, closed
+            return
+        self.forget(sources)
+        self.tracked.update(tracked)
+        self.closed.update(closed)
+
+    def forget(self, sources: Collection[str]) -> list[str]:
+        """Drop the tracked dossiers of `sources` from memory (another replica syncs them now); returns
+        their codes. Closed fingerprints stay: they only save re-writing an unchanged closed dossier."""
+        codes = [code for code, known in self.tracked.items() if known.dossier.source in sources]
+        for code in codes:
+            del self.tracked[code]
+        return codes
 
     async def recorded_crossings(self) -> dict[str, set[tuple[str, int]]]:
         """(threshold, due_at) already recorded, per tracked dossier: never to be published again."""

@@ -11,7 +11,7 @@ upsert and the vanishing), so a replica that lost its turn cannot roll a dossier
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from typing import Any
 
 from monitor.dossiers.rows import (
@@ -68,12 +68,19 @@ _SOURCE_TURN = (
 _CHUNK = 2000
 
 
-async def load_dossiers(store: SqlStore) -> tuple[dict[str, TrackedDossier], dict[str, int]]:
-    """Tracked dossiers (open, paused, vanished) and the fingerprints of closed ones, by code."""
+async def load_dossiers(
+    store: SqlStore, sources: Collection[str] | None = None
+) -> tuple[dict[str, TrackedDossier], dict[str, int]]:
+    """Tracked dossiers (open, paused, vanished) and the fingerprints of closed ones, by code; only
+    those of `sources` when given."""
     tracked: dict[str, TrackedDossier] = {}
     closed: dict[str, int] = {}
     moment = shared_moments()
-    async with store.reader.execute(f"SELECT {COLUMNS} FROM dossiers") as cursor:
+    sql, params = f"SELECT {COLUMNS} FROM dossiers", None
+    if sources is not None:
+        sql += f" WHERE source IN ({', '.join('?' * len(sources))})"
+        params = list(sources)
+    async with store.reader.execute(sql, params) as cursor:
         async for row in cursor:
             dossier = dossier_from_row(row, moment)
             status = row[2]
