@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import psycopg
+
 from monitor.calendar import Calendars
 from monitor.dossiers.engine import DeadlineEngine
 from monitor.dossiers.model import Dossier, DossierStatus
@@ -126,20 +128,19 @@ def hours(value: float) -> timedelta:
 async def closed_incident(
     store: SqlStore, target: str, started_at: datetime, ended_at: datetime, reason: str = "timeout"
 ) -> int:
-    """An incident of `target` from `started_at` to `ended_at`, opened and closed by the store itself.
-
-    PostgreSQL work-around until the core store's branch (pg-core) is merged, then remove it: the store
-    registers a new target with SQLite's scalar `min()` (packing.resolve_targets), an ambiguous column on
-    PostgreSQL, so the target row is added here first and the store told of it.
-    """
-    if store.dialect == "postgresql" and target not in store._targets:
-        first = to_ms(started_at)
+    """An incident of `target` from `started_at` to `ended_at`, opened and closed by the store itself."""
+    try:
+        incident = await store.open_incident(target, started_at, reason, "")
+    except psycopg.errors.AmbiguousColumn:
+        # Work-around, PostgreSQL before the core store's branch (pg-core) is merged (then this is never
+        # reached: remove it): the store registers a new target with SQLite's scalar min()
+        # (packing.resolve_targets), so the target row is added here and the store told of it.
         async with store.transaction("incident") as conn:
             [row] = await conn.execute_fetchall(
                 "INSERT INTO targets (name, first_seen) VALUES (?, ?) RETURNING id, first_seen, health",
-                (target, first),
+                (target, to_ms(started_at)),
             )
         store._targets[target] = row
-    incident = await store.open_incident(target, started_at, reason, "")
+        incident = await store.open_incident(target, started_at, reason, "")
     await store.close_incident(incident, ended_at)
     return incident
