@@ -1,20 +1,19 @@
 """Threshold crossings: recorded exactly once by the database, and read back for history and reports.
 
-`(code, threshold, due_at)` is unique (migration 2), and a crossing is recorded with
-`INSERT ... ON CONFLICT DO NOTHING RETURNING id`: the rows that come back are the ones this call
-created, and only those are published. Two replicas evaluating the same dossier at the same moment on
-one PostgreSQL database therefore publish it once: the second insert waits for the first transaction
-and then finds the row (or takes its turn at the source first, see writes.py). On SQLite the write lock
-makes that trivially true. No round trip per crossing on either engine: one multi-row statement per
-thousand on SQLite, one COPY and one statement on PostgreSQL.
+`(code, threshold, due_at)` is unique (migration 2) and a crossing is inserted with `ON CONFLICT DO
+NOTHING`; only the rows this call created come back, and only those are published. On PostgreSQL they
+come back through `RETURNING id`: two replicas evaluating the same dossier at the same moment publish it
+once, because the second insert waits for the first transaction and then finds the row (the writers of
+one source also take turns, see writes.py). On SQLite the transaction holds the file's write lock
+(`BEGIN IMMEDIATE`) and INTEGER PRIMARY KEY ids only grow, so the rows above the largest id before the
+insert are exactly this call's: executemany then runs in C, faster than multi-row `RETURNING` statements.
+No round trip per crossing on either engine (PostgreSQL: one COPY and one statement).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from functools import lru_cache
-from itertools import chain
 
 from monitor.dossiers.rows import CROSSING_COLUMNS, CrossingRecord, NewCrossing, crossing_record, epoch
 from monitor.dossiers.writes import copy_rows, source_turns
@@ -34,12 +33,11 @@ _COLUMNS = (
     "code, unit_code, threshold, due_at, crossed_at, working_seconds_left, outage_overlap,"
     " outage_incident_ids, suppressed"
 )
-_NEW = " ON CONFLICT (code, threshold, due_at) DO NOTHING RETURNING id, code, threshold, due_at"
-_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?)"
-# SQLite: rows in one multi-row statement; 9 parameters a row, well under its 32,766 host parameters.
-_CHUNK = 1000
+_CONFLICT = " ON CONFLICT (code, threshold, due_at) DO NOTHING"
+_SQLITE_INSERT = f"INSERT INTO dossier_crossings ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?){_CONFLICT}"
 # PostgreSQL: COPY into a session's temporary table, then one statement in key order, so two writers
-# never wait on each other's keys in a cycle (9,000 placeholders a statement are slow to parse there).
+# never wait on each other's keys in a cycle (executemany is a round trip per row there, and psycopg
+# parses a long multi-row VALUES statement anew each time: both several times slower).
 _STAGE = (
     "CREATE TEMP TABLE IF NOT EXISTS crossings_stage (code TEXT, unit_code TEXT, threshold TEXT,"
     " due_at BIGINT, crossed_at BIGINT, working_seconds_left BIGINT, outage_overlap BIGINT,"
@@ -47,7 +45,7 @@ _STAGE = (
 )
 _PG_INSERT = (
     f"INSERT INTO dossier_crossings ({_COLUMNS}) SELECT {_COLUMNS} FROM crossings_stage"
-    f" ORDER BY code, threshold, due_at{_NEW}"
+    f" ORDER BY code, threshold, due_at{_CONFLICT} RETURNING id, code, threshold, due_at"
 )
 
 
@@ -55,20 +53,18 @@ async def record_crossings(store: SqlStore, crossings: Sequence[NewCrossing]) ->
     """Insert each crossing unless already recorded; its new row id, or None when it was not new."""
     if not crossings:
         return []
-    new: dict[tuple[str, str, int], int] = {}
     async with store.transaction("crossing") as conn:
         if store.dialect == POSTGRESQL:
             await source_turns(conn, store.dialect, (c.source for c in crossings))
             await copy_rows(conn, _STAGE, "crossings_stage", _COLUMNS, map(_params, crossings))
-            found = [await conn.execute_fetchall(_PG_INSERT)]
+            rows = await conn.execute_fetchall(_PG_INSERT)
         else:
-            found = []
-            for start in range(0, len(crossings), _CHUNK):
-                chunk = crossings[start : start + _CHUNK]
-                params = list(chain.from_iterable(map(_params, chunk)))
-                found.append(await conn.execute_fetchall(_insert(len(chunk)), params))
-        for rows in found:
-            new.update({(code, threshold, due_at): row_id for row_id, code, threshold, due_at in rows})
+            [(before,)] = await conn.execute_fetchall("SELECT coalesce(max(id), 0) FROM dossier_crossings")
+            await conn.executemany(_SQLITE_INSERT, [_params(c) for c in crossings])
+            rows = await conn.execute_fetchall(
+                "SELECT id, code, threshold, due_at FROM dossier_crossings WHERE id > ?", (before,)
+            )
+        new = {(code, threshold, due_at): row_id for row_id, code, threshold, due_at in rows}
         overdue = sorted(
             (c.code, None if c.outage_overlap is None else int(c.outage_overlap), _ids(c))
             for c in crossings
@@ -80,11 +76,6 @@ async def record_crossings(store: SqlStore, crossings: Sequence[NewCrossing]) ->
             )
     # A crossing listed twice in one call is new only once.
     return [new.pop((c.code, c.threshold, c.due_at), None) for c in crossings]
-
-
-@lru_cache(maxsize=8)
-def _insert(rows: int) -> str:
-    return f"INSERT INTO dossier_crossings ({_COLUMNS}) VALUES {', '.join([_ROW] * rows)}{_NEW}"
 
 
 def _ids(crossing: NewCrossing) -> str:
