@@ -86,11 +86,14 @@ async def test_record_crossings_returns_each_new_row_to_exactly_one_writer(
 async def test_concurrent_syncs_of_one_source_keep_the_newer_listing(
     stores: StoreFactory, tmp_path: Path
 ) -> None:
-    """Two writers sync one source at once, in any order: no deadlock, and the newer listing wins."""
+    """Two writers sync one source at once while a third records crossings of its dossiers, in any order:
+    no deadlock, and the newer listing wins."""
     clock = Clock(at(9, 9))
     older_at, newer_at = at(10, 9), at(10, 9, 5)
     async with AsyncExitStack() as stack:
-        first, second = [DossierStore(await _opened(stack, stores, tmp_path / "s.db", clock)) for _ in "ab"]
+        first, second, third = [
+            DossierStore(await _opened(stack, stores, tmp_path / "s.db", clock)) for _ in "abc"
+        ]
         await first.write_sync(SyncWrite(at(9, 9), _listing(3000, DossierStatus.OPEN, seed=0)))
         for round_ in range(4):
             older = SyncWrite(
@@ -105,14 +108,23 @@ async def test_concurrent_syncs_of_one_source_keep_the_newer_listing(
                 _listing(3000, DossierStatus.OPEN, seed=round_ + 10),
                 full_source="test",
             )
+            due = 1_800_000_000 + round_
+            overdue = [
+                NewCrossing(f"D-{n:05d}", "H12.01", "overdue", due, due, 0, False, True, (3,), "test")
+                for n in range(2999, -1, -1)
+            ]
             # The older listing's writer may start first or second; the newer listing wins either way.
-            writes = (first.write_sync(older), second.write_sync(newer))
+            writes = (first.write_sync(older), second.write_sync(newer), third.record_crossings(overdue))
             await asyncio.gather(*(writes if round_ % 2 else reversed(writes)))
             rows = await first.store.reader.execute_fetchall(
                 "SELECT status, missed_full_syncs, last_seen, count(*) FROM dossiers GROUP BY status,"
                 " missed_full_syncs, last_seen"
             )
             assert rows == [("open", 0, round(newer.now.timestamp()), 3000)], round_
+            crossed = await first.store.reader.execute_fetchall(
+                "SELECT count(*) FROM dossiers WHERE overdue_outage = 1 AND outage_incident_ids = '3'"
+            )
+            assert crossed == [(3000,)]
 
 
 async def test_an_older_listing_written_late_changes_nothing(stores: StoreFactory, tmp_path: Path) -> None:
@@ -132,3 +144,36 @@ async def test_an_older_listing_written_late_changes_nothing(stores: StoreFactor
             0,
         )
         assert row.last_seen == datetime.fromtimestamp(round(at(12, 10).timestamp()), row.last_seen.tzinfo)
+
+
+async def test_a_sync_and_crossings_of_its_dossiers_at_once_never_deadlock(
+    stores: StoreFactory, tmp_path: Path
+) -> None:
+    """A sync locking listed then missed rows, and overdue crossings locking all in code order, at once."""
+    clock = Clock(at(9, 9))
+    async with AsyncExitStack() as stack:
+        syncing, crossing = [
+            DossierStore(await _opened(stack, stores, tmp_path / "s.db", clock)) for _ in "ab"
+        ]
+        await syncing.write_sync(SyncWrite(at(9, 9), _listing(3000, DossierStatus.OPEN, seed=0)))
+        for round_ in range(3):
+            listed = [
+                u for u in _listing(3000, DossierStatus.OPEN, seed=round_) if u.dossier.code >= "D-01500"
+            ]
+            sync = SyncWrite(
+                at(10, 9) + timedelta(minutes=round_),
+                listed,
+                missed=[(f"D-{n:05d}", round_ + 1) for n in range(1500)],
+                full_source="test",
+            )
+            due = 1_800_000_000 + round_
+            overdue = [
+                NewCrossing(f"D-{n:05d}", "H12.01", "overdue", due, due, 0, False, False, (), "test")
+                for n in range(3000)
+            ]
+            ids = (await asyncio.gather(syncing.write_sync(sync), crossing.record_crossings(overdue)))[1]
+            assert all(ids)
+            rows = await syncing.store.reader.execute_fetchall(
+                "SELECT missed_full_syncs, count(*) FROM dossiers GROUP BY missed_full_syncs ORDER BY 1"
+            )
+            assert rows == [(0, 1500), (round_ + 1, 1500)]
