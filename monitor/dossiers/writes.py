@@ -27,7 +27,7 @@ from monitor.dossiers.rows import (
 from monitor.store.engine import POSTGRESQL, SQLITE
 from monitor.store.sql import SqlStore
 
-__all__ = ["load_dossiers", "source_turns", "write_sync"]
+__all__ = ["copy_rows", "load_dossiers", "source_turns", "write_sync"]
 
 _ON_CONFLICT = (
     " ON CONFLICT (code) DO UPDATE SET source = excluded.source, status = excluded.status,"
