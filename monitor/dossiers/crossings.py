@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from monitor.dossiers.rows import CROSSING_COLUMNS, CrossingRecord, NewCrossing, crossing_record, epoch
 from monitor.dossiers.writes import copy_rows, source_turns
@@ -55,7 +56,7 @@ async def record_crossings(store: SqlStore, crossings: Sequence[NewCrossing]) ->
         return []
     async with store.transaction("crossing") as conn:
         if store.dialect == POSTGRESQL:
-            await source_turns(conn, store.dialect, (c.source for c in crossings))
+            await source_turns(conn, store.dialect, await _sources(conn, crossings))
             await copy_rows(conn, _STAGE, "crossings_stage", _COLUMNS, map(_params, crossings))
             rows = await conn.execute_fetchall(_PG_INSERT)
         else:
@@ -76,6 +77,18 @@ async def record_crossings(store: SqlStore, crossings: Sequence[NewCrossing]) ->
             )
     # A crossing listed twice in one call is new only once.
     return [new.pop((c.code, c.threshold, c.due_at), None) for c in crossings]
+
+
+async def _sources(conn: Any, crossings: Sequence[NewCrossing]) -> set[str]:
+    """The sources of the crossings' dossiers: as given, else (a caller that left one out) as stored."""
+    sources = {c.source for c in crossings}
+    if "" in sources:
+        sources.discard("")
+        codes = sorted({c.code for c in crossings if not c.source})
+        sql = "SELECT DISTINCT source FROM dossiers WHERE code = ANY(?)"
+        rows = await conn.execute_fetchall(sql, (codes,))
+        sources.update(source for (source,) in rows)
+    return sources
 
 
 def _ids(crossing: NewCrossing) -> str:

@@ -147,7 +147,8 @@ class NewCrossing:
     suppressed: bool = False
     outage_overlap: bool | None = None
     outage_incident_ids: tuple[int, ...] = ()
-    # The dossier's source: on PostgreSQL writers of one source's rows take turns (crossings.py).
+    # The dossier's source: on PostgreSQL writers of one source's rows take turns (crossings.py);
+    # left out, it is read from the store (one more query).
     source: str = ""
 
 
