@@ -339,6 +339,22 @@ CREATE TABLE leases (
 ) WITHOUT ROWID;
 """
 
+_REPLICA_MEMBERS = """
+-- The daemons sharing this store (monitor/replicas/membership.py). A row per process start; times are ms
+-- since epoch of the database's clock on PostgreSQL. A member is live while last_seen_at + lease_ms is
+-- ahead of now; left_at is set by a clean stop, so the others take its share at once.
+CREATE TABLE replica_members (
+    id TEXT PRIMARY KEY,                  -- host-pid-random (or replicas.name), fresh at every start
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    started_at INTEGER NOT NULL,
+    last_seen_at INTEGER NOT NULL,
+    lease_ms INTEGER NOT NULL,
+    left_at INTEGER
+) WITHOUT ROWID;
+CREATE INDEX replica_members_seen ON replica_members (last_seen_at);
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1,
@@ -351,6 +367,11 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(4, "alert routing state", _ALERT_ROUTING),
     Migration(5, "daemon runs (heartbeat) and live rollups", _MONITOR_RUNS),
     Migration(6, "alert deliver-by, leases", _ALERT_DELIVER_BY),
+    # RESERVED: 7 (core store, branch pg-core) and 8 (outbox claim lease, branch pg-alerts) replace these
+    # two empty steps when their branches merge; version numbers must stay consecutive meanwhile.
+    Migration(7, "core store (reserved)", ""),
+    Migration(8, "alert outbox claim lease (reserved)", ""),
+    Migration(9, "replica members", _REPLICA_MEMBERS),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -1,0 +1,211 @@
+"""This daemon as a replica: it joins, heartbeats every lease/3, follows who is live and who leads, and
+tells the daemon when what it owns may have changed.
+
+Ownership follows the live member list (rendezvous.py), recomputed by the daemon whenever it changes (a
+member joins, leaves or stays silent past its lease) or leadership moves. A member whose own heartbeat
+has failed for longer than its lease assumes the others have evicted it: it owns nothing and leads
+nothing until a heartbeat succeeds again, so two members never both keep a target for long.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable
+from datetime import UTC, datetime
+from typing import Protocol
+
+import structlog
+
+from monitor.replicas.config import ReplicasConfig
+from monitor.replicas.leader import Leadership
+from monitor.replicas.membership import Membership, new_member_id
+from monitor.replicas.rendezvous import owner
+from monitor.store.engine import DB_ERRORS, SQLITE
+from monitor.store.sql import SqlStore
+from monitor.supervisor import Supervisor
+
+__all__ = ["Listener", "Replica", "ReplicaView", "SoloReplica"]
+
+log = structlog.get_logger("monitor.replicas")
+
+# Called when ownership or leadership may have changed; the daemon recomputes what it runs.
+Listener = Callable[[], Awaitable[None]]
+
+
+class ReplicaView(Protocol):
+    """What the daemon, metrics and the API read of this member."""
+
+    id: str
+    engine: str
+
+    @property
+    def members(self) -> tuple[str, ...]: ...
+
+    @property
+    def is_leader(self) -> bool: ...
+
+    def owns(self, key: str) -> bool: ...
+
+    def owned(self, keys: Iterable[str]) -> set[str]: ...
+
+    def on_change(self, listener: Listener) -> None: ...
+
+    async def start(self) -> None: ...
+
+    async def stop(self, *, leave: bool = True) -> None: ...
+
+
+class SoloReplica:
+    """SQLite: the one process is the only member, owns everything and leads; nothing runs."""
+
+    engine = SQLITE
+    is_leader = True
+
+    def __init__(self, name: str | None = None) -> None:
+        self.id = new_member_id(name)
+        self.members = (self.id,)
+
+    def owns(self, key: str) -> bool:
+        return True
+
+    def owned(self, keys: Iterable[str]) -> set[str]:
+        return set(keys)
+
+    def on_change(self, listener: Listener) -> None:
+        return None  # nothing ever changes
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self, *, leave: bool = True) -> None:
+        return None
+
+
+class Replica:
+    """Membership, leadership and ownership of one daemon sharing a PostgreSQL store."""
+
+    def __init__(
+        self,
+        store: SqlStore,
+        config: ReplicasConfig,
+        leadership: Leadership,
+        *,
+        supervisor: Supervisor | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.id = new_member_id(config.name)
+        self.engine = store.dialect
+        self.lease = config.lease
+        # A third of the lease: two heartbeats can fail before the others count this member out.
+        self.interval = config.lease.total_seconds() / 3
+        self.membership = Membership(store, self.id, config.lease, clock=clock)
+        self.leadership = leadership
+        self._supervisor = supervisor or Supervisor()
+        self._members: tuple[str, ...] = ()
+        self._leading = False
+        self._listeners: list[Listener] = []
+        self._last_beat: float | None = None
+        self.evicted = False
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def members(self) -> tuple[str, ...]:
+        """The live members' ids, sorted; empty while this member believes itself evicted."""
+        return self._members
+
+    @property
+    def is_leader(self) -> bool:
+        return self._leading
+
+    def owns(self, key: str) -> bool:
+        return owner(key, self._members) == self.id
+
+    def owned(self, keys: Iterable[str]) -> set[str]:
+        return {key for key in keys if self.owns(key)}
+
+    def on_change(self, listener: Listener) -> None:
+        self._listeners.append(listener)
+
+    async def start(self) -> None:
+        """Join (a failure here fails the start: a replica that cannot reach the store cannot share)."""
+        members = await self.membership.join()
+        self._last_beat = asyncio.get_running_loop().time()
+        await self.leadership.check()
+        await self._apply(members, self.leadership.is_leader)
+        log.info("replica_joined", member=self.id, members=len(members), leader=self._leading)
+        self._task = self._supervisor.spawn("replica-heartbeat", self._run)
+
+    async def stop(self, *, leave: bool = True) -> None:
+        """Stop heartbeating; with `leave` (a clean stop) tell the others at once."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        if leave:
+            try:
+                await self.membership.leave()
+                log.info("replica_left", member=self.id)
+            except DB_ERRORS as exc:
+                # The others see the lease run out instead.
+                log.warning("replica_leave_failed", member=self.id, error=type(exc).__name__)
+        await self.leadership.release()
+        self._members, self._leading = (), False
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            await self.tick()
+
+    async def tick(self) -> None:
+        """One heartbeat: write it, re-check leadership, apply the live member list."""
+        beat = asyncio.ensure_future(self.membership.beat())
+        try:
+            # A heartbeat stuck on an unreachable server must not hide that the lease ran out meanwhile.
+            while not beat.done():
+                await asyncio.wait([beat], timeout=self.interval)
+                if not beat.done():
+                    await self._check_eviction()
+        finally:
+            if not beat.done():
+                beat.cancel()
+        try:
+            members = beat.result()
+        except DB_ERRORS as exc:
+            log.warning("replica_heartbeat_failed", member=self.id, error=type(exc).__name__)
+            await self._check_eviction()
+            return
+        self._last_beat = asyncio.get_running_loop().time()
+        if self.evicted:
+            self.evicted = False
+            log.warning("replica_rejoined", member=self.id)
+        leading = await self.leadership.check()
+        await self._apply(members, leading)
+
+    async def _check_eviction(self) -> None:
+        if self.evicted or self._last_beat is None:
+            return
+        silent = asyncio.get_running_loop().time() - self._last_beat
+        if silent <= self.lease.total_seconds():
+            return
+        self.evicted = True
+        log.error(
+            "replica_evicted",
+            member=self.id,
+            silent_seconds=round(silent, 1),
+            hint="no heartbeat reached the store within the lease: the others own this member's work",
+        )
+        await self.leadership.release()
+        await self._apply((), False)
+
+    async def _apply(self, members: tuple[str, ...], leading: bool) -> None:
+        if members == self._members and leading == self._leading:
+            return
+        if members != self._members:
+            log.info("replica_members_changed", member=self.id, members=list(members))
+        self._members, self._leading = members, leading
+        for listener in list(self._listeners):
+            try:
+                await listener()
+            except Exception:
+                # The next change tries again; a listener's bug must not stop the heartbeats.
+                log.exception("replica_change_failed", member=self.id)
