@@ -17,3 +17,13 @@ def stores(request: pytest.FixtureRequest) -> Iterator[StoreFactory]:
         yield factory
     finally:
         factory.drop()
+
+
+@pytest.fixture
+def postgres_stores(request: pytest.FixtureRequest) -> Iterator[StoreFactory]:
+    """Stores on PostgreSQL only: for tests of replicas, which share work only on PostgreSQL."""
+    factory = StoreFactory("postgresql", request.node.nodeid)
+    try:
+        yield factory
+    finally:
+        factory.drop()

@@ -12,7 +12,7 @@ The deadline state is a function of the clock, so rows carry the instants where 
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -322,13 +322,20 @@ class DossierStore:
 
     # --- loading ------------------------------------------------------------------------------------
 
-    async def load(self) -> None:
-        """Read tracked dossiers and the fingerprints of closed ones into memory (at start-up)."""
+    async def load(self, sources: Collection[str] | None = None) -> None:
+        """Read tracked dossiers and the fingerprints of closed ones into memory (at start-up). With
+        `sources` (a replica taking sources over), read only theirs and merge them into memory."""
         tracked: dict[str, TrackedDossier] = {}
         closed: dict[str, int] = {}
         reader = self.store.reader
         moment = _shared_moments()
-        async with reader.execute(f"SELECT {_COLUMNS} FROM dossiers") as cursor:
+        sql, params = f"SELECT {_COLUMNS} FROM dossiers", None
+        if sources is not None:
+            if not sources:
+                return
+            sql += f" WHERE source IN ({', '.join('?' * len(sources))})"
+            params = list(sources)
+        async with reader.execute(sql, params) as cursor:
             async for row in cursor:
                 dossier = _dossier_from_row(row, moment)
                 status = row[2]
@@ -336,7 +343,20 @@ class DossierStore:
                     closed[dossier.code] = hash(dossier)
                 else:
                     tracked[dossier.code] = TrackedDossier(dossier, row[24], status == "vanished")
-        self.tracked, self.closed = tracked, closed
+        if sources is None:
+            self.tracked, self.closed = tracked, closed
+            return
+        self.forget(sources)
+        self.tracked.update(tracked)
+        self.closed.update(closed)
+
+    def forget(self, sources: Collection[str]) -> list[str]:
+        """Drop the tracked dossiers of `sources` from memory (another replica syncs them now); returns
+        their codes. Closed fingerprints stay: they only save re-writing an unchanged closed dossier."""
+        codes = [code for code, known in self.tracked.items() if known.dossier.source in sources]
+        for code in codes:
+            del self.tracked[code]
+        return codes
 
     async def recorded_crossings(self) -> dict[str, set[tuple[str, int]]]:
         """(threshold, due_at) already recorded, per tracked dossier: never to be published again."""

@@ -17,14 +17,15 @@ from typing import Protocol
 import structlog
 
 from monitor.replicas.config import ReplicasConfig
-from monitor.replicas.leader import Leadership
+from monitor.replicas.leader import Leadership, PostgresLeadership
 from monitor.replicas.membership import Membership, new_member_id
 from monitor.replicas.rendezvous import owner
 from monitor.store.engine import DB_ERRORS, SQLITE
+from monitor.store.postgres import PostgresEngine
 from monitor.store.sql import SqlStore
 from monitor.supervisor import Supervisor
 
-__all__ = ["Listener", "Replica", "ReplicaView", "SoloReplica"]
+__all__ = ["Listener", "Replica", "ReplicaView", "SoloReplica", "replica_for"]
 
 log = structlog.get_logger("monitor.replicas")
 
@@ -92,8 +93,9 @@ class Replica:
         *,
         supervisor: Supervisor | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        member_id: str | None = None,
     ) -> None:
-        self.id = new_member_id(config.name)
+        self.id = member_id or new_member_id(config.name)
         self.engine = store.dialect
         self.lease = config.lease
         # A third of the lease: two heartbeats can fail before the others count this member out.
@@ -107,6 +109,7 @@ class Replica:
         self._last_beat: float | None = None
         self.evicted = False
         self._task: asyncio.Task[None] | None = None
+        self._stopped = False
 
     @property
     def members(self) -> tuple[str, ...]:
@@ -136,7 +139,11 @@ class Replica:
         self._task = self._supervisor.spawn("replica-heartbeat", self._run)
 
     async def stop(self, *, leave: bool = True) -> None:
-        """Stop heartbeating; with `leave` (a clean stop) tell the others at once."""
+        """Stop heartbeating; with `leave` (a clean stop) tell the others at once. Once only: a member
+        abandoned without leaving (tests of a crash) does not leave when its daemon stops later."""
+        if self._stopped:
+            return
+        self._stopped = True
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
@@ -209,3 +216,19 @@ class Replica:
             except Exception:
                 # The next change tries again; a listener's bug must not stop the heartbeats.
                 log.exception("replica_change_failed", member=self.id)
+
+
+def replica_for(
+    store: SqlStore,
+    config: ReplicasConfig,
+    *,
+    supervisor: Supervisor | None = None,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> Replica | SoloReplica:
+    """A sharing replica on a PostgreSQL store; the sole process on SQLite."""
+    engine = store.engine
+    if not isinstance(engine, PostgresEngine):
+        return SoloReplica(config.name)
+    member_id = new_member_id(config.name)
+    leadership = PostgresLeadership(engine.url, schema=engine.schema, member_id=member_id)
+    return Replica(store, config, leadership, supervisor=supervisor, clock=clock, member_id=member_id)
