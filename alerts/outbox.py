@@ -219,7 +219,9 @@ class Outbox:
         now = to_ms(self._clock())
         async with self.store.transaction("outbox") as conn:
             cursor = await conn.execute(
-                "UPDATE alert_outbox SET status = 'pending', next_attempt_at = min(next_attempt_at, ?),"
+                # CASE rather than scalar min(): PostgreSQL has none (both engines read this the same).
+                "UPDATE alert_outbox SET status = 'pending',"
+                " next_attempt_at = CASE WHEN next_attempt_at < ?1 THEN next_attempt_at ELSE ?1 END,"
                 " last_error = coalesce(last_error, 'interrupted: resent after restart')"
                 " WHERE status = 'in_flight'",
                 (now,),
@@ -285,7 +287,8 @@ class Outbox:
     async def oldest_pending_age(self, now: datetime) -> float:
         """Seconds since the oldest unsent alert became sendable (0 when none waits)."""
         rows = await self.store.reader.execute_fetchall(
-            "SELECT min(max(created_at, not_before)) FROM alert_outbox"
+            "SELECT min(CASE WHEN created_at > not_before THEN created_at ELSE not_before END)"
+            " FROM alert_outbox"
             " WHERE status IN ('pending', 'in_flight') AND not_before <= ?",
             (to_ms(now),),
         )

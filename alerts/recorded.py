@@ -34,11 +34,6 @@ async def recorded_crossings(
     no "crossings since" query yet; replace with it once it exists. `thresholds` are the configured
     warning keys (`dossiers.thresholds`): the smallest one in each dossier's calendar is the last warning.
     """
-    exists = await store.reader.execute_fetchall(
-        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'dossier_crossings'"
-    )
-    if not exists:
-        return []
     rows = await store.reader.execute_fetchall(
         "SELECT c.id, c.code, c.unit_code, c.threshold, c.due_at, c.crossed_at, c.working_seconds_left,"
         " c.outage_overlap, c.outage_incident_ids, d.unit_name, d.procedure_code, d.procedure_name,"

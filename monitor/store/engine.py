@@ -51,7 +51,10 @@ DB_ERRORS: tuple[type[Exception], ...] = (sqlite3.Error, psycopg.Error)
 # The database cannot take work right now (locked, full, unreachable, restarting): try again later.
 UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (sqlite3.OperationalError, psycopg.OperationalError)
 
-_PLACEHOLDER = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|--[^\n]*|\?(\d*)|%")
+# Quoted text and comments (kept), `?` / `?N`, SQLite's `:name` (never PostgreSQL's `::type` cast), `%`.
+_PLACEHOLDER = re.compile(
+    r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|--[^\n]*|\?(\d*)|(?<![:\w]):([A-Za-z_]\w*)|::|%"
+)
 
 
 def dialect_of(conn: object) -> Dialect:
@@ -66,7 +69,8 @@ def pick(dialect: str, *, sqlite: str, postgresql: str) -> str:
 
 @lru_cache(maxsize=2048)
 def postgres_sql(sql: str) -> tuple[str, bool]:
-    """`sql` with `?` as `%s`, `?N` as `%(pN)s` and `%` doubled; whether it uses numbered parameters.
+    """`sql` with `?` as `%s`, `?N` as `%(pN)s`, `:name` as `%(name)s` and `%` doubled; whether it uses
+    numbered parameters.
 
     Quoted strings and comments are left as they are (apart from `%`, which psycopg reads everywhere).
     """
@@ -77,6 +81,8 @@ def postgres_sql(sql: str) -> tuple[str, bool]:
         text = match.group(0)
         if text == "%":
             return "%%"
+        if match.group(2):
+            return f"%({match.group(2)})s"
         if text.startswith("?"):
             if match.group(1):
                 numbered = True

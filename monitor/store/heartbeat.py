@@ -77,7 +77,9 @@ class Heartbeat:
 
     async def _beat(self, conn: aiosqlite.Connection, now: int) -> None:
         await conn.execute(
-            "UPDATE monitor_runs SET last_seen_at = max(last_seen_at, ?) WHERE id = ?", (now, self.run_id)
+            "UPDATE monitor_runs SET last_seen_at = CASE WHEN last_seen_at > ?1 THEN last_seen_at ELSE ?1 END"
+            " WHERE id = ?2",
+            (now, self.run_id),
         )
         await live.write_live(conn, self.store.live_tables(), self.store.committed_target_id)
         self._beat_ms = now
@@ -110,7 +112,8 @@ class Heartbeat:
         try:
             async with self.store.transaction("heartbeat") as conn:
                 await conn.execute(
-                    "UPDATE monitor_runs SET last_seen_at = max(last_seen_at, ?1), stopped_at = ?1"
+                    "UPDATE monitor_runs SET stopped_at = ?1,"
+                    " last_seen_at = CASE WHEN last_seen_at > ?1 THEN last_seen_at ELSE ?1 END"
                     " WHERE id = ?2",
                     (now, self.run_id),
                 )

@@ -126,7 +126,7 @@ async def interrupted_at(
     last = rows[0][0] if rows else None
     if last is None:
         rows = await reader.execute_fetchall(
-            "SELECT max(coalesce(stopped_at, last_seen_at)) FROM monitor_runs WHERE id IS NOT ?",
+            "SELECT max(coalesce(stopped_at, last_seen_at)) FROM monitor_runs WHERE ?1 IS NULL OR id <> ?1",
             (current_run,),
         )
         last = rows[0][0] if rows else None

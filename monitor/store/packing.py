@@ -14,7 +14,38 @@ import aiosqlite
 
 from monitor.store import latency, packed
 from monitor.store.buffer import Batch, Rollup, floor
+from monitor.store.engine import POSTGRESQL, SQLITE, dialect_of
 from monitor.store.rollups import MINUTE_PACKS, PACK_SPECS, Pack, PackSpec, Slicer, add_values
+
+# STOPGAP (branch pg-replicas) until pg-core merges its own PostgreSQL statements: take pg-core's.
+_RAW_COLUMNS = (
+    "probe_results (target_id, at, duration_us, health, success, degraded,"
+    " in_maintenance, changed, reason, status_code) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_RAW_INSERT = {
+    SQLITE: f"INSERT OR IGNORE INTO {_RAW_COLUMNS}",
+    POSTGRESQL: f"INSERT INTO {_RAW_COLUMNS} ON CONFLICT DO NOTHING",
+}
+_STAGE_HEAD = (
+    "INSERT INTO rollup_open (size, bucket, target_id, probes, failures, degraded, maintenance,"
+    " latency_sum_us, latency_max_us, histogram) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (size, bucket, target_id) DO UPDATE SET "
+)
+_STAGE_UPSERT = {
+    SQLITE: _STAGE_HEAD + "probes = probes + excluded.probes,"
+    " failures = failures + excluded.failures, degraded = degraded + excluded.degraded,"
+    " maintenance = maintenance + excluded.maintenance,"
+    " latency_sum_us = latency_sum_us + excluded.latency_sum_us,"
+    " latency_max_us = max(latency_max_us, excluded.latency_max_us),"
+    " histogram = CAST(histogram || excluded.histogram AS BLOB)",
+    POSTGRESQL: _STAGE_HEAD + "probes = rollup_open.probes + excluded.probes,"
+    " failures = rollup_open.failures + excluded.failures,"
+    " degraded = rollup_open.degraded + excluded.degraded,"
+    " maintenance = rollup_open.maintenance + excluded.maintenance,"
+    " latency_sum_us = rollup_open.latency_sum_us + excluded.latency_sum_us,"
+    " latency_max_us = GREATEST(rollup_open.latency_max_us, excluded.latency_max_us),"
+    " histogram = rollup_open.histogram || excluded.histogram",
+}
 
 __all__ = ["Closing", "batch_entries", "prepare_closing", "resolve_targets", "staging_params", "write_batch"]
 
@@ -153,20 +184,12 @@ async def write_batch(
         return ids[name] if name in ids else targets[name][0]
 
     await conn.executemany(
-        "INSERT OR IGNORE INTO probe_results (target_id, at, duration_us, health, success, degraded,"
-        " in_maintenance, changed, reason, status_code) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        _RAW_INSERT[dialect_of(conn)],
         [(ids[row[0]], *row[1:]) for row in batch.raw],
     )
     # Late entries for a minute or hour already staged add up (histogram encodings concatenate).
     await conn.executemany(
-        "INSERT INTO rollup_open (size, bucket, target_id, probes, failures, degraded, maintenance,"
-        " latency_sum_us, latency_max_us, histogram) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-        " ON CONFLICT (size, bucket, target_id) DO UPDATE SET probes = probes + excluded.probes,"
-        " failures = failures + excluded.failures, degraded = degraded + excluded.degraded,"
-        " maintenance = maintenance + excluded.maintenance,"
-        " latency_sum_us = latency_sum_us + excluded.latency_sum_us,"
-        " latency_max_us = max(latency_max_us, excluded.latency_max_us),"
-        " histogram = CAST(histogram || excluded.histogram AS BLOB)",
+        _STAGE_UPSERT[dialect_of(conn)],
         [(size, bucket, target_id(name), *rest) for size, bucket, name, *rest in staged],
     )
     for spec in PACK_SPECS:
@@ -210,7 +233,8 @@ async def resolve_targets(
             continue
         rows = await conn.execute_fetchall(
             "INSERT INTO targets (name, first_seen) VALUES (?, ?) ON CONFLICT (name) DO UPDATE"
-            " SET first_seen = min(first_seen, excluded.first_seen) RETURNING id, first_seen, health",
+            " SET first_seen = CASE WHEN targets.first_seen < excluded.first_seen THEN targets.first_seen"
+            " ELSE excluded.first_seen END RETURNING id, first_seen, health",
             (name, first),
         )
         target_id, stored_first, health = rows[0]
