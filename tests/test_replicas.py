@@ -17,6 +17,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from monitor.replicas.config import ReplicasConfig
 from monitor.replicas.leader import PostgresLeadership, SoleLeadership
@@ -25,6 +26,7 @@ from monitor.replicas.node import Replica
 from monitor.replicas.rendezvous import owned, owner, weight
 from monitor.store import SqlStore
 from tests.store_engines import StoreFactory
+from tests.tcp_proxy import CuttableProxy
 
 LEASE = timedelta(seconds=1)
 KEYS = [f"target-{index}" for index in range(10_000)]
@@ -178,30 +180,45 @@ async def test_leader_moves_when_the_leaders_connection_closes(stores: StoreFact
         await store.close()
 
 
-async def test_a_replica_cut_off_from_the_store_past_its_lease_owns_nothing(
+async def test_a_replica_cut_off_from_the_database_past_its_lease_owns_nothing(
     stores: StoreFactory, tmp_path: Path
 ) -> None:
-    """PostgreSQL only (a server-side disconnect): heartbeats failing for longer than the lease make the
-    member give up its share and leadership; the member still reachable takes everything."""
+    """PostgreSQL only (a network partition in front of the server): heartbeats hanging for longer than
+    the lease make the member give up its share and its leadership; the server ends its silent session,
+    so the member still connected takes everything and leads; mended, the member rejoins."""
     if not stores.postgres:
         return
     path = tmp_path / "shared.db"
     opened = await _open(stores, path, 2)
+    url = stores.url or ""
+    info = conninfo_to_dict(url)
+    proxy = CuttableProxy(str(info.get("host") or "127.0.0.1"), int(info.get("port") or 5432))
+    await proxy.start()
+    proxied = make_conninfo(url, host="127.0.0.1", port=str(proxy.port))
     config = ReplicasConfig(lease=LEASE)
-    cut, kept = (Replica(store, config, _leadership(stores, path)) for store in opened)
+    cut = Replica(opened[0], config, PostgresLeadership(proxied, schema=stores.schema(path), lease=LEASE))
+    kept = Replica(opened[1], config, PostgresLeadership(url, schema=stores.schema(path), lease=LEASE))
     try:
         await cut.start()
         await kept.start()
-        await _eventually(lambda: len(cut.members) == 2 and len(kept.members) == 2)
-        # The cut member's store writer loses its session: every heartbeat now fails.
-        await _terminate(stores.url or "", opened[0].connection.raw.info.backend_pid)
-        await _eventually(lambda: cut.evicted, within=LEASE.total_seconds() * 4)
+        await _eventually(lambda: len(cut.members) == 2 and len(kept.members) == 2 and cut.is_leader)
+        proxy.cut()
+        await _eventually(lambda: cut.evicted, within=LEASE.total_seconds() * 3)
         assert cut.members == () and not cut.is_leader and cut.owned(["a", "b", "c"]) == set()
-        await _eventually(lambda: kept.members == (kept.id,) and kept.is_leader)
+        await _eventually(
+            lambda: kept.members == (kept.id,) and kept.is_leader, within=LEASE.total_seconds() * 5
+        )
         assert kept.owned(["a", "b", "c"]) == {"a", "b", "c"}
+        proxy.mend()
+        await _eventually(
+            lambda: not cut.evicted and len(kept.members) == 2, within=LEASE.total_seconds() * 5
+        )
+        assert cut.is_leader is False and kept.is_leader is True
     finally:
+        proxy.mend()
         await cut.stop(leave=False)
         await kept.stop()
+        await proxy.stop()
         for store in opened:
             await store.close()
 

@@ -12,8 +12,10 @@ import os
 import secrets
 import socket
 from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from monitor.store.engine import POSTGRESQL
 from monitor.store.sql import SqlStore
@@ -54,8 +56,12 @@ class Membership:
         lease: timedelta,
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        session: Callable[[], AbstractAsyncContextManager[Any]] | None = None,
     ) -> None:
         self.store = store
+        # Where the statements run: by default a store transaction; on PostgreSQL the member's own
+        # connection (leader.PostgresLeadership.session), so heartbeats never queue behind the writer.
+        self._session = session or (lambda: store.transaction("replicas"))
         self.id = member_id
         self.lease = lease
         self._clock = clock
@@ -72,7 +78,7 @@ class Membership:
         """Insert this member (or revive it, for an id given twice) and return the live members."""
         now = self._now
         forget_ms = int(_FORGET_AFTER / timedelta(milliseconds=1))
-        async with self.store.transaction("replicas") as conn:
+        async with self._session() as conn:
             await conn.execute(
                 f"DELETE FROM replica_members WHERE coalesce(left_at, last_seen_at + lease_ms) < {now} - ?",
                 (forget_ms,),
@@ -88,7 +94,7 @@ class Membership:
     async def beat(self) -> tuple[str, ...]:
         """Move this member's last_seen_at to now and return the live members (sorted ids). A member
         whose row is gone (deleted by hand) joins again."""
-        async with self.store.transaction("replicas") as conn:
+        async with self._session() as conn:
             rows = await conn.execute_fetchall(
                 f"UPDATE replica_members SET last_seen_at = {self._now} WHERE id = ? AND left_at IS NULL"
                 " RETURNING id",
@@ -100,7 +106,7 @@ class Membership:
 
     async def leave(self) -> None:
         """A clean stop: the others stop counting this member at their next heartbeat."""
-        async with self.store.transaction("replicas") as conn:
+        async with self._session() as conn:
             await conn.execute(f"UPDATE replica_members SET left_at = {self._now} WHERE id = ?", (self.id,))
 
     async def members(self) -> list[Member]:
@@ -111,8 +117,8 @@ class Membership:
         )
         return [Member(*row) for row in rows]
 
-    async def _live(self, conn: object) -> tuple[str, ...]:
-        rows = await conn.execute_fetchall(  # type: ignore[attr-defined]
+    async def _live(self, conn: Any) -> tuple[str, ...]:
+        rows = await conn.execute_fetchall(
             "SELECT id FROM replica_members"
             f" WHERE left_at IS NULL AND last_seen_at + lease_ms > {self._now} ORDER BY id"
         )

@@ -29,6 +29,9 @@ __all__ = ["Listener", "Replica", "ReplicaView", "SoloReplica", "replica_for"]
 
 log = structlog.get_logger("monitor.replicas")
 
+# Heartbeats hung on an unreachable server at once, at most (each holds a connection until it ends).
+_MAX_STUCK = 3
+
 # Called when ownership or leadership may have changed; the daemon recomputes what it runs.
 Listener = Callable[[], Awaitable[None]]
 
@@ -100,7 +103,8 @@ class Replica:
         self.lease = config.lease
         # A third of the lease: two heartbeats can fail before the others count this member out.
         self.interval = config.lease.total_seconds() / 3
-        self.membership = Membership(store, self.id, config.lease, clock=clock)
+        session = leadership.session if isinstance(leadership, PostgresLeadership) else None
+        self.membership = Membership(store, self.id, config.lease, clock=clock, session=session)
         self.leadership = leadership
         self._supervisor = supervisor or Supervisor()
         self._members: tuple[str, ...] = ()
@@ -110,6 +114,8 @@ class Replica:
         self.evicted = False
         self._task: asyncio.Task[None] | None = None
         self._stopped = False
+        # Heartbeats abandoned while hung on an unreachable server (kept referenced until they end).
+        self._stuck: set[asyncio.Future[tuple[str, ...]]] = set()
 
     @property
     def members(self) -> tuple[str, ...]:
@@ -145,17 +151,27 @@ class Replica:
             return
         self._stopped = True
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        stuck, self._stuck = list(self._stuck), set()
+        for pending in [task, *stuck]:
+            if pending is not None:
+                pending.cancel()
+        await asyncio.gather(
+            *(pending for pending in [task, *stuck] if pending is not None), return_exceptions=True
+        )
+        # Bounded: a server that does not answer must not hold the daemon's stop.
         if leave:
             try:
-                await self.membership.leave()
+                async with asyncio.timeout(self.lease.total_seconds()):
+                    await self.membership.leave()
                 log.info("replica_left", member=self.id)
-            except DB_ERRORS as exc:
+            except (TimeoutError, *DB_ERRORS) as exc:
                 # The others see the lease run out instead.
                 log.warning("replica_leave_failed", member=self.id, error=type(exc).__name__)
-        await self.leadership.release()
+        try:
+            async with asyncio.timeout(self.interval):
+                await self.leadership.release()
+        except TimeoutError:
+            await self.leadership.abandon()
         self._members, self._leading = (), False
 
     async def _run(self) -> None:
@@ -165,16 +181,26 @@ class Replica:
 
     async def tick(self) -> None:
         """One heartbeat: write it, re-check leadership, apply the live member list."""
+        if len(self._stuck) >= _MAX_STUCK:
+            # The server is unreachable and its connections hang: wait for one to end before another.
+            await self._check_eviction()
+            return
         beat = asyncio.ensure_future(self.membership.beat())
         try:
             # A heartbeat stuck on an unreachable server must not hide that the lease ran out meanwhile.
             while not beat.done():
                 await asyncio.wait([beat], timeout=self.interval)
-                if not beat.done():
-                    await self._check_eviction()
-        finally:
-            if not beat.done():
-                beat.cancel()
+                if beat.done():
+                    break
+                await self._check_eviction()
+                if self.evicted:
+                    # Left to end on its own (its connection is closed): the next tick connects afresh.
+                    self._stuck.add(beat)
+                    beat.add_done_callback(self._forget)
+                    return
+        except asyncio.CancelledError:
+            beat.cancel()
+            raise
         try:
             members = beat.result()
         except DB_ERRORS as exc:
@@ -187,6 +213,11 @@ class Replica:
             log.warning("replica_rejoined", member=self.id)
         leading = await self.leadership.check()
         await self._apply(members, leading)
+
+    def _forget(self, beat: asyncio.Future[tuple[str, ...]]) -> None:
+        self._stuck.discard(beat)
+        if not beat.cancelled():
+            beat.exception()  # retrieved: it failed long ago and was reported as an eviction
 
     async def _check_eviction(self) -> None:
         if self.evicted or self._last_beat is None:
@@ -201,7 +232,8 @@ class Replica:
             silent_seconds=round(silent, 1),
             hint="no heartbeat reached the store within the lease: the others own this member's work",
         )
-        await self.leadership.release()
+        # Not release(): the server may not answer; closing is enough for it to drop the lock.
+        await self.leadership.abandon()
         await self._apply((), False)
 
     async def _apply(self, members: tuple[str, ...], leading: bool) -> None:
@@ -230,5 +262,5 @@ def replica_for(
     if not isinstance(engine, PostgresEngine):
         return SoloReplica(config.name)
     member_id = new_member_id(config.name)
-    leadership = PostgresLeadership(engine.url, schema=engine.schema, member_id=member_id)
+    leadership = PostgresLeadership(engine.url, schema=engine.schema, member_id=member_id, lease=config.lease)
     return Replica(store, config, leadership, supervisor=supervisor, clock=clock, member_id=member_id)
