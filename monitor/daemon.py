@@ -30,8 +30,10 @@ from monitor.metrics import UPTIME_WINDOWS, Metrics, TargetSeries
 from monitor.reload import RESTART_ONLY, ReloadOutcome, changed_sections
 from monitor.replicas.metrics import ReplicaCollector
 from monitor.replicas.node import Replica, replica_for
+from monitor.replicas.target_states import SharedTargetStates, TargetState, local_states
 from monitor.runtime_metrics import RuntimeCollector
 from monitor.scheduler import Scheduler, Target
+from monitor.store.engine import DB_ERRORS
 from monitor.store.heartbeat import Heartbeat
 from monitor.store.open import store_from_config
 from monitor.supervisor import Supervisor
@@ -107,6 +109,10 @@ class Daemon:
         self.store = store_from_config(config.store, clock=clock, supervisor=self.supervisor)
         # On PostgreSQL a member sharing the work; on SQLite the sole process, owning everything.
         self.replica = replica_for(self.store, config.replicas, supervisor=self.supervisor, clock=clock)
+        # Replicas: each member publishes its targets' live states here and the API reads them all.
+        self._shared_states = (
+            SharedTargetStates(self.store, self.replica.id) if isinstance(self.replica, Replica) else None
+        )
         self._ownership_changed = asyncio.Event()
         self.metrics.register(RuntimeCollector(self.store, self.supervisor, self.bus))
         self.heartbeat = Heartbeat(self.store, config.store.heartbeat_interval, clock, self.supervisor)
@@ -151,6 +157,22 @@ class Daemon:
     def now(self) -> datetime:
         return self._clock()
 
+    async def target_states(self) -> Mapping[str, TargetState]:
+        """Every target's live state: this process's trackers, or with replicas the published ones."""
+        if self._shared_states is None:
+            return local_states(self.scheduler.trackers, self.scheduler.open_incident_id)
+        return await self._shared_states.read(target.name for target in self.config.targets)
+
+    async def _publish_target_states(self, shared: SharedTargetStates, interval: float) -> None:
+        while True:
+            try:
+                states = local_states(self.scheduler.trackers, self.scheduler.open_incident_id)
+                await shared.publish(states, self.now())
+            except DB_ERRORS as exc:
+                # The API shows the last published states meanwhile; the next round writes them all.
+                log.warning("target_states_publish_failed", error=type(exc).__name__)
+            await asyncio.sleep(interval)
+
     def _leads(self) -> bool:
         return self.replica.is_leader
 
@@ -183,13 +205,19 @@ class Daemon:
         await self.replica.start()
         # Alerts subscribe to the bus before anything can publish, so no event is missed.
         await self.alerts.start()
-        if self.shares_work:
+        replica, shared = self.replica, self._shared_states
+        if isinstance(replica, Replica) and shared is not None:
             await self.dossiers.start(owned=self._owned_sources())
             owned = self._owned_targets(self.config)
             elsewhere = {target.name for target in self.config.targets} - {target.name for target in owned}
             await self.scheduler.start(owned, elsewhere=elsewhere)
-            self.replica.on_change(self._on_replica_change)
+            replica.on_change(self._on_replica_change)
             self._background.append(self.supervisor.spawn("replica-ownership", self._follow_ownership))
+            self._background.append(
+                self.supervisor.spawn(
+                    "replica-target-states", lambda: self._publish_target_states(shared, replica.interval)
+                )
+            )
         else:
             await self.dossiers.start()
             await self.scheduler.start(self.config.targets)

@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -103,6 +104,12 @@ async def _metrics(daemon: Daemon) -> str:
         return await response.text()
 
 
+async def _get_json(daemon: Daemon, path: str) -> Any:
+    async with aiohttp.ClientSession() as session, session.get(daemon.base_url + path) as response:
+        assert response.status == 200, await response.text()
+        return await response.json()
+
+
 def _value(text: str, series: str) -> float:
     line = next(line for line in text.splitlines() if line.startswith(series + " "))
     return float(line.split()[-1])
@@ -124,6 +131,7 @@ async def test_two_daemons_split_targets_and_one_takes_over_a_dead_ones_share(
     second = Daemon(load_config_text(text, environ={}))
     await first.start()
     await second.start()
+    started = time.monotonic()
     try:
         await _until(lambda: _split(first, second))
         # Every portal is hit at one daemon's pace, never two: 3 s at 0.5 s is 6 probes, not 12.
@@ -141,6 +149,16 @@ async def test_two_daemons_split_targets_and_one_takes_over_a_dead_ones_share(
         assert sum(_value(text, "tthc_replica_leader") for text in scraped) == 1
         assert sum(_value(text, "tthc_replica_owned_targets") for text in scraped) == TARGETS
         assert all(_value(text, "tthc_replica_members") == 2 for text in scraped)
+
+        # /api/v1 answers the same on both, for every target, whichever member probes it.
+        async def same_targets() -> list[tuple[str, str]]:
+            answers = [await _get_json(daemon, "/api/v1/targets") for daemon in (first, second)]
+            views = [[(item["name"], item["health"]) for item in body["targets"]] for body in answers]
+            return views[0] if views[0] == views[1] else []
+
+        while (view := await same_targets()) != [(f"t{index}", "up") for index in range(TARGETS)]:
+            assert time.monotonic() - started < 20, view
+            await asyncio.sleep(0.1)
 
         # A target of the second daemon goes down and opens an incident there.
         victim = sorted(second.scheduler.targets)[0]

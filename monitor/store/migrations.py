@@ -353,6 +353,15 @@ CREATE TABLE replica_members (
     left_at INTEGER
 ) WITHOUT ROWID;
 CREATE INDEX replica_members_seen ON replica_members (last_seen_at);
+
+-- Each target's live state as its owner last published it (monitor/replicas/target_states.py), so the API
+-- of every member answers the same. `state` is JSON; updated_at is ms since epoch.
+CREATE TABLE replica_target_states (
+    target TEXT PRIMARY KEY,
+    member TEXT NOT NULL,
+    state TEXT NOT NULL,
+    updated_at INTEGER NOT NULL
+) WITHOUT ROWID;
 """
 
 MIGRATIONS: tuple[Migration, ...] = (
@@ -371,7 +380,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     # two empty steps when their branches merge; version numbers must stay consecutive meanwhile.
     Migration(7, "core store (reserved)", ""),
     Migration(8, "alert outbox claim lease (reserved)", ""),
-    Migration(9, "replica members", _REPLICA_MEMBERS),
+    Migration(9, "replica members, target states", _REPLICA_MEMBERS),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version
