@@ -195,3 +195,29 @@ async def test_two_daemons_split_targets_and_one_takes_over_a_dead_ones_share(
     finally:
         await first.stop()
         await second.stop()
+
+
+async def test_a_reload_shares_out_new_targets_and_drops_removed_ones(
+    postgres_stores: StoreFactory, portals: Portals, tmp_path: Path
+) -> None:
+    """Both members reload a file with five targets removed and five added: every configured target is
+    probed by exactly one member, the removed ones by neither."""
+    path = tmp_path / "replica.yaml"
+    path.write_text(_config(postgres_stores, tmp_path / "shared.db", portals), encoding="utf-8")
+    first = Daemon(load_config_text(path.read_text(encoding="utf-8"), environ={}), config_path=path)
+    second = Daemon(load_config_text(path.read_text(encoding="utf-8"), environ={}), config_path=path)
+    await first.start()
+    await second.start()
+    try:
+        await _until(lambda: _split(first, second))
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        renamed = [{**target, "name": f"n{index}"} for index, target in enumerate(data["targets"][:5])]
+        data["targets"] = data["targets"][5:] + renamed
+        path.write_text(yaml.safe_dump(data), encoding="utf-8")
+        assert (await first.reload()).ok and (await second.reload()).ok
+        wanted = {target["name"] for target in data["targets"]}
+        mine, theirs = set(first.scheduler.targets), set(second.scheduler.targets)
+        assert not mine & theirs and mine | theirs == wanted
+    finally:
+        await first.stop()
+        await second.stop()
