@@ -24,7 +24,8 @@ from tests.store_engines import StoreFactory
 from tests.test_replica_daemons import Portals
 
 MEMBERS = 3
-TARGETS = 12
+# Enough that the member syncing the source owns a target too (all 24 elsewhere: (2/3)^24, 6e-5).
+TARGETS = 24
 LEASE = 2.0
 FAILOVER_LIMIT = 30.0
 
@@ -89,7 +90,7 @@ async def _incidents(member: DaemonProcess, target: str) -> list[dict[str, Any]]
 async def test_kill_9_of_the_owner_of_a_down_target_fails_over_within_30_s(
     postgres_stores: StoreFactory, tmp_path: Path
 ) -> None:
-    """Three members split 12 targets and a source; kill -9 of the down target's owner: the two others
+    """Three members split 24 targets and a source; kill -9 of the down target's owner: the two others
     own everything within 30 s, the incident continues (same id, one incident), sums count once."""
     portals = Portals()
     await portals.start()
