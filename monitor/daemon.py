@@ -44,6 +44,8 @@ __all__ = ["Daemon", "config_secrets"]
 log = structlog.get_logger("monitor.daemon")
 
 UPTIME_REFRESH_SECONDS = 60.0
+# After a failed re-share (the store failing half-way), the rest is tried again this much later.
+REASSIGN_RETRY_SECONDS = 1.0
 
 
 def config_secrets(config: Config) -> list[str]:
@@ -262,8 +264,15 @@ class Daemon:
         while True:
             await self._ownership_changed.wait()
             self._ownership_changed.clear()
-            async with self._reload_lock:
-                await self._reassign()
+            try:
+                async with self._reload_lock:
+                    await self._reassign()
+            except Exception:
+                # The store failed half-way (what was applied stays applied): try the rest again.
+                log.exception("replica_reassign_failed", member=self.replica.id)
+                await asyncio.sleep(REASSIGN_RETRY_SECONDS)
+                self._ownership_changed.set()
+                continue
             if self.replica.is_leader and not leading:
                 # The figures of the shared tables are exported from now on: fresh, not from start-up.
                 await self.dossiers.refresh_aggregates()

@@ -139,14 +139,20 @@ class DossierService:
         if lost:
             self.engine.drop(self.dossier_store.forget(lost))
         if gained:
-            await self.dossier_store.load(sorted(gained))
-            recorded = await self.dossier_store.recorded_crossings()
-            dossiers = [
-                t.dossier
-                for t in self.dossier_store.tracked.values()
-                if t.dossier.source in gained and not t.vanished
-            ]
-            await self.engine.update(dossiers, recorded=recorded)
+            try:
+                await self.dossier_store.load(sorted(gained))
+                recorded = await self.dossier_store.recorded_crossings()
+                dossiers = [
+                    t.dossier
+                    for t in self.dossier_store.tracked.values()
+                    if t.dossier.source in gained and not t.vanished
+                ]
+                await self.engine.update(dossiers, recorded=recorded)
+            except BaseException:
+                # Not taken over after all: the next reassign takes these sources over from the start.
+                self.sync.active = (self.sync.active or set()) - gained
+                self.engine.drop(self.dossier_store.forget(gained))
+                raise
             self.sync.spawn(sorted(gained))
         if gained or lost:
             log.info("dossier_sources_reassigned", gained=sorted(gained), lost=sorted(lost))
