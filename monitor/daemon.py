@@ -146,7 +146,7 @@ class Daemon:
             self.bus,
             self.calendars,
             clock,
-            metrics=AlertMetrics(self.metrics.registry),
+            metrics=AlertMetrics(self.metrics.registry, leader=self._leads),
             cert_expiry=self._cert_expiry,
             supervisor=self.supervisor,
         )

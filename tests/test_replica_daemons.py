@@ -149,6 +149,11 @@ async def test_two_daemons_split_targets_and_one_takes_over_a_dead_ones_share(
         assert sum(_value(text, "tthc_replica_leader") for text in scraped) == 1
         assert sum(_value(text, "tthc_replica_owned_targets") for text in scraped) == TARGETS
         assert all(_value(text, "tthc_replica_members") == 2 for text in scraped)
+        # The outbox is shared: its backlog gauges come from the leader only.
+        leader = next(text for text in scraped if _value(text, "tthc_replica_leader") == 1)
+        for text in scraped:
+            ages = text.count("tthc_outbox_oldest_pending_age_seconds{")
+            assert ages == (2 if text is leader else 0), ages
 
         # /api/v1 answers the same on both, for every target, whichever member probes it.
         async def same_targets() -> list[tuple[str, str]]:
