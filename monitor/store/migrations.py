@@ -387,6 +387,31 @@ CREATE INDEX alert_outbox_key_bytes ON alert_outbox ((dedupe_key COLLATE "C"));
 CREATE INDEX alert_digest_items_key_bytes ON alert_digest_items ((dedupe_key COLLATE "C"));
 """
 
+_REPLICA_MEMBERS = """
+-- The daemons sharing this store (monitor/replicas/membership.py). A row per process start; times are ms
+-- since epoch of the database's clock on PostgreSQL. A member is live while last_seen_at + lease_ms is
+-- ahead of now; left_at is set by a clean stop, so the others take its share at once.
+CREATE TABLE replica_members (
+    id TEXT PRIMARY KEY,                  -- host-pid-random (or replicas.name), fresh at every start
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    started_at INTEGER NOT NULL,
+    last_seen_at INTEGER NOT NULL,
+    lease_ms INTEGER NOT NULL,
+    left_at INTEGER
+) WITHOUT ROWID;
+CREATE INDEX replica_members_seen ON replica_members (last_seen_at);
+
+-- Each target's live state as its owner last published it (monitor/replicas/target_states.py), so the API
+-- of every member answers the same. `state` is JSON; updated_at is ms since epoch.
+CREATE TABLE replica_target_states (
+    target TEXT PRIMARY KEY,
+    member TEXT NOT NULL,
+    state TEXT NOT NULL,
+    updated_at INTEGER NOT NULL
+) WITHOUT ROWID;
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1,
@@ -406,6 +431,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         _ALERT_OUTBOX_CLAIM_LEASE,
         postgresql=postgres_ddl(_ALERT_OUTBOX_CLAIM_LEASE) + _ALERT_KEYS_BYTE_ORDER,
     ),
+    Migration(9, "replica members, target states", _REPLICA_MEMBERS),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version
