@@ -107,7 +107,10 @@ class AlertService:
         self.clock = clock
         self.directory = Directory(self.alerts.directory)
         self.templates = Templates(self.alerts.templates)
-        self.outbox: Outbox | None = Outbox(store, clock) if sink is None else None
+        delivery = getattr(self.alerts, "delivery", None) or DeliveryConfig()
+        self.outbox: Outbox | None = (
+            Outbox(store, clock, claim_lease=delivery.claim_lease) if sink is None else None
+        )
         self.sink: AlertSink = sink if sink is not None else self.outbox  # type: ignore[assignment]
         self.timers = Timers(store)
         self.router = Router(
