@@ -6,6 +6,11 @@ the incident continues with the same id, every expected alert reaches the gatewa
 twice (the dead member's claims come back after the claim lease and their repeats are dropped by
 RequestId), and /metrics summed over the members equals what one replica alone reports for the same world.
 
+"One replica alone" is a real daemon started on the same store once the survivors are stopped, against
+the same simulators and portals (not figures recomputed here from SQL, which would copy the code under
+test): the simulated systems run on a frozen clock, so the world it syncs is the one the members synced
+and the comparison is exact, not a race with simulated time.
+
 PostgreSQL only: replicas share work only there.
 """
 
