@@ -399,6 +399,7 @@ async def test_kill_9_mid_storm_of_the_owner_of_a_down_target_and_most_sources(
         for name in leader_only:
             assert all(not _samples(text, name) for text in shared if text is not leader), name
         summed = {name: _summed(shared, name) for name in COMPARED}
+        scraped_at = time.time()
         for member in survivors:
             await member.kill()
         alone = DaemonProcess(config, tmp_path / "alone.log")
@@ -411,11 +412,18 @@ async def test_kill_9_mid_storm_of_the_owner_of_a_down_target_and_most_sources(
             ready = _total(lone, "tthc_replica_members") == 1 and all(
                 _synced(lone, f"s{n}") is not None for n in range(SOURCES)
             )
-            if ready and _samples(lone, "tthc_dossier_on_time_ratio") and _samples(lone, "probe_success"):
+            probed = len(_samples(lone, "probe_success")) == TARGETS
+            if ready and probed and _samples(lone, "tthc_dossier_on_time_ratio"):
                 break
             assert time.monotonic() < deadline, "the lone replica never caught up"
             await asyncio.sleep(0.2)
-        assert {name: _summed([lone], name) for name in COMPARED} == summed
+        alone_figures = {name: _summed([lone], name) for name in COMPARED}
+        # Due times and their thresholds fall on quarter hours: if one passed between the two scrapes, a
+        # dossier may have moved between deadline states (real time), so only the totals must agree then.
+        if int(scraped_at // 900) != int(time.time() // 900):
+            for figures in (alone_figures, summed):
+                figures["tthc_dossiers_open"] = {"": sum(figures["tthc_dossiers_open"].values())}
+        assert alone_figures == summed
         open_rows = postgres_stores.query(
             tmp_path / "shared.db", "SELECT count(*) FROM dossiers WHERE status IN ('open', 'paused')"
         )
