@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from datetime import time, timedelta
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from alerts.channels import CHANNEL_TYPES, ChannelConfig
 from alerts.directory import DirectoryConfig, raise_at
 from alerts.model import AlertKind
+from alerts.outbox import CLAIM_LEASE
 from alerts.rules import RuleConfig, default_rules
 from alerts.templates import GROUP_TEMPLATES, TEMPLATE_PARAMS, validate_template
 from monitor.calendar import ClockTime
@@ -25,6 +26,7 @@ register_union_tags(*CHANNEL_TYPES)
 _KINDS = frozenset(kind.value for kind in AlertKind)
 # Fields of the message itself that a ZNS template parameter may name besides template_params.
 _MESSAGE_FIELDS = ("alert_id", "kind", "person_id", "text")
+_MIN_CLAIM_LEASE = timedelta(seconds=1)
 
 
 def clock_time(value: str) -> time:
@@ -76,6 +78,17 @@ class DeliveryConfig(StrictModel):
     # In-flight cap for a channel object that has no `config.concurrency` of its own.
     default_concurrency: int = Field(default=4, ge=1, le=256)
     shutdown_grace: Duration = timedelta(seconds=10)
+    # Replicas on PostgreSQL: how long a claimed alert stays with the member sending it without a
+    # renewal (renewed every third of it), so how long a dead member's claims wait before another
+    # member sends them. Below a second the renewals would be most of the outbox's transactions.
+    claim_lease: PositiveDuration = CLAIM_LEASE
+
+    @field_validator("claim_lease")
+    @classmethod
+    def _lease_long_enough(cls, value: timedelta) -> timedelta:
+        if value < _MIN_CLAIM_LEASE:
+            raise ValueError("must be at least 1s (claims are renewed every claim_lease/3)")
+        return value
 
 
 class AlertsConfig(StrictModel):

@@ -107,7 +107,10 @@ class AlertService:
         self.clock = clock
         self.directory = Directory(self.alerts.directory)
         self.templates = Templates(self.alerts.templates)
-        self.outbox: Outbox | None = Outbox(store, clock) if sink is None else None
+        delivery = getattr(self.alerts, "delivery", None) or DeliveryConfig()
+        self.outbox: Outbox | None = (
+            Outbox(store, clock, claim_lease=delivery.claim_lease) if sink is None else None
+        )
         self.sink: AlertSink = sink if sink is not None else self.outbox  # type: ignore[assignment]
         self.timers = Timers(store)
         self.router = Router(
@@ -151,9 +154,7 @@ class AlertService:
     async def start(self) -> None:
         self._subscription = self.bus.subscribe("alerts", *ROUTED_EVENTS)
         await self.router.load()
-        thresholds = getattr(getattr(self.config, "dossiers", None), "thresholds", ())
-        since = self.now() - self.alerts.rederive_window
-        await self.router.rederive(since, self.store, thresholds=thresholds)
+        await self._rederive()
         self.directory.report_unmatched()
         if self.outbox is not None:
             self._start_channels()
@@ -175,6 +176,18 @@ class AlertService:
             people=len(self.directory.people),
             rules=len(self.alerts.rules),
         )
+
+    async def _rederive(self) -> int:
+        thresholds = getattr(getattr(self.config, "dossiers", None), "thresholds", ())
+        since = self.now() - self.alerts.rederive_window
+        return await self.router.rederive(since, self.store, thresholds=thresholds)
+
+    async def catch_up(self) -> int:
+        """Replicas, on the leader once a member is gone: store the alerts of the incidents and crossings
+        it recorded but had not routed (re-derived; known keys are ignored), and fire its outage groups
+        and timers that are due now rather than at the next tick (the tick's sleep only knows this
+        member's groups, so a dead member's would wait up to `tick_interval`). Returns alerts stored."""
+        return await self._rederive() + await self.tick()
 
     def _start_channels(self) -> None:
         if self._given_channels is not None:

@@ -264,18 +264,26 @@ class Daemon:
 
     async def _follow_ownership(self) -> None:
         leading = self.replica.is_leader
+        members = set(self.replica.members)
         while True:
             await self._ownership_changed.wait()
             self._ownership_changed.clear()
             try:
                 async with self._reload_lock:
                     await self._reassign()
+                gone = members - set(self.replica.members)
+                if gone and self.replica.is_leader:
+                    # A member left or died: the alerts it recorded but had not routed, and its outage
+                    # groups due now, are this leader's to send (alerts/service.py catch_up).
+                    added = await self.alerts.catch_up()
+                    log.info("replica_alerts_caught_up", gone=len(gone), added=added)
             except Exception:
                 # The store failed half-way (what was applied stays applied): try the rest again.
                 log.exception("replica_reassign_failed", member=self.replica.id)
                 await asyncio.sleep(REASSIGN_RETRY_SECONDS)
                 self._ownership_changed.set()
                 continue
+            members = set(self.replica.members)
             if self.replica.is_leader and not leading:
                 # The figures of the shared tables are exported from now on: fresh, not from start-up.
                 await self.dossiers.refresh_aggregates()

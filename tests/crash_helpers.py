@@ -17,7 +17,14 @@ from monitor.simulator import DEFAULT_PASSWORD, Simulator
 from monitor.simulator.catalog import UNITS
 from tests.fakes.esms import FakeEsms
 
-__all__ = ["DaemonProcess", "SlowEsms", "crash_config", "simulator_dossiers"]
+__all__ = [
+    "DaemonProcess",
+    "SlowEsms",
+    "crash_config",
+    "simulator_dossiers",
+    "simulator_source",
+    "sms_alerts",
+]
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -34,29 +41,30 @@ class SlowEsms(FakeEsms):
         return await super()._send(request)
 
 
-def simulator_dossiers(sim: Simulator) -> dict[str, Any]:
-    """The `dossiers:` section syncing the simulator's OpenCPS API hourly (tests need the first sync)."""
+def simulator_source(sim: Simulator, name: str = "motcua") -> dict[str, Any]:
+    """One `dossiers.sources` entry syncing the simulator's OpenCPS API hourly (tests need the first sync)."""
     return {
-        "sources": [
-            {
-                "name": "motcua",
-                "type": "opencps",
-                "base_url": sim.api_base,
-                "group_id": "35402",
-                "username": "admin",
-                "password": DEFAULT_PASSWORD,
-                "interval": "1h",
-                "full_interval": "1h",
-            }
-        ],
-        "thresholds": ["2d", "4h"],
+        "name": name,
+        "type": "opencps",
+        "base_url": sim.api_base,
+        "group_id": "35402",
+        "username": "admin",
+        "password": DEFAULT_PASSWORD,
+        "interval": "1h",
+        "full_interval": "1h",
     }
 
 
-def crash_config(
-    tmp_path: Path, sim: Simulator, esms: FakeEsms, *, concurrency: int, sms_per_unit: int = 3
-) -> Path:
-    """A config file: the simulator as dossier source, every officer reachable by SMS, alerts at once."""
+def simulator_dossiers(sim: Simulator) -> dict[str, Any]:
+    """The `dossiers:` section syncing the simulator as the one source `motcua`."""
+    return {"sources": [simulator_source(sim)], "thresholds": ["2d", "4h"]}
+
+
+def sms_alerts(
+    esms: FakeEsms, *, concurrency: int, sms_per_unit: int = 3, timeout: str = "10s"
+) -> dict[str, Any]:
+    """The `alerts:` section: every officer (the first `sms_per_unit` of each unit) reachable by SMS,
+    each deadline crossing of their dossiers sent to them at once."""
     people = [
         {
             "id": f"officer-{officer.user_id}",
@@ -71,6 +79,42 @@ def crash_config(
         for unit in UNITS
         for officer in unit.officers[:sms_per_unit]
     ]
+    return {
+        "channels": [
+            {
+                "name": "sms",
+                "type": "sms_esms",
+                "url": esms.url,
+                "api_key": esms.api_key,
+                "secret_key": esms.secret_key,
+                "brandname": "TTHC",
+                "concurrency": concurrency,
+                "timeout": timeout,
+            }
+        ],
+        "directory": {
+            "units": [{"code": unit.code, "name": unit.name} for unit in UNITS],
+            "people": people,
+        },
+        "rules": [
+            {
+                "name": "deadlines-now",
+                "on": ["due_soon", "last_warning", "overdue"],
+                "to": ["assignee"],
+                "channels": ["sms"],
+                "working_hours_only": False,
+                "quiet_hours": False,
+            }
+        ],
+        "quiet_hours": None,
+        "delivery": {"poll_interval": "1s"},
+    }
+
+
+def crash_config(
+    tmp_path: Path, sim: Simulator, esms: FakeEsms, *, concurrency: int, sms_per_unit: int = 3
+) -> Path:
+    """A config file: the simulator as dossier source, every officer reachable by SMS, alerts at once."""
     config = {
         "timezone": "Asia/Ho_Chi_Minh",
         "logging": {"level": "info", "format": "json"},
@@ -78,36 +122,7 @@ def crash_config(
         "store": {"path": str(tmp_path / "monitor.db"), "flush_interval": "1s"},
         "targets": [],
         "dossiers": simulator_dossiers(sim),
-        "alerts": {
-            "channels": [
-                {
-                    "name": "sms",
-                    "type": "sms_esms",
-                    "url": esms.url,
-                    "api_key": esms.api_key,
-                    "secret_key": esms.secret_key,
-                    "brandname": "TTHC",
-                    "concurrency": concurrency,
-                    "timeout": "10s",
-                }
-            ],
-            "directory": {
-                "units": [{"code": unit.code, "name": unit.name} for unit in UNITS],
-                "people": people,
-            },
-            "rules": [
-                {
-                    "name": "deadlines-now",
-                    "on": ["due_soon", "last_warning", "overdue"],
-                    "to": ["assignee"],
-                    "channels": ["sms"],
-                    "working_hours_only": False,
-                    "quiet_hours": False,
-                }
-            ],
-            "quiet_hours": None,
-            "delivery": {"poll_interval": "1s"},
-        },
+        "alerts": sms_alerts(esms, concurrency=concurrency, sms_per_unit=sms_per_unit),
     }
     path = tmp_path / "monitor.yaml"
     path.write_text(yaml.safe_dump(config, allow_unicode=True, sort_keys=False), encoding="utf-8")

@@ -10,9 +10,12 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
 
+from alerts.outbox import Outbox
 from alerts.router import Router
+from alerts.service import AlertService
+from monitor.calendar import Calendars
 from monitor.config import Config
-from monitor.events import IncidentOpened, TargetStateChanged
+from monitor.events import EventBus, IncidentOpened, TargetStateChanged
 from monitor.model import FailureReason, Health
 from monitor.store import SqlStore
 from tests.routing_helpers import Clock, alerts_yaml, crossing, load, local, make_router, outbox_rows
@@ -124,3 +127,45 @@ async def test_replicas_routing_one_persons_outages_at_once_keep_one_group(
             "SELECT count(*) FROM alert_timers WHERE key LIKE 'group:%'"
         )
         assert groups == [(1,)]
+
+
+async def test_the_leader_catches_up_what_a_dead_member_recorded_or_left_waiting(
+    stores: StoreFactory, tmp_path: Path
+) -> None:
+    """`catch_up` on the leader: an incident a dead member recorded but never routed, and the outage group
+    it stored and left waiting out its group_wait (in the table, unknown to the leader's own tick), go out
+    at once as the group's one message naming both targets; a second catch-up adds nothing."""
+    config = load(alerts_yaml(rules=[{"name": "outage", "on": ["target_down"], "to": ["it_oncall"]}]))
+    clock = Clock(T0)
+    election = Election()
+    async with stores.new(tmp_path / "shared.db") as store, stores.new(tmp_path / "shared.db") as dead_store:
+        leader = AlertService(
+            config,
+            store,
+            EventBus(),
+            Calendars(config.calendars, config.zone),
+            clock,
+            sink=Outbox(store, clock),
+            leader=election.of("first"),
+        )
+        await leader.start()
+        try:
+            # The dead member recorded an incident and died before routing it.
+            recorded = await store.open_incident("dvc", T0, "timeout", "")
+            # It routed another one, whose group waits out its group_wait (30 s) in the table.
+            dead = make_router(config, dead_store, clock, election.of("second"))
+            await dead.load()
+            await dead.handle_many([IncidentOpened(T0, 99, "csdl", FailureReason.REFUSED)])
+            assert await outbox_rows(store) == []
+
+            # The member's lease lapses; the leader catches up once the groups' group_wait has passed.
+            clock.advance(timedelta(seconds=31))
+            assert await leader.catch_up() == 1, "one message for the outage, at once"
+            assert await leader.catch_up() == 0
+        finally:
+            await leader.stop(grace=0)
+        # Both targets went down together: one group, one message naming both (the dead member's key).
+        rows = await outbox_rows(store)
+        assert [row["key"] for row in rows] == ["incident:99:down:it-em"]
+        assert "csdl, dvc" in rows[0]["text"], rows[0]["text"]
+        assert recorded != 99

@@ -2,7 +2,8 @@
 never overlap, a dead replica's claims come back after their lease and go out once more with the same
 RequestId, a live replica's claims are never taken.
 
-PostgreSQL only: replicas share a database only there (one daemon owns a SQLite file).
+PostgreSQL only: replicas share a database only there (one daemon owns a SQLite file); the claim lease's
+config check needs no database.
 """
 
 from __future__ import annotations
@@ -15,12 +16,16 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
+
 from alerts.channels import ChannelDeps, build_channels
 from alerts.config import DeliveryConfig
 from alerts.delivery import DeliveryWorker
 from alerts.model import AlertStatus
 from alerts.outbox import Outbox
 from alerts.outbox_rows import alert_id_for
+from monitor.config import ConfigError, load_config_text
+from monitor.daemon import Daemon
 from monitor.store import SqlStore
 from tests.alert_support import esms_config, new_alert, until
 from tests.fakes import RecordedRequest
@@ -165,3 +170,17 @@ async def test_a_dead_replicas_claims_come_back_after_the_lease_and_go_out_once(
         delivered = Counter(message["request_id"] for message in esms.messages)
         assert len(delivered) == 40 and max(delivered.values()) == 1, "each alert delivered once"
         assert esms.duplicates == sum(sent.values()) - 40
+
+
+def test_the_claim_lease_is_configured_under_alerts_delivery(tmp_path: Path) -> None:
+    """`alerts.delivery.claim_lease` reaches the daemon's outbox (default 15 s); below 1 s is refused at
+    its YAML path (renewals every third of it would be most of the outbox's transactions)."""
+    base = f"store: {{path: {tmp_path / 'm.db'}}}\ntargets: []\n"
+    for extra, lease in (("", 15), ("alerts: {delivery: {claim_lease: 3s}}\n", 3)):
+        outbox = Daemon(load_config_text(base + extra, environ={})).alerts.outbox
+        assert outbox is not None and outbox.claim_lease == timedelta(seconds=lease)
+    with pytest.raises(ConfigError) as caught:
+        load_config_text(base + "alerts: {delivery: {claim_lease: 500ms}}\n", environ={})
+    assert caught.value.errors == [
+        "alerts.delivery.claim_lease: must be at least 1s (claims are renewed every claim_lease/3)"
+    ]
