@@ -81,6 +81,8 @@ class DeadlinePlanner:
         # object and sources share one object per due-date text, so a hit costs no timestamp() call.
         self._timelines: dict[str, dict[datetime, Timeline]] = {}
         self._timeline_count = 0
+        # (unit, procedure) -> (calendar, its due time -> timeline dict): one lookup per dossier.
+        self._plans: dict[tuple[str, str], tuple[WorkingCalendar, dict[datetime, Timeline]]] = {}
 
     def reset(
         self, calendars: Calendars | None = None, thresholds: Sequence[str | WorkingAmount] | None = None
@@ -94,6 +96,7 @@ class DeadlinePlanner:
         self._amounts.clear()
         self._timelines.clear()
         self._timeline_count = 0
+        self._plans.clear()
 
     def calendar_for(self, unit_code: str, procedure_code: str) -> WorkingCalendar:
         key = (unit_code, procedure_code)
@@ -104,20 +107,21 @@ class DeadlinePlanner:
 
     def plan(self, dossier: Dossier) -> tuple[WorkingCalendar, Timeline | None]:
         """The dossier's calendar and timeline (None without a due time): the evaluation's hot path."""
-        calendar = self._calendar_by_key.get((dossier.unit_code, dossier.procedure_code))
-        if calendar is None:
+        found = self._plans.get((dossier.unit_code, dossier.procedure_code))
+        if found is None:
             calendar = self.calendar_for(dossier.unit_code, dossier.procedure_code)
+            found = self._plans[(dossier.unit_code, dossier.procedure_code)] = (
+                calendar,
+                self._timelines_of(calendar),
+            )
+        calendar, by_due = found
         due = dossier.effective_due_at
         if due is None:
             due = self.due_at(dossier, calendar)
             if due is None:
                 return calendar, None
-        by_due = self._timelines.get(calendar.name)
-        if by_due is not None:
-            timeline = by_due.get(due)
-            if timeline is not None:
-                return calendar, timeline
-        return calendar, self.timeline_at(calendar, due)
+        timeline = by_due.get(due)
+        return calendar, timeline if timeline is not None else self.timeline_at(calendar, due)
 
     def due_at(self, dossier: Dossier, calendar: WorkingCalendar | None = None) -> datetime | None:
         """The effective due time, computed in working time when the source gives only a duration."""
@@ -146,11 +150,15 @@ class DeadlinePlanner:
             self._amounts[calendar.name] = amounts
         return amounts
 
-    def timeline_at(self, calendar: WorkingCalendar, due: datetime) -> Timeline:
-        """The (cached) timeline of a due time in a calendar."""
+    def _timelines_of(self, calendar: WorkingCalendar) -> dict[datetime, Timeline]:
         by_due = self._timelines.get(calendar.name)
         if by_due is None:
             by_due = self._timelines[calendar.name] = {}
+        return by_due
+
+    def timeline_at(self, calendar: WorkingCalendar, due: datetime) -> Timeline:
+        """The (cached) timeline of a due time in a calendar."""
+        by_due = self._timelines_of(calendar)
         timeline = by_due.get(due)
         if timeline is None:
             due_ts = due.timestamp()
@@ -162,9 +170,11 @@ class DeadlinePlanner:
             midnight = datetime(local.year, local.month, local.day, tzinfo=calendar.zone).timestamp()
             timeline = Timeline(due_ts, (*crossings, ("overdue", due_ts)), midnight)
             if self._timeline_count >= _TIMELINE_CACHE:
+                # Start over: the plans hold the old dicts, so they go too.
                 self._timelines.clear()
+                self._plans.clear()
                 self._timeline_count = 0
-                by_due = self._timelines[calendar.name] = {}
+                by_due = self._timelines_of(calendar)
             by_due[due] = timeline
             self._timeline_count += 1
         return timeline
