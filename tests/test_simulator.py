@@ -545,3 +545,10 @@ async def test_run_forever_prints_urls_and_stops(tmp_path: Path) -> None:
     stop.set()
     await asyncio.wait_for(task, 5)
     assert (tmp_path / "sim-ca.pem").is_file()
+
+
+def test_code_prefix_gives_distinct_codes_and_the_same_data_otherwise() -> None:
+    """A code prefix stands before every dossierNo and changes nothing else (several simulated systems)."""
+    plain, prefixed = World(3, START, 50), World(3, START, 50, code_prefix="S2-")
+    assert [f"S2-{d.dossier_no}" for d in plain.dossiers] == [d.dossier_no for d in prefixed.dossiers]
+    assert [d.due_at for d in plain.dossiers] == [d.due_at for d in prefixed.dossiers]

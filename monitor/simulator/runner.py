@@ -66,6 +66,7 @@ async def run_forever(
     password: str = DEFAULT_PASSWORD,
     out: TextIO = sys.stdout,
     stop: asyncio.Event | None = None,
+    code_prefix: str = "",
 ) -> None:
     """Start a simulator, print its URLs and serve until SIGINT / SIGTERM (or `stop` is set).
 
@@ -85,6 +86,7 @@ async def run_forever(
         password=password,
         state_dir=state_dir,
         schedule=schedule,
+        code_prefix=code_prefix,
     )
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -116,6 +118,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--dossiers", type=int, default=300, help="open dossiers to generate")
     parser.add_argument("--state-dir", type=Path, default=None, help="where sim-ca.pem is written")
+    parser.add_argument(
+        "--code-prefix",
+        default="",
+        help="put before every dossier code (distinct codes per simulator)",
+    )
     parser.add_argument("--speed", type=float, default=1.0, help="simulated time per real second")
     parser.add_argument(
         "--fault",
@@ -143,6 +150,7 @@ def run_from_args(args: argparse.Namespace) -> int:
                 state_dir=args.state_dir,
                 speed=args.speed,
                 schedule=schedule,
+                code_prefix=args.code_prefix,
             )
         )
     return 0

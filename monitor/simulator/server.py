@@ -101,10 +101,11 @@ class Simulator:
         state_dir: Path | None = None,
         schedule: Iterable[ScheduledFault | tuple[Any, ...]] = (),
         tick_interval: float = 1.0,
+        code_prefix: str = "",
     ) -> None:
         self.clock = clock or _default_clock
         self.epoch = self.clock()
-        self.world = World(seed, self.epoch, dossier_count)
+        self.world = World(seed, self.epoch, dossier_count, code_prefix)
         self.group_id = group_id
         self.username = username
         self._password = password if isinstance(password, SecretStr) else SecretStr(password)

@@ -357,10 +357,12 @@ CSV_HEADERS = (
 class World:
     """The dossiers of one simulated province and the queue of what will happen to them."""
 
-    def __init__(self, seed: int, now: datetime, dossier_count: int = 300) -> None:
+    def __init__(self, seed: int, now: datetime, dossier_count: int = 300, code_prefix: str = "") -> None:
         if dossier_count < 0:
             raise ValueError("dossier_count must not be negative")
         self.seed = seed
+        # Put before every dossierNo, so several simulators can stand for distinct systems.
+        self.code_prefix = code_prefix
         self.dossier_count = dossier_count
         self.generated_at = now.astimezone(VN)
         self.dossiers: list[SimDossier] = []
@@ -613,7 +615,7 @@ class World:
         officers = unit.officers
         dossier = SimDossier(
             dossier_id=dossier_id,
-            dossier_no=f"{unit.code}-{day}-{sequence:04d}",
+            dossier_no=f"{self.code_prefix}{unit.code}-{day}-{sequence:04d}",
             reference_uid=f"{rng.getrandbits(128):032x}",
             procedure=procedure,
             unit=unit,
