@@ -6,7 +6,7 @@ task sleeps until the earliest instant. A dossier that changes (new due date, pa
 scheduled again; its older slot goes stale and is skipped when its instant comes (see
 `monitor.dossiers.schedule`), so nothing is ever rescanned per tick.
 
-Crossings found are recorded and published by `monitor.dossiers.crossings`, at most once each even
+Crossings found are recorded and published by `monitor.dossiers.publishing`, at most once each even
 across restarts. Should the record fail (other than a locked or full disk, which is retried), the
 crossings are unmarked in memory and their dossiers re-evaluated, so a crossing is never taken as
 recorded before its commit. A dossier first seen past several thresholds publishes the deepest one and
@@ -26,7 +26,7 @@ import structlog
 
 from monitor.calendar import Calendars, WorkingCalendar
 from monitor.dossiers.config import WorkingAmount, parse_working_amount
-from monitor.dossiers.crossings import CrossingPublisher, PendingCrossing
+from monitor.dossiers.publishing import CrossingPublisher, PendingCrossing
 from monitor.dossiers.model import Dossier, DossierStatus, collector_paused
 from monitor.dossiers.schedule import Schedule, TrackedEntry
 from monitor.dossiers.store import DossierStore, Timeline
