@@ -26,8 +26,8 @@ import structlog
 
 from monitor.calendar import Calendars, WorkingCalendar
 from monitor.dossiers.config import WorkingAmount, parse_working_amount
-from monitor.dossiers.publishing import CrossingPublisher, PendingCrossing
 from monitor.dossiers.model import Dossier, DossierStatus, collector_paused
+from monitor.dossiers.publishing import CrossingPublisher, PendingCrossing
 from monitor.dossiers.schedule import Schedule, TrackedEntry
 from monitor.dossiers.store import DossierStore, Timeline
 from monitor.dossiers.timelines import DeadlinePlanner, Verdict, deadline_state
