@@ -129,23 +129,6 @@ def daemon_config(
     return config
 
 
-def parse_metrics(text: str, names: tuple[str, ...]) -> dict[str, list[tuple[dict[str, str], float]]]:
-    """Only the samples of `names` from the Prometheus text format."""
-    samples: dict[str, list[tuple[dict[str, str], float]]] = {}
-    for line in text.splitlines():
-        if not line.startswith(names):
-            continue
-        head, _, value = line.rpartition(" ")
-        name, _, rest = head.partition("{")
-        labels = {}
-        for part in rest.rstrip("}").split('",'):
-            key, _, raw = part.partition("=")
-            if key:
-                labels[key.strip()] = raw.strip('"')
-        samples.setdefault(name, []).append((labels, float(value)))
-    return samples
-
-
 async def scrape(session: aiohttp.ClientSession, port: int) -> tuple[set[str], int] | None:
     """Sources synced at least once, and dossiers tracked, on one daemon (None when it does not answer)."""
     try:
@@ -155,7 +138,7 @@ async def scrape(session: aiohttp.ClientSession, port: int) -> tuple[set[str], i
             text = await reply.text()
     except (aiohttp.ClientError, TimeoutError):
         return None
-    samples = parse_metrics(text, (SYNC_METRIC, OPEN_METRIC))
+    samples = _blackbox.parse_metrics(text, (SYNC_METRIC, OPEN_METRIC))
     synced = {labels["source"] for labels, value in samples.get(SYNC_METRIC, []) if value > 0}
     tracked = int(sum(value for _, value in samples.get(OPEN_METRIC, [])))
     return synced, tracked
@@ -229,20 +212,7 @@ async def measure(args: argparse.Namespace, workdir: Path, result: ScaleResult) 
         print(f"{args.sources} simulators ready in {time.monotonic() - started:.0f} s", flush=True)
         ports = {"page": _blackbox.free_port()}
         ports.update({f"daemon{replica}": _blackbox.free_port() for replica in range(args.replicas)})
-        children.append(
-            _blackbox.spawn(
-                [
-                    sys.executable,
-                    _blackbox.__file__,
-                    "page",
-                    "--port",
-                    str(ports["page"]),
-                    "--page-bytes",
-                    "5000",
-                ],
-                stderr=subprocess.DEVNULL,
-            )
-        )
+        children.append(_blackbox.spawn_page_server(ports["page"]))
         _blackbox.wait_http(ports["page"])
         daemons: list[subprocess.Popen[bytes]] = []
         figures = [ReplicaFigures(f"replica-{replica}") for replica in range(args.replicas)]
