@@ -133,7 +133,7 @@ async def scrape(session: aiohttp.ClientSession, port: int) -> tuple[set[str], i
     """Sources synced at least once, and dossiers tracked, on one daemon (None when it does not answer)."""
     try:
         async with session.get(
-            f"http://127.0.0.1:{port}/metrics", timeout=aiohttp.ClientTimeout(60)
+            f"http://127.0.0.1:{port}/metrics", timeout=aiohttp.ClientTimeout(300)
         ) as reply:
             text = await reply.text()
     except (aiohttp.ClientError, TimeoutError):

@@ -7,6 +7,7 @@ from pathlib import Path
 from monitor.calendar import Calendars
 from monitor.dossiers.model import DossierStatus
 from monitor.dossiers.schedule import Schedule, TrackedEntry
+from monitor.events import DossierThresholdCrossed
 from tests.dossier_helpers import Clock, at, dossier, tracking
 
 DUE = at(13, 17)  # Friday 17:00
@@ -78,3 +79,34 @@ async def test_recorded_crossings_share_the_verdicts_tuples(tmp_path: Path) -> N
         await t.put([dossier("A-0", DUE, status=DossierStatus.PAUSED)], clock.now)
         assert await t.put([dossier("A-0", DUE)], clock.now) == 0
         assert await t.engine.run_due(DUE) == 3
+
+
+async def test_a_storm_of_overdue_crossings_reads_the_incidents_once(tmp_path: Path) -> None:
+    """Overdue crossings of many due times in one pass get each its own outage window's incidents, from
+    one query of the store for the whole batch."""
+    clock = Clock(at(9, 9))
+    async with tracking(tmp_path / "s.db", clock, targets=["dvc-portal"]) as t:
+        hit = await t.store.open_incident("dvc-portal", at(13, 9), "timeout", "")
+        await t.store.close_incident(hit, at(13, 10))
+        still_open = await t.store.open_incident("dvc-portal", at(17, 14), "status", "")
+        calls = 0
+        incidents = t.store.incidents
+
+        async def counted(*args, **kwargs):  # type: ignore[no-untyped-def]
+            nonlocal calls
+            calls += 1
+            return await incidents(*args, **kwargs)
+
+        t.store.incidents = counted  # type: ignore[method-assign]
+        # Due Friday 13th 17:00 (window Thursday 17:00 - Friday 17:00: the first incident), Monday 16th
+        # 17:00 (window Friday 17:00 - Monday 17:00: neither) and Tuesday 17th 17:00 (the open one).
+        dues = {"A": at(13, 17), "B": at(16, 17), "C": at(17, 17)}
+        await t.put([dossier(f"{key}-{i}", due) for key, due in dues.items() for i in range(20)], clock.now)
+        t.drain()
+        calls = 0
+        await t.engine.run_due(at(18, 8))
+        overdue = {e.code: e for e in t.drain() if isinstance(e, DossierThresholdCrossed) and e.overdue}
+        assert calls == 1 and len(overdue) == 60
+        assert {overdue[f"A-{i}"].outage_incident_ids for i in range(20)} == {(hit,)}
+        assert {overdue[f"B-{i}"].outage_overlap for i in range(20)} == {False}
+        assert {overdue[f"C-{i}"].outage_incident_ids for i in range(20)} == {(still_open,)}

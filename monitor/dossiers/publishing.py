@@ -14,10 +14,12 @@ from datetime import UTC, datetime, timedelta
 
 import structlog
 
+from monitor.calendar import WorkingCalendar
 from monitor.dossiers.config import WorkingAmount
 from monitor.dossiers.schedule import TrackedEntry
 from monitor.dossiers.store import DossierStore, NewCrossing
 from monitor.events import DossierThresholdCrossed, EventBus
+from monitor.store.buffer import to_ms
 from monitor.store.durable import until_committed
 from monitor.store.sql import SqlStore
 
@@ -50,19 +52,26 @@ class CrossingPublisher:
 
     async def record_and_publish(self, pending: Sequence[PendingCrossing], now: datetime) -> int:
         """Record every pending crossing; publish the new ones; how many were published."""
+        outages = await self._outages(pending)
         crossings: list[NewCrossing] = []
         lefts: list[timedelta] = []
+        # Dossiers sharing a timeline share these: computed once per (calendar, due time) per batch.
+        left_by_due: dict[tuple[WorkingCalendar, int], timedelta] = {}
         for entry, name, due_key, suppressed in pending:
-            # Only a dossier with a timeline crosses anything.
-            timeline = entry.timeline
             left = timedelta(0)
             overlap: bool | None = None
             incident_ids: tuple[int, ...] = ()
-            crossed_at = next(ts for key, ts in timeline.crossings if key == name)  # type: ignore[union-attr]
+            # Only a dossier with a timeline crosses anything.
+            crossed_at = next(ts for key, ts in entry.timeline.crossings if key == name)  # type: ignore[union-attr]
             if not suppressed:
-                left = entry.calendar.working_time_between(now, datetime.fromtimestamp(due_key, UTC))
+                key = (entry.calendar, due_key)
+                left = left_by_due.get(key)  # type: ignore[assignment]
+                if left is None:
+                    left = left_by_due[key] = entry.calendar.working_time_between(
+                        now, datetime.fromtimestamp(due_key, UTC)
+                    )
                 if name == "overdue":
-                    overlap, incident_ids = await self._outage(entry, due_key)
+                    overlap, incident_ids = outages(entry.calendar, due_key)
             crossings.append(
                 NewCrossing(
                     entry.dossier.code,
@@ -119,14 +128,48 @@ class CrossingPublisher:
         targets = self._targets() if callable(self._targets) else self._targets
         return set(targets)
 
-    async def _outage(self, entry: TrackedEntry, due_ts: int) -> tuple[bool, tuple[int, ...]]:
-        """Whether a dossier-system incident overlapped the working window before the due time."""
+    async def _outages(
+        self, pending: Sequence[PendingCrossing]
+    ) -> Callable[[WorkingCalendar, int], tuple[bool, tuple[int, ...]]]:
+        """Whether a dossier-system incident overlapped the working window before a due time, and which.
+
+        One query for the whole batch (the incidents overlapping the union of its windows), then each
+        window is matched in memory with the query's own bounds: a storm of overdue crossings costs one
+        round trip, not one per dossier.
+        """
         names = self._target_names()
-        if not names:
-            return False, ()
+        windows = {
+            (entry.calendar, due_key): self._window(entry.calendar, due_key)
+            for entry, name, due_key, suppressed in pending
+            if name == "overdue" and not suppressed
+        }
+        if not names or not windows:
+            return lambda _calendar, _due_key: (False, ())
+        since = min(start for start, _due in windows.values())
+        until = max(due for _start, due in windows.values())
+        incidents = [i for i in await self.store.incidents(since, until) if i.target in names]
+        found: dict[tuple[WorkingCalendar, int], tuple[bool, tuple[int, ...]]] = {}
+
+        def outage(calendar: WorkingCalendar, due_key: int) -> tuple[bool, tuple[int, ...]]:
+            key = (calendar, due_key)
+            answer = found.get(key)
+            if answer is None:
+                start, due = (to_ms(moment) for moment in windows[key])
+                ids = tuple(
+                    sorted(
+                        incident.id
+                        for incident in incidents
+                        if (incident.ended_at is None or to_ms(incident.ended_at) > start)
+                        and to_ms(incident.started_at) < due
+                    )
+                )
+                answer = found[key] = (bool(ids), ids)
+            return answer
+
+        return outage
+
+    def _window(self, calendar: WorkingCalendar, due_ts: int) -> tuple[datetime, datetime]:
+        """The working window before a due time in which an incident counts as an outage."""
         due = datetime.fromtimestamp(due_ts, UTC)
-        window = self.outage_window.hours_in(entry.calendar.hours_per_day)
-        start = entry.calendar.add_working_time(due, hours=-window)
-        incidents = await self.store.incidents(start, due)
-        ids = tuple(sorted(incident.id for incident in incidents if incident.target in names))
-        return bool(ids), ids
+        window = self.outage_window.hours_in(calendar.hours_per_day)
+        return calendar.add_working_time(due, hours=-window), due
