@@ -31,6 +31,7 @@ import json
 import os
 import platform
 import shlex
+import signal
 import subprocess
 import sys
 import tempfile
@@ -347,6 +348,9 @@ def main(argv: list[str] | None = None) -> int:
         sources=args.sources,
         targets=args.targets,
     )
+    # Stopped with SIGTERM (or by a shell that ignores SIGINT in the background): still stop the children
+    # and drop the PostgreSQL schema, through the finally blocks.
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: sys.exit(143))
     with tempfile.TemporaryDirectory(prefix="tthc-scale-") as folder:
         asyncio.run(measure(args, Path(folder), result))
     report(result)
