@@ -3,6 +3,7 @@
     python bench/dossiers.py                 # 100,000 dossiers (about a minute)
     python bench/dossiers.py --dossiers 20000
     python bench/dossiers.py --dossiers 1000000 --sources 10 --steady 10   # the scale target
+    python bench/dossiers.py --postgres postgresql://...   # the store on PostgreSQL (a fresh schema)
 
 Prints: full sync time (fetch in pages of 500 + parse + one transaction + engine); within it, the
 engine's cold evaluation and scheduling of every dossier (CPU of `DeadlineEngine.track`, the pure part
@@ -26,6 +27,7 @@ import tempfile
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from monitor.calendar import CalendarConfig, Calendars, CalendarsConfig, DayEntry
@@ -83,7 +85,9 @@ async def _consume(events: Subscription) -> None:
         pass
 
 
-async def main(count: int, steady_seconds: float, interval: float, sources: int) -> None:
+async def main(
+    count: int, steady_seconds: float, interval: float, sources: int, postgres: str | None
+) -> None:
     clock = Clock(datetime.now(HCM))
     started = time.perf_counter()
     children, api_bases = [], []
@@ -117,7 +121,7 @@ async def main(count: int, steady_seconds: float, interval: float, sources: int)
         f" in {time.perf_counter() - started:.1f} s"
     )
     try:
-        await _measure(clock, api_bases, steady_seconds, interval)
+        await _measure(clock, api_bases, steady_seconds, interval, postgres)
     finally:
         for child in children:
             child.terminate()
@@ -125,10 +129,28 @@ async def main(count: int, steady_seconds: float, interval: float, sources: int)
             child.wait(30)
 
 
-async def _measure(clock: Clock, api_bases: list[str], steady_seconds: float, interval: float) -> None:
+def _store(folder: str, clock: Clock, postgres: str | None) -> Any:
+    if postgres is None:
+        return SqliteStore(Path(folder) / "bench.db", clock=clock)
+    from monitor.store import PostgresStore
+
+    return PostgresStore(postgres, schema=f"bench_{Path(folder).name.lower()[-12:]}", clock=clock)
+
+
+def _drop_schema(store: Any, postgres: str | None) -> None:
+    if postgres is not None:
+        import psycopg
+
+        with psycopg.connect(postgres, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA IF EXISTS {store.engine.schema} CASCADE")
+
+
+async def _measure(
+    clock: Clock, api_bases: list[str], steady_seconds: float, interval: float, postgres: str | None
+) -> None:
     rss_before = rss_mb()
     with tempfile.TemporaryDirectory() as folder:
-        store = SqliteStore(Path(folder) / "bench.db", clock=clock)
+        store = _store(folder, clock, postgres)
         await store.open()
         bus = EventBus()
         events = bus.subscribe("bench")
@@ -237,6 +259,7 @@ async def _measure(clock: Clock, api_bases: list[str], steady_seconds: float, in
         await engine.stop()
         consumer.cancel()
         await store.close()
+        _drop_schema(store, postgres)
         print(f"RSS at the end: {current_rss_mb():.0f} MB")
     print(f"peak RSS: {rss_mb():.0f} MB (before the first sync: {rss_before:.0f} MB)")
 
@@ -247,5 +270,6 @@ if __name__ == "__main__":
     parser.add_argument("--steady", type=float, default=20.0, help="seconds of steady state to measure")
     parser.add_argument("--interval", type=float, default=120.0, help="incremental sync interval, seconds")
     parser.add_argument("--sources", type=int, default=1, help="simulators, each with dossiers/sources")
+    parser.add_argument("--postgres", default=None, help="a PostgreSQL URL (default: a SQLite file)")
     args = parser.parse_args()
-    asyncio.run(main(args.dossiers, args.steady, args.interval, args.sources))
+    asyncio.run(main(args.dossiers, args.steady, args.interval, args.sources, args.postgres))

@@ -8,7 +8,8 @@ from monitor.calendar import Calendars
 from monitor.dossiers.model import DossierStatus
 from monitor.dossiers.schedule import Schedule, TrackedEntry
 from monitor.events import DossierThresholdCrossed
-from tests.dossier_helpers import Clock, at, dossier, tracking
+from tests.dossier_helpers import Clock, at, closed_incident, dossier, tracking
+from tests.store_engines import StoreFactory
 
 DUE = at(13, 17)  # Friday 17:00
 WARN_2D = at(11, 17)
@@ -48,11 +49,13 @@ def test_schedule_rebuild_keeps_only_live_entries() -> None:
     assert len(schedule) == 1 and schedule.earliest() == 5.0
 
 
-async def test_a_dossier_resent_many_times_is_evaluated_once_per_instant(tmp_path: Path) -> None:
+async def test_a_dossier_resent_many_times_is_evaluated_once_per_instant(
+    stores: StoreFactory, tmp_path: Path
+) -> None:
     """Re-sending a dossier unchanged adds slots at the same instant; it still crosses once, and the
     schedule is compacted back when stale slots dominate."""
     clock = Clock(at(9, 9))
-    async with tracking(tmp_path / "s.db", clock) as t:
+    async with tracking(stores, tmp_path / "s.db", clock) as t:
         for _ in range(5):
             await t.put([dossier("A-1", DUE)], clock.now)
         assert t.engine.next_wakeup() == WARN_2D
@@ -64,10 +67,10 @@ async def test_a_dossier_resent_many_times_is_evaluated_once_per_instant(tmp_pat
         assert len(t.engine._schedule) <= 2 * t.engine.tracked + 1024
 
 
-async def test_recorded_crossings_share_the_verdicts_tuples(tmp_path: Path) -> None:
+async def test_recorded_crossings_share_the_verdicts_tuples(stores: StoreFactory, tmp_path: Path) -> None:
     """Dossiers past the same crossings of one timeline share one record tuple, not one set each."""
     clock = Clock(at(13, 12))
-    async with tracking(tmp_path / "s.db", clock) as t:
+    async with tracking(stores, tmp_path / "s.db", clock) as t:
         assert await t.put([dossier(f"A-{i}", DUE) for i in range(3)], clock.now) == 3
         records = {id(t.engine._entries[f"A-{i}"].recorded) for i in range(3)}
         assert len(records) == 1
@@ -81,13 +84,14 @@ async def test_recorded_crossings_share_the_verdicts_tuples(tmp_path: Path) -> N
         assert await t.engine.run_due(DUE) == 3
 
 
-async def test_a_storm_of_overdue_crossings_reads_the_incidents_once(tmp_path: Path) -> None:
+async def test_a_storm_of_overdue_crossings_reads_the_incidents_once(
+    stores: StoreFactory, tmp_path: Path
+) -> None:
     """Overdue crossings of many due times in one pass get each its own outage window's incidents, from
     one query of the store for the whole batch."""
     clock = Clock(at(9, 9))
-    async with tracking(tmp_path / "s.db", clock, targets=["dvc-portal"]) as t:
-        hit = await t.store.open_incident("dvc-portal", at(13, 9), "timeout", "")
-        await t.store.close_incident(hit, at(13, 10))
+    async with tracking(stores, tmp_path / "s.db", clock, targets=["dvc-portal"]) as t:
+        hit = await closed_incident(t.store, "dvc-portal", at(13, 9), at(13, 10))
         still_open = await t.store.open_incident("dvc-portal", at(17, 14), "status", "")
         calls = 0
         incidents = t.store.incidents

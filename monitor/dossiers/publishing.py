@@ -83,6 +83,7 @@ class CrossingPublisher:
                     suppressed,
                     overlap,
                     incident_ids,
+                    entry.dossier.source,
                 )
             )
             lefts.append(left)
