@@ -54,6 +54,7 @@ ROOT = Path(__file__).resolve().parent.parent
 GROUP_ID = "35402"
 SYNC_METRIC = "tthc_dossier_sync_last_success_timestamp_seconds"
 OPEN_METRIC = "tthc_dossiers_open"
+Child = subprocess.Popen[bytes]
 
 
 @dataclass(slots=True)
@@ -176,31 +177,51 @@ def drop_schema(args: argparse.Namespace, schema: str) -> None:
         conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
 
 
+def spawn_simulator(
+    args: argparse.Namespace, workdir: Path, index: int
+) -> tuple[subprocess.Popen[bytes], int]:
+    port = _blackbox.free_port()
+    child = _blackbox.spawn(
+        [
+            *("nice", "-n", "5", sys.executable, "-m", "monitor.simulator"),
+            *("--listen", f"127.0.0.1:{port}", "--admin-port", str(_blackbox.free_port())),
+            *("--tls-port", str(_blackbox.free_port()), "--seed", str(3 + index)),
+            *("--dossiers", str(args.dossiers // args.sources), "--code-prefix", f"S{index}-"),
+            *("--state-dir", str(workdir / f"sim{index}")),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=ROOT,
+    )
+    return child, port
+
+
+def ready(child: Child, port: int, timeout: float = 1800) -> bool:
+    """Whether the child answers on its port; False as soon as it has exited (its port was taken)."""
+    deadline = time.monotonic() + timeout
+    while child.poll() is None:
+        try:
+            _blackbox.wait_http(port, timeout=5)
+            return True
+        except RuntimeError:
+            if time.monotonic() > deadline:
+                raise
+    return False
+
+
 def start_simulators(
     args: argparse.Namespace, workdir: Path
 ) -> tuple[list[subprocess.Popen[bytes]], list[int]]:
-    children, ports = [], []
-    per_source = args.dossiers // args.sources
+    started = [spawn_simulator(args, workdir, index) for index in range(args.sources)]
     for index in range(args.sources):
-        port = _blackbox.free_port()
-        ports.append(port)
-        children.append(
-            _blackbox.spawn(
-                [
-                    *("nice", "-n", "5", sys.executable, "-m", "monitor.simulator"),
-                    *("--listen", f"127.0.0.1:{port}", "--admin-port", str(_blackbox.free_port())),
-                    *("--tls-port", str(_blackbox.free_port()), "--seed", str(3 + index)),
-                    *("--dossiers", str(per_source), "--code-prefix", f"S{index}-"),
-                    *("--state-dir", str(workdir / f"sim{index}")),
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                cwd=ROOT,
-            )
-        )
-    for port in ports:
-        _blackbox.wait_http(port, timeout=1800)
-    return children, ports
+        # Free ports are picked before the child binds them: another process may take one meanwhile.
+        attempts = 1
+        while not ready(*started[index]):
+            if attempts == 3:
+                raise RuntimeError(f"simulator {index} did not start (three attempts)")
+            started[index] = spawn_simulator(args, workdir, index)
+            attempts += 1
+    return [child for child, _ in started], [port for _, port in started]
 
 
 async def measure(args: argparse.Namespace, workdir: Path, result: ScaleResult) -> None:
