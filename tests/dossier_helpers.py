@@ -10,15 +10,12 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import psycopg
-
 from monitor.calendar import Calendars
 from monitor.dossiers.engine import DeadlineEngine
 from monitor.dossiers.model import Dossier, DossierStatus
 from monitor.dossiers.store import DossierStore, SyncWrite, TrackedDossier, Upsert
 from monitor.events import Event, EventBus, Subscription
 from monitor.store import SqlStore
-from monitor.store.buffer import to_ms
 from tests.store_engines import StoreFactory
 
 HCM = ZoneInfo("Asia/Ho_Chi_Minh")
@@ -129,18 +126,6 @@ async def closed_incident(
     store: SqlStore, target: str, started_at: datetime, ended_at: datetime, reason: str = "timeout"
 ) -> int:
     """An incident of `target` from `started_at` to `ended_at`, opened and closed by the store itself."""
-    try:
-        incident = await store.open_incident(target, started_at, reason, "")
-    except psycopg.errors.AmbiguousColumn:
-        # Work-around, PostgreSQL before the core store's branch (pg-core) is merged (then this is never
-        # reached: remove it): the store registers a new target with SQLite's scalar min()
-        # (packing.resolve_targets), so the target row is added here and the store told of it.
-        async with store.transaction("incident") as conn:
-            [row] = await conn.execute_fetchall(
-                "INSERT INTO targets (name, first_seen) VALUES (?, ?) RETURNING id, first_seen, health",
-                (target, to_ms(started_at)),
-            )
-        store._targets[target] = row
-        incident = await store.open_incident(target, started_at, reason, "")
+    incident = await store.open_incident(target, started_at, reason, "")
     await store.close_incident(incident, ended_at)
     return incident
