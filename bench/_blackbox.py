@@ -148,6 +148,33 @@ def proc_rss_bytes(pid: int | str = "self", field: str = "VmRSS") -> int:
     return 0
 
 
+def spawn_page_server(port: int, page_bytes: int = 5000) -> subprocess.Popen[bytes]:
+    """The page server role (below) in a child process that dies with us, answering on 127.0.0.1:port."""
+    return spawn(
+        [sys.executable, __file__, "page", "--port", str(port), "--page-bytes", str(page_bytes)],
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def parse_metrics(text: str, names: tuple[str, ...] = ("",)) -> dict[str, list[tuple[dict[str, str], float]]]:
+    """Prometheus text format → {name: [(labels, value)]} (enough for counters, gauges and histograms),
+    for the samples whose name starts with one of `names` (all of them by default)."""
+    samples: dict[str, list[tuple[dict[str, str], float]]] = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#") or not line.startswith(names):
+            continue
+        head, _, value = line.rpartition(" ")
+        name, _, rest = head.partition("{")
+        labels: dict[str, str] = {}
+        if rest:
+            for part in rest.rstrip("}").split('",'):
+                key, _, raw = part.partition("=")
+                if key:
+                    labels[key.strip()] = raw.strip('"')
+        samples.setdefault(name, []).append((labels, float(value)))
+    return samples
+
+
 def _percentile(values: list[float], share: float) -> float:
     if not values:
         return math.nan

@@ -2,6 +2,7 @@
 
     python bench/dossiers.py                 # 100,000 dossiers (about a minute)
     python bench/dossiers.py --dossiers 20000
+    python bench/dossiers.py --dossiers 1000000 --sources 10 --steady 10   # the scale target
     python bench/dossiers.py --postgres postgresql://...   # the store on PostgreSQL (a fresh schema)
 
 Prints: full sync time (fetch in pages of 500 + parse + one transaction + engine); within it, the
@@ -33,7 +34,7 @@ from monitor.calendar import CalendarConfig, Calendars, CalendarsConfig, DayEntr
 from monitor.dossiers.engine import DeadlineEngine
 from monitor.dossiers.store import DossierStore
 from monitor.dossiers.sync import SourceTiming, SyncManager
-from monitor.events import EventBus
+from monitor.events import EventBus, Subscription
 from monitor.simulator import DEFAULT_PASSWORD
 from monitor.store import SqliteStore
 from probes.sources import OpenCpsSource, OpenCpsSourceConfig
@@ -79,44 +80,53 @@ class TimedTrack:
             self.dossiers += len(dossiers)
 
 
-async def main(count: int, steady_seconds: float, interval: float, postgres: str | None) -> None:
+async def _consume(events: Subscription) -> None:
+    while await events.get() is not None:
+        pass
+
+
+async def main(
+    count: int, steady_seconds: float, interval: float, sources: int, postgres: str | None
+) -> None:
     clock = Clock(datetime.now(HCM))
-    folder_sim = tempfile.mkdtemp(prefix="tthc-bench-sim-")
     started = time.perf_counter()
-    child = subprocess.Popen(  # noqa: ASYNC220 - once, before anything is measured
-        [
-            sys.executable,
-            "-m",
-            "monitor.simulator",
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-port",
-            "0",
-            "--tls-port",
-            "0",
-            "--seed",
-            "3",
-            "--dossiers",
-            str(count),
-            "--state-dir",
-            folder_sim,
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
+    children, api_bases = [], []
+    for index in range(sources):
+        child = subprocess.Popen(  # noqa: ASYNC220 - before anything is measured
+            [
+                *(sys.executable, "-m", "monitor.simulator", "--listen", "127.0.0.1:0"),
+                *("--admin-port", "0", "--tls-port", "0", "--seed", str(3 + index)),
+                *(
+                    "--dossiers",
+                    str(count // sources),
+                    "--state-dir",
+                    tempfile.mkdtemp(prefix="tthc-bench-sim-"),
+                ),
+                # One simulator keeps the codes of the earlier runs; several need distinct ones.
+                *(("--code-prefix", f"S{index}-") if sources > 1 else ()),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        children.append(child)
+    for child in children:
+        assert child.stdout is not None
+        for line in child.stdout:
+            if line.strip().startswith("api_base"):
+                api_bases.append(line.split()[1])
+                break
+    print(
+        f"{sources} simulator(s) (child processes): {count:,} dossiers ready"
+        f" in {time.perf_counter() - started:.1f} s"
     )
-    assert child.stdout is not None
-    api_base = ""
-    for line in child.stdout:
-        if line.strip().startswith("api_base"):
-            api_base = line.split()[1]
-            break
-    print(f"simulator (child process): {count:,} dossiers ready in {time.perf_counter() - started:.1f} s")
     try:
-        await _measure(clock, api_base, steady_seconds, interval, postgres)
+        await _measure(clock, api_bases, steady_seconds, interval, postgres)
     finally:
-        child.terminate()
-        child.wait(10)
+        for child in children:
+            child.terminate()
+        for child in children:
+            child.wait(30)
 
 
 def _store(folder: str, clock: Clock, postgres: str | None) -> Any:
@@ -136,34 +146,40 @@ def _drop_schema(store: Any, postgres: str | None) -> None:
 
 
 async def _measure(
-    clock: Clock, api_base: str, steady_seconds: float, interval: float, postgres: str | None
+    clock: Clock, api_bases: list[str], steady_seconds: float, interval: float, postgres: str | None
 ) -> None:
     rss_before = rss_mb()
     with tempfile.TemporaryDirectory() as folder:
         store = _store(folder, clock, postgres)
         await store.open()
-        # The bench reads its events only between steps (the daemon's consumers drain all the time):
-        # a queue as large as the storm keeps the engine from waiting on it.
-        bus = EventBus(queue_limit=1_000_000)
+        bus = EventBus()
         events = bus.subscribe("bench")
+        # The router's stand-in: durable facts wait for room on the bounded bus, so someone must read
+        # them (without this the first sync hangs once the queue is full).
+        consumer = asyncio.create_task(_consume(events))
         dossiers = DossierStore(store)
         await dossiers.load()
         engine = DeadlineEngine(Calendars(), ["2d", "4h"], dossiers, store, bus, clock)
-        config = OpenCpsSourceConfig.model_validate(
-            {
-                "name": "sim",
-                "type": "opencps",
-                "base_url": api_base,
-                "group_id": "35402",
-                "username": "admin",
-                "password": DEFAULT_PASSWORD,
-                "page_size": 500,
-                "timeout": "60s",
-            }
-        )
+        names = [f"sim{index}" if len(api_bases) > 1 else "sim" for index in range(len(api_bases))]
+        configs = [
+            OpenCpsSourceConfig.model_validate(
+                {
+                    "name": name,
+                    "type": "opencps",
+                    "base_url": api_base,
+                    "group_id": "35402",
+                    "username": "admin",
+                    "password": DEFAULT_PASSWORD,
+                    "page_size": 500,
+                    "timeout": "60s",
+                }
+            )
+            for name, api_base in zip(names, api_bases, strict=True)
+        ]
+        timing = SourceTiming(timedelta(seconds=interval), timedelta(hours=1))
         manager = SyncManager(
-            [OpenCpsSource(config)],
-            {"sim": SourceTiming(timedelta(seconds=interval), timedelta(hours=1))},
+            [OpenCpsSource(config) for config in configs],
+            {name: timing for name in names},
             dossiers,
             engine,
             bus,
@@ -172,13 +188,14 @@ async def _measure(
         timed = TimedTrack(engine)
         engine.track = timed  # type: ignore[method-assign]
         wall, cpu = time.perf_counter(), time.process_time()
-        outcome = await manager.sync_once("sim", full=True)
+        # One source after the other, as their first syncs land: the engine's caches fill as they go.
+        outcomes = [await manager.sync_once(name, full=True) for name in names]
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
         del engine.track
-        assert outcome.ok, outcome
+        assert all(outcome.ok for outcome in outcomes), outcomes
         print(
-            f"full sync: {outcome.listed:,} listed, {engine.tracked:,} tracked,"
-            f" {outcome.published:,} published"
+            f"full sync of {len(names)} source(s): {sum(o.listed for o in outcomes):,} listed,"
+            f" {engine.tracked:,} tracked, {sum(o.published for o in outcomes):,} published"
             f" in {wall:.2f} s wall, {cpu:.2f} s CPU"
         )
         print(
@@ -213,8 +230,6 @@ async def _measure(
             f" {wall:.3f} s wall, {cpu:.3f} s CPU, {published:,} crossings published"
         )
 
-        while events.backlog:
-            events._queue.get_nowait()
         # Three days on (the real date may be a weekend, when no working time passes).
         clock.now += timedelta(days=3)
         wall, cpu = time.perf_counter(), time.process_time()
@@ -231,7 +246,7 @@ async def _measure(
         engine.start()
         manager.start()
         # The manager reconciles in full at start: wait for that, then measure the quiet part.
-        while manager.stats["sim"].syncs < 2:  # noqa: ASYNC110 - polling a counter, once
+        while any(manager.stats[name].syncs < 2 for name in names):  # noqa: ASYNC110 - polling counters, once
             await asyncio.sleep(0.2)
         cpu, wall = time.process_time(), time.perf_counter()
         await asyncio.sleep(steady_seconds)
@@ -242,6 +257,7 @@ async def _measure(
         )
         await manager.stop(5)
         await engine.stop()
+        consumer.cancel()
         await store.close()
         _drop_schema(store, postgres)
         print(f"RSS at the end: {current_rss_mb():.0f} MB")
@@ -253,6 +269,7 @@ if __name__ == "__main__":
     parser.add_argument("--dossiers", type=int, default=100_000)
     parser.add_argument("--steady", type=float, default=20.0, help="seconds of steady state to measure")
     parser.add_argument("--interval", type=float, default=120.0, help="incremental sync interval, seconds")
+    parser.add_argument("--sources", type=int, default=1, help="simulators, each with dossiers/sources")
     parser.add_argument("--postgres", default=None, help="a PostgreSQL URL (default: a SQLite file)")
     args = parser.parse_args()
-    asyncio.run(main(args.dossiers, args.steady, args.interval, args.postgres))
+    asyncio.run(main(args.dossiers, args.steady, args.interval, args.sources, args.postgres))

@@ -161,24 +161,6 @@ def daemon_config(args: argparse.Namespace, workdir: Path, ports: dict[str, int]
 # --- /metrics ----------------------------------------------------------------------------------------
 
 
-def parse_metrics(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
-    """Prometheus text format → {name: [(labels, value)]} (enough for counters and histograms)."""
-    samples: dict[str, list[tuple[dict[str, str], float]]] = {}
-    for line in text.splitlines():
-        if not line or line.startswith("#"):
-            continue
-        head, _, value = line.rpartition(" ")
-        name, _, rest = head.partition("{")
-        labels: dict[str, str] = {}
-        if rest:
-            for part in rest.rstrip("}").split('",'):
-                key, _, raw = part.partition("=")
-                if key:
-                    labels[key.strip()] = raw.strip('"')
-        samples.setdefault(name, []).append((labels, float(value)))
-    return samples
-
-
 def lateness_buckets(samples: dict[str, list[tuple[dict[str, str], float]]]) -> dict[float, float]:
     buckets: dict[float, float] = {}
     for labels, value in samples.get(f"{LATENESS}_bucket", []):
@@ -285,7 +267,7 @@ async def scrape_loop(
             result.scrape_failures += 1
             print(f"  scrape failed: {exc!r}", flush=True)
             continue
-        samples = parse_metrics(text)
+        samples = _blackbox.parse_metrics(text)
         buckets = lateness_buckets(samples)
         p99, probes = p99_between(previous, buckets)
         previous = buckets
@@ -334,20 +316,7 @@ async def soak(args: argparse.Namespace, workdir: Path) -> SoakResult:
     children: list[subprocess.Popen[bytes]] = []
     log_path = workdir / "daemon.log"
     try:
-        children.append(
-            _blackbox.spawn(
-                [
-                    sys.executable,
-                    _blackbox.__file__,
-                    "page",
-                    "--port",
-                    str(ports["page"]),
-                    "--page-bytes",
-                    "5000",
-                ],
-                stderr=subprocess.DEVNULL,
-            )
-        )
+        children.append(_blackbox.spawn_page_server(ports["page"]))
         children.append(
             _blackbox.spawn(
                 [

@@ -79,6 +79,21 @@ targets:
     ]
 
 
+def test_offline_check_accepts_a_store_url_file_it_does_not_read(tmp_path: Path) -> None:
+    """`store.url_file` is not read offline (no URL to check); online a file not holding a PostgreSQL URL
+    is refused with the path."""
+    path = tmp_path / "config.yaml"
+    url_file = tmp_path / "store-url"
+    path.write_text(f"store: {{url_file: {url_file}}}\n")
+    assert check_config_file(path, offline=True) == 0
+    url_file.write_text("mysql://tthc@db/tthc\n")
+    with pytest.raises(ConfigError) as caught:
+        check_config_file(path)
+    assert caught.value.errors == [
+        "store.url: must start with postgresql:// (leave it out for the embedded SQLite store)"
+    ]
+
+
 def test_offline_check_still_catches_structure_types_and_references(tmp_path: Path) -> None:
     """Offline, a wrong type, an unknown key and an unknown reference are still errors, with their path."""
     path = tmp_path / "config.yaml"

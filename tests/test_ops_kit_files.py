@@ -21,6 +21,7 @@ CONFIG = ROOT / "config"
 PROMETHEUS = CONFIG / "prometheus"
 GRAFANA = CONFIG / "grafana"
 COMPOSE = CONFIG / "docker-compose.example.yml"
+REPLICAS_COMPOSE = CONFIG / "docker-compose.replicas.example.yml"
 RULE_FILES = sorted(PROMETHEUS.glob("*.rules.yml"))
 RULE_TESTS = sorted((PROMETHEUS / "tests").glob("*.test.yml"))
 DASHBOARDS = sorted((GRAFANA / "dashboards").glob("*.json"))
@@ -113,8 +114,8 @@ def test_grafana_provisioning_and_dashboards_agree() -> None:
     assert len(uids) == len(DASHBOARDS) == 3
 
 
-def _compose() -> dict[str, Any]:
-    return yaml.safe_load(COMPOSE.read_text(encoding="utf-8"))
+def _compose(path: Path = COMPOSE) -> dict[str, Any]:
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
 
 
 def _volume_source(volume: str) -> str:
@@ -130,10 +131,8 @@ def _host_path(text: str) -> tuple[Path, str | None]:
     return (COMPOSE.parent / resolved).resolve(), match.group(1) if match else None
 
 
-def test_compose_example_mounts_files_that_exist_and_every_secret_the_config_reads() -> None:
-    """Bind mounts point at shipped files; the secrets are the ones config/example.yaml reads."""
-    compose = _compose()
-    assert set(compose["services"]) == {"tthc-monitor", "prometheus", "grafana"}
+def _check_mounts_and_secrets(compose: dict[str, Any]) -> None:
+    """Bind mounts point at shipped files (or operator-provided folders); secrets come from secrets/."""
     for service in compose["services"].values():
         for volume in service.get("volumes", []):
             source = _volume_source(volume)
@@ -146,6 +145,13 @@ def test_compose_example_mounts_files_that_exist_and_every_secret_the_config_rea
     for secret in compose["secrets"].values():
         path, variable = _host_path(secret["file"])
         assert variable == "TTHC_SECRETS_DIR" and path.parent == (CONFIG / "secrets").resolve()
+
+
+def test_compose_example_mounts_files_that_exist_and_every_secret_the_config_reads() -> None:
+    """Bind mounts point at shipped files; the secrets are the ones config/example.yaml reads."""
+    compose = _compose()
+    assert set(compose["services"]) == {"tthc-monitor", "prometheus", "grafana"}
+    _check_mounts_and_secrets(compose)
     read = set(re.findall(r"/run/secrets/([\w-]+)", (CONFIG / "example.yaml").read_text(encoding="utf-8")))
     assert read <= set(compose["services"]["tthc-monitor"]["secrets"])
     grafana_secret = compose["services"]["grafana"]["environment"]["GF_SECURITY_ADMIN_PASSWORD__FILE"]
@@ -161,6 +167,30 @@ def test_compose_example_mounts_files_that_exist_and_every_secret_the_config_rea
     assert f"./grafana/dashboards:{provider['providers'][0]['options']['path']}:ro" in mounts
 
 
+def test_replicas_compose_example_runs_two_members_of_one_config_on_one_postgresql() -> None:
+    """Two members with the same config, store secret and listen address; PostgreSQL's password is the
+    secret the store URL is written from; every secret config/replicas.example.yaml reads is given."""
+    compose = _compose(REPLICAS_COMPOSE)
+    assert "name" not in compose  # Compose v1 rejects a top-level name
+    services = compose["services"]
+    assert set(services) == {"postgres", "tthc-a", "tthc-b"}
+    _check_mounts_and_secrets(compose)
+    members = [services["tthc-a"], services["tthc-b"]]
+    for key in ("volumes", "secrets", "environment", "image"):
+        assert members[0][key] == members[1][key], key
+    [config_mount] = [volume for volume in members[0]["volumes"] if volume.endswith("/config.yaml:ro")]
+    config_path, _variable = _host_path(_volume_source(config_mount))
+    assert config_path == (CONFIG / "replicas.example.yaml").resolve()
+    config = yaml.safe_load(config_path.read_text(encoding="utf-8"))
+    assert config["store"]["url_file"] == "/run/secrets/store-url" and "path" not in config["store"]
+    read = set(re.findall(r"/run/secrets/([\w-]+)", config_path.read_text(encoding="utf-8")))
+    assert read == set(members[0]["secrets"])
+    database = services["postgres"]
+    assert database["environment"]["POSTGRES_PASSWORD_FILE"] == "/run/secrets/postgres-password"
+    assert database["secrets"] == ["postgres-password"]
+    assert members[0]["depends_on"]["postgres"]["condition"] == "service_healthy"
+
+
 async def _compose_command() -> list[str] | None:
     """`docker compose` (v2 plugin) where present, else Debian's `docker-compose` (v1), else None."""
     docker = shutil.which("docker")
@@ -174,20 +204,21 @@ async def _compose_command() -> list[str] | None:
     return [legacy] if legacy is not None else None
 
 
-async def test_docker_compose_accepts_the_example(tmp_path: Path) -> None:
+@pytest.mark.parametrize("compose", [COMPOSE, REPLICAS_COMPOSE], ids=lambda path: path.name)
+async def test_docker_compose_accepts_the_example(tmp_path: Path, compose: Path) -> None:
     """`docker compose config` resolves the example, with every secret and the CA folder provided."""
     command = await _compose_command()
     if command is None:
         pytest.skip("neither `docker compose` nor `docker-compose` is installed: checked as YAML only")
     secrets = tmp_path / "secrets"
     secrets.mkdir()
-    for name in _compose()["secrets"]:
+    for name in _compose(compose)["secrets"]:
         (secrets / name).write_text("not-a-real-secret\n")
     (tmp_path / "ca").mkdir()
     process = await asyncio.create_subprocess_exec(
         *command,
         "-f",
-        str(COMPOSE),
+        str(compose),
         "config",
         "--quiet",
         env={

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from pydantic import Field, SecretStr, field_validator
 
-from monitor.configtypes import ConfigPath, PositiveDuration, StrictModel, secret_file_fields
+from monitor.configtypes import OFFLINE_SECRET, ConfigPath, PositiveDuration, StrictModel, secret_file_fields
 
 __all__ = ["StoreConfig"]
 
@@ -48,6 +48,9 @@ class StoreConfig(StrictModel):
     def _postgres_url(cls, value: SecretStr | None) -> SecretStr | None:
         if value is None or not value.get_secret_value():
             return None
+        # `check-config --offline` does not read url_file: there is no URL to check yet.
+        if value.get_secret_value() == OFFLINE_SECRET:
+            return value
         if not value.get_secret_value().startswith(("postgresql://", "postgres://")):
             raise ValueError("must start with postgresql:// (leave it out for the embedded SQLite store)")
         return value
