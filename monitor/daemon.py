@@ -15,6 +15,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import structlog
 from aiohttp import web
@@ -34,6 +35,9 @@ from monitor.store.heartbeat import Heartbeat
 from monitor.store.open import store_from_config
 from monitor.supervisor import Supervisor
 from monitor.web.app import create_web_app
+
+if TYPE_CHECKING:
+    from pydantic import SecretStr
 
 __all__ = ["Daemon", "config_secrets"]
 
@@ -66,7 +70,33 @@ def config_secrets(config: Config) -> list[str]:
                 walk(item)
 
     walk(config)
+    found.extend(_url_password(config.store.url))
     return found
+
+
+def _url_password(url: SecretStr | None) -> list[str]:
+    """The password inside the store URL, as written and decoded: an error or a log line may quote either
+    without the rest of the URL (the whole URL is a secret already)."""
+    if url is None:
+        return []
+    from urllib.parse import unquote, urlsplit
+
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict
+
+    text = url.get_secret_value()
+    passwords: list[str] = []
+    try:
+        passwords.append(str(conninfo_to_dict(text).get("password") or ""))
+    except psycopg.ProgrammingError:
+        # Unreadable to psycopg (it will say so at connect); urlsplit below still finds what it can.
+        passwords.append("")
+    try:
+        written = urlsplit(text).password or ""
+    except ValueError:
+        written = ""
+    passwords += [written, unquote(written)]
+    return sorted({password for password in passwords if password})
 
 
 def _tune_runtime() -> None:
@@ -178,7 +208,7 @@ class Daemon:
             "daemon_started",
             listen=f"{self.listen_address[0]}:{self.listen_address[1]}",
             targets=len(self.config.targets),
-            store=str(self.config.store.path),
+            store=self.store.engine.describe(),
         )
 
     @property

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from pathlib import Path
-
-import re
 from typing import Any
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -78,8 +77,8 @@ class StoreConfig(StrictModel):
     def _schema_name(cls, value: str | None) -> str | None:
         if value is not None and not _SCHEMA.match(value):
             raise ValueError(
-                f"{value!r} is not a schema name: lower-case letters, digits and _, not starting with a digit,"
-                " at most 63"
+                f"{value!r} is not a schema name: lower-case letters, digits and _, not starting with a"
+                " digit, at most 63"
             )
         return value
 
@@ -88,8 +87,10 @@ class StoreConfig(StrictModel):
     def _one_engine(cls, data: Any) -> Any:
         # A path left at its default is no choice; one written next to a URL is a config that names two
         # stores, and guessing which one holds the history would lose the other's.
-        if isinstance(data, dict) and data.get("path") not in (None, "") and (
-            data.get("url") not in (None, "") or "url_file" in data
+        if (
+            isinstance(data, dict)
+            and data.get("path") not in (None, "")
+            and (data.get("url") not in (None, "") or "url_file" in data)
         ):
             key = "url" if data.get("url") not in (None, "") else "url_file"
             raise_at(
