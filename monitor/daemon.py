@@ -15,7 +15,6 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import structlog
 from aiohttp import web
@@ -35,9 +34,6 @@ from monitor.store.heartbeat import Heartbeat
 from monitor.store.open import store_from_config
 from monitor.supervisor import Supervisor
 from monitor.web.app import create_web_app
-
-if TYPE_CHECKING:
-    from pydantic import SecretStr
 
 __all__ = ["Daemon", "config_secrets"]
 
@@ -70,29 +66,34 @@ def config_secrets(config: Config) -> list[str]:
                 walk(item)
 
     walk(config)
-    found.extend(_url_password(config.store.url))
+    store_url = config.store.url
+    if store_url is not None:
+        passwords = _url_passwords(store_url.get_secret_value())
+        if not passwords:
+            # Nothing secret in it (trust or peer auth, a .pgpass file): keep it readable in logs and
+            # errors, which name the server the store is on.
+            found.remove(store_url.get_secret_value())
+        found.extend(passwords)
     return found
 
 
-def _url_password(url: SecretStr | None) -> list[str]:
-    """The password inside the store URL, as written and decoded: an error or a log line may quote either
-    without the rest of the URL (the whole URL is a secret already)."""
-    if url is None:
-        return []
+def _url_passwords(url: str) -> list[str]:
+    """The passwords in a PostgreSQL URL (`user:password@`, `?password=`, `?sslpassword=`), as written
+    and decoded: an error or a log line may quote one without the rest of the URL."""
     from urllib.parse import unquote, urlsplit
 
     import psycopg
     from psycopg.conninfo import conninfo_to_dict
 
-    text = url.get_secret_value()
     passwords: list[str] = []
     try:
-        passwords.append(str(conninfo_to_dict(text).get("password") or ""))
+        parts = conninfo_to_dict(url)
+        passwords += [str(parts.get("password") or ""), str(parts.get("sslpassword") or "")]
     except psycopg.ProgrammingError:
-        # Unreadable to psycopg (it will say so at connect); urlsplit below still finds what it can.
+        # Unreadable to psycopg (it says so at connect, without the URL); urlsplit still finds what it can.
         passwords.append("")
     try:
-        written = urlsplit(text).password or ""
+        written = urlsplit(url).password or ""
     except ValueError:
         written = ""
     passwords += [written, unquote(written)]

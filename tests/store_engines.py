@@ -13,7 +13,10 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import sqlite3
 import uuid
+from collections.abc import Sequence
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +24,7 @@ import psycopg
 import pytest
 
 from monitor.store import PostgresStore, SqliteStore, SqlStore
+from monitor.store.engine import postgres_sql
 
 __all__ = ["ENGINES", "StoreFactory", "postgres_url", "require_postgres"]
 
@@ -77,6 +81,17 @@ class StoreFactory:
         if self.url is None:
             return {"path": str(path)}
         return {"url": self.url, "schema": self.schema(path)}
+
+    def query(self, path: Path | str, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """The rows of one statement (`?` placeholders) on the store at `path`, read from outside the
+        daemon under test, as an operator's shell would."""
+        if self.url is None:
+            with closing(sqlite3.connect(path)) as conn:
+                return conn.execute(sql, tuple(params)).fetchall()
+        text, _numbered = postgres_sql(sql)
+        options = f"-c search_path={self.schema(path)}"
+        with psycopg.connect(self.url, autocommit=True, options=options) as conn:
+            return [tuple(row) for row in conn.execute(text, tuple(params)).fetchall()]
 
     def drop(self) -> None:
         if self.url is None or not self._schemas:
