@@ -202,3 +202,42 @@ async def test_the_store_password_never_leaves_the_daemon(
     everything = "\n".join([daemon.log(), *bodies])
     assert "store_migrated" in daemon.log(), "the daemon ran and logged its store"
     assert PASSWORD not in everything and url not in everything
+
+
+@pytest.mark.parametrize(
+    ("command", "expected"),
+    [
+        (["dossiers"], "0 dossier(s)"),
+        (["alerts"], "(no alerts in that window)"),
+        (["report", "--month", "2026-10"], "tháng 10/2026"),
+    ],
+    ids=["dossiers", "alerts", "report"],
+)
+async def test_read_commands_read_the_store_the_config_names(
+    tmp_path: Path, stores: StoreFactory, command: list[str], expected: str
+) -> None:
+    """`dossiers`, `alerts` and `report` with `--config` read the configured store, on either engine."""
+    async with stores.new(tmp_path / "store.db"):
+        pass
+    config = _write_config(tmp_path / "config.json", stores.config(tmp_path / "store.db"))
+    result, _ = tthc_monitor(*command, "--config", str(config))
+    assert result.returncode == 0, result.stderr
+    assert expected in result.stdout
+
+
+def test_every_form_of_the_store_password_is_a_secret() -> None:
+    """config_secrets() holds the store URL's password as written, URL-decoded, and given as a parameter;
+    a URL without a password stays readable (it names the server in errors)."""
+    from monitor.config import load_config_text
+    from monitor.daemon import config_secrets
+
+    def secrets(url: str) -> list[str]:
+        return config_secrets(
+            load_config_text(json.dumps({"store": {"url": url}, "targets": []}), environ={})
+        )
+
+    encoded = "postgresql://tthc:p%40ss%2Fw0rd@db:5432/tthc"
+    assert {encoded, "p%40ss%2Fw0rd", "p@ss/w0rd"} <= set(secrets(encoded))
+    parameter = "postgresql://tthc@db/tthc?password=qW3rty-9&sslpassword=k3y-Pass"
+    assert {parameter, "qW3rty-9", "k3y-Pass"} <= set(secrets(parameter))
+    assert "postgresql://tthc@db/tthc" not in secrets("postgresql://tthc@db/tthc")
