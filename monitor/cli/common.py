@@ -133,12 +133,10 @@ def store_config_of(store: Path | StoreConfig) -> StoreConfig:
 
 def store_label(store: StoreConfig) -> str:
     """Where the store is, for output: the SQLite file, or the PostgreSQL URL without its password."""
-    if store.url is None:
-        return str(store.path)
-    from monitor.store.postgres import describe_url
+    from monitor.store.open import store_from_config
 
-    where = describe_url(store.url.get_secret_value())
-    return f"{where} (schema {store.schema_name})" if store.schema_name else where
+    # The engine's own description, as the daemon's logs and the store's errors give it.
+    return store_from_config(store).engine.describe()
 
 
 def store_path_problem(path: Path, named_by: str, *, must_exist: bool = True) -> str | None:

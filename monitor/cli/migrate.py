@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from monitor.cli.common import add_store_arguments, fail, resolve_store, store_label
+from monitor.cli.common import add_store_arguments, fail, resolve_store
 from monitor.store.config import StoreConfig
 from monitor.store.migrations import MIGRATIONS, schema_version
 from monitor.store.open import store_from_config
@@ -49,7 +49,7 @@ async def _migrate(store_config: StoreConfig) -> int:
         version = await schema_version(connection)
     finally:
         await engine.close(connection)
-    where = store_label(store_config)
+    where = engine.describe()
     if not applied:
         print(f"{where}: up to date (version {version})")
     else:
@@ -65,7 +65,7 @@ async def _check(store_config: StoreConfig) -> int:
         version = await schema_version(connection) or 0
     finally:
         await engine.close(connection)
-    where = store_label(store_config)
+    where = engine.describe()
     latest = MIGRATIONS[-1].version
     if version > latest:
         return fail(f"{where}: store schema version {version} is newer than this program ({latest})")
