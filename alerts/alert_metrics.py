@@ -47,18 +47,23 @@ class OutboxCollector(Collector):
         snapshot: OutboxSnapshot,
         channel_up: Callable[[], Mapping[str, bool]],
         channels: Callable[[], Mapping[str, object]],
+        leader: Callable[[], bool] = lambda: True,
     ) -> None:
         self._snapshot = snapshot
         self._channel_up = channel_up
         self._channels = channels
+        self._leader = leader
 
     def collect(self) -> Iterable[Metric]:
         channels = self._channels()
+        # The outbox is one table for every replica: its figures come from the leader alone, so a sum
+        # over replicas counts each alert once.
+        leads = self._leader()
         pending = GaugeMetricFamily(
             "tthc_outbox_pending", "Alerts waiting in the outbox (pending or in flight).", labels=["channel"]
         )
         counts = self._snapshot.pending_by_channel
-        for name in sorted(set(channels) | set(counts)):
+        for name in sorted(set(channels) | set(counts)) if leads else ():
             # "" = the alert's plan is used up (about to be marked failed).
             pending.add_metric([name or "none"], float(counts.get(name, 0)))
         oldest = GaugeMetricFamily(
@@ -69,8 +74,9 @@ class OutboxCollector(Collector):
             labels=["state"],
         )
         # Deferred alerts apart, so "stuck" alerting (state="due") does not fire every night.
-        oldest.add_metric(["due"], self._snapshot.oldest_pending_age)
-        oldest.add_metric(["deferred"], self._snapshot.oldest_deferred_age)
+        if leads:
+            oldest.add_metric(["due"], self._snapshot.oldest_pending_age)
+            oldest.add_metric(["deferred"], self._snapshot.oldest_deferred_age)
         up = GaugeMetricFamily(
             "tthc_channel_up", "1 when the channel's circuit breaker is closed.", labels=["channel"]
         )
@@ -110,8 +116,10 @@ class AlertMetrics:
     outbox backlog, so a scrape never touches the database.
     """
 
-    def __init__(self, registry: CollectorRegistry) -> None:
+    def __init__(self, registry: CollectorRegistry, *, leader: Callable[[], bool] = lambda: True) -> None:
         self.registry = registry
+        # Replicas: only the leader reads and exports the outbox backlog (one table for all members).
+        self._leader = leader
         self.alerts_total = Counter(
             "tthc_alerts",
             "Alert delivery attempts by outcome (sent, retried, fallback, failed, duplicate).",
@@ -133,7 +141,7 @@ class AlertMetrics:
         self._outbox: Outbox | None = None
         self._clock: Callable[[], datetime] = lambda: datetime.now(UTC)
         registry.register(
-            OutboxCollector(self.snapshot, lambda: self._channel_up(), lambda: self._channels())
+            OutboxCollector(self.snapshot, lambda: self._channel_up(), lambda: self._channels(), leader)
         )
 
     def bind(self, worker: object) -> None:
@@ -154,7 +162,7 @@ class AlertMetrics:
 
     async def refresh(self) -> None:
         """Re-read the outbox backlog gauges from the store."""
-        if self._outbox is None:
+        if self._outbox is None or not self._leader():
             return
         self.snapshot.pending_by_channel = await self._outbox.pending_by_channel()
         self.snapshot.oldest_pending_age = await self._outbox.oldest_pending_age(self._clock())

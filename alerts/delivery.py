@@ -23,6 +23,9 @@ delays delivery by no more than the backoff schedule of N failures.
 
 At most `concurrency` alerts of a channel are claimed (in_flight in the store) at a time, so a `kill -9`
 can cause at most that many repeats per channel, each carrying the same idempotency key.
+
+Replicas on PostgreSQL: claims are leased, renewed while sending, and taken over once lapsed
+(alerts/claims.py).
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ import structlog
 from alerts.attempts import AttemptPolicy, Outcome, short_error, unreachable_error
 from alerts.channels.base import Channel, DeliveryReceipt, OutgoingMessage
 from alerts.circuit import CircuitBreaker, CircuitState
+from alerts.claims import ClaimLeases
 from alerts.config import DeliveryConfig
 from alerts.errors import ChannelError, TransientError
 from alerts.model import AlertKind, NewAlert, Severity
@@ -100,6 +104,7 @@ class DeliveryWorker:
             for name in self.channels
         }
         self._in_flight: dict[str, int] = dict.fromkeys(self.channels, 0)
+        self.claims = ClaimLeases(outbox)
         self._tasks: set[asyncio.Task[Outcome]] = set()
         # Outcomes not yet committed, and whether each holds an in-flight slot of its channel.
         self._uncommitted: list[tuple[Outcome, bool]] = []
@@ -161,6 +166,7 @@ class DeliveryWorker:
         self._tasks = set()
         self._uncommitted = []
         self._in_flight = dict.fromkeys(self.channels, 0)
+        self.claims.clear()
         self._task = asyncio.create_task(self._run(), name="alert-delivery")
 
     async def stop(self, grace: float | None = None) -> None:
@@ -179,6 +185,7 @@ class DeliveryWorker:
     async def _run(self) -> None:
         wakeup = self.outbox.wakeup
         poll = self.config.poll_interval.total_seconds()
+        renew_every = self.claims.renew_every
         try:
             while not self._stopping:
                 # Cleared before claiming: an enqueue after this point sets it again and ends the wait.
@@ -186,8 +193,11 @@ class DeliveryWorker:
                 timeout = poll
                 try:
                     now = self.now()
+                    await self.claims.renew()
                     await self._fill(now)
                     timeout = await self._idle_timeout(now)
+                    if renew_every is not None:
+                        timeout = min(timeout, renew_every)
                 except Exception:
                     # A locked or full disk: keep the claimed rows' outcomes in memory and try again.
                     log.exception("alert_delivery_round_failed")
@@ -320,6 +330,7 @@ class DeliveryWorker:
                     direct.append(outcome)
                     continue
                 self._in_flight[name] += 1
+                self.claims.hold(row.id)
                 number = self.circuits[name].begin()
                 task = asyncio.create_task(self._send(row, number), name=f"alert-send-{row.id}")
                 self._tasks.add(task)
@@ -327,6 +338,8 @@ class DeliveryWorker:
         # Rare (a config change), and the query walks every due row: once per poll interval is enough.
         if sweep or at - self._swept >= self.config.poll_interval.total_seconds():
             self._swept = at
+            # A replica that died holding claims: once their lease lapsed they are due again.
+            await self.claims.take_over()
             rows = await self.outbox.claim(now, _FALLBACK_BATCH, other_than=self.channels.keys())
             direct.extend(self.attempts.no_channel(row, now) for row in rows)
             claimed += len(rows)
@@ -357,6 +370,8 @@ class DeliveryWorker:
         """After the commit of `batch`: free its slots, count it, tell `on_sent`."""
         for outcome, slot in batch:
             # Slots free up only once the outcome is committed: in_flight rows never exceed capacity.
+            if slot:
+                self.claims.done(outcome.row.id)
             if slot and outcome.channel in self._in_flight:
                 self._in_flight[outcome.channel] -= 1
             self._observe(outcome)
@@ -455,6 +470,9 @@ class DeliveryWorker:
         row = await self.outbox.enqueue_claimed(alert)
         errors: list[str] = []
         for index, name in enumerate(row.channels):
+            if index and self.outbox.shared:
+                # Each channel may take its whole timeout: no replica takes the test alert over meanwhile.
+                await self.outbox.renew([row.id])
             channel = self.channels.get(name)
             if channel is None:
                 errors.append(f"{name}: channel is not configured")

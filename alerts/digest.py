@@ -6,6 +6,10 @@ time of a working day the person's waiting items are first assigned to that day'
 transaction), then the digest is enqueued as one `NewAlert` `digest:{person}:{date}` and the items are
 marked. A crash in between only means the assigned digest is enqueued again on the next tick, which the
 outbox ignores.
+
+Replicas: `leader()` (default: always) says whether this member sends digests; any member collects
+items. Everything `tick` reads is in the table, so the member elected next sends what the last one
+left, and two members briefly both leading send each digest once (the outbox ignores the second).
 """
 
 from __future__ import annotations
@@ -63,9 +67,11 @@ class Digest:
         zone: ZoneInfo,
         *,
         schedule: Callable[[NewAlert], NewAlert] | None = None,
+        leader: Callable[[], bool] | None = None,
     ) -> None:
         self.config = config
         self.store = store
+        self.leader: Callable[[], bool] = leader or (lambda: True)
         self.sink = sink
         self.directory = directory
         self.calendars = calendars
@@ -110,8 +116,8 @@ class Digest:
             return 0
         async with self.store.transaction() as conn:
             cursor = await conn.executemany(
-                "INSERT OR IGNORE INTO alert_digest_items (dedupe_key, person_id, code, due_at, event_at,"
-                " channels) VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO alert_digest_items (dedupe_key, person_id, code, due_at, event_at, channels)"
+                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (dedupe_key) DO NOTHING",
                 [
                     (
                         item.dedupe_key,
@@ -140,7 +146,9 @@ class Digest:
         return datetime.combine(day, self._at, tzinfo=self.zone)
 
     async def tick(self, now: datetime) -> int:
-        """Build and enqueue the digests due by `now`; return how many digests were enqueued."""
+        """Build and enqueue the digests due by `now` (on the leader only); return how many were enqueued."""
+        if not self.leader():
+            return 0
         day = now.astimezone(self.zone).date()
         waiting = await self.store.reader.execute_fetchall(
             "SELECT DISTINCT person_id FROM alert_digest_items WHERE digest_key IS NULL ORDER BY person_id"

@@ -1,10 +1,18 @@
-"""The durable alert outbox: every alert is a row in SQLite before anything is sent.
+"""The durable alert outbox: every alert is a row in the store before anything is sent.
 
 Life of a row: `pending` → (claim) `in_flight` → `sent` | back to `pending` (rescheduled, maybe on the next
 channel of its plan) | `failed`. A claim is committed before the send, so after a crash or `kill -9` the
-rows left `in_flight` are exactly the sends that may or may not have reached a gateway; `recover()` puts
-them back to `pending` and they go out again with the same idempotency key (`alert_id`: eSMS RequestId,
+rows left `in_flight` are exactly the sends that may or may not have reached a gateway; they go back to
+`pending` and out again with the same idempotency key (`alert_id`, from the dedupe key: eSMS RequestId,
 ZNS tracking_id), which lets the gateway drop the repeat.
+
+Every claim carries a claim lease (`claimed_by`, `claim_expires_at`, migration 8). On SQLite one daemon
+owns the file: `recover()` at start puts every `in_flight` row back, as always. On PostgreSQL several
+replicas share the table: a claim takes due rows with `FOR UPDATE SKIP LOCKED` (two replicas never claim
+the same row), the worker renews the lease of the rows it is still sending (`renew`), and only rows
+whose lease lapsed (their replica died) go back to `pending` (`release_expired`, at start and once per
+poll), to be claimed by whichever replica comes next. A late outcome of a row another replica took over
+meanwhile changes nothing but `sent` (the send happened).
 
 Phone numbers, Zalo ids and the text are stored because sending needs them; `OutboxRow.public()` (what
 the API and CLI show) and `repr` leave them out.
@@ -14,15 +22,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import socket
+import uuid
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from alerts.model import AlertStatus, NewAlert
 from alerts.outbox_rows import (
     OutboxChange,
     OutboxRow,
-    PreparedChanges,
     SentMark,
     alert_id_for,
     failed_change,
@@ -32,9 +42,20 @@ from alerts.outbox_rows import (
     row_from_values,
     to_ms,
 )
+from alerts.outbox_sql import (
+    COLUMNS,
+    INSERT,
+    ClaimFilter,
+    apply_changes,
+    claim_statement,
+    claimed_rows,
+    release_statement,
+)
 from monitor.store import SqlStore
+from monitor.store.engine import POSTGRESQL, pick
 
 __all__ = [
+    "CLAIM_LEASE",
     "Outbox",
     "OutboxChange",
     "OutboxRow",
@@ -44,18 +65,10 @@ __all__ = [
     "reschedule_change",
 ]
 
-_COLUMNS = (
-    "id, dedupe_key, kind, severity, person_id, channels, channel_index, channel, text, template_params,"
-    " phone, zalo_user_id, subject, keep, status, attempts, channel_attempts, next_attempt_at, created_at,"
-    " event_at, not_before, sent_at, channel_used, provider_message_id, segments, last_error, duplicate_hint,"
-    " deliver_by"
-)
-_INSERT = (
-    "INSERT OR IGNORE INTO alert_outbox (dedupe_key, kind, severity, person_id, channels, channel_index,"
-    " channel, text, template_params, phone, zalo_user_id, subject, keep, status, attempts, next_attempt_at,"
-    " created_at, event_at, not_before, deliver_by)"
-    " VALUES (?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
+# How long a claim holds a row without being renewed. The worker renews the rows it is still sending
+# every third of it (a send may wait out a rate limit or a 429 pause longer than any fixed lease), so
+# this only bounds how long a dead replica's claims wait before another replica takes them over.
+CLAIM_LEASE = timedelta(seconds=15)
 
 
 class Outbox:
@@ -66,10 +79,21 @@ class Outbox:
     `store.transaction()` (serialised with the store's own batch writer).
     """
 
-    def __init__(self, store: SqlStore, clock: Callable[[], datetime] | None = None) -> None:
+    def __init__(
+        self,
+        store: SqlStore,
+        clock: Callable[[], datetime] | None = None,
+        *,
+        claim_lease: timedelta = CLAIM_LEASE,
+    ) -> None:
         self.store = store
         self._clock = clock or (lambda: datetime.now(UTC))
         self.wakeup = asyncio.Event()
+        self.claim_lease = claim_lease
+        # Who holds the rows this outbox claims: host and process, for whoever reads the table.
+        self.claimer = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        # Replicas may share the table: claims are leased, only lapsed ones return (see the docstring).
+        self.shared = store.dialect == POSTGRESQL
 
     def now(self) -> datetime:
         return self._clock()
@@ -86,7 +110,7 @@ class Outbox:
         created = to_ms(self._clock())
         rows = [self._insert_values(alert, created) for alert in alerts]
         async with self.store.transaction("outbox") as conn:
-            cursor = await conn.executemany(_INSERT, rows)
+            cursor = await conn.executemany(INSERT + " ON CONFLICT (dedupe_key) DO NOTHING", rows)
             added = max(0, cursor.rowcount)
             await cursor.close()
         if added:
@@ -102,12 +126,16 @@ class Outbox:
         values = list(self._insert_values(alert, created))
         values[12], values[13] = AlertStatus.IN_FLIGHT.value, 1
         async with self.store.transaction("outbox") as conn:
-            cursor = await conn.execute(_INSERT.replace("INSERT OR IGNORE", "INSERT"), values)
-            row_id = cursor.lastrowid
-            await cursor.close()
-            await conn.execute("UPDATE alert_outbox SET channel_attempts = 1 WHERE id = ?", (row_id,))
-            rows = await conn.execute_fetchall(f"SELECT {_COLUMNS} FROM alert_outbox WHERE id = ?", (row_id,))
-        return row_from_values(next(iter(rows)))
+            inserted = await conn.execute_fetchall(INSERT + " RETURNING id", values)
+            rows = await conn.execute_fetchall(
+                "UPDATE alert_outbox SET channel_attempts = 1, claimed_by = ?, claim_expires_at = ?"
+                f" WHERE id = ? RETURNING {COLUMNS}",
+                (self.claimer, self._lease_end(created), inserted[0][0]),
+            )
+        return row_from_values(rows[0])
+
+    def _lease_end(self, at_ms: int) -> int:
+        return at_ms + int(self.claim_lease.total_seconds() * 1000)
 
     @staticmethod
     def _insert_values(alert: NewAlert, created: int) -> tuple[Any, ...]:
@@ -156,9 +184,9 @@ class Outbox:
         """
         if limit <= 0:
             return []
-        query = _claim_query(now, limit, channel, other_than, fallback_only, waiting_too)
+        query = self._claim_query(now, limit, ClaimFilter(channel, other_than, fallback_only, waiting_too))
         async with self.store.transaction("outbox") as conn:
-            return await _claimed(conn, query)
+            return await claimed_rows(conn, query)
 
     async def apply_and_claim(
         self, changes: Iterable[OutboxChange], at: datetime, now: datetime, limits: Mapping[str, int]
@@ -170,9 +198,10 @@ class Outbox:
         if not (any(prepared) or limits):
             return {}
         async with self.store.transaction("outbox") as conn:
-            await _apply(conn, prepared)
+            await apply_changes(conn, prepared, self.store.dialect, self.claimer)
             return {
-                name: await _claimed(conn, _claim_query(now, limit, name)) for name, limit in limits.items()
+                name: await claimed_rows(conn, self._claim_query(now, limit, ClaimFilter(name)))
+                for name, limit in limits.items()
             }
 
     async def mark_sent(
@@ -209,38 +238,58 @@ class Outbox:
         if not any(prepared):
             return
         async with self.store.transaction("outbox") as conn:
-            await _apply(conn, prepared)
+            await apply_changes(conn, prepared, self.store.dialect, self.claimer)
 
     async def recover(self) -> int:
-        """At start-up, before any worker runs: every `in_flight` row goes back to `pending`, due now.
+        """At start-up, before this process's worker runs: interrupted `in_flight` rows go back to
+        `pending`, due now. On SQLite that is every one (one daemon per file); on PostgreSQL those whose
+        claim lease lapsed (their replica died) and this outbox's own, never a live replica's.
 
         Such a row may or may not have reached its gateway; it is resent with the same alert_id.
         """
-        now = to_ms(self._clock())
+        return await self.release_expired(own_too=True)
+
+    async def release_expired(self, *, own_too: bool = False) -> int:
+        """Rows whose claim lease lapsed go back to `pending` (on SQLite every in-flight row: see
+        `recover`); with `own_too` also this outbox's own claims. The worker runs it once per poll on
+        PostgreSQL, where a replica may die at any time."""
+        claimer = self.claimer if own_too else None
         async with self.store.transaction("outbox") as conn:
-            cursor = await conn.execute(
-                "UPDATE alert_outbox SET status = 'pending', next_attempt_at = min(next_attempt_at, ?),"
-                " last_error = coalesce(last_error, 'interrupted: resent after restart')"
-                " WHERE status = 'in_flight'",
-                (now,),
-            )
+            cursor = await conn.execute(*release_statement(self.store.dialect, to_ms(self._clock()), claimer))
             count = max(0, cursor.rowcount)
             await cursor.close()
         if count:
             self.wakeup.set()
         return count
 
+    async def renew(self, row_ids: Collection[int]) -> int:
+        """Extend the claim lease of rows this outbox still holds (sends still running); returns how many
+        are still ours (a row whose lease lapsed and that another replica took over is not)."""
+        if not row_ids:
+            return 0
+        ids = sorted(row_ids)
+        marks = ", ".join("?" * len(ids))
+        async with self.store.transaction("outbox") as conn:
+            cursor = await conn.execute(
+                "UPDATE alert_outbox SET claim_expires_at = ? WHERE status = 'in_flight' AND claimed_by = ?"
+                f" AND id IN ({marks})",
+                (self._lease_end(to_ms(self._clock())), self.claimer, *ids),
+            )
+            count = max(0, cursor.rowcount)
+            await cursor.close()
+        return count
+
     # --- reads ----------------------------------------------------------------------------------------
 
     async def get(self, row_id: int) -> OutboxRow | None:
         rows = await self.store.reader.execute_fetchall(
-            f"SELECT {_COLUMNS} FROM alert_outbox WHERE id = ?", (row_id,)
+            f"SELECT {COLUMNS} FROM alert_outbox WHERE id = ?", (row_id,)
         )
         return row_from_values(rows[0]) if rows else None
 
     async def get_by_key(self, dedupe_key: str) -> OutboxRow | None:
         rows = await self.store.reader.execute_fetchall(
-            f"SELECT {_COLUMNS} FROM alert_outbox WHERE dedupe_key = ?", (dedupe_key,)
+            f"SELECT {COLUMNS} FROM alert_outbox WHERE dedupe_key = ?", (dedupe_key,)
         )
         return row_from_values(rows[0]) if rows else None
 
@@ -251,7 +300,7 @@ class Outbox:
         limit: int = 100,
     ) -> list[OutboxRow]:
         """Newest first: rows created at or after `since`, optionally of one status."""
-        where, params = ["1"], []
+        where, params = ["TRUE"], []
         if since is not None:
             where.append("created_at >= ?")
             params.append(to_ms(since))
@@ -260,7 +309,7 @@ class Outbox:
             params.append(AlertStatus(status).value)
         params.append(max(0, limit))
         rows = await self.store.reader.execute_fetchall(
-            f"SELECT {_COLUMNS} FROM alert_outbox WHERE {' AND '.join(where)}"
+            f"SELECT {COLUMNS} FROM alert_outbox WHERE {' AND '.join(where)}"
             " ORDER BY created_at DESC, id DESC LIMIT ?",
             params,
         )
@@ -285,8 +334,13 @@ class Outbox:
     async def oldest_pending_age(self, now: datetime) -> float:
         """Seconds since the oldest unsent alert became sendable (0 when none waits)."""
         rows = await self.store.reader.execute_fetchall(
-            "SELECT min(max(created_at, not_before)) FROM alert_outbox"
-            " WHERE status IN ('pending', 'in_flight') AND not_before <= ?",
+            pick(
+                self.store.dialect,
+                sqlite="SELECT min(max(created_at, not_before)) FROM alert_outbox"
+                " WHERE status IN ('pending', 'in_flight') AND not_before <= ?",
+                postgresql="SELECT min(GREATEST(created_at, not_before)) FROM alert_outbox"
+                " WHERE status IN ('pending', 'in_flight') AND not_before <= ?",
+            ),
             (to_ms(now),),
         )
         oldest = rows[0][0] if rows else None
@@ -322,8 +376,13 @@ class Outbox:
         """Point a person's pending alerts at their new contacts (changed by a reload); returns how many."""
         async with self.store.transaction("outbox") as conn:
             cursor = await conn.execute(
-                "UPDATE alert_outbox SET phone = ?, zalo_user_id = ? WHERE status = 'pending'"
-                " AND person_id = ? AND (phone IS NOT ? OR zalo_user_id IS NOT ?)",
+                pick(
+                    self.store.dialect,
+                    sqlite="UPDATE alert_outbox SET phone = ?, zalo_user_id = ? WHERE status = 'pending'"
+                    " AND person_id = ? AND (phone IS NOT ? OR zalo_user_id IS NOT ?)",
+                    postgresql="UPDATE alert_outbox SET phone = ?, zalo_user_id = ? WHERE status = 'pending'"
+                    " AND person_id = ? AND (phone IS DISTINCT FROM ? OR zalo_user_id IS DISTINCT FROM ?)",
+                ),
                 (phone, zalo_user_id, person_id, phone, zalo_user_id),
             )
             changed = max(0, cursor.rowcount)
@@ -338,70 +397,10 @@ class Outbox:
         )
         return from_ms(rows[0][0]) if rows and rows[0][0] is not None else None
 
+    def _claim_query(self, now: datetime, limit: int, which: ClaimFilter) -> tuple[str, list[Any]]:
+        """The statement and parameters of `claim` (see there): the rows it takes carry our claim lease."""
+        at = to_ms(now)
+        return claim_statement(self.store.dialect, (self.claimer, self._lease_end(at)), at, limit, which)
+
     def __repr__(self) -> str:
         return f"Outbox({self.store!r})"
-
-
-async def _apply(conn: Any, prepared: PreparedChanges) -> None:
-    sent, moved, failed = prepared
-    if sent:
-        await conn.executemany(
-            "UPDATE alert_outbox SET status = 'sent', sent_at = ?, channel_used = ?,"
-            " provider_message_id = ?, segments = ?, duplicate_hint = ? WHERE id = ?",
-            sent,
-        )
-    if moved:
-        # json_extract past the end of the list is NULL: "no channel left".
-        await conn.executemany(
-            "UPDATE alert_outbox SET status = 'pending', next_attempt_at = ?1, last_error = ?2,"
-            " channel = CASE WHEN ?3 THEN json_extract(channels, '$[' || (channel_index + 1) || ']')"
-            " ELSE channel END, channel_index = channel_index + ?3,"
-            " channel_attempts = CASE WHEN ?3 THEN 0 ELSE channel_attempts END WHERE id = ?4",
-            moved,
-        )
-    if failed:
-        await conn.executemany(
-            "UPDATE alert_outbox SET status = 'failed', last_error = coalesce(?, last_error) WHERE id = ?",
-            failed,
-        )
-
-
-def _claim_query(
-    now: datetime,
-    limit: int,
-    channel: str | None = None,
-    other_than: Collection[str] | None = None,
-    fallback_only: bool = False,
-    waiting_too: bool = False,
-) -> tuple[str, list[Any]]:
-    """The statement and parameters of `Outbox.claim` (see there)."""
-    at = to_ms(now)
-    where = "status = 'pending' AND not_before <= ?"
-    params: list[Any] = [at]
-    if not waiting_too:
-        where += " AND next_attempt_at <= ?"
-        params.append(at)
-    if channel is not None:
-        where += " AND channel = ?"
-        params.append(channel)
-    if other_than is not None:
-        names = sorted(other_than)
-        marks = ", ".join("?" * len(names))
-        where += f" AND (channel IS NULL OR channel NOT IN ({marks}))" if names else ""
-        params.extend(names)
-    if fallback_only:
-        where += " AND json_array_length(channels) > channel_index + 1"
-    params.append(limit)
-    return (
-        "UPDATE alert_outbox SET status = 'in_flight', attempts = attempts + 1,"
-        " channel_attempts = channel_attempts + 1 WHERE id IN (SELECT id FROM alert_outbox"
-        f" WHERE {where} ORDER BY next_attempt_at, id LIMIT ?) RETURNING {_COLUMNS}",
-        params,
-    )
-
-
-async def _claimed(conn: Any, query: tuple[str, list[Any]]) -> list[OutboxRow]:
-    rows = await conn.execute_fetchall(*query)
-    claimed = [row_from_values(values) for values in rows]
-    claimed.sort(key=lambda row: (row.next_attempt_at, row.id))
-    return claimed

@@ -11,15 +11,20 @@ from alerts.timers import epoch, from_epoch
 from monitor.calendar import Calendars
 from monitor.events import DossierThresholdCrossed
 from monitor.store import SqlStore
+from monitor.store.engine import POSTGRESQL, SQLITE, pick
 
 __all__ = ["recorded_crossings", "told_of_incidents"]
 
 _AMOUNT = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _HOURS = {"ms": 1 / 3_600_000, "s": 1 / 3600, "m": 1 / 60, "h": 1.0}
 # A stored alert or digest item of crossing c (keys `crossing:<id>:<person>`), found in the key's index.
-_ALERT_OF_CROSSING = (
-    "{0}.dedupe_key >= 'crossing:' || c.id || ':' AND {0}.dedupe_key < 'crossing:' || c.id || ';'"
-)
+# The range needs byte order (':' < ';'): PostgreSQL compares in the database's collation, which may
+# ignore punctuation, so there it compares in "C" (indexed so by migration 8).
+_ALERT_OF_CROSSING = {
+    SQLITE: "{0}.dedupe_key >= 'crossing:' || c.id || ':' AND {0}.dedupe_key < 'crossing:' || c.id || ';'",
+    POSTGRESQL: "{0}.dedupe_key COLLATE \"C\" >= 'crossing:' || c.id || ':'"
+    " AND {0}.dedupe_key COLLATE \"C\" < 'crossing:' || c.id || ';'",
+}
 
 
 async def recorded_crossings(
@@ -35,17 +40,22 @@ async def recorded_crossings(
     warning keys (`dossiers.thresholds`): the smallest one in each dossier's calendar is the last warning.
     """
     exists = await store.reader.execute_fetchall(
-        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'dossier_crossings'"
+        pick(
+            store.dialect,
+            sqlite="SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'dossier_crossings'",
+            postgresql="SELECT 1 WHERE to_regclass('dossier_crossings') IS NOT NULL",
+        )
     )
     if not exists:
         return []
+    of_crossing = _ALERT_OF_CROSSING[store.dialect]
     rows = await store.reader.execute_fetchall(
         "SELECT c.id, c.code, c.unit_code, c.threshold, c.due_at, c.crossed_at, c.working_seconds_left,"
         " c.outage_overlap, c.outage_incident_ids, d.unit_name, d.procedure_code, d.procedure_name,"
         " d.assignee_id, d.assignee_name FROM dossier_crossings AS c JOIN dossiers AS d ON d.code = c.code"
         " WHERE c.suppressed = 0 AND d.status = 'open' AND (c.crossed_at >= ? OR NOT ("
-        f" EXISTS (SELECT 1 FROM alert_outbox AS o WHERE {_ALERT_OF_CROSSING.format('o')})"
-        f" OR EXISTS (SELECT 1 FROM alert_digest_items AS g WHERE {_ALERT_OF_CROSSING.format('g')})))"
+        f" EXISTS (SELECT 1 FROM alert_outbox AS o WHERE {of_crossing.format('o')})"
+        f" OR EXISTS (SELECT 1 FROM alert_digest_items AS g WHERE {of_crossing.format('g')})))"
         " ORDER BY c.crossed_at, c.id",
         (epoch(since),),
     )

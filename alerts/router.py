@@ -19,6 +19,11 @@ down together are grouped into one message per person (alerts/grouping.py: a gro
 incident's keys, follow-ups add `:g{n}`, and one reminder per `repeat` names the targets still down).
 "Longer than" timers and pending groups live in the
 `alert_timers` table so a restart neither loses nor repeats them.
+
+Replicas: `leader()` (default: always) says whether this member fires timers, group messages and
+reminders in `tick`; only the elected member does. Any member routes the events of its own targets and
+sources. With a `leader` given, every change to timers and groups starts from the table and is made by
+one member at a time (alerts/shared_state.py), so the member elected next fires what the last one left.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from alerts.occurrences import Occurrence, OccurrenceBuilder, certificate_expiry
 from alerts.recipients import RecipientPolicy
 from alerts.recorded import recorded_crossings, told_of_incidents
 from alerts.rules import DOSSIER_KINDS, RuleConfig
+from alerts.shared_state import SharedRoutingState
 from alerts.templates import RenderedAlert, Templates
 from alerts.timers import (
     Timers,
@@ -62,6 +68,11 @@ from monitor.store import SqlStore
 __all__ = ["ROUTED_EVENTS", "Router", "recorded_crossings"]
 
 log = structlog.get_logger("alerts.router")
+
+
+def _always() -> bool:
+    return True
+
 
 ROUTED_EVENTS: tuple[type[Event], ...] = (
     TargetStateChanged,
@@ -98,6 +109,7 @@ class Router:
         digest: Digest | None = None,
         timers: Timers | None = None,
         cert_expiry: Callable[[str], float | None] | None = None,
+        leader: Callable[[], bool] | None = None,
     ) -> None:
         self.config = config
         self.directory = directory
@@ -110,6 +122,9 @@ class Router:
         self.timers = timers if timers is not None else Timers()
         self.groups = OutageGroups(self.timers)
         self.cert_expiry = cert_expiry
+        # Several members share the tables: what this one holds in memory may be stale (see above).
+        self.leader: Callable[[], bool] = leader or _always
+        self.state = SharedRoutingState(self.timers.store, self.load, shared=leader is not None)
         self.occurrences = OccurrenceBuilder(calendars, directory, zone)
         self.policy = RecipientPolicy(config, directory, zone)
         # person id → alerts skipped because no channel could reach them.
@@ -186,8 +201,16 @@ class Router:
     # --- periodic work --------------------------------------------------------------------------------
 
     async def tick(self, now: datetime | None = None) -> int:
-        """Fire due timers and outage groups (reminders included); return how many alerts were new."""
-        now = now or self.clock()
+        """Fire due timers and outage groups (reminders included); return how many alerts were new.
+
+        Only on the leader; with replicas, from the timers and groups as the table holds them."""
+        if not self.leader():
+            return 0
+        async with self.state.current():
+            return await self._fire(now or self.clock())
+
+    async def _fire(self, now: datetime) -> int:
+        """`tick`'s work: due timers, then due group messages and reminders."""
         added = 0
         rules = {rule.name: rule for rule in self.config.rules}
         fired: list[str] = []
@@ -465,6 +488,13 @@ class Router:
 
     async def handle_many(self, events: Sequence[Event]) -> int:
         """`handle` each event in order; consecutive crossings are routed together (`route_many`)."""
+        # Crossings change no timer or group: with replicas, only other events wait for the state.
+        touches_state = any(not isinstance(event, DossierThresholdCrossed) for event in events)
+        async with self.state.current(touches_state):
+            return await self._handle_all(events)
+
+    async def _handle_all(self, events: Sequence[Event]) -> int:
+        """`handle_many`'s work."""
         added = 0
         crossings: list[Occurrence] = []
         for event in events:
@@ -495,14 +525,15 @@ class Router:
         """
         added = 0
         told = await told_of_incidents(store)
-        for incident in reversed(await store.incidents(since)):
-            member = Member(
-                incident.id, incident.target, incident.started_at, incident.reason, incident.detail
-            )
-            if incident.started_at >= since:
-                added += await self.incident_opened(member, told=told.get(incident.id, ()))
-            if incident.ended_at is not None:
-                added += await self.incident_closed(replace(member, ended_at=incident.ended_at))
+        async with self.state.current():
+            for incident in reversed(await store.incidents(since)):
+                member = Member(
+                    incident.id, incident.target, incident.started_at, incident.reason, incident.detail
+                )
+                if incident.started_at >= since:
+                    added += await self.incident_opened(member, told=told.get(incident.id, ()))
+                if incident.ended_at is not None:
+                    added += await self.incident_closed(replace(member, ended_at=incident.ended_at))
         added += await self.handle_many(await recorded_crossings(store, since, self.calendars, thresholds))
         if added:
             log.warning("alerts_rederived", since=since.isoformat(), new=added)

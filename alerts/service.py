@@ -79,7 +79,8 @@ class AlertService:
 
     `channels` replaces the channels built from config (tests pass channels on fake gateways);
     `sink` replaces the outbox (then no delivery worker runs); `cert_expiry(target)` may give a
-    target's certificate notAfter (epoch seconds) from the scheduler.
+    target's certificate notAfter (epoch seconds) from the scheduler. `leader()` (replicas: whether this
+    member is the elected one) gates timers, reminders and digests (alerts/router.py, alerts/digest.py).
     """
 
     def __init__(
@@ -95,6 +96,7 @@ class AlertService:
         metrics: AlertMetrics | None = None,
         cert_expiry: Callable[[str], float | None] | None = None,
         supervisor: Supervisor | None = None,
+        leader: Callable[[], bool] | None = None,
     ) -> None:
         self._supervisor = supervisor or Supervisor()
         self.config = config
@@ -118,6 +120,7 @@ class AlertService:
             templates=self.templates,
             timers=self.timers,
             cert_expiry=cert_expiry,
+            leader=leader,
         )
         self.digest = Digest(
             self.alerts.digest,
@@ -128,6 +131,7 @@ class AlertService:
             self.templates,
             config.zone,
             schedule=self.router.policy.schedule_digest,
+            leader=leader,
         )
         self.router.digest = self.digest
         self._given_channels = channels

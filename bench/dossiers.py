@@ -2,6 +2,7 @@
 
     python bench/dossiers.py                 # 100,000 dossiers (about a minute)
     python bench/dossiers.py --dossiers 20000
+    python bench/dossiers.py --postgres postgresql://...   # the store on PostgreSQL (a fresh schema)
 
 Prints: full sync time (fetch in pages of 500 + parse + one transaction + engine); within it, the
 engine's cold evaluation and scheduling of every dossier (CPU of `DeadlineEngine.track`, the pure part
@@ -25,6 +26,7 @@ import tempfile
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from monitor.calendar import CalendarConfig, Calendars, CalendarsConfig, DayEntry
@@ -77,7 +79,7 @@ class TimedTrack:
             self.dossiers += len(dossiers)
 
 
-async def main(count: int, steady_seconds: float, interval: float) -> None:
+async def main(count: int, steady_seconds: float, interval: float, postgres: str | None) -> None:
     clock = Clock(datetime.now(HCM))
     folder_sim = tempfile.mkdtemp(prefix="tthc-bench-sim-")
     started = time.perf_counter()
@@ -111,18 +113,38 @@ async def main(count: int, steady_seconds: float, interval: float) -> None:
             break
     print(f"simulator (child process): {count:,} dossiers ready in {time.perf_counter() - started:.1f} s")
     try:
-        await _measure(clock, api_base, steady_seconds, interval)
+        await _measure(clock, api_base, steady_seconds, interval, postgres)
     finally:
         child.terminate()
         child.wait(10)
 
 
-async def _measure(clock: Clock, api_base: str, steady_seconds: float, interval: float) -> None:
+def _store(folder: str, clock: Clock, postgres: str | None) -> Any:
+    if postgres is None:
+        return SqliteStore(Path(folder) / "bench.db", clock=clock)
+    from monitor.store import PostgresStore
+
+    return PostgresStore(postgres, schema=f"bench_{Path(folder).name.lower()[-12:]}", clock=clock)
+
+
+def _drop_schema(store: Any, postgres: str | None) -> None:
+    if postgres is not None:
+        import psycopg
+
+        with psycopg.connect(postgres, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA IF EXISTS {store.engine.schema} CASCADE")
+
+
+async def _measure(
+    clock: Clock, api_base: str, steady_seconds: float, interval: float, postgres: str | None
+) -> None:
     rss_before = rss_mb()
     with tempfile.TemporaryDirectory() as folder:
-        store = SqliteStore(Path(folder) / "bench.db", clock=clock)
+        store = _store(folder, clock, postgres)
         await store.open()
-        bus = EventBus()
+        # The bench reads its events only between steps (the daemon's consumers drain all the time):
+        # a queue as large as the storm keeps the engine from waiting on it.
+        bus = EventBus(queue_limit=1_000_000)
         events = bus.subscribe("bench")
         dossiers = DossierStore(store)
         await dossiers.load()
@@ -221,6 +243,7 @@ async def _measure(clock: Clock, api_base: str, steady_seconds: float, interval:
         await manager.stop(5)
         await engine.stop()
         await store.close()
+        _drop_schema(store, postgres)
         print(f"RSS at the end: {current_rss_mb():.0f} MB")
     print(f"peak RSS: {rss_mb():.0f} MB (before the first sync: {rss_before:.0f} MB)")
 
@@ -230,5 +253,6 @@ if __name__ == "__main__":
     parser.add_argument("--dossiers", type=int, default=100_000)
     parser.add_argument("--steady", type=float, default=20.0, help="seconds of steady state to measure")
     parser.add_argument("--interval", type=float, default=120.0, help="incremental sync interval, seconds")
+    parser.add_argument("--postgres", default=None, help="a PostgreSQL URL (default: a SQLite file)")
     args = parser.parse_args()
-    asyncio.run(main(args.dossiers, args.steady, args.interval))
+    asyncio.run(main(args.dossiers, args.steady, args.interval, args.postgres))

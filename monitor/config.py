@@ -37,6 +37,7 @@ from monitor.configtypes import (
 from monitor.dossiers.config import SOURCE_TYPES, DossiersConfig
 from monitor.durations import format_duration
 from monitor.logging import LoggingConfig
+from monitor.replicas.config import ReplicasConfig
 from monitor.scheduler import SchedulerConfig
 from monitor.store.config import StoreConfig
 from monitor.targets import (
@@ -88,6 +89,8 @@ class Config(StrictModel):
     api: ApiConfig = Field(default_factory=ApiConfig, validate_default=True)
     status: StatusConfig = StatusConfig()
     store: StoreConfig = StoreConfig()
+    # Used only with a PostgreSQL store (store.url): replicas sharing the work.
+    replicas: ReplicasConfig = ReplicasConfig()
     scheduler: SchedulerConfig = SchedulerConfig()
     logging: LoggingConfig = LoggingConfig()
     targets: list[Target] = Field(default_factory=list)

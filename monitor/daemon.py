@@ -28,8 +28,12 @@ from monitor.logging import register_secrets
 from monitor.maintenance import planned_maintenance
 from monitor.metrics import UPTIME_WINDOWS, Metrics, TargetSeries
 from monitor.reload import RESTART_ONLY, ReloadOutcome, changed_sections
+from monitor.replicas.metrics import ReplicaCollector
+from monitor.replicas.node import Replica, replica_for
+from monitor.replicas.target_states import SharedTargetStates, TargetState, local_states
 from monitor.runtime_metrics import RuntimeCollector
-from monitor.scheduler import Scheduler
+from monitor.scheduler import Scheduler, Target
+from monitor.store.engine import DB_ERRORS
 from monitor.store.heartbeat import Heartbeat
 from monitor.store.open import store_from_config
 from monitor.supervisor import Supervisor
@@ -40,6 +44,8 @@ __all__ = ["Daemon", "config_secrets"]
 log = structlog.get_logger("monitor.daemon")
 
 UPTIME_REFRESH_SECONDS = 60.0
+# After a failed re-share (the store failing half-way), the rest is tried again this much later.
+REASSIGN_RETRY_SECONDS = 1.0
 
 
 def config_secrets(config: Config) -> list[str]:
@@ -134,6 +140,13 @@ class Daemon:
         # Every long-lived loop runs under it: a crash is logged, counted, restarted and shown by /readyz.
         self.supervisor = Supervisor()
         self.store = store_from_config(config.store, clock=clock, supervisor=self.supervisor)
+        # On PostgreSQL a member sharing the work; on SQLite the sole process, owning everything.
+        self.replica = replica_for(self.store, config.replicas, supervisor=self.supervisor, clock=clock)
+        # Replicas: each member publishes its targets' live states here and the API reads them all.
+        self._shared_states = (
+            SharedTargetStates(self.store, self.replica.id) if isinstance(self.replica, Replica) else None
+        )
+        self._ownership_changed = asyncio.Event()
         self.metrics.register(RuntimeCollector(self.store, self.supervisor, self.bus))
         self.heartbeat = Heartbeat(self.store, config.store.heartbeat_interval, clock, self.supervisor)
         self.scheduler = Scheduler(
@@ -150,8 +163,13 @@ class Daemon:
         )
         self.uptime: Mapping[tuple[str, str], float] = {}
         self.target_series = TargetSeries(self.scheduler, lambda: self.uptime)
-        self.dossiers = DossierService(config, self.store, self.bus, clock, supervisor=self.supervisor)
+        self.dossiers = DossierService(
+            config, self.store, self.bus, clock, supervisor=self.supervisor, leader=self._leads
+        )
         self.metrics.register(self.dossiers.collector)
+        self.metrics.register(
+            ReplicaCollector(self.replica, lambda: len(self.scheduler.targets), self._owned_source_count)
+        )
         self.calendars = self.dossiers.calendars
         self.alerts = AlertService(
             config,
@@ -159,9 +177,12 @@ class Daemon:
             self.bus,
             self.calendars,
             clock,
-            metrics=AlertMetrics(self.metrics.registry),
+            metrics=AlertMetrics(self.metrics.registry, leader=self._leads),
             cert_expiry=self._cert_expiry,
             supervisor=self.supervisor,
+            # Replicas: timers, reminders and digests fire on the leader only, from the shared tables.
+            # Alone (SQLite) nothing is injected, so routing keeps its in-memory state and speed.
+            leader=self._leads if self.shares_work else None,
         )
         self._runner: web.AppRunner | None = None
         self._background: list[asyncio.Task[None]] = []
@@ -171,6 +192,40 @@ class Daemon:
 
     def now(self) -> datetime:
         return self._clock()
+
+    async def target_states(self) -> Mapping[str, TargetState]:
+        """Every target's live state: this process's trackers, or with replicas the published ones."""
+        if self._shared_states is None:
+            return local_states(self.scheduler.trackers, self.scheduler.open_incident_id)
+        return await self._shared_states.read(target.name for target in self.config.targets)
+
+    async def _publish_target_states(self, shared: SharedTargetStates, interval: float) -> None:
+        while True:
+            try:
+                states = local_states(self.scheduler.trackers, self.scheduler.open_incident_id)
+                await shared.publish(states, self.now())
+            except DB_ERRORS as exc:
+                # The API shows the last published states meanwhile; the next round writes them all.
+                log.warning("target_states_publish_failed", error=type(exc).__name__)
+            await asyncio.sleep(interval)
+
+    def _leads(self) -> bool:
+        return self.replica.is_leader
+
+    @property
+    def shares_work(self) -> bool:
+        """Whether replicas share this store (PostgreSQL): then each probes and syncs only its share."""
+        return isinstance(self.replica, Replica)
+
+    def _owned_targets(self, config: Config) -> list[Target]:
+        return [target for target in config.targets if self.replica.owns(f"target:{target.name}")]
+
+    def _owned_sources(self) -> set[str]:
+        return {name for name in self.dossiers.sync.sources if self.replica.owns(f"source:{name}")}
+
+    def _owned_source_count(self) -> int:
+        sync = self.dossiers.sync
+        return sum(1 for name in sync.sources if sync.runs(name))
 
     def _cert_expiry(self, target: str) -> float | None:
         tracker = self.scheduler.trackers.get(target)
@@ -182,10 +237,26 @@ class Daemon:
         await self.store.open()
         # Before the scheduler resumes open incidents: they end at the last probe before this run.
         await self.heartbeat.start()
+        # Joined before anything is started: what this member owns follows from the live members.
+        await self.replica.start()
         # Alerts subscribe to the bus before anything can publish, so no event is missed.
         await self.alerts.start()
-        await self.dossiers.start()
-        await self.scheduler.start(self.config.targets)
+        replica, shared = self.replica, self._shared_states
+        if isinstance(replica, Replica) and shared is not None:
+            await self.dossiers.start(owned=self._owned_sources())
+            owned = self._owned_targets(self.config)
+            elsewhere = {target.name for target in self.config.targets} - {target.name for target in owned}
+            await self.scheduler.start(owned, elsewhere=elsewhere)
+            replica.on_change(self._on_replica_change)
+            self._background.append(self.supervisor.spawn("replica-ownership", self._follow_ownership))
+            self._background.append(
+                self.supervisor.spawn(
+                    "replica-target-states", lambda: self._publish_target_states(shared, replica.interval)
+                )
+            )
+        else:
+            await self.dossiers.start()
+            await self.scheduler.start(self.config.targets)
         _tune_runtime()
         self.metrics.config_reload_successful.set(1)
         self.metrics.config_reload_timestamp.set(time.time())
@@ -217,6 +288,43 @@ class Daemon:
         assert self.listen_address is not None
         host, port = self.listen_address
         return f"http://{host}:{port}"
+
+    async def _on_replica_change(self) -> None:
+        # Called from the heartbeat: the work happens in its own task, so heartbeats never wait on it.
+        self._ownership_changed.set()
+
+    async def _follow_ownership(self) -> None:
+        leading = self.replica.is_leader
+        while True:
+            await self._ownership_changed.wait()
+            self._ownership_changed.clear()
+            try:
+                async with self._reload_lock:
+                    await self._reassign()
+            except Exception:
+                # The store failed half-way (what was applied stays applied): try the rest again.
+                log.exception("replica_reassign_failed", member=self.replica.id)
+                await asyncio.sleep(REASSIGN_RETRY_SECONDS)
+                self._ownership_changed.set()
+                continue
+            if self.replica.is_leader and not leading:
+                # The figures of the shared tables are exported from now on: fresh, not from start-up.
+                await self.dossiers.refresh_aggregates()
+            leading = self.replica.is_leader
+
+    async def _reassign(self) -> None:
+        """Probe and sync exactly what this member owns now (after a membership or config change)."""
+        owned = self._owned_targets(self.config)
+        await self.scheduler.reassign(owned)
+        await self.dossiers.reassign(self._owned_sources())
+        log.info(
+            "replica_ownership",
+            member=self.replica.id,
+            members=len(self.replica.members),
+            targets=len(owned),
+            sources=self._owned_source_count(),
+            leader=self.replica.is_leader,
+        )
 
     async def _refresh_uptime(self) -> None:
         while True:
@@ -277,7 +385,9 @@ class Daemon:
         # Phase 2: swap. Each step keeps what it does not change running (in-flight alerts included).
         register_secrets(config_secrets(applied))
         try:
-            await self.scheduler.reload(applied.targets)
+            # Ownership depends only on the names and the live members, so a reload keeps each target
+            # with its owner; a replica reloads its own share, and new sources are shared out below.
+            await self.scheduler.reload(self._owned_targets(applied) if self.shares_work else applied.targets)
             await self.dossiers.apply_reload(dossiers)
             await self.alerts.apply_reload(alerts, self.config.scheduler.shutdown_grace.total_seconds())
         except Exception:
@@ -287,6 +397,8 @@ class Daemon:
                 ["applying the new config failed part-way; see the daemon's log"], apply_failed=True
             )
         self.config = applied
+        if self.shares_work:
+            await self._reassign()
         details = {
             "people_removed": list(alerts.removed_people),
             "channels_rebuilt": sorted(alerts.channels),
@@ -327,6 +439,8 @@ class Daemon:
             # Last: alerts route what the others published while stopping, then the worker stops.
             ("alerts", lambda: self.alerts.stop(grace)),
             ("background", cancel_background),
+            # A clean leave: the other members take this one's share at their next heartbeat.
+            ("replica", self.replica.stop),
             # The run ends (stopped_at) before the store closes: uptime counts only running time.
             ("heartbeat", self.heartbeat.stop),
             ("store", self.store.close),

@@ -16,7 +16,7 @@ from monitor.config import Config
 __all__ = ["RESTART_ONLY", "ReloadOutcome", "changed_sections"]
 
 # Sections a reload does not apply: it logs (and reports) that a restart is needed.
-RESTART_ONLY = ("listen", "store", "timezone", "scheduler", "logging")
+RESTART_ONLY = ("listen", "store", "replicas", "timezone", "scheduler", "logging")
 
 
 def changed_sections(old: Config, new: Config) -> tuple[tuple[str, ...], tuple[str, ...]]:

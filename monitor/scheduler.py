@@ -32,7 +32,7 @@ import heapq
 import itertools
 import random
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -162,14 +162,57 @@ class Scheduler:
         # Targets whose first probe after a restart decides a suspended incident.
         self._suspended: set[str] = set()
 
-    async def start(self, targets: Sequence[Target]) -> None:
-        """Resume health and open incidents from the store, then start one loop per target."""
-        latest = await self.store.latest_health()
-        open_incidents = {incident.target: incident for incident in await self.store.open_incidents()}
-        suspended_at = await self._suspend_open_incidents(open_incidents.values())
+    async def start(self, targets: Sequence[Target], *, elsewhere: Collection[str] = ()) -> None:
+        """Resume health and open incidents from the store, then start one loop per target.
+
+        `elsewhere` (replicas): targets other members own; their open incidents are theirs to continue,
+        left untouched here. Open incidents of targets no longer configured are closed as before.
+        """
+        self._admit(targets)
+        await self._resume(targets, skip=set(elsewhere), only=False)
         self._incident_writer = self._supervisor.spawn("incident-writer", self._write_incidents)
         self.running = True
+        self._dispatcher = self._supervisor.spawn("probe-dispatcher", self._dispatch)
+
+    async def reassign(self, targets: Sequence[Target]) -> None:
+        """Ownership changed (replicas): probe exactly `targets` from now on.
+
+        A target given up keeps its open incident open: its new owner continues it. A target taken over
+        resumes from the store as after a restart (see the module docstring): its open incident is
+        closed at the last stored probe, and its first probe here either continues it (same id, no new
+        alert) or ends it there. Targets kept are left as they are.
+        """
+        wanted = {target.name: target for target in targets}
+        for name in [name for name in self.trackers if name not in wanted]:
+            self._release(name)
+        gained = [target for name, target in wanted.items() if name not in self.trackers]
         self._admit(targets)
+        if gained:
+            await self._resume(gained, skip=set(), only=True)
+            log.info("targets_taken_over", count=len(gained), owned=len(self.trackers))
+
+    def _release(self, name: str) -> None:
+        """Stop probing a target another member now owns, without closing its incident."""
+        self.trackers.pop(name, None)
+        self.targets.pop(name, None)
+        # Heap entries are skipped (no generation); a probe in flight finds no tracker and is dropped.
+        self._generation.pop(name, None)
+        self.slow.discard(name)
+        self._suspended.discard(name)
+        self._open_incidents.pop(name, None)
+
+    async def _resume(self, targets: Sequence[Target], *, skip: set[str], only: bool) -> None:
+        """Trackers for `targets` from the stored health and open incidents (suspended, see the module
+        docstring), each scheduled. Incidents of targets in `skip` are left alone; with `only`, so are
+        those of every target not in `targets`."""
+        latest = await self.store.latest_health()
+        names = {target.name for target in targets}
+        open_incidents = {
+            incident.target: incident
+            for incident in await self.store.open_incidents()
+            if incident.target not in skip and (incident.target in names or not only)
+        }
+        suspended_at = await self._suspend_open_incidents(open_incidents.values())
         for target in targets:
             tracker = self._tracker_for(target)
             incident = open_incidents.get(target.name)
@@ -187,7 +230,6 @@ class Scheduler:
             if incident is not None or health is not Health.UNKNOWN:
                 tracker.resume(health, incident.started_at if incident else None)
             self._schedule_first(target)
-        self._dispatcher = self._supervisor.spawn("probe-dispatcher", self._dispatch)
 
     def _admit(self, targets: Sequence[Target]) -> None:
         saturation = scheduler_saturation(targets, self.max_concurrency)

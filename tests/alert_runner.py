@@ -1,10 +1,11 @@
 """A stand-in daemon for tests/test_alert_crash.py: an alert storm through the real outbox and worker.
 
-    TTHC_ESMS_API_KEY=... TTHC_ESMS_SECRET_KEY=... python -m tests.alert_runner --store FILE --url URL
+    TTHC_ESMS_API_KEY=... TTHC_ESMS_SECRET_KEY=... python -m tests.alert_runner --store JSON --url URL
 
-Opens the store, enqueues `--count` due-soon alerts (idempotent: a restart re-enqueues the same keys, as
-the router re-derives alerts after a crash), runs the delivery worker against an eSMS endpoint until
-nothing is left to send, then prints one JSON line of figures. The test kills it with SIGKILL mid-storm.
+Opens the store (`--store`: the `store:` section as JSON, SQLite or PostgreSQL: `stores.config(path)`),
+enqueues `--count` due-soon alerts (idempotent: a restart re-enqueues the same keys, as the router
+re-derives alerts after a crash), runs the delivery worker against an eSMS endpoint until nothing is left
+to send, then prints one JSON line of figures. The test kills it with SIGKILL mid-storm.
 """
 
 from __future__ import annotations
@@ -14,8 +15,7 @@ import asyncio
 import json
 import os
 import sys
-from datetime import UTC, datetime
-from pathlib import Path
+from datetime import UTC, datetime, timedelta
 
 from pydantic import TypeAdapter
 
@@ -25,7 +25,8 @@ from alerts.delivery import DeliveryWorker
 from alerts.model import AlertKind, AlertStatus, NewAlert, Severity
 from alerts.outbox import Outbox
 from monitor.logging import configure_logging, register_secrets
-from monitor.store import SqliteStore
+from monitor.store.config import StoreConfig
+from monitor.store.open import store_from_config
 
 __all__ = ["storm_alerts"]
 
@@ -69,8 +70,8 @@ async def main(args: argparse.Namespace) -> int:
             "concurrency": args.concurrency,
         }
     )
-    async with SqliteStore(Path(args.store)) as store:
-        outbox = Outbox(store)
+    async with store_from_config(StoreConfig.model_validate(json.loads(args.store))) as store:
+        outbox = Outbox(store, claim_lease=timedelta(seconds=args.claim_lease))
         # Enqueue before the worker recovers: on a restart these are all known keys (0 new).
         added = 0
         alerts = storm_alerts(args.count, datetime.now(UTC))
@@ -107,7 +108,8 @@ async def main(args: argparse.Namespace) -> int:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--store", required=True)
+    parser.add_argument("--store", required=True, help="the store: section, as JSON")
+    parser.add_argument("--claim-lease", type=float, default=15.0, help="seconds (PostgreSQL takeovers)")
     parser.add_argument("--url", required=True)
     parser.add_argument("--count", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=8)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -12,7 +14,7 @@ from alerts.model import AlertKind, NewAlert, Severity
 from tests.fakes.esms import FakeEsms
 from tests.fakes.zalo import FakeZalo
 
-__all__ = ["CODE", "PHONE", "START", "Clock", "esms_config", "new_alert", "zns_config"]
+__all__ = ["CODE", "PHONE", "START", "Clock", "esms_config", "new_alert", "until", "zns_config"]
 
 PHONE = "84912345678"
 CODE = "000.00.12.H12-221005-0001"
@@ -96,3 +98,13 @@ def zns_config(fake: FakeZalo, refresh_token: str, name: str = "zalo", **overrid
         **overrides,
     }
     return _ADAPTER.validate_python(data)
+
+
+async def until(condition: Callable[[], bool], seconds: float, what: str) -> None:
+    """Wait until `condition()` holds (polled), failing with `what` after `seconds`."""
+    try:
+        async with asyncio.timeout(seconds):
+            while not condition():  # noqa: ASYNC110 - the fakes have no event to wait on
+                await asyncio.sleep(0.01)
+    except TimeoutError:
+        raise AssertionError(f"not within {seconds:g}s: {what}") from None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -21,7 +21,7 @@ from alerts.timers import Timers
 from monitor.calendar import Calendars
 from monitor.config import Config, load_config_text
 from monitor.events import DossierThresholdCrossed, EventBus
-from monitor.store import SqliteStore
+from monitor.store import SqlStore
 
 __all__ = [
     "CODE",
@@ -142,15 +142,26 @@ def crossing(
     )
 
 
-def make_router(config: Config, store: SqliteStore, clock: Clock) -> Router:
-    """A router as the service builds it: real outbox, timers table and digest on `store`."""
+def make_router(
+    config: Config, store: SqlStore, clock: Clock, leader: Callable[[], bool] | None = None
+) -> Router:
+    """A router as the service builds it: real outbox, timers table and digest on `store`; `leader`: a
+    replica's election (None: one daemon)."""
     alerts = config.alerts
     directory = Directory(alerts.directory)
     calendars = Calendars(config.calendars, ZONE)
     templates = Templates(alerts.templates)
     outbox = Outbox(store, clock)
     router = Router(
-        alerts, directory, calendars, outbox, clock, ZONE, templates=templates, timers=Timers(store)
+        alerts,
+        directory,
+        calendars,
+        outbox,
+        clock,
+        ZONE,
+        templates=templates,
+        timers=Timers(store),
+        leader=leader,
     )
     router.digest = Digest(
         alerts.digest,
@@ -161,11 +172,12 @@ def make_router(config: Config, store: SqliteStore, clock: Clock) -> Router:
         templates,
         ZONE,
         schedule=router.policy.schedule_digest,
+        leader=leader,
     )
     return router
 
 
-async def outbox_rows(store: SqliteStore) -> list[dict[str, Any]]:
+async def outbox_rows(store: SqlStore) -> list[dict[str, Any]]:
     rows = await store.reader.execute_fetchall(
         "SELECT dedupe_key, person_id, kind, severity, channels, text, not_before, phone,"
         " coalesce(deliver_by, not_before) FROM alert_outbox ORDER BY id"
@@ -196,7 +208,7 @@ def to_fake_sms(section: dict[str, Any], esms: Any) -> dict[str, Any]:
 
 
 @asynccontextmanager
-async def running_service(config: Config, store: SqliteStore) -> AsyncIterator[tuple[AlertService, EventBus]]:
+async def running_service(config: Config, store: SqlStore) -> AsyncIterator[tuple[AlertService, EventBus]]:
     """An AlertService started on `store` with its own bus, stopped (grace 2 s) on leaving."""
     bus = EventBus()
     service = AlertService(config, store, bus, Calendars(config.calendars, config.zone))

@@ -10,13 +10,13 @@ it those tests skip, saying why; with TTHC_REQUIRE_POSTGRES=1 (CI) they fail ins
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
 import sqlite3
 import uuid
 from collections.abc import Sequence
-from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,6 @@ import psycopg
 import pytest
 
 from monitor.store import PostgresStore, SqliteStore, SqlStore
-from monitor.store.engine import postgres_sql
 
 __all__ = ["ENGINES", "StoreFactory", "postgres_url", "require_postgres"]
 
@@ -76,6 +75,32 @@ class StoreFactory:
         options.pop("busy_timeout", None)
         return PostgresStore(self.url, schema=self.schema(path), **options)
 
+    async def open_readonly(self, path: Path | str, **options: Any) -> SqlStore:
+        """An opened read-only store on the same database as `new(path)` (the CLI's view)."""
+        if self.url is None:
+            return await SqliteStore.open_readonly(path, **options)
+        return await PostgresStore.open_readonly(self.url, schema=self.schema(path), **options)
+
+    def connect(self, path: Path | str) -> Any:
+        """A plain synchronous connection to `path`'s database (sqlite3, or psycopg in its schema),
+        autocommit, for inspecting or tampering with the schema the way an operator's shell would."""
+        if self.url is None:
+            return sqlite3.connect(path, isolation_level=None)
+        return psycopg.connect(self.url, autocommit=True, options=f"-c search_path={self.schema(path)}")
+
+    def has_table(self, path: Path | str, name: str) -> bool:
+        """Whether `path`'s database holds a table (or index) called `name`."""
+        conn = self.connect(path)
+        try:
+            if self.url is None:
+                sql = f"SELECT 1 FROM sqlite_master WHERE name = '{name}'"
+            else:
+                sql = f"SELECT to_regclass('{self.schema(path)}.{name}')"
+            row = conn.execute(sql).fetchone()
+        finally:
+            conn.close()
+        return row is not None and row[0] is not None
+
     def config(self, path: Path | str) -> dict[str, Any]:
         """The `store:` section of a daemon config for a store at `path` (subprocess tests)."""
         if self.url is None:
@@ -83,15 +108,13 @@ class StoreFactory:
         return {"url": self.url, "schema": self.schema(path)}
 
     def query(self, path: Path | str, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        """The rows of one statement (`?` placeholders) on the store at `path`, read from outside the
-        daemon under test, as an operator's shell would."""
+        """Rows of `sql` (`?` placeholders) read through a connection of its own: only what is committed."""
         if self.url is None:
-            with closing(sqlite3.connect(path)) as conn:
-                return conn.execute(sql, tuple(params)).fetchall()
-        text, _numbered = postgres_sql(sql)
+            with contextlib.closing(sqlite3.connect(path)) as conn:
+                return conn.execute(sql, params).fetchall()
         options = f"-c search_path={self.schema(path)}"
-        with psycopg.connect(self.url, autocommit=True, options=options) as conn:
-            return [tuple(row) for row in conn.execute(text, tuple(params)).fetchall()]
+        with psycopg.connect(self.url, autocommit=True, options=options) as pg:
+            return pg.execute(sql.replace("?", "%s"), params).fetchall()
 
     def drop(self) -> None:
         if self.url is None or not self._schemas:

@@ -17,8 +17,9 @@ import pytest
 from monitor.cli.main import main
 from monitor.model import FailureReason, Health, ProbeOutcome
 from monitor.store import ProbeResult, SqliteStore
-from monitor.store.backup import backup_store
+from monitor.store.backup import backup_source, backup_store
 from monitor.store.base import StoreError
+from monitor.store.config import StoreConfig
 
 REPO = Path(__file__).resolve().parent.parent
 TIMEOUT = ProbeOutcome(success=False, reason=FailureReason.TIMEOUT, detail="timed out")
@@ -203,3 +204,12 @@ async def test_a_backup_run_as_root_leaves_the_store_files_to_their_owner(tmp_pa
     os.chown(path, 4321, 4321)
     backup_store(path, tmp_path / "copy.db")
     assert owners(path) == {(4321, 4321)}
+
+
+def test_a_postgresql_store_is_refused_with_a_pointer_to_pg_dump(tmp_path: Path) -> None:
+    """The online copy is SQLite's: a `store.url` gets one line naming pg_dump; a path gets the file."""
+    postgres = StoreConfig.model_validate({"url": "postgresql://monitor@127.0.0.1:5432/tthc"})
+    with pytest.raises(StoreError, match="pg_dump") as refused:
+        backup_source(postgres)
+    assert "\n" not in str(refused.value)
+    assert backup_source(StoreConfig.model_validate({"path": str(tmp_path / "s.db")})) == tmp_path / "s.db"

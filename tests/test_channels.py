@@ -51,6 +51,7 @@ from tests.fakes.esms import FakeEsms
 from tests.fakes.speedsms import FakeSpeedSms
 from tests.fakes.webhook import FakeWebhookReceiver
 from tests.fakes.zalo import FakeZalo
+from tests.store_engines import StoreFactory
 
 ZONE = ZoneInfo("Asia/Ho_Chi_Minh")
 PHONE = "84912345678"
@@ -601,15 +602,13 @@ async def test_restart_resumes_with_newest_refresh_token(zalo: FakeZalo, tmp_pat
     assert initial not in zalo.valid_refresh_tokens
 
 
-async def test_restart_with_the_daemon_store(zalo: FakeZalo, tmp_path: Path) -> None:
-    """The same rotation survives restarts on the daemon's own SqliteStore key/value table."""
-    from monitor.store.sqlite import SqliteStore
-
+async def test_restart_with_the_daemon_store(stores: StoreFactory, zalo: FakeZalo, tmp_path: Path) -> None:
+    """The same rotation survives restarts on the daemon's own store's key/value table (both engines)."""
     config = zns_config(zalo, zalo.issue_refresh_token())
     for run in range(3):
         if run == 2:
             zalo.expire_access_tokens()
-        async with SqliteStore(tmp_path / "monitor.db") as store:
+        async with stores.new(tmp_path / "monitor.db") as store:
             deps = ChannelDeps(kv=store)
             try:
                 await create_channel(config, deps).send(message(f"run-{run}"))

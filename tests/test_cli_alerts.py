@@ -1,4 +1,7 @@
-"""`tthc-monitor alerts`: whole identifiers; for a pending alert, when it goes out and what it waits for."""
+"""`tthc-monitor alerts`: whole identifiers; for a pending alert, when it goes out and what it waits for.
+
+SQLite only: `list_alerts` reads the store file named by `store.path` (the CLI's read of a PostgreSQL
+store belongs with the CLI)."""
 
 from __future__ import annotations
 

@@ -125,9 +125,7 @@ async def test_backup_of_a_postgresql_store_points_to_pg_dump(tmp_path: Path) ->
     """`backup` with a PostgreSQL config refuses in one line naming pg_dump, without the password."""
     config = _write_config(tmp_path / "config.json", {"url": UNREACHABLE})
     result, _ = tthc_monitor("backup", str(tmp_path / "copy.db"), "--config", str(config))
-    line = assert_one_line_failure(
-        result, "the store is PostgreSQL (postgresql://tthc@127.0.0.1:1/tthc)", "pg_dump"
-    )
+    line = assert_one_line_failure(result, "the store is on PostgreSQL", "pg_dump")
     assert PASSWORD not in result.stdout + result.stderr and "Traceback" not in line
     assert not (tmp_path / "copy.db").exists()
 

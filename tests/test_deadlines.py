@@ -1,4 +1,4 @@
-"""The deadline engine on a real SQLite store: states, scheduled crossings, restarts, pauses, outages."""
+"""The deadline engine on a real store, both engines: states, crossings, restarts, pauses, outages."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from monitor.calendar import Calendars, CalendarsConfig
 from monitor.dossiers.config import DossiersConfig, parse_working_amount
 from monitor.dossiers.model import DossierStatus
 from monitor.events import DossierThresholdCrossed
-from tests.dossier_helpers import HCM, Clock, at, dossier, hours, tracking
+from tests.dossier_helpers import HCM, Clock, at, closed_incident, dossier, hours, tracking
+from tests.store_engines import StoreFactory
 
 DUE = at(13, 17)  # Friday 17:00
 WARN_2D = at(11, 17)  # 16 working hours before: Wednesday 17:00
@@ -39,10 +40,10 @@ def test_working_amounts_and_config_validation() -> None:
     assert DossiersConfig().threshold_amounts[0].hours_in(8) == 16
 
 
-async def test_crossings_fire_at_their_instant_exactly_once(tmp_path: Path) -> None:
+async def test_crossings_fire_at_their_instant_exactly_once(stores: StoreFactory, tmp_path: Path) -> None:
     """The heap wakes at each crossing instant (not before), and each crossing is published once."""
     clock = Clock(at(9, 9))
-    async with tracking(tmp_path / "s.db", clock) as t:
+    async with tracking(stores, tmp_path / "s.db", clock) as t:
         assert await t.put([dossier("A-1", DUE)], clock.now) == 0
         assert t.engine.state_of("A-1") == "on_track"
         assert t.engine.next_wakeup() == WARN_2D
@@ -74,16 +75,16 @@ async def test_crossings_fire_at_their_instant_exactly_once(tmp_path: Path) -> N
         ]
 
 
-async def test_restart_never_publishes_a_crossing_twice(tmp_path: Path) -> None:
+async def test_restart_never_publishes_a_crossing_twice(stores: StoreFactory, tmp_path: Path) -> None:
     """A new engine on the same file resumes: what was published stays published; later ones still fire."""
     clock = Clock(at(9, 9))
     path = tmp_path / "s.db"
-    async with tracking(path, clock) as t:
+    async with tracking(stores, path, clock) as t:
         await t.put([dossier("A-1", DUE), dossier("B-2", at(20, 17))], clock.now)
         assert await t.engine.run_due(WARN_2D) == 1
         first_id = t.drain()[0].crossing_id
     clock.set(at(12, 9))
-    async with tracking(path, clock) as t:
+    async with tracking(stores, path, clock) as t:
         assert await t.engine.load() == 0
         assert t.engine.tracked == 2 and t.engine.state_of("A-1") == "due_soon"
         assert t.drain() == []
@@ -92,7 +93,7 @@ async def test_restart_never_publishes_a_crossing_twice(tmp_path: Path) -> None:
         assert event.threshold == "4h" and event.crossing_id != first_id
     # Stopped across the due time: on restart only the overdue crossing is published, 4h stays once.
     clock.set(at(16, 8))
-    async with tracking(path, clock) as t:
+    async with tracking(stores, path, clock) as t:
         assert await t.engine.load() == 1
         assert crossings(t.drain()) == [("A-1", "overdue")]
         rows = await t.store.reader.execute_fetchall(
@@ -101,10 +102,12 @@ async def test_restart_never_publishes_a_crossing_twice(tmp_path: Path) -> None:
         assert sorted(rows) == [("2d", 1), ("4h", 1), ("overdue", 1)]
 
 
-async def test_first_seen_late_publishes_only_the_deepest_threshold(tmp_path: Path) -> None:
+async def test_first_seen_late_publishes_only_the_deepest_threshold(
+    stores: StoreFactory, tmp_path: Path
+) -> None:
     """Past 2d and 4h at first sight: only 4h is published, 2d is recorded as suppressed for good."""
     clock = Clock(at(13, 12))
-    async with tracking(tmp_path / "s.db", clock) as t:
+    async with tracking(stores, tmp_path / "s.db", clock) as t:
         assert await t.put([dossier("A-1", DUE), dossier("C-3", at(12, 17))], clock.now) == 2
         assert sorted(crossings(t.drain())) == [("A-1", "4h"), ("C-3", "overdue")]
         history = await t.dossiers.crossings("C-3")
@@ -116,15 +119,17 @@ async def test_first_seen_late_publishes_only_the_deepest_threshold(tmp_path: Pa
         assert t.engine.crossings_suppressed == 3
         assert await t.engine.run_due(DUE) == 1
         assert crossings(t.drain()) == [("A-1", "overdue")]
-    async with tracking(tmp_path / "s.db", clock) as t:
+    async with tracking(stores, tmp_path / "s.db", clock) as t:
         await t.dossiers.load()
         assert await t.engine.load(at(16, 8)) == 0
 
 
-async def test_pause_freezes_and_resume_with_new_due_date_reschedules(tmp_path: Path) -> None:
+async def test_pause_freezes_and_resume_with_new_due_date_reschedules(
+    stores: StoreFactory, tmp_path: Path
+) -> None:
     """No crossing while paused, even past the old due time; a new due date warns again from scratch."""
     clock = Clock(at(9, 9))
-    async with tracking(tmp_path / "s.db", clock) as t:
+    async with tracking(stores, tmp_path / "s.db", clock) as t:
         await t.put([dossier("A-1", DUE)], clock.now)
         assert await t.engine.run_due(WARN_2D) == 1
         t.drain()
@@ -142,10 +147,12 @@ async def test_pause_freezes_and_resume_with_new_due_date_reschedules(tmp_path: 
         assert (event.threshold, event.due_at) == ("2d", new_due)
 
 
-async def test_extension_reschedules_and_old_instants_stay_silent(tmp_path: Path) -> None:
+async def test_extension_reschedules_and_old_instants_stay_silent(
+    stores: StoreFactory, tmp_path: Path
+) -> None:
     """After an extension the old 4h instant passes without an event; the new due date warns at 2d again."""
     clock = Clock(at(9, 9))
-    async with tracking(tmp_path / "s.db", clock) as t:
+    async with tracking(stores, tmp_path / "s.db", clock) as t:
         await t.put([dossier("A-1", DUE)], clock.now)
         assert await t.engine.run_due(WARN_2D) == 1
         t.drain()
@@ -157,14 +164,12 @@ async def test_extension_reschedules_and_old_instants_stay_silent(tmp_path: Path
         assert crossings(t.drain()) == [("A-1", "2d")]
 
 
-async def test_outage_attribution_with_a_known_incident(tmp_path: Path) -> None:
+async def test_outage_attribution_with_a_known_incident(stores: StoreFactory, tmp_path: Path) -> None:
     """An incident of a dossier-system target in the last working day marks the overdue crossing."""
     clock = Clock(at(9, 9))
-    async with tracking(tmp_path / "s.db", clock, targets=["dvc-portal"]) as t:
-        hit = await t.store.open_incident("dvc-portal", at(13, 9), "timeout", "")
-        await t.store.close_incident(hit, at(13, 10))
-        other = await t.store.open_incident("library-site", at(16, 9), "status", "")
-        await t.store.close_incident(other, at(16, 10))
+    async with tracking(stores, tmp_path / "s.db", clock, targets=["dvc-portal"]) as t:
+        hit = await closed_incident(t.store, "dvc-portal", at(13, 9), at(13, 10))
+        await closed_incident(t.store, "library-site", at(16, 9), at(16, 10), "status")
         await t.put([dossier("A-1", DUE), dossier("B-2", at(16, 17))], clock.now)
         await t.engine.run_due(at(17, 8))
         overdue = [e for e in t.drain() if isinstance(e, DossierThresholdCrossed) and e.overdue]
@@ -178,10 +183,10 @@ async def test_outage_attribution_with_a_known_incident(tmp_path: Path) -> None:
         assert row is not None and row.overdue_outage is True and row.state == "overdue"
 
 
-async def test_background_timer_fires_between_syncs(tmp_path: Path) -> None:
+async def test_background_timer_fires_between_syncs(stores: StoreFactory, tmp_path: Path) -> None:
     """With the timer task running, moving the clock past a crossing publishes it without any sync."""
     clock = Clock(at(9, 9))
-    async with tracking(tmp_path / "s.db", clock) as t:
+    async with tracking(stores, tmp_path / "s.db", clock) as t:
         await t.put([dossier("A-1", DUE)], clock.now)
         t.engine.start()
         clock.set(WARN_2D + timedelta(seconds=5))
@@ -196,11 +201,11 @@ async def test_background_timer_fires_between_syncs(tmp_path: Path) -> None:
         assert (event.code, event.threshold) == ("Z-9", "4h")
 
 
-async def test_continuous_calendar_and_computed_due_dates(tmp_path: Path) -> None:
+async def test_continuous_calendar_and_computed_due_dates(stores: StoreFactory, tmp_path: Path) -> None:
     """A continuous-calendar procedure counts 2d as 48 hours; a duration-only dossier gets a due date."""
     calendars = Calendars(CalendarsConfig(procedures={"2.002": "continuous"}), HCM)
     clock = Clock(at(9, 9))
-    async with tracking(tmp_path / "s.db", clock, calendars=calendars) as t:
+    async with tracking(stores, tmp_path / "s.db", clock, calendars=calendars) as t:
         sunday_due = at(15, 9)
         continuous = dossier("K-1", sunday_due, procedure_code="2.002")
         computed = dossier("D-1", None, received_at=at(9, 8), duration_days=3)
@@ -213,10 +218,12 @@ async def test_continuous_calendar_and_computed_due_dates(tmp_path: Path) -> Non
         assert t.engine.timeline(computed).crossings[0][1] == at(10, 8).timestamp()
 
 
-async def test_finished_classification_follows_half_day_sessions(tmp_path: Path) -> None:
+async def test_finished_classification_follows_half_day_sessions(
+    stores: StoreFactory, tmp_path: Path
+) -> None:
     """Returned before the due half-day is early, within it on time, after the due time late."""
     clock = Clock(at(9, 9))
-    async with tracking(tmp_path / "s.db", clock) as t:
+    async with tracking(stores, tmp_path / "s.db", clock) as t:
         done = DossierStatus.FINISHED
         assert t.engine.classify(dossier("E", DUE, status=done, released_at=at(13, 11))) == "early"
         assert t.engine.classify(dossier("O", DUE, status=done, released_at=at(13, 14))) == "on_time"

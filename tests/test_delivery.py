@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
 from prometheus_client import CollectorRegistry, generate_latest
 from structlog.testing import capture_logs
 
@@ -22,13 +21,14 @@ from alerts.circuit import CircuitState
 from alerts.config import AlertsConfig, DeliveryConfig
 from alerts.delivery import DeliveryWorker
 from alerts.model import AlertStatus
-from alerts.outbox import Outbox, OutboxRow
+from alerts.outbox import CLAIM_LEASE, Outbox, OutboxRow
 from monitor.cli.alerts import notify_test
-from monitor.store import SqliteStore
+from monitor.store import SqliteStore, SqlStore
 from tests.alert_support import PHONE, START, Clock, esms_config, new_alert, zns_config
 from tests.fakes.esms import FakeEsms
 from tests.fakes.zalo import FakeZalo
 from tests.promtool import assert_promtool_accepts
+from tests.store_engines import StoreFactory
 
 ESMS_SECRET = "esms-api-key-K7d92mxQ"
 ESMS_SECRET_KEY = "esms-secret-key-Vb31pqZ"
@@ -37,9 +37,7 @@ ESMS_SECRET_KEY = "esms-secret-key-Vb31pqZ"
 class Harness:
     """A store file, its outbox, channels built from configs, a worker and its metrics."""
 
-    def __init__(
-        self, store: SqliteStore, clock: Clock, configs: list[Any], delivery: DeliveryConfig
-    ) -> None:
+    def __init__(self, store: SqlStore, clock: Clock, configs: list[Any], delivery: DeliveryConfig) -> None:
         self.store = store
         self.clock = clock
         self.deps = ChannelDeps(kv=store)
@@ -76,9 +74,9 @@ class Harness:
 
 @asynccontextmanager
 async def harness(
-    tmp_path: Path, clock: Clock, configs: list[Any], **delivery: Any
+    stores: StoreFactory, tmp_path: Path, clock: Clock, configs: list[Any], **delivery: Any
 ) -> AsyncIterator[Harness]:
-    async with SqliteStore(tmp_path / "store.db", clock=clock) as store:
+    async with stores.new(tmp_path / "store.db", clock=clock) as store:
         built = Harness(store, clock, configs, DeliveryConfig.model_validate(delivery))
         try:
             yield built
@@ -107,10 +105,12 @@ def zns_requests(zalo: FakeZalo) -> int:
     return sum(1 for request in zalo.requests if request.path == zalo.ZNS_PATH)
 
 
-async def test_zns_delivery_with_tracking_id(tmp_path: Path, clock: Clock, zalo: FakeZalo) -> None:
+async def test_zns_delivery_with_tracking_id(
+    stores: StoreFactory, tmp_path: Path, clock: Clock, zalo: FakeZalo
+) -> None:
     """An alert goes out through ZNS with its alert_id as tracking_id; sent, timed and reported."""
     config = zns_config(zalo, zalo.issue_refresh_token())
-    async with harness(tmp_path, clock, [config]) as h:
+    async with harness(stores, tmp_path, clock, [config]) as h:
         await h.outbox.enqueue([new_alert(1, channels=("zalo", "sms"))])
         clock.advance(2)
         assert await h.worker.run_once() == 1
@@ -126,12 +126,12 @@ async def test_zns_delivery_with_tracking_id(tmp_path: Path, clock: Clock, zalo:
 
 
 async def test_fallback_to_sms_on_invalid_phone(
-    tmp_path: Path, clock: Clock, zalo: FakeZalo, esms: FakeEsms
+    stores: StoreFactory, tmp_path: Path, clock: Clock, zalo: FakeZalo, esms: FakeEsms
 ) -> None:
     """ZNS -108 (invalid phone) is permanent: the alert moves to eSMS at once and goes out there."""
     zalo.invalid_phones.add(PHONE)
     configs = [zns_config(zalo, zalo.issue_refresh_token()), esms_config(esms)]
-    async with harness(tmp_path, clock, configs) as h:
+    async with harness(stores, tmp_path, clock, configs) as h:
         await h.outbox.enqueue([new_alert(1, channels=("zalo", "sms"))])
         await h.worker.run_once()
         row = await h.row()
@@ -144,12 +144,12 @@ async def test_fallback_to_sms_on_invalid_phone(
 
 
 async def test_fallback_after_repeated_transient_failures(
-    tmp_path: Path, clock: Clock, zalo: FakeZalo, esms: FakeEsms
+    stores: StoreFactory, tmp_path: Path, clock: Clock, zalo: FakeZalo, esms: FakeEsms
 ) -> None:
     """Three 5xx on ZNS, each retried after its backoff (the alert is due tomorrow), then on to SMS."""
     zalo.force_status = 500
     configs = [zns_config(zalo, zalo.issue_refresh_token()), esms_config(esms)]
-    async with harness(tmp_path, clock, configs, fallback_after=3, circuit_failures=10) as h:
+    async with harness(stores, tmp_path, clock, configs, fallback_after=3, circuit_failures=10) as h:
         await h.outbox.enqueue([new_alert(1, channels=("zalo", "sms"), deliver_by=START + timedelta(days=1))])
         delays = []
         for _attempt in range(2):
@@ -169,10 +169,12 @@ async def test_fallback_after_repeated_transient_failures(
         assert h.count("due_soon", "zalo", "retried") == 2 and h.count("due_soon", "zalo", "fallback") == 1
 
 
-async def test_rate_limited_retry_after_is_respected(tmp_path: Path, clock: Clock, esms: FakeEsms) -> None:
+async def test_rate_limited_retry_after_is_respected(
+    stores: StoreFactory, tmp_path: Path, clock: Clock, esms: FakeEsms
+) -> None:
     """HTTP 429 with Retry-After 120: the next attempt is exactly 120 s later and the channel pauses."""
     esms.rate_limited, esms.retry_after = True, 120
-    async with harness(tmp_path, clock, [esms_config(esms)]) as h:
+    async with harness(stores, tmp_path, clock, [esms_config(esms)]) as h:
         await h.outbox.enqueue([new_alert(1)])
         started = clock()
         await h.worker.run_once()
@@ -194,12 +196,12 @@ async def test_rate_limited_retry_after_is_respected(tmp_path: Path, clock: Cloc
 
 
 async def test_gateway_down_then_up_circuit_opens_and_half_opens(
-    tmp_path: Path, clock: Clock, esms: FakeEsms
+    stores: StoreFactory, tmp_path: Path, clock: Clock, esms: FakeEsms
 ) -> None:
     """Down: three failures open the circuit for the backoff base, doubling per failed trial; then all go."""
     esms.down = True
     config = esms_config(esms, concurrency=1)
-    async with harness(tmp_path, clock, [config], circuit_failures=3, circuit_cooldown="60s") as h:
+    async with harness(stores, tmp_path, clock, [config], circuit_failures=3, circuit_cooldown="60s") as h:
         await h.outbox.enqueue([new_alert(number) for number in range(1, 6)])
         await h.worker.run_once()
         circuit = h.worker.circuits["sms"]
@@ -228,11 +230,11 @@ async def test_gateway_down_then_up_circuit_opens_and_half_opens(
 
 
 async def test_open_circuit_sends_alerts_to_their_next_channel(
-    tmp_path: Path, clock: Clock, esms: FakeEsms
+    stores: StoreFactory, tmp_path: Path, clock: Clock, esms: FakeEsms
 ) -> None:
     """AuthError makes a channel unavailable: this alert and later ones move to the next channel at once."""
     configs = [esms_config(esms, name="sms_main", api_key="wrong-key-123456"), esms_config(esms)]
-    async with harness(tmp_path, clock, configs) as h:
+    async with harness(stores, tmp_path, clock, configs) as h:
         await h.outbox.enqueue([new_alert(1, channels=("sms_main", "sms"))])
         await h.worker.run_once()
         assert (await h.row(1)).channel_used == "sms"
@@ -247,7 +249,7 @@ async def test_open_circuit_sends_alerts_to_their_next_channel(
 
 
 async def test_channel_skipped_when_recipient_lacks_its_address(
-    tmp_path: Path, clock: Clock, zalo: FakeZalo, esms: FakeEsms
+    stores: StoreFactory, tmp_path: Path, clock: Clock, zalo: FakeZalo, esms: FakeEsms
 ) -> None:
     """No Zalo user id: zalo_oa is skipped without a request; SMS delivers."""
     oa = {
@@ -264,7 +266,7 @@ async def test_channel_skipped_when_recipient_lacks_its_address(
     from alerts.channels import ChannelConfig
 
     configs = [TypeAdapter(ChannelConfig).validate_python(oa), esms_config(esms)]
-    async with harness(tmp_path, clock, configs) as h:
+    async with harness(stores, tmp_path, clock, configs) as h:
         await h.outbox.enqueue([new_alert(1, channels=("oa", "sms"), zalo_user_id=None)])
         await h.worker.run_once()
         row = await h.row()
@@ -273,10 +275,12 @@ async def test_channel_skipped_when_recipient_lacks_its_address(
         assert h.count("due_soon", "oa", "fallback") == 0
 
 
-async def test_max_age_fails_with_last_error(tmp_path: Path, clock: Clock, esms: FakeEsms) -> None:
+async def test_max_age_fails_with_last_error(
+    stores: StoreFactory, tmp_path: Path, clock: Clock, esms: FakeEsms
+) -> None:
     """An alert not delivered within max_age is failed, keeping the gateway's last error."""
     esms.down = True
-    async with harness(tmp_path, clock, [esms_config(esms)], max_age="1h", circuit_failures=100) as h:
+    async with harness(stores, tmp_path, clock, [esms_config(esms)], max_age="1h", circuit_failures=100) as h:
         await h.outbox.enqueue([new_alert(1)])
         for _round in range(40):
             await h.worker.run_once()
@@ -291,9 +295,11 @@ async def test_max_age_fails_with_last_error(tmp_path: Path, clock: Clock, esms:
         assert h.count("due_soon", "sms", "failed") == 1 and h.worker.failed == 1
 
 
-async def test_same_alert_twice_is_one_row_and_one_send(tmp_path: Path, clock: Clock, esms: FakeEsms) -> None:
+async def test_same_alert_twice_is_one_row_and_one_send(
+    stores: StoreFactory, tmp_path: Path, clock: Clock, esms: FakeEsms
+) -> None:
     """Enqueueing the same dedupe_key again (e.g. re-derived after a restart) never sends twice."""
-    async with harness(tmp_path, clock, [esms_config(esms)]) as h:
+    async with harness(stores, tmp_path, clock, [esms_config(esms)]) as h:
         assert await h.outbox.enqueue([new_alert(1)]) == 1
         assert await h.outbox.enqueue([new_alert(1)]) == 0
         await h.worker.run_once()
@@ -304,11 +310,11 @@ async def test_same_alert_twice_is_one_row_and_one_send(tmp_path: Path, clock: C
 
 
 async def test_recover_after_crash_resends_and_gateways_deduplicate(
-    tmp_path: Path, clock: Clock, esms: FakeEsms, zalo: FakeZalo
+    stores: StoreFactory, tmp_path: Path, clock: Clock, esms: FakeEsms, zalo: FakeZalo
 ) -> None:
     """Rows left in_flight by a crash are resent; eSMS (RequestId) and ZNS (tracking_id) drop the repeats."""
     configs = [esms_config(esms), zns_config(zalo, zalo.issue_refresh_token())]
-    async with harness(tmp_path, clock, configs) as h:
+    async with harness(stores, tmp_path, clock, configs) as h:
         await h.outbox.enqueue([new_alert(1), new_alert(2), new_alert(3, channels=("zalo",))])
         # The crashed process had claimed all three and reached the gateways with two of them.
         claimed = {row.channel: row for row in await h.outbox.claim(clock(), 10) if row.id != 2}
@@ -317,7 +323,10 @@ async def test_recover_after_crash_resends_and_gateways_deduplicate(
         await h.channels["sms"].send(_message(claimed["sms"]))
         await h.channels["zalo"].send(_message(claimed["zalo"]))
         assert (await h.outbox.counts())[AlertStatus.IN_FLIGHT] == 3
-    async with harness(tmp_path, clock, configs) as restarted:
+    if stores.postgres:
+        # Replicas share the table: the crashed process's claims come back once their lease lapsed.
+        clock.advance(CLAIM_LEASE.total_seconds())
+    async with harness(stores, tmp_path, clock, configs) as restarted:
         assert await restarted.outbox.recover() == 3
         await restarted.worker.run_once()
         counts = await restarted.outbox.counts()
@@ -329,29 +338,12 @@ async def test_recover_after_crash_resends_and_gateways_deduplicate(
         assert restarted.count("due_soon", "sms", "duplicate") == 1
 
 
-class StallingEsms(FakeEsms):
-    """eSMS that, while `stalled`, does not answer until `release` is set."""
-
-    stalled = False
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.release = asyncio.Event()
-        self.stalling = asyncio.Event()
-
-    async def _send(self, request: web.Request) -> web.Response:
-        if self.stalled:
-            self.stalling.set()
-            await self.release.wait()
-        return await super()._send(request)
-
-
-async def test_loop_wakes_on_enqueue_and_stops_in_three_steps(tmp_path: Path) -> None:
+async def test_loop_wakes_on_enqueue_and_stops_in_three_steps(stores: StoreFactory, tmp_path: Path) -> None:
     """The running worker sends as soon as alerts are enqueued (not at its poll), and stop() leaves sends
     cut off after the grace period in_flight for recovery."""
     async with (
-        StallingEsms(api_key=ESMS_SECRET, secret_key=ESMS_SECRET_KEY) as esms,
-        SqliteStore(tmp_path / "store.db") as store,
+        FakeEsms(api_key=ESMS_SECRET, secret_key=ESMS_SECRET_KEY) as esms,
+        stores.new(tmp_path / "store.db") as store,
     ):
         deps = ChannelDeps(kv=store)
         channels = build_channels([esms_config(esms)], deps)
@@ -384,14 +376,14 @@ async def test_loop_wakes_on_enqueue_and_stops_in_three_steps(tmp_path: Path) ->
 
 
 async def test_metrics_pass_promtool_and_secrets_stay_out(
-    tmp_path: Path, clock: Clock, zalo: FakeZalo, esms: FakeEsms
+    stores: StoreFactory, tmp_path: Path, clock: Clock, zalo: FakeZalo, esms: FakeEsms
 ) -> None:
     """Every alert series is exposed and valid; no phone, key or token in metrics or logs."""
     refresh_token = zalo.issue_refresh_token()
     zalo.invalid_phones.add(PHONE)
     configs = [zns_config(zalo, refresh_token), esms_config(esms)]
     with capture_logs() as logs:
-        async with harness(tmp_path, clock, configs) as h:
+        async with harness(stores, tmp_path, clock, configs) as h:
             await h.outbox.enqueue([new_alert(n, channels=("zalo", "sms")) for n in range(1, 4)])
             await h.worker.run_once()
             await h.outbox.enqueue([new_alert(9, not_before=clock() + timedelta(hours=1))])
@@ -420,19 +412,24 @@ async def test_metrics_pass_promtool_and_secrets_stay_out(
 
 
 async def test_send_test_and_notify_test(
-    tmp_path: Path, clock: Clock, zalo: FakeZalo, esms: FakeEsms
+    stores: StoreFactory, tmp_path: Path, clock: Clock, zalo: FakeZalo, esms: FakeEsms
 ) -> None:
     """notify-test goes through the outbox: recorded, tried on each channel once, result printed."""
     zalo.invalid_phones.add(PHONE)
     configs = [zns_config(zalo, zalo.issue_refresh_token(), templates={}), esms_config(esms)]
-    async with harness(tmp_path, clock, configs) as h:
+    async with harness(stores, tmp_path, clock, configs) as h:
         row = await h.worker.send_test("can-bo-07", phone=PHONE, zalo_user_id=None, channels=["zalo", "sms"])
         assert (row.status, row.channel_used, row.kind) == (AlertStatus.SENT, "sms", "test")
         assert "Tin nhan thu nghiem" in esms.messages[-1]["content"]
         esms.down = True
         failed = await h.worker.send_test("can-bo-07", phone=PHONE, zalo_user_id=None, channels=["sms"])
         assert failed.status is AlertStatus.FAILED and "http 500" in (failed.last_error or "")
-        esms.down = False
+        assert failed.attempts == 1
+
+
+async def test_notify_test_records_in_the_store_file(tmp_path: Path, esms: FakeEsms) -> None:
+    """`notify-test --store FILE` sends through the file's outbox and prints the result (SQLite only:
+    the CLI's `--store` names a SQLite file)."""
     alerts = AlertsConfig.model_validate(
         {
             "channels": [esms_config(esms).model_dump(mode="python") | {
@@ -446,4 +443,4 @@ async def test_send_test_and_notify_test(
     assert esms.messages[-1]["phone"] == PHONE
     assert await notify_test(tmp_path / "store.db", alerts, "nobody", None, io.StringIO()) == 1
     async with SqliteStore(tmp_path / "store.db") as store:
-        assert (await Outbox(store).counts())[AlertStatus.SENT] == 2
+        assert (await Outbox(store).counts())[AlertStatus.SENT] == 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,11 +18,11 @@ from alerts.config import DeliveryConfig
 from alerts.delivery import DeliveryWorker
 from alerts.model import AlertKind, AlertStatus, NewAlert
 from alerts.outbox import Outbox
-from monitor.store import SqliteStore
-from tests.alert_support import esms_config, new_alert, zns_config
+from tests.alert_support import esms_config, new_alert, until, zns_config
 from tests.fakes import RecordedRequest, ScriptedReply
 from tests.fakes.esms import FakeEsms
 from tests.fakes.zalo import FakeZalo
+from tests.store_engines import StoreFactory
 
 # Tolerance between the worker's clock and the fake's monotonic request log, and for a loaded machine.
 _SKEW = 0.05
@@ -30,9 +30,11 @@ _SLACK = 1.0
 
 
 @asynccontextmanager
-async def running(tmp_path: Path, configs: list[Any], **delivery: Any) -> AsyncIterator[DeliveryWorker]:
-    """A store file, its outbox and a started worker (real clock) over channels built from `configs`."""
-    async with SqliteStore(tmp_path / "store.db") as store:
+async def running(
+    stores: StoreFactory, tmp_path: Path, configs: list[Any], **delivery: Any
+) -> AsyncIterator[DeliveryWorker]:
+    """A store, its outbox and a started worker (real clock) over channels built from `configs`."""
+    async with stores.new(tmp_path / "store.db") as store:
         deps = ChannelDeps(kv=store)
         channels = build_channels(configs, deps)
         worker = DeliveryWorker(Outbox(store), channels, DeliveryConfig.model_validate(delivery))
@@ -44,15 +46,6 @@ async def running(tmp_path: Path, configs: list[Any], **delivery: Any) -> AsyncI
             for channel in channels.values():
                 await channel.close()
             await deps.aclose()
-
-
-async def until(condition: Callable[[], bool], seconds: float, what: str) -> None:
-    try:
-        async with asyncio.timeout(seconds):
-            while not condition():  # noqa: ASYNC110 - the fakes have no event to wait on
-                await asyncio.sleep(0.01)
-    except TimeoutError:
-        raise AssertionError(f"not within {seconds:g}s: {what}") from None
 
 
 async def settled(worker: DeliveryWorker, sent: int) -> None:
@@ -78,13 +71,13 @@ async def esms() -> AsyncIterator[FakeEsms]:
 
 
 async def test_twenty_5xx_in_a_row_delay_delivery_no_more_than_the_backoff(
-    tmp_path: Path, esms: FakeEsms
+    stores: StoreFactory, tmp_path: Path, esms: FakeEsms
 ) -> None:
     """20 consecutive HTTP 500s, then the gateway recovers: everything is delivered within backoff_max."""
     esms.script.extend([ScriptedReply(500, body="Internal Server Error")] * 20)
     config = esms_config(esms, concurrency=4)
     settings = {"backoff_base": "100ms", "backoff_max": "3s", "circuit_cooldown": "2s", "poll_interval": "1s"}
-    async with running(tmp_path, [config], **settings) as worker:
+    async with running(stores, tmp_path, [config], **settings) as worker:
         await worker.outbox.enqueue(alerts_now(10))
         await until(lambda: len(esms.messages) == 10, 15, "all 10 alerts delivered")
         circuit = worker.circuits["sms"]
@@ -97,12 +90,14 @@ async def test_twenty_5xx_in_a_row_delay_delivery_no_more_than_the_backoff(
     assert len({message["request_id"] for message in esms.messages}) == 10
 
 
-async def test_429_pauses_the_channel_for_exactly_retry_after(tmp_path: Path, esms: FakeEsms) -> None:
+async def test_429_pauses_the_channel_for_exactly_retry_after(
+    stores: StoreFactory, tmp_path: Path, esms: FakeEsms
+) -> None:
     """Five sends in flight get 429 Retry-After 2: nothing is sent for 2 s, then all go; circuit closed."""
     esms.script.extend([ScriptedReply(429, {"Retry-After": "2"}, "Too Many Requests")] * 5)
     config = esms_config(esms, concurrency=5)
     settings = {"backoff_base": "1s", "circuit_failures": 5, "circuit_cooldown": "30s", "poll_interval": "1s"}
-    async with running(tmp_path, [config], **settings) as worker:
+    async with running(stores, tmp_path, [config], **settings) as worker:
         await worker.outbox.enqueue(alerts_now(5))
         await until(lambda: len(esms.requests) >= 5, 5, "the five first sends")
         await worker.outbox.enqueue(alerts_now(8)[5:])
@@ -123,7 +118,7 @@ async def test_429_pauses_the_channel_for_exactly_retry_after(tmp_path: Path, es
     [("inf", "backoff"), ("100000000", "backoff_max"), ("-5", "none"), ("in a while", "backoff")],
 )
 async def test_absurd_retry_after_is_bounded_and_the_fallback_used(
-    tmp_path: Path, esms: FakeEsms, retry_after: str, pause: str
+    stores: StoreFactory, tmp_path: Path, esms: FakeEsms, retry_after: str, pause: str
 ) -> None:
     """429 with Retry-After inf, huge, negative or garbage: the pause stays within [0, backoff_max] and an
     alert with a further channel takes it at once when the first one is paused."""
@@ -131,7 +126,7 @@ async def test_absurd_retry_after_is_bounded_and_the_fallback_used(
         esms.script.append(ScriptedReply(429, {"Retry-After": retry_after}, "Too Many Requests"))
         configs = [esms_config(esms, name="sms_main"), esms_config(backup, name="sms_backup")]
         settings = {"backoff_base": "300ms", "backoff_max": "1s", "poll_interval": "1s"}
-        async with running(tmp_path, configs, **settings) as worker:
+        async with running(stores, tmp_path, configs, **settings) as worker:
             later = datetime.now(UTC) + timedelta(days=1)
             alert = alerts_now(1, channels=("sms_main", "sms_backup"), deliver_by=later)[0]
             started = time.time()
@@ -153,12 +148,12 @@ async def test_absurd_retry_after_is_bounded_and_the_fallback_used(
 
 @pytest.mark.parametrize("retry_after", ["inf", "100000000", "-5", "in a while"])
 async def test_absurd_retry_after_without_fallback_retries_within_backoff_max(
-    tmp_path: Path, esms: FakeEsms, retry_after: str
+    stores: StoreFactory, tmp_path: Path, esms: FakeEsms, retry_after: str
 ) -> None:
     """The same values on an alert with a single channel: retried on it no later than backoff_max."""
     esms.script.append(ScriptedReply(429, {"Retry-After": retry_after}, "Too Many Requests"))
     settings = {"backoff_base": "300ms", "backoff_max": "1s", "poll_interval": "1s"}
-    async with running(tmp_path, [esms_config(esms)], **settings) as worker:
+    async with running(stores, tmp_path, [esms_config(esms)], **settings) as worker:
         await worker.outbox.enqueue(alerts_now(1))
         await until(lambda: len(esms.messages) == 1, 3, "the alert delivered on its only channel")
         await settled(worker, 1)
@@ -168,7 +163,9 @@ async def test_absurd_retry_after_without_fallback_retries_within_backoff_max(
     assert (second.received_ns - first.replied_ns) / 1e9 <= 1.0 + _SLACK
 
 
-async def test_unreachable_zns_sends_the_unit_heads_alerts_by_sms(tmp_path: Path, esms: FakeEsms) -> None:
+async def test_unreachable_zns_sends_the_unit_heads_alerts_by_sms(
+    stores: StoreFactory, tmp_path: Path, esms: FakeEsms
+) -> None:
     """ZNS down (connection refused): an alert due now and one whose retry would land after its deliver-by
     go to SMS after one try; one due in four hours after the ZNS retries of the backoff schedule."""
     zalo = FakeZalo()
@@ -184,7 +181,7 @@ async def test_unreachable_zns_sends_the_unit_heads_alerts_by_sms(tmp_path: Path
         new_alert(2, deliver_by=now + timedelta(milliseconds=400), **head),
         new_alert(3, deliver_by=now + timedelta(hours=4), **head),
     ]
-    async with running(tmp_path, configs, **settings) as worker:
+    async with running(stores, tmp_path, configs, **settings) as worker:
         started = time.monotonic_ns()
         await worker.outbox.enqueue(alerts)
         await until(lambda: len(esms.messages) == 3, 6, "all three on SMS")
@@ -202,7 +199,7 @@ async def test_unreachable_zns_sends_the_unit_heads_alerts_by_sms(tmp_path: Path
 
 
 async def test_alert_waiting_out_a_backoff_moves_on_when_its_channel_is_paused(
-    tmp_path: Path, esms: FakeEsms
+    stores: StoreFactory, tmp_path: Path, esms: FakeEsms
 ) -> None:
     """An alert retrying later on a channel moves to its next channel at once when a 429 pauses that
     channel, instead of waiting for its retry to find the channel paused."""
@@ -212,7 +209,7 @@ async def test_alert_waiting_out_a_backoff_moves_on_when_its_channel_is_paused(
         settings = {"backoff_base": "5s", "poll_interval": "1s"}
         later = datetime.now(UTC) + timedelta(days=1)
         waiting, limited = alerts_now(2, channels=("sms_main", "sms_backup"), deliver_by=later)
-        async with running(tmp_path, configs, **settings) as worker:
+        async with running(stores, tmp_path, configs, **settings) as worker:
             await worker.outbox.enqueue([waiting])
             await until(lambda: len(esms.requests) == 1 and esms.requests[0].status == 500, 3, "first try")
             await settled_pending(worker, waiting)
@@ -235,13 +232,13 @@ async def settled_pending(worker: DeliveryWorker, alert: NewAlert) -> None:
 
 
 async def test_sends_queued_behind_the_rate_limit_do_not_go_out_inside_a_429_pause(
-    tmp_path: Path, esms: FakeEsms
+    stores: StoreFactory, tmp_path: Path, esms: FakeEsms
 ) -> None:
     """Four alerts claimed at once on a channel limited to 1/s: the first gets 429 Retry-After 2, and the
     ones still waiting for a token are held back instead of being sent inside the pause."""
     esms.script.append(ScriptedReply(429, {"Retry-After": "2"}, "Too Many Requests"))
     config = esms_config(esms, concurrency=4, rate_per_second=1)
-    async with running(tmp_path, [config], backoff_base="1s", poll_interval="1s") as worker:
+    async with running(stores, tmp_path, [config], backoff_base="1s", poll_interval="1s") as worker:
         await worker.outbox.enqueue(alerts_now(4))
         await until(lambda: len(esms.messages) == 4, 10, "all four delivered after the pause")
         await settled(worker, 4)

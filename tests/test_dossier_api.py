@@ -20,7 +20,8 @@ from monitor.events import EventBus
 from monitor.store import SqliteStore
 from monitor.web.dossiers import add_routes, encode_cursor
 from monitor.web.services import SERVICES
-from tests.dossier_helpers import Clock, at, dossier
+from tests.dossier_helpers import Clock, at, closed_incident, dossier
+from tests.store_engines import StoreFactory
 
 NOW = at(12, 9)  # Thursday 09:00
 
@@ -64,18 +65,17 @@ def sample() -> list[Dossier]:
 
 
 @pytest.fixture
-async def api(tmp_path: Path) -> AsyncIterator[tuple[TestClient, DossierService, int]]:
+async def api(stores: StoreFactory, tmp_path: Path) -> AsyncIterator[tuple[TestClient, DossierService, int]]:
     """A real store with sample dossiers, the dossier routes on an aiohttp test server."""
     clock = Clock(NOW)
     config = Config.model_validate(
         {"targets": [{"type": "http", "name": "dvc", "url": "http://127.0.0.1:9/"}]}
     )
-    store = SqliteStore(tmp_path / "s.db", clock=clock)
+    store = stores.new(tmp_path / "s.db", clock=clock)
     await store.open()
     service = DossierService(config, store, EventBus(), clock, sources=[])
     await service.start(sync=False)
-    incident = await store.open_incident("dvc", at(11, 9), "timeout", "")
-    await store.close_incident(incident, at(11, 10))
+    incident = await closed_incident(store, "dvc", at(11, 9), at(11, 10))
     await put(service, sample(), NOW)
     app = web.Application()
     app[SERVICES] = Host(config, service, clock)  # type: ignore[assignment]
@@ -166,7 +166,7 @@ async def test_dossier_detail_units_and_outage_evidence(api: tuple[TestClient, D
 
 
 def test_cli_lists_dossiers_from_the_store(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """`tthc-monitor dossiers --state due_soon --store FILE` reads the file read-only and prints rows."""
+    """`tthc-monitor dossiers --state due_soon --store FILE` reads the file read-only (SQLite: a file)."""
     path = tmp_path / "s.db"
 
     async def seed() -> None:

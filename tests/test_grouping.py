@@ -17,7 +17,7 @@ from alerts.text import count_segments, unaccent
 from monitor.config import ConfigError
 from monitor.events import IncidentClosed, IncidentOpened
 from monitor.model import FailureReason
-from monitor.store import SqliteStore
+from monitor.store import SqlStore
 from tests.fakes.esms import FakeEsms
 from tests.routing_helpers import (
     Clock,
@@ -30,6 +30,7 @@ from tests.routing_helpers import (
     to_fake_sms,
     wait_for_sms,
 )
+from tests.store_engines import StoreFactory
 
 T0 = local("2026-10-06 10:00")
 TARGETS = ("dichvucong", "motcua", "api-lienthong", "csdl", "cong-thanh-toan", "sms-gateway")
@@ -57,12 +58,12 @@ def keys_of_both(first: int, *messages: str) -> list[str]:
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    async with SqliteStore(tmp_path / "grouping.db") as opened:
+async def store(stores: StoreFactory, tmp_path: Path) -> AsyncIterator[SqlStore]:
+    async with stores.new(tmp_path / "grouping.db") as opened:
         yield opened
 
 
-async def open_five(store: SqliteStore) -> list[int]:
+async def open_five(store: SqlStore) -> list[int]:
     """Five targets of one outage go down within 20 s; returns their incident ids (recorded in the store)."""
     ids = []
     for index, target in enumerate(TARGETS[:5]):
@@ -70,7 +71,7 @@ async def open_five(store: SqliteStore) -> list[int]:
     return ids
 
 
-async def test_five_targets_down_within_group_wait_are_one_message_per_person(store: SqliteStore) -> None:
+async def test_five_targets_down_within_group_wait_are_one_message_per_person(store: SqlStore) -> None:
     """Five incidents within 30 s: nothing before group_wait, then one message each naming all five."""
     router = make_router(load(two_on_call()), store, Clock(T0))
     ids = await open_five(store)
@@ -96,7 +97,7 @@ async def test_five_targets_down_within_group_wait_are_one_message_per_person(st
     assert count_segments(unaccent(rows[0]["text"])) == 1
 
 
-async def test_a_later_target_is_one_follow_up_and_recovery_is_one_message(store: SqliteStore) -> None:
+async def test_a_later_target_is_one_follow_up_and_recovery_is_one_message(store: SqlStore) -> None:
     """A 6th and 7th target later: one follow-up per group_interval; all back: one recovered message."""
     clock = Clock(T0)
     router = make_router(load(two_on_call(group_interval="5m")), store, clock)
@@ -141,10 +142,12 @@ async def test_a_later_target_is_one_follow_up_and_recovery_is_one_message(store
     assert (await outbox_rows(store))[-1]["key"] == "incident:200:down:it-giang"
 
 
-async def test_a_restart_during_group_wait_sends_the_groups_message_exactly_once(tmp_path: Path) -> None:
+async def test_a_restart_during_group_wait_sends_the_groups_message_exactly_once(
+    stores: StoreFactory, tmp_path: Path
+) -> None:
     """The pending group survives a restart: a new router on the same store sends it once, not twice."""
     path = tmp_path / "restart.db"
-    async with SqliteStore(path) as first:
+    async with stores.new(path) as first:
         router = make_router(load(two_on_call()), first, Clock(T0 + timedelta(seconds=20)))
         await router.load()
         ids = await open_five(first)
@@ -153,7 +156,7 @@ async def test_a_restart_during_group_wait_sends_the_groups_message_exactly_once
             await router.handle(IncidentOpened(at, incident_id, TARGETS[index], FailureReason.TIMEOUT))
         assert await outbox_rows(first) == []
     # Restarted 10 s later, still inside group_wait: start-up re-derivation sees the five incidents.
-    async with SqliteStore(path) as second:
+    async with stores.new(path) as second:
         clock = Clock(T0 + timedelta(seconds=25))
         again = make_router(load(two_on_call()), second, clock)
         await again.load()
@@ -170,7 +173,7 @@ async def test_a_restart_during_group_wait_sends_the_groups_message_exactly_once
     assert all(row["text"].startswith("[TTHC] 5 hệ thống NGỪNG HOẠT ĐỘNG") for row in rows)
 
 
-async def tick_losing_group_writes(router: Router, store: SqliteStore, now: datetime) -> int:
+async def tick_losing_group_writes(router: Router, store: SqlStore, now: datetime) -> int:
     """`router.tick(now)`, then the groups' rows put back as they were before it: a crash lost the writes
     that follow the stored messages. Returns how many alerts the tick stored."""
     before = await store.reader.execute_fetchall("SELECT key, fire_at, data FROM alert_timers")
@@ -183,23 +186,25 @@ async def tick_losing_group_writes(router: Router, store: SqliteStore, now: date
     return added
 
 
-async def test_a_crash_between_the_message_and_the_groups_state_sends_it_once(tmp_path: Path) -> None:
+async def test_a_crash_between_the_message_and_the_groups_state_sends_it_once(
+    stores: StoreFactory, tmp_path: Path
+) -> None:
     """The message is stored but the group's row still says "pending": the next flush adds nothing new."""
     path = tmp_path / "crash.db"
-    async with SqliteStore(path) as first:
+    async with stores.new(path) as first:
         router = make_router(load(two_on_call()), first, Clock(T0))
         ids = await open_five(first)
         for index, incident_id in enumerate(ids):
             await router.handle(IncidentOpened(T0, incident_id, TARGETS[index], FailureReason.TIMEOUT))
         assert await tick_losing_group_writes(router, first, T0 + timedelta(seconds=30)) == 2
-    async with SqliteStore(path) as second:
+    async with stores.new(path) as second:
         again = make_router(load(two_on_call()), second, Clock(T0 + timedelta(minutes=1)))
         await again.load()
         assert await again.tick(T0 + timedelta(minutes=1)) == 0
         assert len(await outbox_rows(second)) == 2
 
 
-async def test_a_single_target_outage_reads_as_before(store: SqliteStore) -> None:
+async def test_a_single_target_outage_reads_as_before(store: SqlStore) -> None:
     """One target: the one-target texts and keys; `group_wait: 0s` sends at once as before grouping."""
     router = make_router(load(two_on_call(group_wait="0s")), store, Clock(T0))
     assert await router.handle(IncidentOpened(T0, 3, "dvc", FailureReason.TIMEOUT, "timeout after 10s")) == 2
@@ -216,7 +221,7 @@ async def test_a_single_target_outage_reads_as_before(store: SqliteStore) -> Non
     assert rows[2]["text"] == "[TTHC] dvc đã hoạt động lại lúc 10:47 06/10, gián đoạn 47 phút. Sự cố #3."
 
 
-async def test_an_outage_back_within_group_wait_sends_only_its_recovery(store: SqliteStore) -> None:
+async def test_an_outage_back_within_group_wait_sends_only_its_recovery(store: SqlStore) -> None:
     """Down and back within group_wait: no down message, one recovered message saying how long it lasted."""
     router = make_router(load(two_on_call()), store, Clock(T0))
     await router.handle(IncidentOpened(T0, 5, "dvc", FailureReason.TIMEOUT))
@@ -227,7 +232,7 @@ async def test_an_outage_back_within_group_wait_sends_only_its_recovery(store: S
     assert [row["key"] for row in rows] == ["incident:5:up:it-em", "incident:5:up:it-giang"]
 
 
-async def test_groups_are_forgotten_after_the_rederive_window(store: SqliteStore) -> None:
+async def test_groups_are_forgotten_after_the_rederive_window(store: SqlStore) -> None:
     """A finished group's row stays while re-derivation could see its incidents, then goes."""
     router = make_router(load(two_on_call()), store, Clock(T0))
     await router.handle(IncidentOpened(T0, 5, "dvc", FailureReason.TIMEOUT))
@@ -260,13 +265,15 @@ def test_target_lists_name_the_first_three_and_count_the_rest() -> None:
     assert format_targets(["a", "b", "c", "d", "e"]) == "a, b, c +2 khác"
 
 
-async def three_down_through_the_service(tmp_path: Path, esms: FakeEsms, sms: int, **rule: Any) -> timedelta:
+async def three_down_through_the_service(
+    stores: StoreFactory, tmp_path: Path, esms: FakeEsms, sms: int, **rule: Any
+) -> timedelta:
     """Three targets down at once, through a running AlertService (one person, SMS to `esms`, the outage
     rule with `rule`'s options) until `sms` messages arrived (6 s at most); returns how long that took."""
     section = to_fake_sms(two_on_call(**rule), esms)
     section["directory"]["people"].pop()
     async with (
-        SqliteStore(tmp_path / "service.db") as store,
+        stores.new(tmp_path / "service.db") as store,
         running_service(load(section), store) as (_service, bus),
     ):
         now = datetime.now(UTC)
@@ -282,15 +289,21 @@ async def three_down_through_the_service(tmp_path: Path, esms: FakeEsms, sms: in
     return waited
 
 
-async def test_the_alert_service_sends_a_group_at_its_group_wait_not_a_tick_later(tmp_path: Path) -> None:
+async def test_the_alert_service_sends_a_group_at_its_group_wait_not_a_tick_later(
+    stores: StoreFactory, tmp_path: Path
+) -> None:
     """With a 30 s tick, a 1 s group_wait still goes out about a second after the outage, as one SMS."""
     async with FakeEsms() as esms:
-        assert await three_down_through_the_service(tmp_path, esms, 1, group_wait="1s") < timedelta(seconds=5)
+        assert await three_down_through_the_service(stores, tmp_path, esms, 1, group_wait="1s") < timedelta(
+            seconds=5
+        )
         assert len(esms.messages) == 1
         assert "3 he thong" in str(esms.messages[0]).lower()
 
 
-async def test_an_alert_service_restarted_during_group_wait_sends_the_group_once(tmp_path: Path) -> None:
+async def test_an_alert_service_restarted_during_group_wait_sends_the_group_once(
+    stores: StoreFactory, tmp_path: Path
+) -> None:
     """Stopped 0.3 s into a 1.5 s group_wait and started again on the same store: one SMS per outage."""
     async with FakeEsms() as esms:
         section = to_fake_sms(two_on_call(group_wait="1.5s"), esms)
@@ -298,20 +311,20 @@ async def test_an_alert_service_restarted_during_group_wait_sends_the_group_once
         config = load(section)
         path = tmp_path / "restart.db"
         now = datetime.now(UTC)
-        async with SqliteStore(path) as store, running_service(config, store) as (_first, bus):
+        async with stores.new(path) as store, running_service(config, store) as (_first, bus):
             for target in TARGETS[:4]:
                 incident_id = await store.open_incident(target, now, "timeout", "")
                 bus.publish(IncidentOpened(now, incident_id, target, FailureReason.TIMEOUT))
             await asyncio.sleep(0.3)
         assert esms.messages == []
-        async with SqliteStore(path) as store, running_service(config, store):
+        async with stores.new(path) as store, running_service(config, store):
             await wait_for_sms(esms, settle=0.5)
         assert len(esms.messages) == 1
         assert "4 he thong" in str(esms.messages[0]).lower()
 
 
 async def test_the_first_start_after_the_upgrade_does_not_name_incidents_already_told(
-    store: SqliteStore,
+    store: SqlStore,
 ) -> None:
     """Incidents alerted one message each before grouping are not named again in a follow-up."""
     first = await store.open_incident("dvc", T0, "timeout", "")
@@ -337,7 +350,7 @@ async def test_the_first_start_after_the_upgrade_does_not_name_incidents_already
     assert rows[2]["text"].startswith("[TTHC] 2 hệ thống đã hoạt động lại lúc 10:40 06/10: dvc, motcua")
 
 
-async def open_five_routed(router: Router, store: SqliteStore) -> list[int]:
+async def open_five_routed(router: Router, store: SqlStore) -> list[int]:
     """`open_five`, each incident also handled by `router`; returns the incident ids."""
     ids = await open_five(store)
     for index, incident_id in enumerate(ids):
@@ -346,7 +359,7 @@ async def open_five_routed(router: Router, store: SqliteStore) -> list[int]:
     return ids
 
 
-async def test_a_group_reminds_once_per_repeat_naming_the_targets_still_down(store: SqliteStore) -> None:
+async def test_a_group_reminds_once_per_repeat_naming_the_targets_still_down(store: SqlStore) -> None:
     """`repeat: 30m`, five down: one reminder per person per 30 min naming those still down, not five."""
     clock = Clock(T0)
     router = make_router(load(two_on_call(repeat="30m")), store, clock)
@@ -389,18 +402,20 @@ async def test_a_group_reminds_once_per_repeat_naming_the_targets_still_down(sto
     )
 
 
-async def test_a_restart_between_reminders_neither_repeats_nor_skips_one(tmp_path: Path) -> None:
+async def test_a_restart_between_reminders_neither_repeats_nor_skips_one(
+    stores: StoreFactory, tmp_path: Path
+) -> None:
     """The group row keeps the last reminder: after a restart (or a crash before that write) no reminder
     is sent twice, and one missed while stopped goes out at start-up."""
     path = tmp_path / "reminders.db"
     config = load(two_on_call(repeat="30m"))
-    async with SqliteStore(path) as first:
+    async with stores.new(path) as first:
         router = make_router(config, first, Clock(T0))
         await router.load()
         ids = await open_five_routed(router, first)
         assert await router.tick(T0 + timedelta(seconds=30)) == 2
         assert await tick_losing_group_writes(router, first, T0 + timedelta(minutes=30)) == 2
-    async with SqliteStore(path) as second:
+    async with stores.new(path) as second:
         again = make_router(config, second, Clock(T0 + timedelta(minutes=31)))
         await again.load()
         assert await again.rederive(T0 - timedelta(days=2), second) == 0
@@ -408,7 +423,7 @@ async def test_a_restart_between_reminders_neither_repeats_nor_skips_one(tmp_pat
         assert again.groups.next_fire() == T0 + timedelta(minutes=60)
         assert await again.tick(T0 + timedelta(minutes=59)) == 0
     # Stopped from 10:59 to 11:35: the reminder due at 11:00 goes out once, at start-up.
-    async with SqliteStore(path) as third:
+    async with stores.new(path) as third:
         later = make_router(config, third, Clock(T0 + timedelta(minutes=95)))
         await later.load()
         # Re-derivation flushes the groups it hands their incidents to: the overdue reminder goes then.
@@ -423,20 +438,24 @@ async def test_a_restart_between_reminders_neither_repeats_nor_skips_one(tmp_pat
     )
 
 
-async def test_the_alert_service_wakes_for_a_groups_reminder(tmp_path: Path) -> None:
+async def test_the_alert_service_wakes_for_a_groups_reminder(stores: StoreFactory, tmp_path: Path) -> None:
     """With a 30 s tick, a 2 s `repeat` still reminds about two seconds after the outage began."""
     async with FakeEsms() as esms:
-        waited = await three_down_through_the_service(tmp_path, esms, 2, group_wait="0.5s", repeat="2s")
+        waited = await three_down_through_the_service(
+            stores, tmp_path, esms, 2, group_wait="0.5s", repeat="2s"
+        )
         assert waited < timedelta(seconds=5)
         assert len(esms.messages) == 2
         assert "nhac lai: 3 he thong" in str(esms.messages[1]).lower()
 
 
-async def test_groups_stored_before_reminders_were_grouped_remind_after_the_upgrade(tmp_path: Path) -> None:
+async def test_groups_stored_before_reminders_were_grouped_remind_after_the_upgrade(
+    stores: StoreFactory, tmp_path: Path
+) -> None:
     """A group row without the reminder fields (written by the previous version) takes its rule's repeat."""
     path = tmp_path / "upgrade.db"
     config = load(two_on_call(repeat="30m"))
-    async with SqliteStore(path) as first:
+    async with stores.new(path) as first:
         router = make_router(config, first, Clock(T0))
         ids = await open_five_routed(router, first)
         assert await router.tick(T0 + timedelta(seconds=30)) == 2
@@ -450,7 +469,7 @@ async def test_groups_stored_before_reminders_were_grouped_remind_after_the_upgr
             legacy.append((fire_at, json.dumps(fields), key))
         async with first.transaction() as conn:
             await conn.executemany("UPDATE alert_timers SET fire_at = ?, data = ? WHERE key = ?", legacy)
-    async with SqliteStore(path) as second:
+    async with stores.new(path) as second:
         again = make_router(config, second, Clock(T0 + timedelta(minutes=20)))
         await again.load()
         assert await again.rederive(T0 - timedelta(days=2), second) == 0

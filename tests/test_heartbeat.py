@@ -1,6 +1,7 @@
-"""The daemon's heartbeat on a real SQLite file: run intervals bound monitored time, the off time between
-two runs is unmonitored and never down, and another process reads the daemon's open rollups (counts and
-latency percentiles of the current hour) exactly as the daemon does, without counting any twice."""
+"""The daemon's heartbeat on both engines (a SQLite file, a PostgreSQL schema): run intervals bound
+monitored time, the off time between two runs is unmonitored and never down, and another process reads
+the daemon's open rollups (counts and latency percentiles of the current hour) exactly as the daemon does,
+without counting any twice."""
 
 from __future__ import annotations
 
@@ -8,15 +9,15 @@ from datetime import timedelta
 from pathlib import Path
 
 from monitor.model import Health
-from monitor.store import SqliteStore
 from monitor.store.heartbeat import Heartbeat
+from tests.store_engines import StoreFactory
 from tests.test_store import T0, TIMEOUT, Clock, count, eventually, result
 
 HOUR = timedelta(hours=1)
 
 
-async def _last_seen(path: Path) -> list[tuple]:
-    async with SqliteStore(path, readonly=True) as reader:
+async def _last_seen(stores: StoreFactory, path: Path) -> list[tuple]:
+    async with stores.new(path, readonly=True) as reader:
         return list(
             await reader.reader.execute_fetchall(
                 "SELECT started_at, last_seen_at, stopped_at FROM monitor_runs ORDER BY id"
@@ -28,22 +29,24 @@ def _ms(seconds: float) -> int:
     return int((T0 + timedelta(seconds=seconds)).timestamp() * 1000)
 
 
-async def test_heartbeat_beats_without_flushes_and_a_stop_ends_the_run(tmp_path: Path) -> None:
+async def test_heartbeat_beats_without_flushes_and_a_stop_ends_the_run(
+    stores: StoreFactory, tmp_path: Path
+) -> None:
     """With nothing to flush the heartbeat commits alone; a clean stop sets stopped_at; a second run
     leaves the time between them unmonitored, and an incident open across it is not down meanwhile."""
     path = tmp_path / "store.db"
     clock = Clock(T0)
-    async with SqliteStore(path, clock=clock, flush_interval=0.05) as store:
+    async with stores.new(path, clock=clock, flush_interval=0.05) as store:
         beat = Heartbeat(store, timedelta(seconds=0.05), clock)
         await beat.start()
         store.record(result("portal", T0))
         clock.now = T0 + timedelta(seconds=30)
-        await eventually(lambda: _last_seen(path), [(_ms(0), _ms(30), None)])
+        await eventually(lambda: _last_seen(stores, path), [(_ms(0), _ms(30), None)])
         incident = await store.open_incident("portal", T0 + timedelta(seconds=20), "timeout", "")
         store.record(result("portal", clock.now, TIMEOUT, health=Health.DOWN))
         clock.now = T0 + timedelta(seconds=40)
         await beat.stop()
-        assert await _last_seen(path) == [(_ms(0), _ms(40), _ms(40))]
+        assert await _last_seen(stores, path) == [(_ms(0), _ms(40), _ms(40))]
 
         # Off for 10 minutes, then a second run closes the incident 20 s in.
         clock.now = T0 + timedelta(minutes=10, seconds=40)
@@ -60,7 +63,7 @@ async def test_heartbeat_beats_without_flushes_and_a_stop_ends_the_run(tmp_path:
     # Down 20 s in the first run and 20 s in the second; the 600 s off are neither.
     assert report.downtime_seconds == 40
     assert report.uptime_ratio == 1 - 40 / (40 + 60)
-    async with SqliteStore(path, readonly=True) as reader:
+    async with stores.new(path, readonly=True) as reader:
         later = await reader.uptime("portal", T0, T0 + HOUR)
         coverage = await reader.coverage(T0, T0 + HOUR)
     assert (later.downtime_seconds, later.uptime_ratio) == (40, report.uptime_ratio)
@@ -72,7 +75,9 @@ async def test_heartbeat_beats_without_flushes_and_a_stop_ends_the_run(tmp_path:
     ]
 
 
-async def test_another_process_reads_the_open_hour_as_the_daemon_does(tmp_path: Path) -> None:
+async def test_another_process_reads_the_open_hour_as_the_daemon_does(
+    stores: StoreFactory, tmp_path: Path
+) -> None:
     """A read-only store (the CLI) gets the current hour's probes and p50/p95 from the heartbeat's copy,
     equal to the writer's figures, before and after a minute closes; the copy is gone after close."""
     path = tmp_path / "store.db"
@@ -81,12 +86,12 @@ async def test_another_process_reads_the_open_hour_as_the_daemon_does(tmp_path: 
 
     async def both() -> tuple[tuple, tuple]:
         writer = await store.uptime("portal", T0, T0 + HOUR)
-        async with SqliteStore(path, readonly=True, clock=clock) as reader:
+        async with stores.new(path, readonly=True, clock=clock) as reader:
             other = await reader.uptime("portal", T0, T0 + HOUR)
         figures = (writer.probes, writer.latency_p50, writer.latency_p95, writer.end)
         return figures, (other.probes, other.latency_p50, other.latency_p95, other.end)
 
-    async with SqliteStore(path, clock=clock, flush_interval=3600) as store:
+    async with stores.new(path, clock=clock, flush_interval=3600) as store:
         beat = Heartbeat(store, timedelta(seconds=1), clock)
         await beat.start()
         for index, latency in enumerate(latencies):
@@ -103,12 +108,12 @@ async def test_another_process_reads_the_open_hour_as_the_daemon_does(tmp_path: 
         assert writer[0] == len(latencies) + 1
         assert other == writer
         await beat.stop()
-    assert await count_live(path) == 0
-    async with SqliteStore(path, readonly=True, clock=clock) as reader:
+    assert await count_live(stores, path) == 0
+    async with stores.new(path, readonly=True, clock=clock) as reader:
         after = await reader.uptime("portal", T0, T0 + HOUR)
     assert (after.probes, after.latency_p50, after.latency_p95) == writer[:3]
 
 
-async def count_live(path: Path) -> int:
-    async with SqliteStore(path, readonly=True) as reader:
+async def count_live(stores: StoreFactory, path: Path) -> int:
+    async with stores.new(path, readonly=True) as reader:
         return await count(reader, "rollup_live")

@@ -1,5 +1,7 @@
 """The scheduler's incident writes stay bounded while the store is locked: a target whose outage waits to
-be written is not probed again until it is, and every incident reaches the store once the lock ends."""
+be written is not probed again until it is, and every incident reaches the store once the lock ends.
+SQLite only (another process holds the file's write lock); PostgreSQL's outage is in
+tests/test_store_outage_postgres.py."""
 
 from __future__ import annotations
 

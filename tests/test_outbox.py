@@ -1,11 +1,10 @@
-"""The durable alert outbox on a real SQLite file: enqueue, claim, outcomes, recovery, the API and the CLI."""
+"""The durable alert outbox on both store engines: enqueue, claim, outcomes, recovery, the API and the CLI."""
 
 from __future__ import annotations
 
 import argparse
 import io
 import json
-import sqlite3
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
@@ -14,13 +13,14 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from alerts.model import AlertStatus
-from alerts.outbox import Outbox, SentMark, alert_id_for
+from alerts.outbox import CLAIM_LEASE, Outbox, SentMark, alert_id_for
 from monitor.cli import alerts as cli_alerts
 from monitor.config import load_config_text
 from monitor.daemon import Daemon
-from monitor.store import SqliteStore
+from monitor.store import SqliteStore, SqlStore
 from monitor.web.app import create_web_app
 from tests.alert_support import PHONE, START, Clock, new_alert
+from tests.store_engines import StoreFactory
 
 
 @pytest.fixture
@@ -29,24 +29,25 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-async def store(tmp_path: Path, clock: Clock) -> AsyncIterator[SqliteStore]:
-    async with SqliteStore(tmp_path / "store.db", clock=clock) as opened:
+async def store(stores: StoreFactory, tmp_path: Path, clock: Clock) -> AsyncIterator[SqlStore]:
+    async with stores.new(tmp_path / "store.db", clock=clock) as opened:
         yield opened
 
 
 @pytest.fixture
-def outbox(store: SqliteStore, clock: Clock) -> Outbox:
+def outbox(store: SqlStore, clock: Clock) -> Outbox:
     return Outbox(store, clock)
 
 
-def _status_on_disk(path: Path) -> dict[str, tuple[str, int]]:
-    """Read the file through a separate connection: only what is committed is visible."""
-    with sqlite3.connect(path) as conn:
-        rows = conn.execute("SELECT dedupe_key, status, attempts FROM alert_outbox").fetchall()
+def _status_on_disk(stores: StoreFactory, path: Path) -> dict[str, tuple[str, int]]:
+    """Read the store through a separate connection: only what is committed is visible."""
+    rows = stores.query(path, "SELECT dedupe_key, status, attempts FROM alert_outbox")
     return {key: (status, attempts) for key, status, attempts in rows}
 
 
-async def test_enqueue_is_durable_and_idempotent(outbox: Outbox, store: SqliteStore) -> None:
+async def test_enqueue_is_durable_and_idempotent(
+    outbox: Outbox, stores: StoreFactory, tmp_path: Path
+) -> None:
     """Rows are committed when enqueue returns; the same dedupe_key twice stores one row."""
     first, second = new_alert(1), new_alert(2)
     assert await outbox.enqueue([first, second, first]) == 2
@@ -54,7 +55,7 @@ async def test_enqueue_is_durable_and_idempotent(outbox: Outbox, store: SqliteSt
     outbox.wakeup.clear()
     assert await outbox.enqueue([first]) == 0
     assert not outbox.wakeup.is_set(), "nothing new, no wake-up"
-    on_disk = _status_on_disk(store.path)
+    on_disk = _status_on_disk(stores, tmp_path / "store.db")
     assert on_disk == {first.dedupe_key: ("pending", 0), second.dedupe_key: ("pending", 0)}
     row = await outbox.get_by_key(first.dedupe_key)
     assert row is not None
@@ -65,7 +66,7 @@ async def test_enqueue_is_durable_and_idempotent(outbox: Outbox, store: SqliteSt
 
 
 async def test_claim_takes_due_rows_and_counts_the_attempt(
-    outbox: Outbox, store: SqliteStore, clock: Clock
+    outbox: Outbox, stores: StoreFactory, tmp_path: Path, clock: Clock
 ) -> None:
     """claim() moves only due rows to in_flight, up to the limit, per channel, durably before any send."""
     later = START + timedelta(hours=1)
@@ -80,7 +81,7 @@ async def test_claim_takes_due_rows_and_counts_the_attempt(
     claimed = await outbox.claim(clock(), 1, channel="sms")
     assert [row.dedupe_key for row in claimed] == [new_alert(1).dedupe_key]
     assert claimed[0].status is AlertStatus.IN_FLIGHT and claimed[0].attempts == 1
-    on_disk = _status_on_disk(store.path)
+    on_disk = _status_on_disk(stores, tmp_path / "store.db")
     assert on_disk[new_alert(1).dedupe_key] == ("in_flight", 1)
     rest = await outbox.claim(clock(), 10, channel="sms")
     assert [row.dedupe_key for row in rest] == [new_alert(2).dedupe_key]
@@ -127,14 +128,18 @@ async def test_outcomes_move_rows_through_the_plan(outbox: Outbox, clock: Clock)
     assert exhausted is not None and exhausted.channel is None
 
 
-async def test_recover_puts_in_flight_rows_back(outbox: Outbox, store: SqliteStore, clock: Clock) -> None:
-    """After a crash, rows left in_flight go back to pending, due at once, attempts kept."""
+async def test_recover_puts_in_flight_rows_back(outbox: Outbox, store: SqlStore, clock: Clock) -> None:
+    """After a crash, rows left in_flight go back to pending, due at once, attempts kept (on PostgreSQL,
+    where replicas share the table, once their claim lease lapsed; a restarted outbox's own at once)."""
     await outbox.enqueue([new_alert(number) for number in range(1, 6)])
     claimed = await outbox.claim(clock(), 3)
     await outbox.apply([SentMark(claimed[0].id, "sms", "x", 1)])
-    # A new process on the same file: nothing in memory survives.
+    # A new process on the same store: nothing in memory survives.
     restarted = Outbox(store, clock)
     outbox.wakeup.clear()
+    if store.dialect == "postgresql":
+        assert await restarted.recover() == 0, "the claims of a live replica are not taken"
+        clock.advance(CLAIM_LEASE.total_seconds())
     assert await restarted.recover() == 2
     assert restarted.wakeup.is_set()
     counts = await restarted.counts()
@@ -143,6 +148,29 @@ async def test_recover_puts_in_flight_rows_back(outbox: Outbox, store: SqliteSto
     again = await restarted.claim(clock(), 10)
     assert sorted(row.attempts for row in again) == [1, 1, 2, 2]
     assert await restarted.recover() == 4
+
+
+async def test_a_late_outcome_of_a_row_taken_over_leaves_it_to_its_new_holder(
+    store: SqlStore, clock: Clock
+) -> None:
+    """A worker whose claims came back (after a restart on SQLite, once lapsed on PostgreSQL) and were
+    claimed again: its late retry or failure does not touch them; a send it made is still recorded."""
+    first, second = Outbox(store, clock), Outbox(store, clock)
+    await first.enqueue([new_alert(1), new_alert(2)])
+    claimed = await first.claim(clock(), 10)
+    clock.advance(CLAIM_LEASE.total_seconds())
+    assert await second.recover() == 2
+    taken = await second.claim(clock(), 10)
+    assert [row.id for row in taken] == [row.id for row in claimed]
+    await first.reschedule(claimed[0].id, clock(), "sms: gateway timeout after 10s")
+    await first.mark_failed(claimed[1].id, "sms: number blocked")
+    for row in taken:
+        stored = await second.get(row.id)
+        assert stored is not None and stored.status is AlertStatus.IN_FLIGHT
+        assert (stored.last_error or "").startswith("interrupted"), "not the late outcome's error"
+    await first.mark_sent(claimed[0].id, "sms", "sms-1")
+    sent = await second.get(claimed[0].id)
+    assert sent is not None and sent.status is AlertStatus.SENT
 
 
 async def test_backlog_figures_and_listing(outbox: Outbox, clock: Clock) -> None:
@@ -167,11 +195,11 @@ async def test_backlog_figures_and_listing(outbox: Outbox, clock: Clock) -> None
 _SECRET_TOKEN = "api-token-Zx81kq2-secret"
 
 
-async def test_api_lists_alerts_without_personal_data(tmp_path: Path) -> None:
+async def test_api_lists_alerts_without_personal_data(stores: StoreFactory, tmp_path: Path) -> None:
     """GET /api/v1/alerts behind the daemon's bearer token: filters, counts, no phone or secrets."""
+    store_section = json.dumps(stores.config(tmp_path / "store.db"))
     config = load_config_text(
-        f"listen: 127.0.0.1:0\napi: {{token: {_SECRET_TOKEN}}}\nstore: {{path: {tmp_path / 'store.db'}}}\n"
-        "targets: []\n"
+        f"listen: 127.0.0.1:0\napi: {{token: {_SECRET_TOKEN}}}\nstore: {store_section}\ntargets: []\n"
     )
     daemon = Daemon(config)
     await daemon.store.open()
@@ -212,7 +240,8 @@ async def test_api_lists_alerts_without_personal_data(tmp_path: Path) -> None:
 
 
 async def test_cli_alerts_lists_the_store_read_only(tmp_path: Path, clock: Clock) -> None:
-    """`tthc-monitor alerts --store FILE --status failed` prints rows without phone numbers."""
+    """`tthc-monitor alerts --store FILE --status failed` prints rows without phone numbers (SQLite only:
+    `--store` names a SQLite file)."""
     path = tmp_path / "store.db"
     async with SqliteStore(path) as store:
         outbox = Outbox(store)

@@ -12,20 +12,22 @@ from alerts.alert_metrics import AlertMetrics
 from alerts.channels import ChannelDeps, build_channels
 from alerts.delivery import DeliveryWorker
 from alerts.outbox import Outbox
-from monitor.store import SqliteStore
 from tests.promtool import assert_promtool_accepts
 from tests.routing_helpers import Clock, crossing, load, local, make_router, outbox_rows
+from tests.store_engines import StoreFactory
 
 GAUGE = "tthc_outbox_oldest_pending_age_seconds"
 
 
-async def test_deferred_alert_shows_its_age_and_a_due_one_its_wait(tmp_path: Path) -> None:
+async def test_deferred_alert_shows_its_age_and_a_due_one_its_wait(
+    stores: StoreFactory, tmp_path: Path
+) -> None:
     """A due-soon alert found on Saturday waits for Monday 07:00: deferred age grows, due age stays 0;
     on Monday it is due, and its wait counts from 07:00."""
     saturday = local("2026-10-10 10:00")
     clock = Clock(saturday)
     config = load()
-    async with SqliteStore(tmp_path / "alerts.db", clock=clock) as store:
+    async with stores.new(tmp_path / "alerts.db", clock=clock) as store:
         router = make_router(config, store, clock)
         await router.handle(crossing(1, at=saturday))
         rows = await outbox_rows(store)

@@ -18,7 +18,7 @@ from monitor.events import (
     TargetStateChanged,
 )
 from monitor.model import FailureReason, Health
-from monitor.store import SqliteStore
+from monitor.store import SqlStore
 from tests.fakes.esms import FakeEsms
 from tests.routing_helpers import (
     CODE,
@@ -34,13 +34,14 @@ from tests.routing_helpers import (
     to_fake_sms,
     wait_for_sms,
 )
+from tests.store_engines import StoreFactory
 
 T0 = local("2026-10-06 10:00")  # a Tuesday, a working day
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    async with SqliteStore(tmp_path / "alerts.db") as opened:
+async def store(stores: StoreFactory, tmp_path: Path) -> AsyncIterator[SqlStore]:
+    async with stores.new(tmp_path / "alerts.db") as opened:
         yield opened
 
 
@@ -48,7 +49,7 @@ async def handle_all(router: Router, events: Sequence[Event]) -> int:
     return sum([await router.handle(event) for event in events])
 
 
-async def test_due_soon_goes_to_the_assignee_and_the_units_one_stop_desk(store: SqliteStore) -> None:
+async def test_due_soon_goes_to_the_assignee_and_the_units_one_stop_desk(store: SqlStore) -> None:
     """A due-soon crossing alerts the matched assignee and the one-stop desk of that unit, nobody else."""
     router = make_router(load(), store, Clock(T0))
     assert await router.handle(crossing(41)) == 2
@@ -67,7 +68,7 @@ async def test_due_soon_goes_to_the_assignee_and_the_units_one_stop_desk(store: 
     assert await router.handle(crossing(41)) == 0
 
 
-async def test_last_warning_escalates_to_the_unit_head_with_the_apology_reminder(store: SqliteStore) -> None:
+async def test_last_warning_escalates_to_the_unit_head_with_the_apology_reminder(store: SqlStore) -> None:
     """The last threshold adds the unit head; the text says when the apology slip is due."""
     router = make_router(load(), store, Clock(T0))
     early = crossing(5, threshold="4h", left=timedelta(hours=12), due_at=local("2026-10-07 15:30"), last=True)
@@ -89,7 +90,7 @@ async def test_last_warning_escalates_to_the_unit_head_with_the_apology_reminder
 
 
 async def test_overdue_goes_once_to_the_unit_head_and_leaders_saying_whether_an_outage_overlapped(
-    store: SqliteStore,
+    store: SqlStore,
 ) -> None:
     """Overdue: unit head and leaders only, once, with the outage verdict in the text."""
     router = make_router(load(), store, Clock(T0))
@@ -114,7 +115,7 @@ async def test_overdue_goes_once_to_the_unit_head_and_leaders_saying_whether_an_
     assert "Không có sự cố hệ thống trước hạn." in rows[2]["text"]
 
 
-async def test_an_outage_is_one_message_per_incident_and_ignores_quiet_hours(store: SqliteStore) -> None:
+async def test_an_outage_is_one_message_per_incident_and_ignores_quiet_hours(store: SqlStore) -> None:
     """DOWN transitions alert nobody; an incident alerts it_oncall after group_wait, its end at once."""
     night = local("2026-10-06 23:10")
     router = make_router(load(), store, Clock(night))
@@ -142,7 +143,7 @@ async def test_an_outage_is_one_message_per_incident_and_ignores_quiet_hours(sto
     assert rows[1]["text"] == "[TTHC] dvc đã hoạt động lại lúc 23:57 06/10, gián đoạn 47 phút. Sự cố #3."
 
 
-async def test_quiet_hours_delay_non_critical_alerts_to_their_end(store: SqliteStore) -> None:
+async def test_quiet_hours_delay_non_critical_alerts_to_their_end(store: SqlStore) -> None:
     """An info alert at 22:00 waits until 06:30 the next day; a critical one does not."""
     section = alerts_yaml(
         rules=[
@@ -175,7 +176,7 @@ async def test_quiet_hours_delay_non_critical_alerts_to_their_end(store: SqliteS
     assert router.policy.quiet_end(local("2026-10-07 12:00")) is None
 
 
-async def test_working_hours_only_waits_for_the_units_next_working_moment(store: SqliteStore) -> None:
+async def test_working_hours_only_waits_for_the_units_next_working_moment(store: SqlStore) -> None:
     """Due-soon alerts (working hours only by default) found on Saturday go out Monday 07:00."""
     saturday = local("2026-10-10 10:00")
     router = make_router(load(), store, Clock(saturday))
@@ -189,7 +190,7 @@ async def test_working_hours_only_waits_for_the_units_next_working_moment(store:
     assert {row["not_before"] for row in rows[2:]} == {local("2026-10-07 07:00")}
 
 
-async def test_degraded_longer_than_survives_a_restart_and_recovery_cancels(store: SqliteStore) -> None:
+async def test_degraded_longer_than_survives_a_restart_and_recovery_cancels(store: SqlStore) -> None:
     """DEGRADED > 15m alerts once, even across a router restart; recovering first cancels it."""
     clock = Clock(T0)
     router = make_router(load(), store, clock)
@@ -219,7 +220,7 @@ async def test_degraded_longer_than_survives_a_restart_and_recovery_cancels(stor
     assert len(await outbox_rows(store)) == 1
 
 
-async def test_sync_failing_or_stale_longer_than_alerts_it_and_recovery_cancels(store: SqliteStore) -> None:
+async def test_sync_failing_or_stale_longer_than_alerts_it_and_recovery_cancels(store: SqlStore) -> None:
     """A source without a success for 30 minutes alerts IT; its recovery cancels a pending timer."""
     router = make_router(load(), store, Clock(T0))
     last_ok = T0 - timedelta(minutes=10)
@@ -242,7 +243,7 @@ async def test_sync_failing_or_stale_longer_than_alerts_it_and_recovery_cancels(
     assert await router.tick(T0 + timedelta(hours=3)) == 0
 
 
-async def test_certificate_expiring_alerts_once_per_expiry_date(store: SqliteStore) -> None:
+async def test_certificate_expiring_alerts_once_per_expiry_date(store: SqlStore) -> None:
     """A cert_expiring DEGRADED alerts IT once for that expiry date; a rule with fewer days waits."""
     section = alerts_yaml(
         rules=[
@@ -266,7 +267,7 @@ async def test_certificate_expiring_alerts_once_per_expiry_date(store: SqliteSto
     assert (await outbox_rows(store))[-1]["key"] == "cert:dvc:2026-10-11:head-cuong"
 
 
-async def test_target_down_repeats_while_the_incident_stays_open(store: SqliteStore) -> None:
+async def test_target_down_repeats_while_the_incident_stays_open(store: SqlStore) -> None:
     """With `repeat: 1h`, each full hour of an open incident sends one reminder, until it closes."""
     section = alerts_yaml(
         rules=[{"name": "outage", "on": ["target_down"], "to": ["it_oncall"], "repeat": "1h"}]
@@ -289,7 +290,7 @@ async def test_target_down_repeats_while_the_incident_stays_open(store: SqliteSt
     assert rows[1]["text"].endswith("Sự cố #8. Nhắc lại: đã 1 giờ 5 phút.")
 
 
-async def test_digest_collects_crossings_into_one_morning_message(store: SqliteStore) -> None:
+async def test_digest_collects_crossings_into_one_morning_message(store: SqlStore) -> None:
     """Several due-soon crossings become one message per person the next working morning at 07:30."""
     section = alerts_yaml(
         rules=[{"name": "digest", "on": ["due_soon"], "to": ["assignee", "one_stop"], "digest": True}]
@@ -322,7 +323,7 @@ async def test_digest_collects_crossings_into_one_morning_message(store: SqliteS
     assert await digest.pending() == []
 
 
-async def test_digest_waits_for_a_working_day_and_limits_the_codes(store: SqliteStore) -> None:
+async def test_digest_waits_for_a_working_day_and_limits_the_codes(store: SqlStore) -> None:
     """No digest on Saturday; Monday's lists the first N codes and how many more there are."""
     section = alerts_yaml(
         rules=[{"name": "digest", "on": ["due_soon"], "to": ["one_stop"], "digest": True}],
@@ -342,7 +343,7 @@ async def test_digest_waits_for_a_working_day_and_limits_the_codes(store: Sqlite
     assert [row["text"] for row in rows] == ["[TTHC] 12/10: 4 hồ sơ sắp đến hạn: C-0, C-1 và 2 hồ sơ khác."]
 
 
-async def test_deduplication_survives_a_restart(tmp_path: Path) -> None:
+async def test_deduplication_survives_a_restart(stores: StoreFactory, tmp_path: Path) -> None:
     """A new router on the same database handling the same events enqueues nothing new."""
     path = tmp_path / "restart.db"
     events: list[Event] = [
@@ -352,18 +353,18 @@ async def test_deduplication_survives_a_restart(tmp_path: Path) -> None:
         IncidentOpened(T0, 4, "dvc", FailureReason.DNS),
         IncidentClosed(T0 + timedelta(minutes=9), 4, "dvc", T0, 540),
     ]
-    async with SqliteStore(path) as first:
+    async with stores.new(path) as first:
         # The outage came back before its group_wait ended: only its recovered message is sent.
         assert await handle_all(make_router(load(), first, Clock(T0)), events) == 2 + 3 + 2 + 0 + 1
         before = await outbox_rows(first)
-    async with SqliteStore(path) as second:
+    async with stores.new(path) as second:
         again = make_router(load(), second, Clock(T0 + timedelta(hours=1)))
         await again.load()  # as the service does at start-up: timers and outage groups
         assert await handle_all(again, events) == 0
         assert await outbox_rows(second) == before
 
 
-async def test_rederive_recreates_lost_alerts_of_recorded_incidents_and_crossings(store: SqliteStore) -> None:
+async def test_rederive_recreates_lost_alerts_of_recorded_incidents_and_crossings(store: SqlStore) -> None:
     """After a crash between recording and enqueuing, start-up re-derivation restores the alerts, once."""
     incident_id = await store.open_incident("dvc", T0 - timedelta(hours=1), "timeout", "")
     async with store.transaction() as conn:
@@ -400,7 +401,7 @@ async def test_rederive_recreates_lost_alerts_of_recorded_incidents_and_crossing
     assert await make_router(load(), store, Clock(T0)).rederive(since, store, thresholds=["2d", "4h"]) == 0
 
 
-async def test_rederive_finds_a_crossing_first_seen_long_overdue(store: SqliteStore) -> None:
+async def test_rederive_finds_a_crossing_first_seen_long_overdue(store: SqlStore) -> None:
     """A dossier first seen five days overdue is recorded with its old crossing instant; a crash before its
     alerts were stored is repaired at start-up although the instant is outside the re-derive window."""
     async with store.transaction() as conn:
@@ -425,7 +426,7 @@ async def test_rederive_finds_a_crossing_first_seen_long_overdue(store: SqliteSt
     assert await make_router(load(), store, Clock(T0)).rederive(since, store, thresholds=["2d", "4h"]) == 0
 
 
-async def test_unreachable_people_are_counted_not_alerted(store: SqliteStore) -> None:
+async def test_unreachable_people_are_counted_not_alerted(store: SqlStore) -> None:
     """A person whose preferred channels cannot reach them (no phone for SMS) gets nothing, and is counted."""
     section = alerts_yaml()
     section["directory"]["people"][5] = {"id": "it-em", "roles": ["it_oncall"], "channels": ["sms"]}
@@ -434,7 +435,9 @@ async def test_unreachable_people_are_counted_not_alerted(store: SqliteStore) ->
     assert router.unreachable == {"it-em": 1}
 
 
-async def test_alert_service_routes_bus_events_to_a_fake_sms_gateway(tmp_path: Path) -> None:
+async def test_alert_service_routes_bus_events_to_a_fake_sms_gateway(
+    stores: StoreFactory, tmp_path: Path
+) -> None:
     """End to end: an incident on the bus is stored, then delivered to the fake eSMS by the worker."""
     async with FakeEsms() as esms:
         section = alerts_yaml()
@@ -448,7 +451,7 @@ async def test_alert_service_routes_bus_events_to_a_fake_sms_gateway(tmp_path: P
                 "group_wait": "0s",
             }
         ]
-        async with SqliteStore(tmp_path / "service.db") as store:
+        async with stores.new(tmp_path / "service.db") as store:
             async with running_service(load(section), store) as (_service, bus):
                 bus.publish(IncidentOpened(datetime.now(UTC), 11, "dvc", FailureReason.TIMEOUT))
                 await wait_for_sms(esms, settle=0)

@@ -2,7 +2,8 @@
 one across a monitor stop (a heartbeat gap, left out), one across the month end, failures inside a
 maintenance window; dossier
 returns and overdue crossings per unit; the CLI in every format; agreement with `tthc-monitor uptime`
-and /api/v1/targets/{name}/uptime; the HTML printed to A4 PDF in headless Chromium."""
+and /api/v1/targets/{name}/uptime; the HTML printed to A4 PDF in headless Chromium. The per-unit dossier
+figures also run on both engines (`test_unit_figures_are_the_same_on_both_engines`)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -25,14 +26,16 @@ import pytest
 from monitor.calendar import Calendars
 from monitor.config import load_config_text
 from monitor.daemon import Daemon
+from monitor.dossiers.store import DossierStore
 from monitor.durations import format_duration
 from monitor.model import FailureReason, Health, ProbeOutcome
 from monitor.reports.render import render
-from monitor.reports.sla import Month, build_report, parse_month
-from monitor.store import ProbeResult, SqliteStore
+from monitor.reports.sla import Month, UnitSla, build_report, parse_month, unit_figures
+from monitor.store import ProbeResult, SqliteStore, SqlStore
 from monitor.store.availability import Span
 from monitor.store.heartbeat import Heartbeat
 from tests.browser import ARTIFACTS, chromium_path, open_browser
+from tests.store_engines import StoreFactory
 
 ZONE = ZoneInfo("Asia/Ho_Chi_Minh")
 MONTH = Month(2025, 10)
@@ -87,13 +90,13 @@ def _samples(name: str, start: datetime, end: datetime, down: list[tuple[datetim
         at += STEP
 
 
-async def _incident(store: SqliteStore, name: str, spec: tuple) -> int:
+async def _incident(store: SqlStore, name: str, spec: tuple) -> int:
     incident = await store.open_incident(name, spec[0], spec[2], "connection refused by 10.0.3.7")
     await store.close_incident(incident, spec[1])
     return incident
 
 
-async def _dossiers(store: SqliteStore) -> None:
+async def _dossiers(store: SqlStore) -> None:
     """Returns and overdue crossings of two units around October (epoch seconds, like the sync writes)."""
 
     def ts(day: str, clock: str) -> int:
@@ -267,7 +270,21 @@ async def test_uptime_and_incidents_count_only_what_falls_inside_the_month(known
 async def test_units_count_returns_overdue_and_postal_share_of_the_month(known_store: Path) -> None:
     """Per unit: early/on time/late returned in October only, overdue crossings, those during outages."""
     report = await _report(known_store)
-    tnmt, lka = report.units
+    _assert_october_units(report.units, report.previous.units)  # type: ignore[union-attr]
+
+
+async def test_unit_figures_are_the_same_on_both_engines(stores: StoreFactory, tmp_path: Path) -> None:
+    """The report's per-unit figures come from SQL both engines run: the same dossiers, the same units."""
+    async with stores.new(tmp_path / "monitor.db", flush_interval=3600) as store:
+        await _dossiers(store)
+        dossiers = DossierStore(store)
+        october = await unit_figures(dossiers, MONTH.span(ZONE))
+        september = await unit_figures(dossiers, MONTH.previous.span(ZONE))
+    _assert_october_units(october, september)
+
+
+def _assert_october_units(units: Sequence[UnitSla], september: Sequence[UnitSla]) -> None:
+    tnmt, lka = units
     assert (tnmt.name, tnmt.early, tnmt.on_time, tnmt.late, tnmt.returned) == (
         "Phòng Tài nguyên và Môi trường",
         3,
@@ -285,7 +302,6 @@ async def test_units_count_returns_overdue_and_postal_share_of_the_month(known_s
         1,
         1,
     )
-    september = report.previous.units  # type: ignore[union-attr]
     assert [(u.code, u.on_time, u.overdue) for u in september] == [("000.20.12.H12", 1, 1)]
 
 

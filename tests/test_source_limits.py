@@ -21,6 +21,7 @@ from monitor.daemon import Daemon
 from monitor.dossiers.model import SyncError, SyncFailure
 from monitor.logging import scrub_text
 from probes.sources.json_api import JsonApiSource, JsonApiSourceConfig
+from tests.store_engines import StoreFactory
 
 TOKEN = "vendor-bearer-token-51c2"
 FIELDS = {"code": "soHoSo", "received_at": "ngayNhan", "due_at": "ngayHenTra"}
@@ -229,7 +230,7 @@ def test_allowed_origins_are_origins() -> None:
 
 
 @pytest.mark.slow
-async def test_healthz_answers_while_a_huge_page_is_parsed(tmp_path: Path) -> None:
+async def test_healthz_answers_while_a_huge_page_is_parsed(stores: StoreFactory, tmp_path: Path) -> None:
     """A 23 MB page of 150,000 records is decoded and mapped while /healthz keeps answering promptly."""
     # Most records are online submissions not received yet: rejected cheaply, so what is measured is the
     # fetch, decode and mapping of the page, not the deadline engine on 150,000 dossiers.
@@ -249,7 +250,7 @@ async def test_healthz_answers_while_a_huge_page_is_parsed(tmp_path: Path) -> No
         config = load_config_text(
             f"""
 listen: 127.0.0.1:0
-store: {{path: {tmp_path / "store.db"}}}
+store: {json.dumps(stores.config(tmp_path / "store.db"))}
 dossiers:
   sources:
     - name: vendor

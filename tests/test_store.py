@@ -1,4 +1,5 @@
-"""The SQLite store on real files: migrations, compact rows, rollups, uptime, retention, KV, locking."""
+"""The store on both engines (a real SQLite file, a real PostgreSQL schema): migrations, compact rows,
+rollups, uptime, retention, KV, read-only readers; the file lock is SQLite's own."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ import asyncio
 import math
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -18,6 +20,7 @@ from hypothesis import strategies as st
 from monitor.model import FailureReason, Health, ProbeOutcome
 from monitor.store import Incident, ProbeResult, SqliteStore, Store, StoreError, latency, packed
 from monitor.store.config import StoreConfig
+from monitor.store.engine import DB_ERRORS
 from monitor.store.migrations import MIGRATIONS, Migration
 from monitor.store.open import store_from_config
 from monitor.store.sql import REASON_CODES, SqlStore
@@ -82,6 +85,35 @@ async def eventually(read: Callable[[], Awaitable[object]], expected: object, se
     assert await read() == expected
 
 
+@asynccontextmanager
+async def traced(store: SqlStore, statements: list[str]) -> AsyncIterator[None]:
+    """Every statement the writer runs meanwhile: SQLite's trace callback, or PostgreSQL's wrapper's
+    `execute` seen from outside (psycopg has no statement trace)."""
+    conn = store.connection
+    if not stores_postgres(store):
+        await conn.set_trace_callback(statements.append)
+        try:
+            yield
+        finally:
+            await conn.set_trace_callback(None)
+        return
+    real = conn.execute
+
+    def execute(sql: str, params: object = None) -> object:
+        statements.append(sql)
+        return real(sql, params)
+
+    conn.execute = execute
+    try:
+        yield
+    finally:
+        del conn.execute
+
+
+def stores_postgres(store: SqlStore) -> bool:
+    return store.dialect == "postgresql"
+
+
 def nearest_rank(values: list[float], quantile: float) -> float:
     ordered = sorted(values)
     return ordered[max(1, math.ceil(quantile * len(ordered))) - 1]
@@ -129,14 +161,17 @@ async def test_later_migrations_apply_only_the_new_steps(stores: StoreFactory, t
 
     broken = (
         *extended,
-        Migration(NEXT + 2, "broken", "CREATE TABLE half (x);\nINSERT INTO missing VALUES (1);"),
+        Migration(NEXT + 2, "broken", "CREATE TABLE half (x INTEGER);\nINSERT INTO missing VALUES (1);"),
     )
-    with pytest.raises(sqlite3.OperationalError):
+    with pytest.raises(DB_ERRORS):
         await make_store(stores, path, clock, migrations=broken).open()
-    with sqlite3.connect(path) as conn:
+    conn = stores.connect(path)
+    try:
         assert conn.execute("SELECT max(version) FROM schema_version").fetchone()[0] == NEXT + 1
-        assert conn.execute("SELECT name FROM sqlite_master WHERE name = 'half'").fetchone() is None
-    conn.close()
+    finally:
+        conn.close()
+    assert not stores.has_table(path, "half")
+    assert stores.has_table(path, "test_outbox")
 
 
 async def test_newer_or_missing_schema_is_refused(stores: StoreFactory, tmp_path: Path) -> None:
@@ -145,18 +180,25 @@ async def test_newer_or_missing_schema_is_refused(stores: StoreFactory, tmp_path
     clock = Clock(T0)
     async with make_store(stores, path, clock):
         pass
-    with sqlite3.connect(path) as conn:
+    conn = stores.connect(path)
+    try:
         conn.execute("INSERT INTO schema_version VALUES (99, 'future', 0)")
-    conn.close()
+    finally:
+        conn.close()
     with pytest.raises(StoreError, match="newer than this program"):
         await make_store(stores, path, clock).open()
     with pytest.raises(StoreError, match="newer than this program"):
-        await SqliteStore.open_readonly(path)
+        await stores.open_readonly(path)
 
     empty = tmp_path / "empty.db"
-    sqlite3.connect(empty).close()
+    stores.connect(empty).close()
+    if stores.postgres:
+        stores.connect(empty).execute(f"CREATE SCHEMA {stores.schema(empty)}").connection.close()
     with pytest.raises(StoreError, match="no store schema"):
-        await SqliteStore.open_readonly(empty)
+        await stores.open_readonly(empty)
+    if stores.postgres:
+        return
+    # What only a file can be: missing, or not a database at all.
     with pytest.raises(StoreError, match="no store at"):
         await SqliteStore.open_readonly(tmp_path / "absent.db")
     garbage = tmp_path / "notes #1?.db"
@@ -168,7 +210,9 @@ async def test_newer_or_missing_schema_is_refused(stores: StoreFactory, tmp_path
 # --- raw rows and persistence ---------------------------------------------------------------------------
 
 
-async def test_successes_are_sampled_and_everything_else_is_a_row(stores: StoreFactory, tmp_path: Path) -> None:
+async def test_successes_are_sampled_and_everything_else_is_a_row(
+    stores: StoreFactory, tmp_path: Path
+) -> None:
     """1,000 quiet successes leave a row per sample interval; failures, changes, degraded, maintenance do."""
     clock = Clock(T0 + timedelta(days=1))
     async with make_store(stores, tmp_path / "store.db", clock) as store:
@@ -348,7 +392,9 @@ async def test_uptime_arithmetic_on_a_known_series(stores: StoreFactory, tmp_pat
         assert packed.day_histogram(blob) == latency.histogram_of(latencies)
 
 
-async def test_uptime_windows_clip_incidents_across_minute_and_hour_boundaries(stores: StoreFactory, tmp_path: Path) -> None:
+async def test_uptime_windows_clip_incidents_across_minute_and_hour_boundaries(
+    stores: StoreFactory, tmp_path: Path
+) -> None:
     """Partial windows count each incident once, clipped exactly, with minute-exact probe counts."""
     clock = Clock(T0 + timedelta(hours=3))
     async with make_store(stores, tmp_path / "store.db", clock) as store:
@@ -447,7 +493,9 @@ async def test_old_windows_fall_back_to_hour_rollups(stores: StoreFactory, tmp_p
 # --- retention ------------------------------------------------------------------------------------------
 
 
-async def test_retention_deletes_exactly_the_expired_rows_in_batches(stores: StoreFactory, tmp_path: Path) -> None:
+async def test_retention_deletes_exactly_the_expired_rows_in_batches(
+    stores: StoreFactory, tmp_path: Path
+) -> None:
     """Raw rows, minute and hour rollups and closed incidents go at their own ages, a few at a time."""
     now = datetime(2026, 6, 1, tzinfo=UTC)
     clock = Clock(now)
@@ -477,16 +525,15 @@ async def test_retention_deletes_exactly_the_expired_rows_in_batches(stores: Sto
         ]
 
         statements: list[str] = []
-        await store.connection.set_trace_callback(statements.append)
-        deleted = await store.run_retention(batch=5)
-        await store.connection.set_trace_callback(None)
+        async with traced(store, statements):
+            deleted = await store.run_retention(batch=5)
 
         assert deleted == 23 + 3 + 1 + 1
         assert [await count(store, t) for t in ("probe_results", "rollup_minute", "rollup_hour")] == [2, 3, 5]
         assert sorted(i.id for i in await store.incidents(now - timedelta(days=3000))) == sorted(
             [recent, ongoing]
         )
-        raw_deletes = [s for s in statements if s.startswith("DELETE FROM probe_results")]
+        raw_deletes = [s for s in statements if s.lstrip().startswith("DELETE FROM probe_results")]
         assert len(raw_deletes) == 5  # 5 + 5 + 5 + 5 + 3
         assert sum(1 for s in statements if s == "COMMIT") >= 5 + 1 + 1 + 1
         assert await store.run_retention(batch=5) == 0
@@ -496,8 +543,8 @@ async def test_writer_runs_retention_by_itself(stores: StoreFactory, tmp_path: P
     """The background writer applies retention periodically without anyone calling it."""
     now = T0 + timedelta(days=30)
     clock = Clock(now)
-    store = make_store(stores,
-        tmp_path / "store.db", clock, flush_interval=0.01, retention_interval=timedelta(seconds=0.05)
+    store = make_store(
+        stores, tmp_path / "store.db", clock, flush_interval=0.01, retention_interval=timedelta(seconds=0.05)
     )
     async with store:
         store.record(result("portal", now - timedelta(days=8), TIMEOUT, 10.0))
@@ -519,13 +566,14 @@ async def test_key_value_round_trip_survives_reopen(stores: StoreFactory, tmp_pa
         assert await store.get_value("zalo.refresh_token") is None
         await store.set_value("zalo.refresh_token", "first")
         await store.set_value("zalo.refresh_token", "second")
-        readonly = await SqliteStore.open_readonly(path)
+        readonly = await stores.open_readonly(path)
         try:
             assert await readonly.get_value("zalo.refresh_token") == "second"
         finally:
             await readonly.close()
-        sync = await store.connection.execute_fetchall("PRAGMA synchronous")
-        assert sync[0][0] == 1  # back to NORMAL after the durable write
+        if not stores.postgres:
+            sync = await store.connection.execute_fetchall("PRAGMA synchronous")
+            assert sync[0][0] == 1  # back to NORMAL after the durable write
     async with make_store(stores, path, clock) as store:
         assert await store.get_value("zalo.refresh_token") == "second"
 
@@ -538,7 +586,7 @@ async def test_readonly_store_reads_while_the_daemon_writes(stores: StoreFactory
         for i in range(60):
             daemon.record(result("portal", T0 + timedelta(seconds=10 * i)))
         await daemon.flush()
-        cli = await SqliteStore.open_readonly(path, clock=clock)
+        cli = await stores.open_readonly(path, clock=clock)
         try:
             assert isinstance(cli, Store)
             assert (await cli.uptime("portal", T0, T0 + timedelta(hours=1))).probes == 60
@@ -557,11 +605,12 @@ async def test_readonly_store_reads_while_the_daemon_writes(stores: StoreFactory
             await cli.close()
 
 
-async def test_record_never_waits_while_another_process_holds_the_write_lock(stores: StoreFactory, tmp_path: Path) -> None:
-    """With the file locked, record() stays instant and the buffer grows; it drains once the lock goes."""
+async def test_record_never_waits_while_another_process_holds_the_write_lock(tmp_path: Path) -> None:
+    """SQLite only (a file lock; PostgreSQL's outage is in test_store_outage.py): with the file locked,
+    record() stays instant and the buffer grows; it drains once the lock goes."""
     path = tmp_path / "store.db"
     clock = Clock(T0 + timedelta(hours=1))
-    store = make_store(stores, path, clock, flush_interval=0.02, busy_timeout=0.05)
+    store = SqliteStore(path, clock=clock, flush_interval=0.02, busy_timeout=0.05)
     await store.open()
     other = sqlite3.connect(path, isolation_level=None)
     try:
@@ -650,7 +699,9 @@ def test_histogram_encodings_concatenate_and_merge() -> None:
 # --- packed rollups -------------------------------------------------------------------------------------
 
 
-async def test_restart_merges_into_the_packed_rows_without_double_counting(stores: StoreFactory, tmp_path: Path) -> None:
+async def test_restart_merges_into_the_packed_rows_without_double_counting(
+    stores: StoreFactory, tmp_path: Path
+) -> None:
     """Results after a reopen join the same packed hour and day rows; nothing is lost or counted twice."""
     path = tmp_path / "store.db"
     clock = Clock(T0 + timedelta(hours=2))
@@ -737,7 +788,9 @@ def test_version_1_packs_still_read() -> None:
     assert packed.day_histogram(blob) == {0: 1, 20: 3, 25: 2, 30: 300, 143: 2}
 
 
-async def test_open_minutes_stay_in_memory_and_late_results_merge_into_packed_rows(stores: StoreFactory, tmp_path: Path) -> None:
+async def test_open_minutes_stay_in_memory_and_late_results_merge_into_packed_rows(
+    stores: StoreFactory, tmp_path: Path
+) -> None:
     """A flush writes only closed minutes; reports add the open ones; a late result joins its packed row."""
     clock = Clock(T0 + timedelta(minutes=1, seconds=30))
     async with make_store(stores, tmp_path / "store.db", clock, flush_interval=3600) as store:

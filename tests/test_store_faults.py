@@ -1,6 +1,7 @@
 """One fault each, against a real SQLite file locked by another connection: routing survives a long stall,
 a crossing is never taken as recorded before its commit, the write buffer stays bounded, and a
-transaction cancelled half-way leaves nothing open behind it."""
+transaction cancelled half-way leaves nothing open behind it. SQLite only (a file lock); PostgreSQL's
+counterpart, the server unreachable, is tests/test_store_outage_postgres.py."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from monitor.dossiers.engine import DeadlineEngine
 from monitor.dossiers.store import DossierStore, SyncWrite, TrackedDossier, Upsert
 from monitor.events import DossierThresholdCrossed, EventBus, IncidentOpened
 from monitor.model import FailureReason, Health, ProbeOutcome
-from monitor.store import ProbeResult, SqliteStore
+from monitor.store import ProbeResult, SqliteStore, SqlStore
 from tests.dossier_helpers import Clock, at, dossier
 from tests.fakes.esms import FakeEsms
 from tests.routing_helpers import alerts_yaml, load
@@ -132,6 +133,27 @@ async def test_a_crossing_counts_as_recorded_only_once_committed(tmp_path: Path)
         bus.close()
 
 
+async def record_past_the_backlog_limit(store: SqlStore, start: datetime) -> None:
+    """5,000 failed results while the store cannot be written; the backlog limit must be 1,000."""
+    for i in range(5000):
+        store.record(ProbeResult("portal", start + timedelta(seconds=i), 1.0, TIMEOUT, Health.DOWN))
+        if i % 500 == 0:
+            await asyncio.sleep(0.05)  # the writer tries, and fails, in between
+    await asyncio.sleep(0.1)
+    assert store.dropped_samples == 4000
+    assert store.facts.errors["flush"] >= 1
+
+
+async def check_oldest_samples_kept_and_every_result_counted(
+    store: SqlStore, start: datetime, limit: int
+) -> None:
+    """Once written: the oldest `limit` raw samples, and rollups counting all 5,000 results."""
+    rows = await store.reader.execute_fetchall("SELECT count(*) FROM probe_results")
+    assert rows[0][0] == limit, "the oldest samples are kept, in order"
+    report = await store.uptime("portal", start, start + timedelta(hours=2))
+    assert report.failures == 5000, "rollups counted every result"
+
+
 async def test_write_buffer_stays_bounded_while_the_store_is_locked(tmp_path: Path) -> None:
     """Past the backlog limit only raw samples are dropped (counted); rollups still count every result."""
     start = datetime(2026, 3, 2, 0, 0, tzinfo=UTC)
@@ -142,19 +164,9 @@ async def test_write_buffer_stays_bounded_while_the_store_is_locked(tmp_path: Pa
     await store.open()
     try:
         with write_locked(path):
-            for i in range(5000):
-                at_ = start + timedelta(seconds=i)
-                store.record(ProbeResult("portal", at_, 1.0, TIMEOUT, Health.DOWN))
-                if i % 500 == 0:
-                    await asyncio.sleep(0.05)  # the writer tries, and fails, in between
-            await asyncio.sleep(0.1)
-            assert store.dropped_samples == 4000
-            assert store.facts.errors["flush"] >= 1
+            await record_past_the_backlog_limit(store, start)
         await _wait_for(lambda: store.pending_writes == 0)
-        rows = await store.reader.execute_fetchall("SELECT count(*) FROM probe_results")
-        assert rows[0][0] == limit, "the oldest samples are kept, in order"
-        report = await store.uptime("portal", start, start + timedelta(hours=2))
-        assert report.failures == 5000, "rollups counted every result"
+        await check_oldest_samples_kept_and_every_result_counted(store, start, limit)
     finally:
         await store.close()
 

@@ -4,7 +4,9 @@ them first seen during the fault). Afterwards the incident is stored and closed,
 recovered SMS went out, each deadline SMS exactly once and before its due time, /healthz answered within
 a second all along, /readyz said the store was failing, and routing works for dossiers added later.
 
-The issue's figures are a 30 s lock and 20 s of full disk; the default run uses TTHC_FAULT_SECONDS or 6 s
+SQLite only (a file lock, a full filesystem); the PostgreSQL store's outage (the server unreachable
+through a cut TCP proxy) is tests/test_store_outage_postgres.py. The issue's figures are a 30 s lock and
+20 s of full disk; the default run uses TTHC_FAULT_SECONDS or 6 s
 (six times busy_timeout, thirty flush intervals) to keep the suite short.
 """
 

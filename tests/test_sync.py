@@ -27,10 +27,11 @@ from monitor.events import (
     Subscription,
 )
 from monitor.simulator import DEFAULT_PASSWORD, Simulator
-from monitor.store import SqliteStore
+from monitor.store import SqlStore
 from probes.sources import OpenCpsSource, OpenCpsSourceConfig
 from tests.dossier_helpers import HCM, Clock
 from tests.promtool import assert_promtool_accepts
+from tests.store_engines import StoreFactory
 
 START = datetime(2026, 3, 10, 9, 0, tzinfo=HCM)
 
@@ -39,7 +40,7 @@ START = datetime(2026, 3, 10, 9, 0, tzinfo=HCM)
 class Rig:
     sim: Simulator
     clock: Clock
-    store: SqliteStore
+    store: SqlStore
     dossiers: DossierStore
     engine: DeadlineEngine
     manager: SyncManager
@@ -76,12 +77,12 @@ def opencps(sim: Simulator, **options: Any) -> OpenCpsSource:
 
 
 @pytest.fixture
-async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
+async def rig(stores: StoreFactory, tmp_path: Path) -> AsyncIterator[Rig]:
     """Simulator (300 dossiers, settable clock) + store + engine + sync manager over one OpenCPS source."""
     clock = Clock(START)
     sim = Simulator(seed=11, clock=clock, dossier_count=300, tls=False, tick_interval=3600)
     await sim.start()
-    store = SqliteStore(tmp_path / "s.db", clock=clock)
+    store = stores.new(tmp_path / "s.db", clock=clock)
     await store.open()
     bus = EventBus()
     events = bus.subscribe("test")

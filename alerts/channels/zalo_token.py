@@ -2,9 +2,10 @@
 
 Each refresh returns a new refresh token and kills the old one, so:
 
-* One refresh at a time across every process on the store (the daemon, `tthc-monitor notify-test`): a
-  `StoreLease` in the store is taken first, then the stored value is read again; if another process
-  refreshed meanwhile, its access token (stored with the refresh token) is adopted and no refresh is made.
+* One refresh at a time across every process on the store (the daemon, `tthc-monitor notify-test`,
+  replicas): a lease in the store (SQLite) or the advisory lock `zalo-refresh` (PostgreSQL) is taken
+  first (store_lease.py), then the stored value is read again; if another process refreshed meanwhile,
+  its access token (stored with the refresh token) is adopted and no refresh is made.
 * The new refresh token is written to the key-value store before the new access token is handed out.
   When that write fails, the rotated token is kept in memory, the fresh access token is used anyway (it
   is valid; only a restart would lose the refresh token), and the write is retried before anything else
@@ -32,7 +33,7 @@ import structlog
 from pydantic import SecretStr
 
 from alerts.channels.base import ChannelConfigBase, KeyValueStore
-from alerts.channels.store_lease import LeaseBusy, StoreLease, TransactionalStore
+from alerts.channels.store_lease import LeaseBusy, exclusive
 from alerts.errors import AuthError, GatewayUnavailable, TransientError
 from alerts.transport import Transport
 from monitor.configtypes import PositiveDuration, secret_file_fields
@@ -111,11 +112,10 @@ class ZaloTokenManager:
         self._timeout = timeout
         self.kv_key = f"zalo.oauth.{config.app_id}"
         self._lock = asyncio.Lock()
-        # Across processes: held for one OAuth call and the write after it; lapses if we are killed.
-        self._lease = (
-            StoreLease(kv, f"zalo.refresh.{config.app_id}", ttl=timeout + 10, wait=timeout + 15)
-            if isinstance(kv, TransactionalStore)
-            else None
+        # Across processes: held for one OAuth call and the write after it; lapses if we are killed. On
+        # PostgreSQL one advisory lock serves every app (refreshes are rare: about one per app per hour).
+        self._lease = exclusive(
+            kv, f"zalo.refresh.{config.app_id}", lock="zalo-refresh", ttl=timeout + 10, wait=timeout + 15
         )
         # A rotated refresh token whose write failed: the value to write, and its refresh token.
         self._unsaved: str | None = None

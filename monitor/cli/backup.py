@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from monitor.cli.common import add_store_arguments, fail, resolve_store, store_label
+from monitor.cli.common import add_store_arguments, fail, resolve_store
 from monitor.durations import parse_duration
-from monitor.store.backup import DEFAULT_PAUSE, DEFAULT_STEP_PAGES, backup_store
+from monitor.store.backup import DEFAULT_PAUSE, DEFAULT_STEP_PAGES, backup_source, backup_store
 from monitor.store.base import StoreError
 
 __all__ = ["add_parser", "run"]
@@ -44,13 +44,8 @@ def run(args: argparse.Namespace) -> int:
     if isinstance(found, int):
         return found
     store, _config = found
-    if store.url is not None:
-        return fail(
-            f"the store is PostgreSQL ({store_label(store)}): back it up with pg_dump, e.g."
-            " `pg_dump --format=custom --file FILE DBNAME` (README, Backups)"
-        )
-    store_path = store.path
     try:
+        store_path = backup_source(store)
         report = backup_store(store_path, args.file, step_pages=args.step_pages, pause=pause)
     except StoreError as exc:
         return fail(str(exc))

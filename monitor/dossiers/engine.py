@@ -550,6 +550,7 @@ class DeadlineEngine:
                     suppressed,
                     overlap,
                     incident_ids,
+                    entry.dossier.source,
                 )
             )
             lefts.append(left)

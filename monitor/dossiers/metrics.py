@@ -9,7 +9,7 @@ unit, state, source, timeliness, reason, threshold, and procedure only when enab
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -49,6 +49,10 @@ class DossierAggregates:
         self.refreshed_at = now
 
 
+# What a replica that does not lead exports of the shared tables' figures: nothing.
+_NOTHING = DossierAggregates()
+
+
 class DossierCollector(Collector):
     """tthc_dossier* families; see the module docstring."""
 
@@ -59,14 +63,18 @@ class DossierCollector(Collector):
         aggregates: DossierAggregates,
         *,
         procedure_label: bool = False,
+        leader: Callable[[], bool] = lambda: True,
     ) -> None:
         self.engine = engine
+        # Replicas: figures of the shared tables come from the leader only, so sums count them once.
+        self.leader = leader
         self.sync = sync
         self.aggregates = aggregates
         self.procedure_label = procedure_label
 
     def collect(self) -> Iterable[Metric]:
         with_procedure = self.procedure_label
+        aggregates = self.aggregates if self.leader() else _NOTHING
         extra = ["procedure"] if with_procedure else []
         open_family = GaugeMetricFamily(
             "tthc_dossiers_open",
@@ -86,7 +94,7 @@ class DossierCollector(Collector):
             labels=["unit", "timeliness", *extra],
         )
         totals: Counter[tuple[str, ...]] = Counter()
-        for key, count in self.aggregates.finished.items():
+        for key, count in aggregates.finished.items():
             totals[key if with_procedure else key[:2]] += count
         for labels, count in sorted(totals.items()):
             finished.add_metric(list(labels), count)
@@ -97,7 +105,7 @@ class DossierCollector(Collector):
             "Share of dossiers returned early or on time over the configured window.",
             labels=["unit"],
         )
-        for unit, ratio in sorted(self.aggregates.on_time_ratio.items()):
+        for unit, ratio in sorted(aggregates.on_time_ratio.items()):
             on_time.add_metric([unit], ratio)
         yield on_time
 
@@ -106,7 +114,7 @@ class DossierCollector(Collector):
             "Share of dossiers returned by post over the configured window.",
             labels=["unit"],
         )
-        for unit, ratio in sorted(self.aggregates.postal_ratio.items()):
+        for unit, ratio in sorted(aggregates.postal_ratio.items()):
             postal.add_metric([unit], ratio)
         yield postal
 
@@ -115,7 +123,7 @@ class DossierCollector(Collector):
             "Dossiers turned overdue with a dossier-system incident in the window before their due time.",
             labels=["unit"],
         )
-        for unit, count in sorted(self.aggregates.overdue_during_outage.items()):
+        for unit, count in sorted(aggregates.overdue_during_outage.items()):
             outage.add_metric([unit], count)
         yield outage
 
@@ -148,6 +156,8 @@ class DossierCollector(Collector):
         )
         if self.sync is not None:
             for name, stats in sorted(self.sync.stats.items()):
+                if not self.sync.runs(name):
+                    continue  # another replica syncs it and exports its series
                 if stats.last_success_at is not None:
                     last_success.add_metric([name], stats.last_success_at.timestamp())
                 if stats.last_duration is not None:

@@ -7,7 +7,7 @@ calls `start()` after the store is open and `stop(grace)` before closing the sto
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -57,8 +57,11 @@ class DossierService:
         sources: Sequence[DossierSource] | None = None,
         session: aiohttp.ClientSession | None = None,
         supervisor: Supervisor | None = None,
+        leader: Callable[[], bool] = lambda: True,
     ) -> None:
         self._supervisor = supervisor or Supervisor()
+        # Replicas: only the leader computes and exports the figures of the shared tables.
+        self._leader = leader
         self.config = config
         section = config.dossiers
         self.settings = section
@@ -98,7 +101,7 @@ class DossierService:
         )
         self.aggregates = DossierAggregates()
         self.collector = DossierCollector(
-            self.engine, self.sync, self.aggregates, procedure_label=section.procedure_label
+            self.engine, self.sync, self.aggregates, procedure_label=section.procedure_label, leader=leader
         )
         self._aggregate_task: asyncio.Task[None] | None = None
 
@@ -108,9 +111,16 @@ class DossierService:
             return list(explicit)
         return [target.name for target in self.config.targets if target.dossier_system]
 
-    async def start(self, *, sync: bool = True) -> None:
-        """Load from the store, resume the engine (publishing what was crossed while stopped), sync."""
-        await self.dossier_store.load()
+    async def start(self, *, sync: bool = True, owned: Collection[str] | None = None) -> None:
+        """Load from the store, resume the engine (publishing what was crossed while stopped), sync.
+
+        `owned` (replicas): the sources this member syncs; only their dossiers are tracked here."""
+        if owned is None:
+            await self.dossier_store.load()
+        else:
+            self.sync.active = set(owned)
+            self.dossier_store.tracked, self.dossier_store.closed = {}, {}
+            await self.dossier_store.load(list(self.sync.active))
         self.sync.prime()
         await self.engine.load()
         self.engine.start()
@@ -120,7 +130,36 @@ class DossierService:
             self.sync.start()
         log.info("dossier_tracking_started", tracked=self.engine.tracked, sources=len(self.sync.sources))
 
+    async def reassign(self, owned: Collection[str]) -> None:
+        """Replicas: track and sync exactly the sources in `owned`. A source given up stops syncing and
+        its dossiers leave memory (their deadlines are the new owner's); one taken over has its dossiers
+        read from the store and its deadlines planned (crossings already recorded are not published
+        again, those due meanwhile are), then syncs on its own schedule."""
+        gained, lost = await self.sync.reassign(owned)
+        if lost:
+            self.engine.drop(self.dossier_store.forget(lost))
+        if gained:
+            try:
+                await self.dossier_store.load(sorted(gained))
+                recorded = await self.dossier_store.recorded_crossings()
+                dossiers = [
+                    t.dossier
+                    for t in self.dossier_store.tracked.values()
+                    if t.dossier.source in gained and not t.vanished
+                ]
+                await self.engine.update(dossiers, recorded=recorded)
+            except BaseException:
+                # Not taken over after all: the next reassign takes these sources over from the start.
+                self.sync.active = (self.sync.active or set()) - gained
+                self.engine.drop(self.dossier_store.forget(gained))
+                raise
+            self.sync.spawn(sorted(gained))
+        if gained or lost:
+            log.info("dossier_sources_reassigned", gained=sorted(gained), lost=sorted(lost))
+
     async def refresh_aggregates(self) -> None:
+        if not self._leader():
+            return
         now = self.clock()
         await self.aggregates.refresh(
             self.dossier_store,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -114,6 +114,8 @@ class SyncManager:
         # Between start() and stop(): sources added by a reload start at once.
         self._started = False
         self._locks = {name: asyncio.Lock() for name in self.sources}
+        # Replicas: the sources this member syncs (None: every source, one process).
+        self.active: set[str] | None = None
 
     def prime(self) -> None:
         """Take each source's open count from the store, so the first listing after a restart is checked."""
@@ -303,11 +305,44 @@ class SyncManager:
 
     # --- the schedule --------------------------------------------------------------------------------
 
+    def runs(self, name: str) -> bool:
+        """Whether this member syncs `name` (every source, unless replicas share them)."""
+        return self.active is None or name in self.active
+
     def start(self) -> None:
         self._stopping.clear()
         self._started = True
         for name in self.sources:
-            self._spawn_source(name)
+            if self.runs(name):
+                self._spawn_source(name)
+
+    async def reassign(self, owned: Collection[str]) -> tuple[set[str], set[str]]:
+        """Replicas: sync exactly the sources in `owned` from now on; (gained, lost) source names.
+
+        A source given up stops after its in-flight sync (under its lock, so no batch is half
+        applied) and stays open for when it comes back; one taken over starts on its own schedule
+        once the caller has loaded its dossiers (`spawn`)."""
+        before = {name for name in self.sources if self.runs(name)}
+        self.active = {name for name in owned if name in self.sources}
+        lost = before - self.active
+        for name in lost:
+            await self._halt(name)
+        return self.active - before, lost
+
+    def spawn(self, names: Iterable[str]) -> None:
+        """Start the schedules of sources taken over (after `reassign`)."""
+        if self._started:
+            for name in names:
+                self._spawn_source(name)
+
+    async def _halt(self, name: str) -> None:
+        # Under the source's lock its sync is not half-way through a fetch or an apply.
+        async with self._locks[name]:
+            doomed = [task for task in self._tasks if task.get_name() == f"dossier-sync-{name}"]
+            for task in doomed:
+                task.cancel()
+                self._tasks.remove(task)
+        await asyncio.gather(*doomed, return_exceptions=True)
 
     async def _run_source(self, name: str) -> None:
         loop = asyncio.get_running_loop()
@@ -354,13 +389,7 @@ class SyncManager:
             old = self.sources.get(name)
             if old is None:
                 continue
-            # Under the source's lock its sync is not half-way through a fetch or an apply.
-            async with self._locks[name]:
-                doomed = [task for task in self._tasks if task.get_name() == f"dossier-sync-{name}"]
-                for task in doomed:
-                    task.cancel()
-                    self._tasks.remove(task)
-            await asyncio.gather(*doomed, return_exceptions=True)
+            await self._halt(name)
             with suppress(Exception):
                 await old.close()
         for name in removed:
@@ -373,7 +402,7 @@ class SyncManager:
             self.timings[name] = timings[name]
             self.stats.setdefault(name, SourceStats())
             self._locks.setdefault(name, asyncio.Lock())
-            if running:
+            if running and self.runs(name):
                 self._spawn_source(name)
 
     def _spawn_source(self, name: str) -> None:

@@ -35,6 +35,7 @@ __all__ = [
     "UnitSla",
     "build_report",
     "parse_month",
+    "unit_figures",
 ]
 
 _MONTH = re.compile(r"(\d{4})-(\d{2})")
@@ -193,7 +194,7 @@ async def build_report(
         generated_at=now,
         calendar=calendar.name,
         targets=target_lines,
-        units=await _units(DossierStore(store), window),
+        units=await unit_figures(DossierStore(store), window),
         previous=previous,
     )
 
@@ -249,7 +250,8 @@ def _working_seconds(calendar: WorkingCalendar, spans: list[Span]) -> float:
     return sum(max(0.0, calendar.working_time_between(s.start, s.end).total_seconds()) for s in spans)
 
 
-async def _units(dossiers: DossierStore, window: Span) -> tuple[UnitSla, ...]:
+async def unit_figures(dossiers: DossierStore, window: Span) -> tuple[UnitSla, ...]:
+    """Per unit: returns by timeliness in `window`, overdue crossings (and those during outages), postal."""
     returned = await dossiers.returns_by_unit(window.start, window.end)
     returns = {summary.unit_code: summary for summary in returned}
     overdue = await dossiers.overdue_by_unit(window.start, window.end)

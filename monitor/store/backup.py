@@ -24,8 +24,22 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from monitor.store.base import StoreError
+from monitor.store.config import StoreConfig
 
-__all__ = ["DEFAULT_PAUSE", "DEFAULT_STEP_PAGES", "BackupReport", "backup_store"]
+__all__ = [
+    "DEFAULT_PAUSE",
+    "DEFAULT_STEP_PAGES",
+    "POSTGRES_BACKUP",
+    "BackupReport",
+    "backup_source",
+    "backup_store",
+]
+
+# What `tthc-monitor backup` answers for a PostgreSQL store: the server has its own tools for that.
+POSTGRES_BACKUP = (
+    "the store is on PostgreSQL: back it up with the server's tools (pg_dump, or continuous archiving);"
+    " `tthc-monitor backup` copies the embedded SQLite file only"
+)
 
 # 256 pages of 4 KiB = 1 MiB per step: a few milliseconds of reading on an ordinary disk.
 DEFAULT_STEP_PAGES = 256
@@ -43,6 +57,13 @@ class BackupReport:
     seconds: float
     steps: int
     longest_step: float
+
+
+def backup_source(store: StoreConfig) -> Path:
+    """The SQLite file to back up for the `store:` section; StoreError (one line) for PostgreSQL."""
+    if store.engine == "postgresql":
+        raise StoreError(POSTGRES_BACKUP)
+    return store.path
 
 
 def backup_store(

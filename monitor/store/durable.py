@@ -10,12 +10,12 @@ Other errors (a bug, a constraint) are not retried here: retrying cannot fix the
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import structlog
 
+from monitor.store.engine import UNAVAILABLE_ERRORS
 from monitor.store.facts import WriteFacts
 
 __all__ = ["until_committed"]
@@ -40,7 +40,7 @@ async def until_committed(facts: WriteFacts, op: str, write: Callable[[], Awaita
         while True:
             try:
                 result = await write()
-            except sqlite3.OperationalError as exc:
+            except UNAVAILABLE_ERRORS as exc:
                 attempts += 1
                 if attempts == 1:
                     facts.durable_waiting += 1

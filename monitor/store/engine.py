@@ -18,9 +18,10 @@ hooks let NUMERIC come back as int/float so aggregate sums mix with Python numbe
 
 from __future__ import annotations
 
+import asyncio
 import re
 import sqlite3
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from functools import lru_cache
 from typing import Any, Final, Literal
 
@@ -38,6 +39,7 @@ __all__ = [
     "PgConnection",
     "connect_postgres",
     "dialect_of",
+    "lock_key",
     "pick",
     "postgres_sql",
 ]
@@ -51,12 +53,20 @@ DB_ERRORS: tuple[type[Exception], ...] = (sqlite3.Error, psycopg.Error)
 # The database cannot take work right now (locked, full, unreachable, restarting): try again later.
 UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (sqlite3.OperationalError, psycopg.OperationalError)
 
+# Seconds a writer waits for the server to learn whether a COMMIT it lost the answer to went through.
+_OUTCOME_PATIENCE = 60.0
+
 _PLACEHOLDER = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|--[^\n]*|\?(\d*)|%")
 
 
 def dialect_of(conn: object) -> Dialect:
     """The engine behind a connection the store handed out."""
     return POSTGRESQL if isinstance(conn, PgConnection) else SQLITE
+
+
+def lock_key(name: str) -> str:
+    """SQL for an advisory lock key: `name` within the current schema, so deployments never collide."""
+    return f"hashtextextended(current_schema() || ':{name}', 0)"
 
 
 def pick(dialect: str, *, sqlite: str, postgresql: str) -> str:
@@ -181,9 +191,26 @@ class PgConnection:
 
     dialect: Final = POSTGRESQL
 
-    def __init__(self, conn: psycopg.AsyncConnection[Any]) -> None:
+    def __init__(
+        self,
+        conn: psycopg.AsyncConnection[Any],
+        reconnect: Callable[[], Awaitable[psycopg.AsyncConnection[Any]]] | None = None,
+    ) -> None:
         self.raw = conn
         self.total_changes = 0
+        self.reconnects = 0
+        self._reconnect = reconnect
+        # Inside BEGIN ... COMMIT/ROLLBACK: a connection lost there is never replaced mid-transaction.
+        self._explicit = False
+        # A reader's statement found its connection lost runs again once on a new one: reads repeat
+        # safely; a writer's statement never does (it may have committed before the connection went).
+        self.retry_lost = False
+        # The writer's open transaction id (PostgreSQL's xid8, as text): a COMMIT whose answer the lost
+        # connection took with it is looked up by id, so a committed batch is never written twice.
+        self._xid: str | None = None
+        # False while something rides on this very session (a session advisory lock, e.g. while
+        # migrating): losing the connection then must fail, not silently continue on a new session.
+        self.reconnect_enabled = True
 
     @property
     def in_transaction(self) -> bool:
@@ -191,12 +218,110 @@ class PgConnection:
 
     @property
     def closed(self) -> bool:
-        return bool(self.raw.closed)
+        """Closed by us, or lost (server restart, network cut): psycopg marks such a connection broken."""
+        return bool(self.raw.closed or self.raw.broken)
 
     def execute(self, sql: str, params: Sequence[Any] | Mapping[str, Any] | None = None) -> _Pending:
         return _Pending(self._execute(sql, params))
 
+    async def _ready(self, sql: str) -> bool:
+        """Replace a connection the server or network dropped, between transactions only.
+
+        False: the statement is a ROLLBACK of a transaction the dead connection took with it (the server
+        rolled it back already). Inside a transaction a lost connection stays an error: the rest of a
+        transaction must never run on a fresh connection in autocommit mode.
+        """
+        head = sql.lstrip()[:8].upper()
+        if head.startswith("BEGIN"):
+            self._explicit = True
+        elif head.startswith(("COMMIT", "ROLLBACK")):
+            was, self._explicit = self._explicit, False
+            if self.closed and was and head.startswith("ROLLBACK"):
+                return False
+        if not self.closed:
+            return True
+        if (
+            self._reconnect is None
+            or not self.reconnect_enabled
+            or (self._explicit and not head.startswith("BEGIN"))
+        ):
+            raise psycopg.OperationalError("the connection to the store was lost")
+        # Raises OperationalError while the server stays unreachable: the caller retries later.
+        self.raw = await self._reconnect()
+        self.reconnects += 1
+        return True
+
     async def _execute(self, sql: str, params: Sequence[Any] | Mapping[str, Any] | None) -> PgCursor:
+        if self._reconnect is None or not self.reconnect_enabled:
+            return await self._execute_once(sql, params)
+        if self.retry_lost:
+            if self._explicit:
+                return await self._execute_once(sql, params)
+            try:
+                return await self._execute_once(sql, params)
+            except psycopg.OperationalError:
+                if not self.closed:
+                    raise
+                return await self._execute_once(sql, params)
+        head = sql.lstrip()[:8].upper()
+        if head.startswith("BEGIN"):
+            try:
+                cursor = await self._execute_once(sql, params)
+            except psycopg.OperationalError:
+                # Found dead at the first statement (server restarted while idle): nothing ran yet.
+                if not self.closed:
+                    raise
+                self._explicit = False
+                cursor = await self._execute_once(sql, params)
+            rows = await (await self._execute_once("SELECT pg_current_xact_id()::text", None)).fetchall()
+            self._xid = rows[0][0]
+            return cursor
+        if head.startswith("COMMIT") and self._xid is not None:
+            xid, self._xid = self._xid, None
+            try:
+                return await self._execute_once(sql, params)
+            except psycopg.OperationalError:
+                if not self.closed or await self._outcome(xid) != "committed":
+                    raise
+                return PgCursor([], 0)
+        if head.startswith("ROLLBACK"):
+            self._xid = None
+        return await self._execute_once(sql, params)
+
+    async def _outcome(self, xid: str) -> str | None:
+        """What became of transaction `xid` whose COMMIT lost its connection: "committed", "aborted", or
+        None when the server stayed unreachable for a minute (the caller then retries, as for a failure).
+
+        Waits for the server (the writer holds its lock meanwhile; probe results keep buffering): retrying
+        a batch that did commit would count its rollups twice.
+        """
+        reconnect = self._reconnect
+        if reconnect is None:
+            return None
+        delay = 0.05
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + _OUTCOME_PATIENCE
+        while True:
+            try:
+                if self.closed:
+                    self.raw = await reconnect()
+                    self.reconnects += 1
+                cursor = await self._execute_once("SELECT pg_xact_status(?::xid8)", (xid,))
+                rows = await cursor.fetchall()
+                status = str(rows[0][0]) if rows and rows[0][0] is not None else None
+                # The old backend may not have noticed its client is gone yet: ask until it ends.
+                if status != "in progress" or loop.time() >= give_up:
+                    return status
+                await asyncio.sleep(0.05)
+            except psycopg.OperationalError:
+                if loop.time() >= give_up:
+                    return None
+                await asyncio.sleep(delay)
+                delay = min(1.0, delay * 2)
+
+    async def _execute_once(self, sql: str, params: Sequence[Any] | Mapping[str, Any] | None) -> PgCursor:
+        if not await self._ready(sql):
+            return PgCursor([], 0)
         # Without parameters psycopg sends the text as it is: nothing to rewrite (scripts, DDL).
         text, numbered = (sql, False) if params is None else postgres_sql(sql)
         async with self.raw.cursor() as cursor:
@@ -212,6 +337,7 @@ class PgConnection:
         values = [_params(params, numbered) for params in seq]
         if not values:
             return PgCursor([], 0)
+        await self._ready(sql)
         async with self.raw.cursor() as cursor:
             await cursor.executemany(text, values)
             rowcount = cursor.rowcount
@@ -238,10 +364,35 @@ def _writes(sql: str) -> bool:
 
 
 async def connect_postgres(
-    url: str, *, application_name: str = "tthc-monitor", schema: str | None = None, readonly: bool = False
+    url: str,
+    *,
+    application_name: str = "tthc-monitor",
+    schema: str | None = None,
+    readonly: bool = False,
+    reconnect: bool = False,
 ) -> PgConnection:
-    """An autocommit connection to `url`, its loaders set up; `schema` (tests) becomes the search path."""
-    options: dict[str, Any] = {"autocommit": True, "application_name": application_name}
+    """An autocommit connection to `url`, its loaders set up; `schema` (tests) becomes the search path.
+
+    `reconnect`: a connection found closed (server restart, network cut) is opened again before the
+    next statement outside a transaction, so a store keeps working once the server is back.
+    """
+    raw = await _connect_raw(url, application_name, schema, readonly)
+
+    async def again() -> psycopg.AsyncConnection[Any]:
+        return await _connect_raw(url, application_name, schema, readonly)
+
+    return PgConnection(raw, again if reconnect else None)
+
+
+async def _connect_raw(
+    url: str, application_name: str, schema: str | None, readonly: bool
+) -> psycopg.AsyncConnection[Any]:
+    options: dict[str, Any] = {
+        "autocommit": True,
+        "application_name": application_name,
+        # An unreachable server fails the attempt (retried later) instead of hanging the writer.
+        "connect_timeout": 10,
+    }
     settings = []
     if schema:
         settings.append(f"-c search_path={schema}")
@@ -252,4 +403,4 @@ async def connect_postgres(
     raw = await psycopg.AsyncConnection.connect(url, **options)
     raw.adapters.register_loader("numeric", _NumericLoader)
     raw.adapters.register_dumper(bool, _BoolAsIntDumper)
-    return PgConnection(raw)
+    return raw

@@ -12,18 +12,36 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-import aiosqlite
 import structlog
 
 from monitor.store import live
-from monitor.store.monitored import ms
+from monitor.store.engine import POSTGRESQL, SQLITE
+from monitor.store.monitored import STALE_HEARTBEATS, ms
 from monitor.store.sql import SqlStore
 from monitor.supervisor import Supervisor
 
 __all__ = ["Heartbeat"]
 
 log = structlog.get_logger("monitor.heartbeat")
+
+# ?1 now in ms. SQLite: one daemon per file, so every open run crashed; PostgreSQL: replicas share runs.
+_CLOSE_CRASHED = {
+    SQLITE: "UPDATE monitor_runs SET stopped_at = last_seen_at WHERE stopped_at IS NULL",
+    POSTGRESQL: "UPDATE monitor_runs SET stopped_at = last_seen_at WHERE stopped_at IS NULL"
+    f" AND last_seen_at < ?1 - heartbeat_ms * {STALE_HEARTBEATS}",
+}
+# ?1 now in ms, ?2 the run.
+_BEAT = {
+    SQLITE: "UPDATE monitor_runs SET last_seen_at = max(last_seen_at, ?1) WHERE id = ?2",
+    POSTGRESQL: "UPDATE monitor_runs SET last_seen_at = GREATEST(last_seen_at, ?1) WHERE id = ?2",
+}
+_STOP = {
+    SQLITE: "UPDATE monitor_runs SET last_seen_at = max(last_seen_at, ?1), stopped_at = ?1 WHERE id = ?2",
+    POSTGRESQL: "UPDATE monitor_runs SET last_seen_at = GREATEST(last_seen_at, ?1), stopped_at = ?1"
+    " WHERE id = ?2",
+}
 
 
 class Heartbeat:
@@ -52,8 +70,10 @@ class Heartbeat:
         """Insert this run (committed before returning) and start beating; returns the run id."""
         now = ms(self._clock())
         async with self.store.transaction("heartbeat") as conn:
-            # A run without stopped_at was killed: it watched until its last heartbeat.
-            await conn.execute("UPDATE monitor_runs SET stopped_at = last_seen_at WHERE stopped_at IS NULL")
+            # A run without stopped_at was killed: it watched until its last heartbeat. On PostgreSQL
+            # other replicas' runs are open too: only those silent past their heartbeat are over.
+            dialect = self.store.dialect
+            await conn.execute(_CLOSE_CRASHED[dialect], (now,) if dialect == POSTGRESQL else ())
             rows = await conn.execute_fetchall(
                 "INSERT INTO monitor_runs (started_at, last_seen_at, heartbeat_ms) VALUES (?, ?, ?)"
                 " RETURNING id",
@@ -70,16 +90,17 @@ class Heartbeat:
         log.info("monitor_run_started", run_id=self.run_id)
         return self.run_id
 
-    async def _in_batch(self, conn: aiosqlite.Connection, _now_s: int, closing: bool) -> None:
+    async def _in_batch(self, conn: Any, _now_s: int, closing: bool) -> None:
         now = ms(self._clock())
         if closing or now - self._beat_ms >= self._interval_ms:
             await self._beat(conn, now)
 
-    async def _beat(self, conn: aiosqlite.Connection, now: int) -> None:
-        await conn.execute(
-            "UPDATE monitor_runs SET last_seen_at = max(last_seen_at, ?) WHERE id = ?", (now, self.run_id)
-        )
-        await live.write_live(conn, self.store.live_tables(), self.store.committed_target_id)
+    async def _beat(self, conn: Any, now: int) -> None:
+        run_id = self.run_id
+        if run_id is None:
+            return
+        await conn.execute(_BEAT[self.store.dialect], (now, run_id))
+        await live.write_live(conn, run_id, self.store.live_tables(), self.store.committed_target_id)
         self._beat_ms = now
 
     async def _keep_alive(self) -> None:
@@ -109,11 +130,9 @@ class Heartbeat:
         now = ms(self._clock())
         try:
             async with self.store.transaction("heartbeat") as conn:
-                await conn.execute(
-                    "UPDATE monitor_runs SET last_seen_at = max(last_seen_at, ?1), stopped_at = ?1"
-                    " WHERE id = ?2",
-                    (now, self.run_id),
-                )
+                await conn.execute(_STOP[self.store.dialect], (now, self.run_id))
+                # A stopped run's copy is read by nobody (live.py); the close flush stages the entries.
+                await live.drop_closed(conn, self.run_id, None)
         except Exception as exc:
             log.warning("heartbeat_stop_failed", error=str(exc))
         else:

@@ -339,6 +339,79 @@ CREATE TABLE leases (
 ) WITHOUT ROWID;
 """
 
+# Several processes on one database (replicas): the database, not one process's memory, keeps one open
+# incident per target (monitor/store/incidents.py), and the live rollup copies carry the run that wrote
+# them (monitor/store/live.py).
+_ONE_OPEN_INCIDENT = """
+-- Stores written before this had at most one open incident per target by the daemon's own bookkeeping;
+-- should one hold two, the oldest stays open and covers the later one's time (downtime is their union),
+-- which ends where it started.
+UPDATE incidents SET ended_at = started_at WHERE ended_at IS NULL
+    AND EXISTS (SELECT 1 FROM incidents AS o WHERE o.target_id = incidents.target_id AND o.ended_at IS NULL
+        AND (o.started_at < incidents.started_at
+             OR (o.started_at = incidents.started_at AND o.id < incidents.id)));
+DROP INDEX incidents_open;
+CREATE UNIQUE INDEX incidents_open_one ON incidents (target_id) WHERE ended_at IS NULL;
+
+-- A copy of memory, rewritten every heartbeat: dropped, not converted.
+DROP TABLE rollup_live;
+CREATE TABLE rollup_live (
+    run_id INTEGER NOT NULL,              -- the monitor_runs row (process) whose memory this copies
+    size INTEGER NOT NULL,                -- 60 or 3600
+    bucket INTEGER NOT NULL,              -- epoch seconds
+    target_id INTEGER NOT NULL,
+    probes INTEGER NOT NULL,
+    failures INTEGER NOT NULL,
+    degraded INTEGER NOT NULL,
+    maintenance INTEGER NOT NULL,
+    latency_sum_us INTEGER NOT NULL,
+    latency_max_us INTEGER NOT NULL,
+    histogram BLOB NOT NULL,
+    PRIMARY KEY (run_id, size, bucket, target_id)
+) WITHOUT ROWID;
+"""
+
+_ALERT_OUTBOX_CLAIM_LEASE = """
+-- Who holds (or last held) a row's claim and until when (ms since epoch): replicas sharing one database
+-- claim rows with a lease (alerts/outbox.py); an in_flight row whose holder died comes back to pending
+-- once it lapses. No index of its own: in_flight rows are few (alert_outbox_in_flight finds them).
+ALTER TABLE alert_outbox ADD COLUMN claimed_by TEXT;
+ALTER TABLE alert_outbox ADD COLUMN claim_expires_at INTEGER;
+"""
+
+# PostgreSQL compares text in the database's collation, which may ignore punctuation: the range of keys
+# of one crossing (`crossing:<id>:` to `crossing:<id>;`, alerts/recorded.py) is read in byte order, from
+# these indexes. (SQLite compares bytes already.)
+_ALERT_KEYS_BYTE_ORDER = """
+CREATE INDEX alert_outbox_key_bytes ON alert_outbox ((dedupe_key COLLATE "C"));
+CREATE INDEX alert_digest_items_key_bytes ON alert_digest_items ((dedupe_key COLLATE "C"));
+"""
+
+_REPLICA_MEMBERS = """
+-- The daemons sharing this store (monitor/replicas/membership.py). A row per process start; times are ms
+-- since epoch of the database's clock on PostgreSQL. A member is live while last_seen_at + lease_ms is
+-- ahead of now; left_at is set by a clean stop, so the others take its share at once.
+CREATE TABLE replica_members (
+    id TEXT PRIMARY KEY,                  -- host-pid-random (or replicas.name), fresh at every start
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    started_at INTEGER NOT NULL,
+    last_seen_at INTEGER NOT NULL,
+    lease_ms INTEGER NOT NULL,
+    left_at INTEGER
+) WITHOUT ROWID;
+CREATE INDEX replica_members_seen ON replica_members (last_seen_at);
+
+-- Each target's live state as its owner last published it (monitor/replicas/target_states.py), so the API
+-- of every member answers the same. `state` is JSON; updated_at is ms since epoch.
+CREATE TABLE replica_target_states (
+    target TEXT PRIMARY KEY,
+    member TEXT NOT NULL,
+    state TEXT NOT NULL,
+    updated_at INTEGER NOT NULL
+) WITHOUT ROWID;
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1,
@@ -351,6 +424,14 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(4, "alert routing state", _ALERT_ROUTING),
     Migration(5, "daemon runs (heartbeat) and live rollups", _MONITOR_RUNS),
     Migration(6, "alert deliver-by, leases", _ALERT_DELIVER_BY),
+    Migration(7, "one open incident per target; live rollups per run", _ONE_OPEN_INCIDENT),
+    Migration(
+        8,
+        "alert outbox claim lease",
+        _ALERT_OUTBOX_CLAIM_LEASE,
+        postgresql=postgres_ddl(_ALERT_OUTBOX_CLAIM_LEASE) + _ALERT_KEYS_BYTE_ORDER,
+    ),
+    Migration(9, "replica members, target states", _REPLICA_MEMBERS),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

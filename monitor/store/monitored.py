@@ -18,10 +18,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-
-import aiosqlite
+from typing import Any
 
 from monitor.store.availability import Span, clip_spans, spans_seconds, subtract_spans
+from monitor.store.engine import dialect_of, pick
 
 __all__ = [
     "STALE_HEARTBEATS",
@@ -30,7 +30,6 @@ __all__ = [
     "interrupted_at",
     "ms",
     "read_runs",
-    "reopen_incident",
     "running_spans",
     "unmonitored_seconds",
 ]
@@ -77,7 +76,7 @@ class Coverage:
     unmonitored_seconds: float
 
 
-async def read_runs(reader: aiosqlite.Connection) -> list[MonitorRun]:
+async def read_runs(reader: Any) -> list[MonitorRun]:
     """Every recorded run, oldest first (one row per daemon start: a handful a month)."""
     rows = await reader.execute_fetchall(
         "SELECT id, started_at, last_seen_at, stopped_at, heartbeat_ms FROM monitor_runs"
@@ -114,7 +113,7 @@ def unmonitored_seconds(window: Span, running: Sequence[Span], planned: Sequence
 
 
 async def interrupted_at(
-    reader: aiosqlite.Connection, target: str, started_at: datetime, before: datetime, current_run: int | None
+    reader: Any, target: str, started_at: datetime, before: datetime, current_run: int | None
 ) -> datetime:
     """Where an incident left open by an earlier run stops counting: the target's last stored probe
     before `before`, else the last heartbeat of an earlier run, never before the incident itself."""
@@ -126,18 +125,11 @@ async def interrupted_at(
     last = rows[0][0] if rows else None
     if last is None:
         rows = await reader.execute_fetchall(
-            "SELECT max(coalesce(stopped_at, last_seen_at)) FROM monitor_runs WHERE id IS NOT ?",
+            "SELECT max(coalesce(stopped_at, last_seen_at)) FROM monitor_runs WHERE "
+            + pick(dialect_of(reader), sqlite="id IS NOT ?", postgresql="id IS DISTINCT FROM ?::bigint"),
             (current_run,),
         )
         last = rows[0][0] if rows else None
     if last is None:
         return started_at
     return max(started_at, _at(last))
-
-
-async def reopen_incident(conn: aiosqlite.Connection, incident_id: int) -> bool:
-    """Open again an incident closed at a restart (the target is still down); False if there is none."""
-    rows = await conn.execute_fetchall(
-        "UPDATE incidents SET ended_at = NULL WHERE id = ? RETURNING id", (incident_id,)
-    )
-    return bool(rows)

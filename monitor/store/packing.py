@@ -8,15 +8,36 @@ already packed rows back before merging, so nothing counts twice.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-
-import aiosqlite
+from dataclasses import dataclass, field
+from typing import Any
 
 from monitor.store import latency, packed
 from monitor.store.buffer import Batch, Rollup, floor
+from monitor.store.engine import POSTGRESQL, dialect_of, pick
 from monitor.store.rollups import MINUTE_PACKS, PACK_SPECS, Pack, PackSpec, Slicer, add_values
+from monitor.store.targets import TargetRow, load_targets, resolve_targets
 
-__all__ = ["Closing", "batch_entries", "prepare_closing", "resolve_targets", "staging_params", "write_batch"]
+__all__ = ["Closing", "batch_entries", "closes_rows", "prepare_closing", "staging_params", "write_batch"]
+
+
+# Staging closed entries of open packed rows: late entries add up, histogram encodings concatenate.
+_STAGE = (
+    "INSERT INTO rollup_open (size, bucket, target_id, probes, failures, degraded, maintenance,"
+    " latency_sum_us, latency_max_us, histogram) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (size, bucket, target_id) DO UPDATE SET probes = rollup_open.probes + excluded.probes,"
+    " failures = rollup_open.failures + excluded.failures,"
+    " degraded = rollup_open.degraded + excluded.degraded,"
+    " maintenance = rollup_open.maintenance + excluded.maintenance,"
+    " latency_sum_us = rollup_open.latency_sum_us + excluded.latency_sum_us,"
+)
+_STAGE_SQLITE = (
+    _STAGE + " latency_max_us = max(rollup_open.latency_max_us, excluded.latency_max_us),"
+    " histogram = CAST(rollup_open.histogram || excluded.histogram AS BLOB)"
+)
+_STAGE_POSTGRESQL = (
+    _STAGE + " latency_max_us = GREATEST(rollup_open.latency_max_us, excluded.latency_max_us),"
+    " histogram = rollup_open.histogram || excluded.histogram"
+)
 
 
 def batch_entries(batch: Batch, spec: PackSpec) -> dict[tuple[str, int], Rollup]:
@@ -26,16 +47,31 @@ def batch_entries(batch: Batch, spec: PackSpec) -> dict[tuple[str, int], Rollup]
 
 @dataclass(slots=True)
 class Closing:
-    """Packed rows of one table written by this flush: their row buckets and (row, target, totals, blob)."""
+    """Packed rows of one table written by this flush: their row buckets, (row, target, totals, blob), and
+    the staged entries read into them ((bucket, target id); deleted one by one on PostgreSQL, where a
+    replica may stage another entry of the same row meanwhile, which must stay for its next flush)."""
 
     buckets: set[int]
     rows: list[tuple[int, str, tuple[int, ...], bytes]]
+    staged: list[tuple[int, int]] = field(default_factory=list)
+
+
+def closes_rows(open_rows: Mapping[str, set[int]], batch: Batch, now_s: int) -> bool:
+    """Whether this flush packs a row: a staged row is over, or the batch brings entries of one."""
+    for spec in PACK_SPECS:
+        if any(bucket + spec.row_size <= now_s for bucket in open_rows[spec.table]):
+            return True
+        if any(
+            floor(bucket, spec.row_size) + spec.row_size <= now_s for _, bucket in batch_entries(batch, spec)
+        ):
+            return True
+    return False
 
 
 async def prepare_closing(
-    reader: aiosqlite.Connection,
+    reader: Any,
     open_rows: Mapping[str, set[int]],
-    targets: Mapping[str, tuple[int, int, int | None]],
+    targets: dict[str, TargetRow],
     batch: Batch,
     now_s: int,
 ) -> dict[str, Closing]:
@@ -55,6 +91,7 @@ async def prepare_closing(
         if buckets and not id_names:
             id_names = {known[0]: name for name, known in targets.items()}
         packs: dict[tuple[int, str], Pack] = {}
+        staged: list[tuple[int, int]] = []
 
         def entry(
             row: int, name: str, offset: int, packs: dict[tuple[int, str], Pack] = packs
@@ -74,12 +111,17 @@ async def prepare_closing(
                     (spec.entry_size, row, row + spec.row_size),
                 ):
                     offset = (bucket - row) // spec.entry_size
+                    staged.append((bucket, tid))
+                    if tid not in id_names:
+                        id_names = await _learn_targets(reader, targets)
                     add_values(entry(row, id_names[tid], offset), values, hist)
                     await slicer.tick()
             for tid, blob in await reader.execute_fetchall(
                 f"SELECT target_id, {spec.blob} FROM {spec.table} WHERE bucket = ?", (row,)
             ):
                 # Already packed (late results, or a row closed before a restart): merge, rewrite.
+                if tid not in id_names:
+                    id_names = await _learn_targets(reader, targets)
                 for offset, counts in packed.decode(blob, spec.histograms, spec.v1_unit_us).items():
                     entry(row, id_names[tid], offset).merge(counts)
                 await slicer.tick()
@@ -104,8 +146,14 @@ async def prepare_closing(
                 totals = ()
             rows.append((row, name, totals, blob))
             await slicer.tick()
-        closing[spec.table] = Closing(buckets, rows)
+        closing[spec.table] = Closing(buckets, rows, staged)
     return closing
+
+
+async def _learn_targets(conn: Any, targets: dict[str, TargetRow]) -> dict[int, str]:
+    """Targets another writer (a replica) added since this store opened: into the cache, committed."""
+    targets.update({name: row for name, row in (await load_targets(conn)).items() if name not in targets})
+    return {known[0]: name for name, known in targets.items()}
 
 
 async def staging_params(
@@ -139,12 +187,12 @@ async def staging_params(
 
 
 async def write_batch(
-    conn: aiosqlite.Connection,
+    conn: Any,
     batch: Batch,
     closing: dict[str, Closing],
     staged: list[tuple[int, int, str, int, int, int, int, int, int, bytes]],
-    targets: Mapping[str, tuple[int, int, int | None]],
-) -> dict[str, tuple[int, int, int | None]]:
+    targets: Mapping[str, TargetRow],
+) -> dict[str, TargetRow]:
     """Write one batch inside the caller's transaction; returns the targets to add to the cache."""
     ids, added = await resolve_targets(conn, targets, batch.first_seen)
 
@@ -153,35 +201,40 @@ async def write_batch(
         return ids[name] if name in ids else targets[name][0]
 
     await conn.executemany(
-        "INSERT OR IGNORE INTO probe_results (target_id, at, duration_us, health, success, degraded,"
-        " in_maintenance, changed, reason, status_code) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO probe_results (target_id, at, duration_us, health, success, degraded,"
+        " in_maintenance, changed, reason, status_code) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (target_id, at) DO NOTHING",
         [(ids[row[0]], *row[1:]) for row in batch.raw],
     )
     # Late entries for a minute or hour already staged add up (histogram encodings concatenate).
     await conn.executemany(
-        "INSERT INTO rollup_open (size, bucket, target_id, probes, failures, degraded, maintenance,"
-        " latency_sum_us, latency_max_us, histogram) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-        " ON CONFLICT (size, bucket, target_id) DO UPDATE SET probes = probes + excluded.probes,"
-        " failures = failures + excluded.failures, degraded = degraded + excluded.degraded,"
-        " maintenance = maintenance + excluded.maintenance,"
-        " latency_sum_us = latency_sum_us + excluded.latency_sum_us,"
-        " latency_max_us = max(latency_max_us, excluded.latency_max_us),"
-        " histogram = CAST(histogram || excluded.histogram AS BLOB)",
+        pick(dialect_of(conn), sqlite=_STAGE_SQLITE, postgresql=_STAGE_POSTGRESQL),
         [(size, bucket, target_id(name), *rest) for size, bucket, name, *rest in staged],
     )
     for spec in PACK_SPECS:
         rows = closing[spec.table]
         if spec.histograms:
             await conn.executemany(
-                "INSERT OR REPLACE INTO rollup_hour (bucket, target_id, probes, failures, degraded,"
-                " maintenance, latency_max_us, hours) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO rollup_hour (bucket, target_id, probes, failures, degraded,"
+                " maintenance, latency_max_us, hours) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (bucket, target_id) DO UPDATE SET probes = excluded.probes,"
+                " failures = excluded.failures, degraded = excluded.degraded,"
+                " maintenance = excluded.maintenance, latency_max_us = excluded.latency_max_us,"
+                " hours = excluded.hours",
                 [(row, target_id(name), *totals, blob) for row, name, totals, blob in rows.rows],
             )
         else:
             await conn.executemany(
-                "INSERT OR REPLACE INTO rollup_minute (bucket, target_id, minutes) VALUES (?, ?, ?)",
+                "INSERT INTO rollup_minute (bucket, target_id, minutes) VALUES (?, ?, ?)"
+                " ON CONFLICT (bucket, target_id) DO UPDATE SET minutes = excluded.minutes",
                 [(row, target_id(name), blob) for row, name, _, blob in rows.rows],
             )
+        if dialect_of(conn) == POSTGRESQL:
+            await conn.executemany(
+                "DELETE FROM rollup_open WHERE size = ? AND bucket = ? AND target_id = ?",
+                [(spec.entry_size, bucket, tid) for bucket, tid in rows.staged],
+            )
+            continue
         for row in sorted(rows.buckets):
             await conn.execute(
                 "DELETE FROM rollup_open WHERE size = ? AND bucket >= ? AND bucket < ?",
@@ -193,27 +246,8 @@ async def write_batch(
         if known is not None and known[2] != code:
             changed_health.append((code, ids[name]))
             added[name] = (known[0], known[1], code)
-    await conn.executemany("UPDATE targets SET health = ? WHERE id = ?", changed_health)
+    # In id order: two replicas updating the same targets (a takeover) lock them in one order.
+    await conn.executemany(
+        "UPDATE targets SET health = ? WHERE id = ?", sorted(changed_health, key=lambda row: row[1])
+    )
     return added
-
-
-async def resolve_targets(
-    conn: aiosqlite.Connection, targets: Mapping[str, tuple[int, int, int | None]], first_seen: dict[str, int]
-) -> tuple[dict[str, int], dict[str, tuple[int, int, int | None]]]:
-    """Target ids for this batch, inserting new targets; `added` is applied to the cache after commit."""
-    ids: dict[str, int] = {}
-    added: dict[str, tuple[int, int, int | None]] = {}
-    for name, first in first_seen.items():
-        known = targets.get(name)
-        if known is not None and known[1] <= first:
-            ids[name] = known[0]
-            continue
-        rows = await conn.execute_fetchall(
-            "INSERT INTO targets (name, first_seen) VALUES (?, ?) ON CONFLICT (name) DO UPDATE"
-            " SET first_seen = min(first_seen, excluded.first_seen) RETURNING id, first_seen, health",
-            (name, first),
-        )
-        target_id, stored_first, health = rows[0]
-        ids[name] = target_id
-        added[name] = (target_id, stored_first, health)
-    return ids, added

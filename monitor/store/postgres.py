@@ -18,7 +18,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
 from monitor.store.base import StoreError
-from monitor.store.engine import POSTGRESQL, PgConnection, connect_postgres
+from monitor.store.engine import POSTGRESQL, PgConnection, connect_postgres, lock_key
 from monitor.store.migrations import Migration, apply_migrations, check_version, schema_version
 from monitor.store.sql import SqlStore
 
@@ -36,11 +36,6 @@ def describe_url(url: str) -> str:
     host = parts.get("host") or "localhost"
     port = parts.get("port") or "5432"
     return f"postgresql://{parts.get('user') or ''}@{host}:{port}/{parts.get('dbname') or ''}"
-
-
-def lock_key(name: str) -> str:
-    """SQL for an advisory lock key: `name` within the current schema, so deployments never collide."""
-    return f"hashtextextended(current_schema() || ':{name}', 0)"
 
 
 class PostgresEngine:
@@ -65,7 +60,11 @@ class PostgresEngine:
     async def _connect(self, *, readonly: bool = False) -> PgConnection:
         try:
             return await connect_postgres(
-                self.url, application_name=self.application_name, schema=self.schema, readonly=readonly
+                self.url,
+                application_name=self.application_name,
+                schema=self.schema,
+                readonly=readonly,
+                reconnect=True,
             )
         except psycopg.OperationalError as exc:
             # The server's message names host and user, never the password.
@@ -88,17 +87,25 @@ class PostgresEngine:
         """Apply what is missing, holding the migration lock: one replica migrates, the others wait."""
         if self.schema:
             await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {self.schema}")
-        await conn.execute(f"SELECT pg_advisory_lock({lock_key('migrate')})")
+        # The lock lives in this session: a lost connection must fail the migration, not go on unlocked.
+        conn.reconnect_enabled = False
         try:
-            return await apply_migrations(conn, migrations)
+            await conn.execute(f"SELECT pg_advisory_lock({lock_key('migrate')})")
+            try:
+                return await apply_migrations(conn, migrations)
+            finally:
+                await conn.execute(f"SELECT pg_advisory_unlock({lock_key('migrate')})")
         finally:
-            await conn.execute(f"SELECT pg_advisory_unlock({lock_key('migrate')})")
+            conn.reconnect_enabled = True
 
     async def open_reader(self) -> PgConnection:
-        return await self._connect()
+        reader = await self._connect()
+        reader.retry_lost = True
+        return reader
 
     async def open_readonly(self, migrations: Sequence[Migration]) -> PgConnection:
         reader = await self._connect(readonly=True)
+        reader.retry_lost = True
         try:
             check_version(await schema_version(reader), migrations, self.describe())
         except BaseException:

@@ -13,12 +13,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import aiosqlite
-
 from monitor.store import latency, live, monitored, packed
 from monitor.store.availability import Span, availability, clip_spans, subtract_spans
 from monitor.store.base import UptimeReport
 from monitor.store.buffer import HOUR, MINUTE, Rollup, floor, to_ms
+from monitor.store.engine import dialect_of, pick
 from monitor.store.rollups import HOUR_PACKS, MINUTE_PACKS, Slicer, add_values
 
 __all__ = ["InMemory", "Planned", "coverage", "from_ms", "uptime_reports"]
@@ -28,6 +27,16 @@ Planned = Mapping[str, Sequence[Span]]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _DAY = 86400
+
+# Per target, its newest packed day before ?: one index seek each (SQLite by rowid, PostgreSQL LATERAL).
+_LAST_DAY_SQLITE = (
+    "SELECT t.id, r.bucket, r.hours FROM targets AS t JOIN rollup_hour AS r ON r.rowid ="
+    " (SELECT rowid FROM rollup_hour WHERE target_id = t.id AND bucket < ? ORDER BY bucket DESC LIMIT 1)"
+)
+_LAST_DAY_POSTGRESQL = (
+    "SELECT t.id, r.bucket, r.hours FROM targets AS t CROSS JOIN LATERAL (SELECT bucket, hours"
+    " FROM rollup_hour WHERE target_id = t.id AND bucket < ? ORDER BY bucket DESC LIMIT 1) AS r"
+)
 
 
 def from_ms(value: int) -> datetime:
@@ -73,7 +82,7 @@ class Totals:
 
 
 async def uptime_reports(
-    reader: aiosqlite.Connection,
+    reader: Any,
     memory: InMemory | None,
     now: datetime,
     start: datetime,
@@ -96,7 +105,9 @@ async def uptime_reports(
     covered = await _coverage(reader, memory, now, rows, start, end, target_id, planned)
     end_ms = to_ms(min(end, now))
     start_ms = to_ms(start)
-    totals = await _rollup_totals(reader, memory, start_ms, end_ms, to_ms(now - minute_retention), target_id)
+    totals = await _rollup_totals(
+        reader, memory, start_ms, end_ms, to_ms(now - minute_retention), target_id, to_ms(now)
+    )
     downtime = await _downtime(reader, start_ms, end_ms, target_id)
     reports = []
     for tid, name, _first_seen in rows:
@@ -129,7 +140,7 @@ async def uptime_reports(
 
 
 async def coverage(
-    reader: aiosqlite.Connection,
+    reader: Any,
     memory: InMemory | None,
     now: datetime,
     start: datetime,
@@ -152,7 +163,7 @@ async def coverage(
 
 
 async def _coverage(
-    reader: aiosqlite.Connection,
+    reader: Any,
     memory: InMemory | None,
     now: datetime,
     rows: Iterable[Sequence[Any]],
@@ -161,7 +172,7 @@ async def _coverage(
     target_id: int | None,
     planned: Planned | None,
 ) -> dict[str, monitored.Coverage]:
-    last_hours = await _last_sample_hours(reader, memory, min(end, now), target_id)
+    last_hours = await _last_sample_hours(reader, memory, min(end, now), target_id, now)
     current_run = memory.current_run if memory is not None else None
     runs = await monitored.read_runs(reader)
     running = monitored.running_spans(runs, start, min(end, now), now, current_run)
@@ -183,7 +194,7 @@ async def _coverage(
 
 
 async def _last_sample_hours(
-    reader: aiosqlite.Connection, memory: InMemory | None, end: datetime, target_id: int | None
+    reader: Any, memory: InMemory | None, end: datetime, target_id: int | None, now: datetime
 ) -> dict[int, int]:
     """Per target id, the epoch second of the latest hour before `end` holding any result: from
     memory, the hours waiting in rollup_open, else the newest packed day before `end` (one index seek
@@ -192,9 +203,7 @@ async def _last_sample_hours(
     last: dict[int, int] = {}
     target_sql, params = ("", [end_s]) if target_id is None else (" WHERE t.id = ?", [end_s, target_id])
     rows = await reader.execute_fetchall(
-        "SELECT t.id, r.bucket, r.hours FROM targets AS t JOIN rollup_hour AS r ON r.rowid ="
-        " (SELECT rowid FROM rollup_hour WHERE target_id = t.id AND bucket < ? ORDER BY bucket DESC"
-        " LIMIT 1)" + target_sql,
+        pick(dialect_of(reader), sqlite=_LAST_DAY_SQLITE, postgresql=_LAST_DAY_POSTGRESQL) + target_sql,
         params,
     )
     for tid, day, blob in rows:
@@ -227,19 +236,21 @@ async def _last_sample_hours(
                 last[known[0]] = max(hour, last.get(known[0], hour))
     else:
         # Another process (the CLI): the daemon's open hours as of its last heartbeat (live.py).
-        for size, hour, tid, _counts in await live.read_live(reader, 0, end_s, target_id):
+        live_rows = await live.read_live(reader, 0, end_s, target_id, to_ms(now))
+        for size, hour, tid, _counts in live_rows:
             if size == HOUR:
                 last[tid] = max(hour, last.get(tid, hour))
     return last
 
 
 async def _rollup_totals(
-    reader: aiosqlite.Connection,
+    reader: Any,
     memory: InMemory | None,
     start_ms: int,
     end_ms: int,
     minute_cutoff_ms: int,
     target_id: int | None,
+    now_ms: int,
 ) -> dict[int, Totals]:
     """Sums per target: whole days from day totals, whole hours from the packed hours, partial hours
     from the packed minutes while retained (else the whole hour).
@@ -352,13 +363,14 @@ async def _rollup_totals(
                 await slicer.tick()
     else:
         # Another process (the CLI): the daemon's memory as of its last heartbeat (live.py).
-        for size, bucket, tid, counts in await live.read_live(reader, start_s - HOUR, end_s, target_id):
+        live_rows = await live.read_live(reader, start_s - HOUR, end_s, target_id, now_ms)
+        for size, bucket, tid, counts in live_rows:
             (add_minute if size == MINUTE else add_hour)(tid, bucket, counts)
     return totals
 
 
 async def _downtime(
-    reader: aiosqlite.Connection, start_ms: int, end_ms: int, target_id: int | None
+    reader: Any, start_ms: int, end_ms: int, target_id: int | None
 ) -> dict[int, list[tuple[int, int]]]:
     """Incident intervals per target overlapping the window; open ones end at the window end."""
     sql = (

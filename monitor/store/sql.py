@@ -1,22 +1,18 @@
-"""The SQLite store: buffered writes off the probe path, compact history, rollup-based uptime.
+"""The store over one database engine: lifecycle, transactions, the writer loop, and the aggregates.
 
-Why it looks like this (Uptime Kuma's heartbeat table grew to GBs and DB work caused false downtime):
+`SqlStore` is the one object implementing `monitor.store.base.Store`; each aggregate keeps its SQL (both
+engines' statements side by side where they differ) in its own module and the store delegates:
+probe results and rollups (results.py, packing.py, reports.py, live.py), target ids (targets.py),
+incidents (incidents.py), key-value state (kv.py), daemon runs (heartbeat.py, monitored.py).
+
 - `record()` only appends to memory (buffer.py); a background writer commits one transaction per
-  `flush_interval` (packing.py). A slow, locked or full database makes the bounded buffer grow
-  (`pending_writes`), never a probe wait; the failed batch goes back to memory and is retried.
-- Successes that change nothing are folded into per-minute and per-hour rollups; the raw table keeps
-  failures, degraded and maintenance results, state changes and one sample per target per
-  `success_sample_interval`.
-- Rollups are packed (packed.py): one row per target per hour holding its minutes, one per target per
-  UTC day holding its hours (with day totals as columns), ~7 GB -> 0.93 GB at 1,000 targets x
-  10 s with the default retention. The writer keeps the current rows in memory and rewrites each touched
-  row once per flush; after a restart it reads them back before merging, so nothing counts twice.
-- Uptime (reports.py) precision: counts are exact to the minute while minute rollups are kept (to the
-  hour after); latency percentiles and the maximum come from hour histograms, so a window edge inside an
-  hour brings that whole hour's latencies (within about 4.5 % per bucket otherwise). Stored maxima are
-  rounded up by at most 4.4 % and latency sums read back within 2.2 % (packed.py): small packs.
+  `flush_interval` (results.py). A slow, locked, full or unreachable database makes the bounded buffer
+  grow (`pending_writes`), never a probe wait; the failed batch goes back to memory and is retried.
+- Successes that change nothing are folded into packed per-minute and per-hour rollups (packed.py):
+  ~7 GB -> 0.93 GB at 1,000 targets x 10 s with the default retention.
 - Two connections: the writer (all writes, serialised by `transaction()`) and a reader, so reads never
-  see half a batch and never queue behind a flush. WAL lets another process (the CLI) read meanwhile.
+  see half a batch and never queue behind a flush. On PostgreSQL both reconnect after the server or the
+  network dropped them (engine.PgConnection).
 
 Other modules extend the store with their own tables (added in migrations.py) and methods that write
 through `async with store.transaction(op) as conn:` and read through `store.reader`. Durable facts are
@@ -26,7 +22,7 @@ written through `until_committed` (durable.py); readiness reads `store.facts` (f
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager, suppress
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, Self
@@ -34,45 +30,25 @@ from typing import Any, Protocol, Self
 import structlog
 
 from monitor.model import Health
-from monitor.store import live, monitored, packed
+from monitor.store import incidents, kv, live, monitored, packed
 from monitor.store.availability import Span
 from monitor.store.base import Incident, ProbeResult, StoreError, UptimeReport
-from monitor.store.buffer import (
-    HEALTH_CODES,
-    HOUR,
-    MINUTE,
-    REASON_CODES,
-    Batch,
-    WriteBuffer,
-    floor,
-    to_ms,
-)
-from monitor.store.engine import DB_ERRORS, POSTGRESQL, SQLITE, UNAVAILABLE_ERRORS, Dialect, pick
+from monitor.store.buffer import HEALTH_CODES, HOUR, MINUTE, REASON_CODES, WriteBuffer, to_ms
+from monitor.store.engine import DB_ERRORS, UNAVAILABLE_ERRORS, Dialect
 from monitor.store.facts import WriteFacts, rollback
 from monitor.store.migrations import MIGRATIONS, Migration
-from monitor.store.packing import (
-    batch_entries,
-    prepare_closing,
-    resolve_targets,
-    staging_params,
-    write_batch,
-)
-from monitor.store.reports import InMemory, Planned, coverage, from_ms, uptime_reports
+from monitor.store.reports import InMemory, Planned, coverage, uptime_reports
+from monitor.store.results import RETENTION, BatchHook, flush_batch, health_by_target, load_open_rows
 from monitor.store.rollups import PACK_SPECS
+from monitor.store.targets import TargetRow, load_targets
 from monitor.supervisor import Supervisor
 
 __all__ = ["HEALTH_CODES", "REASON_CODES", "BatchHook", "Engine", "SqlStore"]
 
 log = structlog.get_logger(__name__)
 
-_HEALTH_BY_CODE = {code: health for health, code in HEALTH_CODES.items()}
-
 # What both engines' connections offer (aiosqlite's, or engine.PgConnection wearing its methods).
 Connection = Any
-
-
-# Work done inside every flush transaction (conn, now in epoch seconds, closing): the heartbeat.
-BatchHook = Callable[[Connection, int, bool], Awaitable[None]]
 
 
 class Engine(Protocol):
@@ -99,31 +75,6 @@ class Engine(Protocol):
     async def close(self, conn: Any) -> None: ...
 
 
-# Expired history, deleted a batch at a time (?1 the cutoff, ?2 the batch size).
-_RETENTION: dict[str, tuple[str, ...]] = {
-    SQLITE: (
-        # Walk targets so each one costs an index seek, not a scan of the whole raw table.
-        "DELETE FROM probe_results WHERE (target_id, at) IN (SELECT r.target_id, r.at FROM targets AS t"
-        " CROSS JOIN probe_results AS r ON r.target_id = t.id AND r.at < ?1 LIMIT ?2)",
-        # A packed row goes once all of it is expired: its bucket ends at or before the cutoff.
-        "DELETE FROM rollup_minute WHERE (bucket, target_id) IN"
-        " (SELECT bucket, target_id FROM rollup_minute WHERE bucket <= ?1 LIMIT ?2)",
-        "DELETE FROM rollup_hour WHERE rowid IN (SELECT rowid FROM rollup_hour WHERE bucket <= ?1 LIMIT ?2)",
-        "DELETE FROM incidents WHERE id IN (SELECT id FROM incidents"
-        " WHERE ended_at IS NOT NULL AND ended_at < ?1 LIMIT ?2)",
-    ),
-    POSTGRESQL: (
-        # The planner walks the (target_id, at) primary key on its own; ctid is the row's address.
-        "DELETE FROM probe_results WHERE ctid IN (SELECT ctid FROM probe_results WHERE at < ?1 LIMIT ?2)",
-        "DELETE FROM rollup_minute WHERE ctid IN"
-        " (SELECT ctid FROM rollup_minute WHERE bucket <= ?1 LIMIT ?2)",
-        "DELETE FROM rollup_hour WHERE ctid IN (SELECT ctid FROM rollup_hour WHERE bucket <= ?1 LIMIT ?2)",
-        "DELETE FROM incidents WHERE id IN (SELECT id FROM incidents"
-        " WHERE ended_at IS NOT NULL AND ended_at < ?1 LIMIT ?2)",
-    ),
-}
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
 _DAY = 86400
 
@@ -175,7 +126,7 @@ class SqlStore:
         # Row buckets (hours of minutes, days of hours) with entries waiting in `rollup_open`.
         self._open_rows: dict[str, set[int]] = {spec.table: set() for spec in PACK_SPECS}
         # name -> (id, first_seen ms, stored health code); only what is committed.
-        self._targets: dict[str, tuple[int, int, int | None]] = {}
+        self._targets: dict[str, TargetRow] = {}
         # The daemon run this process records (heartbeat.py): its watched time extends to now.
         self.current_run: int | None = None
         self._batch_hooks: list[BatchHook] = []
@@ -211,22 +162,15 @@ class SqlStore:
             await self.engine.close(writer)
             raise
         self._writer, self._reader = writer, reader
-        for target_id, name, first_seen, health in await reader.execute_fetchall(
-            "SELECT id, name, first_seen, health FROM targets"
-        ):
-            self._targets[name] = (target_id, first_seen, health)
-        for spec in PACK_SPECS:
-            for (bucket,) in await reader.execute_fetchall(
-                "SELECT DISTINCT bucket - bucket % ? FROM rollup_open WHERE size = ?",
-                (spec.row_size, spec.entry_size),
-            ):
-                self._open_rows[spec.table].add(bucket)
+        self._targets.update(await load_targets(reader))
+        for table, buckets in (await load_open_rows(reader)).items():
+            self._open_rows[table].update(buckets)
         self._stop.clear()
         self._writer_task = self._supervisor.spawn("store-writer", self._run_writer)
 
     async def _on_writer_open(self, writer: Connection) -> None:
-        # A crashed daemon's copy of its open rollups: this process starts with empty memory.
-        await writer.execute("DELETE FROM rollup_live")
+        # Crashed or stopped runs' copies of their open rollups; live replicas' copies stay (live.py).
+        await live.drop_dead(writer, to_ms(self._clock()))
 
     async def close(self) -> None:
         """Flush everything pending, stop the writer, close both connections and join their threads.
@@ -337,34 +281,18 @@ class SqlStore:
         that close are read and encoded before the transaction in sliced steps, and SQLite runs in
         aiosqlite's thread (it lets go of the GIL while stepping).
         """
-        now_s = to_ms(self._clock()) // 1000
-        batch = self._take(now_s, force)
-        if batch is None:
-            return
-        try:
-            closing = await prepare_closing(self.reader, self._open_rows, self._targets, batch, now_s)
-            staged = await staging_params(batch, closing)
-            async with self.transaction("flush") as conn:
-                added = await write_batch(conn, batch, closing, staged, self._targets)
-                # Copies of the entries this batch closes go with them (all on close): see live.py.
-                await live.drop_closed(conn, None if force else now_s)
-                for hook in self._batch_hooks:
-                    await hook(conn, now_s, force)
-        except BaseException:
-            self._buffer.put_back(batch)
-            raise
-        self._buffer.committed()
-        self._targets.update(added)
-        for spec in PACK_SPECS:
-            rows = self._open_rows[spec.table]
-            rows.update(floor(bucket, spec.row_size) for _, bucket in batch_entries(batch, spec))
-            rows.difference_update(closing[spec.table].buckets)
-
-    def _take(self, now_s: int, force: bool) -> Batch | None:
-        due = any(
-            bucket + spec.row_size <= now_s for spec in PACK_SPECS for bucket in self._open_rows[spec.table]
+        await flush_batch(
+            self.reader,
+            self.transaction,
+            self._buffer,
+            self._open_rows,
+            self._targets,
+            self._batch_hooks,
+            self.dialect,
+            self.current_run,
+            to_ms(self._clock()) // 1000,
+            force,
         )
-        return self._buffer.take(now_s, force, due)
 
     async def _run_writer(self) -> None:
         loop = asyncio.get_running_loop()
@@ -407,61 +335,30 @@ class SqlStore:
     # --- incidents ------------------------------------------------------------------------------------
 
     async def open_incident(self, target: str, started_at: datetime, reason: str | None, detail: str) -> int:
-        """Insert an open incident and return its id (committed before returning)."""
-        started_ms = to_ms(started_at)
+        """The id of `target`'s open incident (committed before returning): a new one, or the one already
+        open (a replica taking the target over continues it; see incidents.py)."""
         async with self.transaction("incident") as conn:
-            ids, added = await resolve_targets(conn, self._targets, {target: started_ms})
-            rows = await conn.execute_fetchall(
-                "INSERT INTO incidents (target_id, started_at, reason, detail) VALUES (?, ?, ?, ?)"
-                " RETURNING id",
-                (ids[target], started_ms, reason, detail),
+            incident_id, added = await incidents.open_incident(
+                conn, self._targets, target, to_ms(started_at), reason, detail
             )
         self._targets.update(added)
-        return int(rows[0][0])
+        return incident_id
 
     async def close_incident(self, incident_id: int, ended_at: datetime) -> None:
         """Set the end of an open incident; closing one already closed changes nothing."""
         async with self.transaction("incident") as conn:
-            rows = await conn.execute_fetchall(
-                pick(
-                    self.dialect,
-                    sqlite="UPDATE incidents SET ended_at = max(started_at, ?) WHERE id = ?"
-                    " AND ended_at IS NULL RETURNING id",
-                    postgresql="UPDATE incidents SET ended_at = GREATEST(started_at, ?) WHERE id = ?"
-                    " AND ended_at IS NULL RETURNING id",
-                ),
-                (to_ms(ended_at), incident_id),
-            )
-            if not rows:
-                exists = await conn.execute_fetchall("SELECT 1 FROM incidents WHERE id = ?", (incident_id,))
-                if not exists:
-                    raise StoreError(f"no incident {incident_id}")
+            await incidents.close_incident(conn, self.dialect, incident_id, to_ms(ended_at))
 
     async def open_incidents(self) -> list[Incident]:
         """Incidents still open (to resume after a restart), oldest first."""
-        rows = await self.reader.execute_fetchall(
-            "SELECT i.id, t.name, i.started_at, i.ended_at, i.reason, i.detail FROM incidents AS i"
-            " JOIN targets AS t ON t.id = i.target_id WHERE i.ended_at IS NULL ORDER BY i.started_at, i.id"
-        )
-        return [_incident(row) for row in rows]
+        return await incidents.open_incidents(self.reader)
 
     async def incidents(
         self, since: datetime, until: datetime | None = None, target: str | None = None
     ) -> list[Incident]:
         """Incidents overlapping [since, until) (an open one overlaps all after its start), newest first."""
-        sql = (
-            "SELECT i.id, t.name, i.started_at, i.ended_at, i.reason, i.detail FROM incidents AS i"
-            " JOIN targets AS t ON t.id = i.target_id WHERE (i.ended_at IS NULL OR i.ended_at > ?)"
-        )
-        params: list[Any] = [to_ms(since)]
-        if until is not None:
-            sql += " AND i.started_at < ?"
-            params.append(to_ms(until))
-        if target is not None:
-            sql += " AND t.name = ?"
-            params.append(target)
-        rows = await self.reader.execute_fetchall(sql + " ORDER BY i.started_at DESC, i.id DESC", params)
-        return [_incident(row) for row in rows]
+        until_ms = None if until is None else to_ms(until)
+        return await incidents.incidents_overlapping(self.reader, to_ms(since), until_ms, target)
 
     async def interrupted_at(self, target: str, started_at: datetime) -> datetime:
         """Where an incident left open by an earlier run stops counting (monitored.py)."""
@@ -471,7 +368,7 @@ class SqlStore:
     async def reopen_incident(self, incident_id: int) -> None:
         """Open again an incident closed at a restart because its target is still down."""
         async with self.transaction("incident") as conn:
-            if not await monitored.reopen_incident(conn, incident_id):
+            if not await incidents.reopen_incident(conn, incident_id):
                 raise StoreError(f"no incident {incident_id}")
 
     def add_batch_hook(self, hook: BatchHook) -> None:
@@ -547,10 +444,7 @@ class SqlStore:
 
     async def latest_health(self) -> dict[str, Health]:
         """Last known health per target: what is committed, overlaid with what is still buffered."""
-        rows = await self.reader.execute_fetchall("SELECT name, health FROM targets WHERE health IS NOT NULL")
-        health = {name: _HEALTH_BY_CODE.get(code, Health.UNKNOWN) for name, code in rows}
-        health.update(self._buffer.last_health)
-        return health
+        return await health_by_target(self.reader, self._buffer.last_health)
 
     async def run_retention(self, now: datetime | None = None, batch: int = 5000) -> int:
         """Delete expired history in transactions of at most `batch` rows; return how many rows went."""
@@ -564,7 +458,7 @@ class SqlStore:
         minute_cutoff = to_ms(now - self.minute_retention) // 1000
         hour_cutoff = to_ms(now - self.hour_retention) // 1000
         incident_cutoff = now_ms - int(self.hour_retention / _MS)
-        statements = _RETENTION[self.dialect]
+        statements = RETENTION[self.dialect]
         cutoffs = [raw_cutoff, minute_cutoff - HOUR, hour_cutoff - _DAY, incident_cutoff]
         deleted = 0
         for sql, cutoff in zip(statements, cutoffs, strict=True):
@@ -598,17 +492,12 @@ class SqlStore:
 
     async def get_value(self, key: str) -> str | None:
         """A value from the durable key/value table, or None."""
-        rows = await self.reader.execute_fetchall("SELECT value FROM kv WHERE key = ?", (key,))
-        return rows[0][0] if rows else None
+        return await kv.read_value(self.reader, key)
 
     async def set_value(self, key: str, value: str) -> None:
         """Store a value and make it survive a power cut before returning (e.g. a single-use token)."""
         async with self.transaction("kv", power_safe=True) as conn:
-            await conn.execute(
-                "INSERT INTO kv (key, value, updated_at) VALUES (?, ?, ?) ON CONFLICT (key)"
-                " DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
-                (key, value, to_ms(self._clock())),
-            )
+            await kv.write_value(conn, key, value, to_ms(self._clock()))
 
     def __repr__(self) -> str:
         mode = "readonly" if self.readonly else "readwrite"
@@ -619,15 +508,3 @@ class SqlStore:
 
 def _seconds(value: float | timedelta) -> float:
     return value.total_seconds() if isinstance(value, timedelta) else float(value)
-
-
-def _incident(row: Sequence[Any]) -> Incident:
-    incident_id, name, started, ended, reason, detail = row
-    return Incident(
-        id=incident_id,
-        target=name,
-        started_at=from_ms(started),
-        ended_at=None if ended is None else from_ms(ended),
-        reason=reason,
-        detail=detail or "",
-    )

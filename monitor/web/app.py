@@ -16,6 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import SecretStr
 
 from monitor.maintenance import in_maintenance, planned_maintenance
+from monitor.targets import HttpTarget, TcpTarget
 from monitor.web.alerts import add_routes as add_alert_routes
 from monitor.web.common import json_error, json_response
 from monitor.web.dossiers import add_routes as add_dossier_routes
@@ -143,48 +144,49 @@ async def _metrics(request: web.Request) -> web.StreamResponse:
 
 async def _targets(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
-    scheduler = services.scheduler
+    states = await services.target_states()
     now = services.now()
     items = []
-    for name, tracker in scheduler.trackers.items():
-        target = scheduler.targets[name]
-        outcome = tracker.last_outcome
+    for target in services.config.targets:
+        state = states.get(target.name)
         items.append(
             TargetItem(
-                name=name,
+                name=target.name,
                 type=target.type,
-                health=tracker.health.value,
-                since=tracker.last_change_at,
+                health=state.health if state else "unknown",
+                since=state.since if state else None,
                 in_maintenance=in_maintenance(target.maintenance, now, services.config.zone),
-                last_probe_at=tracker.last_probe_at,
-                last_duration_seconds=round(tracker.last_duration, 6) if outcome else None,
-                last_success=outcome.success if outcome else None,
-                reason=outcome.reason.value if outcome and outcome.reason else None,
-                detail=outcome.detail if outcome else None,
-                status_code=outcome.status_code if outcome else None,
-                cert_expiry=datetime.fromtimestamp(outcome.cert_expiry, UTC)
-                if outcome and outcome.cert_expiry
+                last_probe_at=state.last_probe_at if state else None,
+                last_duration_seconds=state.last_duration_seconds if state else None,
+                last_success=state.last_success if state else None,
+                reason=state.reason if state else None,
+                detail=state.detail if state else None,
+                status_code=state.status_code if state else None,
+                cert_expiry=datetime.fromtimestamp(state.cert_expiry, UTC)
+                if state and state.cert_expiry
                 else None,
-                incident_open=tracker.incident_open,
-                incident_id=scheduler.open_incident_id(name),
+                incident_open=state.incident_open if state else False,
+                incident_id=state.incident_id if state else None,
                 interval_seconds=target.interval.total_seconds(),
             )
         )
     return reply(TargetsReply(targets=items))
 
 
-def _known_target(services: WebServices, name: str) -> None:
-    if name not in services.scheduler.targets:
-        raise json_error(web.HTTPNotFound, f"unknown target {name!r}")
+def _configured_target(services: WebServices, name: str) -> HttpTarget | TcpTarget:
+    """The configured target (every replica knows them all, whichever member probes it), or 404."""
+    for target in services.config.targets:
+        if target.name == name:
+            return target
+    raise json_error(web.HTTPNotFound, f"unknown target {name!r}")
 
 
 async def _target_uptime(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     name = request.match_info["name"]
-    _known_target(services, name)
+    target = _configured_target(services, name)
     query = parse_query(request, UptimeQuery)
     start, end = ordered_range(query.start, query.end, services.now(), timedelta(days=30))
-    target = services.scheduler.targets[name]
     planned = planned_maintenance([target], start, end, services.config.zone)
     report = await services.store.uptime(name, start, end, planned)
     return reply(
@@ -211,7 +213,7 @@ async def _incidents(request: web.Request) -> web.Response:
     query = parse_query(request, IncidentsQuery)
     since = query.since.value if query.since else now - timedelta(days=7)
     if query.target is not None:
-        _known_target(services, query.target)
+        _configured_target(services, query.target)
     incidents = (await services.store.incidents(since, target=query.target))[: query.limit]
     return reply(
         IncidentsReply(

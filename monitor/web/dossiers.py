@@ -1,7 +1,7 @@
 """Dossier endpoints of the JSON API: listing with keyset pagination, one dossier, units, outage evidence.
 
 Registered with `add_routes(app)`; handlers read `app[SERVICES].dossiers` (a `DossierService`).
-States are computed in SQL for the request's `now` (see monitor/dossiers/store.py), so a page is one query.
+States are computed in SQL for the request's `now` (see monitor/dossiers/rows.py), so a page is one query.
 """
 
 from __future__ import annotations

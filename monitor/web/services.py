@@ -6,6 +6,7 @@ the store and the services through `request.app[SERVICES]`, so web/ never import
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Protocol
 
@@ -16,6 +17,7 @@ from monitor.config import Config
 from monitor.dossiers.service import DossierService
 from monitor.metrics import Metrics, TargetSeries
 from monitor.reload import ReloadOutcome
+from monitor.replicas.target_states import TargetState
 from monitor.scheduler import Scheduler
 from monitor.store.base import Store
 from monitor.supervisor import Supervisor
@@ -58,6 +60,11 @@ class WebServices(Protocol):
     def alerts(self) -> AlertsView | None: ...
 
     def now(self) -> datetime: ...
+
+    async def target_states(self) -> Mapping[str, TargetState]:
+        """Every configured target's live state this process can tell: from its own trackers, or, with
+        replicas, as each target's owner published it (the same on every member)."""
+        ...
 
     async def reload(self) -> ReloadOutcome:
         """Re-read and apply the config file (what SIGHUP does)."""

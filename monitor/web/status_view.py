@@ -124,17 +124,19 @@ async def build_status(services: WebServices) -> StatusView:
     zone = services.config.zone
     days = day_spans(now.astimezone(zone).date(), zone)
     start = days[0].start
-    scheduler = services.scheduler
-    planned = planned_maintenance(scheduler.targets.values(), start, now, zone)
+    configured = services.config.targets
+    planned = planned_maintenance(configured, start, now, zone)
+    states = await services.target_states()
     spans = await services.store.monitored_spans(start, now, planned)
     by_target: dict[str, list[Incident]] = {}
     for incident in await services.store.incidents(start, now):
         by_target.setdefault(incident.target, []).append(incident)
     targets = []
     open_incidents = []
-    for name, target in scheduler.targets.items():
-        tracker = scheduler.trackers.get(name)
-        state = tracker.health.value if tracker is not None else "unknown"
+    for target in configured:
+        name = target.name
+        live = states.get(name)
+        state = live.health if live is not None else "unknown"
         if in_maintenance(target.maintenance, now, zone):
             state = "maintenance"
         incidents = by_target.get(name, [])
@@ -144,7 +146,7 @@ async def build_status(services: WebServices) -> StatusView:
             TargetStatus(
                 name=name,
                 state=state,
-                since=tracker.last_change_at if tracker is not None else None,
+                since=live.since if live is not None else None,
                 uptime_ratio=figures.uptime_ratio,
                 days=daily_bars(days, monitored, incidents, now),
             )

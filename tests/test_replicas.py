@@ -1,0 +1,251 @@
+"""Replicas sharing one store: rendezvous ownership, membership heartbeats and leases, leader election.
+
+Membership runs on both engines (several in-process members on one SQLite file or one PostgreSQL
+schema, lease 1 s); leader election and eviction need PostgreSQL's advisory locks and server-side
+disconnects, so those tests are PostgreSQL-only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from monitor.replicas.config import ReplicasConfig
+from monitor.replicas.leader import PostgresLeadership, SoleLeadership
+from monitor.replicas.membership import Membership, new_member_id
+from monitor.replicas.node import Replica
+from monitor.replicas.rendezvous import owned, owner, weight
+from monitor.store import SqlStore
+from tests.store_engines import StoreFactory
+from tests.tcp_proxy import CuttableProxy
+
+LEASE = timedelta(seconds=1)
+KEYS = [f"target-{index}" for index in range(10_000)]
+
+
+def test_rendezvous_spreads_keys_evenly() -> None:
+    """10,000 keys over 3 members: each owns a third, within 2 percentage points."""
+    members = ["replica-a", "replica-b", "replica-c"]
+    shares = Counter(owner(key, members) for key in KEYS)
+    assert set(shares) == set(members)
+    for member in members:
+        assert abs(shares[member] / len(KEYS) - 1 / 3) < 0.02, shares
+
+
+def test_rendezvous_moves_only_the_keys_of_a_member_that_leaves_or_joins() -> None:
+    """A member leaving moves only its own keys; one joining takes keys only for itself."""
+    three = ["replica-a", "replica-b", "replica-c"]
+    before = {key: owner(key, three) for key in KEYS}
+    after = {key: owner(key, ["replica-a", "replica-c"]) for key in KEYS}
+    moved = {key for key in KEYS if before[key] != after[key]}
+    assert moved == {key for key in KEYS if before[key] == "replica-b"}
+    four = {key: owner(key, [*three, "replica-d"]) for key in KEYS}
+    assert all(four[key] in (before[key], "replica-d") for key in KEYS)
+    assert 0.2 < sum(1 for key in KEYS if four[key] == "replica-d") / len(KEYS) < 0.3
+
+
+def test_rendezvous_is_the_same_in_every_process_and_any_member_order() -> None:
+    """Weights do not depend on Python's salted hash: another process with another seed agrees."""
+    members = ["replica-a", "replica-b", "replica-c"]
+    here = [owner(key, members) for key in KEYS[:200]]
+    assert here == [owner(key, list(reversed(members))) for key in KEYS[:200]]
+    assert owned(KEYS[:200], members, "replica-a") == {
+        k for k, o in zip(KEYS[:200], here, strict=True) if o == "replica-a"
+    }
+    assert owned(KEYS[:200], members, "gone") == set()
+    assert owner("x", []) is None
+    code = (
+        "from monitor.replicas.rendezvous import weight, owner;"
+        "print(weight('replica-a', 'portal'));"
+        f"print(','.join(owner(f'target-{{i}}', {members!r}) for i in range(200)))"
+    )
+    env = {**os.environ, "PYTHONHASHSEED": "12345"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    first, second = out.stdout.split()
+    assert int(first) == weight("replica-a", "portal")
+    assert second.split(",") == here
+
+
+async def _open(stores: StoreFactory, path: Path, count: int) -> list[SqlStore]:
+    opened = []
+    for _ in range(count):
+        store = stores.new(path, flush_interval=0.05)
+        await store.open()
+        opened.append(store)
+    return opened
+
+
+async def test_membership_join_heartbeat_expiry_and_leave(stores: StoreFactory, tmp_path: Path) -> None:
+    """Three members on one store see each other; one that leaves is gone at once, one that stops
+    beating is gone after its lease and back with its next heartbeat."""
+    opened = await _open(stores, tmp_path / "shared.db", 3)
+    try:
+        a, b, c = (
+            Membership(store, new_member_id(name), LEASE) for store, name in zip(opened, "abc", strict=True)
+        )
+        await a.join()
+        await b.join()
+        everyone = await c.join()
+        assert everyone == tuple(sorted((a.id, b.id, c.id)))
+        assert await a.beat() == everyone
+        assert [member.id for member in await b.members()] == [a.id, b.id, c.id]
+
+        await c.leave()
+        assert await a.beat() == tuple(sorted((a.id, b.id)))
+        # b stays silent past its lease while a keeps beating.
+        for _ in range(6):
+            await asyncio.sleep(LEASE.total_seconds() / 4)
+            live = await a.beat()
+        assert live == (a.id,)
+        # b's next heartbeat brings it back; c, who left, beats its way back in as a new join.
+        assert await b.beat() == tuple(sorted((a.id, b.id)))
+        assert await c.beat() == tuple(sorted((a.id, b.id, c.id)))
+    finally:
+        for store in opened:
+            await store.close()
+
+
+async def test_replica_loop_follows_members_and_notifies_changes(
+    stores: StoreFactory, tmp_path: Path
+) -> None:
+    """Two running replicas split 100 keys with no overlap; after one stops cleanly the other owns all,
+    and its listener was told."""
+    opened = await _open(stores, tmp_path / "shared.db", 2)
+    config = ReplicasConfig(lease=LEASE)
+    replicas = [Replica(store, config, _leadership(stores, tmp_path / "shared.db")) for store in opened]
+    changes: list[tuple[str, ...]] = []
+    first, second = replicas
+
+    async def changed() -> None:
+        changes.append(first.members)
+
+    first.on_change(changed)
+    try:
+        await first.start()
+        await second.start()
+        keys = [f"t{index}" for index in range(100)]
+        await _eventually(lambda: len(first.members) == 2 and len(second.members) == 2)
+        mine, theirs = first.owned(keys), second.owned(keys)
+        assert mine.isdisjoint(theirs) and mine | theirs == set(keys) and mine and theirs
+        # Exactly one leader (on SQLite both are the sole process's: each leads its own file).
+        if stores.postgres:
+            assert first.is_leader != second.is_leader
+        await second.stop()
+        await _eventually(lambda: first.members == (first.id,))
+        assert first.owned(keys) == set(keys)
+        assert changes[-1] == (first.id,)
+        if stores.postgres:
+            await _eventually(lambda: first.is_leader)
+    finally:
+        for replica in replicas:
+            await replica.stop()
+        for store in opened:
+            await store.close()
+
+
+async def test_leader_moves_when_the_leaders_connection_closes(stores: StoreFactory, tmp_path: Path) -> None:
+    """PostgreSQL only (advisory locks): one leader; its connection dropped by the server, the other
+    member takes the lock at its next check; a released lock is taken at once."""
+    if not stores.postgres:
+        return
+    path = tmp_path / "shared.db"
+    (store,) = await _open(stores, path, 1)
+    a = PostgresLeadership(stores.url or "", schema=stores.schema(path), member_id="a")
+    b = PostgresLeadership(stores.url or "", schema=stores.schema(path), member_id="b")
+    try:
+        assert await a.check() is True
+        assert await b.check() is False
+        assert await a.check() is True
+        assert a.connection is not None
+        await _terminate(stores.url or "", a.connection.raw.info.backend_pid)
+        assert await b.check() is True
+        # a notices at its next check that its session (and lock) is gone, and cannot take it back.
+        assert await a.check() is False
+        assert await a.check() is False
+        await b.release()
+        assert b.is_leader is False
+        assert await a.check() is True
+    finally:
+        await a.release()
+        await b.release()
+        await store.close()
+
+
+async def test_a_replica_cut_off_from_the_database_past_its_lease_owns_nothing(
+    stores: StoreFactory, tmp_path: Path
+) -> None:
+    """PostgreSQL only (a network partition in front of the server): heartbeats hanging for longer than
+    the lease make the member give up its share and its leadership; the server ends its silent session,
+    so the member still connected takes everything and leads; mended, the member rejoins."""
+    if not stores.postgres:
+        return
+    path = tmp_path / "shared.db"
+    opened = await _open(stores, path, 2)
+    url = stores.url or ""
+    info = conninfo_to_dict(url)
+    proxy = CuttableProxy(str(info.get("host") or "127.0.0.1"), int(info.get("port") or 5432))
+    await proxy.start()
+    proxied = make_conninfo(url, host="127.0.0.1", port=str(proxy.port))
+    config = ReplicasConfig(lease=LEASE)
+    cut = Replica(opened[0], config, PostgresLeadership(proxied, schema=stores.schema(path), lease=LEASE))
+    kept = Replica(opened[1], config, PostgresLeadership(url, schema=stores.schema(path), lease=LEASE))
+    try:
+        await cut.start()
+        await kept.start()
+        await _eventually(lambda: len(cut.members) == 2 and len(kept.members) == 2 and cut.is_leader)
+        proxy.cut()
+        await _eventually(lambda: cut.evicted, within=LEASE.total_seconds() * 3)
+        assert cut.members == () and not cut.is_leader and cut.owned(["a", "b", "c"]) == set()
+        await _eventually(
+            lambda: kept.members == (kept.id,) and kept.is_leader, within=LEASE.total_seconds() * 5
+        )
+        assert kept.owned(["a", "b", "c"]) == {"a", "b", "c"}
+        proxy.mend()
+        await _eventually(
+            lambda: not cut.evicted and len(kept.members) == 2, within=LEASE.total_seconds() * 5
+        )
+        assert cut.is_leader is False and kept.is_leader is True
+    finally:
+        proxy.mend()
+        await cut.stop(leave=False)
+        await kept.stop()
+        await proxy.stop()
+        for store in opened:
+            await store.close()
+
+
+def _leadership(stores: StoreFactory, path: Path) -> PostgresLeadership | SoleLeadership:
+    if stores.postgres:
+        return PostgresLeadership(stores.url or "", schema=stores.schema(path))
+    return SoleLeadership()
+
+
+async def _terminate(url: str, pid: int) -> None:
+    """End one server session (as a network cut or a killed server process would) and wait until it is
+    gone: pg_terminate_backend only signals it."""
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as admin:
+        await admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        for _ in range(100):
+            cursor = await admin.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", (pid,))
+            row = await cursor.fetchone()
+            if row is not None and row[0] == 0:
+                return
+            await asyncio.sleep(0.02)
+    raise AssertionError(f"session {pid} still there")
+
+
+async def _eventually(condition: Callable[[], bool], within: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + within
+    while not condition():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.05)
