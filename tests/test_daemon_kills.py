@@ -25,6 +25,9 @@ from tests.store_engines import StoreFactory
 
 KILLS = 20
 POSTGRES_KILLS = 8
+# How long after start-up a later kill may land: on PostgreSQL a first sync of the 400 dossiers (COPY,
+# crossings, routing) takes longer than on the local file, and a kill before it ends only hits the sync.
+LATE_KILL_WINDOW = {"sqlite": 1.5, "postgresql": 4.0}
 # At most this many kills aim at the first sync (until it has recorded its crossings).
 EARLY_KILLS = 4
 CONCURRENCY = 4
@@ -167,16 +170,21 @@ async def test_twenty_kills_during_sync_storm_and_deliveries_lose_nothing(
                     await asyncio.sleep(rng.uniform(0.0, 0.05 if kill == 0 else 0.25))
                 else:
                     await daemon.start(start_timeout=30)
-                    await asyncio.sleep(rng.uniform(0.0, 1.5))
+                    await asyncio.sleep(rng.uniform(0.0, LATE_KILL_WINDOW[stores.engine]))
                 assert daemon.running, f"the daemon ended by itself:\n{daemon.log()[-3000:]}"
                 daemon.send_signal(signal.SIGKILL)
                 assert await daemon.wait(10) == -signal.SIGKILL
             finally:
                 await daemon.kill()
             assert store.intact(), f"after kill {kill}"
-            in_flight = store.query("SELECT count(*) FROM alert_outbox WHERE status = 'in_flight'")[0][0]
-            assert in_flight <= CONCURRENCY, "claims never exceed the channel's concurrency"
-            in_flight_at_kills += int(in_flight)  # type: ignore[call-overload]
+            # Per holder: on PostgreSQL claims are leased (replicas), so an earlier killed run's rows stay
+            # in flight until their lease lapses, beside the last run's.
+            held = store.query(
+                "SELECT claimed_by, count(*) FROM alert_outbox WHERE status = 'in_flight' GROUP BY claimed_by"
+            )
+            assert all(count <= CONCURRENCY for _holder, count in held), "claims never exceed the concurrency"
+            in_flight = sum(int(count) for _holder, count in held)  # type: ignore[call-overload]
+            in_flight_at_kills += in_flight
             phases.add(_phase(store))
         # Let requests the last killed daemon left on the wire land before the final run.
         await asyncio.sleep(SEND_DELAY * 3)
