@@ -72,7 +72,38 @@ def config_secrets(config: Config) -> list[str]:
                 walk(item)
 
     walk(config)
+    store_url = config.store.url
+    if store_url is not None:
+        passwords = _url_passwords(store_url.get_secret_value())
+        if not passwords:
+            # Nothing secret in it (trust or peer auth, a .pgpass file): keep it readable in logs and
+            # errors, which name the server the store is on.
+            found.remove(store_url.get_secret_value())
+        found.extend(passwords)
     return found
+
+
+def _url_passwords(url: str) -> list[str]:
+    """The passwords in a PostgreSQL URL (`user:password@`, `?password=`, `?sslpassword=`), as written
+    and decoded: an error or a log line may quote one without the rest of the URL."""
+    from urllib.parse import unquote, urlsplit
+
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict
+
+    passwords: list[str] = []
+    try:
+        parts = conninfo_to_dict(url)
+        passwords += [str(parts.get("password") or ""), str(parts.get("sslpassword") or "")]
+    except psycopg.ProgrammingError:
+        # Unreadable to psycopg (it says so at connect, without the URL); urlsplit still finds what it can.
+        passwords.append("")
+    try:
+        written = urlsplit(url).password or ""
+    except ValueError:
+        written = ""
+    passwords += [written, unquote(written)]
+    return sorted({password for password in passwords if password})
 
 
 def _tune_runtime() -> None:
@@ -249,7 +280,7 @@ class Daemon:
             "daemon_started",
             listen=f"{self.listen_address[0]}:{self.listen_address[1]}",
             targets=len(self.config.targets),
-            store=str(self.config.store.path),
+            store=self.store.engine.describe(),
         )
 
     @property

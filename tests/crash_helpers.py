@@ -112,14 +112,23 @@ def sms_alerts(
 
 
 def crash_config(
-    tmp_path: Path, sim: Simulator, esms: FakeEsms, *, concurrency: int, sms_per_unit: int = 3
+    tmp_path: Path,
+    sim: Simulator,
+    esms: FakeEsms,
+    *,
+    concurrency: int,
+    sms_per_unit: int = 3,
+    store: dict[str, Any] | None = None,
 ) -> Path:
-    """A config file: the simulator as dossier source, every officer reachable by SMS, alerts at once."""
+    """A config file: the simulator as dossier source, every officer reachable by SMS, alerts at once.
+
+    `store` is the `store:` section (tests/store_engines.py `stores.config`); default the SQLite file
+    monitor.db in `tmp_path`."""
     config = {
         "timezone": "Asia/Ho_Chi_Minh",
         "logging": {"level": "info", "format": "json"},
         "listen": "127.0.0.1:0",
-        "store": {"path": str(tmp_path / "monitor.db"), "flush_interval": "1s"},
+        "store": {**(store or {"path": str(tmp_path / "monitor.db")}), "flush_interval": "1s"},
         "targets": [],
         "dossiers": simulator_dossiers(sim),
         "alerts": sms_alerts(esms, concurrency=concurrency, sms_per_unit=sms_per_unit),

@@ -24,6 +24,7 @@ import psycopg
 import pytest
 
 from monitor.store import PostgresStore, SqliteStore, SqlStore
+from monitor.store.engine import postgres_sql
 
 __all__ = ["ENGINES", "StoreFactory", "postgres_url", "require_postgres"]
 
@@ -113,8 +114,10 @@ class StoreFactory:
             with contextlib.closing(sqlite3.connect(path)) as conn:
                 return conn.execute(sql, params).fetchall()
         options = f"-c search_path={self.schema(path)}"
+        # The store's own placeholder rewriting: `?` as `%s`, and a `%` (a LIKE pattern) doubled.
+        text, _numbered = postgres_sql(sql)
         with psycopg.connect(self.url, autocommit=True, options=options) as pg:
-            return pg.execute(sql.replace("?", "%s"), params).fetchall()
+            return pg.execute(text, params).fetchall()
 
     def drop(self) -> None:
         if self.url is None or not self._schemas:

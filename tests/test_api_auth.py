@@ -2,24 +2,27 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import aiohttp
 
 from monitor.config import load_config_text
 from monitor.daemon import Daemon
+from tests.store_engines import StoreFactory
 
 TOKEN = "api-token-6f1d2c9e"
 
 
-def _config(tmp_path: Path, listen: str, token: str | None) -> str:
+def _config(tmp_path: Path, stores: StoreFactory, listen: str, token: str | None) -> str:
     api = f"api: {{token: {token}}}\n" if token else ""
-    return f"listen: {listen}\n{api}store: {{path: {tmp_path / 'store.db'}}}\nlogging: {{format: json}}\n"
+    store = json.dumps(stores.config(tmp_path / "store.db"))
+    return f"listen: {listen}\n{api}store: {store}\nlogging: {{format: json}}\n"
 
 
-async def test_bearer_scheme_is_case_insensitive(tmp_path: Path) -> None:
+async def test_bearer_scheme_is_case_insensitive(tmp_path: Path, stores: StoreFactory) -> None:
     """`bearer`, `BEARER` and `Bearer` all work with the right token; a wrong token or scheme is 401."""
-    daemon = Daemon(load_config_text(_config(tmp_path, "127.0.0.1:0", TOKEN), environ={}))
+    daemon = Daemon(load_config_text(_config(tmp_path, stores, "127.0.0.1:0", TOKEN), environ={}))
     await daemon.start()
     try:
         url = f"{daemon.base_url}/api/v1/targets"

@@ -14,6 +14,7 @@ import pytest
 from monitor.config import load_config_text
 from monitor.daemon import Daemon
 from monitor.web.common import MAX_LIMIT
+from tests.store_engines import StoreFactory
 
 
 @pytest.fixture
@@ -26,11 +27,13 @@ def listener() -> Iterator[int]:
 
 
 @pytest.fixture
-async def daemon(listener: int, tmp_path: Path) -> AsyncIterator[Daemon]:
+async def daemon(listener: int, tmp_path: Path, stores: StoreFactory) -> AsyncIterator[Daemon]:
+    """The daemon on each store engine: the API answers the same on both."""
+    store = json.dumps({**stores.config(tmp_path / "store.db"), "flush_interval": "0.05s"})
     config = load_config_text(
         f"""
 listen: 127.0.0.1:0
-store: {{path: {tmp_path / "store.db"}, flush_interval: 0.05s}}
+store: {store}
 scheduler: {{start_jitter: 0, shutdown_grace: 1s}}
 targets:
   - {{name: motcua-db, type: tcp, host: 127.0.0.1, port: {listener}, interval: 1s, timeout: 0.5s}}

@@ -1,12 +1,15 @@
 """The command line as a new engineer meets it: busy ports, unreadable files, bad stores, finding the store.
 
 Each case runs the real `tthc-monitor` in a subprocess and checks what a user sees: the exit code, one
-line on stderr and that it returns at once (no hang, no traceback).
+line on stderr and that it returns at once (no hang, no traceback). The store faults here are the SQLite
+file's (corrupt, a folder, unopenable); PostgreSQL's (server unreachable, an older schema) and `migrate`
+are in test_cli_store.py.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import socket
 import subprocess
@@ -20,6 +23,7 @@ import pytest
 from monitor.cli import common
 from monitor.cli.main import main
 from monitor.store import SqliteStore
+from tests.store_engines import StoreFactory
 
 REPO = Path(__file__).parent.parent
 # Well above a normal start-up, well below the old behaviour (a hang until SIGTERM).
@@ -202,10 +206,15 @@ async def test_plain_uptime_after_the_demo_finds_the_demo_store(tmp_path: Path) 
     assert (result.returncode, result.stdout.splitlines()[-1]) == (0, "0 dossier(s)")
 
 
-async def test_plain_uptime_reads_the_config_in_the_current_folder(tmp_path: Path) -> None:
-    """A ./config.yaml wins over the demo's store: its store.path is read."""
-    await _make_store(tmp_path / "mine.db")
-    (tmp_path / "config.yaml").write_text("store: {path: mine.db}\ntargets: []\n")
+async def test_plain_uptime_reads_the_config_in_the_current_folder(
+    tmp_path: Path, stores: StoreFactory
+) -> None:
+    """A ./config.yaml wins over the demo's store: the store it names (SQLite file or PostgreSQL) is read."""
+    store = stores.new(tmp_path / "mine.db")
+    await store.open()
+    await store.close()
+    section = json.dumps(stores.config(tmp_path / "mine.db"))
+    (tmp_path / "config.yaml").write_text(f"store: {section}\ntargets: []\n")
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "tthc-monitor-demo.db").write_text("not read")
     result, _ = tthc_monitor("uptime", cwd=tmp_path)

@@ -1,9 +1,11 @@
-"""The daemon end to end in-process: real probes against loopback servers, a real SQLite store, /metrics
-scraped and checked by promtool, the JSON API, reload and graceful shutdown."""
+"""The daemon end to end in-process: real probes against loopback servers, a real store on each engine
+(SQLite file, PostgreSQL schema), /metrics scraped and checked by promtool, the JSON API, reload and
+graceful shutdown."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,6 +20,7 @@ from monitor.model import FailureReason, Health, ProbeOutcome
 from monitor.store import ProbeResult
 from monitor.store.open import store_from_config
 from tests.promtool import assert_promtool_accepts
+from tests.store_engines import StoreFactory
 
 
 class Backend:
@@ -58,11 +61,12 @@ async def backend() -> AsyncIterator[Backend]:
     await server.stop()
 
 
-def _config_text(backend: Backend, tmp_path: Path, token: str = "") -> str:
+def _config_text(backend: Backend, tmp_path: Path, stores: StoreFactory, token: str = "") -> str:
     api = f"api: {{token: {token}}}\n" if token else ""
+    store = json.dumps({**stores.config(tmp_path / "store.db"), "flush_interval": "0.05s"})
     return f"""
 listen: 127.0.0.1:0
-{api}store: {{path: {tmp_path / "store.db"}, flush_interval: 0.05s}}
+{api}store: {store}
 scheduler: {{start_jitter: 0, shutdown_grace: 2s}}
 logging: {{format: json}}
 targets:
@@ -84,8 +88,8 @@ targets:
 
 
 @pytest.fixture
-async def daemon(backend: Backend, tmp_path: Path) -> AsyncIterator[Daemon]:
-    config = load_config_text(_config_text(backend, tmp_path), environ={})
+async def daemon(backend: Backend, tmp_path: Path, stores: StoreFactory) -> AsyncIterator[Daemon]:
+    config = load_config_text(_config_text(backend, tmp_path, stores), environ={})
     running = Daemon(config)
     await running.start()
     yield running
@@ -127,9 +131,11 @@ async def test_target_goes_down_and_recovers_with_one_incident(daemon: Daemon, b
     assert status == 200 and uptime["incidents"] == 1 and 0 < uptime["uptime_percent"] < 100
 
 
-async def test_down_health_left_without_an_open_incident_opens_none(backend: Backend, tmp_path: Path) -> None:
+async def test_down_health_left_without_an_open_incident_opens_none(
+    backend: Backend, tmp_path: Path, stores: StoreFactory
+) -> None:
     """A crash after an incident's close committed but before the UP health flushed opens no new incident."""
-    config = load_config_text(_config_text(backend, tmp_path), environ={})
+    config = load_config_text(_config_text(backend, tmp_path, stores), environ={})
     async with store_from_config(config.store) as store:
         at = datetime.now(UTC)
         failed = ProbeOutcome(success=False, reason=FailureReason.TIMEOUT)
@@ -195,10 +201,12 @@ async def test_health_and_readiness(daemon: Daemon) -> None:
             assert body["tasks_down"] == {}
 
 
-async def test_api_token_is_required_when_configured(backend: Backend, tmp_path: Path) -> None:
+async def test_api_token_is_required_when_configured(
+    backend: Backend, tmp_path: Path, stores: StoreFactory
+) -> None:
     """With api.token set, /api/v1 needs the bearer token, /metrics stays open, and the token never leaks."""
     token = "api-token-6f1d2c"
-    running = Daemon(load_config_text(_config_text(backend, tmp_path, token), environ={}))
+    running = Daemon(load_config_text(_config_text(backend, tmp_path, stores, token), environ={}))
     await running.start()
     try:
         status, _body = await _get_json(f"{running.base_url}/api/v1/targets")
@@ -221,10 +229,12 @@ async def test_bad_query_parameter_is_a_precise_400(daemon: Daemon) -> None:
     assert body["error"].startswith("since: 'yesterday'")
 
 
-async def test_reload_keeps_old_config_when_new_is_invalid(backend: Backend, tmp_path: Path) -> None:
+async def test_reload_keeps_old_config_when_new_is_invalid(
+    backend: Backend, tmp_path: Path, stores: StoreFactory
+) -> None:
     """SIGHUP-style reload: an invalid file keeps the old targets and sets the reload gauge to 0."""
     path = tmp_path / "config.yaml"
-    path.write_text(_config_text(backend, tmp_path))
+    path.write_text(_config_text(backend, tmp_path, stores))
     from monitor.config import load_config
 
     running = Daemon(load_config(path), config_path=path)
@@ -234,7 +244,7 @@ async def test_reload_keeps_old_config_when_new_is_invalid(backend: Backend, tmp
         assert (await running.reload()).ok is False
         assert set(running.scheduler.targets) == {"portal", "portal-tcp"}
         assert running.metrics.config_reload_successful._value.get() == 0
-        path.write_text(_config_text(backend, tmp_path).replace("name: portal-tcp", "name: db"))
+        path.write_text(_config_text(backend, tmp_path, stores).replace("name: portal-tcp", "name: db"))
         assert (await running.reload()).ok is True
         assert set(running.scheduler.targets) == {"portal", "db"}
         async with aiohttp.ClientSession() as session, session.get(f"{running.base_url}/metrics") as response:
@@ -245,11 +255,13 @@ async def test_reload_keeps_old_config_when_new_is_invalid(backend: Backend, tmp
         await running.stop()
 
 
-async def test_graceful_shutdown_waits_for_in_flight_probe(backend: Backend, tmp_path: Path) -> None:
+async def test_graceful_shutdown_waits_for_in_flight_probe(
+    backend: Backend, tmp_path: Path, stores: StoreFactory
+) -> None:
     """stop() lets an in-flight probe finish within the grace period and flushes its result."""
     backend.delay = 0.3
     text = (
-        _config_text(backend, tmp_path)
+        _config_text(backend, tmp_path, stores)
         .replace("timeout: 0.1s", "timeout: 1s")
         .replace("interval: 0.1s", "interval: 1s")
     )

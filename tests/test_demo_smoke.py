@@ -1,4 +1,6 @@
-"""`tthc-monitor demo` as a user runs it: a subprocess, its printed URLs, a fault switched on."""
+"""`tthc-monitor demo` as a user runs it: a subprocess, its printed URLs, a fault switched on.
+
+SQLite only: the demo always keeps its embedded store under `--data` (a first look needs no server)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Live reload end to end: the real daemon in-process on a tmp SQLite store, the simulator as dossier
+"""Live reload end to end: the real daemon in-process on a store of each engine, the simulator as dossier
 source, a loopback target to break, and the fake eSMS gateway as the alert channel."""
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from monitor.simulator import DEFAULT_PASSWORD, Simulator
 from tests.crash_helpers import DaemonProcess, SlowEsms
 from tests.fakes.esms import FakeEsms
 from tests.outage_helpers import Portal
+from tests.store_engines import StoreFactory
 
 TOKEN = "reload-api-token-81c3"
 EM_PHONE = "0977777777"
@@ -37,13 +38,16 @@ def person(person_id: str, phone: str) -> dict[str, Any]:
     return {"id": person_id, "phone": phone, "roles": ["it_oncall"], "channels": ["sms"]}
 
 
-def base_config(tmp_path: Path, sim: Simulator, esms: FakeEsms, switch: Portal) -> dict[str, Any]:
-    """One target, one OpenCPS source on the simulator, one SMS channel, IT on-call told at once."""
+def base_config(
+    tmp_path: Path, sim: Simulator, esms: FakeEsms, switch: Portal, stores: StoreFactory
+) -> dict[str, Any]:
+    """One target, one OpenCPS source on the simulator, one SMS channel, IT on-call told at once; the store
+    on the engine of `stores`."""
     return {
         "listen": "127.0.0.1:0",
         "api": {"token": TOKEN},
         "logging": {"format": "json"},
-        "store": {"path": str(tmp_path / "monitor.db"), "flush_interval": "0.05s"},
+        "store": {**stores.config(tmp_path / "monitor.db"), "flush_interval": "0.05s"},
         "scheduler": {"start_jitter": 0, "shutdown_grace": "2s"},
         "targets": [
             {
@@ -154,7 +158,7 @@ async def wait_for(predicate: Callable[[], Awaitable[bool]], within: float = 10.
 
 
 @asynccontextmanager
-async def start_office(tmp_path: Path, esms: FakeEsms) -> AsyncIterator[Office]:
+async def start_office(tmp_path: Path, esms: FakeEsms, stores: StoreFactory) -> AsyncIterator[Office]:
     """The simulator, the target, the config file and the daemon on it; all stopped afterwards."""
     sim = Simulator(seed=5, dossier_count=120, tls=False, tick_interval=3600)
     await sim.start()
@@ -162,7 +166,7 @@ async def start_office(tmp_path: Path, esms: FakeEsms) -> AsyncIterator[Office]:
     await switch.start()
     path = tmp_path / "monitor.yaml"
     office = Office(None, path, {}, sim, esms, switch)  # type: ignore[arg-type]
-    office.write(base_config(tmp_path, sim, esms, switch))
+    office.write(base_config(tmp_path, sim, esms, switch, stores))
     daemon = Daemon(load_config(path), config_path=path)
     office.daemon = daemon
     await daemon.start()
@@ -175,8 +179,8 @@ async def start_office(tmp_path: Path, esms: FakeEsms) -> AsyncIterator[Office]:
 
 
 @pytest.fixture
-async def office(tmp_path: Path) -> AsyncIterator[Office]:
-    async with FakeEsms() as esms, start_office(tmp_path, esms) as running:
+async def office(tmp_path: Path, stores: StoreFactory) -> AsyncIterator[Office]:
+    async with FakeEsms() as esms, start_office(tmp_path, esms, stores) as running:
         yield running
 
 
@@ -368,9 +372,11 @@ async def test_a_bad_config_changes_nothing_and_says_why(office: Office) -> None
     assert set(daemon.scheduler.targets) == {"portal", "api"}
 
 
-async def test_an_alert_in_flight_during_a_channel_reload_is_delivered_once(tmp_path: Path) -> None:
+async def test_an_alert_in_flight_during_a_channel_reload_is_delivered_once(
+    tmp_path: Path, stores: StoreFactory
+) -> None:
     """A send in progress finishes on the old channel; the rebuilt channel does not send it again."""
-    async with SlowEsms(delay=1.0) as esms, start_office(tmp_path, esms) as office:
+    async with SlowEsms(delay=1.0) as esms, start_office(tmp_path, esms, stores) as office:
         outbox = office.daemon.alerts.outbox
         assert outbox is not None
         office.switch.status = 503
@@ -394,7 +400,7 @@ async def has_counts(outbox: Outbox, **wanted: int) -> bool:
     return all(counts[status] == wanted.get(status, 0) for status in counts)
 
 
-async def test_sighup_to_tthc_monitor_run_applies_the_file(tmp_path: Path) -> None:
+async def test_sighup_to_tthc_monitor_run_applies_the_file(tmp_path: Path, stores: StoreFactory) -> None:
     """The real command: SIGHUP after adding a person and a holiday reloads both, and says what changed."""
     async with FakeEsms() as esms:
         sim = Simulator(seed=5, dossier_count=20, tls=False, tick_interval=3600)
@@ -403,7 +409,7 @@ async def test_sighup_to_tthc_monitor_run_applies_the_file(tmp_path: Path) -> No
         await switch.start()
         daemon = DaemonProcess(tmp_path / "monitor.yaml", tmp_path / "daemon.log")
         try:
-            config = base_config(tmp_path, sim, esms, switch)
+            config = base_config(tmp_path, sim, esms, switch, stores)
             write_yaml(daemon.config, config)
             base_url = await daemon.start()
             config["alerts"]["directory"]["people"].append(person("it-giang", GIANG_PHONE))

@@ -24,9 +24,10 @@ from monitor.daemon import Daemon
 from monitor.model import FailureReason, Health, ProbeOutcome
 from monitor.simulator import Simulator
 from monitor.simulator.catalog import UNITS
-from monitor.store import ProbeResult, SqliteStore
+from monitor.store import ProbeResult
 from tests.browser import ARTIFACTS, chromium_path, open_browser
 from tests.crash_helpers import simulator_dossiers
+from tests.store_engines import StoreFactory
 
 ZONE = ZoneInfo("Asia/Ho_Chi_Minh")
 TOKEN = "status-api-token-Qm81x"
@@ -63,9 +64,11 @@ PAST_INCIDENTS = (
 FIRST_DAY = {"portal": 89, "motcua-app": 89, "dossier-api": 89, "motcua-db": 60}
 
 
-async def seed_history(path: Path, now: datetime, first_day: dict[str, int], every: timedelta) -> None:
-    """Write past probe results and incidents into the store file, as an earlier daemon run would have."""
-    async with SqliteStore(path, clock=lambda: now, flush_interval=3600) as store:
+async def seed_history(
+    stores: StoreFactory, path: Path, now: datetime, first_day: dict[str, int], every: timedelta
+) -> None:
+    """Write past probe results and incidents into the store, as an earlier daemon run would have."""
+    async with stores.new(path, clock=lambda: now, flush_interval=3600) as store:
         for name, days in first_day.items():
             at = datetime.combine(now.astimezone(ZONE).date() - timedelta(days=days), clock_time(), ZONE)
             while at < now - timedelta(minutes=1):
@@ -77,11 +80,19 @@ async def seed_history(path: Path, now: datetime, first_day: dict[str, int], eve
                 await store.close_incident(incident, past.ended_at)
 
 
-def _config(tmp_path: Path, sim: Simulator, targets: list[dict], *, public: bool, token: str | None) -> str:
+def _config(
+    tmp_path: Path,
+    stores: StoreFactory,
+    sim: Simulator,
+    targets: list[dict],
+    *,
+    public: bool,
+    token: str | None,
+) -> str:
     config: dict = {
         "timezone": "Asia/Ho_Chi_Minh",
         "listen": "127.0.0.1:0",
-        "store": {"path": str(tmp_path / "monitor.db"), "flush_interval": "0.2s"},
+        "store": {**stores.config(tmp_path / "monitor.db"), "flush_interval": "0.2s"},
         "scheduler": {"start_jitter": 0, "shutdown_grace": "2s"},
         "logging": {"format": "json"},
         "status": {"public": public},
@@ -123,11 +134,12 @@ async def _poll(what: str, check, within: float = 30.0):
 
 
 @pytest.fixture
-async def running(tmp_path: Path) -> AsyncIterator[tuple[Daemon, Simulator]]:
-    """The daemon watching the simulator, with 90 days of history already in its store."""
+async def running(tmp_path: Path, stores: StoreFactory) -> AsyncIterator[tuple[Daemon, Simulator]]:
+    """The daemon watching the simulator, with 90 days of history already in its store (each engine)."""
     async with Simulator(seed=11, dossier_count=300, tls=False, state_dir=tmp_path / "sim") as sim:
-        await seed_history(tmp_path / "monitor.db", datetime.now(UTC), FIRST_DAY, timedelta(minutes=30))
-        text = _config(tmp_path, sim, _sim_targets(sim), public=True, token=TOKEN)
+        now = datetime.now(UTC)
+        await seed_history(stores, tmp_path / "monitor.db", now, FIRST_DAY, timedelta(minutes=30))
+        text = _config(tmp_path, stores, sim, _sim_targets(sim), public=True, token=TOKEN)
         daemon = Daemon(load_config_text(text, environ={}))
         await daemon.start()
         try:
@@ -261,11 +273,11 @@ async def test_status_page_in_a_real_browser_at_phone_and_desktop_widths(running
     print(f"status page screenshots: {', '.join(str(shot) for shot in shots)}")
 
 
-async def test_status_needs_the_token_unless_public(tmp_path: Path) -> None:
+async def test_status_needs_the_token_unless_public(tmp_path: Path, stores: StoreFactory) -> None:
     """status.public false: /status needs the API's bearer token; true: open to all, /api/ still closed."""
     async with Simulator(seed=3, dossier_count=20, tls=False, state_dir=tmp_path / "sim") as sim:
         for public in (False, True):
-            text = _config(tmp_path, sim, _sim_targets(sim)[:1], public=public, token=TOKEN)
+            text = _config(tmp_path, stores, sim, _sim_targets(sim)[:1], public=public, token=TOKEN)
             daemon = Daemon(load_config_text(text, environ={}))
             await daemon.start()
             try:
@@ -286,12 +298,14 @@ async def test_status_needs_the_token_unless_public(tmp_path: Path) -> None:
                 await daemon.stop()
 
 
-async def test_status_page_for_50_targets_renders_well_under_a_second(tmp_path: Path) -> None:
+async def test_status_page_for_50_targets_renders_well_under_a_second(
+    tmp_path: Path, stores: StoreFactory
+) -> None:
     """50 targets with 90 days of history and incidents: /status answers in well under a second."""
     async with Simulator(seed=5, dossier_count=50, tls=False, state_dir=tmp_path / "sim") as sim:
         names = [f"dich-vu-{index:02d}" for index in range(50)]
         now = datetime.now(UTC)
-        async with SqliteStore(tmp_path / "monitor.db", clock=lambda: now, flush_interval=3600) as store:
+        async with stores.new(tmp_path / "monitor.db", clock=lambda: now, flush_interval=3600) as store:
             for index, name in enumerate(names):
                 at = now - timedelta(days=90)
                 while at < now - timedelta(minutes=1):
@@ -312,7 +326,7 @@ async def test_status_page_for_50_targets_renders_well_under_a_second(tmp_path: 
             }
             for name in names
         ]
-        text = _config(tmp_path, sim, targets, public=True, token=None)
+        text = _config(tmp_path, stores, sim, targets, public=True, token=None)
         daemon = Daemon(load_config_text(text, environ={}))
         await daemon.start()
         try:
@@ -330,5 +344,8 @@ async def test_status_page_for_50_targets_renders_well_under_a_second(tmp_path: 
     assert body.count('class="bar ') == 50 * 90
     median = statistics.median(timings)
     slowest = max(timings)
-    print(f"/status with 50 targets x 90 days: median {median * 1000:.0f} ms, max {slowest * 1000:.0f} ms")
+    print(
+        f"/status with 50 targets x 90 days ({stores.engine}):"
+        f" median {median * 1000:.0f} ms, max {slowest * 1000:.0f} ms"
+    )
     assert median < 0.5, f"/status took {median:.3f}s for 50 targets"

@@ -22,9 +22,11 @@ from monitor.cli.common import (
     fail,
     load_or_report,
     resolve_store,
+    store_config_of,
     store_path_problem,
 )
 from monitor.durations import parse_duration
+from monitor.store.config import StoreConfig
 
 __all__ = ["PersonLike", "add_parser", "list_alerts", "notify_test", "run"]
 
@@ -81,11 +83,11 @@ def _alerts(args: argparse.Namespace, out: TextIO) -> int:
     found = resolve_store(args)
     if isinstance(found, int):
         return found
-    store_path, config = found
+    store, config = found
     zone = config.zone if config else ZoneInfo(_DEFAULT_ZONE)
     quiet = config.alerts.quiet_hours if config else _default_quiet_hours()
     since = datetime.now(UTC) - window
-    return asyncio.run(list_alerts(Path(store_path), since, args.status, args.limit, out, zone, quiet))
+    return asyncio.run(list_alerts(store, since, args.status, args.limit, out, zone, quiet))
 
 
 def _default_quiet_hours() -> Any:
@@ -95,7 +97,7 @@ def _default_quiet_hours() -> Any:
 
 
 async def list_alerts(
-    store_path: Path,
+    store_path: Path | StoreConfig,
     since: datetime,
     status: str | None,
     limit: int,
@@ -110,12 +112,13 @@ async def list_alerts(
     is due and what it waits for (`alerts.waiting`); a failed one its last error."""
     from alerts.outbox import Outbox
     from alerts.waiting import pending_wait
-    from monitor.store import SqliteStore, StoreError
+    from monitor.store import StoreError
+    from monitor.store.open import open_readonly_store
 
     zone = zone or ZoneInfo(_DEFAULT_ZONE)
     now = now or datetime.now(UTC)
     try:
-        store = await SqliteStore.open_readonly(store_path)
+        store = await open_readonly_store(store_config_of(store_path))
     except StoreError as exc:
         return fail(str(exc))
     try:
@@ -177,21 +180,20 @@ def _notify_test(args: argparse.Namespace, out: TextIO) -> int:
     alerts = getattr(config, "alerts", None)
     if alerts is None:
         return fail(f"{args.config}: no alerts section (channels and directory) in this config")
-    problem = store_path_problem(config.store.path, f"store.path in {args.config}", must_exist=False)
-    if problem is not None:
-        return fail(problem)
+    if config.store.engine == "sqlite":
+        problem = store_path_problem(config.store.path, f"store.path in {args.config}", must_exist=False)
+        if problem is not None:
+            return fail(problem)
     from monitor.daemon import config_secrets
     from monitor.logging import register_secrets
 
     register_secrets(config_secrets(config))
     delivery = getattr(alerts, "delivery", None)
-    return asyncio.run(
-        notify_test(config.store.path, alerts, args.person, args.channel, out, delivery=delivery)
-    )
+    return asyncio.run(notify_test(config.store, alerts, args.person, args.channel, out, delivery=delivery))
 
 
 async def notify_test(
-    store_path: Path,
+    store_path: Path | StoreConfig,
     alerts: Any,
     person_id: str,
     channel: str | None,
@@ -207,7 +209,7 @@ async def notify_test(
     from alerts.channels import ChannelDeps, build_channels
     from alerts.delivery import DeliveryWorker
     from alerts.outbox import Outbox
-    from monitor.store import SqliteStore
+    from monitor.store.open import store_from_config
 
     people = {person.id: person for person in alerts.directory.people}
     person: PersonLike | None = people.get(person_id)
@@ -222,7 +224,7 @@ async def notify_test(
         plan = list(person.channels) or configured
     if not plan:
         return fail("no channel is configured")
-    store = SqliteStore(store_path)
+    store = store_from_config(store_config_of(store_path))
     await store.open()
     deps = ChannelDeps(kv=store)
     channels: dict[str, Any] = {}

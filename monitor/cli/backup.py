@@ -7,7 +7,7 @@ from pathlib import Path
 
 from monitor.cli.common import add_store_arguments, fail, resolve_store
 from monitor.durations import parse_duration
-from monitor.store.backup import DEFAULT_PAUSE, DEFAULT_STEP_PAGES, backup_store
+from monitor.store.backup import DEFAULT_PAUSE, DEFAULT_STEP_PAGES, backup_source, backup_store
 from monitor.store.base import StoreError
 
 __all__ = ["add_parser", "run"]
@@ -43,8 +43,9 @@ def run(args: argparse.Namespace) -> int:
     found = resolve_store(args)
     if isinstance(found, int):
         return found
-    store_path, _config = found
+    store, _config = found
     try:
+        store_path = backup_source(store)
         report = backup_store(store_path, args.file, step_pages=args.step_pages, pause=pause)
     except StoreError as exc:
         return fail(str(exc))

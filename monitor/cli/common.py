@@ -13,6 +13,7 @@ from pathlib import Path
 
 from monitor.config import Config, ConfigError, load_config
 from monitor.configtypes import split_listen
+from monitor.store.config import StoreConfig
 from monitor.store.files import prepare_private_file
 
 __all__ = [
@@ -22,9 +23,12 @@ __all__ = [
     "add_store_arguments",
     "address_problem",
     "fail",
+    "first_line",
     "load_or_report",
     "report_config_error",
     "resolve_store",
+    "store_config_of",
+    "store_label",
     "store_open_problem",
     "store_path_problem",
 ]
@@ -40,6 +44,11 @@ def fail(message: str, code: int = 1) -> int:
     """Print `tthc-monitor: message` to stderr and return the exit code."""
     print(f"tthc-monitor: {message}", file=sys.stderr)
     return code
+
+
+def first_line(exc: BaseException) -> str:
+    """An error's first line: psycopg adds DETAIL and HINT lines that would break one-line output."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def load_or_report(path: Path) -> Config | None:
@@ -76,13 +85,18 @@ def add_store_arguments(
     source.add_argument("--store", type=Path, default=None, help="store file (instead of --config)")
 
 
-def resolve_store(args: argparse.Namespace) -> tuple[Path, Config | None] | int:
-    """The store file named by `--store`, by `--config`'s `store.path`, or found in the usual places;
-    an exit code after one line on stderr on failure."""
+def resolve_store(
+    args: argparse.Namespace, *, must_exist: bool = True
+) -> tuple[StoreConfig, Config | None] | int:
+    """The store named by `--store FILE`, by `--config`'s `store:` section (the SQLite file or
+    PostgreSQL), or found in the usual places; an exit code after one line on stderr on failure.
+
+    With `must_exist=False` (`migrate`) a missing SQLite file is created, as the daemon would.
+    """
     config: Config | None = None
     if args.store is not None:
-        path: Path = args.store
-        problem = store_path_problem(path, "--store")
+        store = StoreConfig(path=args.store)
+        named_by = "--store"
     else:
         config_path = args.config
         if config_path is None:
@@ -91,7 +105,7 @@ def resolve_store(args: argparse.Namespace) -> tuple[Path, Config | None] | int:
                 config_path = LOCAL_CONFIG
             elif DEMO_STORE.is_file():
                 print(f"tthc-monitor: reading the demo's store ./{DEMO_STORE}", file=sys.stderr)
-                return DEMO_STORE, None
+                return StoreConfig(path=DEMO_STORE), None
             elif DEFAULT_CONFIG.is_file():
                 config_path = DEFAULT_CONFIG
             else:
@@ -102,11 +116,27 @@ def resolve_store(args: argparse.Namespace) -> tuple[Path, Config | None] | int:
         config = load_or_report(config_path)
         if config is None:
             return 1
-        path = config.store.path
-        problem = store_path_problem(path, f"store.path in {config_path}")
-    if problem is not None:
-        return fail(problem)
-    return path, config
+        store = config.store
+        named_by = f"store.path in {config_path}"
+    if store.engine == "sqlite":
+        # PostgreSQL is checked by connecting: its errors name the server and say why.
+        problem = store_path_problem(store.path, named_by, must_exist=must_exist)
+        if problem is not None:
+            return fail(problem)
+    return store, config
+
+
+def store_config_of(store: Path | StoreConfig) -> StoreConfig:
+    """A `store:` section for a store given as a SQLite file or as a section already."""
+    return store if isinstance(store, StoreConfig) else StoreConfig(path=store)
+
+
+def store_label(store: StoreConfig) -> str:
+    """Where the store is, for output: the SQLite file, or the PostgreSQL URL without its password."""
+    from monitor.store.open import store_from_config
+
+    # The engine's own description, as the daemon's logs and the store's errors give it.
+    return store_from_config(store).engine.describe()
 
 
 def store_path_problem(path: Path, named_by: str, *, must_exist: bool = True) -> str | None:

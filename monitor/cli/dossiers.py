@@ -1,6 +1,7 @@
 """`tthc-monitor dossiers`: open dossiers and their deadline state, read from the store (read-only).
 
-Works while the daemon runs: it opens the SQLite file read-only and computes states for now.
+Works while the daemon runs: it opens the store (the SQLite file or PostgreSQL) read-only and computes
+states for now.
 """
 
 from __future__ import annotations
@@ -9,13 +10,13 @@ import argparse
 import asyncio
 import sys
 from datetime import UTC, datetime
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from monitor.calendar import Calendars
 from monitor.cli.common import add_store_arguments, fail, resolve_store
 from monitor.dossiers.store import STATES, DossierRow, DossierStore
 from monitor.durations import format_duration
+from monitor.store.config import StoreConfig
 
 __all__ = ["add_parser", "run"]
 
@@ -37,19 +38,20 @@ def run(args: argparse.Namespace, *, now: datetime | None = None) -> int:
     found = resolve_store(args)
     if isinstance(found, int):
         return found
-    store_path, config = found
+    store, config = found
     calendars = Calendars(config.calendars, config.zone) if config else Calendars()
     zone = config.zone if config else ZoneInfo("Asia/Ho_Chi_Minh")
-    return asyncio.run(_print(store_path, args, calendars, zone, now or datetime.now(UTC)))
+    return asyncio.run(_print(store, args, calendars, zone, now or datetime.now(UTC)))
 
 
 async def _print(
-    store_path: Path, args: argparse.Namespace, calendars: Calendars, zone: ZoneInfo, now: datetime
+    store_config: StoreConfig, args: argparse.Namespace, calendars: Calendars, zone: ZoneInfo, now: datetime
 ) -> int:
-    from monitor.store import SqliteStore, StoreError
+    from monitor.store import StoreError
+    from monitor.store.open import open_readonly_store
 
     try:
-        store = await SqliteStore.open_readonly(store_path)
+        store = await open_readonly_store(store_config)
     except StoreError as exc:
         print(f"tthc-monitor: {exc}", file=sys.stderr)
         return 1

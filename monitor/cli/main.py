@@ -22,6 +22,7 @@ from monitor.cli.common import (
     add_store_arguments,
     address_problem,
     fail,
+    first_line,
     load_or_report,
     report_config_error,
     resolve_store,
@@ -32,13 +33,15 @@ from monitor.config import Config, ConfigError, check_config_file, config_json_s
 from monitor.durations import format_duration, parse_duration
 from monitor.store.availability import Span
 from monitor.store.base import StoreError
+from monitor.store.config import StoreConfig
+from monitor.store.engine import DB_ERRORS
 
 __all__ = ["build_parser", "main"]
 
 DEMO_USERNAME = "admin"
 
 # Commands whose parser and handler live in their own module (calendar, dossiers, alerts, notify-test,
-# backup).
+# backup, report, migrate).
 _EXTERNAL_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
 
 
@@ -92,9 +95,10 @@ def build_parser() -> argparse.ArgumentParser:
     from monitor.cli import backup as cli_backup
     from monitor.cli import calendar as cli_calendar
     from monitor.cli import dossiers as cli_dossiers
+    from monitor.cli import migrate as cli_migrate
     from monitor.cli import report as cli_report
 
-    for module in (cli_calendar, cli_dossiers, cli_alerts, cli_backup, cli_report):
+    for module in (cli_calendar, cli_dossiers, cli_alerts, cli_backup, cli_report, cli_migrate):
         before = set(commands.choices)
         module.add_parser(commands)
         for name in set(commands.choices) - before:
@@ -127,8 +131,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 141
     except StoreError as exc:
         return fail(str(exc))
-    except sqlite3.DatabaseError as exc:
-        return fail(f"the store cannot be read: {exc}")
+    except DB_ERRORS as exc:
+        # psycopg's message may run over several lines (DETAIL, HINT): the first says what failed.
+        return fail(f"the store cannot be read: {first_line(exc)}")
     except Exception as exc:
         # The last guard of "no user sees a traceback"; TTHC_MONITOR_DEBUG=1 shows it for a bug report.
         if os.environ.get("TTHC_MONITOR_DEBUG"):
@@ -194,9 +199,9 @@ def _run(args: argparse.Namespace) -> int:
     config = load_or_report(args.config)
     if config is None:
         return 1
-    problem = address_problem(config.listen, f"listen in {args.config}") or store_path_problem(
-        config.store.path, f"store.path in {args.config}", must_exist=False
-    )
+    problem = address_problem(config.listen, f"listen in {args.config}")
+    if problem is None and config.store.engine == "sqlite":
+        problem = store_path_problem(config.store.path, f"store.path in {args.config}", must_exist=False)
     if problem is not None:
         return fail(problem)
     return asyncio.run(_serve(config, args.config))
@@ -210,7 +215,7 @@ async def _serve(config: Config, path: Path | None) -> int:
     daemon = Daemon(config, config_path=path)
     try:
         await daemon.run()
-    except (OSError, StoreError, sqlite3.Error) as exc:
+    except (OSError, StoreError, *DB_ERRORS) as exc:
         await _stop_quietly(daemon)
         return fail(f"cannot start: {_start_error(exc, config)}")
     return 0
@@ -219,7 +224,7 @@ async def _serve(config: Config, path: Path | None) -> int:
 def _start_error(exc: BaseException, config: Config) -> str:
     if isinstance(exc, sqlite3.DatabaseError):
         return store_open_problem(config.store.path, exc)
-    return str(exc)
+    return first_line(exc)
 
 
 async def _stop_quietly(daemon: object) -> None:
@@ -359,7 +364,7 @@ def _uptime(args: argparse.Namespace) -> int:
     found = resolve_store(args)
     if isinstance(found, int):
         return found
-    store_path, config = found
+    store, config = found
     now = datetime.now(UTC)
     if args.month is not None:
         from monitor.reports.sla import parse_month
@@ -379,20 +384,20 @@ def _uptime(args: argparse.Namespace) -> int:
 
     # Planned maintenance is known only from the config; with --store alone none is left out.
     planned = planned_maintenance(config.targets, start, end, config.zone) if config else {}
-    return asyncio.run(_print_uptime(store_path, start, end, planned, label, args.target))
+    return asyncio.run(_print_uptime(store, start, end, planned, label, args.target))
 
 
 async def _print_uptime(
-    store_path: Path,
+    store_config: StoreConfig,
     start: datetime,
     end: datetime,
     planned: dict[str, list[Span]],
     label: str,
     target: str | None,
 ) -> int:
-    from monitor.store import SqliteStore
+    from monitor.store.open import open_readonly_store
 
-    store = await SqliteStore.open_readonly(store_path)
+    store = await open_readonly_store(store_config)
     try:
         reports = await store.uptime_all(start, end, planned)
     finally:

@@ -16,6 +16,7 @@ from monitor.calendar import Calendars
 from monitor.cli.common import add_store_arguments, fail, resolve_store
 from monitor.reports.render import FORMATS, render
 from monitor.reports.sla import Month, build_report, parse_month
+from monitor.store.config import StoreConfig
 from monitor.store.files import write_private_text
 from monitor.targets import Target
 
@@ -43,14 +44,14 @@ def run(args: argparse.Namespace, *, now: datetime | None = None) -> int:
     found = resolve_store(args)
     if isinstance(found, int):
         return found
-    store_path, config = found
+    store, config = found
     zone = config.zone if config else ZoneInfo("Asia/Ho_Chi_Minh")
     calendars = Calendars(config.calendars, zone) if config else Calendars(zone=zone)
     now = now or datetime.now(UTC)
     if month.span(zone).start > now:
         return fail(f"--month: {month} has not started yet", 2)
     configured = list(config.targets) if config else []
-    text = asyncio.run(_render(store_path, month, zone, calendars, configured, now, args.format))
+    text = asyncio.run(_render(store, month, zone, calendars, configured, now, args.format))
     if isinstance(text, int):
         return text
     out: Path | None = args.out
@@ -66,7 +67,7 @@ def run(args: argparse.Namespace, *, now: datetime | None = None) -> int:
 
 
 async def _render(
-    store_path: Path,
+    store_config: StoreConfig,
     month: Month,
     zone: ZoneInfo,
     calendars: Calendars,
@@ -74,10 +75,11 @@ async def _render(
     now: datetime,
     form: str,
 ) -> str | int:
-    from monitor.store import SqliteStore, StoreError
+    from monitor.store import StoreError
+    from monitor.store.open import open_readonly_store
 
     try:
-        store = await SqliteStore.open_readonly(store_path)
+        store = await open_readonly_store(store_config)
     except StoreError as exc:
         return fail(str(exc))
     try:

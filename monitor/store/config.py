@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
-from monitor.configtypes import OFFLINE_SECRET, ConfigPath, PositiveDuration, StrictModel, secret_file_fields
+from monitor.configtypes import (
+    OFFLINE_SECRET,
+    ConfigPath,
+    PositiveDuration,
+    StrictModel,
+    raise_at,
+    secret_file_fields,
+)
 
 __all__ = ["StoreConfig"]
+
+_SCHEMA = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
 class StoreConfig(StrictModel):
@@ -17,15 +28,31 @@ class StoreConfig(StrictModel):
 
     _secret_files = secret_file_fields("url")
 
-    path: ConfigPath = Path("data/tthc-monitor.db")
+    path: ConfigPath = Field(
+        default=Path("data/tthc-monitor.db"),
+        description="the embedded SQLite store file (relative to the config file); not with url",
+    )
     # postgresql://user:password@host:5432/dbname: replicas share it (README "Scale and high
     # availability"). A secret (it may hold the password): give it as `url_file` or ${VAR}.
-    url: SecretStr | None = None
+    url: SecretStr | None = Field(
+        default=None,
+        description="postgresql://user:password@host:5432/dbname: a shared PostgreSQL store instead of the "
+        "SQLite file (a secret: prefer url_file or ${VAR})",
+    )
     # The PostgreSQL schema the tables live in (created if missing); default: the server's search path.
-    schema_name: str | None = Field(default=None, alias="schema", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
+    schema_name: str | None = Field(
+        default=None,
+        alias="schema",
+        json_schema_extra={"pattern": _SCHEMA.pattern},
+        description="PostgreSQL schema holding the tables (created if missing); default: the search path",
+    )
     # Apply missing migrations at start (under an advisory lock on PostgreSQL). Off: start refuses an
     # older schema and `tthc-monitor migrate` applies it, for sites that migrate as a release step.
-    auto_migrate: bool = True
+    auto_migrate: bool = Field(
+        default=True,
+        description="apply missing migrations at start; false: start refuses an older schema "
+        "(run `tthc-monitor migrate`)",
+    )
     raw_retention: PositiveDuration = timedelta(days=7)
     minute_retention: PositiveDuration = timedelta(days=90)
     hour_retention: PositiveDuration = timedelta(days=730)
@@ -54,6 +81,38 @@ class StoreConfig(StrictModel):
         if not value.get_secret_value().startswith(("postgresql://", "postgres://")):
             raise ValueError("must start with postgresql:// (leave it out for the embedded SQLite store)")
         return value
+
+    @field_validator("schema_name")
+    @classmethod
+    def _schema_name(cls, value: str | None) -> str | None:
+        if value is not None and not _SCHEMA.match(value):
+            raise ValueError(
+                f"{value!r} is not a schema name: lower-case letters, digits and _, not starting with a"
+                " digit, at most 63"
+            )
+        return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_engine(cls, data: Any) -> Any:
+        # A path left at its default is no choice; one written next to a URL is a config that names two
+        # stores, and guessing which one holds the history would lose the other's.
+        if (
+            isinstance(data, dict)
+            and data.get("path") not in (None, "")
+            and (data.get("url") not in (None, "") or "url_file" in data)
+        ):
+            key = "url" if data.get("url") not in (None, "") else "url_file"
+            raise_at(
+                [
+                    (
+                        (key,),
+                        "given with store.path: name one store, the PostgreSQL URL or the SQLite file"
+                        " (remove store.path to use PostgreSQL)",
+                    )
+                ]
+            )
+        return data
 
     @property
     def engine(self) -> str:
