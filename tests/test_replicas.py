@@ -11,6 +11,7 @@ import asyncio
 import os
 import subprocess
 import sys
+import time
 from collections import Counter
 from collections.abc import Callable
 from datetime import timedelta
@@ -20,6 +21,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from monitor.replicas.config import ReplicasConfig
+from monitor.replicas.keepalive import KeepAlive
 from monitor.replicas.leader import PostgresLeadership, SoleLeadership
 from monitor.replicas.membership import Membership, new_member_id
 from monitor.replicas.node import Replica
@@ -249,3 +251,72 @@ async def _eventually(condition: Callable[[], bool], within: float = 5.0) -> Non
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError("condition not reached in time")
         await asyncio.sleep(0.05)
+
+
+def _stale_members(stores: StoreFactory, path: Path) -> set[str]:
+    """Members whose last heartbeat is older than their lease, by the database's clock, read from outside."""
+    rows = stores.query(
+        path,
+        "SELECT id FROM replica_members WHERE left_at IS NULL"
+        " AND last_seen_at + lease_ms <= (extract(epoch from clock_timestamp())*1000)::bigint",
+    )
+    return {row[0] for row in rows}
+
+
+def _hold_the_loop(seconds: float) -> None:
+    """Keep the event loop from running anything, as CPU-bound work on it would (on purpose: blocking)."""
+    time.sleep(seconds)
+
+
+def _kept_alive(stores: StoreFactory, path: Path, store: SqlStore, stall_limit: float) -> Replica:
+    member_id = new_member_id("busy")
+    keepalive = KeepAlive(
+        stores.url or "",
+        schema=stores.schema(path),
+        member_id=member_id,
+        interval=LEASE.total_seconds() / 3,
+        stall_limit=stall_limit,
+    )
+    leadership = PostgresLeadership(
+        stores.url or "", schema=stores.schema(path), member_id=member_id, lease=LEASE
+    )
+    return Replica(store, ReplicasConfig(lease=LEASE), leadership, member_id=member_id, keepalive=keepalive)
+
+
+async def test_a_busy_event_loop_keeps_its_share_through_the_keepalive_thread(
+    postgres_stores: StoreFactory, tmp_path: Path
+) -> None:
+    """A member whose event loop is held for three leases (a long first sync) stays live in the database
+    through its keepalive thread, and does not count itself evicted when the loop runs again."""
+    path = tmp_path / "shared.db"
+    [store] = await _open(postgres_stores, path, 1)
+    busy = _kept_alive(postgres_stores, path, store, stall_limit=60.0)
+    try:
+        await busy.start()
+        _hold_the_loop(3 * LEASE.total_seconds())
+        assert _stale_members(postgres_stores, path) == set()
+        assert busy.keepalive is not None and busy.keepalive.beats >= 2
+        await busy.tick()
+        assert not busy.evicted and busy.members == (busy.id,)
+    finally:
+        await busy.stop()
+        await store.close()
+
+
+async def test_a_loop_stalled_past_the_grace_period_loses_its_share(
+    postgres_stores: StoreFactory, tmp_path: Path
+) -> None:
+    """The keepalive thread covers a busy loop only for `stall_limit`: past it the member's row goes stale
+    as a dead member's does, and the member counts itself evicted when its loop runs again."""
+    path = tmp_path / "shared.db"
+    [store] = await _open(postgres_stores, path, 1)
+    wedged = _kept_alive(postgres_stores, path, store, stall_limit=1.2)
+    try:
+        await wedged.start()
+        _hold_the_loop(4 * LEASE.total_seconds())
+        assert _stale_members(postgres_stores, path) == {wedged.id}
+        await wedged._check_eviction()
+        assert wedged.evicted and wedged.members == ()
+    finally:
+        await wedged.stop()
+        await store.close()

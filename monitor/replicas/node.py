@@ -17,6 +17,7 @@ from typing import Protocol
 import structlog
 
 from monitor.replicas.config import ReplicasConfig
+from monitor.replicas.keepalive import KeepAlive
 from monitor.replicas.leader import Leadership, PostgresLeadership
 from monitor.replicas.membership import Membership, new_member_id
 from monitor.replicas.rendezvous import owner
@@ -28,6 +29,12 @@ from monitor.supervisor import Supervisor
 __all__ = ["Listener", "Replica", "ReplicaView", "SoloReplica", "replica_for"]
 
 log = structlog.get_logger("monitor.replicas")
+
+# How long a busy event loop is covered by the keepalive thread's heartbeats (keepalive.py): six leases,
+# at least a minute (a first sync of 100,000 dossiers on a starved core), after which a member whose loop
+# shows no life loses its share like a dead one.
+KEEPALIVE_LEASES = 6
+KEEPALIVE_MIN_SECONDS = 60.0
 
 # Heartbeats hung on an unreachable server at once, at most (each holds a connection until it ends).
 _MAX_STUCK = 3
@@ -97,8 +104,11 @@ class Replica:
         supervisor: Supervisor | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         member_id: str | None = None,
+        keepalive: KeepAlive | None = None,
     ) -> None:
         self.id = member_id or new_member_id(config.name)
+        # Beats from a thread while the loop is busy past its heartbeat (keepalive.py).
+        self.keepalive = keepalive
         self.engine = store.dialect
         self.lease = config.lease
         # A third of the lease: two heartbeats can fail before the others count this member out.
@@ -143,6 +153,8 @@ class Replica:
         await self._apply(members, self.leadership.is_leader)
         log.info("replica_joined", member=self.id, members=len(members), leader=self._leading)
         self._task = self._supervisor.spawn("replica-heartbeat", self._run)
+        if self.keepalive is not None:
+            self.keepalive.start()
 
     async def stop(self, *, leave: bool = True) -> None:
         """Stop heartbeating; with `leave` (a clean stop) tell the others at once. Once only: a member
@@ -150,6 +162,9 @@ class Replica:
         if self._stopped:
             return
         self._stopped = True
+        if self.keepalive is not None:
+            # First: a member that stops must fall silent, or the others would wait for its lease.
+            await asyncio.to_thread(self.keepalive.stop)
         task, self._task = self._task, None
         stuck, self._stuck = list(self._stuck), set()
         for pending in [task, *stuck]:
@@ -208,6 +223,8 @@ class Replica:
             await self._check_eviction()
             return
         self._last_beat = asyncio.get_running_loop().time()
+        if self.keepalive is not None:
+            self.keepalive.loop_beat()
         if self.evicted:
             self.evicted = False
             log.warning("replica_rejoined", member=self.id)
@@ -222,7 +239,11 @@ class Replica:
     async def _check_eviction(self) -> None:
         if self.evicted or self._last_beat is None:
             return
-        silent = asyncio.get_running_loop().time() - self._last_beat
+        last_beat = self._last_beat
+        if self.keepalive is not None and self.keepalive.last_success is not None:
+            # loop.time() is time.monotonic(), the keepalive thread's clock.
+            last_beat = max(last_beat, self.keepalive.last_success)
+        silent = asyncio.get_running_loop().time() - last_beat
         if silent <= self.lease.total_seconds():
             return
         self.evicted = True
@@ -263,4 +284,20 @@ def replica_for(
         return SoloReplica(config.name)
     member_id = new_member_id(config.name)
     leadership = PostgresLeadership(engine.url, schema=engine.schema, member_id=member_id, lease=config.lease)
-    return Replica(store, config, leadership, supervisor=supervisor, clock=clock, member_id=member_id)
+    lease = config.lease.total_seconds()
+    keepalive = KeepAlive(
+        engine.url,
+        schema=engine.schema,
+        member_id=member_id,
+        interval=lease / 3,
+        stall_limit=max(KEEPALIVE_LEASES * lease, KEEPALIVE_MIN_SECONDS),
+    )
+    return Replica(
+        store,
+        config,
+        leadership,
+        supervisor=supervisor,
+        clock=clock,
+        member_id=member_id,
+        keepalive=keepalive,
+    )
