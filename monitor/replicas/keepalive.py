@@ -11,6 +11,7 @@ must still lose its share, so the thread is a grace period, not a second source 
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from contextlib import suppress
@@ -48,12 +49,17 @@ class KeepAlive:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._conn: psycopg.Connection[Any] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._ended = asyncio.Event()
 
     def loop_beat(self) -> None:
         """The loop's own heartbeat just went through: the thread has nothing to do for an interval."""
         self._loop_beat = time.monotonic()
 
     def start(self) -> None:
+        """Start the thread (from the event loop, which `stop` then waits on)."""
+        self._loop = asyncio.get_running_loop()
+        self._ended = asyncio.Event()
         self._stop.clear()
         self._loop_beat = time.monotonic()
         self._thread = threading.Thread(
@@ -61,12 +67,19 @@ class KeepAlive:
         )
         self._thread.start()
 
-    def stop(self) -> None:
-        """Stop beating; waits for the thread (a beat in flight ends within its statement timeout)."""
+    async def stop(self) -> None:
+        """Stop beating and wait for the thread to end (a beat in flight ends within its statement
+        timeout), awaited rather than joined so the event loop never blocks and no executor thread is
+        started for it."""
         self._stop.set()
         thread, self._thread = self._thread, None
-        if thread is not None:
-            thread.join(self.interval + 5.0)
+        if thread is None:
+            return
+        with suppress(TimeoutError):
+            async with asyncio.timeout(self.interval + 5.0):
+                await self._ended.wait()
+        # Its last statement has run: the join only waits for the thread's return (microseconds).
+        thread.join(0.5)
 
     def _run(self) -> None:
         try:
@@ -78,6 +91,9 @@ class KeepAlive:
                 self._beat()
         finally:
             self._close()
+            if self._loop is not None:
+                with suppress(RuntimeError):  # the loop is closed already: nobody waits
+                    self._loop.call_soon_threadsafe(self._ended.set)
 
     def _beat(self) -> None:
         try:

@@ -164,7 +164,7 @@ class Replica:
         self._stopped = True
         if self.keepalive is not None:
             # First: a member that stops must fall silent, or the others would wait for its lease.
-            await asyncio.to_thread(self.keepalive.stop)
+            await self.keepalive.stop()
         task, self._task = self._task, None
         stuck, self._stuck = list(self._stuck), set()
         for pending in [task, *stuck]:
