@@ -218,10 +218,13 @@ class Daemon:
         return isinstance(self.replica, Replica)
 
     def _owned_targets(self, config: Config) -> list[Target]:
-        return [target for target in config.targets if self.replica.owns(f"target:{target.name}")]
+        # Targets and sources are shared out separately, so each member gets its share of both.
+        mine = self.replica.owned(f"target:{target.name}" for target in config.targets)
+        return [target for target in config.targets if f"target:{target.name}" in mine]
 
     def _owned_sources(self) -> set[str]:
-        return {name for name in self.dossiers.sync.sources if self.replica.owns(f"source:{name}")}
+        mine = self.replica.owned(f"source:{name}" for name in self.dossiers.sync.sources)
+        return {name for name in self.dossiers.sync.sources if f"source:{name}" in mine}
 
     def _owned_source_count(self) -> int:
         sync = self.dossiers.sync

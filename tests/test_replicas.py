@@ -25,7 +25,7 @@ from monitor.replicas.keepalive import KeepAlive
 from monitor.replicas.leader import PostgresLeadership, SoleLeadership
 from monitor.replicas.membership import Membership, new_member_id
 from monitor.replicas.node import Replica
-from monitor.replicas.rendezvous import owned, owner, weight
+from monitor.replicas.rendezvous import assign, owned, weight
 from monitor.store import SqlStore
 from tests.store_engines import StoreFactory
 from tests.tcp_proxy import CuttableProxy
@@ -34,47 +34,57 @@ LEASE = timedelta(seconds=1)
 KEYS = [f"target-{index}" for index in range(10_000)]
 
 
-def test_rendezvous_spreads_keys_evenly() -> None:
-    """10,000 keys over 3 members: each owns a third, within 2 percentage points."""
+def test_rendezvous_shares_keys_in_bounded_thirds() -> None:
+    """10,000 keys over 3 members: each owns floor or ceil of a third, and every key has one owner."""
     members = ["replica-a", "replica-b", "replica-c"]
-    shares = Counter(owner(key, members) for key in KEYS)
-    assert set(shares) == set(members)
-    for member in members:
-        assert abs(shares[member] / len(KEYS) - 1 / 3) < 0.02, shares
+    owners = assign(KEYS, members)
+    assert set(owners) == set(KEYS)
+    shares = Counter(owners.values())
+    assert sorted(shares.values()) == [3333, 3333, 3334], shares
 
 
-def test_rendezvous_moves_only_the_keys_of_a_member_that_leaves_or_joins() -> None:
-    """A member leaving moves only its own keys; one joining takes keys only for itself."""
+def test_rendezvous_splits_a_handful_of_sources_evenly_whatever_the_member_ids() -> None:
+    """10 sources over 3 members split 4/3/3 for any member ids (plain rendezvous gave 1/8/1 once)."""
+    sources = [f"source:s{index}" for index in range(10)]
+    for trial in range(50):
+        members = [f"host-{trial}-{index}" for index in range(3)]
+        assert sorted(Counter(assign(sources, members).values()).values()) == [3, 3, 4]
+    assert Counter(assign(sources[:2], ["a", "b", "c"]).values()).most_common(1)[0][1] == 1
+
+
+def test_rendezvous_moves_few_keys_besides_those_of_a_member_that_leaves_or_joins() -> None:
+    """A member leaving moves its own keys and at most 2 % of the others'; one joining takes a quarter."""
     three = ["replica-a", "replica-b", "replica-c"]
-    before = {key: owner(key, three) for key in KEYS}
-    after = {key: owner(key, ["replica-a", "replica-c"]) for key in KEYS}
+    before = assign(KEYS, three)
+    after = assign(KEYS, ["replica-a", "replica-c"])
     moved = {key for key in KEYS if before[key] != after[key]}
-    assert moved == {key for key in KEYS if before[key] == "replica-b"}
-    four = {key: owner(key, [*three, "replica-d"]) for key in KEYS}
-    assert all(four[key] in (before[key], "replica-d") for key in KEYS)
-    assert 0.2 < sum(1 for key in KEYS if four[key] == "replica-d") / len(KEYS) < 0.3
+    assert {key for key in KEYS if before[key] == "replica-b"} <= moved
+    assert len({key for key in moved if before[key] != "replica-b"}) < 0.02 * len(KEYS)
+    four = assign(KEYS, [*three, "replica-d"])
+    taken = sum(1 for key in KEYS if four[key] == "replica-d")
+    assert taken == 2500
+    assert sum(1 for key in KEYS if four[key] not in (before[key], "replica-d")) < 0.02 * len(KEYS)
 
 
-def test_rendezvous_is_the_same_in_every_process_and_any_member_order() -> None:
+def test_rendezvous_is_the_same_in_every_process_and_any_order() -> None:
     """Weights do not depend on Python's salted hash: another process with another seed agrees."""
     members = ["replica-a", "replica-b", "replica-c"]
-    here = [owner(key, members) for key in KEYS[:200]]
-    assert here == [owner(key, list(reversed(members))) for key in KEYS[:200]]
-    assert owned(KEYS[:200], members, "replica-a") == {
-        k for k, o in zip(KEYS[:200], here, strict=True) if o == "replica-a"
-    }
+    here = assign(KEYS[:200], members)
+    assert here == assign(list(reversed(KEYS[:200])), list(reversed(members)))
+    assert owned(KEYS[:200], members, "replica-a") == {k for k, o in here.items() if o == "replica-a"}
     assert owned(KEYS[:200], members, "gone") == set()
-    assert owner("x", []) is None
+    assert assign(["x"], []) == {}
     code = (
-        "from monitor.replicas.rendezvous import weight, owner;"
+        "from monitor.replicas.rendezvous import weight, assign;"
         "print(weight('replica-a', 'portal'));"
-        f"print(','.join(owner(f'target-{{i}}', {members!r}) for i in range(200)))"
+        f"o = assign([f'target-{{i}}' for i in range(200)], {members!r});"
+        "print(','.join(o[f'target-{i}'] for i in range(200)))"
     )
     env = {**os.environ, "PYTHONHASHSEED": "12345"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     first, second = out.stdout.split()
     assert int(first) == weight("replica-a", "portal")
-    assert second.split(",") == here
+    assert second.split(",") == [here[key] for key in KEYS[:200]]
 
 
 async def _open(stores: StoreFactory, path: Path, count: int) -> list[SqlStore]:
@@ -147,6 +157,36 @@ async def test_replica_loop_follows_members_and_notifies_changes(
         assert changes[-1] == (first.id,)
         if stores.postgres:
             await _eventually(lambda: first.is_leader)
+    finally:
+        for replica in replicas:
+            await replica.stop()
+        for store in opened:
+            await store.close()
+
+
+async def test_replicas_started_together_see_each_other_before_taking_work(
+    stores: StoreFactory, tmp_path: Path
+) -> None:
+    """Two members started a moment apart: when start() returns, each already counts both, so neither
+    takes the other's share first (the join wait is one heartbeat, lease/3)."""
+    opened = await _open(stores, tmp_path / "shared.db", 2)
+    config = ReplicasConfig(lease=LEASE)
+    replicas = [Replica(store, config, _leadership(stores, tmp_path / "shared.db")) for store in opened]
+    first, second = replicas
+    seen: dict[str, tuple[str, ...]] = {}
+
+    async def start(replica: Replica, delay: float) -> None:
+        await asyncio.sleep(delay)
+        await replica.start()
+        seen[replica.id] = replica.members
+
+    try:
+        began = time.monotonic()
+        await asyncio.gather(start(first, 0), start(second, first.interval / 3))
+        assert seen[first.id] == seen[second.id] == tuple(sorted((first.id, second.id)))
+        assert time.monotonic() - began >= first.interval
+        keys = [f"source:s{index}" for index in range(10)]
+        assert sorted(len(replica.owned(keys)) for replica in replicas) == [5, 5]
     finally:
         for replica in replicas:
             await replica.stop()

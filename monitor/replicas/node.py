@@ -20,7 +20,7 @@ from monitor.replicas.config import ReplicasConfig
 from monitor.replicas.keepalive import KeepAlive
 from monitor.replicas.leader import Leadership, PostgresLeadership
 from monitor.replicas.membership import Membership, new_member_id
-from monitor.replicas.rendezvous import owner
+from monitor.replicas.rendezvous import owned
 from monitor.store.engine import DB_ERRORS, SQLITE
 from monitor.store.postgres import PostgresEngine
 from monitor.store.sql import SqlStore
@@ -55,8 +55,6 @@ class ReplicaView(Protocol):
     @property
     def is_leader(self) -> bool: ...
 
-    def owns(self, key: str) -> bool: ...
-
     def owned(self, keys: Iterable[str]) -> set[str]: ...
 
     def on_change(self, listener: Listener) -> None: ...
@@ -75,9 +73,6 @@ class SoloReplica:
     def __init__(self, name: str | None = None) -> None:
         self.id = new_member_id(name)
         self.members = (self.id,)
-
-    def owns(self, key: str) -> bool:
-        return True
 
     def owned(self, keys: Iterable[str]) -> set[str]:
         return set(keys)
@@ -105,6 +100,7 @@ class Replica:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         member_id: str | None = None,
         keepalive: KeepAlive | None = None,
+        join_wait: float | None = None,
     ) -> None:
         self.id = member_id or new_member_id(config.name)
         # Beats from a thread while the loop is busy past its heartbeat (keepalive.py).
@@ -113,6 +109,7 @@ class Replica:
         self.lease = config.lease
         # A third of the lease: two heartbeats can fail before the others count this member out.
         self.interval = config.lease.total_seconds() / 3
+        self.join_wait = self.interval if join_wait is None else join_wait
         session = leadership.session if isinstance(leadership, PostgresLeadership) else None
         self.membership = Membership(store, self.id, config.lease, clock=clock, session=session)
         self.leadership = leadership
@@ -136,11 +133,10 @@ class Replica:
     def is_leader(self) -> bool:
         return self._leading
 
-    def owns(self, key: str) -> bool:
-        return owner(key, self._members) == self.id
-
     def owned(self, keys: Iterable[str]) -> set[str]:
-        return {key for key in keys if self.owns(key)}
+        """Which of `keys` this member owns: its bounded share of them (rendezvous.py), so pass all the
+        keys of one kind at once (every target, or every source), never one by one."""
+        return owned(keys, self._members, self.id)
 
     def on_change(self, listener: Listener) -> None:
         self._listeners.append(listener)
@@ -149,6 +145,13 @@ class Replica:
         """Join (a failure here fails the start: a replica that cannot reach the store cannot share)."""
         members = await self.membership.join()
         self._last_beat = asyncio.get_running_loop().time()
+        if self.join_wait > 0:
+            # Members started together (compose, a rolling restart) join within a second or two of each
+            # other: one heartbeat's wait lets this one see them before it takes any work, instead of
+            # syncing every source alone and handing two thirds of them over a moment later.
+            await asyncio.sleep(self.join_wait)
+            members = await self.membership.beat()
+            self._last_beat = asyncio.get_running_loop().time()
         await self.leadership.check()
         await self._apply(members, self.leadership.is_leader)
         log.info("replica_joined", member=self.id, members=len(members), leader=self._leading)
