@@ -3,6 +3,7 @@ targets wherever a target is named, errors naming every parameter involved, Viet
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 from collections.abc import AsyncIterator, Iterator
@@ -10,6 +11,8 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from structlog.testing import capture_logs
 
 from monitor.config import load_config_text
 from monitor.daemon import Daemon
@@ -125,3 +128,43 @@ async def test_times_outside_1970_to_9000_are_a_400_naming_the_parameter(daemon:
         status, kind, body = await _get(daemon, path)
         assert (status, kind) == (400, "application/json"), body
         assert json.loads(body) == {"error": message}
+
+
+async def test_a_scraper_that_gives_up_mid_page_costs_one_line_not_a_traceback(
+    tmp_path: Path, stores: StoreFactory, listener: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A scraper closing the connection while /metrics streams (its scrape_timeout during a busy first
+    sync) is logged as one warning; aiohttp logs no traceback and the next scrape is whole."""
+    store = json.dumps(stores.config(tmp_path / "store.db"))
+    targets = "\n".join(
+        f"  - {{name: db-{index}, type: tcp, host: 127.0.0.1, port: {listener}, interval: 1h, timeout: 0.5s}}"
+        for index in range(1500)
+    )
+    config = load_config_text(
+        f"listen: 127.0.0.1:0\nstore: {store}\nscheduler: {{start_jitter: 0, shutdown_grace: 1s}}\n"
+        f"targets:\n{targets}\n",
+        environ={},
+    )
+    running = Daemon(config)
+    await running.start()
+    try:
+        with capture_logs() as logs:
+            for _ in range(3):
+                reader, writer = await asyncio.open_connection(*running.listen_address)
+                # A small receive window, never read past the headers: the page cannot fit in flight.
+                writer.transport.get_extra_info("socket").setsockopt(
+                    socket.SOL_SOCKET, socket.SO_RCVBUF, 4096
+                )
+                writer.write(b"GET /metrics HTTP/1.1\r\nHost: tthc\r\n\r\n")
+                await writer.drain()
+                assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 200")
+                writer.transport.abort()
+            await asyncio.sleep(0.5)
+        assert any(entry["event"] == "metrics_scrape_abandoned" for entry in logs)
+        assert not [record for record in caplog.records if record.exc_info], caplog.text
+        status, _, body = await _get(running, "/metrics")
+        assert status == 200
+        families = {family.name for family in text_string_to_metric_families(body.decode())}
+        assert {"tthc_target_uptime_ratio", "tthc_replica_info"} <= families
+    finally:
+        await running.stop()

@@ -11,6 +11,7 @@ import hmac
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
+import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import SecretStr
@@ -39,6 +40,8 @@ from monitor.web.services import SERVICES, WebServices
 from monitor.web.status import add_routes as add_status_routes
 
 __all__ = ["bearer_matches", "create_web_app"]
+
+log = structlog.get_logger("monitor.web")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -133,12 +136,21 @@ async def _metrics(request: web.Request) -> web.StreamResponse:
     services.metrics.store_pending_writes.set(services.store.pending_writes)
     response = web.StreamResponse(headers={"Content-Type": CONTENT_TYPE_LATEST})
     await response.prepare(request)
-    await response.write(generate_latest(services.metrics.registry))
-    for piece in services.target_series.render():
-        await response.write(piece.encode())
-        # Let due probes start between pieces: a scrape of thousands of targets must not delay them.
-        await asyncio.sleep(0)
-    await response.write_eof()
+    try:
+        await response.write(generate_latest(services.metrics.registry))
+        for piece in services.target_series.render():
+            await response.write(piece.encode())
+            # Let due probes start between pieces: a scrape of thousands of targets must not delay them.
+            await asyncio.sleep(0)
+        await response.write_eof()
+    except ConnectionResetError:
+        # The scraper gave up first (its scrape_timeout, while the loop was busy with a large first sync):
+        # a fact about that scrape, not an error of the daemon's, so one line instead of aiohttp's traceback.
+        log.warning(
+            "metrics_scrape_abandoned",
+            peer=request.remote,
+            hint="the scraper closed the connection before the page was written; check its scrape_timeout",
+        )
     return response
 
 
