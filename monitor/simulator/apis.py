@@ -14,10 +14,11 @@ from datetime import datetime
 
 from aiohttp import web
 
+from monitor.simulator.dossier import SimDossier, parse_local
 from monitor.simulator.fault_injection import FAULTS_KEY
 from monitor.simulator.site import Accounts
 from monitor.simulator.worktime import VN
-from monitor.simulator.world import SimDossier, World, parse_local
+from monitor.simulator.world import World
 
 __all__ = ["DossierApis"]
 

@@ -26,11 +26,12 @@ from pydantic import SecretStr
 
 from monitor.simulator import certs
 from monitor.simulator.apis import DossierApis
+from monitor.simulator.dossier import format_local
 from monitor.simulator.fault_injection import MAINTENANCE_MARKER, FaultSwitches
 from monitor.simulator.faults import Fault, ScheduledFault, schedule_faults
 from monitor.simulator.site import PORTAL_MARKER, Accounts, SitePages
 from monitor.simulator.worktime import VN
-from monitor.simulator.world import SimulationReport, World, format_local
+from monitor.simulator.world import SimulationReport, World
 
 __all__ = ["DEFAULT_PASSWORD", "MAINTENANCE_MARKER", "PORTAL_MARKER", "Simulator"]
 

@@ -19,7 +19,8 @@ from typing import Any
 from aiohttp import web
 from pydantic import SecretStr
 
-from monitor.simulator.world import FINISHED_STATUSES, World
+from monitor.simulator.dossier import FINISHED_STATUSES
+from monitor.simulator.world import World
 
 __all__ = ["PORTAL_MARKER", "Accounts", "SitePages", "page"]
 
