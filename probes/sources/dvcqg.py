@@ -22,8 +22,8 @@ from pydantic import Field, field_validator
 
 from monitor.dossiers.model import Dossier, DossierStatus
 
-from .base import HttpListingConfig, HttpListingSource
 from .json_api import StatusMapField, normalize_status_map
+from .listing import HttpListingConfig, HttpListingSource
 from .mapping import (
     DateParser,
     Rejected,

@@ -25,7 +25,8 @@ from pydantic import Field, field_validator
 
 from monitor.dossiers.model import Dossier, DossierStatus
 
-from .base import HttpListingConfig, HttpListingSource, SourceConfigBase
+from .base import SourceConfigBase
+from .listing import HttpListingConfig, HttpListingSource
 from .mapping import DOSSIER_FIELDS, DateParser, FieldMapper
 
 __all__ = ["JsonApiSource", "JsonApiSourceConfig", "StatusMapField", "normalize_status_map"]

@@ -24,7 +24,10 @@ from pydantic import Field, SecretStr, field_validator
 from monitor.configtypes import secret_file_fields
 from monitor.dossiers.model import Dossier, DossierStatus, SyncBatch
 
-from .base import BasicAuth, HttpFetcher, HttpSourceConfigBase, StartEndPaging, format_since
+from .auth import BasicAuth
+from .base import HttpSourceConfigBase
+from .fetcher import HttpFetcher
+from .listing import format_since
 from .mapping import (
     BatchBuilder,
     DateParser,
@@ -38,6 +41,7 @@ from .mapping import (
     text,
     validate_dossier,
 )
+from .paging import StartEndPaging
 
 __all__ = ["OPENCPS_OPEN_STATUSES", "OpenCpsSource", "OpenCpsSourceConfig", "map_opencps_item"]
 
