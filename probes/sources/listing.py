@@ -19,8 +19,9 @@ from monitor.dossiers.model import Dossier, SyncBatch
 
 from .auth import AuthConfig, NoAuth
 from .base import HttpSourceConfigBase
+from .batch import BatchBuilder
 from .fetcher import HttpFetcher
-from .mapping import BatchBuilder, split_path
+from .mapping import split_path
 from .paging import NoPaging, PagingConfig
 
 __all__ = ["HttpListingConfig", "HttpListingSource", "format_since"]

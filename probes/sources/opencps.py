@@ -26,13 +26,11 @@ from monitor.dossiers.model import Dossier, DossierStatus, SyncBatch
 
 from .auth import BasicAuth
 from .base import HttpSourceConfigBase
+from .batch import BatchBuilder
+from .dates import DateParser
 from .fetcher import HttpFetcher
 from .listing import format_since
 from .mapping import (
-    BatchBuilder,
-    DateParser,
-    Rejected,
-    RejectReason,
     parse_bool,
     parse_date_field,
     parse_float,
@@ -42,6 +40,7 @@ from .mapping import (
     validate_dossier,
 )
 from .paging import StartEndPaging
+from .rejections import Rejected, RejectReason
 
 __all__ = ["OPENCPS_OPEN_STATUSES", "OpenCpsSource", "OpenCpsSourceConfig", "map_opencps_item"]
 

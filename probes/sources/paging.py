@@ -17,7 +17,8 @@ from pydantic import Field
 from monitor.configtypes import StrictModel
 from monitor.dossiers.model import SyncError, SyncFailure
 
-from .mapping import Path, quoted_value, split_path
+from .mapping import Path, split_path
+from .rejections import quoted_value
 from .replies import MISSING, loggable_url, origin_of
 
 __all__ = [
