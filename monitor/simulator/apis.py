@@ -16,6 +16,7 @@ from aiohttp import web
 
 from monitor.simulator.dossier import SimDossier, parse_local
 from monitor.simulator.fault_injection import FAULTS_KEY
+from monitor.simulator.faults import Fault
 from monitor.simulator.site import Accounts
 from monitor.simulator.worktime import VN
 from monitor.simulator.world import World
@@ -29,6 +30,25 @@ def _json_error(status: int, message: str, description: str = "") -> web.Respons
     # The shape Liferay's JAX-RS error mapper gives OpenCPS errors.
     body = {"code": status, "message": message, "description": description or message}
     return web.json_response(body, status=status)
+
+
+def _listing_reply(
+    faults: dict[str, Fault],
+    total: int,
+    page: list[SimDossier],
+    head: Callable[[int], bytes],
+    item: Callable[[SimDossier], bytes],
+) -> web.Response:
+    """A JSON listing, `head(total)`, the items and `]}`, as the `empty` and `truncated` faults change it."""
+    if "empty" in faults:
+        total, page = 0, []
+    truncated = faults.get("truncated")
+    if truncated is not None and truncated.variant == "short":
+        page = page[: len(page) // 2]
+    body = head(total) + b",".join(item(dossier) for dossier in page) + b"]}"
+    if truncated is not None and truncated.variant == "cut":
+        body = body[: max(len(body) // 2, 1)]
+    return web.Response(body=body, content_type="application/json", charset="utf-8")
 
 
 class DossierApis:
@@ -99,17 +119,14 @@ class DossierApis:
         selection = self._select(request)
         total = len(selection)
         page = selection[max(start, 0) :] if end <= 0 else selection[max(start, 0) : end]
-        faults = request[FAULTS_KEY]
-        if "empty" in faults:
-            total, page = 0, []
-        truncated = faults.get("truncated")
-        if truncated is not None and truncated.variant == "short":
-            page = page[: len(page) // 2]
         group_id = self._group_id
-        body = b'{"total":%d,"data":[' % total + b",".join(d.item_bytes(group_id) for d in page) + b"]}"
-        if truncated is not None and truncated.variant == "cut":
-            body = body[: max(len(body) // 2, 1)]
-        return web.Response(body=body, content_type="application/json", charset="utf-8")
+        return _listing_reply(
+            request[FAULTS_KEY],
+            total,
+            page,
+            lambda total: b'{"total":%d,"data":[' % total,
+            lambda dossier: dossier.item_bytes(group_id),
+        )
 
     async def _get_dossier(self, request: web.Request) -> web.Response:
         if (error := self._check_api(request)) is not None:
@@ -130,21 +147,16 @@ class DossierApis:
         selection = self._select(request)
         total = len(selection)
         page = selection[(page_number - 1) * size : page_number * size]
-        faults = request[FAULTS_KEY]
-        if "empty" in faults:
-            total, page = 0, []
-        truncated = faults.get("truncated")
-        if truncated is not None and truncated.variant == "short":
-            page = page[: len(page) // 2]
-        head = b'{"service":"DongBoHoSoMC","total":%d,"page":%d,"size":%d,"data":[' % (
+        return _listing_reply(
+            request[FAULTS_KEY],
             total,
-            page_number,
-            size,
+            page,
+            lambda total: (
+                b'{"service":"DongBoHoSoMC","total":%d,"page":%d,"size":%d,"data":['
+                % (total, page_number, size)
+            ),
+            SimDossier.national_bytes,
         )
-        body = head + b",".join(d.national_bytes() for d in page) + b"]}"
-        if truncated is not None and truncated.variant == "cut":
-            body = body[: max(len(body) // 2, 1)]
-        return web.Response(body=body, content_type="application/json", charset="utf-8")
 
     async def _export_csv(self, request: web.Request) -> web.Response:
         """An officer's CSV export: UTF-8 with BOM (so spreadsheet programs read the accents)."""

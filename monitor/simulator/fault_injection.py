@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import structlog
@@ -65,28 +65,6 @@ class FaultSwitches:
     def prune(self, now: datetime) -> None:
         """Drop faults that have ended."""
         self._faults = [fault for fault in self._faults if not fault.expired(now)]
-
-    async def set(
-        self,
-        fault: str,
-        scope: str = "all",
-        *,
-        duration: timedelta | str | None = None,
-        delay: timedelta | str | None = None,
-        status: int | None = None,
-        variant: str | None = None,
-    ) -> Fault:
-        """Switch a fault on now, for `duration` (clock time) or until cleared."""
-        data: dict[str, Any] = {"fault": fault, "scope": scope}
-        for key, value in (
-            ("duration", duration),
-            ("delay", delay),
-            ("status", status),
-            ("variant", variant),
-        ):
-            if value is not None:
-                data[key] = value
-        return await self.add(fault_from_request(data, self._clock()))
 
     async def add(self, fault: Fault) -> Fault:
         # One fault of a kind per scope: setting it again replaces the old one (new delay, duration).

@@ -28,7 +28,7 @@ from monitor.simulator import certs
 from monitor.simulator.apis import DossierApis
 from monitor.simulator.dossier import format_local
 from monitor.simulator.fault_injection import MAINTENANCE_MARKER, FaultSwitches
-from monitor.simulator.faults import Fault, ScheduledFault, schedule_faults
+from monitor.simulator.faults import Fault, ScheduledFault, fault_from_request, schedule_faults
 from monitor.simulator.site import PORTAL_MARKER, Accounts, SitePages
 from monitor.simulator.worktime import VN
 from monitor.simulator.world import SimulationReport, World
@@ -309,9 +309,16 @@ class Simulator:
         variant: str | None = None,
     ) -> Fault:
         """Switch a fault on now, for `duration` (clock time) or until cleared."""
-        return await self._switches.set(
-            fault, scope, duration=duration, delay=delay, status=status, variant=variant
-        )
+        data: dict[str, Any] = {"fault": fault, "scope": scope}
+        for key, value in (
+            ("duration", duration),
+            ("delay", delay),
+            ("status", status),
+            ("variant", variant),
+        ):
+            if value is not None:
+                data[key] = value
+        return await self._switches.add(fault_from_request(data, self.clock()))
 
     async def clear_faults(self, fault: str | None = None, scope: str | None = None) -> int:
         """Clear faults (all, or those of a kind and/or scope), scheduled ones included; returns how many."""

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import Any, Final
 
 import structlog
 
 from monitor.dossiers.model import Dossier, SyncBatch, collector_paused
 
+from .paging import Page
 from .rejections import Rejected, RejectReason, describe
 
 __all__ = ["BatchBuilder"]
@@ -77,6 +78,15 @@ class BatchBuilder:
         for start in range(0, len(records), _MAPPING_SLICE):
             self.add_all(records[start : start + _MAPPING_SLICE])
             await asyncio.sleep(0)
+
+    async def add_pages(self, pages: AsyncIterator[Page]) -> int | None:
+        """Every page's records (`add_all_yielding`); the last total the source reported, if any."""
+        total: int | None = None
+        async for page in pages:
+            await self.add_all_yielding(page.items)
+            if page.total is not None:
+                total = page.total
+        return total
 
     def _safe_code(self, record: Any) -> str:
         try:

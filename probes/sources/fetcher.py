@@ -3,14 +3,15 @@
 Each page request is retried a few times (tenacity, exponential backoff with jitter) before the whole
 fetch fails. Redirects are followed here, origin by origin, so no credential crosses one; a `login`
 token is renewed once per request that answers 401. An HTML page, an empty body or a body that is not
-JSON is a failure, never an empty listing. Paging over a listing is `paging.read_pages`.
+JSON is a failure, never an empty listing. Paging over a listing is `paging.read_pages`, which
+asks an `HttpFetcher` for one page at a time.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -30,17 +31,7 @@ from monitor.placeholders import fill_placeholders
 
 from .auth import ApiKeyAuth, BasicAuth, BearerAuth, LoginAuth, NoAuth, static_auth_headers
 from .base import HttpSourceConfigBase
-from .mapping import Path, get_path, split_path
-from .paging import (
-    CursorPaging,
-    NextLinkPaging,
-    NoPaging,
-    OffsetPaging,
-    Page,
-    PageNumberPaging,
-    StartEndPaging,
-    read_pages,
-)
+from .paths import Path, get_path, split_path
 from .replies import DEFAULT_MAX_REPLY_BYTES, decode_paths, loggable_url, origin_of, read_capped
 
 __all__ = ["HttpFetcher"]
@@ -296,45 +287,6 @@ class HttpFetcher:
             raise _Retryable(
                 SyncFailure.NOT_JSON, f"{self.name}: {loggable_url(url)} did not return JSON ({detail})"
             ) from None
-
-    # -- a whole listing --
-
-    def pages(
-        self,
-        url: str,
-        *,
-        paging: NoPaging | PageNumberPaging | OffsetPaging | StartEndPaging | NextLinkPaging | CursorPaging,
-        page_size: int,
-        items_path: Path,
-        total_path: Path | None,
-        params: Mapping[str, str] | None = None,
-        method: str = "GET",
-        body: Any = None,
-        max_pages: int = 100_000,
-    ) -> AsyncIterator[Page]:
-        """Every page of a listing, in order (`paging.read_pages`)."""
-        return read_pages(
-            self,
-            url,
-            paging=paging,
-            page_size=page_size,
-            items_path=items_path,
-            total_path=total_path,
-            params=params,
-            method=method,
-            body=body,
-            max_pages=max_pages,
-        )
-
-    async def listing(self, url: str, **kwargs: Any) -> tuple[list[Any], int | None]:
-        """Every item of a listing, and the reported total (None when the source reports none)."""
-        items: list[Any] = []
-        total: int | None = None
-        async for page in self.pages(url, **kwargs):
-            items.extend(page.items)
-            if page.total is not None:
-                total = page.total
-        return items, total
 
 
 def _brief(exc: BaseException) -> str:

@@ -21,8 +21,8 @@ from .auth import AuthConfig, NoAuth
 from .base import HttpSourceConfigBase
 from .batch import BatchBuilder
 from .fetcher import HttpFetcher
-from .mapping import split_path
-from .paging import NoPaging, PagingConfig
+from .paging import NoPaging, PagingConfig, read_pages
+from .paths import split_path
 
 __all__ = ["HttpListingConfig", "HttpListingSource", "format_since"]
 
@@ -97,20 +97,19 @@ class HttpListingSource(ABC):
                 since, config.modified_since_format, config.zone
             )
         builder = BatchBuilder(self.name, self.map_record, self.code_of)
-        total: int | None = None
-        async for page in self.http.pages(
-            config.url,
-            paging=config.pagination,
-            page_size=config.page_size,
-            items_path=self._items_path,
-            total_path=self._total_path,
-            params=params,
-            method=config.method,
-            body=config.body,
-        ):
-            await builder.add_all_yielding(page.items)
-            if page.total is not None:
-                total = page.total
+        total = await builder.add_pages(
+            read_pages(
+                self.http,
+                config.url,
+                paging=config.pagination,
+                page_size=config.page_size,
+                items_path=self._items_path,
+                total_path=self._total_path,
+                params=params,
+                method=config.method,
+                body=config.body,
+            )
+        )
         return builder.build(full=not incremental, total_reported=total)
 
     async def close(self) -> None:

@@ -1,8 +1,8 @@
-"""Shared record mapping for dossier sources: dotted paths, scalars, statuses, validation, field tables.
+"""Shared record mapping for dossier sources: scalars, statuses, validation, the `{field: path}` table.
 
-Everything here runs once per record of a 100,000-dossier sync, so paths are split once at config
-time and no regex runs per record. Dates are read by `dates.DateParser`, refusals are `rejections`,
-and a fetch's batch is assembled by `batch.BatchBuilder` (those names are re-exported here).
+Everything here runs once per record of a 100,000-dossier sync, so no regex runs per record. Paths
+are `paths`, dates are read by `dates.DateParser`, refusals are `rejections`, and a fetch's batch is
+assembled by `batch.BatchBuilder` (those names are re-exported here for existing importers).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from monitor.dossiers.model import Dossier, DossierStatus
 
 from .batch import BatchBuilder
 from .dates import DateParser
+from .paths import Path, get_path, split_path
 from .rejections import Rejected, RejectReason, quoted_value
 
 __all__ = [
@@ -38,40 +39,8 @@ __all__ = [
     "validate_dossier",
 ]
 
-# A pre-split dotted path: string keys for objects, ints for list positions (`items.0.code`).
-Path = tuple[str | int, ...]
-
+# A field absent from the record (as opposed to present and null).
 _MISSING: Final = object()
-
-
-def split_path(dotted: str) -> Path:
-    """`data.items.0.code` -> ("data", "items", 0, "code"); an empty path means the document itself."""
-    if not dotted:
-        return ()
-    return tuple(int(part) if part.isdigit() else part for part in dotted.split("."))
-
-
-def get_path(document: Any, path: Path, default: Any = None) -> Any:
-    """The value at `path`, or `default` when any step is missing or of the wrong kind."""
-    node = document
-    for part in path:
-        if isinstance(part, int):
-            if isinstance(node, list) and -len(node) <= part < len(node):
-                node = node[part]
-                continue
-            # A numeric key of an object ("0": ...) is still a key.
-            if isinstance(node, dict):
-                node = node.get(str(part), _MISSING)
-                if node is _MISSING:
-                    return default
-                continue
-            return default
-        if not isinstance(node, dict):
-            return default
-        node = node.get(part, _MISSING)
-        if node is _MISSING:
-            return default
-    return node
 
 
 # --- scalars ----------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal, Protocol
+from typing import Annotated, Any, Literal
 from urllib.parse import urljoin
 
 from pydantic import Field
@@ -17,7 +17,8 @@ from pydantic import Field
 from monitor.configtypes import StrictModel
 from monitor.dossiers.model import SyncError, SyncFailure
 
-from .mapping import Path, split_path
+from .fetcher import HttpFetcher
+from .paths import Path, split_path
 from .rejections import quoted_value
 from .replies import MISSING, loggable_url, origin_of
 
@@ -27,7 +28,6 @@ __all__ = [
     "NoPaging",
     "OffsetPaging",
     "Page",
-    "PageFetcher",
     "PageNumberPaging",
     "PagingConfig",
     "StartEndPaging",
@@ -90,27 +90,8 @@ class Page:
     total: int | None
 
 
-class PageFetcher(Protocol):
-    """What a walk needs of the HTTP side: one page's values, and the origin rule for links."""
-
-    name: str
-
-    async def get_values(
-        self,
-        url: str,
-        paths: Mapping[str, Path],
-        *,
-        home: str,
-        params: Mapping[str, str] | None = None,
-        method: str = "GET",
-        body: Any = None,
-    ) -> dict[str, Any]: ...
-
-    def check_origin(self, url: str, home: str, what: str) -> None: ...
-
-
 async def read_pages(
-    fetcher: PageFetcher,
+    fetcher: HttpFetcher,
     url: str,
     *,
     paging: NoPaging | PageNumberPaging | OffsetPaging | StartEndPaging | NextLinkPaging | CursorPaging,

@@ -24,7 +24,7 @@ from yarl import URL
 
 from monitor.dossiers.model import SyncError, SyncFailure, collector_paused
 
-from .mapping import Path, get_path
+from .paths import Path, get_path
 
 __all__ = [
     "DEFAULT_MAX_REPLY_BYTES",
