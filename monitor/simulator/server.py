@@ -1,10 +1,8 @@
-"""The simulator's listeners: the public site (portal, one-stop app, APIs), its TLS twin and the admin API.
+"""The simulator's wiring: its listeners (public site, TLS twin, admin API), their lifecycle and URLs.
 
-Public HTTP listener: `/` portal home, `/motcua/dang-nhap` app login page, `POST /login`,
-`/motcua/ho-so` (needs the session), `/o/rest/v2/dossiers[/{id or dossierNo}]` (OpenCPS v2; also under
-`/o/secure/rest/v2`), `/dvcqg/hoso` (national sync shape), `/export/dossiers.csv`. The TLS listener
-serves the same site. Request scopes: `/o/`, `/dvcqg`, `/export` are `api`; `/motcua`, `/login` are
-`app`; the rest is `portal`.
+The public site is assembled from `monitor.simulator.site` (portal, app login, dashboard),
+`monitor.simulator.apis` (the dossier listings per source format) and the fault middleware of
+`monitor.simulator.fault_injection`. The TLS listener serves the same site.
 
 `down` stops both public listeners whatever its scope (they serve every scope, and a refused connection
 cannot be per-path); every other fault applies to its scope only. The admin listener never goes down.
@@ -13,13 +11,7 @@ cannot be per-path); every other fault applies to its scope only. The admin list
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import contextlib
-import hmac
-import html
-import json
-import secrets
 import shutil
 import ssl
 import tempfile
@@ -33,52 +25,23 @@ from aiohttp import web
 from pydantic import SecretStr
 
 from monitor.simulator import certs
+from monitor.simulator.apis import DossierApis
+from monitor.simulator.dossier import format_local
+from monitor.simulator.fault_injection import MAINTENANCE_MARKER, FaultSwitches
 from monitor.simulator.faults import Fault, ScheduledFault, fault_from_request, schedule_faults
+from monitor.simulator.site import PORTAL_MARKER, Accounts, SitePages
 from monitor.simulator.worktime import VN
-from monitor.simulator.world import (
-    FINISHED_STATUSES,
-    SimDossier,
-    SimulationReport,
-    World,
-    format_local,
-    parse_local,
-)
+from monitor.simulator.world import SimulationReport, World
 
 __all__ = ["DEFAULT_PASSWORD", "MAINTENANCE_MARKER", "PORTAL_MARKER", "Simulator"]
 
 log = structlog.get_logger(__name__)
 
-PORTAL_MARKER = "Cổng Dịch vụ công tỉnh Đồng Tháp"
-MAINTENANCE_MARKER = "Hệ thống đang bảo trì"
 DEFAULT_PASSWORD = "tthc-demo"
-_SESSION_COOKIE = "JSESSIONID"
-_API_PREFIXES = ("/o/rest/v2", "/o/secure/rest/v2")
-_FAULTS_KEY = web.RequestKey("faults", dict)
 
 
 def _default_clock() -> datetime:
     return datetime.now(VN)
-
-
-def _scope_of(path: str) -> str:
-    if path.startswith(("/o/", "/dvcqg", "/export")):
-        return "api"
-    if path.startswith(("/motcua", "/login")):
-        return "app"
-    return "portal"
-
-
-def _page(title: str, body: str) -> str:
-    return (
-        '<!DOCTYPE html><html lang="vi"><head><meta charset="utf-8">'
-        f"<title>{html.escape(title)}</title></head><body>{body}</body></html>"
-    )
-
-
-def _json_error(status: int, message: str, description: str = "") -> web.Response:
-    # The shape Liferay's JAX-RS error mapper gives OpenCPS errors.
-    body = {"code": status, "message": message, "description": description or message}
-    return web.json_response(body, status=status)
 
 
 class Simulator:
@@ -107,14 +70,14 @@ class Simulator:
         self.epoch = self.clock()
         self.world = World(seed, self.epoch, dossier_count, code_prefix)
         self.group_id = group_id
-        self.username = username
-        self._password = password if isinstance(password, SecretStr) else SecretStr(password)
+        self._accounts = Accounts(
+            username, password if isinstance(password, SecretStr) else SecretStr(password)
+        )
         self.tls = tls
         self._state_dir = state_dir
         self._own_state_dir = False
         self.tick_interval = tick_interval
-        self._faults: list[Fault] = schedule_faults(schedule, self.epoch)
-        self._sessions: dict[str, str] = {}
+        self._switches = FaultSwitches(schedule_faults(schedule, self.epoch), self.clock, self._reconcile)
         self._lock = asyncio.Lock()
         self._host = "127.0.0.1"
         self._port = 0
@@ -129,10 +92,13 @@ class Simulator:
         self._expiring_context: ssl.SSLContext | None = None
         self.ca_file: Path | None = None
 
+    @property
+    def username(self) -> str:
+        return self._accounts.username
+
     def change_password(self, password: str) -> None:
         """The office changed the API account's password: the old one and every session stop working."""
-        self._password = SecretStr(password)
-        self._sessions.clear()
+        self._accounts.change_password(password)
 
     def __repr__(self) -> str:
         return f"Simulator(port={self._port}, dossiers={len(self.world.dossiers)}, up={self.is_up})"
@@ -206,7 +172,7 @@ class Simulator:
 
     def _choose_certificate(self, ssl_object: ssl.SSLObject, server_name: str | None, _: Any) -> None:
         now = self.clock()
-        kinds = {fault.fault for fault in self._faults if fault.active(now)}
+        kinds = {fault.fault for fault in self._switches.active_at(now)}
         if "expired_cert" in kinds:
             ssl_object.context = self._expired_context  # type: ignore[assignment]
         elif "cert_expiring" in kinds:
@@ -326,12 +292,11 @@ class Simulator:
     @property
     def faults(self) -> tuple[Fault, ...]:
         """Faults active now (scheduled ones still to come are not listed)."""
-        now = self.clock()
-        return tuple(fault for fault in self._faults if fault.active(now))
+        return self._switches.active_at(self.clock())
 
     @property
     def planned_faults(self) -> tuple[Fault, ...]:
-        return tuple(self._faults)
+        return self._switches.planned()
 
     async def set_fault(
         self,
@@ -353,41 +318,20 @@ class Simulator:
         ):
             if value is not None:
                 data[key] = value
-        return await self._add_fault(fault_from_request(data, self.clock()))
-
-    async def _add_fault(self, fault: Fault) -> Fault:
-        # One fault of a kind per scope: setting it again replaces the old one (new delay, duration).
-        self._faults = [f for f in self._faults if not (f.fault == fault.fault and f.scope == fault.scope)]
-        self._faults.append(fault)
-        log.info("simulator_fault_set", **{k: v for k, v in fault.to_json().items() if v is not None})
-        await self._reconcile()
-        return fault
+        return await self._switches.add(fault_from_request(data, self.clock()))
 
     async def clear_faults(self, fault: str | None = None, scope: str | None = None) -> int:
         """Clear faults (all, or those of a kind and/or scope), scheduled ones included; returns how many."""
-        keep = [
-            f
-            for f in self._faults
-            if (fault is not None and f.fault != fault) or (scope is not None and f.scope != scope)
-        ]
-        cleared = len(self._faults) - len(keep)
-        self._faults = keep
-        log.info("simulator_faults_cleared", count=cleared)
-        await self._reconcile()
-        return cleared
-
-    def _active(self, scope: str | None) -> dict[str, Fault]:
-        now = self.clock()
-        return {f.fault: f for f in self._faults if f.active(now) and f.covers(scope)}
+        return await self._switches.clear(fault, scope)
 
     async def _reconcile(self) -> None:
         """Stop or restart the public listeners to match `down`; drop faults that have ended."""
         async with self._lock:
             now = self.clock()
-            self._faults = [fault for fault in self._faults if not fault.expired(now)]
+            self._switches.prune(now)
             if not self._started:
                 return
-            want_down = any(fault.fault == "down" and fault.active(now) for fault in self._faults)
+            want_down = any(fault.fault == "down" for fault in self._switches.active_at(now))
             if want_down and self.is_up:
                 await self._stop_public()
                 log.info("simulator_down")
@@ -407,295 +351,18 @@ class Simulator:
     # --- public site -------------------------------------------------------------------------------
 
     def _public_app(self) -> web.Application:
-        app = web.Application(middlewares=[self._fault_middleware])
-        app.router.add_get("/", self._portal)
-        app.router.add_get("/motcua", self._login_page)
-        app.router.add_get("/motcua/", self._login_page)
-        app.router.add_get("/motcua/dang-nhap", self._login_page)
-        app.router.add_post("/login", self._login)
-        app.router.add_get("/motcua/ho-so", self._dashboard)
-        for prefix in _API_PREFIXES:
-            app.router.add_get(prefix + "/dossiers", self._list_dossiers)
-            app.router.add_get(prefix + "/dossiers/{key}", self._get_dossier)
-        app.router.add_get("/dvcqg/hoso", self._national)
-        app.router.add_get("/export/dossiers.csv", self._export_csv)
+        app = web.Application(middlewares=[self._switches.middleware(self.world)])
+        SitePages(self.world, self._accounts, lambda: self.app_url).add_routes(app.router)
+        DossierApis(self.world, self._accounts, self.group_id, self.clock).add_routes(app.router)
         return app
-
-    @web.middleware
-    async def _fault_middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        self.world.simulate_until(self.clock())
-        scope = _scope_of(request.path)
-        active = self._active(scope)
-        if "slow" in active:
-            await asyncio.sleep(active["slow"].delay.total_seconds())
-        if "error_5xx" in active:
-            status = active["error_5xx"].status
-            return web.Response(
-                status=status,
-                text=_page(f"{status} Service Unavailable", f"<h1>{status}</h1><p>Service Unavailable</p>"),
-                content_type="text/html",
-                headers={"Retry-After": "60"} if status == 503 else None,
-            )
-        if "maintenance" in active:
-            return web.Response(
-                text=_page(
-                    MAINTENANCE_MARKER,
-                    f"<h1>{MAINTENANCE_MARKER}</h1><p>Hệ thống đang được nâng cấp, bảo trì. "
-                    "Quý khách vui lòng quay lại sau. Xin cảm ơn!</p>",
-                ),
-                content_type="text/html",
-            )
-        if "html_error" in active:
-            return web.Response(
-                text=_page(
-                    "Lỗi hệ thống",
-                    "<h1>Đã có lỗi xảy ra</h1><p>Không thể xử lý yêu cầu. "
-                    "com.liferay.portal.kernel.exception.SystemException: "
-                    "java.sql.SQLRecoverableException: IO Error: Connection reset</p>",
-                ),
-                content_type="text/html",
-            )
-        request[_FAULTS_KEY] = active
-        return await handler(request)
-
-    async def _portal(self, request: web.Request) -> web.Response:
-        counts = self.world.counts_by_status()
-        finished = sum(counts.get(status, 0) for status in FINISHED_STATUSES)
-        body = (
-            f"<header><h1>{PORTAL_MARKER}</h1><p>Cổng thông tin một cửa điện tử</p></header>"
-            "<nav><a href='/motcua/dang-nhap'>Đăng nhập một cửa</a></nav>"
-            f"<section><p>Hồ sơ đã tiếp nhận: {len(self.world.dossiers)}</p>"
-            f"<p>Hồ sơ đã giải quyết: {finished}</p></section>"
-        )
-        return web.Response(text=_page(PORTAL_MARKER, body), content_type="text/html")
-
-    def _login_form(self, error: str = "") -> str:
-        notice = f"<p class='error'>{html.escape(error)}</p>" if error else ""
-        return _page(
-            "Đăng nhập - Hệ thống thông tin một cửa điện tử",
-            "<h1>Hệ thống thông tin một cửa điện tử</h1>"
-            f"{notice}<form method='post' action='/login'>"
-            "<label>Tên đăng nhập <input name='username'></label>"
-            "<label>Mật khẩu <input type='password' name='password'></label>"
-            "<button type='submit'>Đăng nhập</button></form>",
-        )
-
-    async def _login_page(self, request: web.Request) -> web.Response:
-        return web.Response(text=self._login_form(), content_type="text/html")
-
-    async def _login(self, request: web.Request) -> web.Response:
-        wants_json = request.content_type == "application/json" or "json" in request.headers.get("Accept", "")
-        try:
-            data: Any = (
-                await request.json() if request.content_type == "application/json" else await request.post()
-            )
-        except (ValueError, UnicodeDecodeError):
-            data = {}
-        username = str(data.get("username", "")) if hasattr(data, "get") else ""
-        password = str(data.get("password", "")) if hasattr(data, "get") else ""
-        if not self._credentials_ok(username, password):
-            if wants_json:
-                return web.json_response({"error": "invalid username or password"}, status=401)
-            return web.Response(
-                status=401,
-                text=self._login_form("Sai tên đăng nhập hoặc mật khẩu"),
-                content_type="text/html",
-            )
-        token = secrets.token_urlsafe(24)
-        self._sessions[token] = username
-        if wants_json:
-            response = web.json_response({"token": token, "token_type": "Bearer", "username": username})
-        else:
-            response = web.Response(
-                text=_page(
-                    "Đăng nhập thành công", "<h1>Đăng nhập thành công</h1><a href='/motcua/ho-so'>Hồ sơ</a>"
-                ),
-                content_type="text/html",
-            )
-        response.set_cookie(_SESSION_COOKIE, token, httponly=True, path="/")
-        return response
-
-    def _credentials_ok(self, username: str, password: str) -> bool:
-        user_ok = hmac.compare_digest(username.encode(), self.username.encode())
-        password_ok = hmac.compare_digest(password.encode(), self._password.get_secret_value().encode())
-        return user_ok and password_ok
-
-    def _authorized(self, request: web.Request, *, basic_only: bool = False) -> bool:
-        header = request.headers.get("Authorization", "")
-        scheme, _, value = header.partition(" ")
-        if scheme.lower() == "basic":
-            try:
-                decoded = base64.b64decode(value.strip(), validate=True).decode()
-            except (binascii.Error, UnicodeDecodeError):
-                return False
-            username, _, password = decoded.partition(":")
-            return self._credentials_ok(username, password)
-        if basic_only:
-            return False
-        if scheme.lower() == "bearer":
-            return value.strip() in self._sessions
-        return request.cookies.get(_SESSION_COOKIE, "") in self._sessions
-
-    async def _dashboard(self, request: web.Request) -> web.Response:
-        if not self._authorized(request):
-            raise web.HTTPFound(self.app_url)
-        counts = self.world.counts_by_status()
-        rows = "".join(
-            f"<tr><td>{status}</td><td>{count}</td></tr>" for status, count in sorted(counts.items())
-        )
-        return web.Response(
-            text=_page("Danh sách hồ sơ", f"<h1>Danh sách hồ sơ</h1><table>{rows}</table>"),
-            content_type="text/html",
-        )
-
-    # --- APIs --------------------------------------------------------------------------------------
-
-    def _check_api(self, request: web.Request) -> web.Response | None:
-        if not self._authorized(request):
-            response = _json_error(401, "Unauthorized", "authentication is required")
-            response.headers["WWW-Authenticate"] = 'Basic realm="OpenCPS"'
-            return response
-        group_id = request.headers.get("groupId", "").strip()
-        if not group_id:
-            return _json_error(400, "Bad Request", "groupId header is required")
-        if group_id != self.group_id:
-            return _json_error(403, "Forbidden", f"no permission on group {group_id}")
-        return None
-
-    def _select(self, request: web.Request) -> list[SimDossier]:
-        """The filtered dossiers for a list request; raises HTTPBadRequest with a JSON body."""
-        query = request.query
-        statuses = frozenset(s.strip() for s in query.get("status", "").split(",") if s.strip())
-        agency_text = query.get("agency", "").strip()
-        agencies = frozenset(
-            a.strip() for a in agency_text.split(",") if a.strip() and a.strip().lower() != "all"
-        )
-        try:
-            modified_from = parse_local(query["fromModifiedDate"]) if query.get("fromModifiedDate") else None
-            modified_to = parse_local(query["toModifiedDate"]) if query.get("toModifiedDate") else None
-        except ValueError as exc:
-            raise web.HTTPBadRequest(
-                text=json.dumps({"code": 400, "message": "Bad Request", "description": str(exc)}),
-                content_type="application/json",
-            ) from None
-        top = query.get("top", "").strip()
-        return self.world.select(
-            statuses=statuses,
-            agencies=agencies,
-            dossier_no=query.get("dossierNo", "").strip(),
-            modified_from=modified_from,
-            modified_to=modified_to,
-            top=top if top in ("overdue", "coming", "delay") else "",
-            now=self.clock(),
-        )
-
-    async def _list_dossiers(self, request: web.Request) -> web.Response:
-        """OpenCPS `GET /dossiers`; without `end` (or end=0) it returns everything, like the real one."""
-        if (error := self._check_api(request)) is not None:
-            return error
-        start = _int_param(request, "start", 0)
-        end = _int_param(request, "end", 0)
-        selection = self._select(request)
-        total = len(selection)
-        page = selection[max(start, 0) :] if end <= 0 else selection[max(start, 0) : end]
-        faults = request[_FAULTS_KEY]
-        if "empty" in faults:
-            total, page = 0, []
-        truncated = faults.get("truncated")
-        if truncated is not None and truncated.variant == "short":
-            page = page[: len(page) // 2]
-        group_id = self.group_id
-        body = b'{"total":%d,"data":[' % total + b",".join(d.item_bytes(group_id) for d in page) + b"]}"
-        if truncated is not None and truncated.variant == "cut":
-            body = body[: max(len(body) // 2, 1)]
-        return web.Response(body=body, content_type="application/json", charset="utf-8")
-
-    async def _get_dossier(self, request: web.Request) -> web.Response:
-        if (error := self._check_api(request)) is not None:
-            return error
-        dossier = self.world.get(request.match_info["key"])
-        if dossier is None or "empty" in request[_FAULTS_KEY]:
-            return _json_error(404, "Not Found", "dossier not found")
-        return web.Response(
-            body=dossier.item_bytes(self.group_id), content_type="application/json", charset="utf-8"
-        )
-
-    async def _national(self, request: web.Request) -> web.Response:
-        """National sync shape (DongBoHoSoMC), 1-based `page` of `size` records, dates yyyyMMddHHmmss."""
-        if not self._authorized(request):
-            return _json_error(401, "Unauthorized", "authentication is required")
-        page_number = max(_int_param(request, "page", 1), 1)
-        size = min(max(_int_param(request, "size", 100), 1), 5000)
-        selection = self._select(request)
-        total = len(selection)
-        page = selection[(page_number - 1) * size : page_number * size]
-        faults = request[_FAULTS_KEY]
-        if "empty" in faults:
-            total, page = 0, []
-        truncated = faults.get("truncated")
-        if truncated is not None and truncated.variant == "short":
-            page = page[: len(page) // 2]
-        head = b'{"service":"DongBoHoSoMC","total":%d,"page":%d,"size":%d,"data":[' % (
-            total,
-            page_number,
-            size,
-        )
-        body = head + b",".join(d.national_bytes() for d in page) + b"]}"
-        if truncated is not None and truncated.variant == "cut":
-            body = body[: max(len(body) // 2, 1)]
-        return web.Response(body=body, content_type="application/json", charset="utf-8")
-
-    async def _export_csv(self, request: web.Request) -> web.Response:
-        """An officer's CSV export: UTF-8 with BOM (so spreadsheet programs read the accents)."""
-        if not self._authorized(request):
-            return _json_error(401, "Unauthorized", "authentication is required")
-        selection = self._select(request)
-        faults = request[_FAULTS_KEY]
-        if "empty" in faults:
-            selection = []
-        body = self.world.csv_text(selection).encode("utf-8-sig")
-        if "truncated" in faults:
-            body = body[: max(len(body) // 2, 1)]
-        stamp = self.clock().astimezone(VN).strftime("%Y%m%d")
-        return web.Response(
-            body=body,
-            content_type="text/csv",
-            charset="utf-8",
-            headers={"Content-Disposition": f'attachment; filename="danh-sach-ho-so-{stamp}.csv"'},
-        )
 
     # --- admin -------------------------------------------------------------------------------------
 
     def _admin_app(self) -> web.Application:
         app = web.Application()
-        app.router.add_get("/faults", self._admin_list)
-        app.router.add_post("/faults", self._admin_set)
-        app.router.add_delete("/faults", self._admin_clear)
+        self._switches.add_admin_routes(app.router)
         app.router.add_get("/state", self._admin_state)
         return app
-
-    async def _admin_list(self, request: web.Request) -> web.Response:
-        now = self.clock()
-        return web.json_response(
-            {
-                "faults": [f.to_json() for f in self._faults if f.active(now)],
-                "planned": [f.to_json() for f in self._faults if not f.active(now)],
-            }
-        )
-
-    async def _admin_set(self, request: web.Request) -> web.Response:
-        try:
-            data = await request.json()
-            fault = fault_from_request(data, self.clock())
-        except (ValueError, TypeError) as exc:
-            message = str(exc) if not isinstance(exc, json.JSONDecodeError) else "body must be json"
-            return web.json_response({"error": message}, status=400)
-        fault = await self._add_fault(fault)
-        return web.json_response(fault.to_json(), status=201)
-
-    async def _admin_clear(self, request: web.Request) -> web.Response:
-        cleared = await self.clear_faults(request.query.get("fault"), request.query.get("scope"))
-        return web.json_response({"cleared": cleared})
 
     async def _admin_state(self, request: web.Request) -> web.Response:
         now = self.clock()
@@ -707,7 +374,7 @@ class Simulator:
                 "up": self.is_up,
                 "dossiers": len(self.world.dossiers),
                 "by_status": self.world.counts_by_status(),
-                "faults": [f.to_json() for f in self._faults if f.active(now)],
+                "faults": [f.to_json() for f in self._switches.active_at(now)],
                 "urls": self.urls(),
             }
         )
@@ -717,18 +384,3 @@ def _bound_port(site: web.TCPSite) -> int:
     server = site._server  # aiohttp exposes no public accessor for the bound socket
     assert server is not None and server.sockets  # type: ignore[union-attr]
     return int(server.sockets[0].getsockname()[1])  # type: ignore[union-attr]
-
-
-def _int_param(request: web.Request, name: str, default: int) -> int:
-    text = request.query.get(name, "").strip()
-    if not text:
-        return default
-    try:
-        return int(text)
-    except ValueError:
-        raise web.HTTPBadRequest(
-            text=json.dumps(
-                {"code": 400, "message": "Bad Request", "description": f"{name} must be an integer"}
-            ),
-            content_type="application/json",
-        ) from None

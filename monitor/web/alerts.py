@@ -15,7 +15,7 @@ from aiohttp import web
 
 from alerts.model import AlertStatus
 from monitor.web.common import json_error
-from monitor.web.queries import AlertsQuery, parse_query
+from monitor.web.queries import AlertsQuery, read_call
 from monitor.web.replies import AlertItem, AlertsReply, ErrorReply, reply
 from monitor.web.routes import ApiRoute, Reply, add_route
 from monitor.web.services import SERVICES, AlertsView
@@ -30,8 +30,8 @@ async def _alerts(request: web.Request) -> web.Response:
     outbox = service.outbox if service is not None else None
     if outbox is None:
         raise json_error(web.HTTPServiceUnavailable, "alerts are not configured")
-    query = parse_query(request, AlertsQuery)
-    since = query.since.value if query.since else services.now() - _DEFAULT_SINCE
+    call = read_call(request, AlertsQuery)
+    query, since = call.query, call.window_start(_DEFAULT_SINCE)
     status = AlertStatus(query.status) if query.status else None
     rows = await outbox.list(since=since, status=status, limit=query.limit)
     counts = await outbox.counts()

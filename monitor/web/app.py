@@ -22,7 +22,7 @@ from monitor.web.alerts import add_routes as add_alert_routes
 from monitor.web.common import json_error, json_response
 from monitor.web.dossiers import add_routes as add_dossier_routes
 from monitor.web.openapi import add_routes as add_openapi_routes
-from monitor.web.queries import IncidentsQuery, UptimeQuery, ordered_range, parse_query
+from monitor.web.queries import IncidentsQuery, UptimeQuery, ordered_range, read_call
 from monitor.web.replies import (
     ErrorReply,
     IncidentItem,
@@ -35,7 +35,7 @@ from monitor.web.replies import (
     UptimeReply,
     reply,
 )
-from monitor.web.routes import Access, ApiRoute, Reply, add_route
+from monitor.web.routes import Access, ApiRoute, Reply, RouteFamily, add_route
 from monitor.web.services import SERVICES, WebServices
 from monitor.web.status import add_routes as add_status_routes
 
@@ -194,13 +194,12 @@ def _configured_target(services: WebServices, name: str) -> HttpTarget | TcpTarg
 
 
 async def _target_uptime(request: web.Request) -> web.Response:
-    services = request.app[SERVICES]
     name = request.match_info["name"]
-    target = _configured_target(services, name)
-    query = parse_query(request, UptimeQuery)
-    start, end = ordered_range(query.start, query.end, services.now(), timedelta(days=30))
-    planned = planned_maintenance([target], start, end, services.config.zone)
-    report = await services.store.uptime(name, start, end, planned)
+    target = _configured_target(request.app[SERVICES], name)
+    call = read_call(request, UptimeQuery)
+    start, end = ordered_range(call.query.start, call.query.end, call.now, timedelta(days=30))
+    planned = planned_maintenance([target], start, end, call.services.config.zone)
+    report = await call.services.store.uptime(name, start, end, planned)
     return reply(
         UptimeReply(
             target=name,
@@ -220,13 +219,12 @@ async def _target_uptime(request: web.Request) -> web.Response:
 
 
 async def _incidents(request: web.Request) -> web.Response:
-    services = request.app[SERVICES]
-    now = services.now()
-    query = parse_query(request, IncidentsQuery)
-    since = query.since.value if query.since else now - timedelta(days=7)
+    call = read_call(request, IncidentsQuery)
+    query, now = call.query, call.now
     if query.target is not None:
-        _configured_target(services, query.target)
-    incidents = (await services.store.incidents(since, target=query.target))[: query.limit]
+        _configured_target(call.services, query.target)
+    since = call.window_start(timedelta(days=7))
+    incidents = (await call.services.store.incidents(since, target=query.target))[: query.limit]
     return reply(
         IncidentsReply(
             incidents=[
@@ -253,60 +251,47 @@ async def _reload(request: web.Request) -> web.Response:
     return reply(model(**outcome.to_json()), status=outcome.http_status)
 
 
-_NOT_FOUND_TARGET = Reply("No target of that name.", ErrorReply)
+_OPERATIONS = RouteFamily(tags=("operations",), access=Access.OPEN)
+_TARGETS = RouteFamily(tags=("targets",))
+_NOT_FOUND_TARGET = {404: Reply("No target of that name.", ErrorReply)}
 _ROUTES = (
-    ApiRoute(
-        "GET",
-        "/healthz",
-        _healthz,
-        "Liveness: the process answers.",
-        {200: Reply("`ok`.", media_type="text/plain")},
-        access=Access.OPEN,
-        tags=("operations",),
+    _OPERATIONS.get(
+        "/healthz", _healthz, "Liveness: the process answers.", Reply("`ok`.", media_type="text/plain")
     ),
-    ApiRoute(
-        "GET",
+    _OPERATIONS.get(
         "/readyz",
         _readyz,
         "Readiness: config loaded, store writable, scheduler running.",
-        {200: Reply("Ready.", ReadyReply), 503: Reply("Not ready: failing checks are false.", ReadyReply)},
-        access=Access.OPEN,
-        tags=("operations",),
+        Reply("Ready.", ReadyReply),
+        errors={503: Reply("Not ready: failing checks are false.", ReadyReply)},
     ),
-    ApiRoute(
-        "GET",
+    _OPERATIONS.get(
         "/metrics",
         _metrics,
         "Prometheus metrics (text exposition format).",
-        {200: Reply("The metrics.", media_type=CONTENT_TYPE_LATEST.split(";")[0])},
-        access=Access.OPEN,
-        tags=("operations",),
+        Reply("The metrics.", media_type=CONTENT_TYPE_LATEST.split(";")[0]),
     ),
-    ApiRoute(
-        "GET",
+    _TARGETS.get(
         "/api/v1/targets",
         _targets,
         "Every target: health, last probe, open incident.",
-        {200: Reply("The targets.", TargetsReply)},
-        tags=("targets",),
+        Reply("The targets.", TargetsReply),
     ),
-    ApiRoute(
-        "GET",
+    _TARGETS.get(
         "/api/v1/targets/{name}/uptime",
         _target_uptime,
         "One target's uptime, downtime and latency over a window (planned maintenance left out).",
-        {200: Reply("The target's uptime.", UptimeReply), 404: _NOT_FOUND_TARGET},
+        Reply("The target's uptime.", UptimeReply),
+        errors=_NOT_FOUND_TARGET,
         query=UptimeQuery,
-        tags=("targets",),
     ),
-    ApiRoute(
-        "GET",
+    _TARGETS.get(
         "/api/v1/incidents",
         _incidents,
         "Incidents that started since a time, newest first.",
-        {200: Reply("The incidents.", IncidentsReply), 404: _NOT_FOUND_TARGET},
+        Reply("The incidents.", IncidentsReply),
+        errors=_NOT_FOUND_TARGET,
         query=IncidentsQuery,
-        tags=("targets",),
     ),
     ApiRoute(
         "POST",

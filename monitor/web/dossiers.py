@@ -19,7 +19,7 @@ from monitor.web.queries import (
     SinceQuery,
     decode_cursor,
     encode_cursor,
-    parse_query,
+    read_call,
 )
 from monitor.web.replies import (
     CrossingItem,
@@ -35,7 +35,7 @@ from monitor.web.replies import (
     UnitsReply,
     reply,
 )
-from monitor.web.routes import ApiRoute, Reply, add_route
+from monitor.web.routes import Reply, RouteFamily, add_route
 from monitor.web.services import SERVICES
 
 if TYPE_CHECKING:
@@ -84,8 +84,8 @@ def _dossier_fields(service: DossierService, row: DossierRow, now: datetime) -> 
 
 async def _list_dossiers(request: web.Request) -> web.Response:
     service = _service(request)
-    now = request.app[SERVICES].now()
-    query = parse_query(request, DossiersQuery)
+    call = read_call(request, DossiersQuery)
+    query, now = call.query, call.now
     rows = await service.dossier_store.list_dossiers(
         now, state=query.state, unit=query.unit, after=query.cursor, limit=query.limit + 1
     )
@@ -124,9 +124,8 @@ async def _get_dossier(request: web.Request) -> web.Response:
 
 async def _units(request: web.Request) -> web.Response:
     service = _service(request)
-    now = request.app[SERVICES].now()
-    query = parse_query(request, SinceQuery)
-    since = query.since.value if query.since else now - service.settings.on_time_window
+    call = read_call(request, SinceQuery)
+    now, since = call.now, call.window_start(service.settings.on_time_window)
     summaries = await service.dossier_store.unit_summaries(now, since)
     return reply(
         UnitsReply(
@@ -148,11 +147,10 @@ async def _units(request: web.Request) -> web.Response:
 
 async def _overdue_during_outage(request: web.Request) -> web.Response:
     service = _service(request)
-    now = request.app[SERVICES].now()
-    query = parse_query(request, OverdueQuery)
-    since = query.since.value if query.since else now - timedelta(days=30)
+    call = read_call(request, OverdueQuery)
+    now, since = call.now, call.window_start(timedelta(days=30))
     items = []
-    for crossing, code in await service.dossier_store.overdue_during_outage(since, query.limit):
+    for crossing, code in await service.dossier_store.overdue_during_outage(since, call.query.limit):
         row = await service.dossier_store.get(code, now)
         items.append(
             OverdueItem(
@@ -168,46 +166,37 @@ async def _overdue_during_outage(request: web.Request) -> web.Response:
     return reply(OverdueReply(since=since, dossiers=items))
 
 
-_NOT_RUNNING = Reply("Dossier tracking is not running.", ErrorReply)
+_DOSSIERS = RouteFamily(
+    tags=("dossiers",), errors={503: Reply("Dossier tracking is not running.", ErrorReply)}
+)
 _ROUTES = (
-    ApiRoute(
-        "GET",
+    _DOSSIERS.get(
         "/api/v1/dossiers",
         _list_dossiers,
         "A page of tracked dossiers with their deadline state, ordered by code.",
-        {200: Reply("The page; `next_cursor` fetches the next one.", DossiersReply), 503: _NOT_RUNNING},
+        Reply("The page; `next_cursor` fetches the next one.", DossiersReply),
         query=DossiersQuery,
-        tags=("dossiers",),
     ),
-    ApiRoute(
-        "GET",
+    _DOSSIERS.get(
         "/api/v1/dossiers/{code}",
         _get_dossier,
         "One dossier with the deadline thresholds it crossed.",
-        {
-            200: Reply("The dossier.", DossierDetail),
-            404: Reply("No dossier of that code.", ErrorReply),
-            503: _NOT_RUNNING,
-        },
-        tags=("dossiers",),
+        Reply("The dossier.", DossierDetail),
+        errors={404: Reply("No dossier of that code.", ErrorReply)},
     ),
-    ApiRoute(
-        "GET",
+    _DOSSIERS.get(
         "/api/v1/units",
         _units,
         "Per unit: dossiers per state, returns by timeliness, on-time and postal ratios.",
-        {200: Reply("The units.", UnitsReply), 503: _NOT_RUNNING},
+        Reply("The units.", UnitsReply),
         query=SinceQuery,
-        tags=("dossiers",),
     ),
-    ApiRoute(
-        "GET",
+    _DOSSIERS.get(
         "/api/v1/overdue-during-outage",
         _overdue_during_outage,
         "Dossiers that went overdue while a system they depend on was down (evidence for the office).",
-        {200: Reply("The dossiers.", OverdueReply), 503: _NOT_RUNNING},
+        Reply("The dossiers.", OverdueReply),
         query=OverdueQuery,
-        tags=("dossiers",),
     ),
 )
 

@@ -2,8 +2,8 @@
 OpenAPI document describes them, so the rules are written once.
 
 Each check raises `QueryError` with the API's message naming the parameter (`limit: '0' is not an integer
-from 1 to 1000`); `parse_query` turns the first one into a 400 `{"error": ...}`. An empty value means the
-parameter is absent, as it always did. Unknown parameters are ignored.
+from 1 to 1000`); `read_call` (and `parse_query`) turns the first one into a 400 `{"error": ...}`. An
+empty value means the parameter is absent, as it always did. Unknown parameters are ignored.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
@@ -33,10 +33,11 @@ from alerts.model import AlertStatus
 from monitor.dossiers.store import STATES
 from monitor.durations import format_duration, parse_duration
 from monitor.web.common import DEFAULT_LIMIT, MAX_LIMIT, ApiError, TimeParam, iso
-from monitor.web.services import SERVICES
+from monitor.web.services import SERVICES, WebServices
 
 __all__ = [
     "AlertsQuery",
+    "ApiCall",
     "DossiersQuery",
     "IncidentsQuery",
     "OverdueQuery",
@@ -47,6 +48,7 @@ __all__ = [
     "encode_cursor",
     "ordered_range",
     "parse_query",
+    "read_call",
 ]
 
 # Times a query may name: before 1970 nothing was monitored, and near year 9999 converting between
@@ -69,14 +71,35 @@ class _Clock:
     zone: ZoneInfo
 
 
-def parse_query(request: web.Request, model: type[Query]) -> Query:
-    """The request's query validated by `model`; a 400 naming the first wrong parameter otherwise."""
+@dataclass(frozen=True, slots=True)
+class ApiCall(Generic[Query]):
+    """One API request as its handler reads it: the daemon's services, the request's `now`, its query."""
+
+    services: WebServices
+    now: datetime
+    query: Query
+
+    def window_start(self, default: timedelta) -> datetime:
+        """Where a listing's window starts: the query's `since`, else `default` before now."""
+        since: TimeParam | None = getattr(self.query, "since", None)
+        return since.value if since is not None else self.now - default
+
+
+def read_call(request: web.Request, model: type[Query]) -> ApiCall[Query]:
+    """The services, the request's now and its query validated by `model` (relative times count from
+    that now); a 400 naming the first wrong parameter otherwise."""
     services = request.app[SERVICES]
-    clock = _Clock(services.now(), services.config.zone)
+    now = services.now()
     try:
-        return model.model_validate(dict(request.query), context=clock)
+        query = model.model_validate(dict(request.query), context=_Clock(now, services.config.zone))
     except ValidationError as exc:
         raise ApiError(_message(exc)) from None
+    return ApiCall(services, now, query)
+
+
+def parse_query(request: web.Request, model: type[Query]) -> Query:
+    """The request's query validated by `model`; a 400 naming the first wrong parameter otherwise."""
+    return read_call(request, model).query
 
 
 def _message(exc: ValidationError) -> str:

@@ -2,7 +2,8 @@
 
 Each module adds its routes with `add_route(app, ApiRoute(...))`: aiohttp gets the handler, and the app's
 list of `ApiRoute`s gets method, path, summary, query model and reply models per status, from which
-monitor/web/openapi.py builds `/api/v1/openapi.json`. A route cannot be served undocumented.
+monitor/web/openapi.py builds `/api/v1/openapi.json`. A route cannot be served undocumented. A
+`RouteFamily` writes once what a section's routes share (tags, access, the errors they all answer).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from enum import StrEnum
 from aiohttp import web
 from pydantic import BaseModel
 
-__all__ = ["ROUTES", "Access", "ApiRoute", "Reply", "add_route", "registered_routes"]
+__all__ = ["ROUTES", "Access", "ApiRoute", "Reply", "RouteFamily", "add_route", "registered_routes"]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -48,6 +49,31 @@ class ApiRoute:
     query: type[BaseModel] | None = None
     access: Access = Access.TOKEN
     tags: tuple[str, ...] = field(default=())
+
+
+@dataclass(frozen=True, slots=True)
+class RouteFamily:
+    """What a section's routes have in common: tags, who may call, the error replies they all document."""
+
+    tags: tuple[str, ...]
+    access: Access = Access.TOKEN
+    errors: Mapping[int, Reply] = field(default_factory=dict)
+
+    def get(
+        self,
+        path: str,
+        handler: Handler,
+        summary: str,
+        ok: Reply,
+        *,
+        errors: Mapping[int, Reply] | None = None,
+        query: type[BaseModel] | None = None,
+    ) -> ApiRoute:
+        """A GET route of the family: `ok` as its 200, then its own error replies, then the family's."""
+        replies = {200: ok, **(errors or {}), **self.errors}
+        return ApiRoute(
+            "GET", path, handler, summary, replies, query=query, access=self.access, tags=self.tags
+        )
 
 
 ROUTES: web.AppKey[list[ApiRoute]] = web.AppKey("routes", list)

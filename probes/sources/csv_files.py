@@ -23,8 +23,8 @@ from pydantic import Field, field_validator
 from monitor.configtypes import ConfigPath, Duration
 from monitor.dossiers.model import SyncBatch, SyncError, SyncFailure
 
+from .batch import BatchBuilder
 from .json_api import _MappedConfig
-from .mapping import BatchBuilder
 
 __all__ = ["CsvSource", "CsvSourceConfig"]
 

@@ -22,18 +22,17 @@ from pydantic import Field, field_validator
 
 from monitor.dossiers.model import Dossier, DossierStatus
 
-from .base import HttpListingConfig, HttpListingSource
+from .dates import DateParser
 from .json_api import StatusMapField, normalize_status_map
+from .listing import HttpListingConfig, HttpListingSource
 from .mapping import (
-    DateParser,
-    Rejected,
-    RejectReason,
     parse_date_field,
     parse_status,
     shared,
     text,
     validate_dossier,
 )
+from .rejections import Rejected, RejectReason
 
 __all__ = ["DEFAULT_DVCQG_STATUS_MAP", "DvcqgSource", "DvcqgSourceConfig", "map_dvcqg_record"]
 

@@ -25,8 +25,10 @@ from pydantic import Field, field_validator
 
 from monitor.dossiers.model import Dossier, DossierStatus
 
-from .base import HttpListingConfig, HttpListingSource, SourceConfigBase
-from .mapping import DOSSIER_FIELDS, DateParser, FieldMapper
+from .base import SourceConfigBase
+from .dates import DateParser
+from .listing import HttpListingConfig, HttpListingSource
+from .mapping import DOSSIER_FIELDS, FieldMapper
 
 __all__ = ["JsonApiSource", "JsonApiSourceConfig", "StatusMapField", "normalize_status_map"]
 

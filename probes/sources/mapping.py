@@ -1,24 +1,24 @@
-"""Shared record mapping for dossier sources: dotted paths, dates, statuses, booleans, validation.
+"""Shared record mapping for dossier sources: scalars, statuses, validation, the `{field: path}` table.
 
-Everything here runs once per record of a 100,000-dossier sync, so paths are split once at config
-time, the fixed date layouts are parsed by slicing instead of strptime, and no regex runs per record.
+Everything here runs once per record of a 100,000-dossier sync, so no regex runs per record. Paths
+are `paths`, dates are read by `dates.DateParser`, refusals are `rejections`, and a fetch's batch is
+assembled by `batch.BatchBuilder` (those names are re-exported here for existing importers).
 """
 
 from __future__ import annotations
 
-import asyncio
 import sys
-from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from operator import itemgetter
 from typing import Any, Final
-from zoneinfo import ZoneInfo
 
-import structlog
+from monitor.dossiers.model import Dossier, DossierStatus
 
-from monitor.dossiers.model import Dossier, DossierStatus, SyncBatch, collector_paused
+from .batch import BatchBuilder
+from .dates import DateParser
+from .paths import Path, get_path, split_path
+from .rejections import Rejected, RejectReason, quoted_value
 
 __all__ = [
     "DATE_FIELDS",
@@ -39,218 +39,8 @@ __all__ = [
     "validate_dossier",
 ]
 
-log = structlog.get_logger("tthc.sources")
-
-# A pre-split dotted path: string keys for objects, ints for list positions (`items.0.code`).
-Path = tuple[str | int, ...]
-
+# A field absent from the record (as opposed to present and null).
 _MISSING: Final = object()
-
-
-def split_path(dotted: str) -> Path:
-    """`data.items.0.code` -> ("data", "items", 0, "code"); an empty path means the document itself."""
-    if not dotted:
-        return ()
-    return tuple(int(part) if part.isdigit() else part for part in dotted.split("."))
-
-
-def get_path(document: Any, path: Path, default: Any = None) -> Any:
-    """The value at `path`, or `default` when any step is missing or of the wrong kind."""
-    node = document
-    for part in path:
-        if isinstance(part, int):
-            if isinstance(node, list) and -len(node) <= part < len(node):
-                node = node[part]
-                continue
-            # A numeric key of an object ("0": ...) is still a key.
-            if isinstance(node, dict):
-                node = node.get(str(part), _MISSING)
-                if node is _MISSING:
-                    return default
-                continue
-            return default
-        if not isinstance(node, dict):
-            return default
-        node = node.get(part, _MISSING)
-        if node is _MISSING:
-            return default
-    return node
-
-
-# --- reasons ----------------------------------------------------------------------------------------
-
-
-class RejectReason:
-    """The bounded vocabulary of `SyncBatch.rejected` keys."""
-
-    NO_CODE: Final = "no_code"
-    NO_DUE_DATE: Final = "no_due_date"
-    BAD_DATE: Final = "bad_date"
-    DUE_BEFORE_RECEIVED: Final = "due_before_received"
-    UNKNOWN_STATUS: Final = "unknown_status"
-    # Submitted online but not yet received at the desk: no clock runs yet, and it is not an error.
-    NOT_RECEIVED: Final = "not_received"
-
-
-class Rejected(Exception):
-    """One record cannot be used; the rest of the batch goes on. `message` never holds personal data."""
-
-    def __init__(self, reason: str, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}" if field else message)
-        self.reason = reason
-        self.field = field
-
-
-# --- dates ------------------------------------------------------------------------------------------
-
-# Fixed layouts with a fast path: the text with every ASCII digit turned into "0" must equal the
-# template (one C-level translate checks digits and separators at once), then fixed slices give
-# y, m, d, H, M, S. About 5x faster than strptime, which matters at 100,000 dossiers x 6 dates.
-_TO_ZERO: Final = str.maketrans("123456789", "000000000")
-_FAST_LAYOUTS: dict[str, tuple[str, tuple[tuple[int, int], ...]]] = {
-    "%d/%m/%Y %H:%M:%S": ("00/00/0000 00:00:00", ((6, 10), (3, 5), (0, 2), (11, 13), (14, 16), (17, 19))),
-    "%d/%m/%Y %H:%M": ("00/00/0000 00:00", ((6, 10), (3, 5), (0, 2), (11, 13), (14, 16))),
-    "%d/%m/%Y": ("00/00/0000", ((6, 10), (3, 5), (0, 2))),
-    "%Y%m%d%H%M%S": ("00000000000000", ((0, 4), (4, 6), (6, 8), (8, 10), (10, 12), (12, 14))),
-    "%Y%m%d": ("00000000", ((0, 4), (4, 6), (6, 8))),
-    "%Y-%m-%d %H:%M:%S": ("0000-00-00 00:00:00", ((0, 4), (5, 7), (8, 10), (11, 13), (14, 16), (17, 19))),
-    "%Y-%m-%dT%H:%M:%S": ("0000-00-00T00:00:00", ((0, 4), (5, 7), (8, 10), (11, 13), (14, 16), (17, 19))),
-    "%Y-%m-%d": ("0000-00-00", ((0, 4), (5, 7), (8, 10))),
-}
-
-# Special format names besides strftime patterns.
-EPOCH_S: Final = "epoch_s"
-EPOCH_MS: Final = "epoch_ms"
-ISO: Final = "iso"
-_EPOCH_FLOOR: Final = 946_684_800  # 2000-01-01T00:00:00Z
-_CACHE_SIZE: Final = 50_000
-
-
-def _fast_parser(pattern: str, zone: ZoneInfo) -> Callable[[str], datetime | None] | None:
-    layout = _FAST_LAYOUTS.get(pattern)
-    if layout is None:
-        return None
-    template, slices = layout
-    pick = itemgetter(*(slice(start, end) for start, end in slices))
-
-    def parse(text: str) -> datetime | None:
-        if text.translate(_TO_ZERO) != template:
-            return None
-        return datetime(*map(int, pick(text)), tzinfo=zone)
-
-    return parse
-
-
-class DateParser:
-    """Parses a source's dates with its formats, tried in order; naive times are in the source's zone.
-
-    Formats are strftime patterns, `iso` (ISO 8601, offset optional), `epoch_s` or `epoch_ms`.
-    Empty values (None, "", "0" for epochs) mean no date; anything else that fails raises ValueError.
-    """
-
-    __slots__ = ("_cache", "_steps", "formats", "zone")
-
-    def __init__(self, formats: Sequence[str], zone: ZoneInfo | str) -> None:
-        if not formats:
-            raise ValueError("date_formats must list at least one format")
-        self.formats = tuple(formats)
-        self.zone = ZoneInfo(zone) if isinstance(zone, str) else zone
-        self._steps = tuple(self._step(pattern) for pattern in self.formats)
-        # Text -> parsed value. Due dates cluster on quarter hours and a reconcile re-reads the same
-        # dates every 30 minutes, so most lookups hit; datetimes are immutable, so sharing is safe.
-        self._cache: dict[str, datetime] = {}
-
-    def _step(self, pattern: str) -> Callable[[Any], datetime | None]:
-        zone = self.zone
-        if pattern in (EPOCH_S, EPOCH_MS):
-            scale = 1000.0 if pattern == EPOCH_MS else 1.0
-
-            def epoch(value: Any) -> datetime | None:
-                if isinstance(value, bool):
-                    return None
-                if isinstance(value, str):
-                    try:
-                        value = float(value)
-                    except ValueError:
-                        return None
-                if not isinstance(value, int | float):
-                    return None
-                # No dossier system predates 2000: a smaller number is another layout's digits
-                # (20260305 as milliseconds would be 1970), so let the next format have it.
-                if value / scale < _EPOCH_FLOOR:
-                    return None
-                try:
-                    return datetime.fromtimestamp(value / scale, tz=zone)
-                except (OverflowError, OSError, ValueError):
-                    return None
-
-            return epoch
-        if pattern == ISO:
-
-            def iso(value: Any) -> datetime | None:
-                if not isinstance(value, str):
-                    return None
-                try:
-                    parsed = datetime.fromisoformat(value)
-                except ValueError:
-                    return None
-                return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=zone)
-
-            return iso
-        fast = _fast_parser(pattern, zone)
-
-        def strftime_step(value: Any) -> datetime | None:
-            if not isinstance(value, str):
-                return None
-            if fast is not None:
-                try:
-                    parsed = fast(value)
-                except ValueError:  # e.g. 31/02: no other layout of this pattern can fix it
-                    return None
-                if parsed is not None:
-                    return parsed
-            try:
-                parsed = datetime.strptime(value, pattern)
-            except ValueError:
-                return None
-            return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=zone)
-
-        return strftime_step
-
-    def parse(self, value: Any) -> datetime | None:
-        """The datetime, None for an empty value; ValueError naming the formats when nothing fits."""
-        if value is None or value == "":
-            return None
-        if isinstance(value, str):
-            cached = self._cache.get(value)
-            if cached is not None:
-                return cached
-            key = value
-            value = value.strip()
-            if not value:
-                return None
-        else:
-            key = None
-        for step in self._steps:
-            parsed = step(value)
-            if parsed is not None:
-                if key is not None:
-                    if len(self._cache) >= _CACHE_SIZE:
-                        self._cache.clear()  # crude but bounded; refilled within one sync
-                    self._cache[key] = parsed
-                return parsed
-        if value in (0, "0"):  # epoch sources write 0 for "no date"
-            return None
-        raise ValueError(f"cannot parse {quoted_value(value)} with formats {list(self.formats)}")
-
-
-def quoted_value(value: Any) -> str:
-    """The value as the error quotes it: whole, or only its length when long. A cut excerpt would defeat
-    the log's scrubbing of secrets, which masks whole values (a reply echoing `Basic <credentials>` in a
-    date field showed half the password)."""
-    if isinstance(value, str) and len(value) > 40:
-        return f"a text of {len(value)} characters"
-    return repr(value)
 
 
 # --- scalars ----------------------------------------------------------------------------------------
@@ -459,90 +249,3 @@ class FieldMapper:
                 **values,
             )
         )
-
-
-# --- assembling a batch -----------------------------------------------------------------------------
-
-# Rejections are logged one by one up to this many per sync; the rest only count, so a broken export
-# of 100,000 rows does not flood the log.
-_LOGGED_REJECTIONS: Final = 20
-# Records mapped between two yields to the event loop (5-10 ms of work, rejections included).
-_MAPPING_SLICE: Final = 500
-
-
-class BatchBuilder:
-    """Collects mapped dossiers of one fetch: the last of duplicate codes wins, rejections are counted."""
-
-    def __init__(self, source: str, mapper: Callable[[Any], Dossier], code_of: Callable[[Any], str]) -> None:
-        self.source = source
-        self._mapper = mapper
-        self._code_of = code_of
-        self._dossiers: dict[str, Dossier] = {}
-        self.rejected: Counter[str] = Counter()
-        self.duplicates = 0
-        self.records = 0
-
-    def add(self, record: Any) -> None:
-        index = self.records
-        self.records += 1
-        try:
-            dossier = self._mapper(record)
-        except Rejected as exc:
-            self.rejected[exc.reason] += 1
-            # Not-received submissions are normal data, not a problem worth a warning.
-            if exc.reason != RejectReason.NOT_RECEIVED and sum(self.rejected.values()) <= _LOGGED_REJECTIONS:
-                code = self._safe_code(record)
-                log.warning(
-                    "dossier_rejected",
-                    source=self.source,
-                    code=code,
-                    reason=exc.reason,
-                    detail=describe(index, code, exc),
-                )
-            return
-        if dossier.code in self._dossiers:
-            self.duplicates += 1
-            # Re-insert so iteration order follows the winning (last) occurrence.
-            del self._dossiers[dossier.code]
-        self._dossiers[dossier.code] = dossier
-
-    def add_all(self, records: Iterable[Any]) -> None:
-        # A page is mapped synchronously: no collection can reclaim anything during it (see
-        # collector_paused), and 100,000 records would otherwise trigger hundreds of them.
-        with collector_paused():
-            for record in records:
-                self.add(record)
-
-    async def add_all_yielding(self, records: Sequence[Any]) -> None:
-        """add_all in slices, letting the event loop run between them: a 100,000-record page must not
-        hold up probes and /healthz for the whole mapping."""
-        for start in range(0, len(records), _MAPPING_SLICE):
-            self.add_all(records[start : start + _MAPPING_SLICE])
-            await asyncio.sleep(0)
-
-    def _safe_code(self, record: Any) -> str:
-        try:
-            return self._code_of(record)
-        except Exception:  # a record too broken to read a code from still gets logged
-            return ""
-
-    def build(self, *, full: bool, total_reported: int | None) -> SyncBatch:
-        rejected_total = sum(self.rejected.values())
-        if rejected_total > _LOGGED_REJECTIONS:
-            log.warning(
-                "dossiers_rejected", source=self.source, count=rejected_total, reasons=dict(self.rejected)
-            )
-        return SyncBatch(
-            source=self.source,
-            dossiers=tuple(self._dossiers.values()),
-            full=full,
-            total_reported=total_reported,
-            rejected=self.rejected,
-            duplicates=self.duplicates,
-        )
-
-
-def describe(index: int, code: str, exc: Rejected) -> str:
-    """`record 17 (000.00.12.H12-261128-0001): due_at: cannot parse ...` (index is 1-based)."""
-    where = f"record {index + 1}" + (f" ({code})" if code else "")
-    return f"{where}: {exc}"

@@ -24,20 +24,23 @@ from pydantic import Field, SecretStr, field_validator
 from monitor.configtypes import secret_file_fields
 from monitor.dossiers.model import Dossier, DossierStatus, SyncBatch
 
-from .base import BasicAuth, HttpFetcher, HttpSourceConfigBase, StartEndPaging, format_since
+from .auth import BasicAuth
+from .base import HttpSourceConfigBase
+from .batch import BatchBuilder
+from .dates import DateParser
+from .fetcher import HttpFetcher
+from .listing import format_since
 from .mapping import (
-    BatchBuilder,
-    DateParser,
-    Rejected,
-    RejectReason,
     parse_bool,
     parse_date_field,
     parse_float,
     shared,
-    split_path,
     text,
     validate_dossier,
 )
+from .paging import StartEndPaging, read_pages
+from .paths import split_path
+from .rejections import Rejected, RejectReason
 
 __all__ = ["OPENCPS_OPEN_STATUSES", "OpenCpsSource", "OpenCpsSourceConfig", "map_opencps_item"]
 
@@ -211,18 +214,17 @@ class OpenCpsSource:
         elif config.statuses:
             params["status"] = ",".join(config.statuses)
         builder = BatchBuilder(self.name, self._map, lambda item: text(item.get("dossierNo")))
-        total: int | None = None
-        async for page in self.http.pages(
-            f"{config.base_url}/dossiers",
-            paging=StartEndPaging(kind="start_end"),
-            page_size=config.page_size,
-            items_path=split_path("data"),
-            total_path=split_path("total"),
-            params=params,
-        ):
-            await builder.add_all_yielding(page.items)
-            if page.total is not None:
-                total = page.total
+        total = await builder.add_pages(
+            read_pages(
+                self.http,
+                f"{config.base_url}/dossiers",
+                paging=StartEndPaging(kind="start_end"),
+                page_size=config.page_size,
+                items_path=split_path("data"),
+                total_path=split_path("total"),
+                params=params,
+            )
+        )
         return builder.build(full=not incremental, total_reported=total)
 
     async def close(self) -> None:

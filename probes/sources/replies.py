@@ -24,7 +24,7 @@ from yarl import URL
 
 from monitor.dossiers.model import SyncError, SyncFailure, collector_paused
 
-from .mapping import Path, get_path
+from .paths import Path, get_path
 
 __all__ = [
     "DEFAULT_MAX_REPLY_BYTES",
@@ -32,6 +32,7 @@ __all__ = [
     "MISSING",
     "ReplyTooLarge",
     "decode_paths",
+    "loggable_url",
     "origin_of",
     "read_capped",
 ]
@@ -55,6 +56,15 @@ def origin_of(url: str | URL) -> str:
     if not parsed.is_absolute():
         return ""
     return str(parsed.origin())
+
+
+def loggable_url(url: str) -> str:
+    """The URL as it may appear in errors, logs and the API: no user:password@, no query string (some
+    vendors put API keys there), no fragment."""
+    try:
+        return str(URL(url).with_user(None).with_query(None).with_fragment(None))
+    except (ValueError, TypeError):
+        return url.split("?", 1)[0].rsplit("@", 1)[-1]
 
 
 async def read_capped(response: aiohttp.ClientResponse, cap: int, source: str, where: str) -> bytearray:
