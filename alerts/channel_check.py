@@ -11,10 +11,11 @@ import uuid
 from collections.abc import Sequence
 
 from alerts.attempts import Outcome, short_error, unreachable_error
-from alerts.delivery import DeliveryWorker, outgoing_message
+from alerts.delivery import DeliveryWorker
 from alerts.errors import ChannelError
 from alerts.model import AlertKind, NewAlert, Severity
 from alerts.outbox import OutboxRow, SentMark
+from alerts.sending import outgoing_message
 
 __all__ = ["TEST_TEXT", "send_test_alert"]
 

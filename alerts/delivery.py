@@ -23,8 +23,8 @@ delays delivery by no more than the backoff schedule of N failures.
 
 At most `concurrency` alerts of a channel are claimed (in_flight in the store) at a time, so a `kill -9`
 can cause at most that many repeats per channel, each carrying the same idempotency key (the slots and
-circuits per channel: alerts/channel_slots.py). A test alert (`notify-test`) goes out through
-alerts/channel_check.py.
+circuits per channel: alerts/channel_slots.py; one send: alerts/sending.py). A test alert
+(`notify-test`) goes out through alerts/channel_check.py.
 
 Replicas on PostgreSQL: claims are leased, renewed while sending, and taken over once lapsed
 (alerts/claims.py).
@@ -45,16 +45,16 @@ import structlog
 
 from alerts.attempts import AttemptPolicy, Outcome
 from alerts.channel_slots import ChannelSlots
-from alerts.channels.base import Channel, DeliveryReceipt, OutgoingMessage
+from alerts.channels.base import Channel, DeliveryReceipt
 from alerts.claims import ClaimLeases
 from alerts.config import DeliveryConfig
-from alerts.errors import ChannelError, TransientError
-from alerts.outbox import Outbox, OutboxRow, SentMark
+from alerts.outbox import Outbox, OutboxRow
+from alerts.sending import RowSender
 
 if TYPE_CHECKING:
     from alerts.alert_metrics import AlertMetrics
 
-__all__ = ["DeliveryWorker", "OnSent", "outgoing_message"]
+__all__ = ["DeliveryWorker", "OnSent"]
 
 log = structlog.get_logger(__name__)
 
@@ -106,6 +106,7 @@ class DeliveryWorker:
         self._refreshed = 0.0
         self._swept = float("-inf")
         self.attempts = AttemptPolicy(self.config, self.circuits)
+        self.sender = RowSender(self.channels, self.circuits, self.attempts, self.now)
         for name, channel in self.channels.items():
             if hasattr(channel, "held_back"):
                 channel.held_back = functools.partial(self._paused_for, name)
@@ -302,7 +303,7 @@ class DeliveryWorker:
                 self.slots.hold(name)
                 self.claims.hold(row.id)
                 number = self.circuits[name].begin()
-                task = asyncio.create_task(self._send(row, number), name=f"alert-send-{row.id}")
+                task = asyncio.create_task(self.sender.send(row, number), name=f"alert-send-{row.id}")
                 self._tasks.add(task)
         # Rows whose current channel is not configured (or none is left) cannot be sent by anyone here.
         # Rare (a config change), and the query walks every due row: once per poll interval is enough.
@@ -376,38 +377,6 @@ class DeliveryWorker:
             if outcome.channel_type.startswith("sms"):
                 self.metrics.sms_segments(outcome.channel, outcome.receipt.segments)
 
-    # --- sending --------------------------------------------------------------------------------------
-
-    async def _send(self, row: OutboxRow, number: int) -> Outcome:
-        """Send one claimed row (send `number` of its channel's circuit); always returns an outcome."""
-        name = row.channel or ""
-        try:
-            return await self._attempt(row, number)
-        except Exception as exc:
-            # Deciding what the attempt came to failed: the row must not stay in_flight with its slot held.
-            log.exception("alert_delivery_bug", channel=name, alert=row.id)
-            return self.attempts.broken(row, self.now(), f"{name}: unexpected {type(exc).__name__}")
-
-    async def _attempt(self, row: OutboxRow, number: int) -> Outcome:
-        name = row.channel or ""
-        channel = self.channels[name]
-        message = outgoing_message(row)
-        try:
-            receipt = await channel.send(message)
-        except ChannelError as exc:
-            return self.attempts.failure(row, exc, self.now(), number)
-        except Exception as exc:
-            # The channel contract says this cannot happen; never let one bad send stop the worker.
-            log.exception("alert_channel_bug", channel=name, alert=row.id)
-            error = TransientError(f"unexpected {type(exc).__name__}", channel=name)
-            return self.attempts.failure(row, error, self.now(), number)
-        self.circuits[name].success()
-        now = self.now()
-        mark = SentMark(row.id, name, receipt.provider_message_id, receipt.segments, receipt.duplicate)
-        result = "duplicate" if receipt.duplicate else "sent"
-        log.info("alert_sent", alert=row.id, kind=row.kind, channel=name, duplicate=receipt.duplicate)
-        return Outcome(row, mark, result, name, receipt, getattr(channel, "type", ""), now)
-
     def circuit_states(self) -> dict[str, bool]:
         """Channel name → up (circuit closed), for metrics."""
         return self.slots.states()
@@ -419,17 +388,3 @@ class DeliveryWorker:
 def row_error(outcome: Outcome) -> str | None:
     change: Any = outcome.change
     return getattr(change, "error", None)
-
-
-def outgoing_message(row: OutboxRow) -> OutgoingMessage:
-    """What a channel sends for an outbox row."""
-    return OutgoingMessage(
-        alert_id=row.alert_id,
-        kind=row.kind,
-        person_id=row.person_id,
-        text=row.text,
-        phone=row.phone,
-        zalo_user_id=row.zalo_user_id,
-        template_params=row.template_params,
-        keep=row.keep,
-    )

@@ -20,9 +20,10 @@ from alerts.channel_check import send_test_alert
 from alerts.channels import ChannelDeps, build_channels
 from alerts.circuit import CircuitState
 from alerts.config import AlertsConfig, DeliveryConfig
-from alerts.delivery import DeliveryWorker, outgoing_message
+from alerts.delivery import DeliveryWorker
 from alerts.model import AlertStatus
 from alerts.outbox import CLAIM_LEASE, Outbox, OutboxRow
+from alerts.sending import outgoing_message
 from monitor.cli.alerts import notify_test
 from monitor.store import SqliteStore, SqlStore
 from tests.alert_support import PHONE, START, Clock, esms_config, new_alert, zns_config
