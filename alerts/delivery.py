@@ -22,7 +22,9 @@ doubling per failed trial up to `circuit_cooldown`. So a gateway that fails N re
 delays delivery by no more than the backoff schedule of N failures.
 
 At most `concurrency` alerts of a channel are claimed (in_flight in the store) at a time, so a `kill -9`
-can cause at most that many repeats per channel, each carrying the same idempotency key.
+can cause at most that many repeats per channel, each carrying the same idempotency key (the slots and
+circuits per channel: alerts/channel_slots.py; one send: alerts/sending.py). A test alert
+(`notify-test`) goes out through alerts/channel_check.py.
 
 Replicas on PostgreSQL: claims are leased, renewed while sending, and taken over once lapsed
 (alerts/claims.py).
@@ -35,30 +37,26 @@ import contextlib
 import functools
 import inspect
 import time
-import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from alerts.attempts import AttemptPolicy, Outcome, short_error, unreachable_error
-from alerts.channels.base import Channel, DeliveryReceipt, OutgoingMessage
-from alerts.circuit import CircuitBreaker, CircuitState
+from alerts.attempts import AttemptPolicy, Outcome
+from alerts.channel_slots import ChannelSlots
+from alerts.channels.base import Channel, DeliveryReceipt
 from alerts.claims import ClaimLeases
 from alerts.config import DeliveryConfig
-from alerts.errors import ChannelError, TransientError
-from alerts.model import AlertKind, NewAlert, Severity
-from alerts.outbox import Outbox, OutboxRow, SentMark
+from alerts.outbox import Outbox, OutboxRow
+from alerts.sending import RowSender
 
 if TYPE_CHECKING:
     from alerts.alert_metrics import AlertMetrics
 
-__all__ = ["TEST_TEXT", "DeliveryWorker", "OnSent"]
+__all__ = ["DeliveryWorker", "OnSent"]
 
 log = structlog.get_logger(__name__)
-
-TEST_TEXT = "[TTHC] Tin nhan thu nghiem tu tthc-monitor: kenh canh bao hoat dong. Khong can tra loi."
 
 # Rows moved off an open channel per loop; more follow on the next turn.
 _FALLBACK_BATCH = 200
@@ -94,16 +92,8 @@ class DeliveryWorker:
         self._clock = clock or (lambda: datetime.now(UTC))
         self.on_sent = on_sent
         self.metrics = metrics
-        self.circuits = {
-            name: CircuitBreaker(
-                name,
-                self.config.circuit_failures,
-                self.config.circuit_cooldown.total_seconds(),
-                self.config.backoff_base.total_seconds(),
-            )
-            for name in self.channels
-        }
-        self._in_flight: dict[str, int] = dict.fromkeys(self.channels, 0)
+        self.slots = ChannelSlots(self.channels, self.config)
+        self.circuits = self.slots.circuits
         self.claims = ClaimLeases(outbox)
         self._tasks: set[asyncio.Task[Outcome]] = set()
         # Outcomes not yet committed, and whether each holds an in-flight slot of its channel.
@@ -115,9 +105,8 @@ class DeliveryWorker:
         self.failed = 0
         self._refreshed = 0.0
         self._swept = float("-inf")
-        # Per channel: the end of the blocked period whose waiting rows were already moved on.
-        self._passed_blocked: dict[str, float] = {}
         self.attempts = AttemptPolicy(self.config, self.circuits)
+        self.sender = RowSender(self.channels, self.circuits, self.attempts, self.now)
         for name, channel in self.channels.items():
             if hasattr(channel, "held_back"):
                 channel.held_back = functools.partial(self._paused_for, name)
@@ -129,17 +118,11 @@ class DeliveryWorker:
 
     def _paused_for(self, name: str) -> float:
         """Seconds left of the channel's 429 pause (0 when none), on the worker's clock."""
-        return max(0.0, self.circuits[name].paused_until - _epoch(self.now()))
-
-    def capacity(self, name: str) -> int:
-        """How many alerts of this channel may be claimed (in flight) at once."""
-        config = getattr(self.channels[name], "config", None)
-        concurrency = getattr(config, "concurrency", None)
-        return int(concurrency) if isinstance(concurrency, int) else self.config.default_concurrency
+        return self.slots.paused_for(name, _epoch(self.now()))
 
     @property
     def in_flight(self) -> int:
-        return sum(self._in_flight.values())
+        return sum(self.slots.in_flight.values())
 
     @property
     def running(self) -> bool:
@@ -165,7 +148,7 @@ class DeliveryWorker:
         self._stop_event.clear()
         self._tasks = set()
         self._uncommitted = []
-        self._in_flight = dict.fromkeys(self.channels, 0)
+        self.slots.clear()
         self.claims.clear()
         self._task = asyncio.create_task(self._run(), name="alert-delivery")
 
@@ -254,14 +237,8 @@ class DeliveryWorker:
             return min(poll, wait)
         # Something is due but was not claimed: its channel is full (a completion wakes us), paused or
         # open (wake when that ends).
-        at = _epoch(now)
-        ends = [
-            until
-            for circuit in self.circuits.values()
-            for until in (circuit.open_until, circuit.paused_until)
-            if until is not None and until > at
-        ]
-        return min([poll, *(until - at for until in ends)]) if ends else poll
+        reopen = self.slots.reopen_in(_epoch(now))
+        return poll if reopen is None else min(poll, reopen)
 
     # --- one round ------------------------------------------------------------------------------------
 
@@ -291,26 +268,20 @@ class DeliveryWorker:
                 releasing[outcome.channel] = releasing.get(outcome.channel, 0) + 1
         for name in self.channels:
             circuit = self.circuits[name]
-            state = circuit.state(at)
             if not circuit.available(at):
                 # Open or paused: alerts with a further channel take it now, also those waiting out a
-                # backoff (one pass per blocked period; afterwards the index of due rows suffices); the
-                # others wait for this channel.
+                # backoff (one pass per blocked period); the others wait for this channel.
                 until = circuit.blocked_until(at)
-                first_pass = self._passed_blocked.get(name) != until
+                first_pass = self.slots.first_pass(name, until)
                 rows = await self.outbox.claim(
                     now, _FALLBACK_BATCH, name, fallback_only=True, waiting_too=first_pass
                 )
                 if len(rows) < _FALLBACK_BATCH:
-                    self._passed_blocked[name] = until
+                    self.slots.passed(name, until)
                 direct.extend(self.attempts.unavailable(row, now, circuit) for row in rows)
                 claimed += len(rows)
                 continue
-            # Slots of outcomes committed in the same transaction as this claim count as free.
-            busy = self._in_flight[name] - releasing.get(name, 0)
-            free = self.capacity(name) - busy
-            if state is CircuitState.HALF_OPEN:
-                free = min(free, 1 - busy)
+            free = self.slots.free(name, at, releasing.get(name, 0))
             if free > 0:
                 wanted[name] = free
         batch, self._uncommitted = self._uncommitted, []
@@ -329,10 +300,10 @@ class DeliveryWorker:
                 if outcome is not None:
                     direct.append(outcome)
                     continue
-                self._in_flight[name] += 1
+                self.slots.hold(name)
                 self.claims.hold(row.id)
                 number = self.circuits[name].begin()
-                task = asyncio.create_task(self._send(row, number), name=f"alert-send-{row.id}")
+                task = asyncio.create_task(self.sender.send(row, number), name=f"alert-send-{row.id}")
                 self._tasks.add(task)
         # Rows whose current channel is not configured (or none is left) cannot be sent by anyone here.
         # Rare (a config change), and the query walks every due row: once per poll interval is enough.
@@ -372,9 +343,8 @@ class DeliveryWorker:
             # Slots free up only once the outcome is committed: in_flight rows never exceed capacity.
             if slot:
                 self.claims.done(outcome.row.id)
-            if slot and outcome.channel in self._in_flight:
-                self._in_flight[outcome.channel] -= 1
-            self._observe(outcome)
+                self.slots.release(outcome.channel)
+            self.observe(outcome)
         if self.on_sent is not None:
             for outcome, _slot in batch:
                 if outcome.receipt is not None:
@@ -389,7 +359,8 @@ class DeliveryWorker:
         except Exception:
             log.exception("alert_on_sent_failed", alert=outcome.row.id)
 
-    def _observe(self, outcome: Outcome) -> None:
+    def observe(self, outcome: Outcome) -> None:
+        """Count a committed outcome (`sent`, `failed`), log a failure, and export it to the metrics."""
         row = outcome.row
         if outcome.result in ("sent", "duplicate"):
             self.sent += 1
@@ -406,108 +377,9 @@ class DeliveryWorker:
             if outcome.channel_type.startswith("sms"):
                 self.metrics.sms_segments(outcome.channel, outcome.receipt.segments)
 
-    # --- sending --------------------------------------------------------------------------------------
-
-    async def _send(self, row: OutboxRow, number: int) -> Outcome:
-        """Send one claimed row (send `number` of its channel's circuit); always returns an outcome."""
-        name = row.channel or ""
-        try:
-            return await self._attempt(row, number)
-        except Exception as exc:
-            # Deciding what the attempt came to failed: the row must not stay in_flight with its slot held.
-            log.exception("alert_delivery_bug", channel=name, alert=row.id)
-            return self.attempts.broken(row, self.now(), f"{name}: unexpected {type(exc).__name__}")
-
-    async def _attempt(self, row: OutboxRow, number: int) -> Outcome:
-        name = row.channel or ""
-        channel = self.channels[name]
-        message = _message(row)
-        try:
-            receipt = await channel.send(message)
-        except ChannelError as exc:
-            return self.attempts.failure(row, exc, self.now(), number)
-        except Exception as exc:
-            # The channel contract says this cannot happen; never let one bad send stop the worker.
-            log.exception("alert_channel_bug", channel=name, alert=row.id)
-            error = TransientError(f"unexpected {type(exc).__name__}", channel=name)
-            return self.attempts.failure(row, error, self.now(), number)
-        self.circuits[name].success()
-        now = self.now()
-        mark = SentMark(row.id, name, receipt.provider_message_id, receipt.segments, receipt.duplicate)
-        result = "duplicate" if receipt.duplicate else "sent"
-        log.info("alert_sent", alert=row.id, kind=row.kind, channel=name, duplicate=receipt.duplicate)
-        return Outcome(row, mark, result, name, receipt, getattr(channel, "type", ""), now)
-
-    # --- notify-test ----------------------------------------------------------------------------------
-
-    async def send_test(
-        self,
-        person_id: str,
-        *,
-        phone: str | None,
-        zalo_user_id: str | None,
-        channels: Sequence[str],
-        text: str = TEST_TEXT,
-    ) -> OutboxRow:
-        """Send one test alert now through `channels` in order (each tried once), recorded in the outbox.
-
-        Returns the stored row: `sent` (with the channel used) or `failed` with the last error.
-        """
-        now = self.now()
-        alert = NewAlert(
-            dedupe_key=f"test:{person_id}:{uuid.uuid4().hex}",
-            kind=AlertKind.TEST,
-            severity=Severity.INFO,
-            person_id=person_id,
-            channels=tuple(channels),
-            text=text,
-            event_at=now,
-            not_before=now,
-            phone=phone,
-            zalo_user_id=zalo_user_id,
-            subject="test",
-        )
-        row = await self.outbox.enqueue_claimed(alert)
-        errors: list[str] = []
-        for index, name in enumerate(row.channels):
-            if index and self.outbox.shared:
-                # Each channel may take its whole timeout: no replica takes the test alert over meanwhile.
-                await self.outbox.renew([row.id])
-            channel = self.channels.get(name)
-            if channel is None:
-                errors.append(f"{name}: channel is not configured")
-                continue
-            unreachable = unreachable_error(name, channel, row)
-            if unreachable is not None:
-                errors.append(unreachable)
-                continue
-            try:
-                receipt = await channel.send(_message(row))
-            except ChannelError as exc:
-                errors.append(short_error(exc))
-                if self.metrics is not None:
-                    self.metrics.alert(
-                        row.kind, name, "fallback" if index + 1 < len(row.channels) else "failed"
-                    )
-                continue
-            sent_at = self.now()
-            await self.outbox.apply(
-                [SentMark(row.id, name, receipt.provider_message_id, receipt.segments, receipt.duplicate)],
-                sent_at,
-            )
-            outcome = Outcome(row, SentMark(row.id, name, None, 0), "sent", name, receipt,
-                              getattr(channel, "type", ""), sent_at)  # fmt: skip
-            self._observe(outcome)
-            break
-        else:
-            await self.outbox.mark_failed(row.id, "; ".join(errors) or "no channel in the alert's plan")
-        stored = await self.outbox.get(row.id)
-        assert stored is not None
-        return stored
-
     def circuit_states(self) -> dict[str, bool]:
         """Channel name → up (circuit closed), for metrics."""
-        return {name: circuit.up for name, circuit in self.circuits.items()}
+        return self.slots.states()
 
     def __repr__(self) -> str:
         return f"DeliveryWorker(channels={sorted(self.channels)}, in_flight={self.in_flight})"
@@ -516,16 +388,3 @@ class DeliveryWorker:
 def row_error(outcome: Outcome) -> str | None:
     change: Any = outcome.change
     return getattr(change, "error", None)
-
-
-def _message(row: OutboxRow) -> OutgoingMessage:
-    return OutgoingMessage(
-        alert_id=row.alert_id,
-        kind=row.kind,
-        person_id=row.person_id,
-        text=row.text,
-        phone=row.phone,
-        zalo_user_id=row.zalo_user_id,
-        template_params=row.template_params,
-        keep=row.keep,
-    )

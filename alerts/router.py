@@ -1,8 +1,10 @@
 """Events → alerts: the Router turns each event into an occurrence, picks its recipients, stores the alerts.
 
 The parts: alerts/occurrences.py (what an event is about, and its text fields), alerts/recipients.py
-(who gets it, on which channels, not before when), alerts/timers.py ("longer than" timers),
-alerts/grouping.py (outages, their reminders included).
+(who gets it, on which channels, not before when), alerts/alert_builder.py (the alerts of an occurrence
+or an outage group's message), alerts/timers.py ("longer than" timers), alerts/grouping.py and
+alerts/outage_routing.py (outages, their reminders included). The Router decides when each is due and
+stores them.
 
 De-duplication is by stable keys, so that handling the same event twice, or re-deriving alerts from the
 store after a crash, stores each alert once (the outbox ignores a known key):
@@ -28,24 +30,26 @@ one member at a time (alerts/shared_state.py), so the member elected next fires 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import structlog
 
+from alerts.alert_builder import AlertBuilder
 from alerts.config import AlertsConfig
 from alerts.digest import Digest, DigestItem
-from alerts.directory import Directory, PersonConfig
-from alerts.grouping import GROUP_PREFIX, Member, OutageGroup, OutageGroups, group_text
-from alerts.model import AlertKind, AlertSink, NewAlert, deliver_by
+from alerts.directory import Directory
+from alerts.grouping import GROUP_PREFIX, Member, OutageGroups
+from alerts.model import AlertKind, AlertSink, NewAlert
 from alerts.occurrences import Occurrence, OccurrenceBuilder, certificate_expiry
+from alerts.outage_routing import OutageRouter
 from alerts.recipients import RecipientPolicy
 from alerts.recorded import recorded_crossings, told_of_incidents
-from alerts.rules import DOSSIER_KINDS, RuleConfig
+from alerts.rules import RuleConfig
 from alerts.shared_state import SharedRoutingState
-from alerts.templates import RenderedAlert, Templates
+from alerts.templates import Templates
 from alerts.timers import (
     Timers,
     cert_warning_timer,
@@ -87,7 +91,8 @@ ROUTED_EVENTS: tuple[type[Event], ...] = (
 class Router:
     """Turns events into `NewAlert`s and puts them in the sink (see the module docstring).
 
-    `occurrences` builds what each event is about, `policy` picks recipients, channels and send times.
+    `alerts` (an `AlertBuilder`) builds the alerts: its `occurrences` what each event is about, its
+    `policy` recipients, channels and send times.
 
     `clock` gives the current aware time (scheduling, repeats); `zone` is the config's timezone (quiet
     hours, dates in texts). `digest` (optional) receives due-soon alerts of rules with `digest: true`;
@@ -112,33 +117,45 @@ class Router:
         leader: Callable[[], bool] | None = None,
     ) -> None:
         self.config = config
-        self.directory = directory
         self.calendars = calendars
         self.sink = sink
         self.clock = clock
         self.zone = zone
-        self.templates = templates if templates is not None else Templates(config.templates)
+        # person id → alerts skipped because no channel could reach them.
+        self.unreachable: dict[str, int] = {}
+        templates = templates if templates is not None else Templates(config.templates)
+        self.alerts = AlertBuilder(config, directory, calendars, zone, templates, self.unreachable)
         self.digest = digest
         self.timers = timers if timers is not None else Timers()
         self.groups = OutageGroups(self.timers)
+        self.outages = OutageRouter(self.groups, self._enqueue)
         self.cert_expiry = cert_expiry
         # Several members share the tables: what this one holds in memory may be stale (see above).
         self.leader: Callable[[], bool] = leader or _always
         self.state = SharedRoutingState(self.timers.store, self.load, shared=leader is not None)
-        self.occurrences = OccurrenceBuilder(calendars, directory, zone)
-        self.policy = RecipientPolicy(config, directory, zone)
-        # person id → alerts skipped because no channel could reach them.
-        self.unreachable: dict[str, int] = {}
         self.enqueued = 0
         self.digested = 0
 
     def reconfigure(self, config: AlertsConfig, directory: Directory, templates: Templates) -> None:
         """Take a reloaded `alerts:` section (synchronous: no event is routed half with each)."""
         self.config = config
-        self.directory = directory
-        self.templates = templates
-        self.occurrences = OccurrenceBuilder(self.calendars, directory, self.zone)
-        self.policy = RecipientPolicy(config, directory, self.zone)
+        self.alerts = AlertBuilder(config, directory, self.calendars, self.zone, templates, self.unreachable)
+
+    @property
+    def directory(self) -> Directory:
+        return self.alerts.directory
+
+    @property
+    def templates(self) -> Templates:
+        return self.alerts.templates
+
+    @property
+    def occurrences(self) -> OccurrenceBuilder:
+        return self.alerts.occurrences
+
+    @property
+    def policy(self) -> RecipientPolicy:
+        return self.alerts.policy
 
     # --- events ---------------------------------------------------------------------------------------
 
@@ -227,139 +244,26 @@ class Router:
         await self.groups.forget(now)
         return added
 
-    # --- outages, grouped -----------------------------------------------------------------------------
+    # --- outages, grouped (alerts/outage_routing.py) ------------------------------------------------
 
     async def incident_opened(
         self, member: Member, now: datetime | None = None, told: Collection[str] = ()
     ) -> int:
-        """Put an incident in the group of each person its rules name; send what is due. `told`: people
-        who already got this incident's own down message (see `OutageGroups.join`)."""
-        now = now or self.clock()
-        occurrence = self.occurrences.target_down(
-            member.incident_id, member.target, member.started_at, member.reason, member.detail
-        )
-        rules = self.policy.rules_for(AlertKind.TARGET_DOWN, member.target)
-        for rule, person, _channels in self.recipients(occurrence, rules):
-            await self.groups.join(
-                member,
-                rule.name,
-                person.id,
-                wait=rule.group_wait,
-                interval=rule.group_interval,
-                repeat=rule.repeat,
-                told=person.id in told,
-            )
-        return await self.flush_groups(now)
+        """`OutageRouter.opened` with the section in force; return how many alerts were new."""
+        return await self.outages.opened(member, self.alerts, self.config, now or self.clock(), told)
 
     async def incident_closed(self, member: Member, now: datetime | None = None) -> int:
-        """Mark an incident back in its groups: a group all back sends its one recovered message. People
-        told of recoveries but of no outage in a group (no target_down rule) get the one-target message."""
-        now = now or self.clock()
-        assert member.ended_at is not None
-        await self.groups.end(member.incident_id, member.ended_at)
-        added = await self.flush_groups(now)
-        occurrence = self.occurrences.target_recovered(
-            member.incident_id,
-            member.target,
-            member.started_at,
-            member.ended_at,
-            (member.ended_at - member.started_at).total_seconds(),
-        )
-        alerts, _items = self.build(occurrence, now=now)
-        lone = [alert for alert in alerts if not self.groups.holds(member.incident_id, alert.person_id)]
-        if lone:
-            stored = await self.sink.enqueue(lone)
-            self.enqueued += stored
-            added += stored
-        return added
+        """`OutageRouter.closed` with the section in force; return how many alerts were new."""
+        return await self.outages.closed(member, self.alerts, self.config, now or self.clock())
 
     async def flush_groups(self, now: datetime) -> int:
-        """Send the groups' due down messages and reminders, and owed recovered messages; return how many
-        were new."""
-        added = 0
-        rules = {rule.name: rule for rule in self.config.rules}
-        for group in self.groups.due(now):
-            rule = rules.get(group.rule)
-            if group.message_at <= now:
-                named = group.unannounced()
-                if named:
-                    added += await self._send_group(group, rule, AlertKind.TARGET_DOWN, named, now)
-                    group = await self.groups.announced(group, named, now)
-                else:
-                    group = await self.groups.idle(group)
-            number = group.owed_reminder(now)
-            if number:
-                added += await self._send_group(
-                    group, rule, AlertKind.TARGET_DOWN, group.still_down(), now, reminder=number
-                )
-                await self.groups.reminded(group, number)
-        for group in self.groups.complete():
-            rule = rules.get(group.rule)
-            if rule is not None and AlertKind.TARGET_RECOVERED in rule.kinds:
-                added += await self._send_group(group, rule, AlertKind.TARGET_RECOVERED, group.members, now)
-            await self.groups.finish(group, now, self.config.rederive_window)
-        return added
+        """`OutageRouter.flush` with the section in force; return how many alerts were new."""
+        return await self.outages.flush(self.alerts, self.config, now)
 
-    async def _send_group(
-        self,
-        group: OutageGroup,
-        rule: RuleConfig | None,
-        kind: AlertKind,
-        named: Sequence[Member],
-        now: datetime,
-        *,
-        reminder: int = 0,
-    ) -> int:
-        """Store one message of `group` naming `named`: a down or recovered message, or the reminder
-        numbered `reminder`."""
-        person = self.directory.person(group.person_id)
-        if person is None or rule is None:
-            # Removed from the directory or the rules by a reload: nobody to tell any more.
-            log.info("outage_group_dropped", person_id=group.person_id, rule=group.rule)
-            return 0
-        channels = self.policy.channels_for(rule, person)
-        if not channels:
-            self._unreachable(person.id, kind, rule.name)
-            return 0
-        reminder_at = now if reminder else None
-        rendered = group_text(
-            self.templates, self.occurrences, self.zone, group, kind, named, reminder_at=reminder_at
-        )
-        severity = rule.severity_for(kind)
-        event_at = min(member.started_at for member in named)
-        if kind is AlertKind.TARGET_RECOVERED:
-            event_at = max(member.ended_at or event_at for member in named)
-            key = group.up_key()
-        elif reminder:
-            event_at = now
-            key = group.reminder_key(reminder)
-        else:
-            key = group.down_key()
-        alert = NewAlert(
-            dedupe_key=key,
-            kind=kind,
-            severity=severity,
-            person_id=person.id,
-            channels=channels,
-            text=rendered.text,
-            event_at=event_at,
-            not_before=self.policy.not_before(rule, severity, max(event_at, now), self.calendars.default),
-            template_params=rendered.template_params,
-            phone=person.phone,
-            zalo_user_id=person.zalo_user_id,
-            subject=f"incident:{group.first.incident_id}",
-            keep=rendered.keep,
-        )
-        stored = await self.sink.enqueue([alert])
+    async def _enqueue(self, alerts: list[NewAlert]) -> int:
+        """Store alerts in the sink (one transaction); return how many were new."""
+        stored = await self.sink.enqueue(alerts)
         self.enqueued += stored
-        log.info(
-            "outage_group_routed",
-            kind=kind.value,
-            subject=alert.subject,
-            targets=len(named),
-            person_id=person.id,
-            new=stored,
-        )
         return stored
 
     # --- routing --------------------------------------------------------------------------------------
@@ -371,76 +275,8 @@ class Router:
         *,
         now: datetime | None = None,
     ) -> tuple[list[NewAlert], list[DigestItem]]:
-        """The alerts (and digest items) for one occurrence; the first rule naming a person wins."""
-        now = now or self.clock()
-        rules = list(rules) if rules is not None else self.policy.rules_for(occurrence.kind, occurrence.name)
-        if occurrence.kind in DOSSIER_KINDS:
-            calendar = self.calendars.for_dossier(occurrence.unit, occurrence.procedure)
-        else:
-            calendar = self.calendars.default
-        rendered: RenderedAlert | None = None
-        alerts: list[NewAlert] = []
-        items: list[DigestItem] = []
-        base = max(occurrence.event_at, now)
-        for rule, person, channels in self.recipients(occurrence, rules):
-            key = f"{occurrence.key}:{person.id}"
-            if rule.digest and occurrence.kind is AlertKind.DUE_SOON and self.digest is not None:
-                items.append(
-                    DigestItem(
-                        key,
-                        person.id,
-                        occurrence.code,
-                        occurrence.due_at or occurrence.event_at,
-                        occurrence.event_at,
-                        channels,
-                    )
-                )
-                continue
-            if rendered is None:
-                rendered = self.templates.render(occurrence.kind, occurrence.fields, occurrence.keep)
-            severity = rule.severity_for(occurrence.kind)
-            alerts.append(
-                NewAlert(
-                    dedupe_key=key,
-                    kind=occurrence.kind,
-                    severity=severity,
-                    person_id=person.id,
-                    channels=channels,
-                    text=rendered.text,
-                    event_at=occurrence.event_at,
-                    not_before=self.policy.not_before(rule, severity, base, calendar),
-                    template_params=rendered.template_params,
-                    phone=person.phone,
-                    zalo_user_id=person.zalo_user_id,
-                    subject=occurrence.subject,
-                    keep=rendered.keep,
-                    deliver_by=deliver_by(occurrence.due_at),
-                )
-            )
-        return alerts, items
-
-    def recipients(
-        self, occurrence: Occurrence, rules: Sequence[RuleConfig]
-    ) -> Iterator[tuple[RuleConfig, PersonConfig, tuple[str, ...]]]:
-        """(rule, person, channels) for each person an occurrence reaches; the first rule naming a person
-        wins, and people no channel reaches are counted in `unreachable` instead."""
-        seen: set[str] = set()
-        for rule in rules:
-            if occurrence.name is not None and not rule.covers(occurrence.name):
-                continue
-            for person in self.policy.recipients(rule, occurrence):
-                if person.id in seen:
-                    continue
-                seen.add(person.id)
-                channels = self.policy.channels_for(rule, person)
-                if not channels:
-                    self._unreachable(person.id, occurrence.kind, rule.name)
-                    continue
-                yield rule, person, channels
-
-    def _unreachable(self, person_id: str, kind: AlertKind, rule: str) -> None:
-        self.unreachable[person_id] = self.unreachable.get(person_id, 0) + 1
-        log.warning("alert_unreachable", person_id=person_id, kind=kind.value, rule=rule)
+        """The alerts (and digest items, when there is a digest) for one occurrence (`AlertBuilder.build`)."""
+        return self.alerts.build(occurrence, rules, now=now or self.clock(), digest=self.digest is not None)
 
     async def route(
         self,
@@ -473,8 +309,7 @@ class Router:
             self.digested += collected
             added += collected
         if alerts:
-            stored = await self.sink.enqueue(alerts)
-            self.enqueued += stored
+            stored = await self._enqueue(alerts)
             added += stored
             first = occurrences[0]
             log.info(

@@ -7,33 +7,25 @@ configured targets need more slots than exist on average (Σ timeout ÷ interval
 warning is logged and tthc_scheduler_saturation exported at start and on every reload.
 
 The probe path does no I/O besides the probe: results go to the store's in-memory buffer, state
-changes to the event bus, and incidents to a single writer task (which keeps their order and gives
-them store ids before IncidentOpened/IncidentClosed are published). The writer retries each incident
-write until it is committed (a locked or full disk delays it, never drops it), so its alerts go out
-once the store is back. Its queue is bounded without losing an incident: a target with
-`MAX_PENDING_INCIDENT_WRITES` waiting (its outage's open and close) is not probed again until they are
-committed, so a store outage holds at most that many per target; the probes held back are counted
-(tthc_probes_held_back_total), like the raw samples the store may drop.
+changes to the event bus, and incidents to a single writer task (monitor/incident_writer.py: in order,
+never lost, bounded per target; an incident open at the last stop is suspended until the first probe
+after the restart decides it). A target whose incident writes wait for the store is not probed again
+until they are committed; the probes held back are counted (tthc_probes_held_back_total), like the raw
+samples the store may drop.
 
-An incident open when the monitor stopped (cleanly or not) is closed at start at its target's last probe
-before the stop: the monitor cannot say the target was down while nobody watched. The first probe after
-the restart decides the rest: still failing, the same incident opens again (same id, no new alert) and
-the time the monitor was off stays out of its downtime, because downtime is clipped to monitored time
-(monitor/store/monitored.py); succeeding, it stays closed there and IncidentClosed is published with that
-end (recovered while unmonitored).
+With replicas, the daemon hands the scheduler the targets this member owns (`reassign`): a target given
+up keeps its incident open for its new owner, a target taken over resumes from the store as after a
+restart.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
-import functools
 import heapq
 import itertools
 import random
 import time
-from collections.abc import Callable, Collection, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Sequence
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -41,13 +33,13 @@ import structlog
 from pydantic import Field
 
 from monitor.configtypes import Duration, StrictModel
-from monitor.events import EventBus, IncidentClosed, IncidentOpened, TargetStateChanged
+from monitor.events import EventBus, TargetStateChanged
+from monitor.incident_writer import IncidentWriter
 from monitor.maintenance import in_maintenance
 from monitor.model import FailureReason, Health, ProbeOutcome
 from monitor.probe_slots import ProbeSlots
 from monitor.state import TargetTracker
-from monitor.store.base import Incident, ProbeResult, Store
-from monitor.store.durable import until_committed
+from monitor.store.base import ProbeResult, Store
 from monitor.supervisor import Supervisor
 from monitor.targets import HttpTarget, TcpTarget
 from probes import ProbeContext, run_probe
@@ -77,8 +69,6 @@ _SLOW_SHARE = 0.5
 # A probe still running after this long (or half its timeout, if shorter) is waiting on a silent peer
 # and gives its slot back (ProbeSlots.park). Healthy probes on a LAN finish well within it.
 _PARK_AFTER = 0.5
-# Incident writes one target may have waiting for the store: an outage's open and its close.
-MAX_PENDING_INCIDENT_WRITES = 2
 
 
 def scheduler_saturation(targets: Sequence[Target], max_concurrency: int) -> float:
@@ -86,28 +76,6 @@ def scheduler_saturation(targets: Sequence[Target], max_concurrency: int) -> flo
     ran to its timeout. Above 1, hanging targets alone can take every slot."""
     demand = sum(target.timeout / target.interval for target in targets)
     return demand / max_concurrency
-
-
-@dataclass(slots=True)
-class _IncidentHandle:
-    """One incident from the moment it opens; the store id arrives once the writer has inserted it."""
-
-    target: str
-    started_at: datetime
-    id: int | None = None
-    # Closed at a restart, at the last probe before the stop, until the first probe after it decides.
-    suspended_at: datetime | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class _IncidentWork:
-    handle: _IncidentHandle
-    opening: bool
-    at: datetime
-    reason: FailureReason | None
-    detail: str
-    # Open again an incident suspended at a restart (its target is still down).
-    reopen: bool = False
 
 
 class Scheduler:
@@ -139,8 +107,6 @@ class Scheduler:
         self._observe_lateness = observe_lateness
         self._report_saturation = report_saturation
         self._count_held_back = count_held_back
-        # Per target: incident writes queued and not yet committed (bounded, see the module docstring).
-        self._incident_pending: collections.Counter[str] = collections.Counter()
         self._clock = clock
         self.max_concurrency = max_concurrency
         self.slots = ProbeSlots(max_concurrency, parked_limit)
@@ -156,11 +122,7 @@ class Scheduler:
         self._probes: dict[str, asyncio.Task[None]] = {}
         self._in_flight: set[str] = set()
         self._context = ProbeContext()
-        self._incident_queue: asyncio.Queue[_IncidentWork | None] = asyncio.Queue()
-        self._incident_writer: asyncio.Task[None] | None = None
-        self._open_incidents: dict[str, _IncidentHandle] = {}
-        # Targets whose first probe after a restart decides a suspended incident.
-        self._suspended: set[str] = set()
+        self.incidents = IncidentWriter(store, bus)
 
     async def start(self, targets: Sequence[Target], *, elsewhere: Collection[str] = ()) -> None:
         """Resume health and open incidents from the store, then start one loop per target.
@@ -170,7 +132,7 @@ class Scheduler:
         """
         self._admit(targets)
         await self._resume(targets, skip=set(elsewhere), only=False)
-        self._incident_writer = self._supervisor.spawn("incident-writer", self._write_incidents)
+        self.incidents.start(self._supervisor)
         self.running = True
         self._dispatcher = self._supervisor.spawn("probe-dispatcher", self._dispatch)
 
@@ -178,7 +140,7 @@ class Scheduler:
         """Ownership changed (replicas): probe exactly `targets` from now on.
 
         A target given up keeps its open incident open: its new owner continues it. A target taken over
-        resumes from the store as after a restart (see the module docstring): its open incident is
+        resumes from the store as after a restart (monitor/incident_writer.py): its open incident is
         closed at the last stored probe, and its first probe here either continues it (same id, no new
         alert) or ends it there. Targets kept are left as they are.
         """
@@ -198,13 +160,12 @@ class Scheduler:
         # Heap entries are skipped (no generation); a probe in flight finds no tracker and is dropped.
         self._generation.pop(name, None)
         self.slow.discard(name)
-        self._suspended.discard(name)
-        self._open_incidents.pop(name, None)
+        self.incidents.forget(name)
 
     async def _resume(self, targets: Sequence[Target], *, skip: set[str], only: bool) -> None:
-        """Trackers for `targets` from the stored health and open incidents (suspended, see the module
-        docstring), each scheduled. Incidents of targets in `skip` are left alone; with `only`, so are
-        those of every target not in `targets`."""
+        """Trackers for `targets` from the stored health and open incidents (suspended, see
+        monitor/incident_writer.py), each scheduled. Incidents of targets in `skip` are left alone; with
+        `only`, so are those of every target not in `targets`."""
         latest = await self.store.latest_health()
         names = {target.name for target in targets}
         open_incidents = {
@@ -212,7 +173,7 @@ class Scheduler:
             for incident in await self.store.open_incidents()
             if incident.target not in skip and (incident.target in names or not only)
         }
-        suspended_at = await self._suspend_open_incidents(open_incidents.values())
+        suspended_at = await self.incidents.suspend(open_incidents.values())
         for target in targets:
             tracker = self._tracker_for(target)
             incident = open_incidents.get(target.name)
@@ -223,10 +184,7 @@ class Scheduler:
                 # truth: resuming DOWN would open a new incident at once and close it on the next probe.
                 health = Health.UNKNOWN
             if incident is not None:
-                self._open_incidents[target.name] = _IncidentHandle(
-                    target.name, incident.started_at, incident.id, suspended_at[incident.id]
-                )
-                self._suspended.add(target.name)
+                self.incidents.resume(incident, suspended_at[incident.id])
             if incident is not None or health is not Health.UNKNOWN:
                 tracker.resume(health, incident.started_at if incident else None)
             self._schedule_first(target)
@@ -242,17 +200,6 @@ class Scheduler:
                 hint="probes that hang until their timeout would need more slots than exist: raise"
                 " scheduler.max_concurrency, lengthen intervals or shorten timeouts",
             )
-
-    async def _suspend_open_incidents(self, incidents: Iterable[Incident]) -> dict[int, datetime]:
-        """Close every incident left open by the last run at its target's last probe before the stop."""
-        ended: dict[int, datetime] = {}
-        for incident in incidents:
-            at = await self.store.interrupted_at(incident.target, incident.started_at)
-            close = functools.partial(self.store.close_incident, incident.id, at)
-            await until_committed(self.store.facts, "incident", close)
-            ended[incident.id] = at
-            log.info("incident_suspended", target=incident.target, incident_id=incident.id, at=at.isoformat())
-        return ended
 
     def _tracker_for(self, target: Target) -> TargetTracker:
         tracker = self.trackers.get(target.name)
@@ -288,7 +235,7 @@ class Scheduler:
                 self.slow.discard(name)
                 if tracker.incident_open:
                     # A removed target's outage is over as far as this monitor can tell.
-                    self._queue_incident(tracker, opening=False, at=self._clock(), outcome=None)
+                    self.incidents.queue(name, opening=False, at=self._clock(), outcome=None)
         for name, target in wanted.items():
             if target != self.targets.get(name) or name not in self._generation:
                 self._tracker_for(target)
@@ -312,7 +259,7 @@ class Scheduler:
                 heapq.heappush(heap, (next_due, next(self._sequence), name, generation))
                 if name in self._probes:
                     continue  # still running: a target never overlaps itself
-                if self._incident_pending[name] >= MAX_PENDING_INCIDENT_WRITES:
+                if self.incidents.held_back(name):
                     self._count_held_back()  # its incidents wait for the store: keep the queue bounded
                     continue
                 self._probes[name] = loop.create_task(self._run(target, due), name=f"probe:{name}")
@@ -367,8 +314,7 @@ class Scheduler:
         if tracker is None:
             return
         maintenance = in_maintenance(target.maintenance, at, self.zone)
-        if target.name in self._suspended:
-            self._decide_suspended(tracker, outcome, at)
+        self.incidents.decide_suspended(tracker, outcome, at)
         transition = tracker.observe(outcome, at, duration, maintenance)
         self.store.record(
             ProbeResult(
@@ -403,87 +349,12 @@ class Scheduler:
                 )
             )
         if transition.open_incident:
-            self._queue_incident(tracker, opening=True, at=at, outcome=outcome)
+            self.incidents.queue(tracker.name, opening=True, at=at, outcome=outcome)
         elif transition.close_incident:
-            self._queue_incident(tracker, opening=False, at=at, outcome=outcome)
-
-    def _decide_suspended(self, tracker: TargetTracker, outcome: ProbeOutcome, at: datetime) -> None:
-        """The first probe after a restart: still down continues the incident, up ends it (see top)."""
-        self._suspended.discard(tracker.name)
-        handle = self._open_incidents.get(tracker.name)
-        if handle is None or handle.suspended_at is None:
-            return
-        if outcome.success:
-            # Recovered while unmonitored: this one success is the recovery, however many are required.
-            tracker.successes_in_row = max(0, tracker.success_threshold - 1)
-            return
-        handle.suspended_at = None
-        self._put_incident(_IncidentWork(handle, True, at, outcome.reason, outcome.detail, reopen=True))
-
-    def _queue_incident(
-        self, tracker: TargetTracker, *, opening: bool, at: datetime, outcome: ProbeOutcome | None
-    ) -> None:
-        if opening:
-            handle = _IncidentHandle(tracker.name, at)
-            self._open_incidents[tracker.name] = handle
-        else:
-            handle = self._open_incidents.pop(tracker.name, None)
-            if handle is None:
-                return
-            # A suspended incident already ended at the last probe before the stop.
-            at = handle.suspended_at or at
-        reason = outcome.reason if outcome else None
-        detail = outcome.detail if outcome else ""
-        self._put_incident(_IncidentWork(handle, opening, at, reason, detail))
-
-    def _put_incident(self, work: _IncidentWork) -> None:
-        self._incident_pending[work.handle.target] += 1
-        self._incident_queue.put_nowait(work)
+            self.incidents.queue(tracker.name, opening=False, at=at, outcome=outcome)
 
     def open_incident_id(self, target: str) -> int | None:
-        handle = self._open_incidents.get(target)
-        return handle.id if handle else None
-
-    async def _write_incidents(self) -> None:
-        while (work := await self._incident_queue.get()) is not None:
-            try:
-                await self._write_incident(work)
-            finally:
-                target = work.handle.target
-                self._incident_pending[target] -= 1
-                if self._incident_pending[target] <= 0:
-                    del self._incident_pending[target]
-
-    async def _write_incident(self, work: _IncidentWork) -> None:
-        handle = work.handle
-        reason = work.reason.value if work.reason else None
-        facts = self.store.facts
-        if work.reopen:
-            if handle.id is not None:
-                reopened = handle.id
-                await until_committed(facts, "incident", lambda: self.store.reopen_incident(reopened))
-                log.warning("incident_continued", target=handle.target, incident_id=reopened, reason=reason)
-            return
-        if work.opening:
-            handle.id = await until_committed(
-                facts,
-                "incident",
-                lambda: self.store.open_incident(handle.target, work.at, reason, work.detail),
-            )
-            log.warning("incident_opened", target=handle.target, incident_id=handle.id, reason=reason)
-            await self.bus.publish_durable(
-                IncidentOpened(work.at, handle.id, handle.target, work.reason, work.detail)
-            )
-            return
-        incident_id = handle.id
-        if incident_id is None:
-            return
-        await until_committed(facts, "incident", lambda: self.store.close_incident(incident_id, work.at))
-        duration = (work.at - handle.started_at).total_seconds()
-        log.info("incident_closed", target=handle.target, incident_id=incident_id, duration_seconds=duration)
-        await self.bus.publish_durable(
-            IncidentClosed(work.at, incident_id, handle.target, handle.started_at, duration)
-        )
+        return self.incidents.open_id(target)
 
     @property
     def in_flight(self) -> int:
@@ -503,13 +374,7 @@ class Scheduler:
                 log.warning("probe_cancelled_at_shutdown", target=task.get_name().removeprefix("probe:"))
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
-        self._incident_queue.put_nowait(None)
-        if self._incident_writer is not None:
-            try:
-                # Incidents still waiting for a locked store get the grace period too.
-                await asyncio.wait_for(self._incident_writer, timeout=max(grace, 1.0))
-            except TimeoutError:
-                log.error("incident_writes_cut_short", waiting=self._incident_queue.qsize())
+        await self.incidents.stop(grace)
         await self._context.close()
 
 

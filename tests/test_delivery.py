@@ -16,12 +16,14 @@ from prometheus_client import CollectorRegistry, generate_latest
 from structlog.testing import capture_logs
 
 from alerts.alert_metrics import AlertMetrics
+from alerts.channel_check import send_test_alert
 from alerts.channels import ChannelDeps, build_channels
 from alerts.circuit import CircuitState
 from alerts.config import AlertsConfig, DeliveryConfig
 from alerts.delivery import DeliveryWorker
 from alerts.model import AlertStatus
 from alerts.outbox import CLAIM_LEASE, Outbox, OutboxRow
+from alerts.sending import outgoing_message
 from monitor.cli.alerts import notify_test
 from monitor.store import SqliteStore, SqlStore
 from tests.alert_support import PHONE, START, Clock, esms_config, new_alert, zns_config
@@ -318,10 +320,8 @@ async def test_recover_after_crash_resends_and_gateways_deduplicate(
         await h.outbox.enqueue([new_alert(1), new_alert(2), new_alert(3, channels=("zalo",))])
         # The crashed process had claimed all three and reached the gateways with two of them.
         claimed = {row.channel: row for row in await h.outbox.claim(clock(), 10) if row.id != 2}
-        from alerts.delivery import _message
-
-        await h.channels["sms"].send(_message(claimed["sms"]))
-        await h.channels["zalo"].send(_message(claimed["zalo"]))
+        await h.channels["sms"].send(outgoing_message(claimed["sms"]))
+        await h.channels["zalo"].send(outgoing_message(claimed["zalo"]))
         assert (await h.outbox.counts())[AlertStatus.IN_FLIGHT] == 3
     if stores.postgres:
         # Replicas share the table: the crashed process's claims come back once their lease lapsed.
@@ -418,11 +418,15 @@ async def test_send_test_and_notify_test(
     zalo.invalid_phones.add(PHONE)
     configs = [zns_config(zalo, zalo.issue_refresh_token(), templates={}), esms_config(esms)]
     async with harness(stores, tmp_path, clock, configs) as h:
-        row = await h.worker.send_test("can-bo-07", phone=PHONE, zalo_user_id=None, channels=["zalo", "sms"])
+        row = await send_test_alert(
+            h.worker, "can-bo-07", phone=PHONE, zalo_user_id=None, channels=["zalo", "sms"]
+        )
         assert (row.status, row.channel_used, row.kind) == (AlertStatus.SENT, "sms", "test")
         assert "Tin nhan thu nghiem" in esms.messages[-1]["content"]
         esms.down = True
-        failed = await h.worker.send_test("can-bo-07", phone=PHONE, zalo_user_id=None, channels=["sms"])
+        failed = await send_test_alert(
+            h.worker, "can-bo-07", phone=PHONE, zalo_user_id=None, channels=["sms"]
+        )
         assert failed.status is AlertStatus.FAILED and "http 500" in (failed.last_error or "")
         assert failed.attempts == 1
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from monitor.config import load_config_text
 from monitor.daemon import Daemon
-from monitor.scheduler import MAX_PENDING_INCIDENT_WRITES
+from monitor.incident_writer import MAX_PENDING_INCIDENT_WRITES
 from tests.outage_helpers import WRITE_LOCKER, Portal
 
 
@@ -54,7 +54,7 @@ targets:
         while loop.time() < flaps_until:
             portal.status = 503 if portal.status == 200 else 200
             for _ in range(6):
-                deepest = max(deepest, daemon.scheduler._incident_queue.qsize())
+                deepest = max(deepest, daemon.scheduler.incidents.waiting)
                 await asyncio.sleep(0.05)
         portal.status = 200
         held_back = daemon.metrics.probes_held_back._value.get()

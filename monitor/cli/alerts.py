@@ -206,6 +206,7 @@ async def notify_test(
     `alerts` is an `alerts.config.AlertsConfig` (channels, directory.people). Prints the outcome; returns
     0 when a gateway accepted it.
     """
+    from alerts.channel_check import send_test_alert
     from alerts.channels import ChannelDeps, build_channels
     from alerts.delivery import DeliveryWorker
     from alerts.outbox import Outbox
@@ -231,8 +232,8 @@ async def notify_test(
     try:
         channels = build_channels([config for config in alerts.channels if config.name in plan], deps)
         worker = DeliveryWorker(Outbox(store), channels, delivery)
-        row = await worker.send_test(
-            person.id, phone=person.phone, zalo_user_id=person.zalo_user_id, channels=plan
+        row = await send_test_alert(
+            worker, person.id, phone=person.phone, zalo_user_id=person.zalo_user_id, channels=plan
         )
     finally:
         for item in channels.values():

@@ -1,4 +1,4 @@
-"""The store over one database engine: lifecycle, transactions, the writer loop, and the aggregates.
+"""The store over one database engine: lifecycle, transactions, and the aggregates it delegates to.
 
 `SqlStore` is the one object implementing `monitor.store.base.Store`; each aggregate keeps its SQL (both
 engines' statements side by side where they differ) in its own module and the store delegates:
@@ -6,8 +6,9 @@ probe results and rollups (results.py, packing.py, reports.py, live.py), target 
 incidents (incidents.py), key-value state (kv.py), daemon runs (heartbeat.py, monitored.py).
 
 - `record()` only appends to memory (buffer.py); a background writer commits one transaction per
-  `flush_interval` (results.py). A slow, locked, full or unreachable database makes the bounded buffer
-  grow (`pending_writes`), never a probe wait; the failed batch goes back to memory and is retried.
+  `flush_interval` (results.py, driven by result_writer.py, whose `ResultWriting` SqlStore inherits). A
+  slow, locked, full or unreachable database makes the bounded buffer grow (`pending_writes`), never a
+  probe wait; the failed batch goes back to memory and is retried.
 - Successes that change nothing are folded into packed per-minute and per-hour rollups (packed.py):
   ~7 GB -> 0.93 GB at 1,000 targets x 10 s with the default retention.
 - Two connections: the writer (all writes, serialised by `transaction()`) and a reader, so reads never
@@ -22,24 +23,23 @@ written through `until_committed` (durable.py); readiness reads `store.facts` (f
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from contextlib import asynccontextmanager, suppress
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, Self
 
 import structlog
 
-from monitor.model import Health
-from monitor.store import incidents, kv, live, monitored, packed
+from monitor.store import incidents, kv, live, monitored
 from monitor.store.availability import Span
-from monitor.store.base import Incident, ProbeResult, StoreError, UptimeReport
-from monitor.store.buffer import HEALTH_CODES, HOUR, MINUTE, REASON_CODES, WriteBuffer, to_ms
-from monitor.store.engine import DB_ERRORS, UNAVAILABLE_ERRORS, Dialect
+from monitor.store.base import Incident, StoreError, UptimeReport
+from monitor.store.buffer import HEALTH_CODES, HOUR, REASON_CODES, to_ms
+from monitor.store.engine import UNAVAILABLE_ERRORS, Dialect
 from monitor.store.facts import WriteFacts, rollback
 from monitor.store.migrations import MIGRATIONS, Migration
-from monitor.store.reports import InMemory, Planned, coverage, uptime_reports
-from monitor.store.results import RETENTION, BatchHook, flush_batch, health_by_target, load_open_rows
-from monitor.store.rollups import PACK_SPECS
+from monitor.store.reports import Planned, coverage, uptime_reports
+from monitor.store.result_writer import ResultWriting
+from monitor.store.results import RETENTION, BatchHook
 from monitor.store.targets import TargetRow, load_targets
 from monitor.supervisor import Supervisor
 
@@ -79,7 +79,7 @@ _MS = timedelta(milliseconds=1)
 _DAY = 86400
 
 
-class SqlStore:
+class SqlStore(ResultWriting):
     """The `Store` on one database engine (engine.py): SQLite for one machine, PostgreSQL for replicas.
 
     Use a subclass: `async with SqliteStore(path) as store:` or `PostgresStore(url)`; the daemon builds
@@ -117,19 +117,13 @@ class SqlStore:
         self._writer: Connection | None = None
         self._reader: Connection | None = None
         self._write_lock = asyncio.Lock()
-        self._flush_lock = asyncio.Lock()
-        self._stop = asyncio.Event()
-        self._writer_task: asyncio.Task[None] | None = None
         self._supervisor = supervisor or Supervisor()
         self.facts = WriteFacts()
-        self._buffer = WriteBuffer(success_sample_interval, raw_backlog_limit)
-        # Row buckets (hours of minutes, days of hours) with entries waiting in `rollup_open`.
-        self._open_rows: dict[str, set[int]] = {spec.table: set() for spec in PACK_SPECS}
+        self._init_results(success_sample_interval, raw_backlog_limit)
         # name -> (id, first_seen ms, stored health code); only what is committed.
         self._targets: dict[str, TargetRow] = {}
         # The daemon run this process records (heartbeat.py): its watched time extends to now.
         self.current_run: int | None = None
-        self._batch_hooks: list[BatchHook] = []
 
     @property
     def dialect(self) -> Dialect:
@@ -163,10 +157,7 @@ class SqlStore:
             raise
         self._writer, self._reader = writer, reader
         self._targets.update(await load_targets(reader))
-        for table, buckets in (await load_open_rows(reader)).items():
-            self._open_rows[table].update(buckets)
-        self._stop.clear()
-        self._writer_task = self._supervisor.spawn("store-writer", self._run_writer)
+        await self._start_writer(reader)
 
     async def _on_writer_open(self, writer: Connection) -> None:
         # Crashed or stopped runs' copies of their open rollups; live replicas' copies stay (live.py).
@@ -179,19 +170,7 @@ class SqlStore:
         written is logged and dropped; durable facts were committed by their own writers already.
         """
         try:
-            if self._writer_task is not None:
-                self._stop.set()
-                task, self._writer_task = self._writer_task, None
-                # Waited for, not awaited: a writer cancelled from outside must not fail the close.
-                await asyncio.wait([task])
-                async with self._flush_lock:
-                    try:
-                        # Open minutes and hours too: they are staged, so nothing is lost over a restart.
-                        await self._flush(force=True)
-                    except DB_ERRORS as exc:
-                        log.warning(
-                            "store_close_unflushed", error=str(exc), pending_writes=self.pending_writes
-                        )
+            await self._stop_writer()
         finally:
             connections = [conn for conn in (self._writer, self._reader) if conn is not None]
             self._writer = self._reader = None
@@ -253,85 +232,6 @@ class SqlStore:
             if conn.total_changes != changes:
                 self.facts.committed()
 
-    # --- the probe path -------------------------------------------------------------------------------
-
-    @property
-    def pending_writes(self) -> int:
-        """Results recorded but not yet committed (grows while the database is slow or locked)."""
-        return self._buffer.backlog
-
-    def record(self, result: ProbeResult) -> None:
-        """Buffer one result. Synchronous and cheap: the probe path must never wait on the disk."""
-        if self.readonly:
-            raise StoreError("store is read-only")
-        self._buffer.record(result)
-
-    # --- the writer -----------------------------------------------------------------------------------
-
-    async def flush(self) -> None:
-        """Commit buffered results: raw rows and health at once, rollup entries once their minute or hour
-        has closed (open ones stay in memory, where reports read them); put back if the commit fails."""
-        async with self._flush_lock:
-            await self._flush(force=False)
-
-    async def _flush(self, force: bool) -> None:
-        """One batch; `force` also stages the open minutes and hours (on close, so nothing is lost).
-
-        The event loop is only ever busy for a slice of about a millisecond at a time: the packed rows
-        that close are read and encoded before the transaction in sliced steps, and SQLite runs in
-        aiosqlite's thread (it lets go of the GIL while stepping).
-        """
-        await flush_batch(
-            self.reader,
-            self.transaction,
-            self._buffer,
-            self._open_rows,
-            self._targets,
-            self._batch_hooks,
-            self.dialect,
-            self.current_run,
-            to_ms(self._clock()) // 1000,
-            force,
-        )
-
-    async def _run_writer(self) -> None:
-        loop = asyncio.get_running_loop()
-        # The first pass waits a little so start-up is not spent deleting old history.
-        next_retention = loop.time() + min(self.retention_interval.total_seconds(), 60.0)
-        failures = 0
-        while True:
-            with suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), timeout=self.flush_interval)
-            stopping = self._stop.is_set()
-            try:
-                await self.flush()
-            except Exception as exc:
-                # Keep going: the batch is back in memory and the next pass retries it. Logged when the
-                # stall starts and then now and again, not on every pass (tthc_store_errors_total counts).
-                if failures % 60 == 0:
-                    log.warning(
-                        "store_flush_failed",
-                        error=str(exc),
-                        pending_writes=self.pending_writes,
-                        failures=failures,
-                    )
-                failures += 1
-            else:
-                if failures:
-                    log.info("store_flush_recovered", failures=failures)
-                failures = 0
-            if stopping:
-                return
-            if loop.time() >= next_retention:
-                next_retention = loop.time() + self.retention_interval.total_seconds()
-                try:
-                    deleted = await self.run_retention()
-                except Exception as exc:
-                    log.warning("store_retention_failed", error=str(exc))
-                else:
-                    if deleted:
-                        log.info("store_retention", deleted=deleted)
-
     # --- incidents ------------------------------------------------------------------------------------
 
     async def open_incident(self, target: str, started_at: datetime, reason: str | None, detail: str) -> int:
@@ -370,18 +270,6 @@ class SqlStore:
         async with self.transaction("incident") as conn:
             if not await incidents.reopen_incident(conn, incident_id):
                 raise StoreError(f"no incident {incident_id}")
-
-    def add_batch_hook(self, hook: BatchHook) -> None:
-        """Run `hook` inside every flush transaction (no commit of its own): the daemon's heartbeat."""
-        self._batch_hooks.append(hook)
-
-    def remove_batch_hook(self, hook: BatchHook) -> None:
-        with suppress(ValueError):
-            self._batch_hooks.remove(hook)
-
-    def live_tables(self) -> list[tuple[int, Mapping[tuple[str, int], packed.Counts]]]:
-        """The open minute and hour entries in memory, for the heartbeat's copy (live.py)."""
-        return [(MINUTE, self._buffer.minutes), (HOUR, self._buffer.hours)]
 
     def committed_target_id(self, name: str) -> int | None:
         known = self._targets.get(name)
@@ -426,25 +314,7 @@ class SqlStore:
                 self.reader, memory, self._clock(), start, end, target, self.minute_retention, planned
             )
 
-    @asynccontextmanager
-    async def _reading(self) -> AsyncIterator[InMemory | None]:
-        """What reports add to the committed rows: the writer's open minutes and hours (None read-only)."""
-        if self._writer is None:
-            yield None
-            return
-        # Under the flush lock no batch is half-way between memory and the file, so the open minutes
-        # and hours still in memory add to what is committed without counting anything twice.
-        async with self._flush_lock:
-            with suppress(*UNAVAILABLE_ERRORS):
-                # A locked or full disk: the batch went back to memory, where the report reads it too.
-                await self._flush(force=False)
-            yield InMemory(self._buffer.minutes, self._buffer.hours, self._targets, self.current_run)
-
-    # --- health, retention, readiness, key/value ------------------------------------------------------
-
-    async def latest_health(self) -> dict[str, Health]:
-        """Last known health per target: what is committed, overlaid with what is still buffered."""
-        return await health_by_target(self.reader, self._buffer.last_health)
+    # --- retention, readiness, key/value ---------------------------------------------------------------
 
     async def run_retention(self, now: datetime | None = None, batch: int = 5000) -> int:
         """Delete expired history in transactions of at most `batch` rows; return how many rows went."""
@@ -480,15 +350,6 @@ class SqlStore:
     async def writable(self) -> bool:
         """Whether writes are committing (for the CLI and /readyz): from facts, never a transaction."""
         return self._writer is not None and self.facts.failing_since is None
-
-    @property
-    def backlog(self) -> int:
-        """What waits in memory for the store: buffered probe results and durable writes being retried."""
-        return self._buffer.backlog + self.facts.durable_waiting
-
-    @property
-    def dropped_samples(self) -> int:
-        return self._buffer.dropped_samples
 
     async def get_value(self, key: str) -> str | None:
         """A value from the durable key/value table, or None."""
