@@ -9,6 +9,8 @@ Each case runs the real `tthc-monitor` in a subprocess, as test_cli.py does.
 from __future__ import annotations
 
 import json
+import socket
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -151,6 +153,47 @@ def test_an_unreachable_server_is_one_line_without_the_password(tmp_path: Path, 
     assert_one_line_failure(result, "cannot connect to postgresql://tthc@127.0.0.1:1/tthc", "refused")
     assert PASSWORD not in result.stdout + result.stderr
     assert took < QUICK_EXIT_SECONDS
+
+
+@pytest.fixture
+def silent_server() -> Iterator[int]:
+    """A loopback port whose listener completes every TCP handshake (the kernel's backlog) and never says
+    a word: a PostgreSQL host that hangs rather than refuses."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(64)
+        yield listener.getsockname()[1]
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["run"], ["migrate"], ["migrate", "--check"], ["uptime"], ["alerts"]],
+    ids=lambda command: "-".join(command),
+)
+def test_a_server_that_never_answers_fails_within_the_connect_timeout(
+    tmp_path: Path, silent_server: int, command: list[str]
+) -> None:
+    """A PostgreSQL host that accepts and never answers: the daemon's start and the CLI commands fail
+    after store.connect_timeout, in one line naming the server (no password), not hang."""
+    url = f"postgresql://tthc:{PASSWORD}@127.0.0.1:{silent_server}/tthc"
+    config = _write_config(tmp_path / "config.json", {"url": url, "connect_timeout": "2s"})
+    result, took = tthc_monitor(*command, "--config", str(config))
+    assert_one_line_failure(
+        result,
+        f"cannot connect to postgresql://tthc@127.0.0.1:{silent_server}/tthc",
+        "no answer within 2s (store.connect_timeout)",
+    )
+    assert PASSWORD not in result.stdout + result.stderr
+    # It waited for the timeout (no refusal came), and not much longer: one attempt, then the exit.
+    assert 2.0 <= took < 2.0 + QUICK_EXIT_SECONDS / 2, took
+
+
+def test_a_connect_timeout_below_libpqs_floor_is_refused(tmp_path: Path) -> None:
+    """store.connect_timeout under 2s (libpq waits at least that) is a config error naming the key."""
+    config = _write_config(tmp_path / "config.json", {"url": UNREACHABLE, "connect_timeout": "500ms"})
+    result, _ = tthc_monitor("check-config", str(config))
+    assert result.returncode == 1
+    assert "store.connect_timeout: must be at least 2s" in result.stderr, result.stderr
 
 
 def test_check_config_never_shows_the_store_password(tmp_path: Path) -> None:

@@ -19,6 +19,8 @@ from typing import Any
 
 import psycopg
 
+from monitor.store.engine import DEFAULT_CONNECT_TIMEOUT, connect_timeout_seconds
+
 __all__ = ["KeepAlive"]
 
 # The database's own clock, in ms since epoch (as in membership.py).
@@ -36,9 +38,18 @@ class KeepAlive:
     """
 
     def __init__(
-        self, url: str, *, schema: str | None, member_id: str, interval: float, stall_limit: float
+        self,
+        url: str,
+        *,
+        schema: str | None,
+        member_id: str,
+        interval: float,
+        stall_limit: float,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
     ) -> None:
         self.url = url
+        # No longer than a beat's turn either: an attempt hung past it would hold the next beat.
+        self.connect_timeout = connect_timeout_seconds(min(connect_timeout, interval))
         self.schema = schema
         self.member_id = member_id
         self.interval = interval
@@ -103,7 +114,7 @@ class KeepAlive:
                     self.url,
                     autocommit=True,
                     application_name="tthc-monitor keepalive",
-                    connect_timeout=max(1, int(self.interval)),
+                    connect_timeout=self.connect_timeout,
                     options=options,
                 )
             # Bounded, so a hung server never holds the thread past the next beat's turn.

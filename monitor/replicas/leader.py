@@ -18,7 +18,13 @@ from typing import Protocol
 
 import structlog
 
-from monitor.store.engine import DB_ERRORS, UNAVAILABLE_ERRORS, PgConnection, connect_postgres
+from monitor.store.engine import (
+    DB_ERRORS,
+    DEFAULT_CONNECT_TIMEOUT,
+    UNAVAILABLE_ERRORS,
+    PgConnection,
+    connect_postgres,
+)
 from monitor.store.postgres import lock_key
 
 __all__ = ["Leadership", "PostgresLeadership", "SoleLeadership"]
@@ -61,9 +67,16 @@ class PostgresLeadership:
     """The leader lock on a dedicated connection (never the store's: its lock must outlive no one)."""
 
     def __init__(
-        self, url: str, *, schema: str | None = None, member_id: str = "", lease: timedelta | None = None
+        self,
+        url: str,
+        *,
+        schema: str | None = None,
+        member_id: str = "",
+        lease: timedelta | None = None,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
     ) -> None:
         self._url = url
+        self._connect_timeout = connect_timeout
         self._lease = lease
         self._schema = schema
         self._member_id = member_id
@@ -83,7 +96,10 @@ class PostgresLeadership:
             if self._conn is None or self._conn.closed:
                 self._drop()
                 conn = await connect_postgres(
-                    self._url, application_name="tthc-monitor-replica", schema=self._schema
+                    self._url,
+                    application_name="tthc-monitor-replica",
+                    schema=self._schema,
+                    connect_timeout=self._connect_timeout,
                 )
                 try:
                     if self._lease is not None:

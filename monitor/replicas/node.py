@@ -286,7 +286,13 @@ def replica_for(
     if not isinstance(engine, PostgresEngine):
         return SoloReplica(config.name)
     member_id = new_member_id(config.name)
-    leadership = PostgresLeadership(engine.url, schema=engine.schema, member_id=member_id, lease=config.lease)
+    leadership = PostgresLeadership(
+        engine.url,
+        schema=engine.schema,
+        member_id=member_id,
+        lease=config.lease,
+        connect_timeout=engine.connect_timeout,
+    )
     lease = config.lease.total_seconds()
     keepalive = KeepAlive(
         engine.url,
@@ -294,6 +300,7 @@ def replica_for(
         member_id=member_id,
         interval=lease / 3,
         stall_limit=max(KEEPALIVE_LEASES * lease, KEEPALIVE_MIN_SECONDS),
+        connect_timeout=engine.connect_timeout,
     )
     return Replica(
         store,

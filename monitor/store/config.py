@@ -53,6 +53,13 @@ class StoreConfig(StrictModel):
         description="apply missing migrations at start; false: start refuses an older schema "
         "(run `tthc-monitor migrate`)",
     )
+    # How long one attempt to connect to PostgreSQL may take (TCP, TLS, authentication): a host that drops
+    # packets, or accepts and never answers, fails start-up and CLI commands in this long instead of
+    # hanging them. Whole seconds, at least 2 (libpq's own floor).
+    connect_timeout: PositiveDuration = Field(
+        default=timedelta(seconds=10),
+        description="PostgreSQL: how long one connection attempt may take before it fails (at least 2s)",
+    )
     raw_retention: PositiveDuration = timedelta(days=7)
     minute_retention: PositiveDuration = timedelta(days=90)
     hour_retention: PositiveDuration = timedelta(days=730)
@@ -80,6 +87,13 @@ class StoreConfig(StrictModel):
             return value
         if not value.get_secret_value().startswith(("postgresql://", "postgres://")):
             raise ValueError("must start with postgresql:// (leave it out for the embedded SQLite store)")
+        return value
+
+    @field_validator("connect_timeout")
+    @classmethod
+    def _connect_timeout(cls, value: timedelta) -> timedelta:
+        if value < timedelta(seconds=2):
+            raise ValueError("must be at least 2s (PostgreSQL's client library waits no less)")
         return value
 
     @field_validator("schema_name")

@@ -19,6 +19,7 @@ hooks let NUMERIC come back as int/float so aggregate sums mix with Python numbe
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
@@ -32,12 +33,14 @@ from psycopg.types.numeric import Int8Dumper
 
 __all__ = [
     "DB_ERRORS",
+    "DEFAULT_CONNECT_TIMEOUT",
     "POSTGRESQL",
     "SQLITE",
     "UNAVAILABLE_ERRORS",
     "Dialect",
     "PgConnection",
     "connect_postgres",
+    "connect_timeout_seconds",
     "dialect_of",
     "lock_key",
     "pick",
@@ -52,6 +55,11 @@ POSTGRESQL: Final = "postgresql"
 DB_ERRORS: tuple[type[Exception], ...] = (sqlite3.Error, psycopg.Error)
 # The database cannot take work right now (locked, full, unreachable, restarting): try again later.
 UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (sqlite3.OperationalError, psycopg.OperationalError)
+
+# Seconds a connection attempt may take (TCP, TLS, start-up, authentication) unless `store.connect_timeout`
+# says otherwise: a host that drops packets, or accepts and never answers, fails start-up and CLI commands
+# in this long rather than hanging them.
+DEFAULT_CONNECT_TIMEOUT: Final = 10.0
 
 # Seconds a writer waits for the server to learn whether a COMMIT it lost the answer to went through.
 _OUTCOME_PATIENCE = 60.0
@@ -370,28 +378,36 @@ async def connect_postgres(
     schema: str | None = None,
     readonly: bool = False,
     reconnect: bool = False,
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
 ) -> PgConnection:
     """An autocommit connection to `url`, its loaders set up; `schema` (tests) becomes the search path.
 
     `reconnect`: a connection found closed (server restart, network cut) is opened again before the
     next statement outside a transaction, so a store keeps working once the server is back.
+    `connect_timeout`: seconds each attempt may take before `psycopg.errors.ConnectionTimeout`.
     """
-    raw = await _connect_raw(url, application_name, schema, readonly)
+    raw = await _connect_raw(url, application_name, schema, readonly, connect_timeout)
 
     async def again() -> psycopg.AsyncConnection[Any]:
-        return await _connect_raw(url, application_name, schema, readonly)
+        return await _connect_raw(url, application_name, schema, readonly, connect_timeout)
 
     return PgConnection(raw, again if reconnect else None)
 
 
+def connect_timeout_seconds(seconds: float) -> int:
+    """libpq's `connect_timeout`: whole seconds, at least 2 (libpq and psycopg raise anything lower)."""
+    return max(2, math.ceil(seconds))
+
+
 async def _connect_raw(
-    url: str, application_name: str, schema: str | None, readonly: bool
+    url: str, application_name: str, schema: str | None, readonly: bool, connect_timeout: float
 ) -> psycopg.AsyncConnection[Any]:
     options: dict[str, Any] = {
         "autocommit": True,
         "application_name": application_name,
-        # An unreachable server fails the attempt (retried later) instead of hanging the writer.
-        "connect_timeout": 10,
+        # An unreachable server fails the attempt (retried later) instead of hanging the writer. It
+        # overrides a `connect_timeout` written in the URL: the config says how long start-up may wait.
+        "connect_timeout": connect_timeout_seconds(connect_timeout),
     }
     settings = []
     if schema:

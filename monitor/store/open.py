@@ -38,7 +38,12 @@ def store_from_config(
         "readonly": readonly,
     }
     if config.url is not None:
-        return PostgresStore(config.url.get_secret_value(), schema=config.schema_name, **options)
+        return PostgresStore(
+            config.url.get_secret_value(),
+            schema=config.schema_name,
+            connect_timeout=config.connect_timeout.total_seconds(),
+            **options,
+        )
     return SqliteStore(config.path, busy_timeout=config.busy_timeout, **options)
 
 

@@ -18,7 +18,14 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
 from monitor.store.base import StoreError
-from monitor.store.engine import POSTGRESQL, PgConnection, connect_postgres, lock_key
+from monitor.store.engine import (
+    DEFAULT_CONNECT_TIMEOUT,
+    POSTGRESQL,
+    PgConnection,
+    connect_postgres,
+    connect_timeout_seconds,
+    lock_key,
+)
 from monitor.store.migrations import Migration, apply_migrations, check_version, schema_version
 from monitor.store.sql import SqlStore
 
@@ -45,13 +52,21 @@ class PostgresEngine:
     begin = "BEGIN"
 
     def __init__(
-        self, url: str, *, schema: str | None = None, application_name: str = "tthc-monitor"
+        self,
+        url: str,
+        *,
+        schema: str | None = None,
+        application_name: str = "tthc-monitor",
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
     ) -> None:
         if schema is not None and not _SCHEMA.match(schema):
             raise ValueError(f"schema {schema!r}: lower-case letters, digits and _ only")
         self.url = url
         self.schema = schema
         self.application_name = application_name
+        # Seconds one connection attempt may take (store.connect_timeout); replicas' own connections
+        # (leadership, keepalive) use it too.
+        self.connect_timeout = connect_timeout
 
     def describe(self) -> str:
         where = describe_url(self.url)
@@ -65,7 +80,14 @@ class PostgresEngine:
                 schema=self.schema,
                 readonly=readonly,
                 reconnect=True,
+                connect_timeout=self.connect_timeout,
             )
+        except psycopg.errors.ConnectionTimeout as exc:
+            # psycopg says only "connection timeout expired": say after how long, and what sets it.
+            raise StoreError(
+                f"cannot connect to {describe_url(self.url)}: no answer within"
+                f" {connect_timeout_seconds(self.connect_timeout)}s (store.connect_timeout)"
+            ) from exc
         except psycopg.OperationalError as exc:
             # The server's message names host and user, never the password.
             raise StoreError(f"cannot connect to {describe_url(self.url)}: {_first_line(exc)}") from exc
@@ -128,8 +150,15 @@ class PostgresEngine:
 class PostgresStore(SqlStore):
     """The `Store` on a PostgreSQL database, shared by every replica that has the same `url`."""
 
-    def __init__(self, url: str, *, schema: str | None = None, **options: Any) -> None:
-        super().__init__(PostgresEngine(url, schema=schema), **options)
+    def __init__(
+        self,
+        url: str,
+        *,
+        schema: str | None = None,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        **options: Any,
+    ) -> None:
+        super().__init__(PostgresEngine(url, schema=schema, connect_timeout=connect_timeout), **options)
         self.url = url
 
     @classmethod
