@@ -236,6 +236,21 @@ class Daemon:
         return outcome.cert_expiry if outcome else None
 
     async def start(self) -> None:
+        """Open the store, join the replicas, start every service and the web server.
+
+        A step that fails undoes the ones before it (store connections and the writer thread, replica
+        membership, heartbeat and keepalive thread, leadership connection, supervised tasks) before the
+        error is raised: `stop()` runs each step on its own and skips nothing that was never started, so a
+        caller that only sees the exception leaves nothing behind, and a later `stop()` does nothing.
+        """
+        try:
+            await self._start_steps()
+        except BaseException as exc:
+            log.warning("daemon_start_failed", error=type(exc).__name__)
+            await self.stop()
+            raise
+
+    async def _start_steps(self) -> None:
         register_secrets(config_secrets(self.config))
         await self.store.open()
         # Before the scheduler resumes open incidents: they end at the last probe before this run.

@@ -176,8 +176,9 @@ class Replica:
         await asyncio.gather(
             *(pending for pending in [task, *stuck] if pending is not None), return_exceptions=True
         )
-        # Bounded: a server that does not answer must not hold the daemon's stop.
-        if leave:
+        # Bounded: a server that does not answer must not hold the daemon's stop. A member that never
+        # joined (its daemon's start failed first) has nothing to leave, and no connection to wait for.
+        if leave and self._last_beat is not None:
             try:
                 async with asyncio.timeout(self.lease.total_seconds()):
                     await self.membership.leave()
