@@ -11,8 +11,10 @@ owns the file: `recover()` at start puts every `in_flight` row back, as always. 
 replicas share the table: a claim takes due rows with `FOR UPDATE SKIP LOCKED` (two replicas never claim
 the same row), the worker renews the lease of the rows it is still sending (`renew`), and only rows
 whose lease lapsed (their replica died) go back to `pending` (`release_expired`, at start and once per
-poll), to be claimed by whichever replica comes next. A late outcome of a row another replica took over
-meanwhile changes nothing but `sent` (the send happened).
+poll), to be claimed by whichever replica comes next. Leases are measured on the database's clock
+there (outbox_sql.lease_end), so a replica whose clock is off neither takes live claims nor holds its own
+past the lease; which rows are due still follows the claimer's clock. A late outcome of a row another
+replica took over meanwhile changes nothing but `sent` (the send happened).
 
 Phone numbers, Zalo ids and the text are stored because sending needs them; `OutboxRow.public()` (what
 the API and CLI show) and `repr` leave them out.
@@ -49,6 +51,7 @@ from alerts.outbox_sql import (
     apply_changes,
     claim_statement,
     claimed_rows,
+    lease_end,
     release_statement,
 )
 from monitor.store import SqlStore
@@ -127,15 +130,21 @@ class Outbox:
         values[12], values[13] = AlertStatus.IN_FLIGHT.value, 1
         async with self.store.transaction("outbox") as conn:
             inserted = await conn.execute_fetchall(INSERT + " RETURNING id", values)
+            expires, lease = self._lease_end(created)
             rows = await conn.execute_fetchall(
-                "UPDATE alert_outbox SET channel_attempts = 1, claimed_by = ?, claim_expires_at = ?"
+                f"UPDATE alert_outbox SET channel_attempts = 1, claimed_by = ?, claim_expires_at = {expires}"
                 f" WHERE id = ? RETURNING {COLUMNS}",
-                (self.claimer, self._lease_end(created), inserted[0][0]),
+                (self.claimer, lease, inserted[0][0]),
             )
         return row_from_values(rows[0])
 
-    def _lease_end(self, at_ms: int) -> int:
-        return at_ms + int(self.claim_lease.total_seconds() * 1000)
+    @property
+    def _lease_ms(self) -> int:
+        return int(self.claim_lease.total_seconds() * 1000)
+
+    def _lease_end(self, at_ms: int) -> tuple[str, int]:
+        """SQL and parameter for the end of a lease taken now (on PostgreSQL by the database's clock)."""
+        return lease_end(self.store.dialect, at_ms, self._lease_ms)
 
     @staticmethod
     def _insert_values(alert: NewAlert, created: int) -> tuple[Any, ...]:
@@ -269,11 +278,12 @@ class Outbox:
             return 0
         ids = sorted(row_ids)
         marks = ", ".join("?" * len(ids))
+        expires, lease = self._lease_end(to_ms(self._clock()))
         async with self.store.transaction("outbox") as conn:
             cursor = await conn.execute(
-                "UPDATE alert_outbox SET claim_expires_at = ? WHERE status = 'in_flight' AND claimed_by = ?"
-                f" AND id IN ({marks})",
-                (self._lease_end(to_ms(self._clock())), self.claimer, *ids),
+                f"UPDATE alert_outbox SET claim_expires_at = {expires} WHERE status = 'in_flight'"
+                f" AND claimed_by = ? AND id IN ({marks})",
+                (lease, self.claimer, *ids),
             )
             count = max(0, cursor.rowcount)
             await cursor.close()
@@ -400,7 +410,7 @@ class Outbox:
     def _claim_query(self, now: datetime, limit: int, which: ClaimFilter) -> tuple[str, list[Any]]:
         """The statement and parameters of `claim` (see there): the rows it takes carry our claim lease."""
         at = to_ms(now)
-        return claim_statement(self.store.dialect, (self.claimer, self._lease_end(at)), at, limit, which)
+        return claim_statement(self.store.dialect, (self.claimer, self._lease_ms), at, limit, which)
 
     def __repr__(self) -> str:
         return f"Outbox({self.store!r})"

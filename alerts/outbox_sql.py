@@ -20,6 +20,7 @@ __all__ = [
     "apply_changes",
     "claim_statement",
     "claimed_rows",
+    "lease_end",
     "release_statement",
 ]
 
@@ -36,8 +37,24 @@ INSERT = (
     " VALUES (?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
+# The clock claim leases are measured on. Replicas on PostgreSQL use the database's (the time this
+# statement started, in ms since epoch): a replica whose own clock runs ahead would otherwise take live
+# claims back as lapsed, and one running behind would set leases that lapse early, so every replica would
+# need NTP well within the lease. SQLite's one process keeps its own clock, computed in Python as before:
+# nothing more to evaluate on the embedded hot path.
+_DATABASE_NOW_MS = "(extract(epoch from statement_timestamp()) * 1000)::bigint"
+_LEASE_END = {SQLITE: "?", POSTGRESQL: f"{_DATABASE_NOW_MS} + ?"}
+
+
+def lease_end(dialect: str, now_ms: int, lease_ms: int) -> tuple[str, int]:
+    """SQL for the end of a claim lease taken now, and its one parameter: on SQLite the end itself (by
+    the local clock `now_ms`), on PostgreSQL the lease's length, added to the database's clock."""
+    return _LEASE_END[dialect], now_ms + lease_ms if dialect == SQLITE else lease_ms
+
+
 # In-flight rows going back to pending, due now (?1 now): on SQLite every one (one daemon per file, at
-# its start); on PostgreSQL those whose claim lease lapsed, and those of claimer ?2 (NULL: none).
+# its start); on PostgreSQL those whose claim lease lapsed by the database's clock, and those of claimer
+# ?2 (NULL: none).
 _RELEASE = {
     SQLITE: (
         "UPDATE alert_outbox SET status = 'pending', next_attempt_at = min(next_attempt_at, ?1),"
@@ -48,7 +65,8 @@ _RELEASE = {
         "UPDATE alert_outbox SET status = 'pending', next_attempt_at = LEAST(next_attempt_at, ?1),"
         " claimed_by = NULL, claim_expires_at = NULL,"
         " last_error = coalesce(last_error, 'interrupted: resent after its claim lapsed')"
-        " WHERE status = 'in_flight' AND (claim_expires_at IS NULL OR claim_expires_at <= ?1"
+        " WHERE status = 'in_flight' AND (claim_expires_at IS NULL"
+        f" OR claim_expires_at <= {_DATABASE_NOW_MS}"
         " OR claimed_by = ?2)"
     ),
 }
@@ -98,9 +116,12 @@ class ClaimFilter:
 def claim_statement(
     dialect: str, lease: tuple[str, int], at: int, limit: int, which: ClaimFilter
 ) -> tuple[str, list[Any]]:
-    """`Outbox.claim`'s statement and parameters; `lease` is (claimer, lease end in ms)."""
+    """`Outbox.claim`'s statement and parameters; `lease` is (claimer, lease length in ms), `at` the
+    claimer's now in ms (which rows are due; on SQLite also where the lease starts)."""
+    claimer, lease_ms = lease
+    expires, expires_param = lease_end(dialect, at, lease_ms)
     where = "status = 'pending' AND not_before <= ?"
-    params: list[Any] = [*lease, at]
+    params: list[Any] = [claimer, expires_param, at]
     if not which.waiting_too:
         where += " AND next_attempt_at <= ?"
         params.append(at)
@@ -117,7 +138,7 @@ def claim_statement(
     params.append(limit)
     return (
         "UPDATE alert_outbox SET status = 'in_flight', attempts = attempts + 1,"
-        " channel_attempts = channel_attempts + 1, claimed_by = ?, claim_expires_at = ?"
+        f" channel_attempts = channel_attempts + 1, claimed_by = ?, claim_expires_at = {expires}"
         f" WHERE id IN (SELECT id FROM alert_outbox WHERE {where} ORDER BY next_attempt_at, id"
         f" LIMIT ?{_CLAIM_LOCK[dialect]}) RETURNING {COLUMNS}",
         params,

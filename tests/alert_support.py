@@ -14,7 +14,21 @@ from alerts.model import AlertKind, NewAlert, Severity
 from tests.fakes.esms import FakeEsms
 from tests.fakes.zalo import FakeZalo
 
-__all__ = ["CODE", "PHONE", "START", "Clock", "esms_config", "new_alert", "until", "zns_config"]
+__all__ = [
+    "CODE",
+    "PHONE",
+    "SHORT_CLAIM_LEASE",
+    "START",
+    "Clock",
+    "esms_config",
+    "lapse_claims",
+    "new_alert",
+    "until",
+    "zns_config",
+]
+
+# A claim lease tests wait out in real time on PostgreSQL, where leases run on the database's clock.
+SHORT_CLAIM_LEASE = timedelta(seconds=1)
 
 PHONE = "84912345678"
 CODE = "000.00.12.H12-221005-0001"
@@ -37,6 +51,15 @@ class Clock:
 
     def epoch(self) -> float:
         return self.now.timestamp()
+
+
+async def lapse_claims(clock: Clock, postgres: bool, lease: timedelta = SHORT_CLAIM_LEASE) -> None:
+    """Let the claim leases taken so far lapse: on PostgreSQL they run on the database's clock, which only
+    real time moves; on SQLite on the outbox's (fake) clock."""
+    if postgres:
+        await asyncio.sleep(lease.total_seconds() + 0.05)
+    else:
+        clock.advance(lease.total_seconds())
 
 
 def new_alert(

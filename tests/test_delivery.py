@@ -22,11 +22,20 @@ from alerts.circuit import CircuitState
 from alerts.config import AlertsConfig, DeliveryConfig
 from alerts.delivery import DeliveryWorker
 from alerts.model import AlertStatus
-from alerts.outbox import CLAIM_LEASE, Outbox, OutboxRow
+from alerts.outbox import Outbox, OutboxRow
 from alerts.sending import outgoing_message
 from monitor.cli.alerts import notify_test
 from monitor.store import SqliteStore, SqlStore
-from tests.alert_support import PHONE, START, Clock, esms_config, new_alert, zns_config
+from tests.alert_support import (
+    PHONE,
+    SHORT_CLAIM_LEASE,
+    START,
+    Clock,
+    esms_config,
+    lapse_claims,
+    new_alert,
+    zns_config,
+)
 from tests.fakes.esms import FakeEsms
 from tests.fakes.zalo import FakeZalo
 from tests.promtool import assert_promtool_accepts
@@ -44,7 +53,7 @@ class Harness:
         self.clock = clock
         self.deps = ChannelDeps(kv=store)
         self.channels = build_channels(configs, self.deps)
-        self.outbox = Outbox(store, clock)
+        self.outbox = Outbox(store, clock, claim_lease=delivery.claim_lease)
         self.registry = CollectorRegistry()
         self.metrics = AlertMetrics(self.registry)
         self.sent: list[tuple[OutboxRow, Any]] = []
@@ -316,7 +325,7 @@ async def test_recover_after_crash_resends_and_gateways_deduplicate(
 ) -> None:
     """Rows left in_flight by a crash are resent; eSMS (RequestId) and ZNS (tracking_id) drop the repeats."""
     configs = [esms_config(esms), zns_config(zalo, zalo.issue_refresh_token())]
-    async with harness(stores, tmp_path, clock, configs) as h:
+    async with harness(stores, tmp_path, clock, configs, claim_lease=SHORT_CLAIM_LEASE) as h:
         await h.outbox.enqueue([new_alert(1), new_alert(2), new_alert(3, channels=("zalo",))])
         # The crashed process had claimed all three and reached the gateways with two of them.
         claimed = {row.channel: row for row in await h.outbox.claim(clock(), 10) if row.id != 2}
@@ -325,7 +334,7 @@ async def test_recover_after_crash_resends_and_gateways_deduplicate(
         assert (await h.outbox.counts())[AlertStatus.IN_FLIGHT] == 3
     if stores.postgres:
         # Replicas share the table: the crashed process's claims come back once their lease lapsed.
-        clock.advance(CLAIM_LEASE.total_seconds())
+        await lapse_claims(clock, postgres=True)
     async with harness(stores, tmp_path, clock, configs) as restarted:
         assert await restarted.outbox.recover() == 3
         await restarted.worker.run_once()

@@ -13,13 +13,13 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from alerts.model import AlertStatus
-from alerts.outbox import CLAIM_LEASE, Outbox, SentMark, alert_id_for
+from alerts.outbox import Outbox, SentMark, alert_id_for
 from monitor.cli import alerts as cli_alerts
 from monitor.config import load_config_text
 from monitor.daemon import Daemon
 from monitor.store import SqliteStore, SqlStore
 from monitor.web.app import create_web_app
-from tests.alert_support import PHONE, START, Clock, new_alert
+from tests.alert_support import PHONE, SHORT_CLAIM_LEASE, START, Clock, lapse_claims, new_alert
 from tests.store_engines import StoreFactory
 
 
@@ -128,18 +128,18 @@ async def test_outcomes_move_rows_through_the_plan(outbox: Outbox, clock: Clock)
     assert exhausted is not None and exhausted.channel is None
 
 
-async def test_recover_puts_in_flight_rows_back(outbox: Outbox, store: SqlStore, clock: Clock) -> None:
+async def test_recover_puts_in_flight_rows_back(store: SqlStore, clock: Clock) -> None:
     """After a crash, rows left in_flight go back to pending, due at once, attempts kept (on PostgreSQL,
     where replicas share the table, once their claim lease lapsed; a restarted outbox's own at once)."""
-    await outbox.enqueue([new_alert(number) for number in range(1, 6)])
-    claimed = await outbox.claim(clock(), 3)
-    await outbox.apply([SentMark(claimed[0].id, "sms", "x", 1)])
+    crashed = Outbox(store, clock, claim_lease=SHORT_CLAIM_LEASE)
+    await crashed.enqueue([new_alert(number) for number in range(1, 6)])
+    claimed = await crashed.claim(clock(), 3)
+    await crashed.apply([SentMark(claimed[0].id, "sms", "x", 1)])
     # A new process on the same store: nothing in memory survives.
     restarted = Outbox(store, clock)
-    outbox.wakeup.clear()
     if store.dialect == "postgresql":
         assert await restarted.recover() == 0, "the claims of a live replica are not taken"
-        clock.advance(CLAIM_LEASE.total_seconds())
+        await lapse_claims(clock, postgres=True)
     assert await restarted.recover() == 2
     assert restarted.wakeup.is_set()
     counts = await restarted.counts()
@@ -155,10 +155,10 @@ async def test_a_late_outcome_of_a_row_taken_over_leaves_it_to_its_new_holder(
 ) -> None:
     """A worker whose claims came back (after a restart on SQLite, once lapsed on PostgreSQL) and were
     claimed again: its late retry or failure does not touch them; a send it made is still recorded."""
-    first, second = Outbox(store, clock), Outbox(store, clock)
+    first, second = Outbox(store, clock, claim_lease=SHORT_CLAIM_LEASE), Outbox(store, clock)
     await first.enqueue([new_alert(1), new_alert(2)])
     claimed = await first.claim(clock(), 10)
-    clock.advance(CLAIM_LEASE.total_seconds())
+    await lapse_claims(clock, postgres=store.dialect == "postgresql")
     assert await second.recover() == 2
     taken = await second.claim(clock(), 10)
     assert [row.id for row in taken] == [row.id for row in claimed]

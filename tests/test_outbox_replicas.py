@@ -13,7 +13,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -170,6 +170,55 @@ async def test_a_dead_replicas_claims_come_back_after_the_lease_and_go_out_once(
         delivered = Counter(message["request_id"] for message in esms.messages)
         assert len(delivered) == 40 and max(delivered.values()) == 1, "each alert delivered once"
         assert esms.duplicates == sum(sent.values()) - 40
+
+
+async def test_claim_leases_run_on_the_database_clock_whatever_each_replicas_clock_says(
+    postgres_stores: StoreFactory, tmp_path: Path
+) -> None:
+    """Three claimers on one schema, one clock right, one a minute ahead, one a minute behind: none takes
+    another's live claims, and the one ahead holds its claims for the lease, not a minute longer."""
+    lease = timedelta(seconds=3)
+    skews = {"right": timedelta(0), "ahead": timedelta(minutes=1), "behind": timedelta(minutes=-1)}
+    async with AsyncExitStack() as stack:
+        outboxes: dict[str, Outbox] = {}
+        for name, skew in skews.items():
+            store = await stack.enter_async_context(postgres_stores.new(tmp_path / "shared.db"))
+            outboxes[name] = Outbox(store, lambda skew=skew: datetime.now(UTC) + skew, claim_lease=lease)
+        right, ahead, behind = outboxes["right"], outboxes["ahead"], outboxes["behind"]
+        # Due by every claimer's clock, the one behind included.
+        created = datetime.now(UTC) - timedelta(minutes=2)
+        await right.enqueue([new_alert(number, at=created) for number in range(1, 7)])
+        held = {
+            name: {row.id for row in await outbox.claim(outbox.now(), 2)} for name, outbox in outboxes.items()
+        }
+        assert all(len(ids) == 2 for ids in held.values())
+
+        async def remaining_ms() -> dict[str, int]:
+            rows = await asyncio.to_thread(
+                postgres_stores.query,
+                tmp_path / "shared.db",
+                "SELECT claimed_by,"
+                " max(claim_expires_at - (extract(epoch from clock_timestamp()) * 1000)::bigint)"
+                " FROM alert_outbox WHERE status = 'in_flight' GROUP BY claimed_by",
+            )
+            claimers = {outbox.claimer: name for name, outbox in outboxes.items()}
+            return {claimers[claimer]: left for claimer, left in rows}
+
+        # Every lease ends a lease from now by the database's clock, whoever took it.
+        assert all(0 < left <= 3000 for left in (await remaining_ms()).values()), await remaining_ms()
+        # The one ahead sees the others' leases a minute past their end, yet takes nothing back.
+        assert await ahead.release_expired() == 0
+        # The one behind renews: its lease is not a minute in the past for the others.
+        assert await behind.renew(held["behind"]) == 2
+        assert await right.release_expired() == 0
+        # The one ahead stops renewing (it died); the others renew, and take its rows back after the lease.
+        await asyncio.sleep(2.0)
+        assert await right.renew(held["right"]) == 2 and await behind.renew(held["behind"]) == 2
+        await asyncio.sleep(1.2)
+        assert await right.release_expired() == 2
+        pending = {row.id for row in await right.list(status="pending")}
+        assert pending == held["ahead"]
+        assert set(await remaining_ms()) == {"right", "behind"}
 
 
 def test_the_claim_lease_is_configured_under_alerts_delivery(tmp_path: Path) -> None:
