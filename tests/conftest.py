@@ -1,8 +1,9 @@
-"""Fixtures every test module may use: `stores`, one store factory per engine (store_engines.py), and
-`postgres_stores` for what exists only on PostgreSQL (replicas sharing one database)."""
+"""Fixtures every test module may use: `stores`, one store factory per engine (store_engines.py),
+`postgres_stores` for what exists only on PostgreSQL (replicas sharing one database), and `silent_port`."""
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 
 import pytest
@@ -28,3 +29,13 @@ def postgres_stores(request: pytest.FixtureRequest) -> Iterator[StoreFactory]:
         yield factory
     finally:
         factory.drop()
+
+
+@pytest.fixture
+def silent_port() -> Iterator[int]:
+    """A loopback port something listens on and never answers (the kernel completes every handshake into
+    its backlog): a port already taken, or a server that accepts and hangs."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(64)
+        yield listener.getsockname()[1]

@@ -9,8 +9,6 @@ Each case runs the real `tthc-monitor` in a subprocess, as test_cli.py does.
 from __future__ import annotations
 
 import json
-import socket
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -155,32 +153,22 @@ def test_an_unreachable_server_is_one_line_without_the_password(tmp_path: Path, 
     assert took < QUICK_EXIT_SECONDS
 
 
-@pytest.fixture
-def silent_server() -> Iterator[int]:
-    """A loopback port whose listener completes every TCP handshake (the kernel's backlog) and never says
-    a word: a PostgreSQL host that hangs rather than refuses."""
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(64)
-        yield listener.getsockname()[1]
-
-
 @pytest.mark.parametrize(
     "command",
     [["run"], ["migrate"], ["migrate", "--check"], ["uptime"], ["alerts"]],
     ids=lambda command: "-".join(command),
 )
 def test_a_server_that_never_answers_fails_within_the_connect_timeout(
-    tmp_path: Path, silent_server: int, command: list[str]
+    tmp_path: Path, silent_port: int, command: list[str]
 ) -> None:
     """A PostgreSQL host that accepts and never answers: the daemon's start and the CLI commands fail
     after store.connect_timeout, in one line naming the server (no password), not hang."""
-    url = f"postgresql://tthc:{PASSWORD}@127.0.0.1:{silent_server}/tthc"
+    url = f"postgresql://tthc:{PASSWORD}@127.0.0.1:{silent_port}/tthc"
     config = _write_config(tmp_path / "config.json", {"url": url, "connect_timeout": "2s"})
     result, took = tthc_monitor(*command, "--config", str(config))
     assert_one_line_failure(
         result,
-        f"cannot connect to postgresql://tthc@127.0.0.1:{silent_server}/tthc",
+        f"cannot connect to postgresql://tthc@127.0.0.1:{silent_port}/tthc",
         "no answer within 2s (store.connect_timeout)",
     )
     assert PASSWORD not in result.stdout + result.stderr

@@ -8,9 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,15 +17,6 @@ from structlog.testing import capture_logs
 from monitor.config import load_config_text
 from monitor.daemon import Daemon
 from tests.store_engines import StoreFactory
-
-
-@pytest.fixture
-def busy_port() -> Iterator[int]:
-    """A loopback port another program listens on."""
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(1)
-        yield listener.getsockname()[1]
 
 
 def _open_handles(store_file: Path, postgres_port: int | None) -> list[str]:
@@ -74,14 +63,14 @@ def _config(stores: StoreFactory, store_file: Path, listen_port: int) -> str:
 
 
 async def test_a_start_that_fails_at_the_listen_port_leaves_nothing_running(
-    tmp_path: Path, stores: StoreFactory, busy_port: int
+    tmp_path: Path, stores: StoreFactory, silent_port: int
 ) -> None:
     """Listen port busy: start raises OSError after undoing the store, replica, keepalive, services."""
     store_file = tmp_path / "store.db"
     postgres_port = int((stores.url or "").rsplit(":", 1)[1].split("/")[0]) if stores.postgres else None
     threads_before = set(threading.enumerate())
     tasks_before = asyncio.all_tasks()
-    daemon = Daemon(load_config_text(_config(stores, store_file, busy_port), environ={}))
+    daemon = Daemon(load_config_text(_config(stores, store_file, silent_port), environ={}))
     with capture_logs() as logs, pytest.raises(OSError, match="address already in use"):
         await daemon.start()
     events = [entry["event"] for entry in logs]
