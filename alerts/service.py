@@ -137,6 +137,9 @@ class AlertService:
             leader=leader,
         )
         self.router.digest = self.digest
+        self._leader = leader
+        # Whether this member re-derived since it started (at start when it led, else when it first led).
+        self._rederived = False
         self._given_channels = channels
         self._metrics = metrics
         self._deps: ChannelDeps | None = None
@@ -154,7 +157,14 @@ class AlertService:
     async def start(self) -> None:
         self._subscription = self.bus.subscribe("alerts", *ROUTED_EVENTS)
         await self.router.load()
-        await self._rederive()
+        # Replicas: only the leader re-derives at start. It is idempotent by key under the routing lock,
+        # but N members each reading two days of incidents and crossings and queueing on that lock is
+        # N times the work for nothing. A member that leads only later (the leader started after the
+        # others, or took the lock from one that failed) re-derives then: the daemon's catch_up when a
+        # member it knew is gone (monitor/daemon.py `_follow_ownership`), else its first tick as leader
+        # (`tick`), which also covers a member gone before this one joined, never seen leaving.
+        if self._leads():
+            await self._rederive()
         self.directory.report_unmatched()
         if self.outbox is not None:
             self._start_channels()
@@ -177,10 +187,19 @@ class AlertService:
             rules=len(self.alerts.rules),
         )
 
+    def _leads(self) -> bool:
+        return self._leader is None or self._leader()
+
     async def _rederive(self) -> int:
         thresholds = getattr(getattr(self.config, "dossiers", None), "thresholds", ())
         since = self.now() - self.alerts.rederive_window
-        return await self.router.rederive(since, self.store, thresholds=thresholds)
+        # Marked first: a catch-up and a tick arriving together re-derive once.
+        self._rederived = True
+        try:
+            return await self.router.rederive(since, self.store, thresholds=thresholds)
+        except BaseException:
+            self._rederived = False
+            raise
 
     async def catch_up(self) -> int:
         """Replicas, on the leader once a member is gone: store the alerts of the incidents and crossings
@@ -349,9 +368,12 @@ class AlertService:
             await asyncio.sleep(_DELIVERY_WATCH_SECONDS)
 
     async def tick(self, now: datetime | None = None) -> int:
-        """Timers, repeats and digests due by `now` (the loop calls this every `tick_interval`)."""
+        """Timers, repeats and digests due by `now` (the loop calls this every `tick_interval`); on a
+        member leading for the first time since it started, the start's re-derivation first (see
+        `start`). Returns alerts stored."""
         now = now or self.now()
-        return await self.router.tick(now) + await self.digest.tick(now)
+        added = await self._rederive() if not self._rederived and self._leads() else 0
+        return added + await self.router.tick(now) + await self.digest.tick(now)
 
     async def _tick_forever(self) -> None:
         while True:

@@ -169,3 +169,77 @@ async def test_the_leader_catches_up_what_a_dead_member_recorded_or_left_waiting
         assert [row["key"] for row in rows] == ["incident:99:down:it-em"]
         assert "csdl, dvc" in rows[0]["text"], rows[0]["text"]
         assert recorded != 99
+
+
+def _service(config: Config, store: SqlStore, clock: Clock, leader: Callable[[], bool]) -> AlertService:
+    """A member's alert service on its own store, alerts into the outbox, no delivery worker."""
+    return AlertService(
+        config,
+        store,
+        EventBus(),
+        Calendars(config.calendars, config.zone),
+        clock,
+        sink=Outbox(store, clock),
+        leader=leader,
+    )
+
+
+async def _groups(store: SqlStore) -> int:
+    rows = await store.reader.execute_fetchall("SELECT count(*) FROM alert_timers WHERE key LIKE 'group:%'")
+    return int(rows[0][0])
+
+
+async def test_only_the_leader_rederives_at_start_even_when_it_starts_after_the_others(
+    postgres_stores: StoreFactory, tmp_path: Path
+) -> None:
+    """An incident recorded before a restart and never routed: a follower starting first re-derives
+    nothing; the leader, starting after it, does, and its outage message goes out once."""
+    config = load(alerts_yaml(rules=[{"name": "outage", "on": ["target_down"], "to": ["it_oncall"]}]))
+    clock = Clock(T0)
+    election = Election()
+    async with postgres_stores.new(tmp_path / "shared.db") as store:
+        recorded = await store.open_incident("dvc", T0, "timeout", "")
+        async with postgres_stores.new(tmp_path / "shared.db") as follower_store:
+            follower = _service(config, follower_store, clock, election.of("second"))
+            await follower.start()
+            try:
+                assert await _groups(store) == 0 and await outbox_rows(store) == []
+                async with postgres_stores.new(tmp_path / "shared.db") as leader_store:
+                    leader = _service(config, leader_store, clock, election.of("first"))
+                    await leader.start()
+                    try:
+                        assert await _groups(store) == 1, "the leader re-derived the outage at its start"
+                        clock.advance(timedelta(seconds=31))
+                        assert await follower.tick() == 0
+                        assert await leader.tick() == 1
+                        assert await leader.tick() == 0
+                    finally:
+                        await leader.stop(grace=0)
+            finally:
+                await follower.stop(grace=0)
+        assert [row["key"] for row in await outbox_rows(store)] == [f"incident:{recorded}:down:it-em"]
+
+
+async def test_a_member_that_leads_later_rederives_at_its_first_tick_as_leader(
+    postgres_stores: StoreFactory, tmp_path: Path
+) -> None:
+    """The lock held by a leader that never comes back (its session lingering past its member row, so no
+    member is seen leaving): the member that takes it over re-derives at its first tick as leader, once."""
+    config = load(alerts_yaml(rules=[{"name": "outage", "on": ["target_down"], "to": ["it_oncall"]}]))
+    clock = Clock(T0)
+    election = Election()
+    election.current = "gone"
+    async with postgres_stores.new(tmp_path / "shared.db") as store:
+        recorded = await store.open_incident("dvc", T0, "timeout", "")
+        member = _service(config, store, clock, election.of("second"))
+        await member.start()
+        try:
+            assert await member.tick() == 0 and await _groups(store) == 0, "a follower re-derives nothing"
+            election.current = "second"
+            clock.advance(timedelta(seconds=31))
+            # Re-derived (the group, due since T0 + group_wait), then sent by the same tick.
+            assert await member.tick() == 1
+            assert await member.tick() == 0
+        finally:
+            await member.stop(grace=0)
+        assert [row["key"] for row in await outbox_rows(store)] == [f"incident:{recorded}:down:it-em"]
