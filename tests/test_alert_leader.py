@@ -47,6 +47,24 @@ async def two_members(
         yield first_store, first, second
 
 
+def _service(config: Config, store: SqlStore, clock: Clock, leader: Callable[[], bool]) -> AlertService:
+    """A member's alert service on its own store, alerts into the outbox, no delivery worker."""
+    return AlertService(
+        config,
+        store,
+        EventBus(),
+        Calendars(config.calendars, config.zone),
+        clock,
+        sink=Outbox(store, clock),
+        leader=leader,
+    )
+
+
+async def _groups(store: SqlStore) -> int:
+    rows = await store.reader.execute_fetchall("SELECT count(*) FROM alert_timers WHERE key LIKE 'group:%'")
+    return int(rows[0][0])
+
+
 async def test_only_the_leader_fires_and_the_next_leader_fires_what_the_last_one_left(
     stores: StoreFactory, tmp_path: Path
 ) -> None:
@@ -139,15 +157,7 @@ async def test_the_leader_catches_up_what_a_dead_member_recorded_or_left_waiting
     clock = Clock(T0)
     election = Election()
     async with stores.new(tmp_path / "shared.db") as store, stores.new(tmp_path / "shared.db") as dead_store:
-        leader = AlertService(
-            config,
-            store,
-            EventBus(),
-            Calendars(config.calendars, config.zone),
-            clock,
-            sink=Outbox(store, clock),
-            leader=election.of("first"),
-        )
+        leader = _service(config, store, clock, election.of("first"))
         await leader.start()
         try:
             # The dead member recorded an incident and died before routing it.
@@ -169,24 +179,6 @@ async def test_the_leader_catches_up_what_a_dead_member_recorded_or_left_waiting
         assert [row["key"] for row in rows] == ["incident:99:down:it-em"]
         assert "csdl, dvc" in rows[0]["text"], rows[0]["text"]
         assert recorded != 99
-
-
-def _service(config: Config, store: SqlStore, clock: Clock, leader: Callable[[], bool]) -> AlertService:
-    """A member's alert service on its own store, alerts into the outbox, no delivery worker."""
-    return AlertService(
-        config,
-        store,
-        EventBus(),
-        Calendars(config.calendars, config.zone),
-        clock,
-        sink=Outbox(store, clock),
-        leader=leader,
-    )
-
-
-async def _groups(store: SqlStore) -> int:
-    rows = await store.reader.execute_fetchall("SELECT count(*) FROM alert_timers WHERE key LIKE 'group:%'")
-    return int(rows[0][0])
 
 
 async def test_only_the_leader_rederives_at_start_even_when_it_starts_after_the_others(
