@@ -1,10 +1,11 @@
 """SIGKILL of the real daemon at 20 moments (during the first sync, the threshold storm, the deliveries and
 a target's outage), restarting it each time: nothing lost, nothing published twice.
 
-Most kills land at random moments; the first kills of a run aim at the first sync, and the two after them
-at the deliveries: each lands right after the gateway accepted a send of that run, while it holds others
-unanswered. On both store engines; on PostgreSQL with fewer kills (the same phases, half the run time):
-its transactions are the server's, so what the long SQLite run adds there (a torn file) cannot happen."""
+Most kills land at random moments; the first ones aim at the first sync, and the two after them at the
+deliveries: each lands right after the gateway accepted the restarted daemon's first deadline SMS, while
+it holds another of its sends unanswered. On both store engines; on PostgreSQL with fewer kills (the same
+phases, half the run time): its transactions are the server's, so what the long SQLite run adds there (a
+torn file) cannot happen."""
 
 from __future__ import annotations
 
@@ -171,6 +172,8 @@ async def _drained(base_url: str, store: _Store) -> None:
 
 
 @pytest.mark.slow
+# 21 daemon start-ups: on a loaded two-core machine each takes seconds (imports), past the default 120 s.
+@pytest.mark.timeout(300)
 async def test_twenty_kills_during_sync_storm_and_deliveries_lose_nothing(
     tmp_path: Path, stores: StoreFactory
 ) -> None:
@@ -218,7 +221,7 @@ async def test_twenty_kills_during_sync_storm_and_deliveries_lose_nothing(
                     await daemon.start(start_timeout=30)
                     await asyncio.sleep(rng.uniform(0.0, LATE_KILL_WINDOW[stores.engine]))
                 assert daemon.running, f"the daemon ended by itself:\n{daemon.log()[-3000:]}"
-                # Read in the same step as the kill: the fake answers only when this task awaits.
+                # Read in the same step as the kill: the fake runs on this loop, so nothing answers between.
                 held = _held(esms, since)
                 daemon.send_signal(signal.SIGKILL)
                 assert await daemon.wait(10) == -signal.SIGKILL
@@ -285,9 +288,9 @@ async def test_twenty_kills_during_sync_storm_and_deliveries_lose_nothing(
     # The gateway accepted each alert exactly once; refused repeats only for sends in flight at a kill.
     accepted = [message["request_id"] for message in esms.messages]
     assert sorted(accepted) == sorted(alert_id_for(key) for key in keys)
-    # Each send cut by a kill was accepted after it, so its repeat by the restarted daemon was refused.
-    assert sends_cut <= esms.duplicates <= in_flight_at_kills, (
-        sends_cut,
-        esms.duplicates,
-        in_flight_at_kills,
+    # A send cut by a kill is still answered (aiohttp does not cancel a handler whose client went away), so
+    # its repeat by a restarted daemon was refused: at least one refused repeat per cut send.
+    refused = esms.duplicates
+    assert sends_cut <= refused <= in_flight_at_kills, (
+        f"cut {sends_cut}, refused {refused}, claimed at kills {in_flight_at_kills}"
     )
