@@ -31,7 +31,9 @@ class FakeZalo(FakeServer):
     Switches: `expire_access_tokens()`, `expired_reply` ("error" = -216 in a 200 reply, "http401"),
     `invalid_phones`, `templates` (template_id → required params; None accepts any), `followers`,
     `force_error` (a Zalo error code for every message), `force_status` + `retry_after` (e.g. 500, 429),
-    `daily_quota` (-144 once used up), `outside_hours` (-133), `oauth_delay` (seconds).
+    `daily_quota` (-144 once used up), `outside_hours` (-133), `oauth_delay` (seconds), and FakeServer's
+    `delay` and `stalled` for the ZNS and OA sends. A ZNS `tracking_id` already accepted is not sent again:
+    the reply is the first one's msg_id and `duplicates` counts such repeats.
     """
 
     OAUTH_PATH = "/v4/oa/access_token"
@@ -90,6 +92,16 @@ class FakeZalo(FakeServer):
         token = "rt-" + secrets.token_urlsafe(12)
         self.valid_refresh_tokens.add(token)
         return token
+
+    def channel_settings(self) -> dict[str, str]:
+        """What a `zalo_zns` channel's config needs to reach this fake, with a fresh refresh token."""
+        return {
+            "app_id": self.app_id,
+            "secret_key": self.secret_key,
+            "refresh_token": self.issue_refresh_token(),
+            "oauth_url": self.oauth_url,
+            "zns_url": self.zns_url,
+        }
 
     def banner(self) -> str:
         """Printed by the standalone runner: the credentials a daemon under test needs."""
@@ -165,6 +177,7 @@ class FakeZalo(FakeServer):
         return None
 
     async def _zns(self, request: web.Request) -> web.Response:
+        await self.hold()
         refused = self._check_common(request)
         if refused is not None:
             return refused
@@ -210,6 +223,7 @@ class FakeZalo(FakeServer):
         )
 
     async def _oa(self, request: web.Request) -> web.Response:
+        await self.hold()
         refused = self._check_common(request)
         if refused is not None:
             return refused
