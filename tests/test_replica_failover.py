@@ -66,6 +66,14 @@ ZALO_UNITS = frozenset(unit.code for unit in UNITS if unit.name.startswith("Sở
 ZALO_KINDS = (AlertKind.DUE_SOON, AlertKind.LAST_WARNING, AlertKind.OVERDUE, AlertKind.TARGET_DOWN)
 
 
+# Members holding the advisory lock Zalo token refreshes take (alerts/channels/store_lease.py): a bigint
+# key shows in pg_locks as its high (classid) and low (objid) 32 bits.
+REFRESH_LOCK_HOLDERS = (
+    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND"
+    " ((classid::bigint << 32) | objid::bigint) = hashtextextended(current_schema() || ':zalo-refresh', 0)"
+)
+
+
 def _zns_channel(zalo: FakeZalo) -> dict[str, Any]:
     """The `zns` channel: one template per alert kind sent, each parameter filled by the field of its name
     (the fake Zalo checks every one is there)."""
@@ -315,6 +323,16 @@ async def test_kill_9_mid_storm_of_the_owner_of_a_down_target_and_most_sources(
         ]
         config = _config(tmp_path, postgres_stores, portals, sims, esms, zalo)
         zalo_people = _zalo_people(config)
+        # How many hold the refresh lock as each refresh reaches Zalo (one, the member refreshing).
+        lock_holders: list[int] = []
+
+        async def count_lock_holders() -> None:
+            rows = await asyncio.to_thread(
+                postgres_stores.query, tmp_path / "shared.db", REFRESH_LOCK_HOLDERS
+            )
+            lock_holders.append(rows[0][0])
+
+        zalo.on_refresh = count_lock_holders
         for member in members:
             member.config = config
             stack.push_async_callback(member.kill)
@@ -469,6 +487,7 @@ async def test_kill_9_mid_storm_of_the_owner_of_a_down_target_and_most_sources(
         # lock, the others adopting the stored token: no single-use refresh token was presented twice.
         assert zalo.refreshes >= 2, zalo.refreshes
         assert zalo.rejected_refreshes == 0, zalo.rejected_refreshes
+        assert lock_holders == [1] * zalo.refreshes, lock_holders
         events = Counter(event.get("event") for member in members for event in member.log_events())
         assert events["zalo_token_adopted"] >= 1, events
         logs = "".join(member.log() for member in members)
