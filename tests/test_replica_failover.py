@@ -51,8 +51,8 @@ CLAIM_LEASE = 3.0
 CONCURRENCY = 4
 # Each send held this long at the gateway: the storm lasts several seconds with three senders.
 SEND_DELAY = 0.1
-# ZNS sends are fewer (a third of the people) and slower, two at a time per member: the ZNS storm lasts as
-# long as the SMS one, so the kill lands while both channels' sends are in flight.
+# ZNS sends are fewer (a third of the people) but slower, two at a time per member: the ZNS storm outlasts
+# the SMS one, so the kill lands while both channels' sends are in flight (and ZNS drains last).
 ZALO_SEND_DELAY = 0.3
 ZALO_CONCURRENCY = 2
 # Zalo access tokens live this long (seconds) and are refreshed 1 s before expiry: several refreshes, by
