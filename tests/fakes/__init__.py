@@ -141,6 +141,8 @@ class FakeServer:
         return self.base_url
 
     async def stop(self) -> None:
+        # Sends still held answer now: the server's cleanup would otherwise wait a minute for them.
+        self.release.set()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
