@@ -340,23 +340,31 @@ async def test_kill_9_mid_storm_of_the_owner_of_a_down_target_and_most_sources(
         scraped = await _until_settled(members, 60, "the three members never settled")
 
         # Who owns what, by the series each member exports: a target's probe series and a source's sync
-        # series come from their owner only.
-        owners: dict[str, int] = {}
-        for index in range(TARGETS):
-            holders = [i for i, text in enumerate(scraped) if f'probe_success{{target="t{index}"}}' in text]
-            assert len(holders) == 1, (index, holders)
-            owners[f"t{index}"] = holders[0]
+        # series come from their owner only, once it has probed or synced it (a target taken over just
+        # before the members settled has no series until its first probe there).
         sources: dict[int, list[str]] = {i: [] for i in range(MEMBERS)}
         deadline = time.monotonic() + 30
         while True:
+            holders = {
+                f"t{index}": [
+                    i for i, text in enumerate(scraped) if f'probe_success{{target="t{index}"}}' in text
+                ]
+                for index in range(TARGETS)
+            }
             for i in sources:
                 sources[i] = [f"s{n}" for n in range(SOURCES) if _synced(scraped[i], f"s{n}") is not None]
             counted = Counter(source for names in sources.values() for source in names)
-            if sorted(counted) == [f"s{n}" for n in range(SOURCES)] and set(counted.values()) == {1}:
+            probed = all(len(found) == 1 for found in holders.values())
+            if (
+                probed
+                and sorted(counted) == [f"s{n}" for n in range(SOURCES)]
+                and set(counted.values()) == {1}
+            ):
                 break
-            assert time.monotonic() < deadline, sources
+            assert time.monotonic() < deadline, (holders, sources)
             await asyncio.sleep(0.2)
             scraped = await _scrape(members)
+        owners = {name: found[0] for name, found in holders.items()}
         # The victim: the most sources among the members owning a target (four sources on three: >= 2).
         syncing = max((i for i in range(MEMBERS) if i in owners.values()), key=lambda i: len(sources[i]))
         assert len(sources[syncing]) >= SOURCES // 2, sources
