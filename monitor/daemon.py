@@ -257,6 +257,9 @@ class Daemon:
         await self.heartbeat.start()
         # Joined before anything is started: what this member owns follows from the live members.
         await self.replica.start()
+        # Followed from the join on: a member joining or leaving while the rest starts (seconds on a busy
+        # machine) is applied once ownership is followed below, not lost until the next change.
+        self.replica.on_change(self._on_replica_change)
         # Alerts subscribe to the bus before anything can publish, so no event is missed.
         await self.alerts.start()
         replica, shared = self.replica, self._shared_states
@@ -265,7 +268,6 @@ class Daemon:
             owned = self._owned_targets(self.config)
             elsewhere = {target.name for target in self.config.targets} - {target.name for target in owned}
             await self.scheduler.start(owned, elsewhere=elsewhere)
-            replica.on_change(self._on_replica_change)
             self._background.append(self.supervisor.spawn("replica-ownership", self._follow_ownership))
             self._background.append(
                 self.supervisor.spawn(

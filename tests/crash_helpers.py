@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from aiohttp import web
 
 from monitor.simulator import DEFAULT_PASSWORD, Simulator
 from monitor.simulator.catalog import UNITS
@@ -35,10 +34,6 @@ class SlowEsms(FakeEsms):
     def __init__(self, *, delay: float, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.delay = delay
-
-    async def _send(self, request: web.Request) -> web.Response:
-        await asyncio.sleep(self.delay)
-        return await super()._send(request)
 
 
 def simulator_source(sim: Simulator, name: str = "motcua") -> dict[str, Any]:

@@ -150,11 +150,7 @@ def _config(tmp_path: Path, sim: Simulator, zalo: FakeZalo, esms: FakeEsms) -> d
                 {
                     "name": "zalo",
                     "type": "zalo_zns",
-                    "app_id": zalo.app_id,
-                    "secret_key": zalo.secret_key,
-                    "refresh_token": zalo.issue_refresh_token(),
-                    "oauth_url": zalo.oauth_url,
-                    "zns_url": zalo.zns_url,
+                    **zalo.channel_settings(),
                     "timeout": "2s",
                     "templates": templates,
                 },

@@ -226,3 +226,31 @@ async def test_a_reload_shares_out_new_targets_and_drops_removed_ones(
     finally:
         await first.stop()
         await second.stop()
+
+
+async def test_a_member_leaving_while_another_starts_is_followed_once_it_has_started(
+    postgres_stores: StoreFactory, portals: Portals, tmp_path: Path
+) -> None:
+    """The first member leaves while the second is still starting (after its join, before its probes):
+    the second ends up probing every target, not the half it owned when it joined."""
+    text = _config(postgres_stores, tmp_path / "shared.db", portals)
+    first = Daemon(load_config_text(text, environ={}))
+    second = Daemon(load_config_text(text, environ={}))
+    await first.start()
+    scheduler_start = second.scheduler.start
+
+    async def start_while_the_first_leaves(*args: Any, **kwargs: Any) -> None:
+        # The second has joined and computed its half; the first leaves before the second's probes start.
+        assert len(second.replica.members) == 2
+        await first.stop()
+        await _until(lambda: len(second.replica.members) == 1)
+        await scheduler_start(*args, **kwargs)
+
+    second.scheduler.start = start_while_the_first_leaves  # type: ignore[method-assign]
+    try:
+        await second.start()
+        took = await _until(lambda: len(second.scheduler.targets) == TARGETS, within=LEASE)
+        print(f"the leave seen during the start followed {took:.2f} s after it")
+    finally:
+        await first.stop()
+        await second.stop()

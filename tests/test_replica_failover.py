@@ -1,10 +1,13 @@
 """Three replicas as real processes on one PostgreSQL, probing loopback portals, syncing four simulated
-dossier systems and sending their deadline alerts through a slow fake eSMS: `kill -9` of the member that
-owns a down target and the most sources, while its delivery worker holds claims in the middle of the
-storm. Within 30 s the two others own every target and source (each source synced again by exactly one),
-the incident continues with the same id, every expected alert reaches the gateway and none is accepted
-twice (the dead member's claims come back after the claim lease and their repeats are dropped by
-RequestId), and /metrics summed over the members equals what one replica alone reports for the same world.
+dossier systems and sending their deadline alerts through a slow fake eSMS and a slower fake Zalo ZNS
+(a third of the people receive by ZNS): `kill -9` of the member that owns a down target and the most
+sources, while its delivery worker holds claims on both channels in the middle of the storm. Within 30 s
+the two others own every target and source (each source synced again by exactly one), the incident
+continues with the same id, every expected alert reaches its person's gateway and none is accepted twice
+(the dead member's claims come back after the claim lease and their repeats are dropped by eSMS
+RequestId and ZNS tracking_id), and /metrics summed over the members equals what one replica alone
+reports for the same world. Zalo access tokens live a few seconds, so the members refresh them during
+the storm, one at a time under the advisory lock: no single-use refresh token is spent twice.
 
 "One replica alone" is a real daemon started on the same store once the survivors are stopped, against
 the same simulators and portals (not figures recomputed here from SQL, which would copy the code under
@@ -28,9 +31,13 @@ from typing import Any
 import aiohttp
 import yaml
 
+from alerts.model import AlertKind
 from alerts.outbox import alert_id_for
+from alerts.templates import TEMPLATE_PARAMS
 from monitor.simulator import Simulator
+from monitor.simulator.catalog import UNITS
 from tests.crash_helpers import DaemonProcess, SlowEsms, simulator_source, sms_alerts
+from tests.fakes.zalo import FakeZalo
 from tests.store_engines import StoreFactory
 from tests.test_replica_daemons import Portals
 
@@ -44,12 +51,54 @@ CLAIM_LEASE = 3.0
 CONCURRENCY = 4
 # Each send held this long at the gateway: the storm lasts several seconds with three senders.
 SEND_DELAY = 0.1
+# ZNS sends are fewer (a third of the people) but slower, two at a time per member: the ZNS storm outlasts
+# the SMS one, so the kill lands while both channels' sends are in flight (and ZNS drains last).
+ZALO_SEND_DELAY = 0.3
+ZALO_CONCURRENCY = 2
+# Zalo access tokens live this long (seconds) and are refreshed 1 s before expiry: several refreshes, by
+# whichever member sends first, during the storm and after the kill.
+ZALO_TOKEN_TTL = 4
 FAILOVER_LIMIT = 30.0
+# oncall-2 receives by ZNS, like the officers of the five provincial departments (Sở: about a third of
+# the simulators' open dossiers); everyone else by SMS.
 ONCALL = ("oncall-1", "oncall-2")
+ZALO_UNITS = frozenset(unit.code for unit in UNITS if unit.name.startswith("Sở "))
+ZALO_KINDS = (AlertKind.DUE_SOON, AlertKind.LAST_WARNING, AlertKind.OVERDUE, AlertKind.TARGET_DOWN)
+
+
+# Members holding the advisory lock Zalo token refreshes take (alerts/channels/store_lease.py): a bigint
+# key shows in pg_locks as its high (classid) and low (objid) 32 bits.
+REFRESH_LOCK_HOLDERS = (
+    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND"
+    " ((classid::bigint << 32) | objid::bigint) = hashtextextended(current_schema() || ':zalo-refresh', 0)"
+)
+
+
+def _zns_channel(zalo: FakeZalo) -> dict[str, Any]:
+    """The `zns` channel: one template per alert kind sent, each parameter filled by the field of its name
+    (the fake Zalo checks every one is there)."""
+    zalo.templates = {f"T-{kind}": set(TEMPLATE_PARAMS[kind]) for kind in ZALO_KINDS}
+    return {
+        "name": "zns",
+        "type": "zalo_zns",
+        **zalo.channel_settings(),
+        "concurrency": ZALO_CONCURRENCY,
+        "timeout": "60s",
+        "refresh_margin": "1s",
+        "templates": {
+            str(kind): {"template_id": f"T-{kind}", "params": {name: name for name in TEMPLATE_PARAMS[kind]}}
+            for kind in ZALO_KINDS
+        },
+    }
 
 
 def _config(
-    tmp_path: Path, stores: StoreFactory, portals: Portals, sims: list[Simulator], esms: SlowEsms
+    tmp_path: Path,
+    stores: StoreFactory,
+    portals: Portals,
+    sims: list[Simulator],
+    esms: SlowEsms,
+    zalo: FakeZalo,
 ) -> Path:
     targets = [
         {
@@ -66,22 +115,28 @@ def _config(
     ]
     # Sends wait at the stalled gateway until the members have settled: longer than that, never cut off.
     alerts = sms_alerts(esms, concurrency=CONCURRENCY, timeout="60s")
+    alerts["channels"].append(_zns_channel(zalo))
+    for officer in alerts["directory"]["people"]:
+        if officer["units"][0] in ZALO_UNITS:
+            officer["channels"] = ["zns"]
     alerts["directory"]["people"] += [
         {
             "id": person,
             "name": person,
             "phone": f"09130000{i:02d}",
             "roles": ["it_oncall"],
-            "channels": ["sms"],
+            "channels": ["zns" if person == ONCALL[1] else "sms"],
         }
         for i, person in enumerate(ONCALL)
     ]
+    # No channels on the rules: each person's own channel carries their alerts.
+    for rule in alerts["rules"]:
+        rule.pop("channels", None)
     alerts["rules"].append(
         {
             "name": "outages",
             "on": ["target_down"],
             "to": ["it_oncall"],
-            "channels": ["sms"],
             "quiet_hours": False,
             "group_wait": "0s",
         }
@@ -190,21 +245,33 @@ def _outbox_keys(stores: StoreFactory, tmp_path: Path) -> set[str]:
     return {key for (key,) in stores.query(tmp_path / "shared.db", "SELECT dedupe_key FROM alert_outbox")}
 
 
+def _zalo_people(config: Path) -> set[str]:
+    """Who receives by ZNS, as the config file the members read says."""
+    people = yaml.safe_load(config.read_text(encoding="utf-8"))["alerts"]["directory"]["people"]
+    return {person["id"] for person in people if person["channels"] == ["zns"]}
+
+
+def _by_zalo(keys: set[str], zalo_people: set[str]) -> tuple[set[str], set[str]]:
+    """`keys` split into (SMS, ZNS) by their person (each dedupe key ends with the person's id)."""
+    zalo = {key for key in keys if key.rsplit(":", 1)[1] in zalo_people}
+    return keys - zalo, zalo
+
+
 def _statuses(stores: StoreFactory, tmp_path: Path) -> dict[str, int]:
     return dict(
         stores.query(tmp_path / "shared.db", "SELECT status, count(*) FROM alert_outbox GROUP BY status")
     )
 
 
-def _claims_of(stores: StoreFactory, tmp_path: Path, member: DaemonProcess) -> list[str]:
-    """Dedupe keys of the alerts `member` holds in flight (claims name host:pid:nonce)."""
+def _claims_of(stores: StoreFactory, tmp_path: Path, member: DaemonProcess) -> list[tuple[str, str]]:
+    """(dedupe key, channel) of the alerts `member` holds in flight (claims name host:pid:nonce)."""
     assert member.process is not None
     rows = stores.query(
         tmp_path / "shared.db",
-        "SELECT dedupe_key FROM alert_outbox WHERE status = 'in_flight' AND claimed_by LIKE ?",
+        "SELECT dedupe_key, channel FROM alert_outbox WHERE status = 'in_flight' AND claimed_by LIKE ?",
         (f"%:{member.process.pid}:%",),
     )
-    return [key for (key,) in rows]
+    return [(key, channel) for key, channel in rows]
 
 
 # Series compared between the survivors (summed) and one replica alone: targets, sources and their
@@ -226,7 +293,8 @@ async def test_kill_9_mid_storm_of_the_owner_of_a_down_target_and_most_sources(
 ) -> None:
     """Three members, 24 targets, four sources, hundreds of alerts; kill -9 of the member owning a down
     target and the most sources while it holds claims: takeover within 30 s, each source synced by one
-    survivor, incident continued, every alert accepted once by the gateway, sums equal one replica's."""
+    survivor, incident continued, every alert accepted once by its gateway (eSMS or ZNS), Zalo tokens
+    refreshed one at a time, sums equal one replica's."""
     portals = Portals()
     await portals.start()
     members = [DaemonProcess(Path(), tmp_path / f"member-{index}.log") for index in range(MEMBERS)]
@@ -236,8 +304,10 @@ async def test_kill_9_mid_storm_of_the_owner_of_a_down_target_and_most_sources(
     async with AsyncExitStack() as stack:
         stack.push_async_callback(portals.stop)
         esms = await stack.enter_async_context(SlowEsms(delay=SEND_DELAY))
+        zalo = await stack.enter_async_context(FakeZalo(access_token_ttl=ZALO_TOKEN_TTL))
+        zalo.delay = ZALO_SEND_DELAY
         # Nothing goes out until the members have settled: the storm then starts all at once.
-        esms.stalled = True
+        esms.stalled = zalo.stalled = True
         sims = [
             await stack.enter_async_context(
                 Simulator(
@@ -251,7 +321,18 @@ async def test_kill_9_mid_storm_of_the_owner_of_a_down_target_and_most_sources(
             )
             for index in range(SOURCES)
         ]
-        config = _config(tmp_path, postgres_stores, portals, sims, esms)
+        config = _config(tmp_path, postgres_stores, portals, sims, esms, zalo)
+        zalo_people = _zalo_people(config)
+        # How many hold the refresh lock as each refresh reaches Zalo (one, the member refreshing).
+        lock_holders: list[int] = []
+
+        async def count_lock_holders() -> None:
+            rows = await asyncio.to_thread(
+                postgres_stores.query, tmp_path / "shared.db", REFRESH_LOCK_HOLDERS
+            )
+            lock_holders.append(rows[0][0])
+
+        zalo.on_refresh = count_lock_holders
         for member in members:
             member.config = config
             stack.push_async_callback(member.kill)
@@ -259,23 +340,31 @@ async def test_kill_9_mid_storm_of_the_owner_of_a_down_target_and_most_sources(
         scraped = await _until_settled(members, 60, "the three members never settled")
 
         # Who owns what, by the series each member exports: a target's probe series and a source's sync
-        # series come from their owner only.
-        owners: dict[str, int] = {}
-        for index in range(TARGETS):
-            holders = [i for i, text in enumerate(scraped) if f'probe_success{{target="t{index}"}}' in text]
-            assert len(holders) == 1, (index, holders)
-            owners[f"t{index}"] = holders[0]
+        # series come from their owner only, once it has probed or synced it (a target taken over just
+        # before the members settled has no series until its first probe there).
         sources: dict[int, list[str]] = {i: [] for i in range(MEMBERS)}
         deadline = time.monotonic() + 30
         while True:
+            holders = {
+                f"t{index}": [
+                    i for i, text in enumerate(scraped) if f'probe_success{{target="t{index}"}}' in text
+                ]
+                for index in range(TARGETS)
+            }
             for i in sources:
                 sources[i] = [f"s{n}" for n in range(SOURCES) if _synced(scraped[i], f"s{n}") is not None]
             counted = Counter(source for names in sources.values() for source in names)
-            if sorted(counted) == [f"s{n}" for n in range(SOURCES)] and set(counted.values()) == {1}:
+            probed = all(len(found) == 1 for found in holders.values())
+            if (
+                probed
+                and sorted(counted) == [f"s{n}" for n in range(SOURCES)]
+                and set(counted.values()) == {1}
+            ):
                 break
-            assert time.monotonic() < deadline, sources
+            assert time.monotonic() < deadline, (holders, sources)
             await asyncio.sleep(0.2)
             scraped = await _scrape(members)
+        owners = {name: found[0] for name, found in holders.items()}
         # The victim: the most sources among the members owning a target (four sources on three: >= 2).
         syncing = max((i for i in range(MEMBERS) if i in owners.values()), key=lambda i: len(sources[i]))
         assert len(sources[syncing]) >= SOURCES // 2, sources
@@ -283,8 +372,9 @@ async def test_kill_9_mid_storm_of_the_owner_of_a_down_target_and_most_sources(
         owner = members[syncing]
 
         # The storm begins; the victim's target goes down and its owner opens the incident.
-        esms.stalled = False
-        esms.release.set()
+        for gateway in (esms, zalo):
+            gateway.stalled = False
+            gateway.release.set()
         portals.down.add(victim_target)
         deadline = time.monotonic() + 20
         while not (opened := await _incidents(owner, victim_target)) or opened[0]["ended_at"] is not None:
@@ -292,8 +382,8 @@ async def test_kill_9_mid_storm_of_the_owner_of_a_down_target_and_most_sources(
             await asyncio.sleep(0.1)
         incident_id = opened[0]["id"]
         deadline = time.monotonic() + 20
-        while not _claims_of(postgres_stores, tmp_path, owner):
-            assert time.monotonic() < deadline, "the victim never held claims"
+        while {channel for _key, channel in _claims_of(postgres_stores, tmp_path, owner)} != {"sms", "zns"}:
+            assert time.monotonic() < deadline, "the victim never held claims on both channels"
             await asyncio.sleep(0.02)
 
         # The owner dies at once: no leave, no flush, its claims' sends cut off at the gateway.
@@ -301,8 +391,11 @@ async def test_kill_9_mid_storm_of_the_owner_of_a_down_target_and_most_sources(
         await owner.kill()
         at_kill = _claims_of(postgres_stores, tmp_path, owner)
         statuses_at_kill = _statuses(postgres_stores, tmp_path)
-        assert at_kill, "killed while holding claims"
-        assert len(at_kill) <= CONCURRENCY, "claims never exceed the channel's concurrency"
+        held = Counter(channel for _key, channel in at_kill)
+        assert set(held) == {"sms", "zns"}, f"killed while holding claims on both channels: {held}"
+        assert held["sms"] <= CONCURRENCY and held["zns"] <= ZALO_CONCURRENCY, (
+            f"claims never exceed each channel's concurrency: {held}"
+        )
         assert statuses_at_kill.get("pending", 0) > 0, (
             f"killed in the middle of the storm: {statuses_at_kill}"
         )
@@ -344,15 +437,24 @@ async def test_kill_9_mid_storm_of_the_owner_of_a_down_target_and_most_sources(
         while True:
             expected = _expected_alerts(postgres_stores, tmp_path, incident_id)
             keys = _outbox_keys(postgres_stores, tmp_path)
+            sms_keys, zalo_keys = _by_zalo(keys, zalo_people)
             accepted = {message["request_id"] for message in esms.messages}
+            tracked = {message["tracking_id"] for message in zalo.messages}
             statuses = _statuses(postgres_stores, tmp_path)
             if (
                 expected <= keys
-                and accepted == {alert_id_for(key) for key in keys}
+                and accepted == {alert_id_for(key) for key in sms_keys}
+                and tracked == {alert_id_for(key) for key in zalo_keys}
                 and set(statuses) == {"sent"}
             ):
                 break
-            assert time.monotonic() < deadline, (len(expected - keys), len(keys), len(accepted), statuses)
+            assert time.monotonic() < deadline, (
+                len(expected - keys),
+                len(keys),
+                len(accepted),
+                len(tracked),
+                statuses,
+            )
             await asyncio.sleep(0.2)
         delivered = time.monotonic() - killed
         attempts = postgres_stores.query(
@@ -369,12 +471,36 @@ async def test_kill_9_mid_storm_of_the_owner_of_a_down_target_and_most_sources(
         assert all(key.startswith("incident:") for key in others), others
         assert {int(key.split(":")[1]) for key in others} <= recorded, others
         assert len(expected) >= 300, f"a storm: {len(expected)} alerts"
-        # None accepted twice: each RequestId once, and no recipient got the same message twice.
-        assert len(esms.messages) == len(keys)
+        expected_sms, expected_zalo = _by_zalo(expected, zalo_people)
+        assert len(expected_zalo) >= 50 and len(expected_sms) >= 150, (len(expected_sms), len(expected_zalo))
+        # Each alert went out on its person's channel, none fell back to the other.
+        used = dict(
+            postgres_stores.query(tmp_path / "shared.db", "SELECT dedupe_key, channel_used FROM alert_outbox")
+        )
+        assert {used[key] for key in sms_keys} == {"sms"} and {used[key] for key in zalo_keys} == {"zns"}
+        # None accepted twice: each RequestId and each tracking_id once, and no recipient got the same
+        # message twice.
+        assert len(esms.messages) == len(sms_keys)
         assert max(Counter((m["phone"], m["content"]) for m in esms.messages).values()) == 1
-        # The gateway saw repeats only of the dead member's claims (sent once before the kill and once
-        # after their lease), and dropped them by RequestId.
-        assert esms.duplicates <= len(at_kill), (esms.duplicates, at_kill)
+        assert len(zalo.messages) == len(zalo_keys)
+        sent_zns = Counter(
+            (m["phone"], m["template_id"], tuple(sorted(m["template_data"].items()))) for m in zalo.messages
+        )
+        assert max(sent_zns.values()) == 1
+        # The gateways saw repeats only of the dead member's claims (sent once before the kill and once
+        # after their lease), and dropped them by RequestId and tracking_id.
+        assert esms.duplicates <= held["sms"], (esms.duplicates, at_kill)
+        assert zalo.duplicates <= held["zns"], (zalo.duplicates, at_kill)
+        # Access tokens expired during the run and were refreshed, one member at a time under the advisory
+        # lock, the others adopting the stored token: no single-use refresh token was presented twice.
+        assert zalo.refreshes >= 2, zalo.refreshes
+        assert zalo.rejected_refreshes == 0, zalo.rejected_refreshes
+        assert lock_holders == [1] * zalo.refreshes, lock_holders
+        events = Counter(event.get("event") for member in members for event in member.log_events())
+        assert events["zalo_token_adopted"] >= 1, events
+        logs = "".join(member.log() for member in members)
+        tokens = [*zalo.access_tokens, *zalo.valid_refresh_tokens]
+        assert not [token for token in tokens if token in logs], "Zalo tokens stay out of the logs"
         taken_over = sum(
             event.get("count", 0)
             for member in survivors
@@ -392,7 +518,9 @@ async def test_kill_9_mid_storm_of_the_owner_of_a_down_target_and_most_sources(
             shared = await _scrape(survivors)
             leader = next(text for text in shared if _total(text, "tthc_replica_leader") == 1)
             backlog = _summed(shared, "tthc_outbox_pending")
-            if backlog == {'{channel="sms"}': 0.0} and all(_samples(leader, name) for name in leader_only):
+            if backlog == {'{channel="sms"}': 0.0, '{channel="zns"}': 0.0} and all(
+                _samples(leader, name) for name in leader_only
+            ):
                 break
             assert time.monotonic() < deadline, backlog
             await asyncio.sleep(0.2)
@@ -431,6 +559,8 @@ async def test_kill_9_mid_storm_of_the_owner_of_a_down_target_and_most_sources(
         print(
             f"failover {failover:.2f} s, sources synced again {resynced:.2f} s, all {len(keys)} alerts"
             f" delivered {delivered:.2f} s after the kill (lease {LEASE} s, claim lease {CLAIM_LEASE} s;"
-            f" {len(at_kill)} claims held at the kill, {esms.duplicates} repeats dropped by RequestId);"
+            f" {len(sms_keys)} by SMS, {len(zalo_keys)} by ZNS; claims held at the kill {dict(held)},"
+            f" repeats dropped by RequestId {esms.duplicates}, by tracking_id {zalo.duplicates};"
+            f" {zalo.refreshes} Zalo token refreshes, {events['zalo_token_adopted']} adoptions);"
             f" attempts, last error, alerts, ms from first created to last sent: {attempts}"
         )

@@ -8,6 +8,10 @@ also gets the status it was answered with and when (`status`, `replied_ns`); GET
 the log as JSON (monotonic times: comparable across processes on Linux). Run one standalone with
 `python -m tests.fakes.esms --port 8081` (likewise zalo, speedsms, webhook) for end-to-end tests in
 other processes.
+
+Send endpoints that call `hold()` (eSMS, Zalo ZNS and OA) can be slowed down or held: `fake.delay`
+(seconds each send waits before it is handled) and `fake.stalled` (a send waits, unanswered, until
+`fake.release` is set; `stalled_requests` counts them and `stalling` is set at the first).
 """
 
 from __future__ import annotations
@@ -70,9 +74,23 @@ class FakeServer:
         self.script: deque[ScriptedReply] = deque()
         self._runner: web.AppRunner | None = None
         self.base_url = ""
+        self.delay = 0.0
+        self.stalled = False
+        self.stalled_requests = 0
+        self.stalling = asyncio.Event()
+        self.release = asyncio.Event()
 
     # The request log as JSON, for a test or bench in another process (not itself recorded).
     LOG_PATH = "/_fake/requests"
+
+    async def hold(self) -> None:
+        """What a send endpoint does first: wait `delay`, then, while `stalled`, until `release` is set."""
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        if self.stalled:
+            self.stalled_requests += 1
+            self.stalling.set()
+            await self.release.wait()
 
     def routes(self, app: web.Application) -> None:
         raise TypeError(f"{type(self).__name__} must define routes")
@@ -123,6 +141,8 @@ class FakeServer:
         return self.base_url
 
     async def stop(self) -> None:
+        # Sends still held answer now: the server's cleanup would otherwise wait a minute for them.
+        self.release.set()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

@@ -7,7 +7,6 @@ registered template.
 
 from __future__ import annotations
 
-import asyncio
 import re
 import secrets
 import time
@@ -29,8 +28,7 @@ class FakeEsms(FakeServer):
     Switches: `blocked_phones` (99), `balance` (messages left; 103 at 0; None = unlimited), `brandnames`
     (104 for others), `ip_whitelisted` (140 when False), `template_prefixes` (146 unless the content
     starts with one; None = no templates), `down` (HTTP 500), `rate_limited` + `retry_after` (HTTP 429),
-    `stalled` (a request waits, unanswered, until `release` is set; `stalled_requests` counts them and
-    `stalling` is set at the first).
+    and FakeServer's `delay` and `stalled`.
     """
 
     PATH = "/MainService.svc/json/SendMultipleMessage_V4_post_json/"
@@ -57,10 +55,6 @@ class FakeEsms(FakeServer):
         self.down = False
         self.rate_limited = False
         self.retry_after = 20
-        self.stalled = False
-        self.stalled_requests = 0
-        self.stalling = asyncio.Event()
-        self.release = asyncio.Event()
         self.messages: list[dict[str, Any]] = []
         self.duplicates = 0
         # RequestIds seen, per day (the gateway de-duplicates within a day).
@@ -77,10 +71,7 @@ class FakeEsms(FakeServer):
         return web.json_response({"CodeResult": code, "CountRegenerate": 0, "ErrorMessage": message, **extra})
 
     async def _send(self, request: web.Request) -> web.Response:
-        if self.stalled:
-            self.stalled_requests += 1
-            self.stalling.set()
-            await self.release.wait()
+        await self.hold()
         if self.down:
             return web.Response(status=500, text="Internal Server Error")
         if self.rate_limited:

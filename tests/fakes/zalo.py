@@ -11,7 +11,7 @@ import asyncio
 import re
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
 from aiohttp import web
@@ -31,7 +31,10 @@ class FakeZalo(FakeServer):
     Switches: `expire_access_tokens()`, `expired_reply` ("error" = -216 in a 200 reply, "http401"),
     `invalid_phones`, `templates` (template_id → required params; None accepts any), `followers`,
     `force_error` (a Zalo error code for every message), `force_status` + `retry_after` (e.g. 500, 429),
-    `daily_quota` (-144 once used up), `outside_hours` (-133), `oauth_delay` (seconds).
+    `daily_quota` (-144 once used up), `outside_hours` (-133), `oauth_delay` (seconds), `on_refresh` (awaited
+    as each OAuth request arrives, before it is answered: a test looks at what holds then), and FakeServer's
+    `delay` and `stalled` for the ZNS and OA sends. A ZNS `tracking_id` already accepted is not sent again:
+    the reply is the first one's msg_id and `duplicates` counts such repeats.
     """
 
     OAUTH_PATH = "/v4/oa/access_token"
@@ -64,6 +67,7 @@ class FakeZalo(FakeServer):
         self.daily_quota: int | None = None
         self.outside_hours = False
         self.oauth_delay = 0.0
+        self.on_refresh: Callable[[], Awaitable[None]] | None = None
         # State and records.
         self.valid_refresh_tokens: set[str] = set()
         self.access_tokens: dict[str, float] = {}
@@ -91,6 +95,16 @@ class FakeZalo(FakeServer):
         self.valid_refresh_tokens.add(token)
         return token
 
+    def channel_settings(self) -> dict[str, str]:
+        """What a `zalo_zns` channel's config needs to reach this fake, with a fresh refresh token."""
+        return {
+            "app_id": self.app_id,
+            "secret_key": self.secret_key,
+            "refresh_token": self.issue_refresh_token(),
+            "oauth_url": self.oauth_url,
+            "zns_url": self.zns_url,
+        }
+
     def banner(self) -> str:
         """Printed by the standalone runner: the credentials a daemon under test needs."""
         return f"app_id={self.app_id} secret_key={self.secret_key} refresh_token={self.issue_refresh_token()}"
@@ -109,6 +123,8 @@ class FakeZalo(FakeServer):
     async def _oauth(self, request: web.Request) -> web.Response:
         if self.oauth_delay:
             await asyncio.sleep(self.oauth_delay)
+        if self.on_refresh is not None:
+            await self.on_refresh()
         form = await request.post()
         if request.headers.get("secret_key") != self.secret_key or form.get("app_id") != self.app_id:
             self.rejected_refreshes += 1
@@ -165,6 +181,7 @@ class FakeZalo(FakeServer):
         return None
 
     async def _zns(self, request: web.Request) -> web.Response:
+        await self.hold()
         refused = self._check_common(request)
         if refused is not None:
             return refused
@@ -210,6 +227,7 @@ class FakeZalo(FakeServer):
         )
 
     async def _oa(self, request: web.Request) -> web.Response:
+        await self.hold()
         refused = self._check_common(request)
         if refused is not None:
             return refused
