@@ -7,7 +7,6 @@ in-flight probes up to the grace period, cancel the rest; then the store flushes
 from __future__ import annotations
 
 import asyncio
-import base64
 import gc
 import signal
 import sys
@@ -22,6 +21,7 @@ from aiohttp import web
 from alerts.alert_metrics import AlertMetrics
 from alerts.service import AlertService
 from monitor.config import Config, ConfigError, load_config, split_listen
+from monitor.config_secrets import config_secrets
 from monitor.dossiers.service import DossierReload, DossierService
 from monitor.events import EventBus
 from monitor.logging import register_secrets
@@ -39,71 +39,13 @@ from monitor.store.open import store_from_config
 from monitor.supervisor import Supervisor
 from monitor.web.app import create_web_app
 
-__all__ = ["Daemon", "config_secrets"]
+__all__ = ["Daemon"]
 
 log = structlog.get_logger("monitor.daemon")
 
 UPTIME_REFRESH_SECONDS = 60.0
 # After a failed re-share (the store failing half-way), the rest is tried again this much later.
 REASSIGN_RETRY_SECONDS = 1.0
-
-
-def config_secrets(config: Config) -> list[str]:
-    """Every secret value in the config, so logging can scrub it wherever it appears."""
-    from pydantic import BaseModel, SecretStr
-
-    found: list[str] = []
-
-    def walk(node: object) -> None:
-        if isinstance(node, SecretStr):
-            found.append(node.get_secret_value())
-        elif isinstance(node, BaseModel):
-            for name in type(node).model_fields:
-                walk(getattr(node, name))
-            # Basic auth sends base64("user:password"); a server echoing its header would show that.
-            username, password = getattr(node, "username", None), getattr(node, "password", None)
-            if isinstance(username, str) and isinstance(password, SecretStr) and password.get_secret_value():
-                found.append(base64.b64encode(f"{username}:{password.get_secret_value()}".encode()).decode())
-        elif isinstance(node, list | tuple):
-            for item in node:
-                walk(item)
-        elif isinstance(node, dict):
-            for item in node.values():
-                walk(item)
-
-    walk(config)
-    store_url = config.store.url
-    if store_url is not None:
-        passwords = _url_passwords(store_url.get_secret_value())
-        if not passwords:
-            # Nothing secret in it (trust or peer auth, a .pgpass file): keep it readable in logs and
-            # errors, which name the server the store is on.
-            found.remove(store_url.get_secret_value())
-        found.extend(passwords)
-    return found
-
-
-def _url_passwords(url: str) -> list[str]:
-    """The passwords in a PostgreSQL URL (`user:password@`, `?password=`, `?sslpassword=`), as written
-    and decoded: an error or a log line may quote one without the rest of the URL."""
-    from urllib.parse import unquote, urlsplit
-
-    import psycopg
-    from psycopg.conninfo import conninfo_to_dict
-
-    passwords: list[str] = []
-    try:
-        parts = conninfo_to_dict(url)
-        passwords += [str(parts.get("password") or ""), str(parts.get("sslpassword") or "")]
-    except psycopg.ProgrammingError:
-        # Unreadable to psycopg (it says so at connect, without the URL); urlsplit still finds what it can.
-        passwords.append("")
-    try:
-        written = urlsplit(url).password or ""
-    except ValueError:
-        written = ""
-    passwords += [written, unquote(written)]
-    return sorted({password for password in passwords if password})
 
 
 def _tune_runtime() -> None:

@@ -258,7 +258,7 @@ def test_every_form_of_the_store_password_is_a_secret() -> None:
     """config_secrets() holds the store URL's password as written, URL-decoded, and given as a parameter;
     a URL without a password stays readable (it names the server in errors)."""
     from monitor.config import load_config_text
-    from monitor.daemon import config_secrets
+    from monitor.config_secrets import config_secrets
 
     def secrets(url: str) -> list[str]:
         return config_secrets(

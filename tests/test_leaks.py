@@ -37,7 +37,7 @@ import yaml
 from aiohttp import web
 
 from monitor.config import load_config_text
-from monitor.daemon import config_secrets
+from monitor.config_secrets import config_secrets
 from monitor.simulator import PORTAL_MARKER, Simulator
 from monitor.simulator.catalog import UNITS
 from probes.sources.mapping import DateParser

@@ -184,7 +184,7 @@ def _notify_test(args: argparse.Namespace, out: TextIO) -> int:
         problem = store_path_problem(config.store.path, f"store.path in {args.config}", must_exist=False)
         if problem is not None:
             return fail(problem)
-    from monitor.daemon import config_secrets
+    from monitor.config_secrets import config_secrets
     from monitor.logging import register_secrets
 
     register_secrets(config_secrets(config))
