@@ -97,15 +97,7 @@ async def run(args: argparse.Namespace) -> None:
     path = folder / "store.db"
     async with FakeEsms() as esms:
         config = TypeAdapter(ChannelConfig).validate_python(
-            {
-                "type": "sms_esms",
-                "name": "sms",
-                "api_key": esms.api_key,
-                "secret_key": esms.secret_key,
-                "brandname": "TTHC",
-                "url": esms.url,
-                "concurrency": args.concurrency,
-            }
+            esms.channel_settings(concurrency=args.concurrency)
         )
         async with SqliteStore(path) as store:
             empty = _file_bytes(path)

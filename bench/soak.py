@@ -138,18 +138,7 @@ def daemon_config(args: argparse.Namespace, workdir: Path, ports: dict[str, int]
             "thresholds": ["2d", "4h"],
         },
         "alerts": {
-            "channels": [
-                {
-                    "name": "sms",
-                    "type": "sms_esms",
-                    "url": esms.url,
-                    "api_key": esms.api_key,
-                    "secret_key": esms.secret_key,
-                    "brandname": "TTHC",
-                    "timeout": "5s",
-                    "concurrency": 16,
-                }
-            ],
+            "channels": [esms.channel_settings(timeout="5s", concurrency=16)],
             "directory": {
                 "people": [{"id": "soak", "name": "Cán bộ trực", "phone": PHONE, "roles": ["it_oncall"]}]
             },

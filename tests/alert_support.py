@@ -91,17 +91,7 @@ def new_alert(
 
 
 def esms_config(fake: FakeEsms, name: str = "sms", **overrides: Any) -> Any:
-    data: dict[str, Any] = {
-        "type": "sms_esms",
-        "name": name,
-        "api_key": fake.api_key,
-        "secret_key": fake.secret_key,
-        "brandname": "TTHC",
-        "url": fake.url,
-        "timeout": "2s",
-        **overrides,
-    }
-    return _ADAPTER.validate_python(data)
+    return _ADAPTER.validate_python(fake.channel_settings(name, **{"timeout": "2s", **overrides}))
 
 
 def zns_config(fake: FakeZalo, refresh_token: str, name: str = "zalo", **overrides: Any) -> Any:

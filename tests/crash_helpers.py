@@ -75,18 +75,7 @@ def sms_alerts(
         for officer in unit.officers[:sms_per_unit]
     ]
     return {
-        "channels": [
-            {
-                "name": "sms",
-                "type": "sms_esms",
-                "url": esms.url,
-                "api_key": esms.api_key,
-                "secret_key": esms.secret_key,
-                "brandname": "TTHC",
-                "concurrency": concurrency,
-                "timeout": timeout,
-            }
-        ],
+        "channels": [esms.channel_settings(concurrency=concurrency, timeout=timeout)],
         "directory": {
             "units": [{"code": unit.code, "name": unit.name} for unit in UNITS],
             "people": people,

@@ -154,15 +154,7 @@ def _config(tmp_path: Path, sim: Simulator, zalo: FakeZalo, esms: FakeEsms) -> d
                     "timeout": "2s",
                     "templates": templates,
                 },
-                {
-                    "name": "sms",
-                    "type": "sms_esms",
-                    "url": esms.url,
-                    "api_key": esms.api_key,
-                    "secret_key": esms.secret_key,
-                    "brandname": "TTHC",
-                    "timeout": "2s",
-                },
+                esms.channel_settings(timeout="2s"),
             ],
             "directory": {
                 "units": [{"code": unit.code, "name": unit.name} for unit in UNITS],

@@ -161,16 +161,7 @@ class Outage:
                     "thresholds": ["1d", "4h"],
                 },
                 "alerts": {
-                    "channels": [
-                        {
-                            "name": "sms",
-                            "type": "sms_esms",
-                            "url": self.esms.url,
-                            "api_key": self.esms.api_key,
-                            "secret_key": self.esms.secret_key,
-                            "brandname": "TTHC",
-                        }
-                    ],
+                    "channels": [self.esms.channel_settings()],
                     "directory": {
                         "units": [{"code": UNIT, "name": "UBND xã Tân Phú"}],
                         "people": [

@@ -78,17 +78,7 @@ def base_config(
             "thresholds": ["2d", "4h"],
         },
         "alerts": {
-            "channels": [
-                {
-                    "name": "sms",
-                    "type": "sms_esms",
-                    "url": esms.url,
-                    "api_key": esms.api_key,
-                    "secret_key": esms.secret_key,
-                    "brandname": "TTHC",
-                    "timeout": "5s",
-                }
-            ],
+            "channels": [esms.channel_settings(timeout="5s")],
             "directory": {"people": [person("it-em", EM_PHONE)]},
             "rules": [
                 {

@@ -64,6 +64,19 @@ class FakeEsms(FakeServer):
     def url(self) -> str:
         return self.base_url + self.PATH
 
+    def channel_settings(self, name: str = "sms", **options: Any) -> dict[str, Any]:
+        """A `sms_esms` channel's config that reaches this fake under the brandname TTHC, plus `options`
+        (timeout, concurrency, ...)."""
+        return {
+            "name": name,
+            "type": "sms_esms",
+            "url": self.url,
+            "api_key": self.api_key,
+            "secret_key": self.secret_key,
+            "brandname": "TTHC",
+            **options,
+        }
+
     def routes(self, app: web.Application) -> None:
         app.router.add_post(self.PATH, self._send)
 
