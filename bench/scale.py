@@ -127,7 +127,8 @@ def daemon_config(
         },
     }
     if args.replicas > 1:
-        config["replicas"] = {"name": f"replica-{replica}", "lease": "10s"}
+        # Started together: one heartbeat's wait lets each see the others before taking work.
+        config["replicas"] = {"name": f"replica-{replica}", "lease": "10s", "join_wait": "3.333s"}
     return config
 
 

@@ -167,10 +167,10 @@ async def test_replica_loop_follows_members_and_notifies_changes(
 async def test_replicas_started_together_see_each_other_before_taking_work(
     stores: StoreFactory, tmp_path: Path
 ) -> None:
-    """Two members started a moment apart: when start() returns, each already counts both, so neither
-    takes the other's share first (the join wait is one heartbeat, lease/3)."""
+    """Two members started a moment apart with replicas.join_wait: when start() returns, each already
+    counts both, so neither takes the other's share first."""
     opened = await _open(stores, tmp_path / "shared.db", 2)
-    config = ReplicasConfig(lease=LEASE)
+    config = ReplicasConfig(lease=LEASE, join_wait=LEASE / 2)
     replicas = [Replica(store, config, _leadership(stores, tmp_path / "shared.db")) for store in opened]
     first, second = replicas
     seen: dict[str, tuple[str, ...]] = {}
@@ -184,7 +184,7 @@ async def test_replicas_started_together_see_each_other_before_taking_work(
         began = time.monotonic()
         await asyncio.gather(start(first, 0), start(second, first.interval / 3))
         assert seen[first.id] == seen[second.id] == tuple(sorted((first.id, second.id)))
-        assert time.monotonic() - began >= first.interval
+        assert time.monotonic() - began >= first.join_wait == LEASE.total_seconds() / 2
         keys = [f"source:s{index}" for index in range(10)]
         assert sorted(len(replica.owned(keys)) for replica in replicas) == [5, 5]
     finally:

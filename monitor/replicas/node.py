@@ -109,7 +109,7 @@ class Replica:
         self.lease = config.lease
         # A third of the lease: two heartbeats can fail before the others count this member out.
         self.interval = config.lease.total_seconds() / 3
-        self.join_wait = self.interval if join_wait is None else join_wait
+        self.join_wait = config.join_wait.total_seconds() if join_wait is None else join_wait
         session = leadership.session if isinstance(leadership, PostgresLeadership) else None
         self.membership = Membership(store, self.id, config.lease, clock=clock, session=session)
         self.leadership = leadership
@@ -145,11 +145,11 @@ class Replica:
         """Join (a failure here fails the start: a replica that cannot reach the store cannot share)."""
         members = await self.membership.join()
         self._last_beat = asyncio.get_running_loop().time()
-        if self.join_wait > 0:
-            # Members started together (compose, a rolling restart) join within a second or two of each
-            # other: one heartbeat's wait lets this one see them before it takes any work, instead of
-            # syncing every source alone and handing two thirds of them over a moment later.
-            await asyncio.sleep(self.join_wait)
+        # replicas.join_wait: members started together see each other before any takes work; heartbeats
+        # go on meanwhile, so the wait never costs this member its lease.
+        waited_until = asyncio.get_running_loop().time() + self.join_wait
+        while (left := waited_until - asyncio.get_running_loop().time()) > 0:
+            await asyncio.sleep(min(left, self.interval))
             members = await self.membership.beat()
             self._last_beat = asyncio.get_running_loop().time()
         await self.leadership.check()
