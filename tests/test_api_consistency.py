@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -21,16 +21,7 @@ from tests.store_engines import StoreFactory
 
 
 @pytest.fixture
-def listener() -> Iterator[int]:
-    """A loopback port that accepts connections, for a TCP target that stays up."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        sock.listen(64)
-        yield sock.getsockname()[1]
-
-
-@pytest.fixture
-async def daemon(listener: int, tmp_path: Path, stores: StoreFactory) -> AsyncIterator[Daemon]:
+async def daemon(silent_port: int, tmp_path: Path, stores: StoreFactory) -> AsyncIterator[Daemon]:
     """The daemon on each store engine: the API answers the same on both."""
     store = json.dumps({**stores.config(tmp_path / "store.db"), "flush_interval": "0.05s"})
     config = load_config_text(
@@ -39,7 +30,7 @@ listen: 127.0.0.1:0
 store: {store}
 scheduler: {{start_jitter: 0, shutdown_grace: 1s}}
 targets:
-  - {{name: motcua-db, type: tcp, host: 127.0.0.1, port: {listener}, interval: 1s, timeout: 0.5s}}
+  - {{name: motcua-db, type: tcp, host: 127.0.0.1, port: {silent_port}, interval: 1s, timeout: 0.5s}}
 """,
         environ={},
     )
@@ -131,13 +122,14 @@ async def test_times_outside_1970_to_9000_are_a_400_naming_the_parameter(daemon:
 
 
 async def test_a_scraper_that_gives_up_mid_page_costs_one_line_not_a_traceback(
-    tmp_path: Path, stores: StoreFactory, listener: int, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, stores: StoreFactory, silent_port: int, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A scraper closing the connection while /metrics streams (its scrape_timeout during a busy first
     sync) is logged as one warning; aiohttp logs no traceback and the next scrape is whole."""
     store = json.dumps(stores.config(tmp_path / "store.db"))
     targets = "\n".join(
-        f"  - {{name: db-{index}, type: tcp, host: 127.0.0.1, port: {listener}, interval: 1h, timeout: 0.5s}}"
+        f"  - {{name: db-{index}, type: tcp, host: 127.0.0.1, port: {silent_port}, interval: 1h,"
+        " timeout: 0.5s}"
         for index in range(1500)
     )
     config = load_config_text(
