@@ -48,6 +48,7 @@ from monitor.logging import configure_logging
 from monitor.simulator import DEFAULT_PASSWORD
 from monitor.simulator.catalog import UNITS
 from monitor.store import SqliteStore
+from tests.crash_helpers import DEADLINES_AT_ONCE
 from tests.fakes import FakeServer
 from tests.fakes.esms import FakeEsms
 
@@ -213,16 +214,7 @@ def _e2e_config(
                 }
             ],
             "directory": {"units": [{"code": u.code, "name": u.name} for u in UNITS], "people": people},
-            "rules": [
-                {
-                    "name": "deadlines-now",
-                    "on": ["due_soon", "last_warning", "overdue"],
-                    "to": ["assignee"],
-                    "channels": ["sms"],
-                    "working_hours_only": False,
-                    "quiet_hours": False,
-                }
-            ],
+            "rules": [dict(DEADLINES_AT_ONCE)],
             "quiet_hours": None,
         },
     }

@@ -17,6 +17,7 @@ from monitor.simulator.catalog import UNITS
 from tests.fakes.esms import FakeEsms
 
 __all__ = [
+    "DEADLINES_AT_ONCE",
     "DaemonProcess",
     "SlowEsms",
     "crash_config",
@@ -26,6 +27,16 @@ __all__ = [
 ]
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# Every deadline crossing to the dossier's assignee by SMS at once, day or night: an alert storm.
+DEADLINES_AT_ONCE: dict[str, Any] = {
+    "name": "deadlines-now",
+    "on": ["due_soon", "last_warning", "overdue"],
+    "to": ["assignee"],
+    "channels": ["sms"],
+    "working_hours_only": False,
+    "quiet_hours": False,
+}
 
 
 class SlowEsms(FakeEsms):
@@ -80,16 +91,7 @@ def sms_alerts(
             "units": [{"code": unit.code, "name": unit.name} for unit in UNITS],
             "people": people,
         },
-        "rules": [
-            {
-                "name": "deadlines-now",
-                "on": ["due_soon", "last_warning", "overdue"],
-                "to": ["assignee"],
-                "channels": ["sms"],
-                "working_hours_only": False,
-                "quiet_hours": False,
-            }
-        ],
+        "rules": [dict(DEADLINES_AT_ONCE)],
         "quiet_hours": None,
         "delivery": {"poll_interval": "1s"},
     }
